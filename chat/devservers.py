@@ -104,8 +104,16 @@ class PostgresServer:
             _open_path_for(self.data_dir.parent)
             os.chown(self.data_dir, *ids)
         subprocess.run(
-            [pg_bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C"],
+            [
+                pg_bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
             check=True,
             capture_output=True,
             user=ids[0] if ids else None,
@@ -120,8 +128,16 @@ class PostgresServer:
         pid_file = self.data_dir / "postmaster.pid"
         if pid_file.exists():  # left over from a crash or a killed run
             _stop_stale_postmaster(pid_file)
-        settings = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                    "-c", "max_connections=300", "-c", "shared_buffers=128MB"]
+        settings = [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+        ]
         if not self.durable:
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
         log = open(self.data_dir.parent / f"postgres-{self.port}.log", "ab")  # noqa: SIM115
@@ -137,9 +153,12 @@ class PostgresServer:
         _wait_for_port(self.port, self.proc, timeout, "postgres")
         # The port opens a moment before connections are accepted; pg_isready knows.
         deadline = time.monotonic() + timeout
-        while subprocess.run(
-            [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"], check=False
-        ).returncode != 0:
+        while (
+            subprocess.run(
+                [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"], check=False
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError("postgres did not become ready")
             time.sleep(0.05)
@@ -194,8 +213,19 @@ class RedisServer:
     def start(self, timeout: float = 15.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
-        args = [redis_bin(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--protected-mode", "no", "--loglevel", "warning", "--daemonize", "no"]
+        args = [
+            redis_bin(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+            "--daemonize",
+            "no",
+        ]
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             args += ["--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no"]

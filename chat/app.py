@@ -1,0 +1,217 @@
+"""`create_app()`: the Starlette application, its routes, and the lifespan that opens and
+closes everything one `web` process holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chat import config, http_api
+from chat.bus_redis import RedisBus
+from chat.gateway import websocket_endpoint
+from chat.hub import POKE_CHANNEL, Hub
+from chat.matchmaker import Matchmaker
+from chat.presence_redis import RedisPresence
+from chat.services import Services
+from chat.store.db import open_pool
+from protocol.codes import CloseCode
+
+log = logging.getLogger("peerchat.app")
+STATIC = Path(__file__).parent / "static"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class SecurityHeaders:
+    """Every HTTP response carries a strict CSP; pages hold health information, so no caching."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _page(name: str, dev_only: bool = False) -> Route:
+    async def page(request: Request) -> Response:
+        if dev_only and not request.app.state.services.settings.dev:
+            return Response("not found", status_code=404)
+        return FileResponse(STATIC / f"{name}.html", media_type="text/html")
+
+    return Route(f"/{name}", page, methods=["GET"])
+
+
+async def _index(request: Request) -> Response:
+    return RedirectResponse("/login" if request.app.state.services.settings.dev else "/member")
+
+
+async def _connect_db(url: str, attempts: int = 60) -> asyncpg.Pool[asyncpg.Record]:
+    for attempt in range(attempts):
+        try:
+            return await open_pool(url)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("PostgreSQL not reachable (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings = app.state.settings
+    db = await _connect_db(settings.database_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    bus = RedisBus(settings.redis_url)
+    hub = Hub(bus)
+    services = Services(
+        settings=settings,
+        db=db,
+        redis=client,
+        bus=bus,
+        hub=hub,
+        presence=RedisPresence(client, settings.presence_ttl_s),
+    )
+    services.matchmaker = Matchmaker(services)
+    app.state.services = services
+    history = http_api.StatsHistory()
+    app.state.stats_history = history
+
+    def on_bus(channel: str, data: bytes) -> None:
+        if channel == POKE_CHANNEL:
+            if services.matchmaker is not None:
+                services.matchmaker.poke()
+        else:
+            hub.on_bus(channel, data)
+
+    async def on_reconnect() -> None:
+        hub.catch_up_everyone()
+        await _heartbeat_once(services)
+        if services.matchmaker is not None:
+            services.matchmaker.poke()
+
+    await bus.start(on_bus, on_reconnect)
+    services.matchmaker.start()
+    tasks = [
+        asyncio.create_task(_heartbeats(services), name="presence-heartbeats"),
+        asyncio.create_task(history.run(services), name="stats-history"),
+    ]
+    try:
+        yield
+    finally:
+        services.draining = True
+        await _close_all(services)
+        for task in tasks:
+            task.cancel()
+        await services.matchmaker.stop()
+        await bus.close()
+        await client.aclose()
+        await db.close()
+
+
+async def _heartbeat_once(services: Services) -> None:
+    leases = [(s.user_id, s.role, s.id) for s in services.hub.all_sessions()]
+    await services.presence.heartbeat(leases, time.time())
+
+
+async def _heartbeats(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.presence_ttl_s / 3)
+        try:
+            await _heartbeat_once(services)
+        except Exception as exc:
+            log.warning("presence heartbeat failed: %s", type(exc).__name__)
+
+
+async def _close_all(services: Services, batch: int = 200) -> None:
+    """Close every socket with 1012 in batches with jitter, so clients do not all reconnect
+    to the remaining processes in the same instant."""
+    sessions = services.hub.all_sessions()
+    random.shuffle(sessions)
+    for start in range(0, len(sessions), batch):
+        for session in sessions[start : start + batch]:
+            session.close_soon(CloseCode.SERVER_RESTARTING, "server restarting")
+        await asyncio.sleep(random.uniform(0.02, 0.1))
+    deadline = time.monotonic() + 5
+    while services.hub.all_sessions() and time.monotonic() < deadline:  # noqa: ASYNC110 - sockets end on their own
+        await asyncio.sleep(0.05)
+
+
+def create_app(settings: config.Settings | None = None) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/", _index),
+            Route("/healthz", http_api.healthz),
+            Route("/readyz", http_api.readyz),
+            Route("/metrics", http_api.metrics),
+            Route("/api/specialists", http_api.list_specialists, methods=["GET"]),
+            Route("/api/specialists/me", http_api.my_profile, methods=["GET"]),
+            Route("/api/specialists/{specialist_id}", http_api.put_specialist, methods=["PUT"]),
+            Route("/api/stats", http_api.stats, methods=["GET"]),
+            Route("/api/stats/history", http_api.stats_history, methods=["GET"]),
+            Route(
+                "/api/conversations/{conversation_id}/messages",
+                http_api.conversation_messages,
+                methods=["GET"],
+            ),
+            Route("/api/audit", http_api.audit_log, methods=["GET"]),
+            Route("/api/crisis-resources", http_api.crisis_resources, methods=["GET"]),
+            Route("/dev/token", http_api.dev_token, methods=["POST"]),
+            _page("member"),
+            _page("specialist"),
+            _page("supervisor"),
+            _page("login", dev_only=True),
+            Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+            WebSocketRoute("/ws", websocket_endpoint),
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={http_api.HttpRefusal: _refusal},  # type: ignore[dict-item]
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or config.from_env()
+    return app
+
+
+async def _refusal(request: Request, exc: http_api.HttpRefusal) -> Response:
+    return exc.response
+
+
+def asgi() -> Starlette:
+    """The factory uvicorn serves (`uvicorn --factory chat.app:asgi`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app()

@@ -1,0 +1,32 @@
+"""The doorbell between `web` processes: publish bytes on a channel, get them elsewhere.
+
+PostgreSQL is the log; the bus only says "something happened" (and, to save a read, what).
+A bus may lose messages while it is down; `on_reconnect` is called after it comes back so
+the owner can catch up from PostgreSQL. Two backends: `bus_redis` (production) and
+`bus_memory` (one process; unit tests), held to one contract by tests/chat/test_bus.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+Handler = Callable[[str, bytes], None]
+Reconnected = Callable[[], Awaitable[None]]
+
+
+class Bus(Protocol):
+    async def start(self, handler: Handler, on_reconnect: Reconnected) -> None:
+        """Begin delivering messages of subscribed channels to `handler`."""
+
+    async def close(self) -> None: ...
+
+    async def publish(self, channel: str, data: bytes) -> bool:
+        """Best effort: False when the bus is down (the caller has already stored the truth)."""
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @property
+    def healthy(self) -> bool: ...

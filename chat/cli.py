@@ -1,0 +1,158 @@
+"""The `peerchat` command: `dev`, `serve`, `migrate`, `token`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from chat import config
+from chat.store import profiles
+from chat.store.migrate import migrate
+from chat.tokens import mint
+
+DEMO_SPECIALISTS = [
+    ("spec-rosa", "Rosa", ["alcohol", "grief", "family"], ["en", "es"], 3),
+    ("spec-sam", "Sam", ["opioids", "crisis", "employment"], ["en"], 2),
+    ("spec-amara", "Amara", ["anxiety", "depression", "crisis"], ["en", "fr"], 3),
+    ("spec-jonas", "Jonas", ["alcohol", "anxiety"], ["de", "en"], 2),
+]
+
+
+def uvicorn_options(port: int) -> dict[str, Any]:
+    """Shared by `serve`, `dev` and the tests, so every path serves the same way."""
+    return {
+        "host": os.environ.get("PEERCHAT_HOST", "0.0.0.0"),
+        "port": port,
+        "ws": "websockets",
+        # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.
+        "ws_max_size": 64 * 1024,
+        # Per-message deflate costs tens of KiB per socket; chat frames are small (see
+        # docs/performance.md for the measurement).
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "timeout_graceful_shutdown": 10,
+        "lifespan": "on",
+        "log_level": os.environ.get("PEERCHAT_LOG_LEVEL", "info"),
+        "access_log": False,  # URLs can carry conversation ids and reasons; keep them out of logs
+    }
+
+
+def serve(port: int | None = None) -> None:
+    import uvicorn
+
+    config.from_env()  # fail fast, with a readable message, on a bad environment
+    uvicorn.run("chat.app:asgi", factory=True, **uvicorn_options(port or int(os.environ.get("PORT", "8000"))))
+
+
+async def run_migrations(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def seed(url: str) -> None:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        for sid, name, tags, languages, max_chats in DEMO_SPECIALISTS:
+            if await profiles.get(pool, sid) is None:
+                await profiles.put(pool, sid, name=name, tags=tags, languages=languages, max_chats=max_chats)
+    finally:
+        await pool.close()
+
+
+def dev(port: int) -> None:
+    from chat.devservers import PostgresServer, RedisServer
+
+    data = Path(os.environ.get("PEERCHAT_DEV_DATA", ".devdata")).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    servers: list[PostgresServer | RedisServer] = []
+    try:
+        if not os.environ.get("DATABASE_URL"):
+            pg = PostgresServer(data / "postgres")
+            pg.start()
+            servers.append(pg)
+            os.environ["DATABASE_URL"] = pg.url
+            print(f"PostgreSQL 16 (embedded) on {pg.url}, data in {pg.data_dir}")
+        if not os.environ.get("REDIS_URL"):
+            rs = RedisServer(data / "redis")
+            rs.start()
+            servers.append(rs)
+            os.environ["REDIS_URL"] = rs.url
+            print(f"Redis (embedded) on {rs.url}")
+        secret_file = data / "jwt-secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(48))
+            secret_file.chmod(0o600)
+        os.environ.setdefault("PEERCHAT_JWT_SECRET", secret_file.read_text().strip())
+        os.environ.setdefault("PEERCHAT_DEV", "1")
+        settings = config.from_env()
+        asyncio.run(run_migrations(settings.database_url))
+        asyncio.run(seed(settings.database_url))
+        base = f"http://localhost:{port}"
+        print("\npeerchat is starting. Open:")
+        print(f"  dev login   {base}/login")
+        print(f"  member      {base}/member")
+        print(f"  specialist  {base}/specialist")
+        print(f"  supervisor  {base}/supervisor")
+        print("\nReady-made dev tokens (for the WebSocket `hello` or `Authorization: Bearer`):")
+        for role, sub, name in [
+            ("member", "member-demo", "Sam"),
+            ("specialist", "spec-rosa", "Rosa"),
+            ("supervisor", "supervisor-demo", "Lee"),
+        ]:
+            print(f"  {role:<10}  {mint(settings, sub=sub, role=role, name=name)}")  # type: ignore[arg-type]
+        print("\nCtrl-C stops the service and the servers.\n", flush=True)
+        serve(port)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="peerchat", description="peer-support chat service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_dev = sub.add_parser("dev", help="serve with embedded PostgreSQL and Redis (when their URLs are unset)")
+    p_dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    p_serve = sub.add_parser("serve", help="serve the app with uvicorn on $PORT")
+    p_serve.add_argument("--port", type=int, default=None)
+    sub.add_parser("migrate", help="apply database migrations (idempotent)")
+    p_token = sub.add_parser("token", help="mint a development JWT with PEERCHAT_JWT_SECRET")
+    p_token.add_argument("--role", required=True, choices=["member", "specialist", "supervisor"])
+    p_token.add_argument("--sub", required=True)
+    p_token.add_argument("--name", default=None)
+    p_token.add_argument("--ttl", type=int, default=12 * 3600)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "dev":
+            dev(args.port)
+        elif args.command == "serve":
+            serve(args.port)
+        elif args.command == "migrate":
+            url = os.environ.get("DATABASE_URL")
+            if not url:
+                raise config.ConfigError("DATABASE_URL must be set")
+            applied = asyncio.run(run_migrations(url))
+            print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        elif args.command == "token":
+            settings = config.from_env({**os.environ, "DATABASE_URL": "-", "REDIS_URL": "-"})
+            print(mint(settings, sub=args.sub, role=args.role, name=args.name, ttl_s=args.ttl))
+    except config.ConfigError as exc:
+        print(f"peerchat: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+"""Client frames after `hello`: who may send what, and what each one does.
+
+Every handler is authorised against PostgreSQL's view of the conversation or request,
+never against what the client claims. A handler refuses with `Refuse(code, message)`; a
+database outage becomes `unavailable` (nothing was stored, retry); anything unexpected is
+logged here and becomes `internal` for the client, and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from chat import views, welcome
+from chat.metrics import METRICS
+from chat.services import Services
+from chat.session import Session
+from chat.stats import queue_stats
+from chat.store import audit, conversations, profiles, queue
+from chat.store.conversations import Appended
+from chat.store.db import iso
+from chat.store.queue import Assignment, OfferOutcome, Refusal
+from matching.risk import default_phrases
+from protocol import frames as f
+from protocol.codec import FrameError, decode_client, encode
+from protocol.codes import ErrorCode
+
+log = logging.getLogger("peerchat.dispatch")
+RISK = default_phrases()
+
+
+class Refuse(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def error(code: ErrorCode, message: str, ref: str | None) -> f.Error:
+    METRICS.errors.labels(code.value).inc()
+    return f.Error(code=code.value, message=message, ref=ref)
+
+
+Handler = Callable[[Services, Session, Any], Awaitable[None]]
+# Which role may send which frame; anything else is `forbidden`.
+_ROLES: dict[type[f.Frame], frozenset[str]] = {}
+_HANDLERS: dict[type[f.Frame], Handler] = {}
+
+
+def handles(frame_type: type[f.Frame], *roles: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[frame_type] = fn
+        _ROLES[frame_type] = frozenset(roles)
+        return fn
+
+    return register
+
+
+async def handle(services: Services, session: Session, text: str) -> None:
+    frame = decode_client(text)
+    if isinstance(frame, FrameError):
+        session.push_frame(error(frame.code, frame.message, frame.ref))
+        return
+    kind = type(frame)
+    METRICS.frames_in.labels(kind.__struct_config__.tag).inc()
+    handler = _HANDLERS.get(kind)
+    if handler is None:  # a second `hello`
+        session.push_frame(error(ErrorCode.INVALID_STATE, "already said hello", frame.ref))
+        return
+    if session.role not in _ROLES[kind]:
+        session.push_frame(
+            error(
+                ErrorCode.FORBIDDEN,
+                f"a {session.role} may not send `{kind.__struct_config__.tag}`",
+                frame.ref,
+            )
+        )
+        return
+    try:
+        await handler(services, session, frame)
+    except Refuse as refusal:
+        session.push_frame(error(refusal.code, refusal.message, frame.ref))
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CrashShutdownError,
+    ) as exc:
+        log.warning("%s unavailable: %s", kind.__struct_config__.tag, type(exc).__name__)
+        session.push_frame(
+            error(ErrorCode.UNAVAILABLE, "storage unavailable; nothing was stored, retry", frame.ref)
+        )
+    except Exception:
+        log.exception("handler for %s failed", kind.__struct_config__.tag)
+        session.push_frame(error(ErrorCode.INTERNAL, "something went wrong on our side; retry", frame.ref))
+
+
+async def backfill(
+    services: Services, conversation_id: str, after: int, limit: int
+) -> list[tuple[int, bytes]]:
+    stored = await conversations.messages_after(services.db, conversation_id, after, limit)
+    return [(m.seq, encode(views.message(m))) for m in stored]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- member
+
+
+@handles(f.RequestPeer, "member")
+async def on_request(services: Services, session: Session, frame: f.RequestPeer) -> None:
+    tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
+    urgent = RISK.matches(frame.note or "")
+    try:
+        request = await queue.create_request(
+            services.db,
+            member_id=session.user_id,
+            member_alias=session.name,
+            tags=tags,
+            language=(frame.language or None),
+            note=frame.note,
+            priority="urgent" if urgent else "normal",
+            prefer_specialist=frame.prefer_specialist,
+        )
+    except queue.AlreadyOpen:
+        raise Refuse(ErrorCode.INVALID_STATE, "you already have an open request or conversation") from None
+    if urgent:
+        log.warning("urgent request %s queued: supervisors alerted", request.id[:8])
+    position, wait = await welcome.position_of(services, request)
+    reply = f.Queued(request_id=request.id, position=position, estimated_wait_s=wait, ref=frame.ref)
+    session.push_frame(reply)
+    await services.hub.to_user(
+        session.user_id,
+        f.QueueUpdate(request_id=request.id, position=position, estimated_wait_s=wait),
+        skip=session,
+    )
+    await services.poke_matchmaker()
+
+
+@handles(f.Cancel, "member")
+async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> None:
+    revoked = await queue.cancel_request(services.db, frame.request_id, session.user_id)
+    if revoked is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no open request of yours with that id")
+    session.push_frame(f.Cancelled(request_id=frame.request_id, ref=frame.ref))
+    await services.hub.to_user(session.user_id, f.Cancelled(request_id=frame.request_id), skip=session)
+    for offer in revoked:
+        await services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+    await services.poke_matchmaker()
+
+
+@handles(f.Feedback, "member")
+async def on_feedback(services: Services, session: Session, frame: f.Feedback) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or conv.member_id != session.user_id:
+        raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
+    if conv.state != "ended":
+        raise Refuse(ErrorCode.INVALID_STATE, "feedback comes after the conversation ends")
+    await conversations.save_feedback(services.db, conv.id, session.user_id, frame.rating, frame.comment)
+    session.push_frame(f.FeedbackSaved(conversation_id=conv.id, ref=frame.ref))
+
+
+# --------------------------------------------------------------------------- specialist
+
+
+@handles(f.SetAvailability, "specialist")
+async def on_availability(services: Services, session: Session, frame: f.SetAvailability) -> None:
+    profile = await profiles.set_status(services.db, session.user_id, frame.status)
+    if profile is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no profile")
+    session.push_frame(f.AvailabilityChanged(status=frame.status, ref=frame.ref))
+    await services.hub.to_user(session.user_id, f.AvailabilityChanged(status=frame.status), skip=session)
+    await services.poke_matchmaker()
+
+
+@handles(f.Accept, "specialist")
+async def on_accept(services: Services, session: Session, frame: f.Accept) -> None:
+    result = await queue.accept_offer(services.db, frame.offer_id, session.user_id)
+    await _started(services, session, result, frame.ref)
+
+
+@handles(f.Claim, "specialist")
+async def on_claim(services: Services, session: Session, frame: f.Claim) -> None:
+    result = await queue.claim_request(services.db, frame.request_id, session.user_id)
+    await _started(services, session, result, frame.ref)
+
+
+_REFUSALS = {
+    Refusal.OFFER_EXPIRED: (ErrorCode.OFFER_EXPIRED, "that offer has expired or was taken"),
+    Refusal.ALREADY_CLAIMED: (ErrorCode.ALREADY_CLAIMED, "someone else took that request"),
+    Refusal.NO_SLOT: (ErrorCode.INVALID_STATE, "you are at your chat capacity"),
+    Refusal.LANGUAGE: (ErrorCode.INVALID_STATE, "that request asks for a language you do not list"),
+    Refusal.NOT_FOUND: (ErrorCode.NOT_FOUND, "no such request"),
+}
+
+
+async def _started(
+    services: Services, session: Session, result: Assignment | Refusal, ref: str | None
+) -> None:
+    if isinstance(result, Refusal):
+        code, message = _REFUSALS[result]
+        raise Refuse(code, message)
+    conv = await conversations.get(services.db, result.conversation_id)
+    assert conv is not None
+    services.participants[conv.id] = (conv.member_id, conv.specialist_id)
+    started = f.ConversationStarted(conversation=views.conversation_info(conv))
+    for user in (conv.specialist_id, conv.member_id):
+        await services.hub.to_user(user, started, conversation_id=conv.id, starts_conversation=True)
+    for offer in result.revoked:
+        await services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
+    await services.poke_matchmaker()
+
+
+@handles(f.Decline, "specialist")
+async def on_decline(services: Services, session: Session, frame: f.Decline) -> None:
+    closed = await queue.close_offer(services.db, frame.offer_id, OfferOutcome.DECLINED, session.user_id)
+    if closed is None:
+        raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")
+    session.push_frame(f.Declined(offer_id=frame.offer_id, ref=frame.ref))
+    await services.poke_matchmaker()
+
+
+@handles(f.QueueWatch, "specialist", "supervisor")
+async def on_queue_watch(services: Services, session: Session, frame: f.QueueWatch) -> None:
+    now = _now()
+    waiting = [r for r in await queue.open_requests(services.db) if r.state == "waiting"]
+    if not services.hub.queue_watchers:
+        await services.bus.subscribe("pc:queue")
+    services.hub.queue_watchers.add(session)
+    session.push_frame(f.Queue(requests=[views.queue_entry(r, now) for r in waiting], ref=frame.ref))
+
+
+# --------------------------------------------------------------------------- both sides
+
+
+async def _participant(services: Services, session: Session, conversation_id: str) -> tuple[str, str]:
+    """(member id, specialist id) if this user is in the conversation, else `forbidden`."""
+    pair = services.participants.get(conversation_id)
+    if pair is None:
+        conv = await conversations.get(services.db, conversation_id)
+        if conv is None:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        pair = (conv.member_id, conv.specialist_id)
+        if len(services.participants) > 50_000:
+            services.participants.clear()
+        services.participants[conversation_id] = pair
+    if session.user_id not in pair:
+        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    return pair
+
+
+@handles(f.Send, "member", "specialist")
+async def on_send(services: Services, session: Session, frame: f.Send) -> None:
+    if len(frame.body) > services.settings.max_body_chars:
+        raise Refuse(ErrorCode.TOO_LARGE, f"a message may hold {services.settings.max_body_chars} characters")
+    if not frame.body.strip():
+        raise Refuse(ErrorCode.BAD_FRAME, "an empty message")
+    started = time.perf_counter()
+    outcome, seq, sent_at = await conversations.append(
+        services.db,
+        conversation_id=frame.conversation_id,
+        sender_id=session.user_id,
+        sender_role=session.role,
+        sender_name=session.name,
+        client_msg_id=frame.client_msg_id,
+        body=frame.body,
+    )
+    if outcome is Appended.NOT_FOUND:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if outcome is Appended.FORBIDDEN:
+        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    if outcome is Appended.ENDED:
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
+    METRICS.store_seconds.observe(time.perf_counter() - started)
+    # Committed: now, and only now, the ack.
+    session.push_frame(
+        f.Ack(
+            conversation_id=frame.conversation_id, client_msg_id=frame.client_msg_id, seq=seq, ref=frame.ref
+        )
+    )
+    if outcome is Appended.DUPLICATE:
+        # The first copy's fan-out may have died with its process; receivers drop repeats by seq.
+        stored = await conversations.get_message(services.db, frame.conversation_id, seq)
+        if stored is None:
+            return
+        message = views.message(stored)
+    else:
+        METRICS.messages_stored.inc()
+        message = f.Message(
+            conversation_id=frame.conversation_id,
+            seq=seq,
+            sender=f.Sender(role=session.role, name=session.name),
+            body=frame.body,
+            client_msg_id=frame.client_msg_id,
+            sent_at=iso(sent_at),
+        )
+    data = encode(message)
+    member_id, specialist_id = await _participant(services, session, frame.conversation_id)
+    for user in (member_id, specialist_id):
+        await services.hub.to_user(user, data, conversation_id=frame.conversation_id, seq=seq)
+
+
+@handles(f.Typing, "member", "specialist")
+async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
+    pair = await _participant(services, session, frame.conversation_id)
+    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    await services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
+
+
+@handles(f.Read, "member", "specialist")
+async def on_read(services: Services, session: Session, frame: f.Read) -> None:
+    pair = await _participant(services, session, frame.conversation_id)
+    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    await services.hub.to_user(
+        peer, f.PeerRead(conversation_id=frame.conversation_id, seq=frame.seq, role=session.role)
+    )
+
+
+@handles(f.HistoryQuery, "member", "specialist")
+async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
+    await _participant(services, session, frame.conversation_id)
+    stored = await conversations.messages_after(
+        services.db, frame.conversation_id, frame.after_seq, frame.limit
+    )
+    session.push_frame(
+        f.History(
+            conversation_id=frame.conversation_id, messages=[views.message(m) for m in stored], ref=frame.ref
+        )
+    )
+
+
+@handles(f.End, "member", "specialist", "supervisor")
+async def on_end(services: Services, session: Session, frame: f.End) -> None:
+    if session.role != "supervisor":
+        await _participant(services, session, frame.conversation_id)
+    ended = await end_conversation(services, frame.conversation_id, by=session.role, reason="ended")
+    if ended is None:
+        existing = await conversations.get(services.db, frame.conversation_id)
+        if existing is None:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has already ended")
+    if session.role == "supervisor":
+        await audit.record(
+            services.db,
+            actor_id=session.user_id,
+            actor_role=session.role,
+            actor_name=session.name,
+            action="end",
+            conversation_id=frame.conversation_id,
+            reason="ended by a supervisor",
+        )
+
+
+async def end_conversation(
+    services: Services, conversation_id: str, *, by: str, reason: str
+) -> conversations.Conversation | None:
+    ended = await conversations.end(services.db, conversation_id, by=by, reason=reason)
+    if ended is None:
+        return None
+    frame = f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)  # type: ignore[arg-type]
+    for user in (ended.member_id, ended.specialist_id):
+        await services.hub.to_user(user, frame, conversation_id=conversation_id)
+    await services.poke_matchmaker()
+    return ended
+
+
+# --------------------------------------------------------------------------- supervisor
+
+
+@handles(f.WatchQueues, "supervisor")
+async def on_watch_queues(services: Services, session: Session, frame: f.WatchQueues) -> None:
+    if not services.hub.stats_watchers:
+        await services.bus.subscribe("pc:stats")
+    services.hub.stats_watchers.add(session)
+    stats = await current_stats(services)
+    session.push_frame(
+        f.QueueStats(
+            waiting=stats.waiting,
+            longest_wait_s=stats.longest_wait_s,
+            by_tag=stats.by_tag,
+            specialists=stats.specialists,
+            active_conversations=stats.active_conversations,
+            alerts=stats.alerts,
+            ref=frame.ref,
+        )
+    )
+
+
+async def current_stats(services: Services) -> f.QueueStats:
+    requests = await queue.open_requests(services.db)
+    specialists = await profiles.list_all(services.db)
+    online = await services.presence.online_specialists(time.time())
+    active = await conversations.active_count(services.db)
+    return queue_stats(requests, specialists, online, active, _now())
+
+
+# --------------------------------------------------------------------------- presence
+
+
+async def peer_connected(services: Services, session: Session) -> None:
+    await _tell_peers(services, session, "connected")
+
+
+async def peer_disconnected(services: Services, session: Session) -> None:
+    await _tell_peers(services, session, "reconnecting")
+
+
+async def _tell_peers(services: Services, session: Session, status: str) -> None:
+    if session.role == "supervisor":
+        return
+    try:
+        mine = await conversations.of_user(services.db, session.user_id)
+        for conv in mine:
+            if conv.state == "active":
+                peer = conv.peer_of(session.user_id)
+                await services.hub.to_user(
+                    peer,
+                    f.PeerStatus(conversation_id=conv.id, status=status),  # type: ignore[arg-type]
+                )
+    except (OSError, asyncpg.PostgresError, RedisError) as exc:
+        log.info("could not tell peers: %s", type(exc).__name__)

@@ -1,0 +1,255 @@
+"""The matchmaker: one process at a time turns the queue into offers.
+
+Leadership is a PostgreSQL session advisory lock held on a dedicated connection: if that
+process dies its connection drops, the lock frees, and another process takes over within
+`_ELECTION_EVERY_S`. The leader wakes on a poke (any process, via the bus) or every
+second, reads a snapshot from PostgreSQL, lets `matching` decide, and applies each decision
+as a compare-and-set, so even two leaders at once (a network partition) could not offer a
+request twice or overfill a specialist: the database refuses the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+from matching.engine import Engine
+
+from chat import stats as stats_view
+from chat import views
+from chat.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.services import Services
+from chat.store import profiles, queue
+from chat.store.queue import OfferOutcome
+from matching.model import MatchConfig, Offer, Priority, Request, Specialist, Status
+from protocol import frames as f
+
+log = logging.getLogger("peerchat.matchmaker")
+
+_LOCK_KEY = 0x6D61746368  # "match"
+_ELECTION_EVERY_S = 2.0
+_TICK_S = 1.0
+_STATS_MIN_INTERVAL_S = 0.25
+
+
+def _epoch(ts: datetime) -> float:
+    return ts.timestamp()
+
+
+class Matchmaker:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self.leading = False
+        settings = services.settings
+        self.config = MatchConfig(
+            offer_timeout_s=settings.offer_timeout_s, relax_after_s=settings.relax_after_s
+        )
+        self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
+        self._sent_positions: dict[str, tuple[int, int]] = {}
+        self._last_queue: list[f.QueueEntry] | None = None
+        self._last_queue_at = 0.0
+        self._last_stats: f.QueueStats | None = None
+        self._last_stats_at = 0.0
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="matchmaker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._resign()
+
+    async def _resign(self) -> None:
+        self.leading = False
+        if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.close()
+            self._lock_conn = None
+
+    async def _elect(self) -> bool:
+        if self._lock_conn is not None and not self._lock_conn.is_closed():
+            return True
+        await self._resign()
+        try:
+            conn = await asyncpg.connect(self.s.settings.database_url, timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+            self._lock_conn = conn
+            self.leading = True
+            await self.s.bus.subscribe(POKE_CHANNEL)
+            log.info("this process now leads matching")
+            return True
+        await conn.close()
+        return False
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if not await self._elect():
+                    await asyncio.sleep(_ELECTION_EVERY_S)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _TICK_S)
+                self._wake.clear()
+                await self.cycle()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("matching cycle failed: %s; retrying", type(exc).__name__)
+                await self._resign()
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("matching cycle failed")
+                await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------ one cycle
+
+    async def cycle(self) -> None:
+        db, hub = self.s.db, self.s.hub
+        for offer in await queue.overdue_offers(db):
+            await self._close_offer(offer.id, OfferOutcome.EXPIRED)
+
+        now = time.time()
+        requests = await queue.open_requests(db)
+        specialists = await profiles.list_all(db)
+        pending = await queue.pending_offers(db)
+        online = await self.s.presence.online_specialists(now)
+
+        decisions = self.engine.load(
+            [self._request(r) for r in requests],
+            [self._specialist(p, online) for p in specialists],
+            [
+                Offer(o.id, o.request_id, o.specialist_id, _epoch(o.created_at), _epoch(o.expires_at))
+                for o in pending
+            ],
+            now,
+        )
+        by_id = {r.id: r for r in requests}
+        for decided in decisions.offers:
+            request = by_id.get(decided.request_id)
+            if request is None:
+                continue
+            made = await queue.make_offer(
+                db,
+                offer_id=decided.id,
+                request_id=decided.request_id,
+                specialist_id=decided.specialist_id,
+                expires_at=datetime.fromtimestamp(decided.expires_at, UTC),
+            )
+            if made is None:
+                continue
+            await hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
+        for request_id in decisions.preference_fallbacks:
+            log.info("preferred specialist not available for request %s", request_id[:8])
+
+        await self._send_positions(now)
+        await self._broadcast(requests, specialists, online, now)
+
+    def offer_frame(self, request: queue.Request, offer: queue.Offer, now: float) -> f.OfferMade:
+        return f.OfferMade(
+            offer_id=offer.id,
+            request_id=request.id,
+            tags=request.tags,
+            language=request.language,
+            note=request.note,
+            waited_s=max(0, int(now - _epoch(request.created_at))),
+            expires_in_s=max(0, int(_epoch(offer.expires_at) - now)),
+            priority="urgent" if request.priority == "urgent" else "normal",
+        )
+
+    async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
+        closed = await queue.close_offer(self.s.db, offer_id, outcome)
+        if closed is None:
+            return
+        offer, missed = closed
+        await self.s.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="expired"))
+        tired = missed >= self.config.missed_offers_before_away
+        if tired and await profiles.set_status(self.s.db, offer.specialist_id, "away"):
+            await self.s.hub.to_user(
+                offer.specialist_id, f.AvailabilityChanged(status="away", reason="missed_offers")
+            )
+
+    async def _send_positions(self, now: float) -> None:
+        for request_id, (position, wait) in self.positions(now).items():
+            if self._sent_positions.get(request_id) == (position, wait):
+                continue
+            self._sent_positions[request_id] = (position, wait)
+            member = self.engine.member_of(request_id)
+            if member is not None:
+                await self.s.hub.to_user(
+                    member, f.QueueUpdate(request_id=request_id, position=position, estimated_wait_s=wait)
+                )
+        live = set(self.engine.request_ids())
+        for gone in set(self._sent_positions) - live:
+            del self._sent_positions[gone]
+
+    def positions(self, now: float) -> dict[str, tuple[int, int]]:
+        result = {}
+        for request_id in self.engine.request_ids():
+            estimate = self.engine.queue_position(request_id, now)
+            if estimate is not None:
+                result[request_id] = (estimate.position, estimate.estimated_wait_s)
+        return result
+
+    async def _broadcast(
+        self, requests: list[queue.Request], specialists: list[profiles.Profile], online: set[str], now: float
+    ) -> None:
+        hub = self.s.hub
+        now_dt = datetime.fromtimestamp(now, UTC)
+        entries = [views.queue_entry(r, now_dt) for r in requests if r.state == "waiting"]
+        same = self._last_queue is not None and [e.request_id for e in entries] == [
+            e.request_id for e in self._last_queue
+        ]
+        if not same or now - self._last_queue_at > 10:
+            self._last_queue, self._last_queue_at = entries, now
+            await hub.broadcast(QUEUE_CHANNEL, f.Queue(requests=entries))
+        if now - self._last_stats_at < _STATS_MIN_INTERVAL_S:
+            return
+        active = await self.s.db.fetchval("SELECT count(*) FROM conversations WHERE state = 'active'")
+        current = stats_view.queue_stats(requests, specialists, online, int(active or 0), now_dt)
+        if current != self._last_stats or now - self._last_stats_at > 5:
+            self._last_stats, self._last_stats_at = current, now
+            await hub.broadcast(STATS_CHANNEL, current)
+
+    @staticmethod
+    def _request(r: queue.Request) -> Request:
+        return Request(
+            id=r.id,
+            member_id=r.member_id,
+            tags=frozenset(r.tags),
+            language=r.language,
+            priority=Priority(r.priority),
+            created_at=_epoch(r.created_at),
+            prefer_specialist=r.prefer_specialist,
+            avoid=frozenset(r.avoid),
+        )
+
+    @staticmethod
+    def _specialist(p: profiles.Profile, online: set[str]) -> Specialist:
+        if p.id not in online:
+            status = Status.OFFLINE
+        else:
+            status = Status.AVAILABLE if p.status == "available" else Status.AWAY
+        return Specialist(
+            id=p.id,
+            tags=frozenset(p.tags),
+            languages=frozenset(p.languages),
+            max_chats=p.max_chats,
+            active_chats=p.active_chats,
+            status=status,
+            idle_since=_epoch(p.idle_since),
+        )

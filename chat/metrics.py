@@ -1,0 +1,32 @@
+"""Prometheus metrics for /metrics. Names are the operator's contract: keep them stable."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sockets_opened = Counter("peerchat_sockets_opened", "WebSocket connections accepted", registry=r)
+        self.sockets_closed = Counter("peerchat_sockets_closed", "WebSocket connections ended", registry=r)
+        self.sockets_live = Gauge(
+            "peerchat_sockets_live", "Authenticated sockets on this process", registry=r
+        )
+        self.tokens_refused = Counter("peerchat_tokens_refused", "Handshakes closed 4001", registry=r)
+        self.frames_in = Counter("peerchat_frames_in", "Client frames by type", ["type"], registry=r)
+        self.errors = Counter("peerchat_errors", "error frames sent, by code", ["code"], registry=r)
+        self.messages_stored = Counter("peerchat_messages_stored", "Messages committed", registry=r)
+        self.store_seconds = Histogram(
+            "peerchat_message_store_seconds",
+            "send: commit time",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
+        self.floods = Counter("peerchat_flood_closes", "Sockets closed 4029", registry=r)
+        self.slow_consumers = Counter("peerchat_slow_consumer_closes", "Sockets closed 4008", registry=r)
+        self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)
+
+
+METRICS = Metrics()

@@ -1,0 +1,31 @@
+"""Presence in one process's memory, for unit tests of logic that also runs on Redis."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+class MemoryPresence:
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._leases: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        self._roles: dict[str, str] = {}
+
+    async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
+        self._leases[user_id][conn_id] = now + self.ttl_s
+        self._roles[user_id] = role
+
+    async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
+        for user_id, role, conn_id in leases:
+            await self.connect(user_id, role, conn_id, now)
+
+    async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
+        self._leases[user_id].pop(conn_id, None)
+        return not await self.is_online(user_id, now)
+
+    async def is_online(self, user_id: str, now: float) -> bool:
+        return any(expiry > now for expiry in self._leases.get(user_id, {}).values())
+
+    async def online_specialists(self, now: float) -> set[str]:
+        return {u for u, role in self._roles.items() if role == "specialist" and await self.is_online(u, now)}

@@ -1,0 +1,166 @@
+"""One authenticated socket: its bounded outbound queue and the writer that drains it.
+
+Every frame for a socket goes through `push()`; one writer task sends them in order.
+Message frames carry (conversation_id, seq): the writer drops one it has already sent,
+and when one arrives ahead of a gap it first reads the missing messages from PostgreSQL,
+so each device sees each conversation as one gap-free sequence whatever the bus did.
+A client that stops reading fills its queue and is closed with 4008, keeping our memory
+bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.codec import encode
+from protocol.codes import CloseCode
+from protocol.frames import Frame, Role
+
+log = logging.getLogger("peerchat.session")
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    data: bytes
+    conversation_id: str | None = None
+    seq: int | None = None  # set on `message` frames only
+    starts_conversation: bool = False  # a `conversation_started`: its seq line begins at 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Send every stored message of the conversation after what this socket has seen."""
+
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str = ""
+
+
+Item = Outbound | CatchUp | Close
+# Reads stored messages after a seq, as encoded `message` frames with their seq.
+Backfill = Callable[[str, int, int], Awaitable[list[tuple[int, bytes]]]]
+SendText = Callable[[str], Awaitable[None]]
+CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        user_id: str,
+        role: Role,
+        name: str,
+        send_text: SendText,
+        close_socket: CloseSocket,
+        backfill: Backfill,
+        max_queue: int,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.user_id = user_id
+        self.role: Role = role
+        self.name = name
+        self._send_text = send_text
+        self._close_socket = close_socket
+        self._backfill = backfill
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
+        self._writer: asyncio.Task[None] | None = None
+        # Highest seq this socket has been sent, per conversation it knows about.
+        self.seen: dict[str, int] = {}
+        self.closed = False
+        self.watching_queue = False
+        self.watching_stats = False
+
+    def start(self) -> None:
+        """Start sending. Frames pushed before this wait in the queue, in order."""
+        self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id[:8]}")
+
+    def push(self, item: Item) -> None:
+        """Queue a frame without waiting. A full queue means the client stopped reading."""
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.closed = True
+            log.info("closing slow consumer %s", self.id[:8])
+            asyncio.get_running_loop().create_task(
+                self._close_socket(CloseCode.SLOW_CONSUMER, "slow consumer")
+            )
+
+    def push_frame(self, frame: Frame) -> None:
+        self.push(Outbound(encode(frame)))
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        """Close after the frames already queued have been sent."""
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(Close(code, reason))
+        except asyncio.QueueFull:
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._close_socket(code, reason))
+
+    async def stop(self) -> None:
+        self.closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, Close):
+                    self.closed = True
+                    await self._close_socket(item.code, item.reason)
+                    return
+                if isinstance(item, CatchUp):
+                    await self._catch_up(item.conversation_id, None)
+                    continue
+                if item.starts_conversation and item.conversation_id is not None:
+                    self.seen.setdefault(item.conversation_id, 0)
+                if item.seq is not None and item.conversation_id is not None:
+                    seen = self.seen.get(item.conversation_id, 0)
+                    if item.seq <= seen:
+                        continue  # already sent: a duplicate from the bus or a catch-up
+                    if item.seq > seen + 1:
+                        await self._catch_up(item.conversation_id, item.seq - 1)
+                    self.seen[item.conversation_id] = item.seq
+                await self._send_text(item.data.decode())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket went away under us; the reader will notice too
+            log.debug("writer %s stopped: %s", self.id[:8], type(exc).__name__)
+            self.closed = True
+
+    async def _catch_up(self, conversation_id: str, upto: int | None) -> None:
+        seen = self.seen.get(conversation_id, 0)
+        while upto is None or seen < upto:
+            batch = await self._backfill(
+                conversation_id, seen, 200 if upto is None else min(200, upto - seen)
+            )
+            if not batch:
+                break
+            for seq, data in batch:
+                if seq <= seen:
+                    continue
+                await self._send_text(data.decode())
+                seen = seq
+            self.seen[conversation_id] = seen
+            if len(batch) < 200 and upto is None:
+                break

@@ -1,0 +1,64 @@
+"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from chat import views
+from chat.store.db import iso
+from chat.store.profiles import Profile
+from chat.store.queue import Request
+from protocol import frames as f
+
+LONG_WAIT_ALERT_S = 300  # a wait this long is a person being let down: tell a human
+
+
+def queue_stats(
+    requests: list[Request],
+    specialists: list[Profile],
+    online: set[str],
+    active_conversations: int,
+    now: datetime,
+) -> f.QueueStats:
+    waiting = [r for r in requests if r.state in ("waiting", "offered")]
+    waits = {r.id: views.waited_s(r.created_at, now) for r in waiting}
+    by_tag: dict[str, f.TagLoad] = {}
+    for r in waiting:
+        for tag in r.tags or ["(none)"]:
+            load = by_tag.get(tag)
+            wait = waits[r.id]
+            by_tag[tag] = f.TagLoad(
+                waiting=(load.waiting if load else 0) + 1,
+                longest_wait_s=max(load.longest_wait_s if load else 0, wait),
+            )
+    counts = f.SpecialistCounts(
+        # Busy: online and at capacity, whatever their status; available: could take one more.
+        available=sum(
+            1
+            for p in specialists
+            if p.id in online and p.status == "available" and p.active_chats < p.max_chats
+        ),
+        busy=sum(1 for p in specialists if p.id in online and p.active_chats >= p.max_chats),
+        away=sum(
+            1 for p in specialists if p.id in online and p.status == "away" and p.active_chats < p.max_chats
+        ),
+    )
+    alerts = [
+        f.Alert(
+            kind="urgent_request" if r.priority == "urgent" else "long_wait",
+            request_id=r.id,
+            at=iso(r.created_at),
+            waited_s=waits[r.id],
+            tags=r.tags,
+        )
+        for r in waiting
+        if r.priority == "urgent" or waits[r.id] >= LONG_WAIT_ALERT_S
+    ]
+    return f.QueueStats(
+        waiting=len(waiting),
+        longest_wait_s=max(waits.values(), default=0),
+        by_tag=dict(sorted(by_tag.items())),
+        specialists=counts,
+        active_conversations=active_conversations,
+        alerts=alerts,
+    )

@@ -1,0 +1,195 @@
+"""Conversations, their messages, feedback and the audit log of supervisor reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+from chat.store.db import Db, Row
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    member_id: str
+    member_alias: str
+    specialist_id: str
+    specialist_name: str
+    tags: list[str]
+    state: str
+    last_seq: int
+    started_at: datetime
+    ended_at: datetime | None
+    ended_by: str | None
+    end_reason: str | None
+
+    @classmethod
+    def of(cls, row: Row) -> Conversation:
+        return cls(
+            id=row["id"],
+            member_id=row["member_id"],
+            member_alias=row["member_alias"],
+            specialist_id=row["specialist_id"],
+            specialist_name=row["specialist_name"],
+            tags=list(row["tags"]),
+            state=row["state"],
+            last_seq=row["last_seq"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            ended_by=row["ended_by"],
+            end_reason=row["end_reason"],
+        )
+
+    def has(self, user_id: str) -> bool:
+        return user_id in (self.member_id, self.specialist_id)
+
+    def peer_of(self, user_id: str) -> str:
+        return self.specialist_id if user_id == self.member_id else self.member_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    conversation_id: str
+    seq: int
+    sender_id: str
+    sender_role: str
+    sender_name: str
+    client_msg_id: str
+    body: str
+    sent_at: datetime
+
+    @classmethod
+    def of(cls, row: Row) -> StoredMessage:
+        return cls(
+            conversation_id=row["conversation_id"],
+            seq=row["seq"],
+            sender_id=row["sender_id"],
+            sender_role=row["sender_role"],
+            sender_name=row["sender_name"],
+            client_msg_id=row["client_msg_id"],
+            body=row["body"],
+            sent_at=row["sent_at"],
+        )
+
+
+_CONV = (
+    "id, member_id, member_alias, specialist_id, specialist_name, tags, state, last_seq, started_at, "
+    "ended_at, ended_by, end_reason"
+)
+_MSG = "conversation_id, seq, sender_id, sender_role, sender_name, client_msg_id, body, sent_at"
+
+
+async def get(db: Db, conversation_id: str) -> Conversation | None:
+    row = await db.fetchrow(f"SELECT {_CONV} FROM conversations WHERE id = $1", conversation_id)
+    return Conversation.of(row) if row else None
+
+
+async def of_user(db: Db, user_id: str, *, ended_within_s: float = 0) -> list[Conversation]:
+    """The user's active conversations, plus those ended within `ended_within_s`."""
+    rows = await db.fetch(
+        f"""SELECT {_CONV} FROM conversations
+            WHERE (member_id = $1 OR specialist_id = $1)
+              AND (state = 'active' OR ended_at > now() - make_interval(secs => $2))
+            ORDER BY started_at""",
+        user_id,
+        ended_within_s,
+    )
+    return [Conversation.of(r) for r in rows]
+
+
+async def end(
+    db: asyncpg.Pool[asyncpg.Record], conversation_id: str, *, by: str, reason: str
+) -> Conversation | None:
+    """End an active conversation and free the specialist's slot, in one transaction.
+    None if it was not active (someone else ended it first)."""
+    async with db.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE conversations SET state = 'ended', ended_at = now(), ended_by = $2, end_reason = $3
+                WHERE id = $1 AND state = 'active' RETURNING {_CONV}""",
+            conversation_id,
+            by,
+            reason,
+        )
+        if row is None:
+            return None
+        await conn.execute(
+            """UPDATE specialists SET active_chats = GREATEST(active_chats - 1, 0),
+                   idle_since = CASE WHEN active_chats <= 1 THEN now() ELSE idle_since END
+               WHERE id = $1""",
+            row["specialist_id"],
+        )
+    return Conversation.of(row)
+
+
+class Appended(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    ENDED = "ended"
+
+
+async def append(
+    db: Db,
+    *,
+    conversation_id: str,
+    sender_id: str,
+    sender_role: str,
+    sender_name: str,
+    client_msg_id: str,
+    body: str,
+) -> tuple[Appended, int, datetime]:
+    """Store one message (see `append_message` in the schema); returns (outcome, seq, sent_at).
+    Only a STORED or DUPLICATE outcome may be acknowledged, and only after this returns:
+    it returns after COMMIT."""
+    row = await db.fetchrow(
+        "SELECT outcome, seq, sent_at FROM append_message($1, $2, $3, $4, $5, $6)",
+        conversation_id,
+        sender_id,
+        sender_role,
+        sender_name,
+        client_msg_id,
+        body,
+    )
+    assert row is not None
+    return Appended(row["outcome"]), row["seq"], row["sent_at"]
+
+
+async def messages_after(
+    db: Db, conversation_id: str, after_seq: int, limit: int = 500
+) -> list[StoredMessage]:
+    rows = await db.fetch(
+        f"SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        conversation_id,
+        after_seq,
+        limit,
+    )
+    return [StoredMessage.of(r) for r in rows]
+
+
+async def get_message(db: Db, conversation_id: str, seq: int) -> StoredMessage | None:
+    row = await db.fetchrow(
+        f"SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq = $2", conversation_id, seq
+    )
+    return StoredMessage.of(row) if row else None
+
+
+async def save_feedback(
+    db: Db, conversation_id: str, member_id: str, rating: int, comment: str | None
+) -> None:
+    """A member may change their rating; the last one counts."""
+    await db.execute(
+        """INSERT INTO feedback (conversation_id, member_id, rating, comment) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (conversation_id) DO UPDATE SET rating = $3, comment = $4, created_at = now()""",
+        conversation_id,
+        member_id,
+        rating,
+        comment,
+    )
+
+
+async def active_count(db: Db) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM conversations WHERE state = 'active'") or 0)

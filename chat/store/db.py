@@ -1,0 +1,43 @@
+"""The PostgreSQL pool and the small helpers every repository module shares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A pool or a connection inside a transaction: repository functions take either.
+Db: TypeAlias = (
+    "asyncpg.Pool[asyncpg.Record] | asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+)
+Row: TypeAlias = asyncpg.Record
+
+
+async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[asyncpg.Record]:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=10,
+        # Fail fast while PostgreSQL is down: the caller answers `unavailable` and the
+        # client retries, rather than a send hanging for the default 60 s.
+        timeout=3,
+        max_inactive_connection_lifetime=60,
+    )
+    assert pool is not None
+    return pool
+
+
+def iso(ts: datetime) -> str:
+    """ISO 8601 UTC with a Z, as the protocol promises."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_dict(row: Row | None) -> dict[str, Any] | None:
+    return dict(row) if row is not None else None

@@ -1,0 +1,354 @@
+"""Requests waiting for a peer, the offers made for them, and turning one into a conversation.
+
+Every function that changes state is a compare-and-set on the row's current state inside
+one transaction, so two processes racing (two accepts, an accept and a claim, a claim and
+a cancel) cannot both win: the loser sees `None` or a typed refusal.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+from chat.store.db import Db, Row
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: str
+    member_id: str
+    member_alias: str
+    tags: list[str]
+    language: str | None
+    note: str | None
+    priority: str
+    prefer_specialist: str | None
+    avoid: list[str]
+    state: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Row) -> Request:
+        return cls(
+            id=row["id"],
+            member_id=row["member_id"],
+            member_alias=row["member_alias"],
+            tags=list(row["tags"]),
+            language=row["language"],
+            note=row["note"],
+            priority=row["priority"],
+            prefer_specialist=row["prefer_specialist"],
+            avoid=list(row["avoid"]),
+            state=row["state"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    id: str
+    request_id: str
+    specialist_id: str
+    state: str
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, row: Row) -> Offer:
+        return cls(
+            id=row["id"],
+            request_id=row["request_id"],
+            specialist_id=row["specialist_id"],
+            state=row["state"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+        )
+
+
+_REQ = (
+    "id, member_id, member_alias, tags, language, note, priority, prefer_specialist, avoid, state, created_at"
+)
+_OFFER = "id, request_id, specialist_id, state, created_at, expires_at"
+
+
+class AlreadyOpen(Exception):
+    """The member already has an open request or an active conversation."""
+
+
+async def create_request(
+    db: asyncpg.Pool[asyncpg.Record],
+    *,
+    member_id: str,
+    member_alias: str,
+    tags: list[str],
+    language: str | None,
+    note: str | None,
+    priority: str,
+    prefer_specialist: str | None,
+) -> Request:
+    async with db.acquire() as conn, conn.transaction():
+        busy = await conn.fetchval(
+            "SELECT 1 FROM conversations WHERE member_id = $1 AND state = 'active'", member_id
+        )
+        if busy:
+            raise AlreadyOpen
+        try:
+            row = await conn.fetchrow(
+                f"""INSERT INTO requests (id, member_id, member_alias, tags, language, note, priority,
+                        prefer_specialist)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_REQ}""",
+                new_id(),
+                member_id,
+                member_alias,
+                tags,
+                language,
+                note,
+                priority,
+                prefer_specialist,
+            )
+        except asyncpg.UniqueViolationError:
+            raise AlreadyOpen from None
+    assert row is not None
+    return Request.of(row)
+
+
+async def open_request_of(db: Db, member_id: str) -> Request | None:
+    row = await db.fetchrow(
+        f"SELECT {_REQ} FROM requests WHERE member_id = $1 AND state IN ('waiting', 'offered')", member_id
+    )
+    return Request.of(row) if row else None
+
+
+async def get_request(db: Db, request_id: str) -> Request | None:
+    row = await db.fetchrow(f"SELECT {_REQ} FROM requests WHERE id = $1", request_id)
+    return Request.of(row) if row else None
+
+
+async def open_requests(db: Db) -> list[Request]:
+    """Waiting and offered requests, in queue order: urgent first, then longest waiting."""
+    rows = await db.fetch(
+        f"""SELECT {_REQ} FROM requests WHERE state IN ('waiting', 'offered')
+            ORDER BY priority = 'urgent' DESC, created_at, id"""
+    )
+    return [Request.of(r) for r in rows]
+
+
+async def cancel_request(
+    db: asyncpg.Pool[asyncpg.Record], request_id: str, member_id: str
+) -> list[Offer] | None:
+    """Cancel the member's own open request; returns the offers withdrawn, or None if it
+    was not theirs or no longer open."""
+    async with db.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            """UPDATE requests SET state = 'cancelled', closed_at = now()
+               WHERE id = $1 AND member_id = $2 AND state IN ('waiting', 'offered') RETURNING id""",
+            request_id,
+            member_id,
+        )
+        if done is None:
+            return None
+        rows = await conn.fetch(
+            f"""UPDATE offers SET state = 'revoked', decided_at = now()
+                WHERE request_id = $1 AND state = 'pending' RETURNING {_OFFER}""",
+            request_id,
+        )
+    return [Offer.of(r) for r in rows]
+
+
+async def pending_offers(db: Db, specialist_id: str | None = None) -> list[Offer]:
+    if specialist_id is None:
+        rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state = 'pending'")
+    else:
+        rows = await db.fetch(
+            f"SELECT {_OFFER} FROM offers WHERE state = 'pending' AND specialist_id = $1 ORDER BY created_at",
+            specialist_id,
+        )
+    return [Offer.of(r) for r in rows]
+
+
+async def make_offer(
+    db: asyncpg.Pool[asyncpg.Record],
+    *,
+    offer_id: str,
+    request_id: str,
+    specialist_id: str,
+    expires_at: datetime,
+) -> Offer | None:
+    """Offer a waiting request to a specialist; None if the request is no longer waiting or
+    is already on offer elsewhere (the partial unique index is the last word)."""
+    async with db.acquire() as conn, conn.transaction():
+        moved = await conn.fetchval(
+            """UPDATE requests SET state = 'offered' WHERE id = $1 AND state = 'waiting'
+               AND NOT ($2 = ANY(avoid)) RETURNING id""",
+            request_id,
+            specialist_id,
+        )
+        if moved is None:
+            return None
+        try:
+            row = await conn.fetchrow(
+                f"""INSERT INTO offers (id, request_id, specialist_id, expires_at)
+                    VALUES ($1, $2, $3, $4) RETURNING {_OFFER}""",
+                offer_id,
+                request_id,
+                specialist_id,
+                expires_at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise AssertionError("request was waiting yet had a pending offer") from None
+    assert row is not None
+    return Offer.of(row)
+
+
+class OfferOutcome(StrEnum):
+    DECLINED = "declined"
+    EXPIRED = "expired"
+
+
+async def close_offer(
+    db: asyncpg.Pool[asyncpg.Record], offer_id: str, outcome: OfferOutcome, specialist_id: str | None = None
+) -> tuple[Offer, int] | None:
+    """Decline or expire a pending offer: the request goes back to waiting, keeps its place
+    (created_at is untouched) and is never offered to this specialist again. Returns the
+    offer and the specialist's count of offers missed in a row, or None if it was not pending."""
+    async with db.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE offers SET state = $2, decided_at = now()
+                WHERE id = $1 AND state = 'pending' AND ($3::text IS NULL OR specialist_id = $3)
+                RETURNING {_OFFER}""",
+            offer_id,
+            outcome.value,
+            specialist_id,
+        )
+        if row is None:
+            return None
+        offer = Offer.of(row)
+        await conn.execute(
+            """UPDATE requests SET state = 'waiting', avoid = array_append(avoid, $2)
+               WHERE id = $1 AND state = 'offered'""",
+            offer.request_id,
+            offer.specialist_id,
+        )
+        missed = await conn.fetchval(
+            """UPDATE specialists SET missed_offers = CASE WHEN $2 THEN missed_offers + 1 ELSE 0 END
+               WHERE id = $1 RETURNING missed_offers""",
+            offer.specialist_id,
+            outcome is OfferOutcome.EXPIRED,
+        )
+    return offer, int(missed or 0)
+
+
+async def overdue_offers(db: Db) -> list[Offer]:
+    rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state = 'pending' AND expires_at <= now()")
+    return [Offer.of(r) for r in rows]
+
+
+class Refusal(StrEnum):
+    OFFER_EXPIRED = "offer_expired"
+    ALREADY_CLAIMED = "already_claimed"
+    NO_SLOT = "no_slot"
+    LANGUAGE = "language"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    conversation_id: str
+    request: Request
+    specialist_id: str
+    specialist_name: str
+    revoked: list[Offer]
+
+
+async def accept_offer(
+    db: asyncpg.Pool[asyncpg.Record], offer_id: str, specialist_id: str
+) -> Assignment | Refusal:
+    try:
+        async with db.acquire() as conn, conn.transaction():
+            request_id = await conn.fetchval(
+                """UPDATE offers SET state = 'accepted', decided_at = now()
+                   WHERE id = $1 AND specialist_id = $2 AND state = 'pending' AND expires_at > now()
+                   RETURNING request_id""",
+                offer_id,
+                specialist_id,
+            )
+            if request_id is None:
+                return Refusal.OFFER_EXPIRED
+            # A refusal rolls the whole transaction back: the offer stays pending until it expires.
+            return await _assign(conn, request_id, specialist_id, check_language=False)
+    except _Abort as abort:
+        return abort.refusal
+
+
+class _Abort(Exception):
+    """Raised inside a transaction to roll it back with a refusal for the caller."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+
+async def claim_request(
+    db: asyncpg.Pool[asyncpg.Record], request_id: str, specialist_id: str
+) -> Assignment | Refusal:
+    try:
+        async with db.acquire() as conn, conn.transaction():
+            return await _assign(conn, request_id, specialist_id, check_language=True)
+    except _Abort as abort:
+        return abort.refusal
+
+
+async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_language: bool) -> Assignment:
+    # Lock order everywhere: specialist row, then request row. The capacity check is a
+    # compare-and-set on the locked specialist row, so no process can overfill a specialist.
+    spec = await conn.fetchrow(
+        """UPDATE specialists SET active_chats = active_chats + 1, missed_offers = 0
+           WHERE id = $1 AND active_chats < max_chats RETURNING name, languages""",
+        specialist_id,
+    )
+    if spec is None:
+        exists = await conn.fetchval("SELECT 1 FROM specialists WHERE id = $1", specialist_id)
+        raise _Abort(Refusal.NO_SLOT if exists else Refusal.NOT_FOUND)
+    row = await conn.fetchrow(
+        f"""UPDATE requests SET state = 'assigned', closed_at = now()
+            WHERE id = $1 AND state IN ('waiting', 'offered') RETURNING {_REQ}""",
+        request_id,
+    )
+    if row is None:
+        exists = await conn.fetchval("SELECT 1 FROM requests WHERE id = $1", request_id)
+        raise _Abort(Refusal.ALREADY_CLAIMED if exists else Refusal.NOT_FOUND)
+    request = Request.of(row)
+    if check_language and request.language and request.language not in spec["languages"]:
+        raise _Abort(Refusal.LANGUAGE)
+    revoked = await conn.fetch(
+        f"""UPDATE offers SET state = 'revoked', decided_at = now()
+            WHERE request_id = $1 AND state = 'pending' RETURNING {_OFFER}""",
+        request_id,
+    )
+    conversation_id = new_id()
+    await conn.execute(
+        """INSERT INTO conversations (id, request_id, member_id, member_alias, specialist_id,
+               specialist_name, tags)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        conversation_id,
+        request.id,
+        request.member_id,
+        request.member_alias,
+        specialist_id,
+        spec["name"],
+        request.tags,
+    )
+    return Assignment(
+        conversation_id=conversation_id,
+        request=request,
+        specialist_id=specialist_id,
+        specialist_name=spec["name"],
+        revoked=[Offer.of(r) for r in revoked],
+    )

@@ -1,0 +1,55 @@
+"""Stored rows as the frames a given user may see. The one place that decides what of a
+member's identity leaves the service: their alias, never their account id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, cast
+
+from chat.store.conversations import Conversation, StoredMessage
+from chat.store.db import iso
+from chat.store.queue import Request
+from protocol import frames as f
+
+
+def message(m: StoredMessage) -> f.Message:
+    return f.Message(
+        conversation_id=m.conversation_id,
+        seq=m.seq,
+        sender=f.Sender(role=cast(f.Role, m.sender_role), name=m.sender_name),
+        body=m.body,
+        client_msg_id=m.client_msg_id,
+        sent_at=iso(m.sent_at),
+    )
+
+
+def conversation_info(c: Conversation) -> f.ConversationInfo:
+    return f.ConversationInfo(
+        id=c.id,
+        member=f.MemberView(alias=c.member_alias),
+        specialist=f.SpecialistView(id=c.specialist_id, name=c.specialist_name),
+        tags=c.tags,
+    )
+
+
+def summary_for(c: Conversation, user_id: str) -> f.ConversationSummary:
+    if user_id == c.member_id:
+        peer = f.Peer(role="specialist", name=c.specialist_name, id=c.specialist_id)
+    else:
+        peer = f.Peer(role="member", name=c.member_alias)
+    state: Literal["active", "ended"] = "active" if c.state == "active" else "ended"
+    return f.ConversationSummary(id=c.id, peer=peer, last_seq=c.last_seq, tags=c.tags, state=state)
+
+
+def waited_s(created_at: datetime, now: datetime) -> int:
+    return max(0, int((now - created_at).total_seconds()))
+
+
+def queue_entry(r: Request, now: datetime) -> f.QueueEntry:
+    return f.QueueEntry(
+        request_id=r.id,
+        tags=r.tags,
+        language=r.language,
+        waited_s=waited_s(r.created_at, now),
+        priority=cast(f.Priority, r.priority),
+    )

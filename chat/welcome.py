@@ -1,0 +1,86 @@
+"""The `welcome` frame and what follows it: the user's state, then any resumed messages."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from chat import views
+from chat.services import Services
+from chat.session import CatchUp, Session
+from chat.store import conversations, profiles, queue
+from protocol import frames as f
+
+RESUME_ENDED_WITHIN_S = 24 * 3600
+
+
+async def greet(services: Services, session: Session, hello: f.Hello) -> None:
+    db, user_id = services.db, session.user_id
+    availability: Literal["available", "away"] | None = None
+    offers: list[f.OfferMade] = []
+    requests: list[f.RequestInfo] = []
+    if session.role == "specialist":
+        profile = await profiles.ensure(db, user_id, session.name)
+        availability = "available" if profile.status == "available" else "away"
+        now = time.time()
+        for offer in await queue.pending_offers(db, user_id):
+            request = await queue.get_request(db, offer.request_id)
+            if request is not None and services.matchmaker is not None:
+                offers.append(services.matchmaker.offer_frame(request, offer, now))
+    elif session.role == "member":
+        request = await queue.open_request_of(db, user_id)
+        if request is not None:
+            position, wait = await position_of(services, request)
+            requests.append(
+                f.RequestInfo(
+                    request_id=request.id,
+                    tags=request.tags,
+                    language=request.language,
+                    position=position,
+                    estimated_wait_s=wait,
+                )
+            )
+    mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    for c in mine:
+        services.participants[c.id] = (c.member_id, c.specialist_id)
+    active = [c for c in mine if c.state == "active"]
+    session.push_frame(
+        f.Welcome(
+            user=f.User(id=user_id, role=session.role, name=session.name),
+            conversations=[views.summary_for(c, user_id) for c in active],
+            requests=requests,
+            offers=offers,
+            availability=availability,
+            ref=hello.ref,
+        )
+    )
+    resume = hello.resume or {}
+    for c in mine:
+        if c.id in resume:
+            # Everything after the client's last seq, then live messages, gap-free.
+            session.seen[c.id] = min(resume[c.id], c.last_seq)
+            session.push(CatchUp(c.id))
+        elif c.state == "active":
+            session.seen[c.id] = c.last_seq
+
+
+async def position_of(services: Services, request: queue.Request) -> tuple[int, int]:
+    """(position, estimated wait) from the matchmaker if it leads here, else from SQL."""
+    mm = services.matchmaker
+    if mm is not None and mm.leading:
+        estimate = mm.engine.queue_position(request.id, time.time())
+        if estimate is not None:
+            return estimate.position, estimate.estimated_wait_s
+    ahead = await services.db.fetchval(
+        """SELECT count(*) FROM requests WHERE state IN ('waiting', 'offered') AND id <> $1
+             AND (priority = 'urgent' AND $2 = 'normal'
+                  OR priority = $2 AND (created_at, id) < ($3, $1))""",
+        request.id,
+        request.priority,
+        request.created_at,
+    )
+    position = int(ahead or 0) + 1
+    # Without the matchmaker's service rates: a conservative ten minutes per chat ahead,
+    # spread over the specialists online. The matchmaker's next cycle refines it.
+    online = max(1, len(await services.presence.online_specialists(time.time())))
+    return position, int(position * 600 / online)

@@ -1,0 +1,354 @@
+"""Every frame of protocol v1 (PRODUCT.md §5) as a typed value.
+
+Client frames are what a browser or app sends; server frames are what we send back.
+Each is a frozen msgspec Struct whose `type` tag is its wire name, so decoding validates
+shape and types in one pass and `protocol.schema` derives the JSON Schema from these very
+classes. Fields may be added in later versions; names and meanings here are fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+Ref = Annotated[str, Meta(max_length=64)]
+Tag = Annotated[str, Meta(min_length=1, max_length=40)]
+Language = Annotated[str, Meta(min_length=2, max_length=16)]
+Seq = Annotated[int, Meta(ge=0)]
+Role = Literal["member", "specialist", "supervisor"]
+Priority = Literal["urgent", "normal"]
+
+
+class Frame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    """Any frame. `ref`, when a client sets it, is copied into the direct reply only."""
+
+    ref: Ref | None = None
+
+
+# --------------------------------------------------------------------------- client
+
+
+class Hello(Frame, tag="hello", frozen=True):
+    token: Annotated[str, Meta(max_length=8192)]
+    resume: dict[Id, Seq] | None = None
+
+
+class RequestPeer(Frame, tag="request", frozen=True):
+    tags: Annotated[list[Tag], Meta(max_length=10)] = []
+    language: Language | None = None
+    note: Annotated[str, Meta(max_length=1000)] | None = None
+    prefer_specialist: Id | None = None
+
+
+class Cancel(Frame, tag="cancel", frozen=True):
+    request_id: Id
+
+
+class SetAvailability(Frame, tag="availability", frozen=True):
+    status: Literal["available", "away"]
+
+
+class Accept(Frame, tag="accept", frozen=True):
+    offer_id: Id
+
+
+class Decline(Frame, tag="decline", frozen=True):
+    offer_id: Id
+
+
+class QueueWatch(Frame, tag="queue_watch", frozen=True):
+    pass
+
+
+class Claim(Frame, tag="claim", frozen=True):
+    request_id: Id
+
+
+class Send(Frame, tag="send", frozen=True):
+    conversation_id: Id
+    client_msg_id: Id
+    # The body limit is configuration (PEERCHAT_MAX_BODY_CHARS), checked by the gateway so
+    # the sender gets `too_large` rather than a generic shape error.
+    body: str
+
+
+class Typing(Frame, tag="typing", frozen=True):
+    conversation_id: Id
+
+
+class Read(Frame, tag="read", frozen=True):
+    conversation_id: Id
+    seq: Seq
+
+
+class HistoryQuery(Frame, tag="history", frozen=True):
+    conversation_id: Id
+    after_seq: Seq = 0
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+
+
+class End(Frame, tag="end", frozen=True):
+    conversation_id: Id
+
+
+class Feedback(Frame, tag="feedback", frozen=True):
+    conversation_id: Id
+    rating: Annotated[int, Meta(ge=1, le=5)]
+    comment: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+class WatchQueues(Frame, tag="watch_queues", frozen=True):
+    pass
+
+
+ClientFrame = (
+    Hello
+    | RequestPeer
+    | Cancel
+    | SetAvailability
+    | Accept
+    | Decline
+    | QueueWatch
+    | Claim
+    | Send
+    | Typing
+    | Read
+    | HistoryQuery
+    | End
+    | Feedback
+    | WatchQueues
+)
+CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
+
+# --------------------------------------------------------------------------- server
+
+
+class Struct(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A value nested inside a frame."""
+
+
+class User(Struct, frozen=True):
+    id: str
+    role: Role
+    name: str
+
+
+class Peer(Struct, frozen=True):
+    """The other participant as this user may see them: a member shows only an alias."""
+
+    role: Role
+    name: str
+    id: str | None = None  # set for specialists only; a member's account id never leaves us
+
+
+class ConversationSummary(Struct, frozen=True):
+    id: str
+    peer: Peer
+    last_seq: int
+    tags: list[str] = []
+    state: Literal["active", "ended"] = "active"
+
+
+class MemberView(Struct, frozen=True):
+    alias: str
+
+
+class SpecialistView(Struct, frozen=True):
+    id: str
+    name: str
+
+
+class ConversationInfo(Struct, frozen=True):
+    id: str
+    member: MemberView
+    specialist: SpecialistView
+    tags: list[str]
+
+
+class Sender(Struct, frozen=True):
+    role: Role
+    name: str
+
+
+class QueueEntry(Struct, frozen=True):
+    request_id: str
+    tags: list[str]
+    language: str | None
+    waited_s: int
+    priority: Priority
+
+
+class RequestInfo(Struct, frozen=True):
+    request_id: str
+    tags: list[str]
+    language: str | None
+    position: int
+    estimated_wait_s: int
+
+
+class SpecialistCounts(Struct, frozen=True):
+    available: int = 0
+    busy: int = 0
+    away: int = 0
+
+
+class TagLoad(Struct, frozen=True):
+    waiting: int
+    longest_wait_s: int
+
+
+class Alert(Struct, frozen=True):
+    kind: Literal["urgent_request", "long_wait"]
+    request_id: str
+    at: str
+    waited_s: int
+    tags: list[str] = []
+
+
+class Welcome(Frame, tag="welcome", frozen=True):
+    user: User
+    conversations: list[ConversationSummary]
+    requests: list[RequestInfo]
+    offers: list[OfferMade]
+    availability: Literal["available", "away"] | None = None  # specialists only
+
+
+class Queued(Frame, tag="queued", frozen=True):
+    request_id: str
+    position: int
+    estimated_wait_s: int
+
+
+class QueueUpdate(Frame, tag="queue_update", frozen=True):
+    request_id: str
+    position: int
+    estimated_wait_s: int
+
+
+class Cancelled(Frame, tag="cancelled", frozen=True):
+    request_id: str
+    reason: str = "cancelled"
+
+
+class AvailabilityChanged(Frame, tag="availability", frozen=True):
+    status: Literal["available", "away"]
+    reason: str | None = None  # e.g. "missed_offers" when we set a specialist away
+
+
+class OfferMade(Frame, tag="offer", frozen=True):
+    offer_id: str
+    request_id: str
+    tags: list[str]
+    language: str | None
+    note: str | None
+    waited_s: int
+    expires_in_s: int
+    priority: Priority
+
+
+class Declined(Frame, tag="declined", frozen=True):
+    offer_id: str
+
+
+class OfferRevoked(Frame, tag="offer_revoked", frozen=True):
+    offer_id: str
+    reason: str = "claimed"
+
+
+class Queue(Frame, tag="queue", frozen=True):
+    requests: list[QueueEntry]
+
+
+class ConversationStarted(Frame, tag="conversation_started", frozen=True):
+    conversation: ConversationInfo
+
+
+class Ack(Frame, tag="ack", frozen=True):
+    conversation_id: str
+    client_msg_id: str
+    seq: int
+
+
+class Message(Frame, tag="message", frozen=True):
+    conversation_id: str
+    seq: int
+    sender: Sender
+    body: str
+    client_msg_id: str
+    sent_at: str
+
+
+class PeerTyping(Frame, tag="typing", frozen=True):
+    conversation_id: str
+    role: Role
+
+
+class PeerRead(Frame, tag="read", frozen=True):
+    conversation_id: str
+    seq: int
+    role: Role
+
+
+class History(Frame, tag="history", frozen=True):
+    conversation_id: str
+    messages: list[Message]
+
+
+class ConversationEnded(Frame, tag="conversation_ended", frozen=True):
+    conversation_id: str
+    by: Literal["member", "specialist", "supervisor", "system"]
+    reason: str
+
+
+class FeedbackSaved(Frame, tag="feedback_saved", frozen=True):
+    conversation_id: str
+
+
+class PeerStatus(Frame, tag="peer_status", frozen=True):
+    """The other participant's connection: `reconnecting` after a drop, `connected` again,
+    or `gone` once the reconnect grace has passed."""
+
+    conversation_id: str
+    status: Literal["connected", "reconnecting", "gone"]
+
+
+class QueueStats(Frame, tag="queue_stats", frozen=True):
+    waiting: int
+    longest_wait_s: int
+    by_tag: dict[str, TagLoad]
+    specialists: SpecialistCounts
+    active_conversations: int
+    alerts: list[Alert]
+
+
+class Error(Frame, tag="error", frozen=True):
+    code: str
+    message: str
+
+
+ServerFrame = (
+    Welcome
+    | Queued
+    | QueueUpdate
+    | Cancelled
+    | AvailabilityChanged
+    | OfferMade
+    | Declined
+    | OfferRevoked
+    | Queue
+    | ConversationStarted
+    | Ack
+    | Message
+    | PeerTyping
+    | PeerRead
+    | History
+    | ConversationEnded
+    | FeedbackSaved
+    | PeerStatus
+    | QueueStats
+    | Error
+)
+SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

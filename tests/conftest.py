@@ -1,0 +1,76 @@
+"""Session-wide real servers, and fixtures that hand each test its own database and,
+where it needs one, its own `peerchat serve` process on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+
+from chat.devservers import PostgresServer, RedisServer
+from tests.support.servers import LiveService, Servers, fresh_database, make_template, service_env
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    base = tmp_path_factory.mktemp("servers")
+    pg = PostgresServer(base / "pg", durable=False)
+    rs = RedisServer()
+    pg.start()
+    rs.start()
+    s = Servers(pg, rs)
+    asyncio.run(make_template(s))
+    try:
+        yield s
+    finally:
+        pg.stop()
+        rs.stop()
+
+
+@pytest.fixture
+async def database_url(servers: Servers) -> str:
+    return await fresh_database(servers)
+
+
+@pytest.fixture
+async def redis_client(servers: Servers) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(servers.redis.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def service_factory(servers: Servers, database_url: str, tmp_path: Path) -> Iterator[type[object]]:
+    """Start one or more `peerchat serve` processes on this test's database."""
+    started: list[LiveService] = []
+
+    def start(**env: str) -> LiveService:
+        svc = LiveService(
+            env=service_env(database_url, servers.redis.url, **env),
+            log_path=tmp_path / f"service-{len(started)}.log",
+        )
+        started.append(svc)
+        svc.start()
+        return svc
+
+    yield start  # type: ignore[misc]
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+async def live(service_factory: object, redis_client: redis.Redis) -> LiveService:
+    """One running service with a fresh database and an empty Redis."""
+    return service_factory()  # type: ignore[operator, no-any-return]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PEERCHAT_TEST", "1")
+    ARTIFACTS.mkdir(exist_ok=True)

@@ -1,0 +1,151 @@
+"""Real servers for the tests: one PostgreSQL and one Redis per test session (the same
+launcher `make run` uses), a fresh database per test cloned from a migrated template, and
+`LiveService`: `peerchat serve` in a real process on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from chat.devservers import PostgresServer, RedisServer, free_port
+
+JWT_SECRET = "test-secret-" + "x" * 40
+TEMPLATE_DB = "peerchat_template"
+
+
+@dataclass
+class Servers:
+    pg: PostgresServer
+    redis: RedisServer
+
+    def db_url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg.port}/{name}"
+
+
+async def make_template(servers: Servers) -> None:
+    from chat.store.migrate import migrate
+
+    admin = await asyncpg.connect(servers.pg.url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(servers.db_url(TEMPLATE_DB))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def fresh_database(servers: Servers) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(servers.pg.url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    finally:
+        await admin.close()
+    return servers.db_url(name)
+
+
+def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERCHAT_")}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        PEERCHAT_JWT_SECRET=JWT_SECRET,
+        PEERCHAT_DEV="1",
+        PEERCHAT_HOST="127.0.0.1",
+        PEERCHAT_LOG_LEVEL="warning",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class LiveService:
+    """`peerchat serve` in its own process. `log` collects its output for assertions
+    (no message body or token may ever appear there)."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chat.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.http + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("service did not start")
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(5)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+async def wait_until(predicate: object, timeout: float = 10, every: float = 0.05) -> None:
+    """Wait for an async or plain predicate to become true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(every)
