@@ -47,7 +47,10 @@ def decode_client(data: str | bytes) -> ClientFrame | FrameError:
 def _classify(data: str | bytes, exc: msgspec.ValidationError) -> FrameError:
     # Slow path, bad frames only: look at the raw object to tell an unknown type from a
     # known type with a bad field, and to recover the `ref` for the reply.
-    raw = _any_decoder.decode(data)
+    try:
+        raw = _any_decoder.decode(data)
+    except msgspec.DecodeError:  # the typed decoder can fail on shape before it sees bad JSON
+        return FrameError(ErrorCode.BAD_FRAME, "frame is not valid JSON")
     if not isinstance(raw, dict):
         return FrameError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
     ref = raw.get("ref")

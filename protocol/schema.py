@@ -21,7 +21,7 @@ def schema() -> dict[str, Any]:
         "title": "peerchat protocol v1",
         "description": "Every WebSocket text frame is one JSON object with a `type`.",
         "$defs": {**defs, "ClientFrame": client, "ServerFrame": server},
-        "oneOf": [{"$ref": "#/$defs/ClientFrame"}, {"$ref": "#/$defs/ServerFrame"}],
+        "anyOf": [{"$ref": "#/$defs/ClientFrame"}, {"$ref": "#/$defs/ServerFrame"}],
     }
 
 
