@@ -30,7 +30,7 @@ def uvicorn_options(port: int) -> dict[str, Any]:
     return {
         "host": os.environ.get("PEERCHAT_HOST", "0.0.0.0"),
         "port": port,
-        "ws": "websockets",
+        "ws": "websockets-sansio",
         # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.
         "ws_max_size": 64 * 1024,
         # Per-message deflate costs tens of KiB per socket; chat frames are small (see

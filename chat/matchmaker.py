@@ -18,7 +18,6 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-from matching.engine import Engine
 
 from chat import stats as stats_view
 from chat import views
@@ -26,6 +25,8 @@ from chat.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
 from chat.services import Services
 from chat.store import profiles, queue
 from chat.store.queue import OfferOutcome
+from matching.decisions import Decisions
+from matching.engine import Engine
 from matching.model import MatchConfig, Offer, Priority, Request, Specialist, Status
 from protocol import frames as f
 
@@ -53,7 +54,8 @@ class Matchmaker:
             offer_timeout_s=settings.offer_timeout_s, relax_after_s=settings.relax_after_s
         )
         self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
-        self._sent_positions: dict[str, tuple[int, int]] = {}
+        self._needs_load = True
+        self._requests_by_id: dict[str, queue.Request] = {}
         self._last_queue: list[f.QueueEntry] | None = None
         self._last_queue_at = 0.0
         self._last_stats: f.QueueStats | None = None
@@ -90,6 +92,7 @@ class Matchmaker:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             self._lock_conn = conn
             self.leading = True
+            self._needs_load = True
             await self.s.bus.subscribe(POKE_CHANNEL)
             log.info("this process now leads matching")
             return True
@@ -119,45 +122,106 @@ class Matchmaker:
     # ------------------------------------------------------------------ one cycle
 
     async def cycle(self) -> None:
-        db, hub = self.s.db, self.s.hub
-        for offer in await queue.overdue_offers(db):
-            await self._close_offer(offer.id, OfferOutcome.EXPIRED)
+        """Bring the engine in line with PostgreSQL, let time pass, carry out decisions.
 
+        The engine is incremental (its service-rate history is what makes waits honest),
+        so each cycle feeds it the differences since the last one as events; a full
+        `load` happens on taking the lead or after any disagreement with the database.
+        """
+        db = self.s.db
         now = time.time()
         requests = await queue.open_requests(db)
         specialists = await profiles.list_all(db)
         pending = await queue.pending_offers(db)
         online = await self.s.presence.online_specialists(now)
+        snap_requests = {r.id: self._request(r) for r in requests}
+        snap_specs = {p.id: self._specialist(p, online) for p in specialists}
+        snap_offers = {
+            o.id: Offer(o.id, o.request_id, o.specialist_id, _epoch(o.created_at), _epoch(o.expires_at))
+            for o in pending
+        }
+        self._requests_by_id = {r.id: r for r in requests}
+        if self._needs_load:
+            self._needs_load = False
+            batch = [self.engine.load(snap_requests.values(), snap_specs.values(), snap_offers.values(), now)]
+        else:
+            batch = self._sync(snap_requests, snap_specs, snap_offers, now)
+        batch.append(self.engine.tick(now))
+        for decisions in batch:
+            await self._carry_out(decisions, now)
+        await self._broadcast(requests, specialists, online, now)
 
-        decisions = self.engine.load(
-            [self._request(r) for r in requests],
-            [self._specialist(p, online) for p in specialists],
-            [
-                Offer(o.id, o.request_id, o.specialist_id, _epoch(o.created_at), _epoch(o.expires_at))
-                for o in pending
-            ],
-            now,
-        )
-        by_id = {r.id: r for r in requests}
-        for decided in decisions.offers:
-            request = by_id.get(decided.request_id)
-            if request is None:
+    def _sync(
+        self,
+        requests: dict[str, Request],
+        specialists: dict[str, Specialist],
+        offers: dict[str, Offer],
+        now: float,
+    ) -> list[Decisions]:
+        engine = self.engine
+        out = []
+        # Specialists first, so offers made by later events see current slots and status.
+        for spec in specialists.values():
+            if engine.specialists.get(spec.id) != spec:
+                out.append(engine.specialist_changed(spec, now))
+        # Offers the engine holds that the database no longer has pending.
+        for offer_id, offer in list(engine.offers.items()):
+            if offer_id in offers:
                 continue
-            made = await queue.make_offer(
-                db,
-                offer_id=decided.id,
-                request_id=decided.request_id,
-                specialist_id=decided.specialist_id,
-                expires_at=datetime.fromtimestamp(decided.expires_at, UTC),
-            )
-            if made is None:
+            if offer.request_id in requests:
+                out.append(engine.offer_declined(offer_id, now))  # declined, or expired elsewhere
+            else:
+                out.append(engine.offer_accepted(offer_id, now))  # accepted (or cancelled: removed below)
+        for request_id in list(engine.requests):
+            if request_id not in requests:
+                out.append(engine.request_removed(request_id, now))  # claimed by hand, or cancelled
+        for request_id, request in requests.items():
+            known = engine.requests.get(request_id)
+            if known is None:
+                out.append(engine.request_added(request, now))
+            elif not request.avoid <= known.avoid:
+                self._needs_load = True  # the database knows a refusal the engine missed
+        if set(offers) - set(engine.offers):
+            self._needs_load = True  # offers we did not make (an earlier leader's)
+        return out
+
+    async def _carry_out(self, decisions: Decisions, now: float) -> None:
+        db, hub = self.s.db, self.s.hub
+        for expired in decisions.expired:
+            await self._close_offer(expired.id, OfferOutcome.EXPIRED)
+        for revoked in decisions.revoked:
+            if await queue.revoke_offer(db, revoked.id):
+                await hub.to_user(
+                    revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
+                )
+        for decided in decisions.offers:
+            request = self._requests_by_id.get(decided.request_id)
+            made = None
+            if request is not None:
+                made = await queue.make_offer(
+                    db,
+                    offer_id=decided.id,
+                    request_id=decided.request_id,
+                    specialist_id=decided.specialist_id,
+                    expires_at=datetime.fromtimestamp(decided.expires_at, UTC),
+                )
+            if made is None or request is None:
+                self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
             await hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
         for request_id in decisions.preference_fallbacks:
             log.info("preferred specialist not available for request %s", request_id[:8])
-
-        await self._send_positions(now)
-        await self._broadcast(requests, specialists, online, now)
+        for estimate in decisions.queue_updates:
+            request = self._requests_by_id.get(estimate.request_id)
+            if request is not None:
+                await hub.to_user(
+                    request.member_id,
+                    f.QueueUpdate(
+                        request_id=estimate.request_id,
+                        position=estimate.position,
+                        estimated_wait_s=estimate.estimated_wait_s,
+                    ),
+                )
 
     def offer_frame(self, request: queue.Request, offer: queue.Offer, now: float) -> f.OfferMade:
         return f.OfferMade(
@@ -182,28 +246,6 @@ class Matchmaker:
             await self.s.hub.to_user(
                 offer.specialist_id, f.AvailabilityChanged(status="away", reason="missed_offers")
             )
-
-    async def _send_positions(self, now: float) -> None:
-        for request_id, (position, wait) in self.positions(now).items():
-            if self._sent_positions.get(request_id) == (position, wait):
-                continue
-            self._sent_positions[request_id] = (position, wait)
-            member = self.engine.member_of(request_id)
-            if member is not None:
-                await self.s.hub.to_user(
-                    member, f.QueueUpdate(request_id=request_id, position=position, estimated_wait_s=wait)
-                )
-        live = set(self.engine.request_ids())
-        for gone in set(self._sent_positions) - live:
-            del self._sent_positions[gone]
-
-    def positions(self, now: float) -> dict[str, tuple[int, int]]:
-        result = {}
-        for request_id in self.engine.request_ids():
-            estimate = self.engine.queue_position(request_id, now)
-            if estimate is not None:
-                result[request_id] = (estimate.position, estimate.estimated_wait_s)
-        return result
 
     async def _broadcast(
         self, requests: list[queue.Request], specialists: list[profiles.Profile], online: set[str], now: float

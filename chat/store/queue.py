@@ -246,6 +246,23 @@ async def close_offer(
     return offer, int(missed or 0)
 
 
+async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
+    """Withdraw a pending offer without holding it against the specialist (they went away,
+    or their capacity was cut); the request goes back to waiting."""
+    async with db.acquire() as conn, conn.transaction():
+        request_id = await conn.fetchval(
+            """UPDATE offers SET state = 'revoked', decided_at = now()
+               WHERE id = $1 AND state = 'pending' RETURNING request_id""",
+            offer_id,
+        )
+        if request_id is None:
+            return False
+        await conn.execute(
+            "UPDATE requests SET state = 'waiting' WHERE id = $1 AND state = 'offered'", request_id
+        )
+    return True
+
+
 async def overdue_offers(db: Db) -> list[Offer]:
     rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state = 'pending' AND expires_at <= now()")
     return [Offer.of(r) for r in rows]

@@ -34,7 +34,11 @@ def test_unknown_fields_are_ignored_so_clients_can_be_newer() -> None:
         ('{"type":7,"ref":"a"}', ErrorCode.BAD_FRAME, "a"),
         ('{"type":"teleport","ref":"b"}', ErrorCode.UNKNOWN_TYPE, "b"),
         ('{"type":"send","ref":"c"}', ErrorCode.BAD_FRAME, "c"),
-        ('{"type":"send","conversation_id":1,"client_msg_id":"m","body":"x","ref":"d"}', ErrorCode.BAD_FRAME, "d"),
+        (
+            '{"type":"send","conversation_id":1,"client_msg_id":"m","body":"x","ref":"d"}',
+            ErrorCode.BAD_FRAME,
+            "d",
+        ),
         ('{"type":"read","conversation_id":"c","seq":-1}', ErrorCode.BAD_FRAME, None),
         ('{"type":"feedback","conversation_id":"c","rating":6}', ErrorCode.BAD_FRAME, None),
         ('{"type":"availability","status":"asleep"}', ErrorCode.BAD_FRAME, None),
@@ -79,8 +83,14 @@ def test_known_types_with_random_fields_never_raise(kind: str, fields: dict[str,
 def test_every_server_frame_round_trips() -> None:
     frames: list[f.Frame] = [
         f.Ack(conversation_id="c", client_msg_id="m", seq=3, ref="r"),
-        f.Message(conversation_id="c", seq=1, sender=f.Sender(role="member", name="Sam"), body="<b>hi</b>",
-                  client_msg_id="m", sent_at="2026-11-27T09:30:00.000Z"),
+        f.Message(
+            conversation_id="c",
+            seq=1,
+            sender=f.Sender(role="member", name="Sam"),
+            body="<b>hi</b>",
+            client_msg_id="m",
+            sent_at="2026-11-27T09:30:00.000Z",
+        ),
         f.Error(code="bad_frame", message="no"),
         f.PeerStatus(conversation_id="c", status="reconnecting"),
     ]

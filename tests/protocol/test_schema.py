@@ -48,4 +48,6 @@ def test_every_frame_has_an_example(frame_type: type[f.Frame]) -> None:
         {**schema(), "oneOf": [{"$ref": f"#/$defs/{frame_type.__name__}"}]}
     )
     matching = [e for e in _examples() if e["type"] == tag and validator.is_valid(e)]
-    assert matching, f"docs/protocol.md has no example of the {'client' if client else 'server'} `{tag}` frame"
+    assert matching, (
+        f"docs/protocol.md has no example of the {'client' if client else 'server'} `{tag}` frame"
+    )

@@ -57,7 +57,7 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
+            rcvd = self.ws.protocol.close_rcvd
             self.closed_code = rcvd.code if rcvd is not None else 1006
             self._arrived.set()
 
@@ -110,4 +110,5 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
-        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
