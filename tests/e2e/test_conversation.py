@@ -163,7 +163,7 @@ async def test_resume_delivers_exactly_the_messages_after_the_given_seq(live: Li
 
 
 async def test_a_resume_for_someone_elses_conversation_is_ignored(live: LiveService) -> None:
-    (member,), specialist, conv = await _matched(live)
+    (_member,), specialist, conv = await _matched(live)
     await specialist.call(
         {"type": "send", "conversation_id": conv, "client_msg_id": "s", "body": "private"}, "ack"
     )
