@@ -22,6 +22,8 @@ class Settings:
     allowed_origins: frozenset[str] = frozenset()
     offer_timeout_s: float = 30.0
     relax_after_s: float = 60.0
+    # How long a request naming `prefer_specialist` waits for that specialist alone.
+    prefer_window_s: float = 20.0
     reconnect_grace_s: float = 120.0
     presence_ttl_s: float = 30.0
     max_body_chars: int = 4000
@@ -83,9 +85,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         allowed_origins=origins,
         offer_timeout_s=_float(env, "PEERCHAT_OFFER_TIMEOUT_S", 30.0),
         relax_after_s=_float(env, "PEERCHAT_RELAX_AFTER_S", 60.0),
+        prefer_window_s=_float(env, "PEERCHAT_PREFER_WINDOW_S", 20.0),
         reconnect_grace_s=_float(env, "PEERCHAT_RECONNECT_GRACE_S", 120.0),
         presence_ttl_s=_float(env, "PEERCHAT_PRESENCE_TTL_S", 30.0),
         max_body_chars=int(max_body),
+        # Not in PRODUCT.md §3: the protocol fixes 10 s; tests shorten it to prove the 4002 close.
+        hello_timeout_s=_float(env, "PEERCHAT_HELLO_TIMEOUT_S", 10.0),
         dev=env.get("PEERCHAT_DEV", "") not in ("", "0", "false"),
         crisis_resources=env.get("PEERCHAT_CRISIS_RESOURCES", ""),
     )

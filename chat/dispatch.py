@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from msgspec.structs import replace
 from redis.exceptions import RedisError
 
 from chat import views, welcome
 from chat.metrics import METRICS
 from chat.services import Services
-from chat.session import Session
+from chat.session import Outbound, Session
 from chat.stats import queue_stats
 from chat.store import audit, conversations, profiles, queue
 from chat.store.conversations import Appended
@@ -215,8 +216,12 @@ async def _started(
     assert conv is not None
     services.participants[conv.id] = (conv.member_id, conv.specialist_id)
     started = f.ConversationStarted(conversation=views.conversation_info(conv))
+    # The direct reply carries the ref; the fan-out (other devices, the member) does not.
+    session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
     for user in (conv.specialist_id, conv.member_id):
-        await services.hub.to_user(user, started, conversation_id=conv.id, starts_conversation=True)
+        await services.hub.to_user(
+            user, started, conversation_id=conv.id, starts_conversation=True, skip=session
+        )
     for offer in result.revoked:
         await services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
     await services.poke_matchmaker()

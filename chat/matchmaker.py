@@ -51,7 +51,9 @@ class Matchmaker:
         self.leading = False
         settings = services.settings
         self.config = MatchConfig(
-            offer_timeout_s=settings.offer_timeout_s, relax_after_s=settings.relax_after_s
+            offer_timeout_s=settings.offer_timeout_s,
+            relax_after_s=settings.relax_after_s,
+            prefer_window_s=settings.prefer_window_s,
         )
         self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
         self._needs_load = True
@@ -210,7 +212,18 @@ class Matchmaker:
                 continue
             await hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
         for request_id in decisions.preference_fallbacks:
-            log.info("preferred specialist not available for request %s", request_id[:8])
+            request = self._requests_by_id.get(request_id)
+            estimate = self.engine.queue_position(request_id, now)
+            if request is not None and estimate is not None:
+                await hub.to_user(
+                    request.member_id,
+                    f.QueueUpdate(
+                        request_id=request_id,
+                        position=estimate.position,
+                        estimated_wait_s=estimate.estimated_wait_s,
+                        notice="preferred_unavailable",
+                    ),
+                )
         for estimate in decisions.queue_updates:
             request = self._requests_by_id.get(estimate.request_id)
             if request is not None:

@@ -48,7 +48,8 @@ def verify(token: str, settings: Settings) -> Identity:
     sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
     if not isinstance(sub, str) or not 0 < len(sub) <= 64:
         raise TokenRejected("bad sub")
-    if role not in ROLES:
+    # An identity provider may send a list (`"role": ["member"]`); `in` on a set would raise.
+    if not isinstance(role, str) or role not in ROLES:
         raise TokenRejected("unknown role")
     if name is not None and not isinstance(name, str):
         raise TokenRejected("bad name")

@@ -226,6 +226,9 @@ class QueueUpdate(Frame, tag="queue_update", frozen=True):
     request_id: str
     position: int
     estimated_wait_s: int
+    # Set once when the specialist the member asked for could not take the request in
+    # time, so it now goes to the next best: "preferred_unavailable".
+    notice: str | None = None
 
 
 class Cancelled(Frame, tag="cancelled", frozen=True):
