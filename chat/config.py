@@ -55,6 +55,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     database_url = env.get("DATABASE_URL", "")
@@ -93,4 +102,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         hello_timeout_s=_float(env, "PEERCHAT_HELLO_TIMEOUT_S", 10.0),
         dev=env.get("PEERCHAT_DEV", "") not in ("", "0", "false"),
         crisis_resources=env.get("PEERCHAT_CRISIS_RESOURCES", ""),
+        outbound_queue_frames=_count(env, "PEERCHAT_OUTBOUND_QUEUE_FRAMES", 256),
+        rate_limit_per_10s=_count(env, "PEERCHAT_RATE_LIMIT_PER_10S", 50),
     )

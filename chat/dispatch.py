@@ -95,6 +95,9 @@ async def handle(services: Services, session: Session, text: str) -> None:
         asyncpg.exceptions.ConnectionDoesNotExistError,
         asyncpg.exceptions.AdminShutdownError,
         asyncpg.exceptions.CrashShutdownError,
+        # Lock order makes these rare; if one happens the transaction rolled back whole.
+        asyncpg.exceptions.DeadlockDetectedError,
+        asyncpg.exceptions.SerializationError,
     ) as exc:
         log.warning("%s unavailable: %s", kind.__struct_config__.tag, type(exc).__name__)
         session.push_frame(

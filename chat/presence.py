@@ -4,23 +4,41 @@ A user is online while any of their leases is unexpired; a specialist with no li
 counts as offline once the TTL passes, even if their process died without a word.
 Backends: `presence_redis` and `presence_memory`, held to one contract by
 tests/chat/test_presence.py. The clock is passed in so the memory backend is exact.
+
+Presence is soft state: every write is best effort, and the heartbeats of every process
+rebuild it (after a Redis restart, within one heartbeat interval). Absence is recorded
+too, so the reconnect grace (chat/grace.py) can count from the moment a specialist left,
+whichever process noticed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 
 class Presence(Protocol):
-    async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None: ...
+    async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
+        """Best effort: a lease that cannot be written now is written by the next heartbeat."""
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
         """Renew (user_id, role, conn_id) leases; also re-creates them after a Redis wipe."""
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
-        """Drop one lease; True if the user has no live lease left."""
+        """Drop one lease; True if the user has no live lease left (a specialist is then
+        marked absent from `now`)."""
 
     async def is_online(self, user_id: str, now: float) -> bool: ...
 
     async def online_specialists(self, now: float) -> set[str]: ...
+
+    async def absent_since(
+        self, user_ids: Sequence[str], now: float, *, mark: bool
+    ) -> dict[str, tuple[float, bool]]:
+        """For users known to be offline: since when they have been absent, and whether this
+        call is the one that marked them (`mark=True` records `now` for any not yet marked;
+        exactly one caller across all processes sees True). Unmarked users are left out."""
+
+    async def settled(self, now: float) -> bool:
+        """False during the first TTL after the store came up empty (a fresh or wiped Redis):
+        leases are still being rebuilt by heartbeats, so a missing lease means nothing yet."""

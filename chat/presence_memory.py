@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class MemoryPresence:
@@ -11,10 +11,13 @@ class MemoryPresence:
         self.ttl_s = ttl_s
         self._leases: defaultdict[str, dict[str, float]] = defaultdict(dict)
         self._roles: dict[str, str] = {}
+        self._absent: dict[str, float] = {}
+        self._epoch: float | None = None
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
         self._leases[user_id][conn_id] = now + self.ttl_s
         self._roles[user_id] = role
+        self._absent.pop(user_id, None)
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
         for user_id, role, conn_id in leases:
@@ -22,10 +25,30 @@ class MemoryPresence:
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
         self._leases[user_id].pop(conn_id, None)
-        return not await self.is_online(user_id, now)
+        gone = not await self.is_online(user_id, now)
+        if gone and role == "specialist":
+            self._absent.setdefault(user_id, now)
+        return gone
 
     async def is_online(self, user_id: str, now: float) -> bool:
         return any(expiry > now for expiry in self._leases.get(user_id, {}).values())
 
     async def online_specialists(self, now: float) -> set[str]:
         return {u for u, role in self._roles.items() if role == "specialist" and await self.is_online(u, now)}
+
+    async def absent_since(
+        self, user_ids: Sequence[str], now: float, *, mark: bool
+    ) -> dict[str, tuple[float, bool]]:
+        found: dict[str, tuple[float, bool]] = {}
+        for user_id in user_ids:
+            marked = mark and user_id not in self._absent
+            if marked:
+                self._absent[user_id] = now
+            if user_id in self._absent:
+                found[user_id] = (self._absent[user_id], marked)
+        return found
+
+    async def settled(self, now: float) -> bool:
+        if self._epoch is None:
+            self._epoch = now
+        return now - self._epoch >= self.ttl_s

@@ -1,18 +1,33 @@
 """Presence in Redis: one sorted set of leases per user (member = socket id, score = expiry)
 and one sorted set of specialists (score = their latest lease expiry), so "who is online"
-is one ZRANGEBYSCORE and a dead process's leases simply age out."""
+is one ZRANGEBYSCORE and a dead process's leases simply age out.
+
+A specialist's absence is one key (`SET NX`, so the first to notice wins) removed by their
+next lease. `pc:presence:epoch` is set by the first reader after Redis came up empty; for
+one TTL after it, absence is not trusted (the heartbeats are still rebuilding leases).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("peerchat.presence")
 
 _SPECIALISTS = "pc:presence:specialists"
+_EPOCH = "pc:presence:epoch"
+_ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished user leaves
 
 
 def _key(user_id: str) -> str:
     return f"pc:presence:user:{user_id}"
+
+
+def _absent(user_id: str) -> str:
+    return f"pc:presence:absent:{user_id}"
 
 
 class RedisPresence:
@@ -21,7 +36,12 @@ class RedisPresence:
         self.ttl_s = ttl_s
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
-        await self.heartbeat([(user_id, role, conn_id)], now)
+        try:
+            await self.heartbeat([(user_id, role, conn_id)], now)
+        except (RedisError, OSError) as exc:
+            # Redis is down: the socket works without it, and the next heartbeat after
+            # Redis returns writes this lease.
+            log.warning("presence lease deferred: %s", type(exc).__name__)
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
         expiry = now + self.ttl_s
@@ -33,6 +53,7 @@ class RedisPresence:
             pipe.expire(_key(user_id), keep)
             if role == "specialist":
                 pipe.zadd(_SPECIALISTS, {user_id: expiry}, gt=True)
+                pipe.delete(_absent(user_id))
             count += 1
         if count:
             await pipe.execute()
@@ -50,7 +71,10 @@ class RedisPresence:
                 await self._redis.zadd(_SPECIALISTS, {user_id: max(score for _, score in remaining)})
             return False
         if role == "specialist":
-            await self._redis.zrem(_SPECIALISTS, user_id)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrem(_SPECIALISTS, user_id)
+            pipe.set(_absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
+            await pipe.execute()
         return True
 
     async def is_online(self, user_id: str, now: float) -> bool:
@@ -59,3 +83,30 @@ class RedisPresence:
     async def online_specialists(self, now: float) -> set[str]:
         members = await self._redis.zrangebyscore(_SPECIALISTS, f"({now}", "+inf")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
+    async def absent_since(
+        self, user_ids: Sequence[str], now: float, *, mark: bool
+    ) -> dict[str, tuple[float, bool]]:
+        if not user_ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            if mark:
+                pipe.set(_absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
+            pipe.get(_absent(user_id))
+        results = await pipe.execute()
+        found: dict[str, tuple[float, bool]] = {}
+        step = 2 if mark else 1
+        for i, user_id in enumerate(user_ids):
+            marked = bool(results[i * step]) if mark else False
+            raw = results[i * step + step - 1]
+            if raw is not None:
+                found[user_id] = (float(raw), marked)
+        return found
+
+    async def settled(self, now: float) -> bool:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(_EPOCH, repr(now), nx=True)
+        pipe.get(_EPOCH)
+        _, raw = await pipe.execute()
+        return raw is not None and now - float(raw) >= self.ttl_s

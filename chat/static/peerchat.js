@@ -106,6 +106,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30000;
 const WELCOME_TIMEOUT_MS = 15000;
 const TYPING_EVERY_MS = 3000;
+const READ_COALESCE_MS = 300;
 const HISTORY_PAGE = 500;
 const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
 // Close codes after which reconnecting unchanged cannot help (protocol/codes.py).
@@ -124,6 +125,7 @@ class ConversationLine {
     this.buffer = new Map(); // seq -> message frame that arrived ahead of a gap
     this.filling = false; // a `history` query is in flight
     this.readSent = 0;
+    this.readTimer = null;
     this.typingAt = 0;
   }
 }
@@ -345,11 +347,17 @@ export class PeerChatClient {
     if (this.send({ type: 'typing', conversation_id: conversationId })) line.typingAt = now;
   }
 
-  // Tell the peer we have read up to the last seq shown (only ever forwards).
+  // Tell the peer we have read up to the last seq shown (only ever forwards). Coalesced:
+  // a history page of 500 messages must not become 500 `read` frames (the server's flood
+  // guard closes a socket that sends too many).
   markRead(conversationId) {
     const line = this.lines.get(conversationId);
-    if (!line || !line.last || line.last <= line.readSent) return;
-    if (this.send({ type: 'read', conversation_id: conversationId, seq: line.last })) line.readSent = line.last;
+    if (!line || !line.last || line.last <= line.readSent || line.readTimer) return;
+    line.readTimer = setTimeout(() => {
+      line.readTimer = null;
+      if (!line.last || line.last <= line.readSent) return;
+      if (this.send({ type: 'read', conversation_id: conversationId, seq: line.last })) line.readSent = line.last;
+    }, READ_COALESCE_MS);
   }
 
   fill(conversationId) {

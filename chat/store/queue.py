@@ -120,6 +120,20 @@ async def create_request(
     return Request.of(row)
 
 
+async def _lock_request_of_offer(conn: Db, offer_id: str) -> str | None:
+    """Lock order everywhere: request row, then offer rows, then the specialist row.
+    Taking the request first (by way of the offer's request id, read without a lock)
+    is what keeps accept, claim, decline and expiry from deadlocking one another."""
+    request_id: str | None = await conn.fetchval("SELECT request_id FROM offers WHERE id = $1", offer_id)
+    if request_id is not None:
+        await conn.execute("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", request_id)
+    return request_id
+
+
+async def _lock_request(conn: Db, request_id: str) -> None:
+    await conn.execute("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", request_id)
+
+
 async def open_request_of(db: Db, member_id: str) -> Request | None:
     row = await db.fetchrow(
         f"SELECT {_REQ} FROM requests WHERE member_id = $1 AND state IN ('waiting', 'offered')", member_id
@@ -220,6 +234,7 @@ async def close_offer(
     (created_at is untouched) and is never offered to this specialist again. Returns the
     offer and the specialist's count of offers missed in a row, or None if it was not pending."""
     async with db.acquire() as conn, conn.transaction():
+        await _lock_request_of_offer(conn, offer_id)
         row = await conn.fetchrow(
             f"""UPDATE offers SET state = $2, decided_at = now()
                 WHERE id = $1 AND state = 'pending' AND ($3::text IS NULL OR specialist_id = $3)
@@ -250,6 +265,7 @@ async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
     """Withdraw a pending offer without holding it against the specialist (they went away,
     or their capacity was cut); the request goes back to waiting."""
     async with db.acquire() as conn, conn.transaction():
+        await _lock_request_of_offer(conn, offer_id)
         request_id = await conn.fetchval(
             """UPDATE offers SET state = 'revoked', decided_at = now()
                WHERE id = $1 AND state = 'pending' RETURNING request_id""",
@@ -290,6 +306,7 @@ async def accept_offer(
 ) -> Assignment | Refusal:
     try:
         async with db.acquire() as conn, conn.transaction():
+            await _lock_request_of_offer(conn, offer_id)
             request_id = await conn.fetchval(
                 """UPDATE offers SET state = 'accepted', decided_at = now()
                    WHERE id = $1 AND specialist_id = $2 AND state = 'pending' AND expires_at > now()
@@ -317,14 +334,15 @@ async def claim_request(
 ) -> Assignment | Refusal:
     try:
         async with db.acquire() as conn, conn.transaction():
+            await _lock_request(conn, request_id)
             return await _assign(conn, request_id, specialist_id, check_language=True)
     except _Abort as abort:
         return abort.refusal
 
 
 async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_language: bool) -> Assignment:
-    # Lock order everywhere: specialist row, then request row. The capacity check is a
-    # compare-and-set on the locked specialist row, so no process can overfill a specialist.
+    # The caller holds the request row's lock (see _lock_request_of_offer). The capacity
+    # check is a compare-and-set on the specialist row, so no process can overfill them.
     spec = await conn.fetchrow(
         """UPDATE specialists SET active_chats = active_chats + 1, missed_offers = 0
            WHERE id = $1 AND active_chats < max_chats RETURNING name, languages""",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import httpx
 
@@ -64,7 +66,7 @@ async def test_request_offer_accept_chat_end_feedback(live: LiveService, databas
         assert ack["type"] == "ack"
 
     for device in (phone, laptop, specialist):
-        seen = []
+        seen: list[dict[str, Any]] = []
         while len(seen) < 40:
             seen.append(await device.expect("message"))
         assert [m["seq"] for m in seen] == list(range(1, 41)), "each message once, in seq order"

@@ -1,0 +1,78 @@
+"""Ending a conversation whose specialist never came back, and putting the member back in line.
+
+One transaction, a compare-and-set on the conversation's state: however many processes
+decide at once that the grace has passed, exactly one ends the conversation and re-queues
+the member; the others get None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from chat.store.conversations import _CONV, Conversation
+from chat.store.db import Db
+from chat.store.queue import _REQ, Request, new_id
+
+
+@dataclass(frozen=True, slots=True)
+class PeerGone:
+    conversation: Conversation
+    # The member's new request, or None if they already had an open one.
+    request: Request | None
+
+
+async def specialists_in_conversation(db: Db) -> dict[str, list[str]]:
+    """Specialist id → ids of their active conversations."""
+    rows = await db.fetch("SELECT id, specialist_id FROM conversations WHERE state = 'active' ORDER BY id")
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["specialist_id"], []).append(row["id"])
+    return found
+
+
+async def end_and_requeue(db: asyncpg.Pool[asyncpg.Record], conversation_id: str) -> PeerGone | None:
+    """End the active conversation (by `system`, reason `peer_gone`), free the specialist's
+    slot, and queue the member again with the original request's tags, language, note and
+    priority, preferring that specialist, and with the original `created_at`, so they keep
+    the place in line they had before they were matched. None if it was not active."""
+    async with db.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE conversations SET state = 'ended', ended_at = now(), ended_by = 'system',
+                    end_reason = 'peer_gone'
+                WHERE id = $1 AND state = 'active' RETURNING {_CONV}, request_id""",
+            conversation_id,
+        )
+        if row is None:
+            return None
+        conv = Conversation.of(row)
+        await conn.execute(
+            """UPDATE specialists SET active_chats = GREATEST(active_chats - 1, 0),
+                   idle_since = CASE WHEN active_chats <= 1 THEN now() ELSE idle_since END
+               WHERE id = $1""",
+            conv.specialist_id,
+        )
+        original = None
+        if row["request_id"] is not None:
+            original = await conn.fetchrow(
+                "SELECT language, note, priority, avoid, created_at FROM requests WHERE id = $1",
+                row["request_id"],
+            )
+        again = await conn.fetchrow(
+            f"""INSERT INTO requests (id, member_id, member_alias, tags, language, note, priority,
+                    prefer_specialist, avoid, created_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                ON CONFLICT DO NOTHING RETURNING {_REQ}""",
+            new_id(),
+            conv.member_id,
+            conv.member_alias,
+            conv.tags,
+            original["language"] if original else None,
+            original["note"] if original else None,
+            original["priority"] if original else "normal",
+            conv.specialist_id,
+            [s for s in (original["avoid"] if original else []) if s != conv.specialist_id],
+            original["created_at"] if original else conv.started_at,
+        )
+    return PeerGone(conv, Request.of(again) if again is not None else None)

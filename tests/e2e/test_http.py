@@ -1,0 +1,233 @@
+"""The HTTP surface (PRODUCT.md §6) against a real `peerchat serve`: health, readiness,
+metrics, profiles, transcripts with their audit trail, bearer auth and security headers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+
+from tests.support.client import token
+from tests.support.flows import assert_clean_log, matched
+from tests.support.servers import JWT_SECRET, LiveService
+
+
+def _bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+SUPERVISOR = _bearer(token("supervisor", "sup-1", "Lee"))
+MEMBER = _bearer(token("member", "member-1"))
+SPECIALIST = _bearer(token("specialist", "spec-9"))
+PROFILE = {"name": "Rosa", "tags": ["Grief", "alcohol", " "], "languages": ["en", "es"], "max_chats": 3}
+
+
+def _assert_security_headers(response: httpx.Response) -> None:
+    csp = response.headers.get("content-security-policy", "")
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, response.headers
+    assert response.headers.get("x-content-type-options") == "nosniff"
+    assert response.headers.get("cache-control") == "no-store"
+
+
+async def test_health_readiness_metrics_and_headers(live: LiveService) -> None:
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        health = await http.get("/healthz")
+        assert health.status_code == 200
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"ready": True}
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain")
+        names = {line.split()[2] for line in metrics.text.splitlines() if line.startswith("# TYPE peerchat_")}
+        assert names, metrics.text[:500]
+        assert all(name.startswith("peerchat_") for name in names)
+        samples = [line for line in metrics.text.splitlines() if line.startswith("peerchat_")]
+        assert samples and all(len(line.split()) >= 2 for line in samples)
+        for response in (health, ready, metrics):
+            _assert_security_headers(response)
+        # Refusals and unknown paths carry the headers too.
+        for response in (
+            await http.get("/api/specialists"),
+            await http.get("/api/specialists", headers=MEMBER),
+            await http.get("/no/such/page"),
+            await http.get("/member"),
+        ):
+            _assert_security_headers(response)
+
+
+async def test_specialist_profiles_are_for_supervisors(live: LiveService) -> None:
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        put = await http.put("/api/specialists/spec-rosa", json=PROFILE, headers=SUPERVISOR)
+        assert put.status_code == 200, put.text
+        body = put.json()
+        assert body["id"] == "spec-rosa" and body["name"] == "Rosa"
+        assert body["tags"] == ["alcohol", "grief"], "tags are trimmed, lower-cased, de-duplicated"
+        assert body["languages"] == ["en", "es"] and body["max_chats"] == 3
+        assert body["status"] == "offline", "no socket connected"
+
+        listed = await http.get("/api/specialists", headers=SUPERVISOR)
+        assert listed.status_code == 200
+        assert [p["id"] for p in listed.json()] == ["spec-rosa"]
+
+        # An edit replaces the profile.
+        edit = {**PROFILE, "name": "Rosa M.", "max_chats": 1}
+        assert (await http.put("/api/specialists/spec-rosa", json=edit, headers=SUPERVISOR)).json()[
+            "max_chats"
+        ] == 1
+
+        # Wrong role → 403; no or bad token → 401.
+        for headers in (MEMBER, SPECIALIST):
+            assert (await http.get("/api/specialists", headers=headers)).status_code == 403
+            assert (
+                await http.put("/api/specialists/spec-rosa", json=PROFILE, headers=headers)
+            ).status_code == 403
+        now = int(time.time())
+        bad_headers: list[dict[str, str]] = [
+            {},
+            {"Authorization": "Bearer"},
+            {"Authorization": "Bearer  x"},
+            {"Authorization": "Basic c3VwOnB3"},
+            _bearer("not.a.jwt"),
+            _bearer(jwt.encode({"sub": "s", "role": "supervisor"}, JWT_SECRET, algorithm="HS256")),
+            _bearer(token("supervisor", "sup-1", ttl_s=-60)),
+            _bearer(
+                jwt.encode(
+                    {
+                        "sub": "s",
+                        "role": "supervisor",
+                        "iss": "peerchat",
+                        "aud": "peerchat",
+                        "iat": now,
+                        "exp": now + 60,
+                    },
+                    "wrong-secret-" + "z" * 40,
+                    algorithm="HS256",
+                )
+            ),
+            _bearer(
+                jwt.encode(
+                    {
+                        "sub": "s",
+                        "role": ["supervisor"],
+                        "iss": "peerchat",
+                        "aud": "peerchat",
+                        "iat": now,
+                        "exp": now + 60,
+                    },
+                    JWT_SECRET,
+                    algorithm="HS256",
+                )
+            ),
+        ]
+        for headers in bad_headers:
+            got = await http.get("/api/specialists", headers=headers)
+            assert got.status_code == 401, (headers, got.status_code, got.text)
+            assert (
+                await http.put("/api/specialists/spec-rosa", json=PROFILE, headers=headers)
+            ).status_code == 401
+
+        # Bad bodies → 400, and nothing changes.
+        bad_bodies: list[Any] = [
+            b"{not json",
+            b"[]",
+            b"",
+            {"name": "Rosa", "tags": [], "languages": ["en"]},  # no max_chats
+            {"name": "Rosa", "tags": "grief", "languages": ["en"], "max_chats": 2},
+            {"name": "Rosa", "tags": [1], "languages": ["en"], "max_chats": 2},
+            {"name": "Rosa", "tags": [], "languages": ["en"], "max_chats": "2"},
+            {"name": "Rosa", "tags": [], "languages": ["en"], "max_chats": 0},
+            {"name": "Rosa", "tags": [], "languages": ["en"], "max_chats": 21},
+            {"name": "Rosa", "tags": [], "languages": [], "max_chats": 2},
+            {"name": "Rosa", "tags": [], "languages": [" "], "max_chats": 2},
+            {"name": " ", "tags": [], "languages": ["en"], "max_chats": 2},
+            {"name": "R" * 65, "tags": [], "languages": ["en"], "max_chats": 2},
+            {"name": "Rosa", "tags": [], "languages": ["en"], "max_chats": 2, "status": "available"},
+        ]
+        for bad in bad_bodies:
+            if isinstance(bad, bytes):
+                got = await http.put("/api/specialists/spec-rosa", content=bad, headers=SUPERVISOR)
+            else:
+                got = await http.put("/api/specialists/spec-rosa", json=bad, headers=SUPERVISOR)
+            assert got.status_code == 400, (bad, got.status_code, got.text)
+            assert "error" in got.json()
+        too_long_id = "s" * 65
+        got = await http.put(f"/api/specialists/{too_long_id}", json=PROFILE, headers=SUPERVISOR)
+        assert got.status_code == 400
+        after = (await http.get("/api/specialists", headers=SUPERVISOR)).json()
+        assert [(p["id"], p["name"], p["max_chats"]) for p in after] == [("spec-rosa", "Rosa M.", 1)]
+    assert_clean_log(live)
+
+
+async def test_transcripts_for_participants_and_audited_supervisors(
+    live: LiveService, database_url: str
+) -> None:
+    pair = await matched(live)
+    conv = pair.conversation_id
+    for i in range(3):
+        await pair.member.call(
+            {"type": "send", "conversation_id": conv, "client_msg_id": f"m{i}", "body": f"body {i}"}, "ack"
+        )
+    member = _bearer(token("member", pair.member_id))
+    specialist = _bearer(token("specialist", pair.specialist_id))
+    path = f"/api/conversations/{conv}/messages"
+    reason = "safety review after a risk alert"
+
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        for headers in (member, specialist):
+            got = await http.get(path, headers=headers)
+            assert got.status_code == 200, got.text
+            assert got.json()["conversation_id"] == conv
+            assert [m["seq"] for m in got.json()["messages"]] == [1, 2, 3]
+            assert got.json()["messages"][0]["sender"] == {"role": "member", "name": "Sam"}
+        paged = await http.get(path, params={"after_seq": 1, "limit": 1}, headers=member)
+        assert [m["body"] for m in paged.json()["messages"]] == ["body 1"]
+        assert (await http.get(path, params={"after_seq": "x"}, headers=member)).status_code == 400
+
+        # Strangers, whether a member or another specialist, learn nothing, not even existence.
+        for stranger in (_bearer(token("member", "stranger")), _bearer(token("specialist", "spec-x"))):
+            assert (await http.get(path, headers=stranger)).status_code == 404
+        assert (await http.get("/api/conversations/nope/messages", headers=member)).status_code == 404
+        assert (await http.get(path)).status_code == 401
+
+        # A supervisor must give a reason; blank does not count.
+        for params in ({}, {"reason": ""}, {"reason": "   "}):
+            got = await http.get(path, params=params, headers=SUPERVISOR)
+            assert got.status_code == 403, (params, got.text)
+        got = await http.get(
+            "/api/conversations/nope/messages", params={"reason": reason}, headers=SUPERVISOR
+        )
+        assert got.status_code == 404
+
+        db = await asyncpg.connect(database_url)
+        try:
+            assert await db.fetchval("SELECT count(*) FROM audit_log") == 0, "no read, no audit row"
+            got = await http.get(path, params={"reason": reason}, headers=SUPERVISOR)
+            assert got.status_code == 200
+            assert [m["body"] for m in got.json()["messages"]] == ["body 0", "body 1", "body 2"]
+            rows = await db.fetch(
+                "SELECT actor_id, actor_role, action, conversation_id, reason FROM audit_log"
+            )
+        finally:
+            await db.close()
+        assert [dict(r) for r in rows] == [
+            {
+                "actor_id": "sup-1",
+                "actor_role": "supervisor",
+                "action": "read_transcript",
+                "conversation_id": conv,
+                "reason": reason,
+            }
+        ]
+
+        audit = await http.get("/api/audit", headers=SUPERVISOR)
+        assert audit.status_code == 200
+        entries = audit.json()["entries"]
+        assert len(entries) == 1
+        assert entries[0]["reason"] == reason and entries[0]["conversation_id"] == conv
+        assert entries[0]["actor_id"] == "sup-1" and entries[0]["action"] == "read_transcript"
+        assert (await http.get("/api/audit", headers=member)).status_code == 403
+        assert (await http.get("/api/audit")).status_code == 401
+    assert_clean_log(live, "body 0", reason)
