@@ -1,0 +1,88 @@
+"""The matching domain as plain values: requests, specialists, offers, configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    NORMAL = "normal"
+
+
+class Status(StrEnum):
+    AVAILABLE = "available"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+# Requests are queued by (rank, created_at, id): urgent first, then longest waiting.
+PRIORITY_RANK: dict[Priority, int] = {Priority.URGENT: 0, Priority.NORMAL: 1}
+
+# Urgent requests prefer specialists with this tag (one shared tag's worth of bonus).
+CRISIS_TAG = "crisis"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A member waiting for a peer.
+
+    ``avoid`` holds specialists who must never be offered this request: those who
+    declined it or let its offer expire, and any blocked by or for the member.
+    """
+
+    id: str
+    member_id: str
+    tags: frozenset[str]
+    language: str | None
+    priority: Priority
+    created_at: float
+    prefer_specialist: str | None = None
+    avoid: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Specialist:
+    """A specialist as the matcher sees them.
+
+    ``active_chats`` counts active conversations only; pending offers are counted by the
+    engine, which knows them. ``idle_since`` is when they were last assigned a
+    conversation (or came on shift): the longest idle is preferred among equals.
+    """
+
+    id: str
+    tags: frozenset[str]
+    languages: frozenset[str]
+    max_chats: int
+    active_chats: int
+    status: Status
+    idle_since: float
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    id: str
+    request_id: str
+    specialist_id: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    offer_timeout_s: float = 30.0
+    relax_after_s: float = 60.0
+    prefer_window_s: float = 20.0
+    missed_offers_before_away: int = 3
+    # Honest waits (see docs/matching.md): how far back service rates look, the handle
+    # time assumed before there is any history, and how many waiting requests each tick
+    # re-estimates (a rolling sweep, so a tick stays well under a millisecond).
+    rate_window_s: float = 900.0
+    default_handle_s: float = 600.0
+    queue_refresh_batch: int = 100
+
+
+def queue_key(r: Request) -> tuple[int, float, str]:
+    """Sort key of the queue: urgent before normal, then oldest first, then id."""
+    return (PRIORITY_RANK[r.priority], r.created_at, r.id)
