@@ -344,7 +344,7 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
     # The caller holds the request row's lock (see _lock_request_of_offer). The capacity
     # check is a compare-and-set on the specialist row, so no process can overfill them.
     spec = await conn.fetchrow(
-        """UPDATE specialists SET active_chats = active_chats + 1, missed_offers = 0
+        """UPDATE specialists SET active_chats = active_chats + 1, missed_offers = 0, idle_since = now()
            WHERE id = $1 AND active_chats < max_chats RETURNING name, languages""",
         specialist_id,
     )

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
-from matching_harness import CI_SETTINGS, Driver, make_request, make_specialist
 
 from matching.model import MatchConfig, Specialist, Status
+from tests.matching.matching_harness import CI_SETTINGS, Driver, make_request, make_specialist
 
 TAGS = ("alcohol", "grief", "opioids", "crisis", "family")
 LANGUAGES = ("en", "es", "fr")
