@@ -113,6 +113,11 @@ class ProfileEdit(msgspec.Struct, forbid_unknown_fields=True):
     max_chats: int
 
 
+def _has_nul(*texts: str) -> bool:
+    """PostgreSQL text cannot hold NUL: refuse it up front, not with a 500 from the driver."""
+    return any("\x00" in t for t in texts)
+
+
 def _clean(words: list[str], limit: int) -> list[str]:
     return sorted({w.strip().lower() for w in words if w.strip()})[:limit]
 
@@ -126,6 +131,8 @@ async def put_specialist(request: Request) -> Response:
         edit = msgspec.json.decode(await request.body(), type=ProfileEdit)
     except msgspec.DecodeError as exc:
         return _problem(400, f"bad profile: {exc}")
+    if _has_nul(specialist_id, edit.name, *edit.tags, *edit.languages):
+        return _problem(400, "text may not contain NUL characters")
     name = edit.name.strip()
     languages = _clean(edit.languages, 10)
     if not name or len(name) > 64:
@@ -188,11 +195,18 @@ async def conversation_messages(request: Request) -> Response:
     identity = _auth(request)
     services = _services(request)
     conversation_id = request.path_params["conversation_id"]
-    conv = await conversations.get(services.db, conversation_id)
+    try:
+        after = int(request.query_params.get("after_seq", "0"))
+        limit = min(500, max(1, int(request.query_params.get("limit", "500"))))
+    except ValueError:
+        return _problem(400, "after_seq and limit must be whole numbers")
+    conv = None if _has_nul(conversation_id) else await conversations.get(services.db, conversation_id)
     if identity.role == "supervisor":
         reason = (request.query_params.get("reason") or "").strip()
         if not reason:
             return _problem(403, "a supervisor must give a reason to read a transcript")
+        if _has_nul(reason):
+            return _problem(400, "a reason may not contain NUL characters")
         if conv is None:
             return _problem(404, "no such conversation")
         # The audit row is written before the transcript leaves: no trace, no read.
@@ -207,11 +221,6 @@ async def conversation_messages(request: Request) -> Response:
         )
     elif conv is None or not conv.has(identity.user_id):
         return _problem(404, "no such conversation")
-    try:
-        after = int(request.query_params.get("after_seq", "0"))
-        limit = min(500, max(1, int(request.query_params.get("limit", "500"))))
-    except ValueError:
-        return _problem(400, "after_seq and limit must be whole numbers")
     stored = await conversations.messages_after(services.db, conv.id, after, limit)
     body = {"conversation_id": conv.id, "messages": [msgspec.to_builtins(views.message(m)) for m in stored]}
     return JSONResponse(body)

@@ -37,11 +37,31 @@ class FrameError:
 def decode_client(data: str | bytes) -> ClientFrame | FrameError:
     try:
         frame: ClientFrame = _client_decoder.decode(data)
-        return frame
     except msgspec.DecodeError as exc:
         if not isinstance(exc, msgspec.ValidationError):
             return FrameError(ErrorCode.BAD_FRAME, "frame is not valid JSON")
         return _classify(data, exc)
+    except RecursionError:
+        # `[[[[…` a few thousand deep fits in 64 KiB and exhausts the decoder's stack.
+        return FrameError(ErrorCode.BAD_FRAME, "frame is nested too deeply")
+    # PostgreSQL text cannot hold NUL, so a `\u0000` escape would fail deep in a handler.
+    # Only frames that contain the escape pay for the exact check.
+    if ("\\u0000" in data if isinstance(data, str) else b"\\u0000" in data) and _holds_nul(
+        msgspec.to_builtins(frame)
+    ):
+        tag = type(frame).__struct_config__.tag
+        return FrameError(ErrorCode.BAD_FRAME, f"bad `{tag}` frame: text may not contain NUL", frame.ref)
+    return frame
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _classify(data: str | bytes, exc: msgspec.ValidationError) -> FrameError:
@@ -51,6 +71,8 @@ def _classify(data: str | bytes, exc: msgspec.ValidationError) -> FrameError:
         raw = _any_decoder.decode(data)
     except msgspec.DecodeError:  # the typed decoder can fail on shape before it sees bad JSON
         return FrameError(ErrorCode.BAD_FRAME, "frame is not valid JSON")
+    except RecursionError:  # ... or before it reaches the deep nesting
+        return FrameError(ErrorCode.BAD_FRAME, "frame is nested too deeply")
     if not isinstance(raw, dict):
         return FrameError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
     ref = raw.get("ref")

@@ -158,9 +158,13 @@ async def append(
     return Appended(row["outcome"]), row["seq"], row["sent_at"]
 
 
+_MAX_SEQ = 2**31 - 1  # `seq` is a PostgreSQL integer; a larger bound would fail to encode
+
+
 async def messages_after(
     db: Db, conversation_id: str, after_seq: int, limit: int = 500
 ) -> list[StoredMessage]:
+    after_seq = min(max(after_seq, 0), _MAX_SEQ)
     rows = await db.fetch(
         f"SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         conversation_id,

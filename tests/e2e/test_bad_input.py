@@ -14,8 +14,11 @@ from typing import Any
 
 import jwt
 import pytest
+import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from tests.support.client import Client, token
 from tests.support.flows import (
@@ -395,3 +398,68 @@ async def test_a_body_over_the_limit_is_too_large_and_stores_nothing(
     assert retry["seq"] == 2
     assert await stored_bodies(database_url, conv) == [(1, exactly), (2, "short")]
     assert_clean_log(live, MARKER)
+
+
+async def test_hostile_json_is_a_bad_frame_not_a_crash(live: LiveService, database_url: str) -> None:
+    """Frames a parser can choke on: nesting deep enough to exhaust recursion, and NUL
+    characters, which PostgreSQL text cannot hold."""
+    pair = await matched(live)
+    conv, member = pair.conversation_id, pair.member
+    await member.call({"type": "send", "conversation_id": conv, "client_msg_id": "c1", "body": MARKER}, "ack")
+    deep = '{"type": "send", "ref": "deep", "x": ' + "[" * 20_000 + "]" * 20_000 + "}"
+    nul = "\\u0000"
+    cases = [
+        (deep, None),
+        ("[" * 30_000, None),
+        (
+            f'{{"type": "send", "conversation_id": "{conv}", "client_msg_id": "n1", "body": "a{nul}b", '
+            '"ref": "nul-body"}',
+            "nul-body",
+        ),
+        (
+            f'{{"type": "send", "conversation_id": "{conv}{nul}", "client_msg_id": "n2", "body": "b", '
+            '"ref": "nul-id"}',
+            "nul-id",
+        ),
+        (f'{{"type": "history", "conversation_id": "{nul}", "ref": "nul-history"}}', "nul-history"),
+        (f'{{"type": "typing", "conversation_id": "x{nul}", "ref": "nul-typing"}}', "nul-typing"),
+        (f'{{"type": "cancel", "request_id": "{nul}", "ref": "nul-cancel"}}', "nul-cancel"),
+    ]
+    for raw, ref in cases:
+        await member.ws.send(raw)
+        err = await member.expect("error")
+        assert err["code"] == "bad_frame", (raw[:80], err)
+        if ref is not None:
+            assert err.get("ref") == ref, err
+    # Numbers past PostgreSQL's integer: nothing is after them, not "storage unavailable".
+    far = await member.call({"type": "history", "conversation_id": conv, "after_seq": 10**12}, "history")
+    assert far["type"] == "history" and far["messages"] == [], far
+    # The text "\u0000" written out is fine.
+    ok = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "c2", "body": "a literal \\u0000"}, "ack"
+    )
+    assert ok["type"] == "ack" and ok["seq"] == 2
+    stranger, _ = await Client.connect(live.ws, token("member", "nul-member"))
+    await stranger.ws.send(f'{{"type": "request", "tags": ["grief{nul}"], "ref": "nul-tag"}}')
+    assert (await stranger.expect("error"))["code"] == "bad_frame"
+    await stranger.ws.send(f'{{"type": "request", "note": "hard{nul}week", "ref": "nul-note"}}')
+    assert (await stranger.expect("error"))["code"] == "bad_frame"
+    # As a first frame, deep nesting is simply not a hello.
+    seen = await until_closed(live, deep)
+    assert seen.code == 4002 and seen.frames == []
+    seen = await until_closed(live, f'{{"type": "hello", "token": "a{nul}b"}}')
+    assert seen.code == 4001 and seen.frames == []
+    assert await stored_bodies(database_url, conv) == [(1, MARKER), (2, "a literal \\u0000")]
+    assert_clean_log(live, MARKER)
+    await assert_still_serving(live)
+
+
+async def test_a_browser_on_another_origin_is_refused_at_the_handshake(live: LiveService) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(live.ws, origin=Origin("https://evil.example"))
+    assert refused.value.response.status_code == 403
+    # The page's own origin is fine; so is a non-browser client that sends none.
+    same = Origin(live.http)
+    _, welcome = await Client.connect(live.ws, token("member", "same-origin"), origin=same)
+    assert welcome["type"] == "welcome"
+    assert_clean_log(live)

@@ -185,6 +185,10 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         paged = await http.get(path, params={"after_seq": 1, "limit": 1}, headers=member)
         assert [m["body"] for m in paged.json()["messages"]] == ["body 1"]
         assert (await http.get(path, params={"after_seq": "x"}, headers=member)).status_code == 400
+        far = await http.get(path, params={"after_seq": 10**12}, headers=member)
+        assert far.status_code == 200 and far.json()["messages"] == []
+        before = await http.get(path, params={"after_seq": -(10**12), "limit": 10**12}, headers=member)
+        assert [m["seq"] for m in before.json()["messages"]] == [1, 2, 3]
 
         # Strangers, whether a member or another specialist, learn nothing, not even existence.
         for stranger in (_bearer(token("member", "stranger")), _bearer(token("specialist", "spec-x"))):
@@ -192,7 +196,7 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         assert (await http.get("/api/conversations/nope/messages", headers=member)).status_code == 404
         assert (await http.get(path)).status_code == 401
 
-        # A supervisor must give a reason; blank does not count.
+        # A supervisor must give a reason; blank does not count; a bad query is no read.
         for params in ({}, {"reason": ""}, {"reason": "   "}):
             got = await http.get(path, params=params, headers=SUPERVISOR)
             assert got.status_code == 403, (params, got.text)
@@ -200,6 +204,8 @@ async def test_transcripts_for_participants_and_audited_supervisors(
             "/api/conversations/nope/messages", params={"reason": reason}, headers=SUPERVISOR
         )
         assert got.status_code == 404
+        got = await http.get(path, params={"reason": reason, "after_seq": "x"}, headers=SUPERVISOR)
+        assert got.status_code == 400
 
         db = await asyncpg.connect(database_url)
         try:
@@ -231,3 +237,31 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         assert (await http.get("/api/audit", headers=member)).status_code == 403
         assert (await http.get("/api/audit")).status_code == 401
     assert_clean_log(live, "body 0", reason)
+
+
+async def test_nul_characters_are_refused_not_a_server_error(live: LiveService, database_url: str) -> None:
+    """PostgreSQL text cannot hold NUL: such input is the client's mistake (4xx), never a 500
+    with a traceback."""
+    pair = await matched(live)
+    member = _bearer(token("member", pair.member_id))
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        got = await http.put("/api/specialists/spec%00x", json=PROFILE, headers=SUPERVISOR)
+        assert got.status_code == 400, got.text
+        for field, value in (("name", "Ro\u0000sa"), ("tags", ["gr\u0000ief"]), ("languages", ["e\u0000n"])):
+            got = await http.put(
+                "/api/specialists/spec-1", json={**PROFILE, field: value}, headers=SUPERVISOR
+            )
+            assert got.status_code == 400, (field, got.text)
+        got = await http.get("/api/conversations/c%00/messages", headers=member)
+        assert got.status_code == 404, got.text
+        got = await http.get("/api/conversations/c%00/messages", params={"reason": "r"}, headers=SUPERVISOR)
+        assert got.status_code == 404, got.text
+        path = f"/api/conversations/{pair.conversation_id}/messages"
+        got = await http.get(path, params={"reason": "why\u0000"}, headers=SUPERVISOR)
+        assert got.status_code == 400, got.text
+        # Nothing was written by the refused reads and edits.
+        assert (await http.get("/api/audit", headers=SUPERVISOR)).json()["entries"] == []
+        assert [p["name"] for p in (await http.get("/api/specialists", headers=SUPERVISOR)).json()] == [
+            "Rosa"
+        ]
+    assert_clean_log(live)

@@ -1,0 +1,182 @@
+"""One contract for every bus backend (chat/bus.py): the in-process one and Redis pub/sub
+(against the real test Redis). Several bus objects play several `web` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+import redis.asyncio as redis
+
+from chat.bus import Bus
+from chat.bus_memory import MemoryBus, MemoryExchange
+from chat.bus_redis import RedisBus
+from tests.support.servers import Servers, wait_until
+
+_probes = itertools.count()
+
+
+@dataclass
+class Inbox:
+    got: list[tuple[str, bytes]] = field(default_factory=list)
+    reconnects: int = 0
+
+    def handler(self, channel: str, data: bytes) -> None:
+        self.got.append((channel, data))
+
+    async def on_reconnect(self) -> None:
+        self.reconnects += 1
+
+    def on(self, channel: str) -> list[bytes]:
+        return [d for c, d in self.got if c == channel and not d.startswith(b"probe:")]
+
+
+@dataclass
+class Network:
+    """Makes started buses ("processes") on one backend, and can cut their connections."""
+
+    make_bus: Callable[[], Bus]
+    cut: Callable[[], Awaitable[None]]
+    buses: list[Bus] = field(default_factory=list)
+
+    async def start(self) -> tuple[Bus, Inbox]:
+        bus, inbox = self.make_bus(), Inbox()
+        await bus.start(inbox.handler, inbox.on_reconnect)
+        self.buses.append(bus)
+        return bus, inbox
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def network(
+    request: pytest.FixtureRequest, servers: Servers, redis_client: redis.Redis
+) -> AsyncIterator[Network]:
+    if request.param == "memory":
+        exchange = MemoryExchange()
+        net = Network(lambda: MemoryBus(exchange), lambda: _memory_cut(net))
+    else:
+
+        async def redis_cut() -> None:
+            await redis_client.client_kill_filter(_type="pubsub")
+
+        net = Network(lambda: RedisBus(servers.redis.url), redis_cut)
+    yield net
+    for bus in net.buses:
+        await bus.close()
+
+
+async def _memory_cut(net: Network) -> None:
+    for bus in net.buses:
+        assert isinstance(bus, MemoryBus)
+        await bus.simulate_reconnect()
+
+
+async def _subscribed(publisher: Bus, inbox: Inbox, channel: str) -> None:
+    """Redis confirms a SUBSCRIBE asynchronously: probe until the channel really delivers."""
+
+    async def delivered() -> bool:
+        probe = f"probe:{next(_probes)}".encode()
+        await publisher.publish(channel, probe)
+        await asyncio.sleep(0.01)
+        return (channel, probe) in inbox.got
+
+    await wait_until(delivered, timeout=5)
+
+
+async def test_delivers_to_every_subscriber_including_the_publisher(network: Network) -> None:
+    a, a_in = await network.start()
+    b, b_in = await network.start()
+    c, c_in = await network.start()
+    assert a.healthy and b.healthy and c.healthy
+    for bus, inbox in ((a, a_in), (b, b_in)):
+        await bus.subscribe("pc:user:u1")
+        await _subscribed(c, inbox, "pc:user:u1")
+    payload = b'origin|conv|7|\n{"type":"message","body":"\\u00e9\\n"}\x00\xff'
+    assert await a.publish("pc:user:u1", payload) is True
+    await wait_until(lambda: a_in.on("pc:user:u1") and b_in.on("pc:user:u1"), timeout=5)
+    assert a_in.on("pc:user:u1") == [payload], "the publisher's own subscription gets it too"
+    assert b_in.on("pc:user:u1") == [payload]
+    assert c_in.got == [], "no subscription, nothing delivered"
+    assert await c.publish("pc:nobody-listens", b"x") is True
+
+
+async def test_order_is_kept_per_channel(network: Network) -> None:
+    a, _ = await network.start()
+    b, b_in = await network.start()
+    await b.subscribe("pc:user:u1")
+    await b.subscribe("pc:user:u2")
+    await _subscribed(a, b_in, "pc:user:u1")
+    await _subscribed(a, b_in, "pc:user:u2")
+    for i in range(200):
+        await a.publish("pc:user:u1" if i % 3 else "pc:user:u2", str(i).encode())
+    await wait_until(lambda: len(b_in.on("pc:user:u1")) + len(b_in.on("pc:user:u2")) == 200, timeout=5)
+    assert b_in.on("pc:user:u1") == [str(i).encode() for i in range(200) if i % 3]
+    assert b_in.on("pc:user:u2") == [str(i).encode() for i in range(200) if not i % 3]
+
+
+async def test_unsubscribe_stops_delivery_and_subscribe_is_idempotent(network: Network) -> None:
+    a, _ = await network.start()
+    b, b_in = await network.start()
+    await b.subscribe("pc:queue")
+    await b.subscribe("pc:queue")
+    await _subscribed(a, b_in, "pc:queue")
+    await a.publish("pc:queue", b"one")
+    await wait_until(lambda: b_in.on("pc:queue") == [b"one"], timeout=5)
+    await b.unsubscribe("pc:queue")
+    await b.unsubscribe("pc:never-subscribed")
+    await a.publish("pc:queue", b"two")
+    # A marker on another channel proves "two" had its chance to arrive.
+    await b.subscribe("pc:marker")
+    await _subscribed(a, b_in, "pc:marker")
+    assert b_in.on("pc:queue") == [b"one"]
+    await b.subscribe("pc:queue")
+    await _subscribed(a, b_in, "pc:queue")
+    await a.publish("pc:queue", b"three")
+    await wait_until(lambda: b_in.on("pc:queue") == [b"one", b"three"], timeout=5)
+
+
+async def test_a_closed_bus_hears_nothing(network: Network) -> None:
+    a, _ = await network.start()
+    b, b_in = await network.start()
+    c, c_in = await network.start()
+    for bus, inbox in ((b, b_in), (c, c_in)):
+        await bus.subscribe("pc:stats")
+        await _subscribed(a, inbox, "pc:stats")
+    await b.close()
+    network.buses.remove(b)
+    await a.publish("pc:stats", b"after close")
+    await wait_until(lambda: c_in.on("pc:stats") == [b"after close"], timeout=5)
+    assert b_in.on("pc:stats") == []
+
+
+async def test_after_a_lost_connection_it_resubscribes_and_says_so(network: Network) -> None:
+    a, _ = await network.start()
+    b, b_in = await network.start()
+    await b.subscribe("pc:user:u1")
+    await _subscribed(a, b_in, "pc:user:u1")
+    assert b_in.reconnects == 0
+    await network.cut()
+    # The owner is told, so it can catch up from PostgreSQL what the bus may have lost.
+    await wait_until(lambda: b_in.reconnects >= 1, timeout=10)
+    await wait_until(lambda: b.healthy, timeout=10)
+    await _subscribed(a, b_in, "pc:user:u1")
+    await a.publish("pc:user:u1", b"after")
+    await wait_until(lambda: b_in.on("pc:user:u1") == [b"after"], timeout=5)
+
+
+async def test_memory_bus_down_publishes_nothing() -> None:
+    """Only the memory exchange can be switched off from a test; the Redis outage is
+    covered by the fault tests with a real Redis stopped."""
+    exchange = MemoryExchange()
+    a, b, b_in = MemoryBus(exchange), MemoryBus(exchange), Inbox()
+    await a.start(Inbox().handler, Inbox().on_reconnect)
+    await b.start(b_in.handler, b_in.on_reconnect)
+    await b.subscribe("pc:x")
+    exchange.up = False
+    assert not a.healthy
+    assert await a.publish("pc:x", b"lost") is False
+    exchange.up = True
+    assert await a.publish("pc:x", b"kept") is True
+    assert b_in.on("pc:x") == [b"kept"]

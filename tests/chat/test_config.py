@@ -1,0 +1,89 @@
+"""chat/config.py: the environment describes a service, or a readable `ConfigError` says why not."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.config import ConfigError, Settings, from_env
+
+SECRET = "c" * 32
+BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0", "PEERCHAT_JWT_SECRET": SECRET}
+
+
+def test_defaults() -> None:
+    s = from_env(BASE)
+    assert s == Settings(database_url="postgresql://db/x", redis_url="redis://r:6379/0", jwt_secret=SECRET)
+    assert (s.offer_timeout_s, s.relax_after_s, s.reconnect_grace_s, s.presence_ttl_s) == (30, 60, 120, 30)
+    assert s.max_body_chars == 4000 and s.hello_timeout_s == 10 and s.max_frame_bytes == 64 * 1024
+    assert (s.jwt_issuer, s.jwt_audience) == ("peerchat", "peerchat")
+    assert s.allowed_origins == frozenset() and not s.dev
+    assert s.jwt_algorithms == ["HS256"]
+
+
+def test_everything_set() -> None:
+    s = from_env(
+        {
+            **BASE,
+            "PEERCHAT_JWT_ISSUER": "idp",
+            "PEERCHAT_JWT_AUDIENCE": "chat",
+            "PEERCHAT_ALLOWED_ORIGINS": " https://a.example/ ,https://b.example,, ",
+            "PEERCHAT_OFFER_TIMEOUT_S": "5",
+            "PEERCHAT_RELAX_AFTER_S": "0.5",
+            "PEERCHAT_RECONNECT_GRACE_S": "7",
+            "PEERCHAT_PRESENCE_TTL_S": "3",
+            "PEERCHAT_MAX_BODY_CHARS": "100",
+            "PEERCHAT_HELLO_TIMEOUT_S": "1.5",
+            "PEERCHAT_DEV": "1",
+        }
+    )
+    assert (s.jwt_issuer, s.jwt_audience) == ("idp", "chat")
+    assert s.allowed_origins == frozenset({"https://a.example", "https://b.example"})
+    assert (s.offer_timeout_s, s.relax_after_s, s.reconnect_grace_s, s.presence_ttl_s) == (5, 0.5, 7, 3)
+    assert s.max_body_chars == 100 and s.hello_timeout_s == 1.5 and s.dev
+
+
+@pytest.mark.parametrize(
+    "flag, dev", [("", False), ("0", False), ("false", False), ("1", True), ("yes", True)]
+)
+def test_dev_flag(flag: str, dev: bool) -> None:
+    assert from_env({**BASE, "PEERCHAT_DEV": flag}).dev is dev
+
+
+def test_a_public_key_selects_the_asymmetric_algorithms() -> None:
+    env = {**BASE, "PEERCHAT_JWT_SECRET": "", "PEERCHAT_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----..."}
+    s = from_env(env)
+    assert s.jwt_secret is None and s.jwt_public_key is not None
+    assert s.jwt_algorithms == ["RS256", "ES256"]
+
+
+def test_empty_values_mean_the_default() -> None:
+    s = from_env({**BASE, "PEERCHAT_OFFER_TIMEOUT_S": "", "PEERCHAT_HELLO_TIMEOUT_S": ""})
+    assert s.offer_timeout_s == 30 and s.hello_timeout_s == 10
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+        ({"PEERCHAT_JWT_SECRET": ""}, "PEERCHAT_JWT_SECRET"),
+        ({"PEERCHAT_JWT_PUBLIC_KEY": "pem"}, "only one"),
+        ({"PEERCHAT_JWT_SECRET": "short"}, "32 bytes"),
+        ({"PEERCHAT_OFFER_TIMEOUT_S": "soon"}, "PEERCHAT_OFFER_TIMEOUT_S"),
+        ({"PEERCHAT_PRESENCE_TTL_S": "0"}, "positive"),
+        ({"PEERCHAT_RELAX_AFTER_S": "-1"}, "positive"),
+        ({"PEERCHAT_HELLO_TIMEOUT_S": "never"}, "PEERCHAT_HELLO_TIMEOUT_S"),
+        ({"PEERCHAT_MAX_BODY_CHARS": "0"}, "PEERCHAT_MAX_BODY_CHARS"),
+        ({"PEERCHAT_MAX_BODY_CHARS": "-5"}, "PEERCHAT_MAX_BODY_CHARS"),
+        ({"PEERCHAT_MAX_BODY_CHARS": "1e3"}, "PEERCHAT_MAX_BODY_CHARS"),
+    ],
+)
+def test_refused(change: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        from_env({**BASE, **change})
+
+
+def test_the_error_never_echoes_the_secret() -> None:
+    with pytest.raises(ConfigError) as refused:
+        from_env({**BASE, "PEERCHAT_JWT_SECRET": "tiny-secret"})
+    assert "tiny-secret" not in str(refused.value)

@@ -1,0 +1,152 @@
+"""One contract for every presence backend (chat/presence.py): the memory one and the
+Redis one (against the real test Redis) must answer every question the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+
+from chat.presence import Presence
+from chat.presence_memory import MemoryPresence
+from chat.presence_redis import RedisPresence
+
+TTL = 30.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def presence(request: pytest.FixtureRequest, redis_client: redis.Redis) -> AsyncIterator[Presence]:
+    # Both backends take the (flushed) test Redis, so each case starts from nothing.
+    yield MemoryPresence(TTL) if request.param == "memory" else RedisPresence(redis_client, TTL)
+
+
+@pytest.fixture
+def t0() -> float:
+    # Redis keys also carry a real expiry (twice the TTL), so the logical clock starts now.
+    return time.time()
+
+
+async def test_a_connected_user_is_online_until_the_ttl_passes(presence: Presence, t0: float) -> None:
+    assert not await presence.is_online("u1", t0)
+    await presence.connect("u1", "member", "c1", t0)
+    assert await presence.is_online("u1", t0)
+    assert await presence.is_online("u1", t0 + TTL - 1)
+    assert not await presence.is_online("u1", t0 + TTL + 1)
+    assert not await presence.is_online("someone-else", t0)
+
+
+async def test_heartbeats_keep_leases_alive(presence: Presence, t0: float) -> None:
+    await presence.connect("s1", "specialist", "c1", t0)
+    await presence.heartbeat([("s1", "specialist", "c1")], t0 + 20)
+    assert await presence.is_online("s1", t0 + 40)
+    assert await presence.online_specialists(t0 + 40) == {"s1"}
+    assert await presence.online_specialists(t0 + 20 + TTL + 1) == set()
+
+
+async def test_a_heartbeat_recreates_leases_it_has_never_seen(presence: Presence, t0: float) -> None:
+    """After a Redis wipe the process still holds its sockets: the next heartbeat restores them."""
+    await presence.heartbeat([("s1", "specialist", "c1"), ("m1", "member", "c2")], t0)
+    assert await presence.is_online("s1", t0) and await presence.is_online("m1", t0)
+    assert await presence.online_specialists(t0) == {"s1"}
+    await presence.heartbeat([], t0)  # nothing to renew is fine
+
+
+async def test_only_specialists_are_listed(presence: Presence, t0: float) -> None:
+    await presence.connect("m1", "member", "a", t0)
+    await presence.connect("sup", "supervisor", "b", t0)
+    await presence.connect("s1", "specialist", "c", t0)
+    await presence.connect("s2", "specialist", "d", t0 + 10)
+    assert await presence.online_specialists(t0) == {"s1", "s2"}
+    assert await presence.online_specialists(t0 + TTL + 5) == {"s2"}
+
+
+async def test_disconnect_reports_whether_the_user_is_gone(presence: Presence, t0: float) -> None:
+    await presence.connect("s1", "specialist", "phone", t0)
+    await presence.connect("s1", "specialist", "laptop", t0 + 1)
+    assert await presence.disconnect("s1", "specialist", "phone", t0 + 2) is False
+    assert await presence.is_online("s1", t0 + 2)
+    assert await presence.online_specialists(t0 + 2) == {"s1"}
+    assert await presence.disconnect("s1", "specialist", "laptop", t0 + 3) is True
+    assert not await presence.is_online("s1", t0 + 3)
+    assert await presence.online_specialists(t0 + 3) == set()
+
+
+async def test_an_expired_lease_does_not_keep_a_user_online(presence: Presence, t0: float) -> None:
+    """A dead process's socket ages out: closing the last live one makes the user gone."""
+    await presence.connect("s1", "specialist", "dead-process", t0)
+    await presence.connect("s1", "specialist", "live", t0 + TTL)
+    assert await presence.disconnect("s1", "specialist", "live", t0 + TTL + 1) is True
+    assert await presence.online_specialists(t0 + TTL + 1) == set()
+
+
+async def test_the_horizon_follows_the_remaining_lease(presence: Presence, t0: float) -> None:
+    await presence.connect("s1", "specialist", "early", t0)
+    await presence.connect("s1", "specialist", "late", t0 + 20)
+    assert await presence.disconnect("s1", "specialist", "late", t0 + 21) is False
+    # Only the early lease remains: online until t0 + TTL, not t0 + 20 + TTL.
+    assert await presence.online_specialists(t0 + TTL - 1) == {"s1"}
+    assert await presence.online_specialists(t0 + TTL + 1) == set()
+    assert not await presence.is_online("s1", t0 + TTL + 1)
+
+
+async def test_disconnecting_an_unknown_lease_is_harmless(presence: Presence, t0: float) -> None:
+    assert await presence.disconnect("ghost", "member", "c", t0) is True
+    await presence.connect("m1", "member", "c1", t0)
+    assert await presence.disconnect("m1", "member", "other", t0) is False
+    assert await presence.is_online("m1", t0)
+
+
+async def test_reconnecting_renews_the_same_lease(presence: Presence, t0: float) -> None:
+    await presence.connect("m1", "member", "c1", t0)
+    await presence.connect("m1", "member", "c1", t0 + 25)
+    assert await presence.is_online("m1", t0 + 50)
+    assert await presence.disconnect("m1", "member", "c1", t0 + 50) is True
+
+
+async def test_a_specialists_absence_counts_from_their_last_disconnect(presence: Presence, t0: float) -> None:
+    await presence.connect("s1", "specialist", "c1", t0)
+    assert await presence.absent_since(["s1"], t0 + 1, mark=False) == {}, "online: not absent"
+    await presence.disconnect("s1", "specialist", "c1", t0 + 2)
+    assert await presence.absent_since(["s1"], t0 + 10, mark=False) == {"s1": (t0 + 2, False)}
+    assert await presence.absent_since(["s1"], t0 + 20, mark=True) == {"s1": (t0 + 2, False)}, (
+        "already marked: the first time stands"
+    )
+    # Coming back clears it, whether by a new socket or a heartbeat after a Redis wipe.
+    await presence.connect("s1", "specialist", "c2", t0 + 30)
+    assert await presence.absent_since(["s1"], t0 + 31, mark=False) == {}
+    await presence.disconnect("s1", "specialist", "c2", t0 + 32)
+    await presence.heartbeat([("s1", "specialist", "c3")], t0 + 33)
+    assert await presence.absent_since(["s1"], t0 + 34, mark=False) == {}
+
+
+async def test_a_members_disconnect_marks_nothing(presence: Presence, t0: float) -> None:
+    await presence.connect("m1", "member", "c1", t0)
+    assert await presence.disconnect("m1", "member", "c1", t0 + 1) is True
+    assert await presence.absent_since(["m1"], t0 + 2, mark=False) == {}
+
+
+async def test_marking_absence_has_exactly_one_winner(presence: Presence, t0: float) -> None:
+    """Specialists whose process died never disconnected: whoever notices first marks them."""
+    assert await presence.absent_since([], t0, mark=True) == {}
+    assert await presence.absent_since(["s1", "s2"], t0, mark=False) == {}, "unmarked are left out"
+    results = await asyncio.gather(
+        *(presence.absent_since(["s1", "s2"], t0 + i, mark=True) for i in range(10))
+    )
+    for user in ("s1", "s2"):
+        winners = [r[user] for r in results if r[user][1]]
+        assert len(winners) == 1, user
+        since = winners[0][0]
+        assert all(r[user] == (since, r[user][1]) for r in results)
+    # A mixed call: one already marked, one new.
+    mixed = await presence.absent_since(["s1", "s3"], t0 + 50, mark=True)
+    assert mixed["s1"][1] is False and mixed["s3"] == (t0 + 50, True)
+
+
+async def test_settled_only_one_ttl_after_the_store_first_answered(presence: Presence, t0: float) -> None:
+    assert await presence.settled(t0) is False
+    assert await presence.settled(t0 + TTL - 1) is False
+    assert await presence.settled(t0 + TTL) is True
+    assert await presence.settled(t0 + 10 * TTL) is True

@@ -1,0 +1,455 @@
+"""chat/store against a real PostgreSQL: every rule that keeps a person safe from a race is
+held by the database, so these tests race for real (asyncio.gather over a pool)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+import asyncpg
+import pytest
+
+from chat.store import audit, conversations, profiles, queue
+from chat.store.conversations import Appended
+from chat.store.db import iso, open_pool
+from chat.store.queue import Assignment, OfferOutcome, Refusal
+
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Pool]:
+    pool = await open_pool(database_url, min_size=2, max_size=30)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _request(
+    db: Pool, member_id: str, *, language: str | None = None, tags: list[str] | None = None
+) -> queue.Request:
+    return await queue.create_request(
+        db,
+        member_id=member_id,
+        member_alias=f"alias-{member_id}",
+        tags=tags or [],
+        language=language,
+        note=None,
+        priority="normal",
+        prefer_specialist=None,
+    )
+
+
+async def _specialist(
+    db: Pool, specialist_id: str, *, max_chats: int = 3, languages: list[str] | None = None
+) -> None:
+    await profiles.put(
+        db,
+        specialist_id,
+        name=f"name-{specialist_id}",
+        tags=[],
+        languages=languages or ["en"],
+        max_chats=max_chats,
+    )
+
+
+async def _conversation(
+    db: Pool, member_id: str = "m1", specialist_id: str = "s1"
+) -> conversations.Conversation:
+    await _specialist(db, specialist_id)
+    request = await _request(db, member_id)
+    assigned = await queue.claim_request(db, request.id, specialist_id)
+    assert isinstance(assigned, Assignment)
+    conv = await conversations.get(db, assigned.conversation_id)
+    assert conv is not None
+    return conv
+
+
+async def _send(
+    db: Pool, conv: conversations.Conversation, client_msg_id: str, body: str = "hi", *, by: str = "member"
+) -> tuple[Appended, int, datetime]:
+    sender = conv.member_id if by == "member" else conv.specialist_id
+    return await conversations.append(
+        db,
+        conversation_id=conv.id,
+        sender_id=sender,
+        sender_role=by,
+        sender_name=by.title(),
+        client_msg_id=client_msg_id,
+        body=body,
+    )
+
+
+# --------------------------------------------------------------------------- messages
+
+
+async def test_append_numbers_messages_from_one_and_dedupes_by_client_msg_id(db: Pool) -> None:
+    conv = await _conversation(db)
+    assert (await _send(db, conv, "a", "first"))[:2] == (Appended.STORED, 1)
+    assert (await _send(db, conv, "b"))[:2] == (Appended.STORED, 2)
+    # The same client_msg_id from the other participant is a different message.
+    assert (await _send(db, conv, "a", "theirs", by="specialist"))[:2] == (Appended.STORED, 3)
+    outcome, seq, sent_at = await _send(db, conv, "a", "second body")
+    assert (outcome, seq) == (Appended.DUPLICATE, 1)
+    stored = await conversations.messages_after(db, conv.id, 0)
+    assert [(m.seq, m.client_msg_id, m.body) for m in stored] == [
+        (1, "a", "first"),
+        (2, "b", "hi"),
+        (3, "a", "theirs"),
+    ]
+    assert stored[0].sent_at == sent_at, "a duplicate reports the original's time"
+    assert stored[2].sender_role == "specialist" and stored[2].sender_id == conv.specialist_id
+    assert (await conversations.get(db, conv.id)).last_seq == 3  # type: ignore[union-attr]
+    assert await conversations.get_message(db, conv.id, 2) == stored[1]
+    assert await conversations.get_message(db, conv.id, 9) is None
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 1, limit=1)] == [2]
+    assert await conversations.messages_after(db, conv.id, 10**12) == [], "past int4: nothing, no error"
+    assert len(await conversations.messages_after(db, conv.id, -(10**12))) == 3
+    assert iso(sent_at).endswith("Z")
+
+
+async def test_append_refuses_strangers_unknown_conversations_and_ended_ones(db: Pool) -> None:
+    conv = await _conversation(db)
+    common = {"sender_name": "x", "client_msg_id": "c", "body": "b"}
+    stranger = await conversations.append(
+        db, conversation_id=conv.id, sender_id="mallory", sender_role="member", **common
+    )
+    assert stranger[:2] == (Appended.FORBIDDEN, 0)
+    # The member's id with the specialist's role is not the specialist.
+    wrong_role = await conversations.append(
+        db, conversation_id=conv.id, sender_id=conv.member_id, sender_role="specialist", **common
+    )
+    assert wrong_role[0] is Appended.FORBIDDEN
+    missing = await conversations.append(
+        db, conversation_id="nope", sender_id=conv.member_id, sender_role="member", **common
+    )
+    assert missing[0] is Appended.NOT_FOUND
+
+    assert (await _send(db, conv, "before-end"))[:2] == (Appended.STORED, 1)
+    ended = await conversations.end(db, conv.id, by="member", reason="ended")
+    assert ended is not None and ended.state == "ended" and ended.ended_by == "member"
+    assert (await _send(db, conv, "after-end"))[0] is Appended.ENDED
+    # A retry of a message stored before the end still gets its ack.
+    assert (await _send(db, conv, "before-end"))[:2] == (Appended.DUPLICATE, 1)
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 0)] == [1]
+
+
+async def test_concurrent_appends_never_gap_or_duplicate(db: Pool) -> None:
+    conv = await _conversation(db)
+    results = await asyncio.gather(
+        *(_send(db, conv, f"m{i}", f"body {i}", by="member" if i % 2 else "specialist") for i in range(50))
+    )
+    assert all(outcome is Appended.STORED for outcome, _, _ in results)
+    assert sorted(seq for _, seq, _ in results) == list(range(1, 51))
+    stored = await conversations.messages_after(db, conv.id, 0)
+    assert [m.seq for m in stored] == list(range(1, 51))
+    # Each seq carries the body its ack promised.
+    by_msg = {m.client_msg_id: m.seq for m in stored}
+    assert all(by_msg[f"m{i}"] == results[i][1] for i in range(50))
+    # Sent times follow seq.
+    assert [m.sent_at for m in stored] == sorted(m.sent_at for m in stored)
+
+
+async def test_concurrent_retries_of_one_message_store_it_once(db: Pool) -> None:
+    conv = await _conversation(db)
+    results = await asyncio.gather(*(_send(db, conv, "same", f"copy {i}") for i in range(20)))
+    assert {seq for _, seq, _ in results} == {1}
+    assert Counter(outcome for outcome, _, _ in results) == {Appended.STORED: 1, Appended.DUPLICATE: 19}
+    assert len(await conversations.messages_after(db, conv.id, 0)) == 1
+
+
+async def test_end_frees_the_slot_once(db: Pool) -> None:
+    conv = await _conversation(db)
+    assert (await profiles.get(db, "s1")).active_chats == 1  # type: ignore[union-attr]
+    results = await asyncio.gather(
+        *(conversations.end(db, conv.id, by="specialist", reason="ended") for _ in range(5))
+    )
+    assert sum(r is not None for r in results) == 1, "exactly one ender wins"
+    assert (await profiles.get(db, "s1")).active_chats == 0  # type: ignore[union-attr]
+    assert await conversations.end(db, "nope", by="member", reason="ended") is None
+    assert await conversations.active_count(db) == 0
+    assert [c.id for c in await conversations.of_user(db, "m1")] == [], "ended ones only when asked"
+    assert [c.id for c in await conversations.of_user(db, "m1", ended_within_s=3600)] == [conv.id]
+
+
+async def test_feedback_last_rating_counts(db: Pool) -> None:
+    conv = await _conversation(db)
+    await conversations.save_feedback(db, conv.id, "m1", 2, None)
+    await conversations.save_feedback(db, conv.id, "m1", 5, "thanks")
+    assert await db.fetchval("SELECT count(*) FROM feedback") == 1
+    assert tuple(await db.fetchrow("SELECT rating, comment FROM feedback")) == (5, "thanks")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- requests and offers
+
+
+async def test_one_open_request_per_member(db: Pool) -> None:
+    first = await _request(db, "m1")
+    with pytest.raises(queue.AlreadyOpen):
+        await _request(db, "m1")
+    results = await asyncio.gather(*(_request(db, "m2") for _ in range(10)), return_exceptions=True)
+    assert sum(isinstance(r, queue.Request) for r in results) == 1
+    assert all(isinstance(r, queue.Request | queue.AlreadyOpen) for r in results)
+    # Once assigned, the active conversation blocks a new request too.
+    await _specialist(db, "s1")
+    assert isinstance(await queue.claim_request(db, first.id, "s1"), Assignment)
+    with pytest.raises(queue.AlreadyOpen):
+        await _request(db, "m1")
+    assert (await queue.open_request_of(db, "m1")) is None
+    assert [r.member_id for r in await queue.open_requests(db)] == ["m2"]
+
+
+async def test_many_claims_on_one_request_exactly_one_wins(db: Pool) -> None:
+    request = await _request(db, "m1")
+    for i in range(20):
+        await _specialist(db, f"s{i}")
+    results = await asyncio.gather(*(queue.claim_request(db, request.id, f"s{i}") for i in range(20)))
+    winners = [r for r in results if isinstance(r, Assignment)]
+    assert len(winners) == 1
+    assert all(r is Refusal.ALREADY_CLAIMED for r in results if not isinstance(r, Assignment))
+    assert await db.fetchval("SELECT count(*) FROM conversations") == 1
+    assert await db.fetchval("SELECT sum(active_chats) FROM specialists") == 1, "losers keep their slot"
+    assert (await queue.get_request(db, request.id)).state == "assigned"  # type: ignore[union-attr]
+
+
+async def test_accepts_and_claims_race_for_one_request(db: Pool) -> None:
+    request = await _request(db, "m1")
+    for i in range(10):
+        await _specialist(db, f"s{i}")
+    offer = await queue.make_offer(
+        db,
+        offer_id="o1",
+        request_id=request.id,
+        specialist_id="s0",
+        expires_at=datetime.now(UTC) + timedelta(seconds=30),
+    )
+    assert offer is not None and offer.state == "pending"
+    assert (
+        await queue.make_offer(
+            db,
+            offer_id="o2",
+            request_id=request.id,
+            specialist_id="s1",
+            expires_at=datetime.now(UTC) + timedelta(seconds=30),
+        )
+        is None
+    ), "one offer per request at a time"
+    results = await asyncio.gather(
+        *(queue.accept_offer(db, "o1", "s0") for _ in range(5)),
+        *(queue.claim_request(db, request.id, f"s{i}") for i in range(1, 10)),
+    )
+    winners = [r for r in results if isinstance(r, Assignment)]
+    assert len(winners) == 1
+    assert await db.fetchval("SELECT count(*) FROM conversations") == 1
+    assert await db.fetchval("SELECT sum(active_chats) FROM specialists") == 1
+    # Whoever won, the offer is no longer pending and a late accept is refused.
+    assert await queue.pending_offers(db) == []
+    assert await queue.accept_offer(db, "o1", "s0") is Refusal.OFFER_EXPIRED
+    if winners[0].specialist_id != "s0":
+        assert [o.id for o in winners[0].revoked] == ["o1"], "the holder learns their offer was withdrawn"
+
+
+async def test_accept_refusals(db: Pool) -> None:
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    request = await _request(db, "m1")
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await queue.make_offer(db, offer_id="late", request_id=request.id, specialist_id="s1", expires_at=past)
+    assert await queue.accept_offer(db, "late", "s1") is Refusal.OFFER_EXPIRED, "past its expiry"
+    assert [o.id for o in await queue.overdue_offers(db)] == ["late"]
+    assert await queue.accept_offer(db, "late", "s2") is Refusal.OFFER_EXPIRED, "not their offer"
+    assert await queue.accept_offer(db, "nope", "s1") is Refusal.OFFER_EXPIRED
+    assert await queue.claim_request(db, "nope", "s1") is Refusal.NOT_FOUND
+    assert await queue.claim_request(db, request.id, "no-profile") is Refusal.NOT_FOUND
+
+
+async def test_claim_needs_the_requested_language_and_rolls_back_when_refused(db: Pool) -> None:
+    await _specialist(db, "s1", languages=["en"])
+    request = await _request(db, "m1", language="es")
+    assert await queue.claim_request(db, request.id, "s1") is Refusal.LANGUAGE
+    assert (await profiles.get(db, "s1")).active_chats == 0  # type: ignore[union-attr]
+    assert (await queue.get_request(db, request.id)).state == "waiting"  # type: ignore[union-attr]
+    await _specialist(db, "s2", languages=["es", "en"])
+    assert isinstance(await queue.claim_request(db, request.id, "s2"), Assignment)
+
+
+async def test_capacity_holds_under_concurrent_claims(db: Pool) -> None:
+    await _specialist(db, "s1", max_chats=3)
+    requests = [await _request(db, f"m{i}") for i in range(12)]
+    results = await asyncio.gather(*(queue.claim_request(db, r.id, "s1") for r in requests))
+    assert sum(isinstance(r, Assignment) for r in results) == 3
+    assert all(r is Refusal.NO_SLOT for r in results if not isinstance(r, Assignment))
+    assert (await profiles.get(db, "s1")).active_chats == 3  # type: ignore[union-attr]
+    assert await db.fetchval("SELECT count(*) FROM conversations WHERE specialist_id = 's1'") == 3
+    assert len(await queue.open_requests(db)) == 9, "refused requests are still waiting"
+    assert await db.fetchval("SELECT count(*) FROM requests WHERE state = 'waiting'") == 9
+
+
+async def test_capacity_holds_when_accepts_and_claims_mix(db: Pool) -> None:
+    await _specialist(db, "s1", max_chats=2)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    offered = [await _request(db, f"m{i}") for i in range(4)]
+    for i, r in enumerate(offered):
+        assert await queue.make_offer(
+            db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon
+        )
+    claimable = [await _request(db, f"n{i}") for i in range(4)]
+    results = await asyncio.gather(
+        *(queue.accept_offer(db, f"o{i}", "s1") for i in range(4)),
+        *(queue.claim_request(db, r.id, "s1") for r in claimable),
+    )
+    assert sum(isinstance(r, Assignment) for r in results) == 2
+    assert (await profiles.get(db, "s1")).active_chats == 2  # type: ignore[union-attr]
+    # A refused accept leaves the offer pending (it may still expire or be declined).
+    assert len(await queue.pending_offers(db, "s1")) == 4 - sum(
+        isinstance(r, Assignment) for r in results[:4]
+    )
+
+
+async def test_cancel(db: Pool) -> None:
+    await _specialist(db, "s1")
+    request = await _request(db, "m1")
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    await queue.make_offer(db, offer_id="o1", request_id=request.id, specialist_id="s1", expires_at=soon)
+    assert await queue.cancel_request(db, request.id, "someone-else") is None
+    revoked = await queue.cancel_request(db, request.id, "m1")
+    assert revoked is not None and [(o.id, o.state) for o in revoked] == [("o1", "revoked")]
+    assert await queue.cancel_request(db, request.id, "m1") is None, "already cancelled"
+    assert await queue.accept_offer(db, "o1", "s1") is Refusal.OFFER_EXPIRED
+    assert await queue.claim_request(db, request.id, "s1") is Refusal.ALREADY_CLAIMED
+    assert await queue.open_requests(db) == []
+    # The member may ask again.
+    assert (await _request(db, "m1")).state == "waiting"
+
+
+async def test_cancel_races_a_claim(db: Pool) -> None:
+    for round_ in range(10):
+        await _specialist(db, f"s{round_}")
+        request = await _request(db, f"m{round_}")
+        cancelled, claimed = await asyncio.gather(
+            queue.cancel_request(db, request.id, f"m{round_}"),
+            queue.claim_request(db, request.id, f"s{round_}"),
+        )
+        assert (cancelled is None) == isinstance(claimed, Assignment), "exactly one of them wins"
+
+
+async def test_close_offer_keeps_the_place_and_avoids_the_specialist(db: Pool) -> None:
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    older = await _request(db, "m0")
+    request = await _request(db, "m1")
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    await queue.make_offer(db, offer_id="o1", request_id=request.id, specialist_id="s1", expires_at=soon)
+    assert await queue.close_offer(db, "o1", OfferOutcome.DECLINED, "s2") is None, "only its holder declines"
+    closed = await queue.close_offer(db, "o1", OfferOutcome.DECLINED, "s1")
+    assert closed is not None and closed[0].state == "declined" and closed[1] == 0
+    assert await queue.close_offer(db, "o1", OfferOutcome.DECLINED, "s1") is None, "not pending any more"
+    again = await queue.get_request(db, request.id)
+    assert again is not None and again.state == "waiting" and again.avoid == ["s1"]
+    assert again.created_at == request.created_at, "keeps its place in line"
+    assert [r.id for r in await queue.open_requests(db)] == [older.id, request.id]
+    # Never offered to s1 again; s2 may have it.
+    assert (
+        await queue.make_offer(db, offer_id="o2", request_id=request.id, specialist_id="s1", expires_at=soon)
+        is None
+    )
+    assert await queue.make_offer(
+        db, offer_id="o3", request_id=request.id, specialist_id="s2", expires_at=soon
+    )
+
+
+async def test_expired_offers_count_missed_in_a_row(db: Pool) -> None:
+    await _specialist(db, "s1")
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    missed = []
+    for i in range(3):
+        r = await _request(db, f"m{i}")
+        await queue.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon)
+        closed = await queue.close_offer(db, f"o{i}", OfferOutcome.EXPIRED)
+        assert closed is not None
+        missed.append(closed[1])
+    assert missed == [1, 2, 3]
+    r = await _request(db, "m9")
+    await queue.make_offer(db, offer_id="o9", request_id=r.id, specialist_id="s1", expires_at=soon)
+    assert (await queue.close_offer(db, "o9", OfferOutcome.DECLINED))[1] == 0  # type: ignore[index]
+    await profiles.set_status(db, "s1", "away")
+    assert (await profiles.get(db, "s1")).missed_offers == 0  # type: ignore[union-attr]
+
+
+async def test_revoke_offer_is_not_held_against_the_specialist(db: Pool) -> None:
+    await _specialist(db, "s1")
+    r = await _request(db, "m1")
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    await queue.make_offer(db, offer_id="o1", request_id=r.id, specialist_id="s1", expires_at=soon)
+    assert await queue.revoke_offer(db, "o1")
+    assert not await queue.revoke_offer(db, "o1")
+    again = await queue.get_request(db, r.id)
+    assert again is not None and again.state == "waiting" and again.avoid == []
+    assert await queue.make_offer(db, offer_id="o2", request_id=r.id, specialist_id="s1", expires_at=soon)
+
+
+async def test_concurrent_offers_of_one_request(db: Pool) -> None:
+    r = await _request(db, "m1")
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    for i in range(10):
+        await _specialist(db, f"s{i}")
+    made = await asyncio.gather(
+        *(
+            queue.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id=f"s{i}", expires_at=soon)
+            for i in range(10)
+        )
+    )
+    assert sum(o is not None for o in made) == 1
+    assert len(await queue.pending_offers(db)) == 1
+
+
+# --------------------------------------------------------------------------- profiles and audit
+
+
+async def test_profiles(db: Pool) -> None:
+    created = await profiles.ensure(db, "s1", "Rosa")
+    assert (created.name, created.tags, created.languages, created.max_chats, created.status) == (
+        "Rosa",
+        [],
+        ["en"],
+        3,
+        "away",
+    )
+    assert (await profiles.ensure(db, "s1", "Other")).name == "Rosa", "ensure never overwrites"
+    await profiles.set_status(db, "s1", "available")
+    edited = await profiles.put(db, "s1", name="Rosa M.", tags=["grief"], languages=["es"], max_chats=5)
+    assert (edited.name, edited.tags, edited.languages, edited.max_chats) == ("Rosa M.", ["grief"], ["es"], 5)
+    assert edited.status == "available", "an edit keeps the status"
+    assert await profiles.set_status(db, "nobody", "away") is None
+    assert [p.id for p in await profiles.list_all(db)] == ["s1"]
+    with pytest.raises(asyncpg.CheckViolationError):
+        await profiles.put(db, "s2", name="x", tags=[], languages=["en"], max_chats=0)
+
+
+async def test_audit_log(db: Pool) -> None:
+    for i in range(3):
+        await audit.record(
+            db,
+            actor_id="sup",
+            actor_role="supervisor",
+            actor_name="Lee",
+            action="read_transcript",
+            conversation_id=f"c{i}",
+            reason=f"reason {i}",
+        )
+    entries = await audit.recent(db, limit=2)
+    assert [(e.conversation_id, e.reason) for e in entries] == [("c2", "reason 2"), ("c1", "reason 1")]
+    with pytest.raises(asyncpg.CheckViolationError):
+        await audit.record(
+            db,
+            actor_id="sup",
+            actor_role="supervisor",
+            actor_name="Lee",
+            action="x",
+            conversation_id=None,
+            reason=" ",
+        )
