@@ -7,9 +7,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import FrameType
 
 import asyncpg
 import redis.asyncio as redis
@@ -24,8 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chat import config, http_api
 from chat.bus_redis import RedisBus
 from chat.gateway import websocket_endpoint
+from chat.grace import ReconnectGrace
 from chat.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
+from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
 from chat.services import Services
 from chat.store.db import open_pool
@@ -120,6 +125,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             hub.on_bus(channel, data)
 
     async def on_reconnect() -> None:
+        METRICS.bus_reconnects.inc()
         hub.catch_up_everyone()
         await _heartbeat_once(services)
         if services.matchmaker is not None:
@@ -130,10 +136,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(_heartbeats(services), name="presence-heartbeats"),
         asyncio.create_task(history.run(services), name="stats-history"),
+        asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
     ]
+    restore_signals = _drain_before_exit(services)
     try:
         yield
     finally:
+        restore_signals()
         services.draining = True
         await _close_all(services)
         for task in tasks:
@@ -149,13 +158,31 @@ async def _heartbeat_once(services: Services) -> None:
     await services.presence.heartbeat(leases, time.time())
 
 
+async def _repair_once(services: Services) -> None:
+    """Anti-entropy: compare what each socket was sent with PostgreSQL's last seq."""
+    watched = services.hub.watched_conversations()
+    if not watched:
+        return
+    rows = await services.db.fetch(
+        "SELECT id, last_seq FROM conversations WHERE id = ANY($1::text[])", list(watched)
+    )
+    repaired = services.hub.repair({r["id"]: r["last_seq"] for r in rows})
+    if repaired:
+        METRICS.repairs.inc(repaired)
+
+
 async def _heartbeats(services: Services) -> None:
+    """Every TTL/3: renew this process's presence leases, and repair delivery gaps."""
     while True:
         await asyncio.sleep(services.settings.presence_ttl_s / 3)
         try:
             await _heartbeat_once(services)
         except Exception as exc:
             log.warning("presence heartbeat failed: %s", type(exc).__name__)
+        try:
+            await _repair_once(services)
+        except Exception as exc:
+            log.warning("delivery repair skipped: %s", type(exc).__name__)
 
 
 async def _close_all(services: Services, batch: int = 200) -> None:
@@ -170,6 +197,53 @@ async def _close_all(services: Services, batch: int = 200) -> None:
     deadline = time.monotonic() + 5
     while services.hub.all_sessions() and time.monotonic() < deadline:  # noqa: ASYNC110 - sockets end on their own
         await asyncio.sleep(0.05)
+
+
+def _drain_before_exit(services: Services) -> Callable[[], None]:
+    """On SIGTERM, close our sockets ourselves (1012, in batches with jitter) before handing
+    the signal to uvicorn.
+
+    Left alone, uvicorn's shutdown writes 1012 to every socket in the same instant and only
+    then runs the lifespan's shutdown, so every client of this process would reconnect to
+    the others at once. Here: mark the process draining (/readyz 503, new sockets refused
+    with 1012), close in batches, wait for the sockets' in-flight frames to finish, then call
+    uvicorn's own handler. A second SIGTERM goes straight to uvicorn. Returns a function
+    that puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals belong to the main thread (e.g. under a test client)
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return lambda: None  # not under uvicorn's signal capture: nothing to hand over to
+    loop = asyncio.get_running_loop()
+    started: list[asyncio.Task[None]] = []
+
+    async def drain_then_exit(sig: int, frame: FrameType | None) -> None:
+        try:
+            log.info("SIGTERM: draining %d sockets", len(services.hub.all_sessions()))
+            services.draining = True
+            await asyncio.wait_for(_close_all(services), 8)
+        except Exception:
+            log.exception("draining failed; uvicorn closes what is left")
+        finally:
+            previous(sig, frame)
+
+    def on_sigterm(sig: int, frame: FrameType | None) -> None:
+        if started:
+            previous(sig, frame)
+            return
+
+        def begin() -> None:
+            started.append(loop.create_task(drain_then_exit(sig, frame), name="drain"))
+
+        loop.call_soon_threadsafe(begin)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def create_app(settings: config.Settings | None = None) -> Starlette:

@@ -83,7 +83,7 @@ class RedisBus:
             client = redis.Redis.from_url(self._url, socket_connect_timeout=2, health_check_interval=5)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels)
+                await self._subscribe_all(pubsub)
                 self._pubsub = pubsub
                 self._healthy = True
                 self._connected.set()
@@ -107,6 +107,20 @@ class RedisBus:
             first = False
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+
+    async def _subscribe_all(self, pubsub: redis.client.PubSub) -> None:
+        """Subscribe every channel held, including any added (or dropped) while the
+        SUBSCRIBE was on its way: until `_pubsub` is set, `subscribe()` only records them."""
+        done: set[str] = set()
+        while True:
+            wanted = set(self._channels)
+            if wanted - done:
+                await pubsub.subscribe(*(wanted - done))
+            if done - wanted:
+                await pubsub.unsubscribe(*(done - wanted))
+            done = wanted
+            if done == self._channels:
+                return
 
     async def _read(self, pubsub: redis.client.PubSub) -> None:
         while True:

@@ -118,15 +118,31 @@ class Hub:
     def _deliver_local(self, user_id: str, out: Outbound, skip: Session | None = None) -> None:
         for session in list(self.sessions.get(user_id, ())):
             if session is not skip:
-                session.push(out)
+                session.deliver(out)
 
     def _deliver_watchers(self, channel: str, data: bytes) -> None:
         watchers = self.queue_watchers if channel == QUEUE_CHANNEL else self.stats_watchers
         for session in list(watchers):
-            session.push(Outbound(data))
+            session.deliver(Outbound(data))
+
+    def watched_conversations(self) -> set[str]:
+        return {c for s in self.all_sessions() for c in s.seen}
+
+    def repair(self, last_seqs: dict[str, int]) -> int:
+        """Given PostgreSQL's last seq per conversation, send each socket that is behind a
+        catch-up. This repairs a ring that was lost without the bus noticing (the sender's
+        process died between commit and publish; a SUBSCRIBE raced a PUBLISH), which the
+        next message would otherwise only repair if there is one. Returns how many."""
+        behind = 0
+        for session in self.all_sessions():
+            for conversation_id, seen in list(session.seen.items()):
+                if last_seqs.get(conversation_id, 0) > seen:
+                    session.deliver(CatchUp(conversation_id))
+                    behind += 1
+        return behind
 
     def catch_up_everyone(self) -> None:
         """After the bus was down: every socket re-reads its conversations from PostgreSQL."""
         for session in self.all_sessions():
             for conversation_id in list(session.seen):
-                session.push(CatchUp(conversation_id))
+                session.deliver(CatchUp(conversation_id))

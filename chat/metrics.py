@@ -26,6 +26,17 @@ class Metrics:
         )
         self.floods = Counter("peerchat_flood_closes", "Sockets closed 4029", registry=r)
         self.slow_consumers = Counter("peerchat_slow_consumer_closes", "Sockets closed 4008", registry=r)
+        self.bus_reconnects = Counter(
+            "peerchat_bus_reconnects", "Redis pub/sub reconnected and caught up from PostgreSQL", registry=r
+        )
+        self.repairs = Counter(
+            "peerchat_delivery_repairs",
+            "Sockets found behind PostgreSQL by the periodic check and caught up",
+            registry=r,
+        )
+        self.peer_gone = Counter(
+            "peerchat_peer_gone", "Conversations ended because the specialist outlived the grace", registry=r
+        )
         self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from chat.metrics import METRICS
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Frame, Role
@@ -57,6 +58,10 @@ class SlowConsumer(Exception):
     pass
 
 
+class CatchUpFailed(Exception):
+    """Reading missed messages from PostgreSQL failed; the message names the error type."""
+
+
 class Session:
     def __init__(
         self,
@@ -77,7 +82,12 @@ class Session:
         self._close_socket = close_socket
         self._backfill = backfill
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        # Fan-out that arrives between attaching to the hub and `start()`: it must follow
+        # the `welcome` and the resume catch-up, never come before them.
+        self._early: list[Item] | None = []
         self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None  # a reference, so it is not collected
         # Highest seq this socket has been sent, per conversation it knows about.
         self.seen: dict[str, int] = {}
         self.closed = False
@@ -85,8 +95,22 @@ class Session:
         self.watching_stats = False
 
     def start(self) -> None:
-        """Start sending. Frames pushed before this wait in the queue, in order."""
+        """Start sending: first what was pushed (the `welcome`, the catch-up), then the
+        fan-out delivered meanwhile; duplicates among those are dropped by seq."""
+        early, self._early = self._early or [], None
+        for item in early:
+            self.push(item)
         self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id[:8]}")
+
+    def deliver(self, item: Item) -> None:
+        """Fan-out from the hub (this process or the bus). Held back until `start()`."""
+        if self._early is None:
+            self.push(item)
+        elif len(self._early) < self._max_queue:
+            self._early.append(item)
+        else:
+            self._early = None  # the bound holds before start too
+            self._slow()
 
     def push(self, item: Item) -> None:
         """Queue a frame without waiting. A full queue means the client stopped reading."""
@@ -95,11 +119,18 @@ class Session:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            self.closed = True
-            log.info("closing slow consumer %s", self.id[:8])
-            asyncio.get_running_loop().create_task(
-                self._close_socket(CloseCode.SLOW_CONSUMER, "slow consumer")
-            )
+            self._slow()
+
+    def _slow(self) -> None:
+        self.closed = True
+        METRICS.slow_consumers.inc()
+        log.info("closing slow consumer %s", self.id[:8])
+        # The socket's own buffers are full, so the close frame waits behind them: a client
+        # that resumes reading gets what was buffered, then 4008; one that never does is
+        # dropped by the WebSocket ping timeout. Either way nothing more is queued here.
+        self._closer = asyncio.get_running_loop().create_task(
+            self._close_socket(CloseCode.SLOW_CONSUMER, "slow consumer")
+        )
 
     def push_frame(self, frame: Frame) -> None:
         self.push(Outbound(encode(frame)))
@@ -144,6 +175,13 @@ class Session:
                 await self._send_text(item.data.decode())
         except asyncio.CancelledError:
             raise
+        except CatchUpFailed as exc:
+            # PostgreSQL could not fill a gap. Skipping it would break the promise of a
+            # gap-free sequence and waiting would leave the client silent, so close: the
+            # client reconnects (to any process) and resumes from its last seq.
+            log.warning("writer %s: catch-up failed: %s; closing", self.id[:8], exc)
+            self.closed = True
+            await self._close_socket(CloseCode.INTERNAL_ERROR, "catch-up failed; reconnect and resume")
         except Exception as exc:  # the socket went away under us; the reader will notice too
             log.debug("writer %s stopped: %s", self.id[:8], type(exc).__name__)
             self.closed = True
@@ -151,9 +189,12 @@ class Session:
     async def _catch_up(self, conversation_id: str, upto: int | None) -> None:
         seen = self.seen.get(conversation_id, 0)
         while upto is None or seen < upto:
-            batch = await self._backfill(
-                conversation_id, seen, 200 if upto is None else min(200, upto - seen)
-            )
+            try:
+                batch = await self._backfill(
+                    conversation_id, seen, 200 if upto is None else min(200, upto - seen)
+                )
+            except Exception as exc:
+                raise CatchUpFailed(type(exc).__name__) from exc
             if not batch:
                 break
             for seq, data in batch:

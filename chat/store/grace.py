@@ -23,12 +23,14 @@ class PeerGone:
     request: Request | None
 
 
-async def specialists_in_conversation(db: Db) -> dict[str, list[str]]:
-    """Specialist id → ids of their active conversations."""
-    rows = await db.fetch("SELECT id, specialist_id FROM conversations WHERE state = 'active' ORDER BY id")
-    found: dict[str, list[str]] = {}
+async def specialists_in_conversation(db: Db) -> dict[str, list[tuple[str, str]]]:
+    """Specialist id → (conversation id, member id) of each of their active conversations."""
+    rows = await db.fetch(
+        "SELECT id, member_id, specialist_id FROM conversations WHERE state = 'active' ORDER BY id"
+    )
+    found: dict[str, list[tuple[str, str]]] = {}
     for row in rows:
-        found.setdefault(row["specialist_id"], []).append(row["id"])
+        found.setdefault(row["specialist_id"], []).append((row["id"], row["member_id"]))
     return found
 
 

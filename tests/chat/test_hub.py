@@ -1,0 +1,207 @@
+"""chat/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
+Each user's sockets get each frame once, wherever they are connected."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chat.bus_memory import MemoryBus, MemoryExchange
+from chat.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub, user_channel
+from chat.session import Session
+from protocol.codec import encode
+from protocol.codes import CloseCode
+from protocol.frames import Error
+from tests.chat.test_session import Wire, message, settle, started
+
+CONV = "c1"
+
+
+@pytest.fixture
+def exchange() -> MemoryExchange:
+    return MemoryExchange()
+
+
+async def _hub(exchange: MemoryExchange) -> Hub:
+    hub = Hub(MemoryBus(exchange))
+
+    async def reconnected() -> None:
+        hub.catch_up_everyone()
+
+    await hub.bus.start(hub.on_bus, reconnected)
+    return hub
+
+
+@pytest.fixture
+async def hubs(exchange: MemoryExchange) -> AsyncIterator[tuple[Hub, Hub]]:
+    yield await _hub(exchange), await _hub(exchange)
+
+
+async def _socket(hub: Hub, user_id: str, max_queue: int = 50) -> tuple[Session, Wire]:
+    wire = Wire()
+    session = Session(
+        user_id=user_id,
+        role="member",
+        name=user_id,
+        send_text=wire.send_text,
+        close_socket=wire.close_socket,
+        backfill=wire.backfill,
+        max_queue=max_queue,
+    )
+    await hub.attach(session)
+    session.start()
+    return session, wire
+
+
+def _errors(wire: Wire) -> list[object]:
+    return [f["message"] for f in wire.sent if f["type"] == "error"]
+
+
+async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hub, Hub]) -> None:
+    a, b = hubs
+    phone, phone_wire = await _socket(a, "u1")
+    laptop, laptop_wire = await _socket(b, "u1")
+    tablet, tablet_wire = await _socket(a, "u1")
+    _, other_wire = await _socket(b, "u2")
+    await a.to_user("u1", Error(code="x", message="hello"))
+    await settle()
+    for wire in (phone_wire, laptop_wire, tablet_wire):
+        assert _errors(wire) == ["hello"]
+    assert other_wire.sent == []
+    # `skip` leaves out the one socket that already got its direct reply.
+    await b.to_user("u1", Error(code="x", message="fan-out"), skip=laptop)
+    await settle()
+    assert _errors(laptop_wire) == ["hello"]
+    assert _errors(phone_wire) == _errors(tablet_wire) == ["hello", "fan-out"]
+    for s in (phone, laptop, tablet):
+        await s.stop()
+
+
+async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -> None:
+    a, b = hubs
+    here, here_wire = await _socket(a, "u1")
+    there, there_wire = await _socket(b, "u1")
+    await a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    for seq in (1, 2, 3):
+        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+    await a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # a repeat
+    await settle()
+    assert here_wire.seqs() == there_wire.seqs() == [1, 2, 3]
+    assert here.seen == there.seen == {CONV: 3}
+    await here.stop()
+    await there.stop()
+
+
+async def test_attach_and_detach_hold_one_subscription_per_user(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    a, _ = hubs
+    channel = user_channel("u1")
+    first, _ = await _socket(a, "u1")
+    second, _ = await _socket(a, "u1")
+    assert exchange.subscribers[channel] == {a.bus}
+    assert {s.id for s in a.all_sessions()} == {first.id, second.id}
+    await a.detach(first)
+    assert exchange.subscribers[channel] == {a.bus}, "one socket is still here"
+    await a.detach(second)
+    assert exchange.subscribers[channel] == set()
+    assert a.all_sessions() == [] and "u1" not in a.sessions
+    await a.detach(second)  # twice is harmless
+    for s in (first, second):
+        await s.stop()
+
+
+async def test_watchers_get_broadcasts_from_any_process(hubs: tuple[Hub, Hub]) -> None:
+    a, b = hubs
+    watcher, watcher_wire = await _socket(b, "spec-1")
+    supervisor, supervisor_wire = await _socket(b, "sup-1")
+    b.queue_watchers.add(watcher)
+    b.stats_watchers.add(supervisor)
+    for channel in (QUEUE_CHANNEL, STATS_CHANNEL):
+        await b.bus.subscribe(channel)
+    await a.broadcast(QUEUE_CHANNEL, Error(code="x", message="queue changed"))
+    await a.broadcast(STATS_CHANNEL, Error(code="x", message="stats changed"))
+    await settle()
+    assert _errors(watcher_wire) == ["queue changed"]
+    assert _errors(supervisor_wire) == ["stats changed"]
+    await b.detach(watcher)
+    await a.broadcast(QUEUE_CHANNEL, Error(code="x", message="again"))
+    await settle()
+    assert _errors(watcher_wire) == ["queue changed"], "a detached socket is no longer a watcher"
+    for s in (watcher, supervisor):
+        await s.stop()
+
+
+async def test_bus_noise_is_ignored(hubs: tuple[Hub, Hub]) -> None:
+    a, _ = hubs
+    session, wire = await _socket(a, "u1")
+    for data in (b"", b"no header", b"too|few\n{}", b"o|c|not-a-number|\n{}"):
+        a.on_bus(user_channel("u1"), data)
+    a.on_bus("pc:somewhere-else", b"o|||\n{}")
+    # The hub's own rings come back from the bus and are dropped: it delivered locally already.
+    a.on_bus(user_channel("u1"), f"{a.origin}|||\n".encode() + encode(Error(code="x", message="own")))
+    await settle()
+    assert wire.sent == []
+    await session.stop()
+
+
+async def test_after_a_bus_outage_every_socket_catches_up_from_the_store(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    a, b = hubs
+    session, wire = await _socket(b, "u1")
+    wire.stored[CONV] = [1, 2]
+    await b.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    await b.to_user("u1", message(1).data, conversation_id=CONV, seq=1)
+    exchange.up = False
+    wire.stored[CONV] += [3, 4]
+    await a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)  # lost: the bus is down
+    await settle()
+    assert wire.seqs() == [1]
+    exchange.up = True
+    assert isinstance(b.bus, MemoryBus)
+    await b.bus.simulate_reconnect()
+    await settle()
+    assert wire.seqs() == [1, 2, 3, 4]
+    await session.stop()
+
+
+async def test_a_slow_socket_does_not_hold_up_the_others(hubs: tuple[Hub, Hub]) -> None:
+    a, _ = hubs
+    slow, slow_wire = await _socket(a, "u1", max_queue=10)
+    fast, fast_wire = await _socket(a, "u1", max_queue=50)
+    slow_wire.gate.clear()
+    for seq in range(1, 41):
+        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+    await settle()
+    assert fast_wire.seqs() == list(range(1, 41))
+    assert slow_wire.closes == [(CloseCode.SLOW_CONSUMER, "slow consumer")]
+    for s in (slow, fast):
+        await s.stop()
+
+
+async def test_fan_out_before_start_follows_the_welcome(hubs: tuple[Hub, Hub]) -> None:
+    """The gateway attaches a socket before it reads the user's state, so a ring can arrive
+    before the `welcome` is queued; the client must still see `welcome` first."""
+    a, b = hubs
+    wire = Wire()
+    wire.stored[CONV] = [1, 2]
+    session = Session(
+        user_id="u1",
+        role="member",
+        name="u1",
+        send_text=wire.send_text,
+        close_socket=wire.close_socket,
+        backfill=wire.backfill,
+        max_queue=50,
+    )
+    await a.attach(session)
+    await b.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # rings in early
+    session.push_frame(Error(code="x", message="welcome"))
+    session.seen[CONV] = 1  # the welcome said last_seq 1
+    session.start()
+    await settle()
+    assert wire.sent[0]["message"] == "welcome"
+    assert wire.seqs() == [2]
+    await session.stop()

@@ -1,0 +1,232 @@
+"""chat/session.py as pure logic: a fake socket records what would be sent, a fake store
+answers backfill reads. Ordering, dedupe by seq, gap repair, catch-up, slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from chat.session import CatchUp, Outbound, Session
+from protocol.codes import CloseCode
+from protocol.frames import Error
+
+CONV = "c1"
+
+
+def message(seq: int, conversation_id: str = CONV) -> Outbound:
+    data = json.dumps({"type": "message", "conversation_id": conversation_id, "seq": seq}).encode()
+    return Outbound(data, conversation_id, seq)
+
+
+def started(conversation_id: str = CONV) -> Outbound:
+    data = json.dumps({"type": "conversation_started", "conversation_id": conversation_id}).encode()
+    return Outbound(data, conversation_id, None, starts_conversation=True)
+
+
+@dataclass
+class Wire:
+    """The socket and the store behind one Session."""
+
+    stored: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    sent: list[dict[str, object]] = field(default_factory=list)
+    closes: list[tuple[int, str]] = field(default_factory=list)
+    backfills: list[tuple[str, int, int]] = field(default_factory=list)
+    fail_sends: bool = False
+    fail_backfill: bool = False
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    async def send_text(self, data: str) -> None:
+        await self.gate.wait()
+        if self.fail_sends:
+            raise ConnectionError("socket gone")
+        self.sent.append(json.loads(data))
+
+    async def close_socket(self, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+
+    async def backfill(self, conversation_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self.backfills.append((conversation_id, after, limit))
+        if self.fail_backfill:
+            raise OSError("database down")
+        seqs = [s for s in self.stored[conversation_id] if s > after][:limit]
+        return [(s, message(s, conversation_id).data) for s in seqs]
+
+    def session(self, max_queue: int = 100) -> Session:
+        return Session(
+            user_id="u1",
+            role="member",
+            name="Sam",
+            send_text=self.send_text,
+            close_socket=self.close_socket,
+            backfill=self.backfill,
+            max_queue=max_queue,
+        )
+
+    def seqs(self, conversation_id: str = CONV) -> list[object]:
+        return [
+            f["seq"] for f in self.sent if f["type"] == "message" and f["conversation_id"] == conversation_id
+        ]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_frames_pushed_before_start_wait_and_keep_their_order() -> None:
+    wire = Wire()
+    session = wire.session()
+    for i in range(50):
+        session.push_frame(Error(code="bad_frame", message=str(i)))
+    await settle()
+    assert wire.sent == [], "nothing leaves before start()"
+    session.start()
+    await settle()
+    assert [f["message"] for f in wire.sent] == [str(i) for i in range(50)]
+    await session.stop()
+
+
+async def test_a_seq_already_sent_is_dropped() -> None:
+    wire = Wire()
+    session = wire.session()
+    session.start()
+    session.push(started())
+    for seq in (1, 2, 2, 1, 3, 3):
+        session.push(message(seq))
+    await settle()
+    assert wire.seqs() == [1, 2, 3]
+    assert session.seen == {CONV: 3}
+    assert wire.backfills == []
+    await session.stop()
+
+
+async def test_a_gap_is_filled_from_the_store_before_the_next_message() -> None:
+    wire = Wire()
+    wire.stored[CONV] = [1, 2, 3, 4, 5]
+    session = wire.session()
+    session.start()
+    session.push(started())
+    session.push(message(1))
+    session.push(message(5))  # 2..4 were lost on the bus
+    session.push(message(3))  # a late copy of one the catch-up already sent
+    await settle()
+    assert wire.seqs() == [1, 2, 3, 4, 5]
+    assert wire.backfills == [(CONV, 1, 3)], "reads exactly the missing range"
+    await session.stop()
+
+
+async def test_conversations_are_numbered_independently() -> None:
+    wire = Wire()
+    session = wire.session()
+    session.start()
+    session.push(started("a"))
+    session.push(started("b"))
+    for out in (message(1, "a"), message(1, "b"), message(2, "b"), message(2, "a"), message(1, "a")):
+        session.push(out)
+    await settle()
+    assert wire.seqs("a") == [1, 2] and wire.seqs("b") == [1, 2]
+    await session.stop()
+
+
+async def test_catch_up_sends_everything_after_what_was_seen_in_batches() -> None:
+    wire = Wire()
+    wire.stored[CONV] = list(range(1, 451))
+    session = wire.session()
+    session.seen[CONV] = 7  # e.g. `resume: {c1: 7}`
+    session.push(CatchUp(CONV))
+    session.push(message(451))  # a live message queued behind the catch-up
+    wire.stored[CONV].append(451)
+    session.start()
+    await settle()
+    assert wire.seqs() == list(range(8, 452))
+    assert [b[1] for b in wire.backfills] == [7, 207, 407]
+    assert all(b[2] == 200 for b in wire.backfills)
+    await session.stop()
+
+
+async def test_a_message_for_an_unknown_conversation_first_reads_its_past() -> None:
+    wire = Wire()
+    wire.stored[CONV] = [1, 2, 3]
+    session = wire.session()
+    session.start()
+    session.push(message(3))
+    await settle()
+    assert wire.seqs() == [1, 2, 3]
+    await session.stop()
+
+
+async def test_a_client_that_stops_reading_is_closed_4008_once() -> None:
+    wire = Wire()
+    wire.gate.clear()  # the socket accepts nothing: the client stopped reading
+    session = wire.session(max_queue=5)
+    session.start()
+    for i in range(20):
+        session.push(message(i + 1))
+    await settle()
+    assert wire.closes == [(CloseCode.SLOW_CONSUMER, "slow consumer")]
+    assert session.closed
+    session.push(message(99))
+    session.close_soon(CloseCode.NORMAL)
+    await settle()
+    assert len(wire.closes) == 1, "closed once, later pushes are ignored"
+    await session.stop()
+
+
+async def test_close_soon_sends_what_was_queued_first() -> None:
+    wire = Wire()
+    session = wire.session()
+    session.push(started())
+    session.push(message(1))
+    session.close_soon(CloseCode.SERVER_RESTARTING, "server restarting")
+    session.push(message(2))
+    session.start()
+    await settle()
+    assert wire.seqs() == [1]
+    assert wire.closes == [(CloseCode.SERVER_RESTARTING, "server restarting")]
+    await session.stop()
+
+
+async def test_close_soon_on_a_full_queue_closes_at_once() -> None:
+    wire = Wire()
+    session = wire.session(max_queue=1)
+    session.push(message(1))
+    session.close_soon(CloseCode.SERVER_RESTARTING, "server restarting")
+    await settle()
+    assert wire.closes == [(CloseCode.SERVER_RESTARTING, "server restarting")]
+    assert session.closed
+
+
+async def test_stop_ends_the_writer_and_later_pushes_are_ignored() -> None:
+    wire = Wire()
+    session = wire.session()
+    session.start()
+    await session.stop()
+    session.push(message(1))
+    await settle()
+    assert wire.sent == [] and session.closed
+
+
+async def test_a_failing_socket_stops_the_writer_quietly() -> None:
+    wire = Wire(fail_sends=True)
+    session = wire.session()
+    session.start()
+    session.push(message(1))
+    await settle()
+    assert session.closed
+    await session.stop()
+
+
+async def test_a_failed_backfill_closes_the_socket_so_the_client_resumes() -> None:
+    wire = Wire(fail_backfill=True)
+    session = wire.session()
+    session.start()
+    session.push(started())
+    session.push(message(3))  # a gap: needs the store, which is down
+    await settle()
+    assert wire.closes, "the client must be told (closed) to reconnect and resume"
+    await session.stop()
