@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chat import config, http_api
+from chat import config, http_api, views
 from chat.bus_redis import RedisBus
 from chat.gateway import websocket_endpoint
 from chat.grace import ReconnectGrace
@@ -33,7 +33,11 @@ from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
 from chat.services import Services
+from chat.session import CatchUp, Outbound
+from chat.store import conversations
 from chat.store.db import open_pool
+from protocol import frames as f
+from protocol.codec import encode
 from protocol.codes import CloseCode
 
 log = logging.getLogger("peerchat.app")
@@ -167,8 +171,30 @@ async def _repair_once(services: Services) -> None:
         "SELECT id, last_seq FROM conversations WHERE id = ANY($1::text[])", list(watched)
     )
     repaired = services.hub.repair({r["id"]: r["last_seq"] for r in rows})
+    repaired += await _repair_starts(services)
     if repaired:
         METRICS.repairs.inc(repaired)
+
+
+async def _repair_starts(services: Services) -> int:
+    """A `conversation_started` rung while Redis was down never reached the other
+    participant's sockets on other processes: the member would wait on, not knowing they
+    had been matched. Tell any socket of a participant that does not know the conversation
+    (started over 5 s ago, so the doorbell had its chance), then catch it up."""
+    by_user = {s.user_id for s in services.hub.all_sessions() if s.role != "supervisor"}
+    if not by_user:
+        return 0
+    started = await conversations.active_of_users(services.db, list(by_user), started_before_s=5)
+    told = 0
+    for conv in started:
+        frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
+        for user in (conv.member_id, conv.specialist_id):
+            for session in list(services.hub.sessions.get(user, ())):
+                if conv.id not in session.seen:
+                    session.deliver(Outbound(frame, conv.id, None, True))
+                    session.deliver(CatchUp(conv.id))
+                    told += 1
+    return told
 
 
 async def _heartbeats(services: Services) -> None:

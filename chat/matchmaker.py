@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from chat import stats as stats_view
 from chat import views
@@ -57,6 +58,7 @@ class Matchmaker:
         )
         self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
         self._needs_load = True
+        self._last_online: set[str] = set()
         self._requests_by_id: dict[str, queue.Request] = {}
         self._last_queue: list[f.QueueEntry] | None = None
         self._last_queue_at = 0.0
@@ -113,7 +115,7 @@ class Matchmaker:
                 await self.cycle()
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, RedisError) as exc:
                 log.warning("matching cycle failed: %s; retrying", type(exc).__name__)
                 await self._resign()
                 await asyncio.sleep(0.5)
@@ -135,7 +137,13 @@ class Matchmaker:
         requests = await queue.open_requests(db)
         specialists = await profiles.list_all(db)
         pending = await queue.pending_offers(db)
-        online = await self.s.presence.online_specialists(now)
+        try:
+            online = await self.s.presence.online_specialists(now)
+            self._last_online = online
+        except (RedisError, OSError):
+            # Redis is down: keep matching on who was online a moment ago rather than stall
+            # the queue; offers to someone who left simply expire.
+            online = self._last_online
         snap_requests = {r.id: self._request(r) for r in requests}
         snap_specs = {p.id: self._specialist(p, online) for p in specialists}
         snap_offers = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from redis.exceptions import RedisError
+
 from chat import views
 from chat.services import Services
 from chat.session import CatchUp, Session
@@ -82,5 +84,8 @@ async def position_of(services: Services, request: queue.Request) -> tuple[int, 
     position = int(ahead or 0) + 1
     # Without the matchmaker's service rates: a conservative ten minutes per chat ahead,
     # spread over the specialists online. The matchmaker's next cycle refines it.
-    online = max(1, len(await services.presence.online_specialists(time.time())))
+    try:
+        online = max(1, len(await services.presence.online_specialists(time.time())))
+    except (RedisError, OSError):  # Redis down: the estimate may be rough, the answer must come
+        online = 1
     return position, int(position * 600 / online)

@@ -64,6 +64,9 @@ function main(token) {
   setupCrisisPanel(token);
 
   function setView(view) {
+    // A notice belongs to the screen it was given on ("Ana has joined" must not linger on
+    // the rating or thank-you screen); one announced with this change still arrives.
+    if (view !== state.view) els.notice.textContent = '';
     state.view = view;
     show(els.start, view === 'start');
     show(els.queue, view === 'queued');

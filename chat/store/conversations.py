@@ -100,6 +100,18 @@ async def of_user(db: Db, user_id: str, *, ended_within_s: float = 0) -> list[Co
     return [Conversation.of(r) for r in rows]
 
 
+async def active_of_users(db: Db, user_ids: list[str], *, started_before_s: float) -> list[Conversation]:
+    """Active conversations of any of these users that started over `started_before_s` ago."""
+    rows = await db.fetch(
+        f"""SELECT {_CONV} FROM conversations
+            WHERE state = 'active' AND started_at < now() - make_interval(secs => $2)
+              AND (member_id = ANY($1::text[]) OR specialist_id = ANY($1::text[]))""",
+        user_ids,
+        started_before_s,
+    )
+    return [Conversation.of(r) for r in rows]
+
+
 async def end(
     db: asyncpg.Pool[asyncpg.Record], conversation_id: str, *, by: str, reason: str
 ) -> Conversation | None:
