@@ -9,6 +9,7 @@ from enum import StrEnum
 import asyncpg
 
 from chat.store.db import Db, Row
+from chat.store.states import CONVERSATION_ENDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +120,9 @@ async def end(
     None if it was not active (someone else ended it first)."""
     async with db.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            f"""UPDATE conversations SET state = 'ended', ended_at = now(), ended_by = $2, end_reason = $3
-                WHERE id = $1 AND state = 'active' RETURNING {_CONV}""",
+            f"""UPDATE conversations SET state = {CONVERSATION_ENDED.to}, ended_at = now(), ended_by = $2,
+                    end_reason = $3
+                WHERE id = $1 AND state IN {CONVERSATION_ENDED.from_} RETURNING {_CONV}""",
             conversation_id,
             by,
             reason,

@@ -15,6 +15,19 @@ from enum import StrEnum
 import asyncpg
 
 from chat.store.db import Db, Row
+from chat.store.states import (
+    OFFER_ACCEPTED,
+    OFFER_REVOKED,
+    REQUEST_ASSIGNED,
+    REQUEST_BACK_IN_LINE,
+    REQUEST_CANCELLED,
+    REQUEST_OFFERED,
+    open_states,
+)
+from matching.lifecycle import OFFER_TRANSITIONS, REQUEST_TRANSITIONS, OfferState, RequestState
+
+IN_LINE = open_states(REQUEST_TRANSITIONS, RequestState)  # waiting or offered
+PENDING = open_states(OFFER_TRANSITIONS, OfferState)
 
 
 def new_id() -> str:
@@ -136,7 +149,7 @@ async def _lock_request(conn: Db, request_id: str) -> None:
 
 async def open_request_of(db: Db, member_id: str) -> Request | None:
     row = await db.fetchrow(
-        f"SELECT {_REQ} FROM requests WHERE member_id = $1 AND state IN ('waiting', 'offered')", member_id
+        f"SELECT {_REQ} FROM requests WHERE member_id = $1 AND state IN {IN_LINE}", member_id
     )
     return Request.of(row) if row else None
 
@@ -149,7 +162,7 @@ async def get_request(db: Db, request_id: str) -> Request | None:
 async def open_requests(db: Db) -> list[Request]:
     """Waiting and offered requests, in queue order: urgent first, then longest waiting."""
     rows = await db.fetch(
-        f"""SELECT {_REQ} FROM requests WHERE state IN ('waiting', 'offered')
+        f"""SELECT {_REQ} FROM requests WHERE state IN {IN_LINE}
             ORDER BY priority = 'urgent' DESC, created_at, id"""
     )
     return [Request.of(r) for r in rows]
@@ -162,16 +175,16 @@ async def cancel_request(
     was not theirs or no longer open."""
     async with db.acquire() as conn, conn.transaction():
         done = await conn.fetchval(
-            """UPDATE requests SET state = 'cancelled', closed_at = now()
-               WHERE id = $1 AND member_id = $2 AND state IN ('waiting', 'offered') RETURNING id""",
+            f"""UPDATE requests SET state = {REQUEST_CANCELLED.to}, closed_at = now()
+                WHERE id = $1 AND member_id = $2 AND state IN {REQUEST_CANCELLED.from_} RETURNING id""",
             request_id,
             member_id,
         )
         if done is None:
             return None
         rows = await conn.fetch(
-            f"""UPDATE offers SET state = 'revoked', decided_at = now()
-                WHERE request_id = $1 AND state = 'pending' RETURNING {_OFFER}""",
+            f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
+                WHERE request_id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING {_OFFER}""",
             request_id,
         )
     return [Offer.of(r) for r in rows]
@@ -179,10 +192,11 @@ async def cancel_request(
 
 async def pending_offers(db: Db, specialist_id: str | None = None) -> list[Offer]:
     if specialist_id is None:
-        rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state = 'pending'")
+        rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state IN {PENDING}")
     else:
         rows = await db.fetch(
-            f"SELECT {_OFFER} FROM offers WHERE state = 'pending' AND specialist_id = $1 ORDER BY created_at",
+            f"""SELECT {_OFFER} FROM offers WHERE state IN {PENDING} AND specialist_id = $1
+                ORDER BY created_at""",
             specialist_id,
         )
     return [Offer.of(r) for r in rows]
@@ -200,8 +214,8 @@ async def make_offer(
     is already on offer elsewhere (the partial unique index is the last word)."""
     async with db.acquire() as conn, conn.transaction():
         moved = await conn.fetchval(
-            """UPDATE requests SET state = 'offered' WHERE id = $1 AND state = 'waiting'
-               AND NOT ($2 = ANY(avoid)) RETURNING id""",
+            f"""UPDATE requests SET state = {REQUEST_OFFERED.to}
+                WHERE id = $1 AND state IN {REQUEST_OFFERED.from_} AND NOT ($2 = ANY(avoid)) RETURNING id""",
             request_id,
             specialist_id,
         )
@@ -237,7 +251,7 @@ async def close_offer(
         await _lock_request_of_offer(conn, offer_id)
         row = await conn.fetchrow(
             f"""UPDATE offers SET state = $2, decided_at = now()
-                WHERE id = $1 AND state = 'pending' AND ($3::text IS NULL OR specialist_id = $3)
+                WHERE id = $1 AND state IN {PENDING} AND ($3::text IS NULL OR specialist_id = $3)
                 RETURNING {_OFFER}""",
             offer_id,
             outcome.value,
@@ -247,8 +261,8 @@ async def close_offer(
             return None
         offer = Offer.of(row)
         await conn.execute(
-            """UPDATE requests SET state = 'waiting', avoid = array_append(avoid, $2)
-               WHERE id = $1 AND state = 'offered'""",
+            f"""UPDATE requests SET state = {REQUEST_BACK_IN_LINE.to}, avoid = array_append(avoid, $2)
+                WHERE id = $1 AND state IN {REQUEST_BACK_IN_LINE.from_}""",
             offer.request_id,
             offer.specialist_id,
         )
@@ -267,20 +281,22 @@ async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
     async with db.acquire() as conn, conn.transaction():
         await _lock_request_of_offer(conn, offer_id)
         request_id = await conn.fetchval(
-            """UPDATE offers SET state = 'revoked', decided_at = now()
-               WHERE id = $1 AND state = 'pending' RETURNING request_id""",
+            f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
+                WHERE id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING request_id""",
             offer_id,
         )
         if request_id is None:
             return False
         await conn.execute(
-            "UPDATE requests SET state = 'waiting' WHERE id = $1 AND state = 'offered'", request_id
+            f"""UPDATE requests SET state = {REQUEST_BACK_IN_LINE.to}
+                WHERE id = $1 AND state IN {REQUEST_BACK_IN_LINE.from_}""",
+            request_id,
         )
     return True
 
 
 async def overdue_offers(db: Db) -> list[Offer]:
-    rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state = 'pending' AND expires_at <= now()")
+    rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state IN {PENDING} AND expires_at <= now()")
     return [Offer.of(r) for r in rows]
 
 
@@ -308,8 +324,9 @@ async def accept_offer(
         async with db.acquire() as conn, conn.transaction():
             await _lock_request_of_offer(conn, offer_id)
             request_id = await conn.fetchval(
-                """UPDATE offers SET state = 'accepted', decided_at = now()
-                   WHERE id = $1 AND specialist_id = $2 AND state = 'pending' AND expires_at > now()
+                f"""UPDATE offers SET state = {OFFER_ACCEPTED.to}, decided_at = now()
+                    WHERE id = $1 AND specialist_id = $2 AND state IN {OFFER_ACCEPTED.from_}
+                      AND expires_at > now()
                    RETURNING request_id""",
                 offer_id,
                 specialist_id,
@@ -352,8 +369,8 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
         exists = await conn.fetchval("SELECT 1 FROM specialists WHERE id = $1", specialist_id)
         raise _Abort(Refusal.NO_SLOT if exists else Refusal.NOT_FOUND)
     row = await conn.fetchrow(
-        f"""UPDATE requests SET state = 'assigned', closed_at = now()
-            WHERE id = $1 AND state IN ('waiting', 'offered') RETURNING {_REQ}""",
+        f"""UPDATE requests SET state = {REQUEST_ASSIGNED.to}, closed_at = now()
+            WHERE id = $1 AND state IN {REQUEST_ASSIGNED.from_} RETURNING {_REQ}""",
         request_id,
     )
     if row is None:
@@ -363,8 +380,8 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
     if check_language and request.language and request.language not in spec["languages"]:
         raise _Abort(Refusal.LANGUAGE)
     revoked = await conn.fetch(
-        f"""UPDATE offers SET state = 'revoked', decided_at = now()
-            WHERE request_id = $1 AND state = 'pending' RETURNING {_OFFER}""",
+        f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
+            WHERE request_id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING {_OFFER}""",
         request_id,
     )
     conversation_id = new_id()
