@@ -119,23 +119,29 @@ async def end(
     """End an active conversation and free the specialist's slot, in one transaction.
     None if it was not active (someone else ended it first)."""
     async with db.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            f"""UPDATE conversations SET state = {CONVERSATION_ENDED.to}, ended_at = now(), ended_by = $2,
-                    end_reason = $3
-                WHERE id = $1 AND state IN {CONVERSATION_ENDED.from_} RETURNING {_CONV}""",
-            conversation_id,
-            by,
-            reason,
-        )
-        if row is None:
-            return None
-        await conn.execute(
-            """UPDATE specialists SET active_chats = GREATEST(active_chats - 1, 0),
-                   idle_since = CASE WHEN active_chats <= 1 THEN now() ELSE idle_since END
-               WHERE id = $1""",
-            row["specialist_id"],
-        )
-    return Conversation.of(row)
+        row = await end_in(conn, conversation_id, by=by, reason=reason)
+    return Conversation.of(row) if row is not None else None
+
+
+async def end_in(conn: Db, conversation_id: str, *, by: str, reason: str) -> Row | None:
+    """`end` inside the caller's transaction; the row carries `request_id` too."""
+    row = await conn.fetchrow(
+        f"""UPDATE conversations SET state = {CONVERSATION_ENDED.to}, ended_at = now(), ended_by = $2,
+                end_reason = $3
+            WHERE id = $1 AND state IN {CONVERSATION_ENDED.from_} RETURNING {_CONV}, request_id""",
+        conversation_id,
+        by,
+        reason,
+    )
+    if row is None:
+        return None
+    await conn.execute(
+        """UPDATE specialists SET active_chats = GREATEST(active_chats - 1, 0),
+               idle_since = CASE WHEN active_chats <= 1 THEN now() ELSE idle_since END
+           WHERE id = $1""",
+        row["specialist_id"],
+    )
+    return row
 
 
 class Appended(StrEnum):

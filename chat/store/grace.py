@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from chat.store.conversations import _CONV, Conversation
+from chat.store.conversations import Conversation, end_in
 from chat.store.db import Db
 from chat.store.queue import _REQ, Request, new_id
 
@@ -40,21 +40,10 @@ async def end_and_requeue(db: asyncpg.Pool[asyncpg.Record], conversation_id: str
     priority, preferring that specialist, and with the original `created_at`, so they keep
     the place in line they had before they were matched. None if it was not active."""
     async with db.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            f"""UPDATE conversations SET state = 'ended', ended_at = now(), ended_by = 'system',
-                    end_reason = 'peer_gone'
-                WHERE id = $1 AND state = 'active' RETURNING {_CONV}, request_id""",
-            conversation_id,
-        )
+        row = await end_in(conn, conversation_id, by="system", reason="peer_gone")
         if row is None:
             return None
         conv = Conversation.of(row)
-        await conn.execute(
-            """UPDATE specialists SET active_chats = GREATEST(active_chats - 1, 0),
-                   idle_since = CASE WHEN active_chats <= 1 THEN now() ELSE idle_since END
-               WHERE id = $1""",
-            conv.specialist_id,
-        )
         original = None
         if row["request_id"] is not None:
             original = await conn.fetchrow(
