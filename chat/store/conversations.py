@@ -8,12 +8,12 @@ from enum import StrEnum
 
 import asyncpg
 
-from chat.store.db import Db, Row
+from chat.store.db import Db, FromRow, Row
 from chat.store.states import CONVERSATION_ENDED
 
 
 @dataclass(frozen=True, slots=True)
-class Conversation:
+class Conversation(FromRow):
     id: str
     member_id: str
     member_alias: str
@@ -27,23 +27,6 @@ class Conversation:
     ended_by: str | None
     end_reason: str | None
 
-    @classmethod
-    def of(cls, row: Row) -> Conversation:
-        return cls(
-            id=row["id"],
-            member_id=row["member_id"],
-            member_alias=row["member_alias"],
-            specialist_id=row["specialist_id"],
-            specialist_name=row["specialist_name"],
-            tags=list(row["tags"]),
-            state=row["state"],
-            last_seq=row["last_seq"],
-            started_at=row["started_at"],
-            ended_at=row["ended_at"],
-            ended_by=row["ended_by"],
-            end_reason=row["end_reason"],
-        )
-
     def has(self, user_id: str) -> bool:
         return user_id in (self.member_id, self.specialist_id)
 
@@ -52,7 +35,7 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredMessage:
+class StoredMessage(FromRow):
     conversation_id: str
     seq: int
     sender_id: str
@@ -62,25 +45,9 @@ class StoredMessage:
     body: str
     sent_at: datetime
 
-    @classmethod
-    def of(cls, row: Row) -> StoredMessage:
-        return cls(
-            conversation_id=row["conversation_id"],
-            seq=row["seq"],
-            sender_id=row["sender_id"],
-            sender_role=row["sender_role"],
-            sender_name=row["sender_name"],
-            client_msg_id=row["client_msg_id"],
-            body=row["body"],
-            sent_at=row["sent_at"],
-        )
 
-
-_CONV = (
-    "id, member_id, member_alias, specialist_id, specialist_name, tags, state, last_seq, started_at, "
-    "ended_at, ended_by, end_reason"
-)
-_MSG = "conversation_id, seq, sender_id, sender_role, sender_name, client_msg_id, body, sent_at"
+_CONV = Conversation.columns()
+_MSG = StoredMessage.columns()
 
 
 async def get(db: Db, conversation_id: str) -> Conversation | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -41,3 +42,20 @@ def now_utc() -> datetime:
 
 def as_dict(row: Row | None) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
+
+
+class FromRow:
+    """Mix into a frozen dataclass whose field names are its table's column names: `of(row)`
+    builds one from a row, and `columns()` is the SELECT list, so the two cannot drift."""
+
+    @classmethod
+    def of(cls, row: Row) -> Self:
+        return cls(**{name: row[name] for name in cls._names()})
+
+    @classmethod
+    def columns(cls) -> str:
+        return ", ".join(cls._names())
+
+    @classmethod
+    def _names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]

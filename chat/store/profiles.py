@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chat.store.db import Db, Row
+from chat.store.db import Db, FromRow
 
 DEFAULT_LANGUAGES = ("en",)
 DEFAULT_MAX_CHATS = 3
 
 
 @dataclass(frozen=True, slots=True)
-class Profile:
+class Profile(FromRow):
     id: str
     name: str
     tags: list[str]
@@ -23,22 +23,8 @@ class Profile:
     missed_offers: int
     idle_since: datetime
 
-    @classmethod
-    def of(cls, row: Row) -> Profile:
-        return cls(
-            id=row["id"],
-            name=row["name"],
-            tags=list(row["tags"]),
-            languages=list(row["languages"]),
-            max_chats=row["max_chats"],
-            status=row["status"],
-            active_chats=row["active_chats"],
-            missed_offers=row["missed_offers"],
-            idle_since=row["idle_since"],
-        )
 
-
-_COLUMNS = "id, name, tags, languages, max_chats, status, active_chats, missed_offers, idle_since"
+_COLUMNS = Profile.columns()
 
 
 async def ensure(db: Db, specialist_id: str, name: str) -> Profile:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from chat.store.db import Db, Row
+from chat.store.db import Db, FromRow
 from chat.store.states import (
     OFFER_ACCEPTED,
     OFFER_REVOKED,
@@ -35,7 +35,7 @@ def new_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class Request(FromRow):
     id: str
     member_id: str
     member_alias: str
@@ -48,25 +48,9 @@ class Request:
     state: str
     created_at: datetime
 
-    @classmethod
-    def of(cls, row: Row) -> Request:
-        return cls(
-            id=row["id"],
-            member_id=row["member_id"],
-            member_alias=row["member_alias"],
-            tags=list(row["tags"]),
-            language=row["language"],
-            note=row["note"],
-            priority=row["priority"],
-            prefer_specialist=row["prefer_specialist"],
-            avoid=list(row["avoid"]),
-            state=row["state"],
-            created_at=row["created_at"],
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(FromRow):
     id: str
     request_id: str
     specialist_id: str
@@ -74,22 +58,9 @@ class Offer:
     created_at: datetime
     expires_at: datetime
 
-    @classmethod
-    def of(cls, row: Row) -> Offer:
-        return cls(
-            id=row["id"],
-            request_id=row["request_id"],
-            specialist_id=row["specialist_id"],
-            state=row["state"],
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
-        )
 
-
-_REQ = (
-    "id, member_id, member_alias, tags, language, note, priority, prefer_specialist, avoid, state, created_at"
-)
-_OFFER = "id, request_id, specialist_id, state, created_at, expires_at"
+_REQ = Request.columns()
+_OFFER = Offer.columns()
 
 
 class AlreadyOpen(Exception):
