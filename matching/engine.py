@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from matching.decisions import NO_DECISIONS, Decisions, QueueEstimate, WaitingRequest
-from matching.estimate import ServiceRates, estimated_wait_s
+from matching.estimate import ServiceRates, estimated_wait_s, shown_wait_s
 from matching.lifecycle import (
     OFFER_TRANSITIONS,
     REQUEST_TRANSITIONS,
@@ -742,7 +742,7 @@ class Engine:
             # tags are relaxed this request is offered straight away.
             relax_in = r.created_at + self._config.relax_after_s - now
             wait = min(wait, max(0, math.ceil(relax_in)))
-        return QueueEstimate(request_id, position, wait)
+        return QueueEstimate(request_id, position, shown_wait_s(wait))
 
     def _report(
         self,

@@ -84,3 +84,13 @@ def estimated_wait_s(position: int, rate: float, default_handle_s: float) -> int
         return 0
     seconds = position / rate if rate > 0 else position * default_handle_s
     return min(MAX_ESTIMATE_S, math.ceil(seconds))
+
+
+def shown_wait_s(seconds: int) -> int:
+    """What a member is told: rounded up to 5 s under a minute, to 30 s under ten minutes,
+    and to whole minutes beyond. An estimate is not more precise than that, and a number
+    that ticks down every second would send every waiting member an update every second."""
+    for below, step in ((60, 5), (600, 30)):
+        if seconds < below:
+            return -(-seconds // step) * step
+    return -(-seconds // 60) * 60

@@ -111,3 +111,11 @@ def test_history_replaces_the_prior_and_old_completions_drop_out() -> None:
         rates.completed(["en"], float(t))
     assert 8 <= 1 / rates.rate("en", 900.0) <= 12
     assert 1 / rates.rate("en", 5000.0) > 100  # a quiet hour later: back towards the prior
+
+
+def test_shown_waits_round_up_to_a_step_that_suits_their_size() -> None:
+    from matching.estimate import shown_wait_s
+
+    assert [shown_wait_s(s) for s in (0, 1, 5, 6, 59)] == [0, 5, 5, 10, 60]
+    assert [shown_wait_s(s) for s in (60, 61, 599)] == [60, 90, 600]
+    assert [shown_wait_s(s) for s in (600, 601, 3599)] == [600, 660, 3600]
