@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chat import config, http_api, views
+from chat import config, http_api, views, welcome
 from chat.bus_redis import RedisBus
 from chat.gateway import websocket_endpoint
 from chat.grace import ReconnectGrace
@@ -163,17 +163,31 @@ async def _heartbeat_once(services: Services) -> None:
 
 
 async def _repair_once(services: Services) -> None:
-    """Anti-entropy: compare what each socket was sent with PostgreSQL's last seq."""
+    """Anti-entropy: compare what each socket was sent with PostgreSQL's last seq, and with
+    whether the conversation has ended."""
     watched = services.hub.watched_conversations()
-    if not watched:
-        return
-    rows = await services.db.fetch(
-        "SELECT id, last_seq FROM conversations WHERE id = ANY($1::text[])", list(watched)
-    )
-    repaired = services.hub.repair({r["id"]: r["last_seq"] for r in rows})
+    repaired = 0
+    if watched:
+        found = await conversations.get_many(services.db, list(watched))
+        repaired += services.hub.repair({c.id: c.last_seq for c in found})
+        repaired += _repair_ends(services, [c for c in found if c.state == "ended"])
     repaired += await _repair_starts(services)
     if repaired:
         METRICS.repairs.inc(repaired)
+
+
+def _repair_ends(services: Services, ended: list[conversations.Conversation]) -> int:
+    """A `conversation_ended` rung while Redis was down never reached sockets on other
+    processes: the member would go on typing into a closed conversation."""
+    told = 0
+    for conv in ended:
+        for user in (conv.member_id, conv.specialist_id):
+            for session in list(services.hub.sessions.get(user, ())):
+                if conv.id in session.seen and conv.id not in session.ended:
+                    session.deliver(CatchUp(conv.id))
+                    session.deliver(welcome.ended_outbound(conv))
+                    told += 1
+    return told
 
 
 async def _repair_starts(services: Services) -> int:

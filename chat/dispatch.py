@@ -352,7 +352,9 @@ async def on_history(services: Services, session: Session, frame: f.HistoryQuery
 async def on_end(services: Services, session: Session, frame: f.End) -> None:
     if session.role != "supervisor":
         await _participant(services, session, frame.conversation_id)
-    ended = await end_conversation(services, frame.conversation_id, by=session.role, reason="ended")
+    ended = await end_conversation(
+        services, frame.conversation_id, by=session.role, reason="ended", asked=session, ref=frame.ref
+    )
     if ended is None:
         existing = await conversations.get(services.db, frame.conversation_id)
         if existing is None:
@@ -371,14 +373,26 @@ async def on_end(services: Services, session: Session, frame: f.End) -> None:
 
 
 async def end_conversation(
-    services: Services, conversation_id: str, *, by: str, reason: str
+    services: Services,
+    conversation_id: str,
+    *,
+    by: str,
+    reason: str,
+    asked: Session | None = None,
+    ref: str | None = None,
 ) -> conversations.Conversation | None:
+    """End it and tell every device of both participants. `asked`, the socket whose `end`
+    this answers, gets its copy with the `ref` (a supervisor's, too)."""
     ended = await conversations.end(services.db, conversation_id, by=by, reason=reason)
     if ended is None:
         return None
     frame = f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)  # type: ignore[arg-type]
+    if asked is not None:
+        asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
     for user in (ended.member_id, ended.specialist_id):
-        await services.hub.to_user(user, frame, conversation_id=conversation_id)
+        await services.hub.to_user(
+            user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
+        )
     await services.poke_matchmaker()
     return ended
 

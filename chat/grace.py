@@ -108,7 +108,7 @@ class ReconnectGrace:
         await hub.to_user(conv.member_id, f.PeerStatus(conversation_id=conv.id, status="gone"))
         ended = f.ConversationEnded(conversation_id=conv.id, by="system", reason="peer_gone")
         for user in (conv.member_id, conv.specialist_id):
-            await hub.to_user(user, ended, conversation_id=conv.id)
+            await hub.to_user(user, ended, conversation_id=conv.id, ends_conversation=True)
         if gone.request is not None:
             position, wait = await welcome.position_of(self.s, gone.request)
             await hub.to_user(

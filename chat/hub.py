@@ -32,8 +32,8 @@ def user_channel(user_id: str) -> str:
 def _header(origin: str, out: Outbound) -> bytes:
     conv = out.conversation_id or ""
     seq = "" if out.seq is None else str(out.seq)
-    start = "1" if out.starts_conversation else ""
-    return f"{origin}|{conv}|{seq}|{start}\n".encode()
+    mark = "1" if out.starts_conversation else "2" if out.ends_conversation else ""
+    return f"{origin}|{conv}|{seq}|{mark}\n".encode()
 
 
 def _parse(data: bytes) -> tuple[str, Outbound] | None:
@@ -41,8 +41,8 @@ def _parse(data: bytes) -> tuple[str, Outbound] | None:
     if not sep:
         return None
     try:
-        origin, conv, seq, start = head.decode().split("|")
-        return origin, Outbound(body, conv or None, int(seq) if seq else None, start == "1")
+        origin, conv, seq, mark = head.decode().split("|")
+        return origin, Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
     except ValueError:
         return None
 
@@ -88,12 +88,13 @@ class Hub:
         conversation_id: str | None = None,
         seq: int | None = None,
         starts_conversation: bool = False,
+        ends_conversation: bool = False,
         skip: Session | None = None,
     ) -> None:
         """To every socket of the user, on every process. `skip`: a socket here that already
         got its own copy (the direct reply, with its `ref`)."""
         data = frame if isinstance(frame, bytes) else encode(frame)
-        out = Outbound(data, conversation_id, seq, starts_conversation)
+        out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(user_id, out, skip)
         await self.bus.publish(user_channel(user_id), _header(self.origin, out) + data)
 

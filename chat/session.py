@@ -32,6 +32,7 @@ class Outbound:
     conversation_id: str | None = None
     seq: int | None = None  # set on `message` frames only
     starts_conversation: bool = False  # a `conversation_started`: its seq line begins at 0
+    ends_conversation: bool = False  # a `conversation_ended`
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,8 @@ class Session:
         self._closer: asyncio.Task[None] | None = None  # a reference, so it is not collected
         # Highest seq this socket has been sent, per conversation it knows about.
         self.seen: dict[str, int] = {}
+        # Conversations this socket has been told ended.
+        self.ended: set[str] = set()
         self.closed = False
         self.watching_queue = False
         self.watching_stats = False
@@ -164,7 +167,13 @@ class Session:
                     await self._catch_up(item.conversation_id, None)
                     continue
                 if item.starts_conversation and item.conversation_id is not None:
-                    self.seen.setdefault(item.conversation_id, 0)
+                    if item.conversation_id in self.seen:
+                        continue  # told already (the doorbell and a repair can both bring it)
+                    self.seen[item.conversation_id] = 0
+                if item.ends_conversation and item.conversation_id is not None:
+                    if item.conversation_id in self.ended:
+                        continue
+                    self.ended.add(item.conversation_id)
                 if item.seq is not None and item.conversation_id is not None:
                     seen = self.seen.get(item.conversation_id, 0)
                     if item.seq <= seen:

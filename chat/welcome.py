@@ -9,9 +9,10 @@ from redis.exceptions import RedisError
 
 from chat import views
 from chat.services import Services
-from chat.session import CatchUp, Session
+from chat.session import CatchUp, Outbound, Session
 from chat.store import conversations, profiles, queue
 from protocol import frames as f
+from protocol.codec import encode
 
 RESUME_ENDED_WITHIN_S = 24 * 3600
 
@@ -62,8 +63,20 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
             # Everything after the client's last seq, then live messages, gap-free.
             session.seen[c.id] = min(resume[c.id], c.last_seq)
             session.push(CatchUp(c.id))
+            if c.state == "ended":
+                # It ended while this device was away: say so after its last messages.
+                session.push(ended_outbound(c))
         elif c.state == "active":
             session.seen[c.id] = c.last_seq
+
+
+def ended_outbound(c: conversations.Conversation) -> Outbound:
+    frame = f.ConversationEnded(
+        conversation_id=c.id,
+        by=c.ended_by or "system",  # type: ignore[arg-type]
+        reason=c.end_reason or "ended",
+    )
+    return Outbound(encode(frame), c.id, None, ends_conversation=True)
 
 
 async def position_of(services: Services, request: queue.Request) -> tuple[int, int]:

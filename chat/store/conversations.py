@@ -55,6 +55,11 @@ async def get(db: Db, conversation_id: str) -> Conversation | None:
     return Conversation.of(row) if row else None
 
 
+async def get_many(db: Db, conversation_ids: list[str]) -> list[Conversation]:
+    rows = await db.fetch(f"SELECT {_CONV} FROM conversations WHERE id = ANY($1::text[])", conversation_ids)
+    return [Conversation.of(r) for r in rows]
+
+
 async def of_user(db: Db, user_id: str, *, ended_within_s: float = 0) -> list[Conversation]:
     """The user's active conversations, plus those ended within `ended_within_s`."""
     rows = await db.fetch(

@@ -230,3 +230,21 @@ async def test_a_failed_backfill_closes_the_socket_so_the_client_resumes() -> No
     await settle()
     assert wire.closes, "the client must be told (closed) to reconnect and resume"
     await session.stop()
+
+
+def ended(conversation_id: str = CONV) -> Outbound:
+    data = json.dumps({"type": "conversation_ended", "conversation_id": conversation_id}).encode()
+    return Outbound(data, conversation_id, None, ends_conversation=True)
+
+
+async def test_a_start_or_an_end_told_twice_reaches_the_client_once() -> None:
+    # The doorbell and the periodic repair can both bring the same news.
+    wire = Wire()
+    session = wire.session()
+    session.start()
+    for item in (started(), started(), message(1), ended(), ended()):
+        session.push(item)
+    await settle()
+    assert [f["type"] for f in wire.sent] == ["conversation_started", "message", "conversation_ended"]
+    assert session.ended == {CONV}
+    await session.stop()

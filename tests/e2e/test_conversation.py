@@ -180,3 +180,26 @@ async def test_a_resume_for_someone_elses_conversation_is_ignored(live: LiveServ
     refused = await snoop.call({"type": "end", "conversation_id": conv}, "conversation_ended")
     assert refused["code"] == "forbidden"
     assert not snoop.drain("message")
+
+
+async def test_resuming_a_conversation_that_ended_meanwhile_says_it_ended(live: LiveService) -> None:
+    (member,), specialist, conv = await _matched(live)
+    await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "m0", "body": "hello"}, "ack"
+    )
+    await member.close()
+    await specialist.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s0", "body": "bye"}, "ack"
+    )
+    await specialist.send({"type": "end", "conversation_id": conv})
+    await specialist.expect("conversation_ended")
+
+    again, welcome = await Client.connect(live.ws, token("member", "acct-4711", "Sam"), resume={conv: 1})
+    assert welcome["conversations"] == [], "welcome lists active conversations only"
+    tail = await again.expect("message")
+    assert tail["seq"] == 2 and tail["body"] == "bye"
+    ended = await again.expect("conversation_ended")
+    assert ended["by"] == "specialist" and ended["reason"] == "ended"
+    assert not again.drain("message")
+    saved = await again.call({"type": "feedback", "conversation_id": conv, "rating": 4}, "feedback_saved")
+    assert saved["type"] == "feedback_saved"
