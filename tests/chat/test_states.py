@@ -10,18 +10,24 @@ from matching.lifecycle import ConversationState, OfferState, RequestState
 
 
 def test_moves_are_read_off_the_tables() -> None:
-    assert states.REQUEST_ASSIGNED == states.Move("'assigned'", "('offered', 'waiting')")
-    assert states.REQUEST_OFFERED == states.Move("'offered'", "('waiting')")
-    assert states.OFFER_REVOKED == states.Move("'revoked'", "('pending')")
-    assert states.CONVERSATION_ENDED == states.Move("'ended'", "('active')")
+    assert states.Move("'assigned'", "('offered', 'waiting')") == states.REQUEST_ASSIGNED
+    assert states.Move("'offered'", "('waiting')") == states.REQUEST_OFFERED
+    assert states.Move("'revoked'", "('pending')") == states.OFFER_REVOKED
+    assert states.Move("'ended'", "('active')") == states.CONVERSATION_ENDED
 
 
 def test_the_schema_allows_exactly_the_lifecycle_states() -> None:
     schema = "\n".join(sql for _, _, sql in migrations())
-    for table, enum in (("requests", RequestState), ("offers", OfferState), ("conversations", ConversationState)):
+    for table, enum in (
+        ("requests", RequestState),
+        ("offers", OfferState),
+        ("conversations", ConversationState),
+    ):
         block = re.search(rf"CREATE TABLE {table} \((.*?)\n\);", schema, re.S)
         assert block is not None
-        check = re.search(r"state\s+text NOT NULL DEFAULT '\w+'\s*CHECK \(state IN \(([^)]*)\)\)", block.group(1))
+        check = re.search(
+            r"state\s+text NOT NULL DEFAULT '\w+'\s*CHECK \(state IN \(([^)]*)\)\)", block.group(1)
+        )
         assert check is not None, table
         allowed = {v.strip().strip("'") for v in check.group(1).split(",")}
         assert allowed == {s.value for s in enum}, table
