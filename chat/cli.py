@@ -15,7 +15,7 @@ import asyncpg
 from chat import config
 from chat.store import profiles
 from chat.store.migrate import migrate
-from chat.tokens import mint
+from chat.tokens import Role, mint
 
 DEMO_SPECIALISTS = [
     ("spec-rosa", "Rosa", ["alcohol", "grief", "family"], ["en", "es"], 3),
@@ -106,12 +106,13 @@ def dev(port: int) -> None:
         print(f"  specialist  {base}/specialist")
         print(f"  supervisor  {base}/supervisor")
         print("\nReady-made dev tokens (for the WebSocket `hello` or `Authorization: Bearer`):")
-        for role, sub, name in [
+        demo: list[tuple[Role, str, str]] = [
             ("member", "member-demo", "Sam"),
             ("specialist", "spec-rosa", "Rosa"),
             ("supervisor", "supervisor-demo", "Lee"),
-        ]:
-            print(f"  {role:<10}  {mint(settings, sub=sub, role=role, name=name)}")  # type: ignore[arg-type]
+        ]
+        for role, sub, name in demo:
+            print(f"  {role:<10}  {mint(settings, sub=sub, role=role, name=name)}")
         print("\nCtrl-C stops the service and the servers.\n", flush=True)
         serve(port)
     finally:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from msgspec.structs import replace
@@ -33,6 +33,7 @@ from protocol.codec import FrameError, decode_client, encode
 from protocol.codes import ErrorCode
 
 log = logging.getLogger("peerchat.dispatch")
+EndedBy = Literal["member", "specialist", "supervisor", "system"]
 RISK = default_phrases()
 
 
@@ -376,7 +377,7 @@ async def end_conversation(
     services: Services,
     conversation_id: str,
     *,
-    by: str,
+    by: EndedBy,
     reason: str,
     asked: Session | None = None,
     ref: str | None = None,
@@ -386,7 +387,7 @@ async def end_conversation(
     ended = await conversations.end(services.db, conversation_id, by=by, reason=reason)
     if ended is None:
         return None
-    frame = f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)  # type: ignore[arg-type]
+    frame = f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)
     if asked is not None:
         asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
     for user in (ended.member_id, ended.specialist_id):
@@ -438,7 +439,9 @@ async def peer_disconnected(services: Services, session: Session) -> None:
     await _tell_peers(services, session, "reconnecting")
 
 
-async def _tell_peers(services: Services, session: Session, status: str) -> None:
+async def _tell_peers(
+    services: Services, session: Session, status: Literal["connected", "reconnecting"]
+) -> None:
     if session.role == "supervisor":
         return
     try:
@@ -448,7 +451,7 @@ async def _tell_peers(services: Services, session: Session, status: str) -> None
                 peer = conv.peer_of(session.user_id)
                 await services.hub.to_user(
                     peer,
-                    f.PeerStatus(conversation_id=conv.id, status=status),  # type: ignore[arg-type]
+                    f.PeerStatus(conversation_id=conv.id, status=status),
                 )
     except (OSError, asyncpg.PostgresError, RedisError) as exc:
         log.info("could not tell peers: %s", type(exc).__name__)

@@ -25,7 +25,7 @@ from chat.session import Session
 from chat.tokens import TokenRejected, verify
 from protocol.codec import FrameError, decode_client
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Hello
+from protocol.frames import Hello, Role
 
 log = logging.getLogger("peerchat.gateway")
 
@@ -107,7 +107,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         METRICS.sockets_closed.inc()
 
 
-async def _serve(ws: WebSocket, services: Services, user_id: str, role: str, name: str, hello: Hello) -> None:
+async def _serve(
+    ws: WebSocket, services: Services, user_id: str, role: Role, name: str, hello: Hello
+) -> None:
     settings = services.settings
     closing = asyncio.Event()
 
@@ -125,7 +127,7 @@ async def _serve(ws: WebSocket, services: Services, user_id: str, role: str, nam
 
     session = Session(
         user_id=user_id,
-        role=role,  # type: ignore[arg-type]
+        role=role,
         name=name,
         send_text=send_text,
         close_socket=close_socket,

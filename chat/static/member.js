@@ -188,7 +188,7 @@ function main(token) {
     }
     if (state.view === 'chat' && state.chat && !state.chat.isEnded) {
       // It ended while we were away; the end frame itself was not replayed.
-      state.chat.ended({ by: 'system', reason: 'ended' });
+      state.chat.ended({ by: 'system', reason: 'ended' }, { guessed: true });
       return;
     }
     if (request) {
@@ -203,7 +203,7 @@ function main(token) {
     if (state.view === 'start' && state.feedbackFor) {
       // Reloaded before rating: show that conversation again (resume replays it) and ask.
       openChat(state.feedbackFor, 'your peer', []);
-      state.chat.ended({ by: 'system', reason: 'ended' });
+      state.chat.ended({ by: 'system', reason: 'ended' }, { guessed: true });
     }
   });
 

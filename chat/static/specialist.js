@@ -339,7 +339,7 @@ function main(token) {
       ensureChat(c.id, c.peer && c.peer.name, c.tags);
     }
     for (const chat of state.chats.values()) {
-      if (!active.has(chat.id) && !chat.view.isEnded) chat.view.ended({ by: 'system', reason: 'ended' });
+      if (!active.has(chat.id) && !chat.view.isEnded) chat.view.ended({ by: 'system', reason: 'ended' }, { guessed: true });
     }
     loadProfile();
   });

@@ -128,6 +128,7 @@ export class ChatView {
     this.isShown = isShown;
     this.onEnded = onEnded;
     this.isEnded = false;
+    this.endGuessed = false;
     this.peerReadSeq = 0;
     this.typingTimer = null;
     this.nodes = new Map(); // seq -> li of a stored message
@@ -376,17 +377,30 @@ export class ChatView {
     if (document.visibilityState === 'visible' && this.isShown()) this.client.markRead(this.id);
   }
 
-  ended({ by, reason }) {
-    if (this.isEnded) return;
+  // `guessed`: the page inferred the end (the chat was missing from `welcome`). The resume
+  // then replays the real `conversation_ended`, which replaces the guess's wording.
+  ended({ by, reason }, { guessed = false } = {}) {
+    if (this.isEnded) {
+      if (this.endGuessed && !guessed) {
+        this.endGuessed = false;
+        this.endedEl.textContent = this.endText(by, reason);
+      }
+      return;
+    }
     this.isEnded = true;
+    this.endGuessed = guessed;
     this.hideTyping();
-    const who = by === this.selfRole ? 'You' : by === 'system' ? 'The service' : by === 'supervisor' ? 'A supervisor' : this.peerName;
-    const why = reason && reason !== 'ended' ? ` (${reason.replace(/_/g, ' ')})` : '';
-    this.endedEl.textContent = `${who} ended the conversation${why}.`;
+    this.endedEl.textContent = this.endText(by, reason);
     show(this.endedEl, true);
     show(this.form, false);
     show(this.actions, false);
     this.root.classList.add('is-ended');
     if (this.onEnded) this.onEnded();
+  }
+
+  endText(by, reason) {
+    const who = by === this.selfRole ? 'You' : by === 'system' ? 'The service' : by === 'supervisor' ? 'A supervisor' : this.peerName;
+    const why = reason && reason !== 'ended' ? ` (${reason.replace(/_/g, ' ')})` : '';
+    return `${who} ended the conversation${why}.`;
   }
 }
