@@ -1,0 +1,380 @@
+"""The open-loop load generator: worker processes that hold the client sockets.
+
+Each worker runs one asyncio loop on the real `websockets` client. The parent hands it
+sockets to open (`connect`), then steps to run (`run`): every socket sends on a fixed
+schedule, at a random phase, whatever the server does (open loop: a slow server cannot
+slow the sender down and hide its own latency). Each `send` carries its scheduled send time in
+its `client_msg_id` (`<step>.<n>.<monotonic ns>`), so the `ack` and the peer's `message`
+tell their latency without any table; CLOCK_MONOTONIC is one clock for every process of
+the machine. Latencies go into HDR histograms in microseconds.
+
+The parent talks to a worker over a pipe, one dict per command and one per reply;
+`Generator` wraps that for the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+from hdrh.histogram import HdrHistogram
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+# 1 µs to 60 s at 3 significant digits.
+HIST_MAX_US = 60_000_000
+BODY = "I have been thinking about what you said yesterday, and it helped a lot. Thank you for that."
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, HIST_MAX_US, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One socket to open: where, with which `hello`, in which conversation, as whom."""
+
+    url: str
+    hello: str
+    conversation_id: str
+    role: str
+
+
+class _Sender(msgspec.Struct):
+    role: str
+
+
+class _Incoming(msgspec.Struct):
+    """The few fields of a server frame the generator reads; the rest is skipped."""
+
+    type: str
+    client_msg_id: str | None = None
+    seq: int | None = None
+    sender: _Sender | None = None
+    code: str | None = None
+
+
+_decode = msgspec.json.Decoder(_Incoming).decode
+
+
+@dataclass
+class _Socket:
+    side: Side
+    ws: ClientConnection
+    prefix: str  # the `send` frame up to the client_msg_id
+    last_seq: int = 0
+    reader: asyncio.Task[None] | None = None
+    closed: bool = False
+
+
+@dataclass
+class _Step:
+    number: int
+    measure_from: int  # ns: sends at or after this are measured
+    e2e: HdrHistogram = field(default_factory=new_histogram)
+    ack: HdrHistogram = field(default_factory=new_histogram)
+    lag: HdrHistogram = field(default_factory=new_histogram)
+    sent: int = 0
+    acked: int = 0
+    delivered: int = 0
+    delivered_in_window: int = 0
+    send_failures: int = 0
+    window_end: int = 0
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.sockets: list[_Socket] = []
+        self.step: _Step | None = None
+        self.errors: Counter[str] = Counter()
+        self.unexpected_closes = 0
+        self.close_codes: Counter[str] = Counter()
+        self.seq_gaps = 0
+        self.closing = False
+
+    # ------------------------------------------------------------------ sockets
+
+    async def connect(self, sides: list[Side], concurrency: int, compression: bool) -> dict[str, Any]:
+        started = time.monotonic()
+        gate = asyncio.Semaphore(concurrency)
+        failures: Counter[str] = Counter()
+        extensions: Counter[str] = Counter()
+
+        async def one(side: Side) -> None:
+            async with gate:
+                try:
+                    ws = await connect(
+                        side.url,
+                        compression="deflate" if compression else None,
+                        ping_interval=None,  # the server pings; the client only answers
+                        proxy=None,
+                        max_size=2**20,
+                        open_timeout=60,
+                        close_timeout=2,
+                    )
+                    await ws.send(side.hello)
+                    welcome = _decode(await asyncio.wait_for(ws.recv(), 60))
+                except Exception as exc:
+                    failures[type(exc).__name__] += 1
+                    return
+                if welcome.type != "welcome":
+                    failures[f"no welcome: {welcome.type}"] += 1
+                    await ws.close()
+                    return
+                assert ws.response is not None
+                extensions[ws.response.headers.get("Sec-WebSocket-Extensions", "none")] += 1
+                prefix = (
+                    '{"type":"send","conversation_id":"' + side.conversation_id + '","body":"' + BODY + '",'
+                    '"client_msg_id":"'
+                )
+                sock = _Socket(side, ws, prefix)
+                sock.reader = asyncio.create_task(self._read(sock))
+                self.sockets.append(sock)
+
+        await asyncio.gather(*(one(s) for s in sides))
+        return {
+            "connected": len(self.sockets),
+            "failed": dict(failures),
+            "extensions": dict(extensions),
+            "seconds": time.monotonic() - started,
+        }
+
+    async def close(self) -> dict[str, Any]:
+        self.closing = True
+        gate = asyncio.Semaphore(200)
+
+        async def one(sock: _Socket) -> None:
+            async with gate:
+                with contextlib.suppress(Exception):
+                    await sock.ws.close()
+                if sock.reader is not None:
+                    sock.reader.cancel()
+                    with contextlib.suppress(BaseException):
+                        await sock.reader
+
+        await asyncio.gather(*(one(s) for s in self.sockets))
+        closed = len(self.sockets)
+        self.sockets = []
+        self.closing = False
+        return {"closed": closed}
+
+    async def _read(self, sock: _Socket) -> None:
+        try:
+            async for raw in sock.ws:
+                now = time.monotonic_ns()
+                try:
+                    frame = _decode(raw)
+                except msgspec.DecodeError:
+                    self.errors["undecodable"] += 1
+                    continue
+                kind = frame.type
+                if kind == "message":
+                    if frame.seq is not None:
+                        if sock.last_seq and frame.seq != sock.last_seq + 1:
+                            self.seq_gaps += 1
+                        sock.last_seq = frame.seq
+                    if frame.sender is not None and frame.sender.role == sock.side.role:
+                        continue  # our own message, echoed to every device after its ack
+                    self._measure(frame.client_msg_id, now, e2e=True)
+                elif kind == "ack":
+                    self._measure(frame.client_msg_id, now, e2e=False)
+                elif kind == "error":
+                    self.errors[frame.code or "?"] += 1
+        except ConnectionClosed:
+            pass
+        finally:
+            sock.closed = True
+            if not self.closing:
+                self.unexpected_closes += 1
+                rcvd = sock.ws.protocol.close_rcvd
+                self.close_codes[str(rcvd.code) if rcvd is not None else "1006"] += 1
+
+    def _measure(self, client_msg_id: str | None, now: int, *, e2e: bool) -> None:
+        step = self.step
+        if step is None or client_msg_id is None:
+            return
+        number, _, rest = client_msg_id.partition(".")
+        if number != str(step.number):
+            return
+        sent_ns = int(rest.rpartition(".")[2])
+        if sent_ns < step.measure_from:
+            return
+        micros = min(max(1, (now - sent_ns) // 1000), HIST_MAX_US)
+        if e2e:
+            step.e2e.record_value(micros)
+            step.delivered += 1
+            if now < step.window_end:
+                step.delivered_in_window += 1
+        else:
+            step.ack.record_value(micros)
+            step.acked += 1
+
+    # ------------------------------------------------------------------ load
+
+    async def run(
+        self, number: int, rate: float, start_ns: int, warmup_s: float, duration_s: float, drain_s: float
+    ) -> dict[str, Any]:
+        """Every socket sends `rate` messages a second from `start_ns` for `duration_s`;
+        sends in the first `warmup_s` are not measured. Then wait up to `drain_s` for the
+        measured ones to be acked and delivered."""
+        period = int(1e9 / rate)
+        end_ns = start_ns + int(duration_s * 1e9)
+        step = _Step(number=number, measure_from=start_ns + int(warmup_s * 1e9), window_end=end_ns)
+        self.step = step
+        errors_before = sum(self.errors.values())
+        closes_before = self.unexpected_closes
+        codes_before = Counter(self.close_codes)
+        gaps_before = self.seq_gaps
+        cpu_before = time.process_time()
+        rng = random.Random(number)
+        senders = [
+            asyncio.create_task(self._send(sock, step, period, start_ns + rng.randrange(period), end_ns))
+            for sock in self.sockets
+            if not sock.closed
+        ]
+        await asyncio.gather(*senders)
+        drained_at = time.monotonic() + drain_s
+        # Polling, not an Event: the readers would have to set it on every frame.
+        while time.monotonic() < drained_at and (step.delivered < step.sent or step.acked < step.sent):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        cpu = time.process_time() - cpu_before
+        self.step = None
+        return {
+            "sent": step.sent,
+            "acked": step.acked,
+            "delivered": step.delivered,
+            "delivered_in_window": step.delivered_in_window,
+            "send_failures": step.send_failures,
+            "errors": sum(self.errors.values()) - errors_before,
+            "error_codes": dict(self.errors),
+            "unexpected_closes": self.unexpected_closes - closes_before,
+            "close_codes": dict(self.close_codes - codes_before),
+            "seq_gaps": self.seq_gaps - gaps_before,
+            "e2e": step.e2e.encode(),
+            "ack": step.ack.encode(),
+            "lag": step.lag.encode(),
+            "cpu_s": cpu,
+        }
+
+    async def _send(self, sock: _Socket, step: _Step, period: int, first_ns: int, end_ns: int) -> None:
+        due = first_ns
+        n = 0
+        prefix, number, ws = sock.prefix, step.number, sock.ws
+        while due < end_ns:
+            now = time.monotonic_ns()
+            if due > now:
+                await asyncio.sleep((due - now) / 1e9)
+                now = time.monotonic_ns()
+            step.lag.record_value(min(max(1, (now - due) // 1000), HIST_MAX_US))
+            try:
+                # The scheduled time, not the actual one: if the server pushes back (full
+                # socket buffers) the wait counts against it (no coordinated omission).
+                await ws.send(f'{prefix}{number}.{n}.{due}"}}')
+            except ConnectionClosed:
+                step.send_failures += 1
+                return
+            if due >= step.measure_from:
+                step.sent += 1
+            n += 1
+            due += period
+
+
+def _serve(conn: Connection) -> None:
+    async def loop() -> None:
+        worker = Worker()
+        while True:
+            command: dict[str, Any] = await asyncio.to_thread(conn.recv)
+            op = command.pop("op")
+            if op == "exit":
+                await worker.close()
+                conn.send({"ok": True})
+                return
+            try:
+                if op == "connect":
+                    reply = await worker.connect(**command)
+                elif op == "run":
+                    reply = await worker.run(**command)
+                elif op == "close":
+                    reply = await worker.close()
+                else:
+                    raise ValueError(f"unknown op {op!r}")
+            except Exception as exc:
+                reply = {"exception": f"{type(exc).__name__}: {exc}"}
+            conn.send(reply)
+
+    asyncio.run(loop())
+
+
+class Generator:
+    """`count` worker processes; sides are dealt to them by the caller's `worker_of`."""
+
+    def __init__(self, count: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        for i in range(count):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(child,), name=f"bench-loadgen-{i}", daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.pid is not None]
+
+    def _all(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for pipe, command in zip(self.pipes, commands, strict=True):
+            pipe.send(command)
+        replies: list[dict[str, Any]] = [pipe.recv() for pipe in self.pipes]
+        for reply in replies:
+            if "exception" in reply:
+                raise RuntimeError(f"load generator failed: {reply['exception']}")
+        return replies
+
+    def connect(
+        self, shares: list[list[Side]], *, concurrency: int = 64, compression: bool = False
+    ) -> list[dict[str, Any]]:
+        return self._all(
+            [
+                {"op": "connect", "sides": share, "concurrency": concurrency, "compression": compression}
+                for share in shares
+            ]
+        )
+
+    def run(
+        self, number: int, rate: float, *, warmup_s: float, duration_s: float, drain_s: float
+    ) -> list[dict[str, Any]]:
+        start_ns = time.monotonic_ns() + 200_000_000  # every worker starts on the same instant
+        command = {
+            "op": "run",
+            "number": number,
+            "rate": rate,
+            "start_ns": start_ns,
+            "warmup_s": warmup_s,
+            "duration_s": duration_s,
+            "drain_s": drain_s,
+        }
+        return self._all([dict(command) for _ in self.pipes])
+
+    def close_sockets(self) -> None:
+        self._all([{"op": "close"} for _ in self.pipes])
+
+    def stop(self) -> None:
+        for pipe, proc in zip(self.pipes, self.procs, strict=True):
+            with contextlib.suppress(Exception):
+                pipe.send({"op": "exit"})
+                if pipe.poll(30):
+                    pipe.recv()
+            proc.join(5)
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, 9)

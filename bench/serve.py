@@ -1,0 +1,32 @@
+"""`peerchat serve`, for the benchmark, with the one uvicorn option it varies.
+
+Everything else comes from `chat.cli.uvicorn_options`, so a benchmark server is served
+exactly as production is; `--deflate` turns per-message deflate on to measure its memory.
+
+    python -m bench.serve --port 8123 [--deflate]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from chat import config
+    from chat.cli import uvicorn_options
+
+    config.from_env()
+    options = uvicorn_options(args.port)
+    options["ws_per_message_deflate"] = args.deflate
+    uvicorn.run("chat.app:asgi", factory=True, **options)
+
+
+if __name__ == "__main__":
+    main()
