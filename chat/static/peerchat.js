@@ -163,7 +163,7 @@ export class PeerChatClient {
     window.addEventListener('online', () => this.reconnectNow());
     window.addEventListener('offline', () => this.ws && this.ws.close());
     document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible' && !this.ws && !this.stopped) this.reconnectNow();
+      if (document.visibilityState === 'visible' && !this.ws && navigator.onLine !== false) this.reconnectNow();
     });
   }
 
@@ -262,7 +262,11 @@ export class PeerChatClient {
   scheduleReconnect(code) {
     if (this.timer || this.stopped) return;
     let delay;
-    if (code === CLOSE_RESTARTING) {
+    if (navigator.onLine === false) {
+      // No network: every try would fail (and log an error). The `online` event reconnects
+      // at once; the slow retry only covers a browser whose onLine flag is wrong.
+      delay = BACKOFF_CAP_MS;
+    } else if (code === CLOSE_RESTARTING) {
       delay = Math.random() * 1000; // restart: go at once, spread over a second
     } else {
       // Exponential back-off with "equal jitter": half fixed, half random.
