@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -328,4 +329,11 @@ async def _refusal(request: Request, exc: http_api.HttpRefusal) -> Response:
 def asgi() -> Starlette:
     """The factory uvicorn serves (`uvicorn --factory chat.app:asgi`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return create_app()
+    app = create_app()
+    # Everything imported so far lives as long as the process: move it out of the collector's
+    # sight, and collect the young generation less often. A profile under load showed 19 % of
+    # a web process in the collector; this took 12 % off its CPU per message (performance.md).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    return app

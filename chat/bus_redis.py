@@ -25,6 +25,8 @@ class RedisBus:
     def __init__(self, url: str) -> None:
         self._url = url
         self._publisher = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._outbox: list[tuple[str, bytes, asyncio.Future[bool]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._channels: set[str] = {_CONTROL}
         self._pubsub: redis.client.PubSub | None = None
         self._task: asyncio.Task[None] | None = None
@@ -40,6 +42,13 @@ class RedisBus:
             await asyncio.wait_for(self._connected.wait(), 3)
 
     async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        for _, _, done in self._outbox:
+            if not done.done():
+                done.set_result(False)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -51,12 +60,29 @@ class RedisBus:
         return self._healthy
 
     async def publish(self, channel: str, data: bytes) -> bool:
-        try:
-            await self._publisher.publish(channel, data)
-            return True
-        except (RedisError, OSError):
-            self._healthy = False
-            return False
+        """Queue a PUBLISH; everything queued while the previous batch was on the wire goes
+        out as one pipeline, in order. Returns once it went out (False if Redis is down)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, data, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_outbox(), name="redis-publish")
+        return await done
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                pipe = self._publisher.pipeline(transaction=False)
+                for channel, data, _ in batch:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+                ok = True
+            except (RedisError, OSError):
+                self._healthy = False
+                ok = False
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(ok)
 
     async def subscribe(self, channel: str) -> None:
         if channel in self._channels:

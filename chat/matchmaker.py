@@ -36,6 +36,9 @@ log = logging.getLogger("peerchat.matchmaker")
 _LOCK_KEY = 0x6D61746368  # "match"
 _ELECTION_EVERY_S = 2.0
 _TICK_S = 1.0
+# With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
+# load with 2,000 specialists (docs/performance.md): re-read this often instead.
+_IDLE_CYCLE_S = 5.0
 _STATS_MIN_INTERVAL_S = 0.25
 
 
@@ -58,6 +61,7 @@ class Matchmaker:
         )
         self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
         self._needs_load = True
+        self._last_cycle = 0.0
         self._last_online: set[str] = set()
         self._requests_by_id: dict[str, queue.Request] = {}
         self._last_queue: list[f.QueueEntry] | None = None
@@ -111,8 +115,10 @@ class Matchmaker:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _TICK_S)
+                poked = self._wake.is_set()
                 self._wake.clear()
-                await self.cycle()
+                if poked or not self._idle() or time.monotonic() - self._last_cycle >= _IDLE_CYCLE_S:
+                    await self.cycle()
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, RedisError) as exc:
@@ -122,6 +128,11 @@ class Matchmaker:
             except Exception:
                 log.exception("matching cycle failed")
                 await asyncio.sleep(0.5)
+
+    def _idle(self) -> bool:
+        """Nobody waiting and no offer out: a timer tick has nothing to decide. (Any change
+        that could matter pokes us, so an idle leader only re-reads every few seconds.)"""
+        return not self._needs_load and not self.engine.requests and not self.engine.offers
 
     # ------------------------------------------------------------------ one cycle
 
@@ -134,6 +145,7 @@ class Matchmaker:
         """
         db = self.s.db
         now = time.time()
+        self._last_cycle = time.monotonic()
         requests = await queue.open_requests(db)
         specialists = await profiles.list_all(db)
         pending = await queue.pending_offers(db)

@@ -16,6 +16,10 @@ Db: TypeAlias = (
 Row: TypeAlias = asyncpg.Record
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    return None
+
+
 async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[asyncpg.Record]:
     pool = await asyncpg.create_pool(
         url,
@@ -26,6 +30,11 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> async
         # client retries, rather than a send hanging for the default 60 s.
         timeout=3,
         max_inactive_connection_lifetime=60,
+        # asyncpg's default reset sends RESET ALL / UNLISTEN / advisory unlock on every
+        # release: a second round trip per pooled query. We keep no session state on pooled
+        # connections (the matchmaker's advisory lock has its own connection), and an open
+        # transaction is still rolled back by asyncpg before this runs.
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
