@@ -36,6 +36,7 @@ from chat.presence_redis import RedisPresence
 from chat.services import Services
 from chat.session import CatchUp, Outbound
 from chat.store import conversations
+from chat.store.appender import Appender
 from chat.store.db import open_pool
 from protocol import frames as f
 from protocol.codec import encode
@@ -116,6 +117,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bus=bus,
         hub=hub,
         presence=RedisPresence(client, settings.presence_ttl_s),
+        appender=Appender(db),
     )
     services.matchmaker = Matchmaker(services)
     app.state.services = services
@@ -155,6 +157,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.matchmaker.stop()
         await bus.close()
         await client.aclose()
+        await services.appender.close()
         await db.close()
 
 

@@ -276,8 +276,7 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
     if not frame.body.strip():
         raise Refuse(ErrorCode.BAD_FRAME, "an empty message")
     started = time.perf_counter()
-    outcome, seq, sent_at = await conversations.append(
-        services.db,
+    outcome, seq, sent_at = await services.appender.append(
         conversation_id=frame.conversation_id,
         sender_id=session.user_id,
         sender_role=session.role,

@@ -12,6 +12,7 @@ from chat.bus import Bus
 from chat.config import Settings
 from chat.hub import POKE_CHANNEL, Hub
 from chat.presence import Presence
+from chat.store.appender import Appender
 
 if TYPE_CHECKING:
     from chat.matchmaker import Matchmaker
@@ -25,6 +26,7 @@ class Services:
     bus: Bus
     hub: Hub
     presence: Presence
+    appender: Appender
     matchmaker: Matchmaker | None = None
     draining: bool = False
     # conversation id → (member id, specialist id): never changes, so safe to cache.

@@ -1,0 +1,125 @@
+"""Group commit for messages: every `send` that arrives while a batch is being committed
+joins the next batch, and each batch is one call of `append_messages()`: one round trip,
+one transaction, one WAL flush.
+
+One batch is in flight at a time per process, so the messages of one sender keep their
+order. A caller's `append()` returns after its batch committed, so an `ack` still never
+precedes its commit. If a batch fails for a reason other than the connection (a bad value
+in one element), its elements are retried one by one, so one bad message cannot hold the
+others back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from chat.store.conversations import Appended, append
+
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    conversation_id: str
+    sender_id: str
+    sender_role: str
+    sender_name: str
+    client_msg_id: str
+    body: str
+    done: asyncio.Future[tuple[Appended, int, datetime]]
+
+
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+class Appender:
+    def __init__(self, db: asyncpg.Pool[asyncpg.Record]) -> None:
+        self._db = db
+        self._queue: list[_Item] = []
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0  # for tests and metrics: how many round trips so far
+
+    async def append(
+        self,
+        *,
+        conversation_id: str,
+        sender_id: str,
+        sender_role: str,
+        sender_name: str,
+        client_msg_id: str,
+        body: str,
+    ) -> tuple[Appended, int, datetime]:
+        """Like `conversations.append`, batched with whatever else is being sent."""
+        done: asyncio.Future[tuple[Appended, int, datetime]] = asyncio.get_running_loop().create_future()
+        self._queue.append(
+            _Item(conversation_id, sender_id, sender_role, sender_name, client_msg_id, body, done)
+        )
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name="message-appender")
+        return await done
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            with contextlib.suppress(Exception):
+                await self._worker
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # the futures carry it to each caller
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        self.batches += 1
+        try:
+            rows = await self._db.fetch(
+                "SELECT i, outcome, seq, sent_at FROM append_messages($1, $2, $3, $4, $5, $6)",
+                [b.conversation_id for b in batch],
+                [b.sender_id for b in batch],
+                [b.sender_role for b in batch],
+                [b.sender_name for b in batch],
+                [b.client_msg_id for b in batch],
+                [b.body for b in batch],
+            )
+        except _CONNECTION_ERRORS:
+            raise
+        except asyncpg.PostgresError:
+            if len(batch) == 1:
+                raise
+            for item in batch:  # find the bad one; the rest still go in
+                try:
+                    result = await append(
+                        self._db,
+                        conversation_id=item.conversation_id,
+                        sender_id=item.sender_id,
+                        sender_role=item.sender_role,
+                        sender_name=item.sender_name,
+                        client_msg_id=item.client_msg_id,
+                        body=item.body,
+                    )
+                except Exception as exc:
+                    item.done.set_exception(exc)
+                else:
+                    item.done.set_result(result)
+            return
+        for row in rows:
+            item = batch[row["i"] - 1]
+            if not item.done.done():
+                item.done.set_result((Appended(row["outcome"]), row["seq"], row["sent_at"]))

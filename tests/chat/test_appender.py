@@ -1,0 +1,110 @@
+"""Group commit against real PostgreSQL: batches keep each conversation gap-free and in
+order, dedupe inside a batch, and one bad element does not hold the others back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+import asyncpg
+import pytest
+
+from chat.store import conversations
+from chat.store.appender import Appender
+from chat.store.conversations import Appended
+from chat.store.db import open_pool
+from tests.chat.test_store import _conversation
+
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Pool]:
+    pool = await open_pool(database_url, min_size=2, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _send(
+    appender: Appender, conv: conversations.Conversation, cmid: str, body: str = "hi"
+) -> asyncio.Task[tuple[Appended, int, object]]:
+    return asyncio.ensure_future(
+        appender.append(
+            conversation_id=conv.id,
+            sender_id=conv.member_id,
+            sender_role="member",
+            sender_name="Sam",
+            client_msg_id=cmid,
+            body=body,
+        )
+    )
+
+
+async def test_many_sends_go_in_few_round_trips_each_conversation_in_order(db: Pool) -> None:
+    convs = [await _conversation(db, f"m{i}", f"s{i}") for i in range(5)]
+    appender = Appender(db)
+    tasks = {(c.id, n): _send(appender, c, f"x{n}", f"{c.id}/{n}") for n in range(40) for c in convs}
+    results = {key: await task for key, task in tasks.items()}
+    assert appender.batches < 40, "sends arriving together share a commit"
+    for conv in convs:
+        seqs = [results[(conv.id, n)][1] for n in range(40)]
+        assert seqs == list(range(1, 41)), "a sender's messages keep their order"
+        stored = await conversations.messages_after(db, conv.id, 0)
+        assert [m.body for m in stored] == [f"{conv.id}/{n}" for n in range(40)]
+
+
+async def test_a_repeat_in_the_same_batch_is_a_duplicate(db: Pool) -> None:
+    conv = await _conversation(db)
+    appender = Appender(db)
+    first, again = await asyncio.gather(
+        _send(appender, conv, "same", "one"), _send(appender, conv, "same", "two")
+    )
+    assert first[0] is Appended.STORED and again[0] is Appended.DUPLICATE
+    assert first[1] == again[1] == 1
+    assert [m.body for m in await conversations.messages_after(db, conv.id, 0)] == ["one"]
+
+
+async def test_one_bad_element_fails_alone(db: Pool) -> None:
+    conv = await _conversation(db)
+    appender = Appender(db)
+    good = _send(appender, conv, "good", "fine")
+    bad = _send(appender, conv, "x" * 5, "\x00 PostgreSQL cannot store NUL")
+    later = _send(appender, conv, "later", "also fine")
+    assert (await good)[0] is Appended.STORED
+    with pytest.raises(asyncpg.PostgresError):
+        await bad
+    assert (await later)[0] is Appended.STORED
+    assert [m.body for m in await conversations.messages_after(db, conv.id, 0)] == ["fine", "also fine"]
+
+
+async def test_outcomes_other_than_stored_come_back_per_element(db: Pool) -> None:
+    conv = await _conversation(db)
+    other = await _conversation(db, "m2", "s2")
+    appender = Appender(db)
+    stranger = asyncio.ensure_future(
+        appender.append(
+            conversation_id=other.id,
+            sender_id=conv.member_id,
+            sender_role="member",
+            sender_name="Sam",
+            client_msg_id="c",
+            body="hi",
+        )
+    )
+    missing = asyncio.ensure_future(
+        appender.append(
+            conversation_id="nope",
+            sender_id=conv.member_id,
+            sender_role="member",
+            sender_name="Sam",
+            client_msg_id="c",
+            body="hi",
+        )
+    )
+    mine = _send(appender, conv, "c")
+    assert (await stranger)[0] is Appended.FORBIDDEN
+    assert (await missing)[0] is Appended.NOT_FOUND
+    assert (await mine)[0] is Appended.STORED
