@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -174,7 +175,10 @@ async def _repair_once(services: Services) -> None:
     if watched:
         found = await conversations.get_many(services.db, list(watched))
         repaired += services.hub.repair({c.id: c.last_seq for c in found})
-        repaired += _repair_ends(services, [c for c in found if c.state == "ended"])
+        settled = datetime.now(UTC) - timedelta(seconds=5)  # the doorbell had its chance
+        repaired += _repair_ends(
+            services, [c for c in found if c.ended_at is not None and c.ended_at < settled]
+        )
     repaired += await _repair_starts(services)
     if repaired:
         METRICS.repairs.inc(repaired)

@@ -54,6 +54,7 @@ class Hub:
         self.sessions: defaultdict[str, set[Session]] = defaultdict(set)
         self.queue_watchers: set[Session] = set()
         self.stats_watchers: set[Session] = set()
+        self._last_seqs: dict[str, int] = {}
 
     # ------------------------------------------------------------------ sockets
 
@@ -133,11 +134,16 @@ class Hub:
         """Given PostgreSQL's last seq per conversation, send each socket that is behind a
         catch-up. This repairs a ring that was lost without the bus noticing (the sender's
         process died between commit and publish; a SUBSCRIBE raced a PUBLISH), which the
-        next message would otherwise only repair if there is one. Returns how many."""
+        next message would otherwise only repair if there is one. Returns how many.
+
+        A socket is compared with the seqs PostgreSQL had one round *earlier*: under load
+        many messages are committed but still on their way, and catching those up would
+        only read from PostgreSQL what the doorbell is about to bring."""
+        earlier, self._last_seqs = self._last_seqs, last_seqs
         behind = 0
         for session in self.all_sessions():
             for conversation_id, seen in list(session.seen.items()):
-                if last_seqs.get(conversation_id, 0) > seen:
+                if earlier.get(conversation_id, 0) > seen:
                     session.deliver(CatchUp(conversation_id))
                     behind += 1
         return behind
