@@ -202,11 +202,12 @@ async def _repair_starts(services: Services) -> int:
     """A `conversation_started` rung while Redis was down never reached the other
     participant's sockets on other processes: the member would wait on, not knowing they
     had been matched. Tell any socket of a participant that does not know the conversation
-    (started over 5 s ago, so the doorbell had its chance), then catch it up."""
-    by_user = {s.user_id for s in services.hub.all_sessions() if s.role != "supervisor"}
-    if not by_user:
+    (started over 5 s ago, so the doorbell had its chance; and within five minutes, as
+    older ones were either repaired by an earlier round or in the socket's `welcome`), then
+    catch it up."""
+    if not services.hub.sessions:
         return 0
-    started = await conversations.active_of_users(services.db, list(by_user), started_before_s=5)
+    started = await conversations.recently_started(services.db, between_s=(5, 300))
     told = 0
     for conv in started:
         frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
