@@ -25,7 +25,7 @@ from chat.session import Outbound, Session
 from chat.stats import queue_stats
 from chat.store import audit, conversations, profiles, queue
 from chat.store.conversations import Appended
-from chat.store.db import iso
+from chat.store.db import STORAGE_DOWN, iso
 from chat.store.queue import Assignment, OfferOutcome, Refusal
 from matching.risk import default_phrases
 from protocol import frames as f
@@ -35,6 +35,15 @@ from protocol.codes import ErrorCode
 log = logging.getLogger("peerchat.dispatch")
 EndedBy = Literal["member", "specialist", "supervisor", "system"]
 RISK = default_phrases()
+
+
+# Storage unreachable, or (rarely, given the lock order) a transaction PostgreSQL rolled
+# back whole to break a deadlock: either way nothing was stored and a retry is safe.
+STORAGE_DOWN_OR_RACE: tuple[type[BaseException], ...] = (
+    *STORAGE_DOWN,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
 
 
 class Refuse(Exception):
@@ -88,18 +97,7 @@ async def handle(services: Services, session: Session, text: str) -> None:
         await handler(services, session, frame)
     except Refuse as refusal:
         session.push_frame(error(refusal.code, refusal.message, frame.ref))
-    except (
-        OSError,
-        TimeoutError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.AdminShutdownError,
-        asyncpg.exceptions.CrashShutdownError,
-        # Lock order makes these rare; if one happens the transaction rolled back whole.
-        asyncpg.exceptions.DeadlockDetectedError,
-        asyncpg.exceptions.SerializationError,
-    ) as exc:
+    except STORAGE_DOWN_OR_RACE as exc:
         log.warning("%s unavailable: %s", kind.__struct_config__.tag, type(exc).__name__)
         session.push_frame(
             error(ErrorCode.UNAVAILABLE, "storage unavailable; nothing was stored, retry", frame.ref)

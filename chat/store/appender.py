@@ -19,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from chat.store.conversations import Appended, append
+from chat.store.db import STORAGE_DOWN
 
 MAX_BATCH = 256
 
@@ -32,17 +33,6 @@ class _Item:
     client_msg_id: str
     body: str
     done: asyncio.Future[tuple[Appended, int, datetime]]
-
-
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-)
 
 
 class Appender:
@@ -98,7 +88,7 @@ class Appender:
                 [b.client_msg_id for b in batch],
                 [b.body for b in batch],
             )
-        except _CONNECTION_ERRORS:
+        except STORAGE_DOWN:
             raise
         except asyncpg.PostgresError:
             if len(batch) == 1:

@@ -16,6 +16,18 @@ Db: TypeAlias = (
 Row: TypeAlias = asyncpg.Record
 
 
+# What PostgreSQL being unreachable looks like from asyncpg: nothing was stored, retry.
+STORAGE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
 async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     return None
 

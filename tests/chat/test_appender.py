@@ -4,8 +4,6 @@ order, dedupe inside a batch, and one bad element does not hold the others back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TypeAlias
 
 import asyncpg
 import pytest
@@ -13,19 +11,8 @@ import pytest
 from chat.store import conversations
 from chat.store.appender import Appender
 from chat.store.conversations import Appended
-from chat.store.db import open_pool
+from tests.chat.conftest import Pool
 from tests.chat.test_store import _conversation
-
-Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Pool]:
-    pool = await open_pool(database_url, min_size=2, max_size=10)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def _send(

@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
 
 import asyncpg
 import pytest
 
 from chat.store import audit, conversations, profiles, queue
 from chat.store.conversations import Appended
-from chat.store.db import iso, open_pool
+from chat.store.db import iso
 from chat.store.queue import Assignment, OfferOutcome, Refusal
-
-Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Pool]:
-    pool = await open_pool(database_url, min_size=2, max_size=30)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+from tests.chat.conftest import Pool
 
 
 async def _request(
