@@ -292,7 +292,11 @@ class Matchmaker:
         if not same or now - self._last_queue_at > 10:
             self._last_queue, self._last_queue_at = entries, now
             await hub.broadcast(QUEUE_CHANNEL, f.Queue(requests=entries))
-        if now - self._last_stats_at < _STATS_MIN_INTERVAL_S:
+        wait = _STATS_MIN_INTERVAL_S - (now - self._last_stats_at)
+        if wait > 0:
+            # Coalesced: come back when the interval is up, or supervisors would see this
+            # change only at the next idle re-read, seconds later.
+            asyncio.get_running_loop().call_later(wait, self.poke)
             return
         active = await self.s.db.fetchval("SELECT count(*) FROM conversations WHERE state = 'active'")
         current = stats_view.queue_stats(requests, specialists, online, int(active or 0), now_dt)

@@ -223,3 +223,24 @@ async def test_positions_are_honest_and_update_as_the_line_moves(live: LiveServi
     last, last_q = clients[2]
     update = await last.expect("queue_update", where=lambda f: f["position"] == 2, timeout=5)
     assert update["request_id"] == last_q["request_id"]
+
+
+async def test_supervisors_see_each_change_within_a_second(live: LiveService) -> None:
+    # Stats are coalesced (at most four a second) but never held back until the next idle
+    # re-read: a change right after another one still arrives promptly.
+    await profile(live, "spec-a", ["grief"])
+    supervisor, _ = await Client.connect(live.ws, SUPERVISOR)
+    first = await supervisor.call({"type": "watch_queues"}, "queue_stats")
+    assert first["waiting"] == 0 and first["active_conversations"] == 0
+    spec = await available(live, "spec-a")
+    m, queued = await member(live, "m1", tags=["grief"])
+    await supervisor.expect("queue_stats", where=lambda f: f["waiting"] == 1, timeout=2)
+    offer = await spec.expect("offer")
+    await spec.send({"type": "accept", "offer_id": offer["offer_id"]})
+    busy = await supervisor.expect(
+        "queue_stats", where=lambda f: f["waiting"] == 0 and f["active_conversations"] == 1, timeout=2
+    )
+    assert busy["specialists"]["available"] == 1  # capacity 2, one chat: still available
+    conv = (await m.expect("conversation_started"))["conversation"]["id"]
+    await m.send({"type": "end", "conversation_id": conv})
+    await supervisor.expect("queue_stats", where=lambda f: f["active_conversations"] == 0, timeout=2)
