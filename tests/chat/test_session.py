@@ -8,6 +8,9 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import pytest
+
+import chat.session as session_module
 from chat.session import CatchUp, Outbound, Session
 from protocol.codes import CloseCode
 from protocol.frames import Error
@@ -105,7 +108,10 @@ async def test_a_seq_already_sent_is_dropped() -> None:
     await session.stop()
 
 
-async def test_a_gap_is_filled_from_the_store_before_the_next_message() -> None:
+async def test_a_gap_is_filled_from_the_store_before_the_next_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "GAP_WAIT_S", 0.01)
     wire = Wire()
     wire.stored[CONV] = [1, 2, 3, 4, 5]
     session = wire.session()
@@ -113,6 +119,9 @@ async def test_a_gap_is_filled_from_the_store_before_the_next_message() -> None:
     session.push(started())
     session.push(message(1))
     session.push(message(5))  # 2..4 were lost on the bus
+    await settle()
+    assert wire.seqs() == [1], "5 waits for the missing ones"
+    await asyncio.sleep(0.05)
     session.push(message(3))  # a late copy of one the catch-up already sent
     await settle()
     assert wire.seqs() == [1, 2, 3, 4, 5]
@@ -149,12 +158,16 @@ async def test_catch_up_sends_everything_after_what_was_seen_in_batches() -> Non
     await session.stop()
 
 
-async def test_a_message_for_an_unknown_conversation_first_reads_its_past() -> None:
+async def test_a_message_for_an_unknown_conversation_first_reads_its_past(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "GAP_WAIT_S", 0.01)
     wire = Wire()
     wire.stored[CONV] = [1, 2, 3]
     session = wire.session()
     session.start()
     session.push(message(3))
+    await asyncio.sleep(0.05)
     await settle()
     assert wire.seqs() == [1, 2, 3]
     await session.stop()
@@ -221,12 +234,16 @@ async def test_a_failing_socket_stops_the_writer_quietly() -> None:
     await session.stop()
 
 
-async def test_a_failed_backfill_closes_the_socket_so_the_client_resumes() -> None:
+async def test_a_failed_backfill_closes_the_socket_so_the_client_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "GAP_WAIT_S", 0.01)
     wire = Wire(fail_backfill=True)
     session = wire.session()
     session.start()
     session.push(started())
     session.push(message(3))  # a gap: needs the store, which is down
+    await asyncio.sleep(0.05)
     await settle()
     assert wire.closes, "the client must be told (closed) to reconnect and resume"
     await session.stop()
@@ -247,4 +264,38 @@ async def test_a_start_or_an_end_told_twice_reaches_the_client_once() -> None:
     await settle()
     assert [f["type"] for f in wire.sent] == ["conversation_started", "message", "conversation_ended"]
     assert session.ended == {CONV}
+    await session.stop()
+
+
+async def test_messages_rung_out_of_order_need_no_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two processes ring seq 2 and 3 in either order: 3 waits briefly for 2 instead of
+    # sending PostgreSQL a query for it.
+    monkeypatch.setattr(session_module, "GAP_WAIT_S", 1.0)
+    wire = Wire()
+    wire.stored[CONV] = [1, 2, 3]
+    session = wire.session()
+    session.start()
+    session.push(started())
+    session.push(message(1))
+    session.push(message(3))
+    session.push(message(2))
+    await settle()
+    assert wire.seqs() == [1, 2, 3]
+    assert wire.backfills == []
+    await session.stop()
+
+
+async def test_an_end_does_not_overtake_held_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "GAP_WAIT_S", 5.0)
+    wire = Wire()
+    wire.stored[CONV] = [1, 2, 3]
+    session = wire.session()
+    session.start()
+    session.push(started())
+    session.push(message(1))
+    session.push(message(3))
+    session.push(ended())
+    await settle()
+    assert [f["type"] for f in wire.sent][-1] == "conversation_ended"
+    assert wire.seqs() == [1, 2, 3], "the end came after every message"
     await session.stop()
