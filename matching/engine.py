@@ -334,9 +334,6 @@ class Engine:
         offer_id = self._offer_for.get(request_id)
         return None if offer_id is None else self._offers[offer_id]
 
-    def pending_offers_of(self, specialist_id: str) -> int:
-        return len(self._offers_held.get(specialist_id, ()))
-
     # ------------------------------------------------------------- internals
 
     def _tick(self, now: float, out: _Out) -> Decisions:

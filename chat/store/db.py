@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Any, Self, TypeAlias
+from typing import Self, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -55,14 +55,6 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> async
 def iso(ts: datetime) -> str:
     """ISO 8601 UTC with a Z, as the protocol promises."""
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_dict(row: Row | None) -> dict[str, Any] | None:
-    return dict(row) if row is not None else None
 
 
 class FromRow:

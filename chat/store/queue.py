@@ -266,11 +266,6 @@ async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
     return True
 
 
-async def overdue_offers(db: Db) -> list[Offer]:
-    rows = await db.fetch(f"SELECT {_OFFER} FROM offers WHERE state IN {PENDING} AND expires_at <= now()")
-    return [Offer.of(r) for r in rows]
-
-
 class Refusal(StrEnum):
     OFFER_EXPIRED = "offer_expired"
     ALREADY_CLAIMED = "already_claimed"

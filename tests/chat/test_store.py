@@ -248,7 +248,7 @@ async def test_accept_refusals(db: Pool) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     await queue.make_offer(db, offer_id="late", request_id=request.id, specialist_id="s1", expires_at=past)
     assert await queue.accept_offer(db, "late", "s1") is Refusal.OFFER_EXPIRED, "past its expiry"
-    assert [o.id for o in await queue.overdue_offers(db)] == ["late"]
+    assert [o.id for o in await queue.pending_offers(db)] == ["late"], "the refusal rolled back"
     assert await queue.accept_offer(db, "late", "s2") is Refusal.OFFER_EXPIRED, "not their offer"
     assert await queue.accept_offer(db, "nope", "s1") is Refusal.OFFER_EXPIRED
     assert await queue.claim_request(db, "nope", "s1") is Refusal.NOT_FOUND

@@ -136,6 +136,29 @@ async def seed_conversations(database_url: str, count: int, prefix: str = "c") -
     return seeded
 
 
+async def seat_participants(
+    cluster: Cluster, conversations: int, sends: int, urls: list[str] | Any = None
+) -> list[Participant]:
+    """Seed `conversations` and connect both sides of each, the member and the specialist on
+    different processes. `urls` is what a participant may reconnect to (a list, or a callable
+    returning the URLs worth trying now); by default every process."""
+    seeded = await seed_conversations(cluster.database_url, conversations)
+    first = [svc.ws for svc in cluster.web]
+    participants = []
+    for i, s in enumerate(seeded):
+        for role, user, at in (("member", s.member_id, i), ("specialist", s.specialist_id, i + 1)):
+            p = Participant(
+                role=role,
+                user_id=user,
+                conversation_id=s.conversation_id,
+                urls=first if urls is None else urls,
+                sends=sends,
+            )
+            await p.connect(first[at % len(first)])
+            participants.append(p)
+    return participants
+
+
 def body_for(conversation_id: str, role: str, n: int) -> str:
     return f"{conversation_id}/{role}/{n} " + "lorem ipsum " * (n % 7)
 

@@ -14,7 +14,7 @@ from tests.faults.harness import (
     alive,
     check_in_postgres,
     http_get,
-    seed_conversations,
+    seat_participants,
 )
 from tests.support.servers import wait_until
 
@@ -27,17 +27,7 @@ async def _load(cluster: Cluster, conversations: int) -> list[Participant]:
     def live_urls() -> list[str]:
         return [svc.ws for svc in cluster.web if alive(svc)]
 
-    seeded = await seed_conversations(cluster.database_url, conversations)
-    urls = [svc.ws for svc in cluster.web]
-    participants = []
-    for i, s in enumerate(seeded):
-        for role, user, at in (("member", s.member_id, i), ("specialist", s.specialist_id, i + 1)):
-            p = Participant(
-                role=role, user_id=user, conversation_id=s.conversation_id, urls=live_urls, sends=EACH_WAY
-            )
-            await p.connect(urls[at % len(urls)])
-            participants.append(p)
-    return participants
+    return await seat_participants(cluster, conversations, EACH_WAY, urls=live_urls)
 
 
 def _acked(participants: list[Participant]) -> int:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import redis.asyncio as redis
 
-from tests.faults.harness import Cluster, Participant, check_in_postgres, http_get, seed_conversations
+from tests.faults.harness import Cluster, check_in_postgres, http_get, seat_participants
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -18,26 +18,12 @@ pytestmark = pytest.mark.slow
 TTL_S = 3.0
 
 
-async def _participants(cluster: Cluster, conversations: int, sends: int) -> list[Participant]:
-    seeded = await seed_conversations(cluster.database_url, conversations)
-    urls = [svc.ws for svc in cluster.web]
-    out = []
-    for i, s in enumerate(seeded):
-        for role, user, at in (("member", s.member_id, i), ("specialist", s.specialist_id, i + 1)):
-            p = Participant(
-                role=role, user_id=user, conversation_id=s.conversation_id, urls=urls, sends=sends
-            )
-            await p.connect(urls[at % len(urls)])
-            out.append(p)
-    return out
-
-
 async def test_redis_killed_for_five_seconds_and_restarted_empty(cluster: Cluster) -> None:
     cluster.env = {"PEERCHAT_PRESENCE_TTL_S": str(TTL_S), "PEERCHAT_RATE_LIMIT_PER_10S": "100000"}
     await cluster.start(processes=3)
     assert cluster.redis is not None
     sends = 60
-    participants = await _participants(cluster, 12, sends)
+    participants = await seat_participants(cluster, 12, sends)
     specialists = {p.user_id for p in participants if p.role == "specialist"}
     run = asyncio.gather(*(p.run(2 * sends, deadline_s=60, pace_s=0.2) for p in participants))
     await asyncio.sleep(1.5)
@@ -85,7 +71,7 @@ async def test_postgresql_stopped_for_ten_seconds(cluster: Cluster) -> None:
     cluster.env = {"PEERCHAT_RATE_LIMIT_PER_10S": "100000"}
     await cluster.start(processes=2)
     assert cluster.pg is not None
-    participants = await _participants(cluster, 4, 10)
+    participants = await seat_participants(cluster, 4, 10)
     await asyncio.gather(*(p.run(20, deadline_s=30) for p in participants))
     member = participants[0]
     assert member.ws is not None
