@@ -72,15 +72,19 @@ def _run_as() -> tuple[int, int] | None:
             capture_output=True,
         )
         entry = pwd.getpwnam(PG_SYSTEM_USER)
+    # The server must also reach its own binaries and share/ files, which live in our
+    # virtual environment: a checkout in a 0700 folder (mktemp -d) would hide them.
+    _open_path_for(Path(pg_bin("postgres")).parent.parent)
     return entry.pw_uid, entry.pw_gid
 
 
 def _open_path_for(path: Path) -> None:
-    """Let another user traverse every folder above `path` (root's home is 0700)."""
+    """Let another user pass through every folder down to `path` (search permission only:
+    root's home, pytest's temp folder and `mktemp -d` are 0700)."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
-        if mode & 0o005 != 0o005:
-            parent.chmod(mode | 0o005)
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
 
 
 @dataclass
