@@ -150,3 +150,21 @@ async def test_settled_only_one_ttl_after_the_store_first_answered(presence: Pre
     assert await presence.settled(t0 + TTL - 1) is False
     assert await presence.settled(t0 + TTL) is True
     assert await presence.settled(t0 + 10 * TTL) is True
+
+
+async def test_a_heartbeat_of_thousands_renews_every_lease(presence: Presence, t0: float) -> None:
+    """A process renews all its sockets at once: more than one chunk of the Redis script."""
+    leases = [(f"m{i}", "member", f"cm{i}") for i in range(1_100)]
+    leases += [(f"s{i}", "specialist", f"cs{i}") for i in range(400)]
+    await presence.heartbeat(leases, t0)
+    await presence.heartbeat(leases, t0 + 20)
+    assert await presence.online_specialists(t0 + 40) == {f"s{i}" for i in range(400)}
+    for user in ("m0", "m499", "m500", "m1099", "s0", "s399"):
+        assert await presence.is_online(user, t0 + 40), user
+        assert not await presence.is_online(user, t0 + 20 + TTL + 1), user
+
+
+async def test_a_late_heartbeat_never_shortens_a_specialists_horizon(presence: Presence, t0: float) -> None:
+    await presence.heartbeat([("s1", "specialist", "c1"), ("s1", "specialist", "c2")], t0 + 20)
+    await presence.heartbeat([("s1", "specialist", "c1")], t0)  # an older renewal arriving late
+    assert await presence.online_specialists(t0 + 40) == {"s1"}
