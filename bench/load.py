@@ -7,9 +7,11 @@ messages per second per side); each step spreads it evenly over every connected 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,7 @@ class Target:
         end = threading.Timer(lead + duration_s, lambda: usage.update(meter.stop()))
         begin.start()
         end.start()
+        before = [scrape(server) for server in self.servers] if self.kind == "peerchat" else []
         replies = self.gen.run(
             self.step_number, side_rate, warmup_s=warmup_s, duration_s=duration_s, drain_s=drain_s
         )
@@ -165,6 +168,10 @@ class Target:
         result["cpu_us_per_msg"] = {
             name: round(pct * 1e4 / delivered) for name, pct in (usage.get("cpu_pct") or {}).items()
         }
+        if before:
+            result["server_metrics"] = [
+                server_metrics(b, scrape(server)) for b, server in zip(before, self.servers, strict=True)
+            ]
         result["side_rate"] = round(side_rate, 4)
         result["passes_slo"] = passes(result)
         e2e, ack = result["e2e_ms"], result["ack_ms"]
@@ -174,8 +181,53 @@ class Target:
             f"delivered {result['delivered_msgs_s']}/s, errors {result['errors']}, "
             f"undelivered {result['undelivered']}, "
             f"cpu% {result.get('cpu_pct')}, others {result.get('other_cpu_pct')}%"
+            + (f", servers {result['server_metrics']}" if "server_metrics" in result else "")
         )
         return result
+
+
+def scrape(server: ServerProcess) -> dict[str, float]:
+    """A peerchat process's /metrics, as {sample name with labels: value}."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("peerchat_"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                samples[name] = float(value)
+    return samples
+
+
+def server_metrics(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Over one step, from the server's own histograms: messages per group commit, and how
+    late the event loop's 100 ms timer fired (p99 and worst, as bucket upper bounds)."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    batches = delta("peerchat_message_commit_batch_size_count")
+    lag_prefix = 'peerchat_event_loop_lag_seconds_bucket{le="'
+    buckets = sorted(
+        (float(name[len(lag_prefix) : -2]), delta(name)) for name in after if name.startswith(lag_prefix)
+    )
+    total = buckets[-1][1] if buckets else 0.0
+
+    def bound(share: float) -> float | None:
+        for upper, count in buckets:
+            if total and count >= share * total:
+                return upper * 1000
+        return None
+
+    committed = delta("peerchat_message_commit_batch_size_sum")
+    return {
+        "commit_batch_mean": round(committed / batches, 2) if batches else None,
+        "loop_lag_p99_ms_le": bound(0.99),
+        "loop_lag_max_ms_le": bound(1.0),
+    }
 
 
 def sides_for(

@@ -145,6 +145,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(_heartbeats(services), name="presence-heartbeats"),
         asyncio.create_task(history.run(services), name="stats-history"),
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
+        asyncio.create_task(_watch_loop_lag(), name="loop-lag"),
     ]
     restore_signals = _drain_before_exit(services)
     try:
@@ -232,6 +233,23 @@ async def _heartbeats(services: Services) -> None:
             await _repair_once(services)
         except Exception as exc:
             log.warning("delivery repair skipped: %s", type(exc).__name__)
+
+
+LAG_INTERVAL_S = 0.1
+
+
+async def _watch_loop_lag() -> None:
+    """How late a timer fires is how long every socket of this process waited behind other
+    work (a stall in the loop is latency for all of them). Observed into
+    `peerchat_event_loop_lag_seconds`; a stall over 250 ms is also logged."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LAG_INTERVAL_S
+        await asyncio.sleep(LAG_INTERVAL_S)
+        lag = max(0.0, loop.time() - due)
+        METRICS.loop_lag.observe(lag)
+        if lag > 0.25:
+            log.warning("event loop stalled %.0f ms", lag * 1000)
 
 
 async def _close_all(services: Services, batch: int = 200) -> None:

@@ -24,6 +24,18 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
+        self.commit_batch = Histogram(
+            "peerchat_message_commit_batch_size",
+            "Messages per group commit (one transaction, one round trip)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "peerchat_event_loop_lag_seconds",
+            "How late a 100 ms timer fired: time every socket of the process waited on the loop",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=r,
+        )
         self.floods = Counter("peerchat_flood_closes", "Sockets closed 4029", registry=r)
         self.slow_consumers = Counter("peerchat_slow_consumer_closes", "Sockets closed 4008", registry=r)
         self.bus_reconnects = Counter(

@@ -18,6 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
+from chat.metrics import METRICS
 from chat.store.conversations import Appended, append
 from chat.store.db import STORAGE_DOWN
 
@@ -78,6 +79,7 @@ class Appender:
 
     async def _commit(self, batch: list[_Item]) -> None:
         self.batches += 1
+        METRICS.commit_batch.observe(len(batch))
         try:
             rows = await self._db.fetch(
                 "SELECT i, outcome, seq, sent_at FROM append_messages($1, $2, $3, $4, $5, $6)",

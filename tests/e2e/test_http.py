@@ -3,6 +3,7 @@ metrics, profiles, transcripts with their audit trail, bearer auth and security 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -265,3 +266,35 @@ async def test_nul_characters_are_refused_not_a_server_error(live: LiveService, 
             "Rosa"
         ]
     assert_clean_log(live)
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_metrics_count_group_commits_and_watch_the_event_loop(live: LiveService) -> None:
+    """Operators see how many messages each commit carried, and how long the loop made
+    every socket wait (a timer every 100 ms: ~10 observations a second)."""
+    pair = await matched(live, member_id="acct-metrics", specialist_id="spec-metrics", tag="metrics")
+    conv = pair.conversation_id
+    for i in range(5):
+        await pair.member.send(
+            {"type": "send", "conversation_id": conv, "client_msg_id": f"m{i}", "body": "hi"}
+        )
+    for i in range(5):
+        await pair.member.expect("ack", where=lambda f, i=i: f["client_msg_id"] == f"m{i}")
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        first = (await http.get("/metrics")).text
+        await asyncio.sleep(0.5)
+        second = (await http.get("/metrics")).text
+    assert _sample(first, "peerchat_message_commit_batch_size_sum") == 5.0
+    batches = _sample(first, "peerchat_message_commit_batch_size_count")
+    assert 1 <= batches <= 5
+    lag_count = _sample(second, "peerchat_event_loop_lag_seconds_count")
+    assert lag_count >= _sample(first, "peerchat_event_loop_lag_seconds_count") + 3
+    assert _sample(second, 'peerchat_event_loop_lag_seconds_bucket{le="+Inf"}') == lag_count
+    await pair.member.close()
+    await pair.specialist.close()
