@@ -24,6 +24,11 @@ class Bus(Protocol):
     async def publish(self, channel: str, data: bytes) -> bool:
         """Best effort: False when the bus is down (the caller has already stored the truth)."""
 
+    def post(self, channel: str, data: bytes) -> None:
+        """`publish` without waiting for it or its outcome, in the same order as every
+        other publish of this bus: the hot path's fan-out, which has nothing to do with
+        the outcome (a lost ring is repaired by sequence)."""
+
     async def subscribe(self, channel: str) -> None: ...
 
     async def unsubscribe(self, channel: str) -> None: ...

@@ -28,12 +28,15 @@ class MemoryBus:
             subs.discard(self)
 
     async def publish(self, channel: str, data: bytes) -> bool:
+        self.post(channel, data)
+        return self._exchange.up
+
+    def post(self, channel: str, data: bytes) -> None:
         if not self._exchange.up:
-            return False
+            return
         for bus in list(self._exchange.subscribers.get(channel, ())):
             if bus._handler is not None:
                 bus._handler(channel, data)
-        return True
 
     async def subscribe(self, channel: str) -> None:
         self._exchange.subscribers[channel].add(self)

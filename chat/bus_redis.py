@@ -25,7 +25,7 @@ class RedisBus:
     def __init__(self, url: str) -> None:
         self._url = url
         self._publisher = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._outbox: list[tuple[str, bytes, asyncio.Future[bool]]] = []
+        self._outbox: list[tuple[str, bytes, asyncio.Future[bool] | None]] = []
         self._sender: asyncio.Task[None] | None = None
         self._channels: set[str] = {_CONTROL}
         self._pubsub: redis.client.PubSub | None = None
@@ -47,7 +47,7 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
         for _, _, done in self._outbox:
-            if not done.done():
+            if done is not None and not done.done():
                 done.set_result(False)
         if self._task is not None:
             self._task.cancel()
@@ -64,9 +64,16 @@ class RedisBus:
         out as one pipeline, in order. Returns once it went out (False if Redis is down)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._outbox.append((channel, data, done))
+        self._wake_sender()
+        return await done
+
+    def post(self, channel: str, data: bytes) -> None:
+        self._outbox.append((channel, data, None))
+        self._wake_sender()
+
+    def _wake_sender(self) -> None:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_outbox(), name="redis-publish")
-        return await done
 
     async def _send_outbox(self) -> None:
         while self._outbox:
@@ -81,7 +88,7 @@ class RedisBus:
                 self._healthy = False
                 ok = False
             for _, _, done in batch:
-                if not done.done():
+                if done is not None and not done.done():
                     done.set_result(ok)
 
     async def subscribe(self, channel: str) -> None:

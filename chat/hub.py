@@ -97,7 +97,8 @@ class Hub:
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(user_id, out, skip)
-        await self.bus.publish(user_channel(user_id), _header(self.origin, out) + data)
+        # Not awaited: the caller's next step (the peer's copy, say) must not wait for Redis.
+        self.bus.post(user_channel(user_id), _header(self.origin, out) + data)
 
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""

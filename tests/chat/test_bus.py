@@ -116,6 +116,21 @@ async def test_order_is_kept_per_channel(network: Network) -> None:
     assert b_in.on("pc:user:u2") == [str(i).encode() for i in range(200) if not i % 3]
 
 
+async def test_posts_keep_their_order_among_publishes(network: Network) -> None:
+    """`post` is the hot path's publish: not awaited, yet in order with every other one."""
+    a, _ = await network.start()
+    b, b_in = await network.start()
+    await b.subscribe("pc:user:u1")
+    await _subscribed(a, b_in, "pc:user:u1")
+    for i in range(300):
+        if i % 50 == 49:
+            assert await a.publish("pc:user:u1", str(i).encode()) is True
+        else:
+            a.post("pc:user:u1", str(i).encode())
+    await wait_until(lambda: len(b_in.on("pc:user:u1")) == 300, timeout=5)
+    assert b_in.on("pc:user:u1") == [str(i).encode() for i in range(300)]
+
+
 async def test_unsubscribe_stops_delivery_and_subscribe_is_idempotent(network: Network) -> None:
     a, _ = await network.start()
     b, b_in = await network.start()
