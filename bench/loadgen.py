@@ -1,6 +1,9 @@
 """The open-loop load generator: worker processes that hold the client sockets.
 
-Each worker runs one asyncio loop on the real `websockets` client. The parent hands it
+Each worker runs one asyncio loop holding its sockets as `websockets`' sans-I/O client
+protocol on plain asyncio transports (the generator shares the two cores with what it
+measures, so it does per frame only what it must: no task, future or lock per socket or
+frame; one scheduler per worker sends whatever is due). The parent hands it
 sockets to open (`connect`), then steps to run (`run`): every socket sends on a fixed
 schedule, at a random phase, whatever the server does (open loop: a slow server cannot
 slow the sender down and hide its own latency). Each `send` carries its scheduled send time in
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import multiprocessing
 import os
 import random
@@ -27,8 +31,12 @@ from typing import Any
 
 import msgspec
 from hdrh.histogram import HdrHistogram
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 # 1 µs to 60 s at 3 significant digits.
 HIST_MAX_US = 60_000_000
@@ -66,14 +74,86 @@ class _Incoming(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Incoming).decode
 
 
-@dataclass
-class _Socket:
-    side: Side
-    ws: ClientConnection
-    prefix: str  # the `send` frame up to the client_msg_id
-    last_seq: int = 0
-    reader: asyncio.Task[None] | None = None
-    closed: bool = False
+class _Client(asyncio.Protocol):
+    """One socket: `websockets`' client protocol fed straight from the transport. Text
+    frames go to `on_text`; pings are answered by the protocol itself."""
+
+    def __init__(self, side: Side, compression: bool, on_text: Any, on_lost: Any) -> None:
+        self.side = side
+        self.conn = ClientProtocol(
+            parse_uri(side.url),
+            extensions=[ClientPerMessageDeflateFactory()] if compression else None,
+            max_size=2**20,
+        )
+        self.on_text = on_text
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.first_text: asyncio.Future[bytes] | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.prefix = ""  # the `send` frame up to the client_msg_id
+        self.last_seq = 0
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.conn.send_request(self.conn.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        for event in self.conn.events_received():
+            if isinstance(event, Frame):
+                if event.opcode is Opcode.TEXT:
+                    if self.first_text is not None and not self.first_text.done():
+                        self.first_text.set_result(bytes(event.data))
+                    else:
+                        self.on_text(self, event.data)
+            elif isinstance(event, Response) and not self.opened.done():
+                if self.conn.state is State.OPEN:
+                    self.opened.set_result(event)
+                else:
+                    self.opened.set_exception(ConnectionError(f"handshake refused: {event.status_code}"))
+        self._flush()
+        if self.conn.close_expected() and self.transport is not None:
+            self.transport.close()
+
+    def _flush(self) -> None:
+        if self.transport is None:
+            return
+        for chunk in self.conn.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+
+    def send_text(self, text: str) -> bool:
+        if self.conn.state is not State.OPEN:
+            return False
+        self.conn.send_text(text.encode())
+        self._flush()
+        return True
+
+    def close(self) -> None:
+        if self.conn.state is State.OPEN:
+            self.conn.send_close(1000)
+            self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.conn.receive_eof()
+        for waiter in (self.opened, self.first_text):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("connection lost"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+            if self.opened.done() and self.first_text is None:
+                self.on_lost(self)  # a socket that was serving, not one failing to connect
+
+    def close_code(self) -> str:
+        rcvd = self.conn.close_rcvd
+        return str(rcvd.code) if rcvd is not None else "1006"
 
 
 @dataclass
@@ -93,7 +173,7 @@ class _Step:
 
 class Worker:
     def __init__(self) -> None:
-        self.sockets: list[_Socket] = []
+        self.sockets: list[_Client] = []
         self.step: _Step | None = None
         self.errors: Counter[str] = Counter()
         self.unexpected_closes = 0
@@ -110,35 +190,33 @@ class Worker:
         extensions: Counter[str] = Counter()
 
         async def one(side: Side) -> None:
+            uri = parse_uri(side.url)
             async with gate:
+                client = _Client(side, compression, self._on_text, self._lost)
+                client.first_text = asyncio.get_running_loop().create_future()
                 try:
-                    ws = await connect(
-                        side.url,
-                        compression="deflate" if compression else None,
-                        ping_interval=None,  # the server pings; the client only answers
-                        proxy=None,
-                        max_size=2**20,
-                        open_timeout=60,
-                        close_timeout=2,
+                    await asyncio.wait_for(
+                        asyncio.get_running_loop().create_connection(lambda: client, uri.host, uri.port), 60
                     )
-                    await ws.send(side.hello)
-                    welcome = _decode(await asyncio.wait_for(ws.recv(), 60))
+                    response = await asyncio.wait_for(client.opened, 60)
+                    client.send_text(side.hello)
+                    welcome = _decode(await asyncio.wait_for(client.first_text, 60))
                 except Exception as exc:
                     failures[type(exc).__name__] += 1
+                    if client.transport is not None:
+                        client.transport.abort()
                     return
+                client.first_text = None
                 if welcome.type != "welcome":
                     failures[f"no welcome: {welcome.type}"] += 1
-                    await ws.close()
+                    client.close()
                     return
-                assert ws.response is not None
-                extensions[ws.response.headers.get("Sec-WebSocket-Extensions", "none")] += 1
-                prefix = (
+                extensions[response.headers.get("Sec-WebSocket-Extensions", "none")] += 1
+                client.prefix = (
                     '{"type":"send","conversation_id":"' + side.conversation_id + '","body":"' + BODY + '",'
                     '"client_msg_id":"'
                 )
-                sock = _Socket(side, ws, prefix)
-                sock.reader = asyncio.create_task(self._read(sock))
-                self.sockets.append(sock)
+                self.sockets.append(client)
 
         await asyncio.gather(*(one(s) for s in sides))
         return {
@@ -150,53 +228,43 @@ class Worker:
 
     async def close(self) -> dict[str, Any]:
         self.closing = True
-        gate = asyncio.Semaphore(200)
-
-        async def one(sock: _Socket) -> None:
-            async with gate:
-                with contextlib.suppress(Exception):
-                    await sock.ws.close()
-                if sock.reader is not None:
-                    sock.reader.cancel()
-                    with contextlib.suppress(BaseException):
-                        await sock.reader
-
-        await asyncio.gather(*(one(s) for s in self.sockets))
+        for client in self.sockets:
+            client.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(c.closed for c in self.sockets)), 10)
+        for client in self.sockets:
+            if client.transport is not None and not client.lost:
+                client.transport.abort()
         closed = len(self.sockets)
         self.sockets = []
         self.closing = False
         return {"closed": closed}
 
-    async def _read(self, sock: _Socket) -> None:
+    def _on_text(self, client: _Client, raw: bytes) -> None:
+        now = time.monotonic_ns()
         try:
-            async for raw in sock.ws:
-                now = time.monotonic_ns()
-                try:
-                    frame = _decode(raw)
-                except msgspec.DecodeError:
-                    self.errors["undecodable"] += 1
-                    continue
-                kind = frame.type
-                if kind == "message":
-                    if frame.seq is not None:
-                        if sock.last_seq and frame.seq != sock.last_seq + 1:
-                            self.seq_gaps += 1
-                        sock.last_seq = frame.seq
-                    if frame.sender is not None and frame.sender.role == sock.side.role:
-                        continue  # our own message, echoed to every device after its ack
-                    self._measure(frame.client_msg_id, now, e2e=True)
-                elif kind == "ack":
-                    self._measure(frame.client_msg_id, now, e2e=False)
-                elif kind == "error":
-                    self.errors[frame.code or "?"] += 1
-        except ConnectionClosed:
-            pass
-        finally:
-            sock.closed = True
-            if not self.closing:
-                self.unexpected_closes += 1
-                rcvd = sock.ws.protocol.close_rcvd
-                self.close_codes[str(rcvd.code) if rcvd is not None else "1006"] += 1
+            frame = _decode(raw)
+        except msgspec.DecodeError:
+            self.errors["undecodable"] += 1
+            return
+        kind = frame.type
+        if kind == "message":
+            if frame.seq is not None:
+                if client.last_seq and frame.seq != client.last_seq + 1:
+                    self.seq_gaps += 1
+                client.last_seq = frame.seq
+            if frame.sender is not None and frame.sender.role == client.side.role:
+                return  # our own message, echoed to every device after its ack
+            self._measure(frame.client_msg_id, now, e2e=True)
+        elif kind == "ack":
+            self._measure(frame.client_msg_id, now, e2e=False)
+        elif kind == "error":
+            self.errors[frame.code or "?"] += 1
+
+    def _lost(self, client: _Client) -> None:
+        if not self.closing:
+            self.unexpected_closes += 1
+            self.close_codes[client.close_code()] += 1
 
     def _measure(self, client_msg_id: str | None, now: int, *, e2e: bool) -> None:
         step = self.step
@@ -236,12 +304,8 @@ class Worker:
         gaps_before = self.seq_gaps
         cpu_before = time.process_time()
         rng = random.Random(number)
-        senders = [
-            asyncio.create_task(self._send(sock, step, period, start_ns + rng.randrange(period), end_ns))
-            for sock in self.sockets
-            if not sock.closed
-        ]
-        await asyncio.gather(*senders)
+        phases = [(start_ns + rng.randrange(period), i) for i, c in enumerate(self.sockets) if not c.lost]
+        await self._send_all(step, period, phases, end_ns)
         drained_at = time.monotonic() + drain_s
         # Polling, not an Event: the readers would have to set it on every frame.
         while time.monotonic() < drained_at and (step.delivered < step.sent or step.acked < step.sent):  # noqa: ASYNC110
@@ -265,27 +329,35 @@ class Worker:
             "cpu_s": cpu,
         }
 
-    async def _send(self, sock: _Socket, step: _Step, period: int, first_ns: int, end_ns: int) -> None:
-        due = first_ns
-        n = 0
-        prefix, number, ws = sock.prefix, step.number, sock.ws
-        while due < end_ns:
+    async def _send_all(self, step: _Step, period: int, due: list[tuple[int, int]], end_ns: int) -> None:
+        """One scheduler for every socket of the worker: send whatever is due, sleep until
+        the next one is."""
+        heapq.heapify(due)
+        number = step.number
+        counters = [0] * len(self.sockets)
+        while due:
             now = time.monotonic_ns()
-            if due > now:
-                await asyncio.sleep((due - now) / 1e9)
+            first = due[0][0]
+            if first > now:
+                await asyncio.sleep((first - now) / 1e9)
                 now = time.monotonic_ns()
-            step.lag.record_value(min(max(1, (now - due) // 1000), HIST_MAX_US))
-            try:
-                # The scheduled time, not the actual one: if the server pushes back (full
-                # socket buffers) the wait counts against it (no coordinated omission).
-                await ws.send(f'{prefix}{number}.{n}.{due}"}}')
-            except ConnectionClosed:
-                step.send_failures += 1
-                return
-            if due >= step.measure_from:
-                step.sent += 1
-            n += 1
-            due += period
+            while due and due[0][0] <= now:
+                at, i = due[0]
+                client = self.sockets[i]
+                step.lag.record_value(min(max(1, (now - at) // 1000), HIST_MAX_US))
+                # The scheduled time, not the actual one: if the server pushes back, the
+                # wait counts against it (no coordinated omission).
+                if client.lost or not client.send_text(f'{client.prefix}{number}.{counters[i]}.{at}"}}'):
+                    step.send_failures += 1
+                    heapq.heappop(due)  # this socket is done
+                    continue
+                if at >= step.measure_from:
+                    step.sent += 1
+                counters[i] += 1
+                if at + period < end_ns:
+                    heapq.heapreplace(due, (at + period, i))
+                else:
+                    heapq.heappop(due)
 
 
 def _serve(conn: Connection) -> None:

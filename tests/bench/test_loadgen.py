@@ -1,0 +1,68 @@
+"""The benchmark's instrument itself: the generator against the bare relay, over real
+sockets. If it miscounted, every figure in docs/performance.md would be wrong."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.infra import ServerProcess
+from bench.load import merge
+from bench.loadgen import Generator, Side
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess("bench.relay", dict(os.environ), tmp_path / "relay.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gen() -> Iterator[Generator]:
+    generator = Generator(1)
+    yield generator
+    generator.stop()
+
+
+def _sides(url: str, conversations: int) -> list[Side]:
+    return [
+        Side(url, '{"type":"hello","token":"c' + str(i) + "|" + role + '"}', f"c{i}", role)
+        for i in range(conversations)
+        for role in ("member", "specialist")
+    ]
+
+
+def test_every_message_is_sent_acked_and_delivered_once(relay: ServerProcess, gen: Generator) -> None:
+    [connected] = gen.connect([_sides(relay.url, 5)])
+    assert connected["connected"] == 10 and connected["failed"] == {}
+    replies = gen.run(1, 20.0, warmup_s=0.2, duration_s=1.2, drain_s=2)
+    [reply] = replies
+    # 10 sockets x 20 msgs/s x 1 s measured, give or take one per socket at the edges.
+    assert 190 <= reply["sent"] <= 210, reply["sent"]
+    assert reply["acked"] == reply["sent"] and reply["delivered"] == reply["sent"]
+    assert reply["errors"] == 0 and reply["unexpected_closes"] == 0 and reply["send_failures"] == 0
+    assert reply["seq_gaps"] == 0
+    result = merge(replies, 200.0, 1.0)
+    assert result["e2e_ms"]["p50"] > 0 and result["ack_ms"]["p50"] > 0
+    assert result["undelivered"] == 0
+    gen.close_sockets()
+    [after] = gen.run(3, 20.0, warmup_s=0.0, duration_s=0.3, drain_s=0.1)
+    assert after["sent"] == 0 and after["unexpected_closes"] == 0, "closed on purpose: no socket left"
+
+
+def test_a_server_that_goes_away_is_counted_as_errors(relay: ServerProcess, gen: Generator) -> None:
+    gen.connect([_sides(relay.url, 2)])
+    stopper = threading.Timer(0.5, relay.stop)
+    stopper.start()
+    [reply] = gen.run(2, 20.0, warmup_s=0.1, duration_s=1.5, drain_s=0.5)
+    stopper.join()
+    assert reply["unexpected_closes"] == 4, reply
+    assert sum(reply["close_codes"].values()) == 4
+    assert reply["send_failures"] == 4, "each socket's next send fails, then it is left alone"
+    assert 0 < reply["delivered"] < reply["sent"] + reply["send_failures"]
