@@ -134,6 +134,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
     async def on_reconnect() -> None:
         METRICS.bus_reconnects.inc()
+        hub.bus_reconnected()
         hub.catch_up_everyone()
         await _heartbeat_once(services)
         if services.matchmaker is not None:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 Handler = Callable[[str, bytes], None]
 Reconnected = Callable[[], Awaitable[None]]
+Receivers = Callable[[int], None]  # how many subscribers a PUBLISH reached
 
 
 class Bus(Protocol):
@@ -24,12 +25,18 @@ class Bus(Protocol):
     async def publish(self, channel: str, data: bytes) -> bool:
         """Best effort: False when the bus is down (the caller has already stored the truth)."""
 
-    def post(self, channel: str, data: bytes) -> None:
-        """`publish` without waiting for it or its outcome, in the same order as every
-        other publish of this bus: the hot path's fan-out, which has nothing to do with
-        the outcome (a lost ring is repaired by sequence)."""
+    def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
+        """`publish` without waiting for it, in the same order as every other publish of
+        this bus: the hot path's fan-out (a lost ring is repaired by sequence).
+        `on_receivers` is called with how many subscribers got it, if it went out."""
 
-    async def subscribe(self, channel: str) -> None: ...
+    def confirmed(self, channel: str) -> bool:
+        """This bus's subscription to `channel` is in effect (Redis confirmed it), so a
+        PUBLISH sent from now on reaches it."""
+
+    async def subscribe(self, channel: str) -> None:
+        """Returns once the subscription is in effect (or, if the bus is down, recorded
+        for when it is back)."""
 
     async def unsubscribe(self, channel: str) -> None: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from chat.bus import Handler, Reconnected
+from chat.bus import Handler, Receivers, Reconnected
 
 
 class MemoryExchange:
@@ -31,12 +31,18 @@ class MemoryBus:
         self.post(channel, data)
         return self._exchange.up
 
-    def post(self, channel: str, data: bytes) -> None:
+    def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
         if not self._exchange.up:
             return
-        for bus in list(self._exchange.subscribers.get(channel, ())):
+        receivers = list(self._exchange.subscribers.get(channel, ()))
+        for bus in receivers:
             if bus._handler is not None:
                 bus._handler(channel, data)
+        if on_receivers is not None:
+            on_receivers(len(receivers))
+
+    def confirmed(self, channel: str) -> bool:
+        return self._exchange.up and self in self._exchange.subscribers.get(channel, ())
 
     async def subscribe(self, channel: str) -> None:
         self._exchange.subscribers[channel].add(self)

@@ -5,13 +5,25 @@ the others; a process ignores its own rings. Each ring carries the encoded frame
 small header (origin, conversation, seq) so receivers need not parse it. A ring lost
 while Redis is down is repaired by sequence: the next message, a resume, or the catch-up
 that follows a bus reconnect reads what is missing from PostgreSQL.
+
+**Solo users.** Most users have one socket, so the ring for their channel would only come
+back to the process that sent it (and be dropped). When a PUBLISH of a message ring was
+received by exactly one subscriber, and that subscriber is this process (its SUBSCRIBE was
+confirmed before the PUBLISH went out), the user is *solo* here and their message rings
+are skipped. The first SUBSCRIBE of a user's channel is followed by a *join* ring; a
+process that has the user solo then stops skipping and re-sends what it skipped in the
+last REPLAY_S (receivers drop repeats by seq), which covers the moment between the
+newcomer's SUBSCRIBE and the join reaching us. A bus reconnect ends every solo (and
+re-sends the skipped rings, and joins again). Only `message` rings are ever skipped:
+everything else always rings. See docs/decisions.md.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from chat.bus import Bus
 from chat.session import CatchUp, Outbound, Session
@@ -25,6 +37,13 @@ STATS_CHANNEL = "pc:stats"  # supervisors: queue_stats changed
 POKE_CHANNEL = "pc:poke"  # the matchmaker: something it should look at happened
 
 
+# Skipped rings kept for a newcomer: far longer than a join takes to arrive, and at most
+# REPLAY_MAX per user so a flood cannot grow memory (a newcomer that misses one then
+# fills the gap from PostgreSQL, as after any lost ring).
+REPLAY_S = 2.0
+REPLAY_MAX = 32
+
+
 def user_channel(user_id: str) -> str:
     return f"pc:user:{user_id}"
 
@@ -36,13 +55,19 @@ def _header(origin: str, out: Outbound) -> bytes:
     return f"{origin}|{conv}|{seq}|{mark}\n".encode()
 
 
-def _parse(data: bytes) -> tuple[str, Outbound] | None:
+def _join(origin: str) -> bytes:
+    return f"{origin}|||J\n".encode()
+
+
+def _parse(data: bytes) -> tuple[str, Outbound, bool] | None:
+    """(origin, frame, whether it is a join ring)."""
     head, sep, body = data.partition(b"\n")
     if not sep:
         return None
     try:
         origin, conv, seq, mark = head.decode().split("|")
-        return origin, Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
+        out = Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
+        return origin, out, mark == "J"
     except ValueError:
         return None
 
@@ -55,6 +80,12 @@ class Hub:
         self.queue_watchers: set[Session] = set()
         self.stats_watchers: set[Session] = set()
         self._last_seqs: dict[str, int] = {}
+        # Users whose channel only this process subscribes (see the module's docstring).
+        self._solo: set[str] = set()
+        self._skipped: dict[str, deque[tuple[float, bytes]]] = {}
+        self._joins: defaultdict[str, int] = defaultdict(int)  # join rings seen, by user
+        self._epoch = 0  # bus reconnects; a reply from before one teaches nothing
+        self.rings_skipped = 0  # for tests and the bench
 
     # ------------------------------------------------------------------ sockets
 
@@ -63,7 +94,9 @@ class Hub:
         first = not self.sessions[session.user_id]
         self.sessions[session.user_id].add(session)
         if first:
-            await self.bus.subscribe(user_channel(session.user_id))
+            channel = user_channel(session.user_id)
+            await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
+            self.bus.post(channel, _join(self.origin))
 
     async def detach(self, session: Session) -> None:
         self.queue_watchers.discard(session)
@@ -74,6 +107,9 @@ class Hub:
         mine.discard(session)
         if not mine:
             del self.sessions[session.user_id]
+            self._solo.discard(session.user_id)
+            self._skipped.pop(session.user_id, None)
+            self._joins.pop(session.user_id, None)
             await self.bus.unsubscribe(user_channel(session.user_id))
 
     def all_sessions(self) -> list[Session]:
@@ -97,8 +133,60 @@ class Hub:
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(user_id, out, skip)
+        ring = _header(self.origin, out) + data
+        channel = user_channel(user_id)
         # Not awaited: the caller's next step (the peer's copy, say) must not wait for Redis.
-        self.bus.post(user_channel(user_id), _header(self.origin, out) + data)
+        if out.seq is None:
+            self.bus.post(channel, ring)
+        elif user_id in self._solo and self.bus.healthy:
+            self._skip(user_id, ring)
+        elif user_id in self.sessions and self.bus.confirmed(channel):
+            learn = (self._epoch, self._joins.get(user_id, 0))
+            self.bus.post(channel, ring, lambda receivers: self._learn(user_id, learn, receivers))
+        else:
+            self.bus.post(channel, ring)
+
+    def _learn(self, user_id: str, when: tuple[int, int], receivers: int) -> None:
+        """The PUBLISH reached `receivers` subscribers. One, with our SUBSCRIBE confirmed
+        before it went out and no join or reconnect since: only we hold the channel."""
+        if (
+            receivers == 1
+            and user_id in self.sessions
+            and when == (self._epoch, self._joins.get(user_id, 0))
+            and self.bus.confirmed(user_channel(user_id))
+        ):
+            self._solo.add(user_id)
+
+    def _skip(self, user_id: str, ring: bytes) -> None:
+        now = time.monotonic()
+        kept = self._skipped.get(user_id)
+        if kept is None:
+            kept = self._skipped[user_id] = deque(maxlen=REPLAY_MAX)
+        while kept and kept[0][0] < now - REPLAY_S:
+            kept.popleft()
+        kept.append((now, ring))
+        self.rings_skipped += 1
+
+    def _unsolo(self, user_id: str) -> None:
+        """Someone else holds the channel now (or may): ring again, and re-send what was
+        skipped lately so a newcomer that subscribed meanwhile gets it."""
+        self._solo.discard(user_id)
+        kept = self._skipped.pop(user_id, None)
+        if kept:
+            channel = user_channel(user_id)
+            horizon = time.monotonic() - REPLAY_S
+            for at, ring in kept:
+                if at >= horizon:
+                    self.bus.post(channel, ring)
+
+    def bus_reconnected(self) -> None:
+        """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
+        skipped is sent, and this process joins every channel it holds again."""
+        self._epoch += 1
+        for user_id in list(self._solo | set(self._skipped)):
+            self._unsolo(user_id)
+        for user_id in self.sessions:
+            self.bus.post(user_channel(user_id), _join(self.origin))
 
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
@@ -110,11 +198,17 @@ class Hub:
         parsed = _parse(data)
         if parsed is None:
             return
-        origin, out = parsed
+        origin, out, join = parsed
         if origin == self.origin:
             return
         if channel.startswith("pc:user:"):
-            self._deliver_local(channel.removeprefix("pc:user:"), out)
+            user_id = channel.removeprefix("pc:user:")
+            if join:
+                if user_id in self.sessions:
+                    self._joins[user_id] += 1
+                    self._unsolo(user_id)
+                return
+            self._deliver_local(user_id, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
             self._deliver_watchers(channel, out.data)
 

@@ -131,6 +131,29 @@ async def test_posts_keep_their_order_among_publishes(network: Network) -> None:
     assert b_in.on("pc:user:u1") == [str(i).encode() for i in range(300)]
 
 
+async def test_subscribe_returns_once_in_effect_and_post_counts_receivers(network: Network) -> None:
+    """The hub learns "only this process holds the channel" from both: a subscription in
+    effect, and a PUBLISH that reached exactly one subscriber."""
+    a, a_in = await network.start()
+    b, b_in = await network.start()
+    channel = "pc:user:u7"
+    assert not a.confirmed(channel)
+    await a.subscribe(channel)
+    assert a.confirmed(channel) and not b.confirmed(channel)
+    counts: list[int] = []
+    b.post(channel, b"first", counts.append)  # no probing: the subscription is in effect
+    await wait_until(lambda: counts == [1], timeout=5)
+    await wait_until(lambda: a_in.on(channel) == [b"first"], timeout=5)
+    await b.subscribe(channel)
+    a.post(channel, b"second", counts.append)
+    await wait_until(lambda: counts == [1, 2], timeout=5)
+    a.post("pc:user:nobody", b"x", counts.append)
+    await wait_until(lambda: counts == [1, 2, 0], timeout=5)
+    await wait_until(lambda: b_in.on(channel) == [b"second"], timeout=5)
+    await a.unsubscribe(channel)
+    assert not a.confirmed(channel)
+
+
 async def test_unsubscribe_stops_delivery_and_subscribe_is_idempotent(network: Network) -> None:
     a, _ = await network.start()
     b, b_in = await network.start()

@@ -205,3 +205,77 @@ async def test_fan_out_before_start_follows_the_welcome(hubs: tuple[Hub, Hub]) -
     assert wire.sent[0]["message"] == "welcome"
     assert wire.seqs() == [2]
     await session.stop()
+
+
+async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    """The ring would only come back to its sender: after one PUBLISH that reached only
+    this process, message rings for that user are skipped; other frames still ring."""
+    a, _ = hubs
+    session, wire = await _socket(a, "u1")
+    await a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    for seq in (1, 2, 3):
+        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+    await settle()
+    assert wire.seqs() == [1, 2, 3], "the local socket gets everything"
+    assert a.rings_skipped == 2, "the first ring taught it; the next two were skipped"
+    # A listener that never joined (the instant before a newcomer's join arrives) hears
+    # everything but message rings.
+    eavesdrop = MemoryBus(exchange)
+    heard: list[bytes] = []
+    await eavesdrop.start(lambda _channel, data: heard.append(data), _nothing)
+    await eavesdrop.subscribe(user_channel("u1"))
+    await a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
+    await a.to_user("u1", Error(code="x", message="not a message"))
+    assert len(heard) == 1 and b"not a message" in heard[0]
+    await session.stop()
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_a_newcomer_gets_what_was_skipped_and_everything_after(hubs: tuple[Hub, Hub]) -> None:
+    a, b = hubs
+    here, here_wire = await _socket(a, "u1")
+    await a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    for seq in (1, 2, 3):
+        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+    assert a.rings_skipped == 2
+    # A second device on the other process; its state read (the welcome) saw seq 1 only.
+    wire = Wire()
+    there = wire.session()
+    there.seen[CONV] = 1
+    await b.attach(there)  # subscribes, then rings the join: a re-sends 2 and 3
+    there.start()
+    await a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
+    await settle()
+    assert wire.seqs() == [2, 3, 4]
+    assert wire.backfills == [], "nothing had to be read from the store"
+    assert here_wire.seqs() == [1, 2, 3, 4]
+    assert a.rings_skipped == 2, "two processes hold u1 now: every ring goes out"
+    await here.stop()
+    await there.stop()
+
+
+async def test_a_bus_reconnect_ends_solo_and_resends_what_was_skipped(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    a, _ = hubs
+    session, _ = await _socket(a, "u1")
+    for seq in (1, 2):
+        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+    assert a.rings_skipped == 1
+    # Someone subscribed while a's connection was down and its join was lost.
+    late = MemoryBus(exchange)
+    heard: list[bytes] = []
+    await late.start(lambda _channel, data: heard.append(data), _nothing)
+    await late.subscribe(user_channel("u1"))
+    a.bus_reconnected()
+    assert any(b'"seq": 2' in ring for ring in heard), "the skipped ring was sent after all"
+    assert any(ring.endswith(b"|J\n") for ring in heard), "and a joined again"
+    await a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
+    assert any(b'"seq": 3' in ring for ring in heard)
+    assert a.rings_skipped == 1
+    await session.stop()
