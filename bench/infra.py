@@ -4,6 +4,7 @@ server processes under test, and CPU/RSS readings of every process involved."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -237,6 +238,22 @@ class Watched:
                 pass
         return total
 
+    def wait_seconds(self) -> float:
+        """Time the process's threads spent runnable but waiting for a core
+        (/proc/<pid>/task/<tid>/schedstat, second field), summed over children too."""
+        try:
+            procs = [psutil.Process(self.pid)]
+            if self.children:
+                procs += procs[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0
+        for p in procs:
+            for task in Path(f"/proc/{p.pid}/task").glob("*/schedstat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(task.read_text().split()[1])
+        return total / 1e9
+
     def rss(self) -> int:
         try:
             return int(psutil.Process(self.pid).memory_info().rss)
@@ -251,6 +268,7 @@ class CpuMeter:
         self.watched = watched
         self._t0 = 0.0
         self._cpu0: dict[str, float] = {}
+        self._wait0: dict[str, float] = {}
         self._machine0: tuple[float, float] = (0.0, 0.0)
 
     @staticmethod
@@ -263,17 +281,24 @@ class CpuMeter:
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._cpu0 = {w.name: w.cpu_seconds() for w in self.watched}
+        self._wait0 = {w.name: w.wait_seconds() for w in self.watched}
         self._machine0 = self._machine()
 
     def stop(self) -> dict[str, object]:
         wall = time.monotonic() - self._t0
         busy, total = self._machine()
         per = {w.name: round(100 * (w.cpu_seconds() - self._cpu0[w.name]) / wall, 1) for w in self.watched}
+        waits = {
+            w.name: round(100 * (w.wait_seconds() - self._wait0[w.name]) / wall, 1) for w in self.watched
+        }
         machine = 100 * (busy - self._machine0[0]) / max(1e-9, total - self._machine0[1])
         cores = psutil.cpu_count() or 1
         return {
             "wall_s": round(wall, 2),
             "cpu_pct": per,  # percent of one core
+            # Runnable but not running (waiting for one of the cores), in percent of the
+            # window: on two shared cores, a large part of what a member waits.
+            "runqueue_wait_pct": waits,
             "machine_busy_pct": round(machine, 1),  # percent of all cores
             # Whatever else ran meanwhile (other sessions' test suites share this machine),
             # in percent of one core.

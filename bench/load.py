@@ -180,7 +180,8 @@ class Target:
             f"{e2e['p50']}/{e2e['p99']}/{e2e['p999']} ms, ack p99 {ack['p99']} ms, "
             f"delivered {result['delivered_msgs_s']}/s, errors {result['errors']}, "
             f"undelivered {result['undelivered']}, "
-            f"cpu% {result.get('cpu_pct')}, others {result.get('other_cpu_pct')}%"
+            f"cpu% {result.get('cpu_pct')}, waiting% {result.get('runqueue_wait_pct')}, "
+            f"others {result.get('other_cpu_pct')}%"
             + (f", servers {result['server_metrics']}" if "server_metrics" in result else "")
         )
         return result

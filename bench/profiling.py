@@ -1,10 +1,14 @@
 """py-spy on a server process under load, and a summary of where its CPU time went.
 
-py-spy samples the process from outside (100 Hz, `--native` so time in C extensions and
-system calls is seen; that needs each sample to pause the process for a moment) and writes collapsed
-stacks (`frame;frame;... count`, root first). `summarize` attributes each sample to the
-deepest Python frame and reports by module, by function (self time) and by the project's
-own functions (inclusive time).
+py-spy samples the process from outside (100 Hz, `--nonblocking`: it reads the stacks
+without pausing the process, so latency under the profiler stays near the real thing) and
+writes collapsed stacks (`frame;frame;... count`, root first). Samples are wall-clock
+over time the thread is runnable: a thread preempted inside a system call is counted
+there. On two shared cores that is most of `_SelectorSocketTransport.write`'s share: a
+`send` wakes the reader on the other end, which takes the core (the bench reports the
+time each process waited for a core beside its CPU). `summarize` attributes each sample
+to the deepest Python frame and reports by module, by function (self time) and by the
+project's own functions (inclusive time).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, out: Path, *, native: bool = True) -> subprocess.Popen[bytes]:
+def record(pid: int, seconds: float, out: Path, *, native: bool = False) -> subprocess.Popen[bytes]:
     """Start sampling; the returned process ends by itself after `seconds`."""
     exe = py_spy()
     if exe is None:

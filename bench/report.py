@@ -13,9 +13,19 @@ def _ms(p: dict[str, float]) -> str:
     return f"{p['p50']} / {p['p99']} / {p['p999']}"
 
 
-def _cpu(step: dict[str, Any]) -> str:
-    cpu = step.get("cpu_pct") or {}
+def _cpu(step: dict[str, Any], key: str = "cpu_pct") -> str:
+    cpu = step.get(key) or {}
     return ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+
+
+def _servers(step: dict[str, Any]) -> str:
+    """The servers' own view (peerchat's /metrics): messages per commit, loop lag."""
+    seen = step.get("server_metrics") or []
+    return "; ".join(
+        f"server{i}: {m.get('commit_batch_mean')} msgs/commit, "
+        f"loop lag p99 ≤ {m.get('loop_lag_p99_ms_le')} ms, max ≤ {m.get('loop_lag_max_ms_le')} ms"
+        for i, m in enumerate(seen)
+    )
 
 
 def _rss(step: dict[str, Any]) -> str:
@@ -67,7 +77,10 @@ def _goal_rows(results: dict[str, Any]) -> list[str]:
         row("machine busy % (2 cores)", "machine_busy_pct"),
         row("other processes' CPU % of a core (shared machine)", "other_cpu_pct"),
         f"| CPU % of a core | {_cpu(p)} | {_cpu(r)} | |",
+        f"| waiting for a core, % of the window | {_cpu(p, 'runqueue_wait_pct')} "
+        f"| {_cpu(r, 'runqueue_wait_pct')} | |",
         f"| server RSS MiB | {_rss(p)} | {_rss(r)} | |",
+        f"| servers' own metrics | {_servers(p)} | | |",
     ]
     return rows
 
