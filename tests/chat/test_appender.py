@@ -95,3 +95,51 @@ async def test_outcomes_other_than_stored_come_back_per_element(db: Pool) -> Non
     assert (await stranger)[0] is Appended.FORBIDDEN
     assert (await missing)[0] is Appended.NOT_FOUND
     assert (await mine)[0] is Appended.STORED
+
+
+async def test_the_batch_and_the_one_at_a_time_paths_agree_on_every_outcome(db: Pool) -> None:
+    """append_messages() inlines append_message(): for the same history, every element
+    must come back the same either way (duplicate before ended, the first copy's stamp)."""
+    results = []
+    for batch in (True, False):
+        conv = await _conversation(db, f"m-{batch}", f"s-{batch}")
+        first = await conversations.append(
+            db,
+            conversation_id=conv.id,
+            sender_id=conv.member_id,
+            sender_role="member",
+            sender_name="Sam",
+            client_msg_id="a",
+            body="before the end",
+        )
+        assert await conversations.end(db, conv.id, by="member", reason="done") is not None
+        cases = [
+            (conv.member_id, "member", "a"),  # a repeat of a stored message, after the end
+            (conv.member_id, "member", "b"),  # a new message, after the end
+            (conv.specialist_id, "member", "c"),  # someone claiming another's role
+        ]
+        appender = Appender(db)
+        got = []
+        for sender, role, cmid in cases:
+            kwargs = dict(
+                conversation_id=conv.id,
+                sender_id=sender,
+                sender_role=role,
+                sender_name="Sam",
+                client_msg_id=cmid,
+                body="x",
+            )
+            outcome = await (appender.append(**kwargs) if batch else conversations.append(db, **kwargs))
+            got.append(
+                (outcome[0], outcome[1], outcome[2] == first[2] if outcome[0] is Appended.DUPLICATE else None)
+            )
+        results.append(got)
+    assert (
+        results[0]
+        == results[1]
+        == [
+            (Appended.DUPLICATE, 1, True),
+            (Appended.ENDED, 0, None),
+            (Appended.FORBIDDEN, 0, None),
+        ]
+    )
