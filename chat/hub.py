@@ -26,6 +26,7 @@ import uuid
 from collections import defaultdict, deque
 
 from chat.bus import Bus
+from chat.metrics import METRICS
 from chat.session import CatchUp, Outbound, Session
 from protocol.codec import encode
 from protocol.frames import Frame
@@ -166,6 +167,7 @@ class Hub:
             kept.popleft()
         kept.append((now, ring))
         self.rings_skipped += 1
+        METRICS.rings_skipped.inc()
 
     def _unsolo(self, user_id: str) -> None:
         """Someone else holds the channel now (or may): ring again, and re-send what was

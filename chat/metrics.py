@@ -49,6 +49,11 @@ class Metrics:
         self.peer_gone = Counter(
             "peerchat_peer_gone", "Conversations ended because the specialist outlived the grace", registry=r
         )
+        self.rings_skipped = Counter(
+            "peerchat_bus_rings_skipped",
+            "Message rings not published: only this process holds the user (docs/decisions.md)",
+            registry=r,
+        )
         self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)
 
 
