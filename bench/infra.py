@@ -222,15 +222,18 @@ class Watched:
     pid: int
     children: bool = False
 
-    def cpu_seconds(self) -> float:
+    def _procs(self) -> list[psutil.Process]:
         try:
             procs = [psutil.Process(self.pid)]
             if self.children:
                 procs += procs[0].children(recursive=True)
         except psutil.NoSuchProcess:
-            return 0.0
+            return []
+        return procs
+
+    def cpu_seconds(self) -> float:
         total = 0.0
-        for p in procs:
+        for p in self._procs():
             try:
                 t = p.cpu_times()
                 total += t.user + t.system
@@ -241,14 +244,8 @@ class Watched:
     def wait_seconds(self) -> float:
         """Time the process's threads spent runnable but waiting for a core
         (/proc/<pid>/task/<tid>/schedstat, second field), summed over children too."""
-        try:
-            procs = [psutil.Process(self.pid)]
-            if self.children:
-                procs += procs[0].children(recursive=True)
-        except psutil.NoSuchProcess:
-            return 0.0
         total = 0
-        for p in procs:
+        for p in self._procs():
             for task in Path(f"/proc/{p.pid}/task").glob("*/schedstat"):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     total += int(task.read_text().split()[1])
