@@ -84,8 +84,10 @@ class Hub:
         # Users whose channel only this process subscribes (see the module's docstring).
         self._solo: set[str] = set()
         self._skipped: dict[str, deque[tuple[float, bytes]]] = {}
-        self._joins: defaultdict[str, int] = defaultdict(int)  # join rings seen, by user
-        self._epoch = 0  # bus reconnects; a reply from before one teaches nothing
+        # Bumped by anything that could make a PUBLISH's receiver count stale: a join ring,
+        # a user's first attach or last detach here, a bus reconnect. A reply counted
+        # before such a change teaches nothing.
+        self._changes = 0
         self.rings_skipped = 0  # for tests and the bench
 
     # ------------------------------------------------------------------ sockets
@@ -95,6 +97,7 @@ class Hub:
         first = not self.sessions[session.user_id]
         self.sessions[session.user_id].add(session)
         if first:
+            self._changes += 1
             channel = user_channel(session.user_id)
             await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
             self.bus.post(channel, _join(self.origin))
@@ -108,9 +111,9 @@ class Hub:
         mine.discard(session)
         if not mine:
             del self.sessions[session.user_id]
+            self._changes += 1
             self._solo.discard(session.user_id)
             self._skipped.pop(session.user_id, None)
-            self._joins.pop(session.user_id, None)
             await self.bus.unsubscribe(user_channel(session.user_id))
 
     def all_sessions(self) -> list[Session]:
@@ -142,18 +145,18 @@ class Hub:
         elif user_id in self._solo and self.bus.healthy:
             self._skip(user_id, ring)
         elif user_id in self.sessions and self.bus.confirmed(channel):
-            learn = (self._epoch, self._joins.get(user_id, 0))
-            self.bus.post(channel, ring, lambda receivers: self._learn(user_id, learn, receivers))
+            sent_at = self._changes
+            self.bus.post(channel, ring, lambda receivers: self._learn(user_id, sent_at, receivers))
         else:
             self.bus.post(channel, ring)
 
-    def _learn(self, user_id: str, when: tuple[int, int], receivers: int) -> None:
+    def _learn(self, user_id: str, sent_at: int, receivers: int) -> None:
         """The PUBLISH reached `receivers` subscribers. One, with our SUBSCRIBE confirmed
-        before it went out and no join or reconnect since: only we hold the channel."""
+        before it went out and nothing changed since: only we hold the channel."""
         if (
             receivers == 1
+            and sent_at == self._changes
             and user_id in self.sessions
-            and when == (self._epoch, self._joins.get(user_id, 0))
             and self.bus.confirmed(user_channel(user_id))
         ):
             self._solo.add(user_id)
@@ -184,7 +187,7 @@ class Hub:
     def bus_reconnected(self) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
         skipped is sent, and this process joins every channel it holds again."""
-        self._epoch += 1
+        self._changes += 1
         for user_id in list(self._solo | set(self._skipped)):
             self._unsolo(user_id)
         for user_id in self.sessions:
@@ -206,9 +209,8 @@ class Hub:
         if channel.startswith("pc:user:"):
             user_id = channel.removeprefix("pc:user:")
             if join:
-                if user_id in self.sessions:
-                    self._joins[user_id] += 1
-                    self._unsolo(user_id)
+                self._changes += 1
+                self._unsolo(user_id)
                 return
             self._deliver_local(user_id, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):

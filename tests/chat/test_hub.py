@@ -4,6 +4,7 @@ Each user's sockets get each frame once, wherever they are connected."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -279,3 +280,41 @@ async def test_a_bus_reconnect_ends_solo_and_resends_what_was_skipped(
     assert any(b'"seq": 3' in ring for ring in heard)
     assert a.rings_skipped == 1
     await session.stop()
+
+
+class _LateReplies(MemoryBus):
+    """Delivers at once but holds PUBLISH replies back, as a busy Redis connection would."""
+
+    def __init__(self, exchange: MemoryExchange) -> None:
+        super().__init__(exchange)
+        self.held: list[tuple[Any, int]] = []
+
+    def post(self, channel: str, data: bytes, on_receivers: Any = None) -> None:
+        super().post(
+            channel, data, None if on_receivers is None else lambda n: self.held.append((on_receivers, n))
+        )
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for callback, n in held:
+            callback(n)
+
+
+async def test_a_reply_counted_before_a_change_teaches_nothing(exchange: MemoryExchange) -> None:
+    """A PUBLISH that reached only us, answered after the user's sockets here went and came
+    back (another process may have joined meanwhile), must not make the user solo."""
+    bus = _LateReplies(exchange)
+    a = Hub(bus)
+    await bus.start(a.on_bus, _nothing)
+    first, _ = await _socket(a, "u1")
+    await a.to_user("u1", message(1).data, conversation_id=CONV, seq=1)  # reply held
+    await a.detach(first)
+    second, _ = await _socket(a, "u1")
+    bus.release()  # the stale "1 receiver" arrives now
+    await a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)
+    assert a.rings_skipped == 0, "the stale count was ignored"
+    bus.release()  # a fresh count: now it may learn
+    await a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
+    assert a.rings_skipped == 1
+    for s in (first, second):
+        await s.stop()
