@@ -140,17 +140,18 @@ async def append(
     client_msg_id: str,
     body: str,
 ) -> tuple[Appended, int, datetime]:
-    """Store one message (see `append_message` in the schema); returns (outcome, seq, sent_at).
-    Only a STORED or DUPLICATE outcome may be acknowledged, and only after this returns:
-    it returns after COMMIT."""
+    """Store one message (`append_messages` in the schema, with one element; the hot path
+    batches through chat/store/appender.py); returns (outcome, seq, sent_at). Only a
+    STORED or DUPLICATE outcome may be acknowledged, and only after this returns: it
+    returns after COMMIT."""
     row = await db.fetchrow(
-        "SELECT outcome, seq, sent_at FROM append_message($1, $2, $3, $4, $5, $6)",
-        conversation_id,
-        sender_id,
-        sender_role,
-        sender_name,
-        client_msg_id,
-        body,
+        "SELECT outcome, seq, sent_at FROM append_messages($1, $2, $3, $4, $5, $6)",
+        [conversation_id],
+        [sender_id],
+        [sender_role],
+        [sender_name],
+        [client_msg_id],
+        [body],
     )
     assert row is not None
     return Appended(row["outcome"]), row["seq"], row["sent_at"]

@@ -98,8 +98,9 @@ async def test_outcomes_other_than_stored_come_back_per_element(db: Pool) -> Non
 
 
 async def test_the_batch_and_the_one_at_a_time_paths_agree_on_every_outcome(db: Pool) -> None:
-    """append_messages() inlines append_message(): for the same history, every element
-    must come back the same either way (duplicate before ended, the first copy's stamp)."""
+    """The group commit and the one-at-a-time path (a batch of one, used when a batch fails)
+    give the same outcome for the same history (duplicate before ended, the first copy's
+    stamp, forbidden)."""
     results = []
     for batch in (True, False):
         conv = await _conversation(db, f"m-{batch}", f"s-{batch}")

@@ -4,7 +4,7 @@
 -- per message in the benchmark. The same steps, inline, with plain SELECT INTO: same
 -- row lock (conversations in id order, so concurrent batches cannot deadlock), same
 -- checks in the same order (not found, forbidden, duplicate, ended), same stamp after the
--- lock. append_message() stays for the one-at-a-time path.
+-- lock. (append_message() was dropped in 0007: the one-at-a-time path uses this.)
 CREATE OR REPLACE FUNCTION append_messages(
     p_conversation text[], p_sender text[], p_role text[], p_name text[], p_client_msg_id text[], p_body text[]
 ) RETURNS TABLE (i integer, outcome text, seq integer, sent_at timestamptz)
