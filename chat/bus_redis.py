@@ -37,7 +37,7 @@ class RedisBus:
         self._connected = asyncio.Event()
         # Channels whose SUBSCRIBE Redis confirmed on the current connection, and who waits.
         self._confirmed: set[str] = set()
-        self._confirm_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirm_waiters: dict[str, asyncio.Future[None]] = {}
         self._after_reconnect: asyncio.Task[None] | None = None
 
     async def start(self, handler: Handler, on_reconnect: Reconnected) -> None:
@@ -112,23 +112,19 @@ class RedisBus:
             return
         self._channels.add(channel)
         if self._pubsub is not None and self._healthy:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._confirm_waiters.setdefault(channel, []).append(waiter)
+            waiter = self._confirm_waiters[channel] = asyncio.get_running_loop().create_future()
             try:
                 await self._pubsub.subscribe(channel)
                 # Until Redis confirms, a PUBLISH from elsewhere may not reach us: the
                 # caller reads state after this, so nothing may fall in between.
-                await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
+                await asyncio.wait_for(waiter, CONFIRM_TIMEOUT_S)
             except (RedisError, OSError):
                 self._healthy = False  # the reader resubscribes everything on reconnect
             except TimeoutError:
                 log.warning("redis did not confirm a subscription within %.0f s", CONFIRM_TIMEOUT_S)
             finally:
-                waiters = self._confirm_waiters.get(channel, [])
-                if waiter in waiters:
-                    waiters.remove(waiter)
-                if not waiters:
-                    self._confirm_waiters.pop(channel, None)
+                if self._confirm_waiters.get(channel) is waiter:
+                    del self._confirm_waiters[channel]
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -202,9 +198,9 @@ class RedisBus:
         if kind == "subscribe":
             if name in self._channels:
                 self._confirmed.add(name)
-            for waiter in self._confirm_waiters.pop(name, []):
-                if not waiter.done():
-                    waiter.set_result(None)
+            waiter = self._confirm_waiters.pop(name, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         else:
             self._confirmed.discard(name)
 
