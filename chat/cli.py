@@ -30,7 +30,8 @@ def uvicorn_options(port: int) -> dict[str, Any]:
     return {
         "host": os.environ.get("PEERCHAT_HOST", "0.0.0.0"),
         "port": port,
-        "ws": "websockets-sansio",
+        # uvicorn's websockets sans-I/O protocol with direct sends (chat/wsproto.py).
+        "ws": "chat.wsproto:DirectWebSocketProtocol",
         # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.
         "ws_max_size": 64 * 1024,
         # Per-message deflate costs tens of KiB per socket; chat frames are small (see

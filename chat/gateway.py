@@ -14,8 +14,11 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import cast
 from urllib.parse import urlsplit
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chat import dispatch, welcome
@@ -23,6 +26,7 @@ from chat.metrics import METRICS
 from chat.services import Services
 from chat.session import Session
 from chat.tokens import TokenRejected, verify
+from chat.wsproto import EXTENSION, DirectWebSocketProtocol
 from protocol.codec import FrameError, decode_client
 from protocol.codes import CloseCode, ErrorCode
 from protocol.frames import Hello, Role
@@ -112,9 +116,15 @@ async def _serve(
 ) -> None:
     settings = services.settings
     closing = asyncio.Event()
+    # uvicorn with chat/wsproto.py offers direct sends and reads; other servers (the
+    # TestClient) get the plain ASGI path.
+    direct: DirectWebSocketProtocol | None = ws.scope.get("extensions", {}).get(EXTENSION)
+    receive: Callable[[], Awaitable[Message]] = (
+        ws.receive if direct is None else cast(Callable[[], Awaitable[Message]], direct.receive)
+    )
 
-    async def send_text(data: str) -> None:
-        await ws.send_text(data)
+    async def send_text(data: bytes) -> None:
+        await ws.send_text(data.decode())
 
     async def close_socket(code: int, reason: str) -> None:
         closing.set()
@@ -133,6 +143,7 @@ async def _serve(
         close_socket=close_socket,
         backfill=backfill,
         max_queue=settings.outbound_queue_frames,
+        send_now=direct.send_now if direct is not None else None,
     )
     await services.hub.attach(session)
     try:
@@ -144,7 +155,7 @@ async def _serve(
         await dispatch.peer_connected(services, session)
         guard = FloodGuard(settings.rate_limit_per_10s)
         while not closing.is_set():
-            message = await ws.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")

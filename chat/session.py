@@ -1,6 +1,8 @@
 """One authenticated socket: its bounded outbound queue and the writer that drains it.
 
-Every frame for a socket goes through `push()`; one writer task sends them in order.
+Every frame for a socket goes through `push()`, which sends it at once when nothing is
+queued ahead of it and the socket can take it, and otherwise queues it for one writer
+task that sends in order.
 Message frames carry (conversation_id, seq): the writer drops one it has already sent,
 and when one arrives ahead of a gap it first reads the missing messages from PostgreSQL,
 so each device sees each conversation as one gap-free sequence whatever the bus did.
@@ -51,7 +53,10 @@ class Close:
 Item = Outbound | CatchUp | Close
 # Reads stored messages after a seq, as encoded `message` frames with their seq.
 Backfill = Callable[[str, int, int], Awaitable[list[tuple[int, bytes]]]]
-SendText = Callable[[str], Awaitable[None]]
+# Send one encoded text frame, waiting for room if the socket's buffer is full.
+SendText = Callable[[bytes], Awaitable[None]]
+# Send one encoded text frame now if the socket can take it; False if it cannot (yet).
+SendNow = Callable[[bytes], bool]
 CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
 
 
@@ -79,12 +84,14 @@ class Session:
         close_socket: CloseSocket,
         backfill: Backfill,
         max_queue: int,
+        send_now: SendNow | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.user_id = user_id
         self.role: Role = role
         self.name = name
         self._send_text = send_text
+        self._send_now = send_now
         self._close_socket = close_socket
         self._backfill = backfill
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
@@ -93,6 +100,8 @@ class Session:
         # the `welcome` and the resume catch-up, never come before them.
         self._early: list[Item] | None = []
         self._writer: asyncio.Task[None] | None = None
+        # The writer is between taking an item and finishing it (an await in progress).
+        self._busy = False
         self._closer: asyncio.Task[None] | None = None  # a reference, so it is not collected
         # Highest seq this socket has been sent, per conversation it knows about.
         self.seen: dict[str, int] = {}
@@ -108,9 +117,9 @@ class Session:
         """Start sending: first what was pushed (the `welcome`, the catch-up), then the
         fan-out delivered meanwhile; duplicates among those are dropped by seq."""
         early, self._early = self._early or [], None
+        self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id[:8]}")
         for item in early:
             self.push(item)
-        self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id[:8]}")
 
     def deliver(self, item: Item) -> None:
         """Fan-out from the hub (this process or the bus). Held back until `start()`."""
@@ -123,15 +132,44 @@ class Session:
             self._slow()
 
     def push(self, item: Item) -> None:
-        """Queue a frame without waiting. A full queue means the client stopped reading."""
+        """Send or queue a frame without waiting. A full queue means the client stopped
+        reading.
+
+        When nothing is queued ahead of it, the writer is idle and the socket can take a
+        frame now (`send_now`), an in-order frame is sent here and then: no queue, no
+        writer wake-up. Anything that needs an await (a gap to read from PostgreSQL, a
+        close, a full socket buffer) goes through the queue, behind which everything
+        else then waits, so the order is the order of `push` calls either way."""
         if self.closed:
             return
+        if (
+            self._send_now is not None
+            and not self._busy
+            and self._writer is not None
+            and self._queue.empty()
+            and isinstance(item, Outbound)
+            and not (item.seq is None and item.conversation_id in self._held)
+        ):
+            payloads = self._plan(item)
+            for i, data in enumerate(payloads):
+                if not self._send_now(data):
+                    # The socket's buffer is full (or it is going): the rest waits in
+                    # order for the writer, which waits for the buffer to drain.
+                    for rest in payloads[i:]:
+                        self._enqueue(Outbound(rest))
+                    return
+            return
+        self._enqueue(item)
+
+    def _enqueue(self, item: Item) -> None:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._slow()
 
     def _slow(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         METRICS.slow_consumers.inc()
         log.info("closing slow consumer %s", self.id[:8])
@@ -162,10 +200,37 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._writer
 
+    def _plan(self, item: Outbound) -> list[bytes]:
+        """What sending `item` now puts on the wire, in order, with the bookkeeping done:
+        nothing (a repeat, or held ahead of a gap), the frame, or the frame and the held
+        messages that now follow it. Needs no await; the caller sends the result."""
+        conv = item.conversation_id
+        if item.starts_conversation and conv is not None:
+            if conv in self.seen:
+                return []  # told already (the doorbell and a repair can both bring it)
+            self.seen[conv] = 0
+        if item.ends_conversation and conv is not None:
+            if conv in self.ended:
+                return []
+            self.ended.add(conv)
+        if item.seq is not None and conv is not None:
+            seen = self.seen.get(conv, 0)
+            if item.seq <= seen:
+                return []  # already sent: a duplicate from the bus or a catch-up
+            if item.seq > seen + 1:
+                self._hold(conv, item)
+                return []
+            self.seen[conv] = item.seq
+            if conv in self._held:
+                return [item.data, *self._releasable(conv)]
+        return [item.data]
+
     async def _drain(self) -> None:
         try:
             while True:
+                self._busy = False
                 item = await self._queue.get()
+                self._busy = True
                 if isinstance(item, Close):
                     self.closed = True
                     await self._close_socket(item.code, item.reason)
@@ -177,27 +242,8 @@ class Session:
                     # Anything else about a conversation with messages held (its end, say)
                     # must not overtake them: fill the gap from PostgreSQL first.
                     await self._fill(item.conversation_id)
-                if item.starts_conversation and item.conversation_id is not None:
-                    if item.conversation_id in self.seen:
-                        continue  # told already (the doorbell and a repair can both bring it)
-                    self.seen[item.conversation_id] = 0
-                if item.ends_conversation and item.conversation_id is not None:
-                    if item.conversation_id in self.ended:
-                        continue
-                    self.ended.add(item.conversation_id)
-                if item.seq is not None and item.conversation_id is not None:
-                    conv = item.conversation_id
-                    seen = self.seen.get(conv, 0)
-                    if item.seq <= seen:
-                        continue  # already sent: a duplicate from the bus or a catch-up
-                    if item.seq > seen + 1:
-                        self._hold(conv, item)
-                        continue
-                    await self._send_text(item.data.decode())
-                    self.seen[conv] = item.seq
-                    await self._release(conv)
-                    continue
-                await self._send_text(item.data.decode())
+                for data in self._plan(item):
+                    await self._send_text(data)
         except asyncio.CancelledError:
             raise
         except CatchUpFailed as exc:
@@ -226,27 +272,30 @@ class Session:
         if conversation_id in self._held:
             self.push(CatchUp(conversation_id))
 
-    async def _release(self, conversation_id: str) -> None:
-        """Send held messages that now follow on."""
+    def _releasable(self, conversation_id: str) -> list[bytes]:
+        """Held messages that now follow on, marked sent; the caller sends them in order."""
         held = self._held.get(conversation_id)
         if held is None:
-            return
+            return []
+        out = []
         seen = self.seen.get(conversation_id, 0)
         while (item := held.pop(seen + 1, None)) is not None:
-            await self._send_text(item.data.decode())
+            out.append(item.data)
             seen += 1
-            self.seen[conversation_id] = seen
+        self.seen[conversation_id] = seen
         for stale in [s for s in held if s <= seen]:
             del held[stale]
         if not held:
             del self._held[conversation_id]
+        return out
 
     async def _fill(self, conversation_id: str) -> None:
         """Read what is missing from PostgreSQL: up to the last held message if any are
         held (then send those), else everything after what this socket has seen."""
         held = self._held.get(conversation_id)
         await self._catch_up(conversation_id, max(held) - 1 if held else None)
-        await self._release(conversation_id)
+        for data in self._releasable(conversation_id):
+            await self._send_text(data)
 
     async def _catch_up(self, conversation_id: str, upto: int | None) -> None:
         seen = self.seen.get(conversation_id, 0)
@@ -262,7 +311,7 @@ class Session:
             for seq, data in batch:
                 if seq <= seen:
                     continue
-                await self._send_text(data.decode())
+                await self._send_text(data)
                 seen = seq
             self.seen[conversation_id] = seen
             if len(batch) < 200 and upto is None:

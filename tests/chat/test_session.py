@@ -1,5 +1,8 @@
 """chat/session.py as pure logic: a fake socket records what would be sent, a fake store
-answers backfill reads. Ordering, dedupe by seq, gap repair, catch-up, slow consumers."""
+answers backfill reads. Ordering, dedupe by seq, gap repair, catch-up, slow consumers.
+
+Every test runs twice: with the socket's direct send (uvicorn with chat/wsproto.py) and
+without it (every frame through the writer task), since both paths serve real clients."""
 
 from __future__ import annotations
 
@@ -43,11 +46,22 @@ class Wire:
     def __post_init__(self) -> None:
         self.gate.set()
 
-    async def send_text(self, data: str) -> None:
+    direct: bool = False
+    direct_sends: int = 0
+
+    async def send_text(self, data: bytes) -> None:
         await self.gate.wait()
         if self.fail_sends:
             raise ConnectionError("socket gone")
         self.sent.append(json.loads(data))
+
+    def send_now(self, data: bytes) -> bool:
+        """Like chat/wsproto.py: False while the socket cannot take a frame."""
+        if not self.gate.is_set() or self.fail_sends:
+            return False
+        self.sent.append(json.loads(data))
+        self.direct_sends += 1
+        return True
 
     async def close_socket(self, code: int, reason: str) -> None:
         self.closes.append((code, reason))
@@ -68,12 +82,27 @@ class Wire:
             close_socket=self.close_socket,
             backfill=self.backfill,
             max_queue=max_queue,
+            send_now=self.send_now if self.direct else None,
         )
 
     def seqs(self, conversation_id: str = CONV) -> list[object]:
         return [
             f["seq"] for f in self.sent if f["type"] == "message" and f["conversation_id"] == conversation_id
         ]
+
+
+@pytest.fixture(autouse=True, params=["queued", "direct"])
+def send_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Wires made in this module's tests use the direct send in the "direct" run."""
+    if request.param == "direct":
+        original = Wire.__init__
+
+        def direct_init(self: Wire, *args: object, **kwargs: object) -> None:
+            original(self, *args, **kwargs)  # type: ignore[arg-type]
+            self.direct = True
+
+        monkeypatch.setattr(Wire, "__init__", direct_init)
+    return str(request.param)
 
 
 async def settle() -> None:
@@ -298,4 +327,46 @@ async def test_an_end_does_not_overtake_held_messages(monkeypatch: pytest.Monkey
     await settle()
     assert [f["type"] for f in wire.sent][-1] == "conversation_ended"
     assert wire.seqs() == [1, 2, 3], "the end came after every message"
+    await session.stop()
+
+
+async def test_direct_sends_go_at_once_and_a_full_socket_keeps_the_order(send_path: str) -> None:
+    wire = Wire()
+    session = wire.session()
+    session.start()
+    session.push(started())
+    session.push(message(1))
+    if send_path == "direct":
+        assert wire.seqs() == [1] and wire.direct_sends == 2, "sent within push(), no writer hop"
+    await settle()
+    wire.gate.clear()  # the socket's buffer is full
+    session.push(message(2))
+    session.push(message(3))
+    await settle()
+    assert wire.seqs() == [1], "nothing passes a full socket"
+    wire.gate.set()
+    session.push(message(4))  # behind 2 and 3, though the socket has room again
+    await settle()
+    assert wire.seqs() == [1, 2, 3, 4]
+    session.push(message(5))
+    await settle()
+    assert wire.seqs() == [1, 2, 3, 4, 5]
+    if send_path == "direct":
+        assert wire.direct_sends == 3, "the writer went idle: direct sends again"
+    await session.stop()
+
+
+async def test_held_messages_released_by_a_direct_send_follow_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "GAP_WAIT_S", 5.0)
+    wire = Wire()
+    session = wire.session()
+    session.start()
+    session.push(started())
+    for seq in (1, 4, 3, 2, 5):
+        session.push(message(seq))
+    await settle()
+    assert wire.seqs() == [1, 2, 3, 4, 5]
+    assert session.seen == {CONV: 5} and wire.backfills == []
     await session.stop()

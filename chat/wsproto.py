@@ -1,0 +1,71 @@
+"""uvicorn's websockets (sans-I/O) protocol with two changes for the hot path.
+
+1. **Direct sends.** Every outgoing frame through ASGI costs a chain of coroutines
+   (Starlette's WebSocket and middleware wrappers, then uvicorn's `send`) and, because
+   `send` is awaited, one writer-task wake-up per frame. A chat socket's frames are
+   already encoded and need no await unless the socket's buffer is full, so the protocol
+   offers, as the ASGI extension `peerchat.direct` in the scope, a synchronous
+   `send_now(data) -> bool`: it writes one text frame straight to the transport, or
+   returns False (buffer over the high-water mark, closing, closed) and the caller queues
+   the frame for the awaited path, which waits for the buffer to drain. Nothing changes
+   for the client on the wire.
+2. **Fewer read pauses.** Upstream pauses the transport after every received message and
+   resumes it when the application has read it: two `epoll_ctl` calls per chat message.
+   Here reading pauses only once `READ_AHEAD` messages wait unread, so a client still
+   cannot make the process buffer more than READ_AHEAD times 64 KiB, and an in-time reader
+   never pauses at all.
+
+uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
+both behaviours against a real server. Servers without the extension (Starlette's
+TestClient, another ASGI server) get the plain ASGI path: the gateway checks for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+EXTENSION = "peerchat.direct"
+READ_AHEAD = 4
+
+
+class Direct(Protocol):
+    def send_now(self, data: bytes) -> bool: ...
+
+
+class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
+    def send_now(self, data: bytes) -> bool:
+        """Write one text frame (UTF-8 `data`) now; False if it must wait or cannot go."""
+        if self.close_sent or self.disconnected or not self.handshake_complete or not self.writable.is_set():
+            return False
+        if self.transport.is_closing():
+            return False
+        self.conn.send_text(data)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
+
+    async def run_asgi(self) -> None:
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[EXTENSION] = self
+        await super().run_asgi()
+
+    def send_receive_event_to_app(self) -> None:
+        # Upstream's method, but for when reading pauses (see the module docstring).
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
+            except UnicodeDecodeError:
+                self.logger.info("invalid UTF-8 in a text frame; closing with 1007")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused and self.queue.qsize() >= READ_AHEAD:
+            self.read_paused = True
+            self.transport.pause_reading()

@@ -1,0 +1,150 @@
+"""chat/wsproto.py in a real uvicorn server, driven by a real `websockets` client.
+
+A tiny ASGI app stands in for peerchat so each test can reach the protocol object through
+the scope extension and look at what the transport does: direct sends, their refusal
+when the client stops reading (and the awaited path taking over), and the read pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+
+from chat.cli import uvicorn_options
+from chat.devservers import free_port
+from chat.wsproto import EXTENSION, READ_AHEAD, DirectWebSocketProtocol
+
+Scope = dict[str, Any]
+Handler = Callable[[DirectWebSocketProtocol, Callable[[], Awaitable[Any]]], Awaitable[None]]
+
+
+class Stage:
+    """One server whose socket handler the test sets."""
+
+    def __init__(self) -> None:
+        self.handler: Handler | None = None
+        self.protocol: asyncio.Future[DirectWebSocketProtocol] | None = None
+
+    async def app(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        assert scope["type"] == "websocket"
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        direct: DirectWebSocketProtocol = scope["extensions"][EXTENSION]
+        assert self.protocol is not None
+        self.protocol.set_result(direct)
+        assert self.handler is not None
+        await self.handler(direct, receive)
+
+
+@pytest.fixture
+async def stage() -> AsyncIterator[tuple[Stage, int]]:
+    stage = Stage()
+    port = free_port()
+    options = uvicorn_options(port) | {"host": "127.0.0.1", "lifespan": "off", "log_level": "warning"}
+    options["interface"] = "asgi3"
+    server = uvicorn.Server(uvicorn.Config(stage.app, **options))
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started
+    yield stage, port
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+def test_the_service_is_served_with_the_direct_protocol() -> None:
+    config = uvicorn.Config(Stage().app, **uvicorn_options(free_port()))
+    config.load()
+    assert config.ws_protocol_class is DirectWebSocketProtocol
+
+
+async def test_direct_sends_reach_the_client_in_order(stage: tuple[Stage, int]) -> None:
+    st, port = stage
+    st.protocol = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def handler(direct: DirectWebSocketProtocol, receive: Callable[[], Awaitable[Any]]) -> None:
+        for i in range(100):
+            assert direct.send_now(f'{{"n":{i},"text":"ünïcode"}}'.encode())
+        await done.wait()
+
+    st.handler = handler
+    async with connect(f"ws://127.0.0.1:{port}/ws") as client:
+        got = [await client.recv() for _ in range(100)]
+        done.set()
+    assert got == [f'{{"n":{i},"text":"ünïcode"}}' for i in range(100)]
+
+
+async def test_a_client_that_stops_reading_turns_direct_sends_away(stage: tuple[Stage, int]) -> None:
+    st, port = stage
+    st.protocol = asyncio.get_running_loop().create_future()
+    refused_after: list[int] = []
+    finished = asyncio.Event()
+    frame = b'"' + b"x" * 16_000 + b'"'
+
+    async def handler(direct: DirectWebSocketProtocol, receive: Callable[[], Awaitable[Any]]) -> None:
+        sent = 0
+        while direct.send_now(frame):
+            sent += 1
+            assert sent < 2_000, "the buffer never filled: send_now ignores flow control"
+        refused_after.append(sent)
+        # The awaited path waits for room, then sends: nothing is lost or reordered.
+        await direct.send({"type": "websocket.send", "text": '"last"'})
+        finished.set()
+        await receive()
+
+    st.handler = handler
+    async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, max_queue=1) as client:
+        # max_queue=1: the client library stops reading the socket almost at once.
+        for _ in range(500):
+            if refused_after:
+                break
+            await asyncio.sleep(0.01)
+        assert refused_after, "send_now never refused a frame: it ignores flow control"
+        assert not finished.is_set(), "the awaited send must wait while the client is not reading"
+        count = 0
+        while (message := await client.recv()) != '"last"':
+            assert message == frame.decode()
+            count += 1
+        assert count == refused_after[0]
+        await asyncio.wait_for(finished.wait(), 5)
+
+
+async def test_reading_pauses_only_once_frames_wait_unread(stage: tuple[Stage, int]) -> None:
+    st, port = stage
+    st.protocol = asyncio.get_running_loop().create_future()
+    may_read = asyncio.Event()
+    read: list[str] = []
+
+    async def handler(direct: DirectWebSocketProtocol, receive: Callable[[], Awaitable[Any]]) -> None:
+        await may_read.wait()
+        while len(read) < 20:
+            message = await receive()
+            read.append(message["text"])
+        direct.send_now(b'"read all"')
+        await receive()
+
+    st.handler = handler
+    async with connect(f"ws://127.0.0.1:{port}/ws") as client:
+        protocol = await st.protocol
+        await client.send("one")
+        await asyncio.sleep(0.1)
+        assert protocol.queue.qsize() == 1
+        assert not protocol.read_paused, "one unread frame does not pause reading"
+        for i in range(19):
+            await client.send(str(i))
+        await asyncio.sleep(0.1)
+        assert protocol.read_paused, f"{READ_AHEAD}+ unread frames pause reading"
+        may_read.set()
+        assert await asyncio.wait_for(client.recv(), 5) == '"read all"'
+        assert read == ["one", *[str(i) for i in range(19)]]
+        assert not protocol.read_paused
