@@ -2,6 +2,7 @@
 
 Everything else comes from `chat.cli.uvicorn_options`, so a benchmark server is served
 exactly as production is; `--deflate` turns per-message deflate on to measure its memory.
+BENCH_CPU_PROFILE samples its CPU time (bench/cpusampler.py).
 
     python -m bench.serve --port 8123 [--deflate]
 """
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     from chat.cli import uvicorn_options
 
     config.from_env()
+    from bench.cpusampler import install_from_env
+
+    install_from_env()
     options = uvicorn_options(args.port)
     options["ws_per_message_deflate"] = args.deflate
     uvicorn.run("chat.app:asgi", factory=True, **options)
