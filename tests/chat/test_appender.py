@@ -144,3 +144,37 @@ async def test_the_batch_and_the_one_at_a_time_paths_agree_on_every_outcome(db: 
             (Appended.FORBIDDEN, 0, None),
         ]
     )
+
+
+async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on_a_fresh_one(
+    db: Pool,
+) -> None:
+    """The appender holds one connection while it has work. When PostgreSQL drops that
+    connection, the batch on it gets the error (nothing acked), and later sends are stored."""
+    conv = await _conversation(db, "m-lost", "s-lost")
+    appender = Appender(db)
+    gate = asyncio.Event()
+    held: list[int] = []
+    original = appender._commit
+
+    async def commit_after_gate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], batch: list) -> None:  # type: ignore[type-arg]
+        held.append(conn.get_server_pid())
+        await gate.wait()
+        await original(conn, batch)
+
+    appender._commit = commit_after_gate  # type: ignore[method-assign]
+    first = _send(appender, conv, "a")
+    for _ in range(500):
+        if held:
+            break
+        await asyncio.sleep(0.01)
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", held[0])
+    gate.set()
+    # What asyncpg raises for a terminated backend depends on when it notices.
+    lost = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError)
+    with pytest.raises(lost):
+        await first
+    outcome, seq, _ = await _send(appender, conv, "b")
+    assert (outcome, seq) == (Appended.STORED, 1)
+    assert held[1] != held[0], "a fresh connection, not the dead one"
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv.id) == 1
