@@ -11,7 +11,7 @@ so samples are proportional to CPU time. The stack is taken at the
 next bytecode boundary, so a syscall's cost shows on the line after it.
 
 Enable it in `python -m bench.serve` with BENCH_CPU_PROFILE=<path>,<start s>,<seconds>;
-the stacks go to <path>.<port>. Then:
+the stacks go to <path>.<pid>. Then:
 
     python -m bench.cpusampler /tmp/cpu.*      # self and inclusive time by function
 """
@@ -61,7 +61,7 @@ def install_from_env() -> None:
     spec = os.environ.get("BENCH_CPU_PROFILE")
     if spec:
         path, start, seconds = spec.split(",")
-        install(path, float(start), float(seconds))
+        install(f"{path}.{os.getpid()}", float(start), float(seconds))
 
 
 def report(paths: list[str], top: int = 40) -> str:
