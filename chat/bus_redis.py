@@ -1,8 +1,16 @@
-"""The bus on Redis pub/sub, supervised.
+"""The bus on Redis pub/sub, supervised, on two bare RESP connections (chat/resp.py).
 
-redis-py's asyncio PubSub neither reconnects nor resubscribes by itself. `RedisBus` runs
-one reader task that (re)connects with capped, jittered back-off, resubscribes every
-channel it holds, and then calls `on_reconnect` so the owner catches up from PostgreSQL.
+One reader task (re)connects the subscriber with capped, jittered back-off, subscribes
+every channel held in one command, pings it every HEALTH_S (a connection silent for two
+of those is dead), and after a reconnect calls `on_reconnect` so the owner catches up
+from PostgreSQL. Subscribed messages are handed to the handler straight from the socket's
+`data_received`.
+
+Publishes from one loop turn go out as one write on the publisher connection; replies
+come back in order and resolve each publish's future or callback. Nothing waits for a
+previous batch. If the publisher connection fails, its pending publishes report failure,
+and the subscriber is dropped as well: the reconnect that follows tells the owner to
+catch up, so a lost ring costs a read from PostgreSQL, never a missing message.
 """
 
 from __future__ import annotations
@@ -11,29 +19,42 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections import deque
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+import hiredis
 
+from chat import resp
 from chat.bus import Handler, Receivers, Reconnected
 
 log = logging.getLogger("peerchat.bus")
-_CONTROL = "pc:control"  # always subscribed, so the reader has something to listen to
+_CONTROL = "pc:control"  # always subscribed, so the subscriber is in pub/sub mode
 CONFIRM_TIMEOUT_S = 2.0  # how long subscribe() waits for Redis to confirm
+CONNECT_TIMEOUT_S = 2.0
+HEALTH_S = 5.0  # ping the subscriber this often; two silent periods mean it is dead
+MAX_OUTBOX = 50_000  # publishes held while the publisher connects; beyond, they fail
+PUBLISHER_RETRY_S = 0.2  # after a failed connect, publishes fail at once for this long
+
+_Pending = tuple[asyncio.Future[bool] | None, Receivers | None]
 
 
 class RedisBus:
     def __init__(self, url: str) -> None:
-        self._url = url
-        self._publisher = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._address = resp.parse_url(url)
         self._outbox: list[tuple[str, bytes, asyncio.Future[bool] | None, Receivers | None]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._flush_soon = False
+        self._publisher: resp.Wire | None = None
+        self._pending: deque[_Pending | None] = deque()  # None: the reply to AUTH
+        self._connecting: asyncio.Task[None] | None = None
+        self._publisher_up = True  # for logging a failure once, not per attempt
+        self._retry_at = 0.0
         self._channels: set[str] = {_CONTROL}
-        self._pubsub: redis.client.PubSub | None = None
+        self._subscriber: resp.Wire | None = None
         self._task: asyncio.Task[None] | None = None
         self._handler: Handler | None = None
         self._on_reconnect: Reconnected | None = None
         self._healthy = False
+        self._closed = False
         self._connected = asyncio.Event()
         # Channels whose SUBSCRIBE Redis confirmed on the current connection, and who waits.
         self._confirmed: set[str] = set()
@@ -43,156 +64,200 @@ class RedisBus:
     async def start(self, handler: Handler, on_reconnect: Reconnected) -> None:
         self._handler, self._on_reconnect = handler, on_reconnect
         self._task = asyncio.create_task(self._run(), name="redis-bus")
+        self._connect_publisher()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), 3)
 
     async def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-        for _, _, done, _ in self._outbox:
-            if done is not None and not done.done():
-                done.set_result(False)
-        if self._after_reconnect is not None:
-            self._after_reconnect.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._publisher.aclose()
+        self._closed = True
+        for task in (self._connecting, self._after_reconnect, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for wire in (self._publisher, self._subscriber):
+            if wire is not None:
+                wire.abort()
+        self._fail_outbox()
+        self._fail_pending()
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
+    # Publishing
+
     async def publish(self, channel: str, data: bytes) -> bool:
-        """Queue a PUBLISH; everything queued while the previous batch was on the wire goes
-        out as one pipeline, in order. Returns once it went out (False if Redis is down)."""
+        """Queue a PUBLISH; everything queued in this loop turn goes out as one write, in
+        order. Returns once Redis answered (False if it is down)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._outbox.append((channel, data, done, None))
-        self._wake_sender()
+        self._queue(channel, data, done, None)
         return await done
 
     def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
-        self._outbox.append((channel, data, None, on_receivers))
-        self._wake_sender()
+        self._queue(channel, data, None, on_receivers)
 
     def confirmed(self, channel: str) -> bool:
         return self._healthy and channel in self._confirmed
 
-    def _wake_sender(self) -> None:
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_outbox(), name="redis-publish")
+    def _queue(
+        self, channel: str, data: bytes, done: asyncio.Future[bool] | None, on_receivers: Receivers | None
+    ) -> None:
+        if self._closed:
+            if done is not None:
+                done.set_result(False)
+            return
+        if len(self._outbox) >= MAX_OUTBOX:
+            if done is not None:
+                done.set_result(False)
+            self._lost_publishes()
+            return
+        self._outbox.append((channel, data, done, on_receivers))
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _send_outbox(self) -> None:
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
+    def _flush(self) -> None:
+        self._flush_soon = False
+        wire = self._publisher
+        if wire is None or not wire.up:
+            if time.monotonic() < self._retry_at:  # Redis refused us a moment ago
+                self._fail_outbox()
+                return
+            self._connect_publisher()  # the outbox waits for it
+            return
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        out = []
+        for channel, data, done, on_receivers in batch:
+            out.append(resp.command("PUBLISH", channel, data))
+            self._pending.append((done, on_receivers))
+        wire.send(b"".join(out))
+
+    def _on_publish_reply(self, reply: resp.Reply) -> None:
+        if not self._pending:
+            return
+        entry = self._pending.popleft()
+        if entry is None:  # AUTH
+            if isinstance(reply, hiredis.ReplyError):
+                log.warning("redis refused the bus's credentials")
+                self._drop_publisher()
+            return
+        done, on_receivers = entry
+        ok = isinstance(reply, int)
+        if done is not None and not done.done():
+            done.set_result(ok)
+        if on_receivers is not None and ok:
+            assert isinstance(reply, int)
             try:
-                pipe = self._publisher.pipeline(transaction=False)
-                for channel, data, _, _ in batch:
-                    pipe.publish(channel, data)
-                counts: list[int | None] = list(await pipe.execute())
-                ok = True
-            except (RedisError, OSError):
-                self._healthy = False
-                ok = False
-                counts = [None] * len(batch)
-            for (_, _, done, on_receivers), count in zip(batch, counts, strict=True):
-                if done is not None and not done.done():
-                    done.set_result(ok)
-                if on_receivers is not None and count is not None:
-                    try:
-                        on_receivers(int(count))
-                    except Exception:
-                        log.exception("publish callback failed")
+                on_receivers(reply)
+            except Exception:
+                log.exception("publish callback failed")
+
+    def _connect_publisher(self) -> None:
+        if self._closed or (self._connecting is not None and not self._connecting.done()):
+            return
+        self._connecting = asyncio.create_task(self._open_publisher(), name="redis-publisher")
+
+    async def _open_publisher(self) -> None:
+        try:
+            wire = await resp.connect(self._address, self._on_publish_reply, CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            if self._publisher_up:
+                log.warning("redis publisher unreachable: %s", type(exc).__name__)
+            self._publisher_up = False
+            self._retry_at = time.monotonic() + PUBLISHER_RETRY_S
+            self._fail_outbox()
+            self._lost_publishes()
+            return
+        self._publisher_up = True
+        if self._pending:  # replies owed by a connection that is gone: never coming
+            self._fail_pending()
+            self._lost_publishes()
+        if self._address.password is not None:
+            self._pending.append(None)
+        self._publisher = wire
+        wire.lost.add_done_callback(lambda _: self._publisher_lost(wire))
+        self._flush()
+
+    def _publisher_lost(self, wire: resp.Wire) -> None:
+        if self._publisher is not wire:
+            return
+        self._publisher = None
+        if self._pending:
+            self._fail_pending()
+            self._lost_publishes()
+
+    def _drop_publisher(self) -> None:
+        if self._publisher is not None:
+            self._publisher.abort()
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, deque()
+        for entry in pending:
+            if entry is not None and entry[0] is not None and not entry[0].done():
+                entry[0].set_result(False)
+
+    def _fail_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for _, _, done, _ in outbox:
+            if done is not None and not done.done():
+                done.set_result(False)
+
+    def _lost_publishes(self) -> None:
+        """Some publishes may not have gone out: drop the subscriber too, so the reconnect
+        tells the owner to catch up from PostgreSQL."""
+        self._healthy = False
+        if self._subscriber is not None:
+            self._subscriber.abort()
+
+    # Subscribing
 
     async def subscribe(self, channel: str) -> None:
         if channel in self._channels:
             return
         self._channels.add(channel)
-        if self._pubsub is not None and self._healthy:
-            waiter = self._confirm_waiters[channel] = asyncio.get_running_loop().create_future()
-            try:
-                await self._pubsub.subscribe(channel)
-                # Until Redis confirms, a PUBLISH from elsewhere may not reach us: the
-                # caller reads state after this, so nothing may fall in between.
-                await asyncio.wait_for(waiter, CONFIRM_TIMEOUT_S)
-            except (RedisError, OSError):
-                self._healthy = False  # the reader resubscribes everything on reconnect
-            except TimeoutError:
-                log.warning("redis did not confirm a subscription within %.0f s", CONFIRM_TIMEOUT_S)
-            finally:
-                if self._confirm_waiters.get(channel) is waiter:
-                    del self._confirm_waiters[channel]
+        wire = self._subscriber
+        if wire is None or not wire.up or not self._healthy:
+            return  # recorded; the reader subscribes everything on (re)connect
+        waiter = self._confirm_waiters[channel] = asyncio.get_running_loop().create_future()
+        try:
+            wire.send(resp.command("SUBSCRIBE", channel))
+            # Until Redis confirms, a PUBLISH from elsewhere may not reach us: the caller
+            # reads state after this, so nothing may fall in between.
+            await asyncio.wait_for(waiter, CONFIRM_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("redis did not confirm a subscription within %.0f s", CONFIRM_TIMEOUT_S)
+        finally:
+            if self._confirm_waiters.get(channel) is waiter:
+                del self._confirm_waiters[channel]
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         self._confirmed.discard(channel)
-        if self._pubsub is not None and self._healthy:
-            try:
-                await self._pubsub.unsubscribe(channel)
-            except (RedisError, OSError):
-                self._healthy = False
+        wire = self._subscriber
+        if wire is not None and wire.up:
+            wire.send(resp.command("UNSUBSCRIBE", channel))
 
-    async def _run(self) -> None:
-        delay = 0.05
-        first = True
-        while True:
-            client = redis.Redis.from_url(self._url, socket_connect_timeout=2, health_check_interval=5)
-            pubsub = client.pubsub(ignore_subscribe_messages=False)
-            try:
-                await self._subscribe_all(pubsub)
-                self._pubsub = pubsub
-                self._healthy = True
-                self._connected.set()
-                delay = 0.05
-                if not first:
-                    log.warning("redis bus reconnected; catching up from PostgreSQL")
-                    # After the resubscriptions are confirmed (the reader sees them), so
-                    # what the owner does then is heard by every channel it holds.
-                    self._after_reconnect = asyncio.create_task(self._reconnected(), name="bus-reconnected")
-                first = False
-                await self._read(pubsub)
-            except (RedisError, OSError) as exc:
-                if self._healthy or first:
-                    log.warning("redis bus lost: %s", type(exc).__name__)
-                self._healthy = False
-            finally:
-                self._pubsub = None
-                self._confirmed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            first = False
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
-
-    async def _subscribe_all(self, pubsub: redis.client.PubSub) -> None:
-        """Subscribe every channel held, including any added (or dropped) while the
-        SUBSCRIBE was on its way: until `_pubsub` is set, `subscribe()` only records them."""
-        done: set[str] = set()
-        while True:
-            wanted = set(self._channels)
-            if wanted - done:
-                await pubsub.subscribe(*(wanted - done))
-            if done - wanted:
-                await pubsub.unsubscribe(*(done - wanted))
-            done = wanted
-            if done == self._channels:
+    def _on_subscriber_reply(self, reply: resp.Reply) -> None:
+        if isinstance(reply, list) and len(reply) == 3:
+            kind = reply[0]
+            if kind == b"message":
+                if self._handler is not None:
+                    try:
+                        self._handler(reply[1].decode(), reply[2])
+                    except Exception:
+                        log.exception("bus handler failed")
                 return
-
-    async def _reconnected(self) -> None:
-        deadline = asyncio.get_running_loop().time() + CONFIRM_TIMEOUT_S
-        # Polled: confirmations arrive one channel at a time, for a set that may change.
-        while not self._channels <= self._confirmed and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if self._on_reconnect is not None:
-            try:
-                await self._on_reconnect()
-            except Exception:
-                log.exception("catching up after a bus reconnect failed")
+            if kind in (b"subscribe", b"unsubscribe"):
+                self._on_subscription(kind.decode(), reply[1].decode())
+                return
+        if isinstance(reply, hiredis.ReplyError):
+            log.warning("redis refused a bus command: %s", str(reply).split(" ", 1)[0])
+            if self._subscriber is not None:
+                self._subscriber.abort()
+        # Anything else is a PONG or an AUTH's OK: heard, nothing to do.
 
     def _on_subscription(self, kind: str, name: str) -> None:
         if kind == "subscribe":
@@ -204,22 +269,61 @@ class RedisBus:
         else:
             self._confirmed.discard(name)
 
-    async def _read(self, pubsub: redis.client.PubSub) -> None:
+    async def _run(self) -> None:
+        delay = 0.05
+        first = True
         while True:
-            msg = await pubsub.get_message(timeout=1.0)
-            kind = None if msg is None else msg.get("type")
-            if kind != "message":
-                if msg is not None and kind in ("subscribe", "unsubscribe"):
-                    raw = msg["channel"]
-                    self._on_subscription(kind, raw.decode() if isinstance(raw, bytes) else str(raw))
-                if not self._healthy:  # a subscribe failed elsewhere: start over
-                    raise ConnectionError("resubscribe")
-                continue
-            assert msg is not None
-            channel = msg["channel"]
-            name = channel.decode() if isinstance(channel, bytes) else str(channel)
-            if self._handler is not None:
-                try:
-                    self._handler(name, msg["data"])
-                except Exception:
-                    log.exception("bus handler failed on %s", name)
+            wire: resp.Wire | None = None
+            try:
+                wire = await resp.connect(self._address, self._on_subscriber_reply, CONNECT_TIMEOUT_S)
+                self._subscriber = wire
+                # Every channel held, in one command; subscribe() sends its own from now on.
+                wire.send(resp.command("SUBSCRIBE", *sorted(self._channels)))
+                self._healthy = True
+                self._connected.set()
+                delay = 0.05
+                if not first:
+                    log.warning("redis bus reconnected; catching up from PostgreSQL")
+                    # After the resubscriptions are confirmed (the reader sees them), so
+                    # what the owner does then is heard by every channel it holds.
+                    self._after_reconnect = asyncio.create_task(self._reconnected(), name="bus-reconnected")
+                first = False
+                await self._watch(wire)
+                if self._healthy:
+                    log.warning("redis bus lost")
+            except (OSError, TimeoutError) as exc:
+                if self._healthy or first:
+                    log.warning("redis bus unreachable: %s", type(exc).__name__)
+            finally:
+                self._healthy = False
+                self._subscriber = None
+                self._confirmed.clear()
+                if wire is not None:
+                    wire.abort()
+            first = False
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    async def _watch(self, wire: resp.Wire) -> None:
+        """Until the subscriber is lost: ping it; one that stays silent is dropped."""
+        while True:
+            pinged = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(wire.lost), HEALTH_S)
+            if wire.lost.done():
+                return
+            if wire.last_heard < pinged and time.monotonic() - wire.last_heard > 2 * HEALTH_S:
+                log.warning("redis bus silent for %.0f s; reconnecting", 2 * HEALTH_S)
+                return
+            wire.send(resp.command("PING"))
+
+    async def _reconnected(self) -> None:
+        deadline = asyncio.get_running_loop().time() + CONFIRM_TIMEOUT_S
+        # Polled: confirmations arrive one channel at a time, for a set that may change.
+        while not self._channels <= self._confirmed and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if self._on_reconnect is not None:
+            try:
+                await self._on_reconnect()
+            except Exception:
+                log.exception("catching up after a bus reconnect failed")

@@ -218,3 +218,31 @@ async def test_memory_bus_down_publishes_nothing() -> None:
     exchange.up = True
     assert await a.publish("pc:x", b"kept") is True
     assert b_in.on("pc:x") == [b"kept"]
+
+
+async def test_redis_publishes_lost_in_flight_make_the_owner_catch_up(servers: Servers) -> None:
+    """The publisher connection dies with PUBLISHes written but not answered: they may not
+    have reached anyone, so the bus reports them failed and reconnects its subscriber,
+    which tells the owner to catch up from PostgreSQL. Later publishes go out again."""
+    a, b = RedisBus(servers.redis.url), RedisBus(servers.redis.url)
+    a_in, b_in = Inbox(), Inbox()
+    await a.start(a_in.handler, a_in.on_reconnect)
+    await b.start(b_in.handler, b_in.on_reconnect)
+    try:
+        await b.subscribe("pc:user:u9")
+        await _subscribed(a, b_in, "pc:user:u9")
+        heard: list[int] = []
+        for i in range(3):
+            a.post("pc:user:u9", b"lost %d" % i, heard.append)
+        a._flush()  # written now, answered later
+        assert a._publisher is not None
+        a._publisher.abort()
+        await wait_until(lambda: a_in.reconnects == 1, timeout=10)
+        assert heard == [], "no receiver count for a publish that got no answer"
+        await wait_until(lambda: a.healthy, timeout=10)
+        assert await a.publish("pc:user:u9", b"after") is True
+        await wait_until(lambda: b"after" in b_in.on("pc:user:u9"), timeout=5)
+        assert b_in.reconnects == 0, "only the bus that lost publishes needs to catch up"
+    finally:
+        await a.close()
+        await b.close()

@@ -1,0 +1,117 @@
+"""A Redis connection at the wire: RESP2 commands out, replies in, parsed by hiredis.
+
+The bus's two connections (one subscribed, one publishing) live on this instead of
+redis-py. redis-py wraps every reply read in a timeout and every pipeline in a task hop
+and retry logic; for the bus that was about 14 % of a web process's CPU at the goal load
+(docs/performance.md). Here a reply costs one `Reader.gets()` in C and one call.
+Everything else that talks to Redis (presence, health checks) stays on redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+
+Reply = object  # bytes | int | list[Reply] | hiredis.ReplyError | None
+
+
+def command(*parts: str | bytes) -> bytes:
+    """One command in RESP2, as Redis reads it."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+    unix_path: str | None
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_url(url: str) -> Address:
+    """redis://[user:password@]host[:port][/db], rediss:// (TLS) or unix:///path.
+    Pub/sub channels are not per database, so the database number is not needed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"not a Redis URL scheme: {parts.scheme!r}")
+    return Address(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        unix_path=parts.path if parts.scheme == "unix" else None,
+        tls=parts.scheme == "rediss",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class Wire(asyncio.Protocol):
+    """One connection. `on_reply` gets every reply and push, in arrival order."""
+
+    def __init__(self, on_reply: Callable[[Reply], None]) -> None:
+        self._on_reply = on_reply
+        self._reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_heard = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
+        reader = self._reader
+        try:
+            reader.feed(data)
+            while (reply := reader.gets()) is not False:
+                self._on_reply(reply)
+        except hiredis.ProtocolError:
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    @property
+    def up(self) -> bool:
+        return self.transport is not None and not self.lost.done() and not self.transport.is_closing()
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+async def connect(address: Address, on_reply: Callable[[Reply], None], timeout: float) -> Wire:
+    """Open a connection and authenticate (the AUTH reply reaches `on_reply` first)."""
+    loop = asyncio.get_running_loop()
+    wire = Wire(on_reply)
+    if address.unix_path is not None:
+        opening = loop.create_unix_connection(lambda: wire, address.unix_path)
+    else:
+        context = ssl.create_default_context() if address.tls else None
+        opening = loop.create_connection(lambda: wire, address.host, address.port, ssl=context)
+    await asyncio.wait_for(opening, timeout)
+    if address.password is not None:
+        if address.username is not None:
+            wire.send(command("AUTH", address.username, address.password))
+        else:
+            wire.send(command("AUTH", address.password))
+    return wire
