@@ -290,12 +290,18 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
         raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
     METRICS.store_seconds.observe(time.perf_counter() - started)
     # Committed: now, and only now, the ack.
-    session.push_frame(
-        f.Ack(
-            conversation_id=frame.conversation_id, client_msg_id=frame.client_msg_id, seq=seq, ref=frame.ref
+    ack = Outbound(
+        encode(
+            f.Ack(
+                conversation_id=frame.conversation_id,
+                client_msg_id=frame.client_msg_id,
+                seq=seq,
+                ref=frame.ref,
+            )
         )
     )
     if outcome is Appended.DUPLICATE:
+        session.push(ack)
         # The first copy's fan-out may have died with its process; receivers drop repeats by seq.
         stored = await conversations.get_message(services.db, frame.conversation_id, seq)
         if stored is None:
@@ -312,9 +318,21 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
             sent_at=iso(sent_at),
         )
     data = encode(message)
+    skip = None
+    if outcome is not Appended.DUPLICATE:
+        # The sending socket gets the ack and its own copy together (one write). The
+        # append checked that the sender is a participant.
+        session.push(ack, Outbound(data, frame.conversation_id, seq))
+        skip = session
     member_id, specialist_id = await _participant(services, session, frame.conversation_id)
     for user in (member_id, specialist_id):
-        await services.hub.to_user(user, data, conversation_id=frame.conversation_id, seq=seq)
+        await services.hub.to_user(
+            user,
+            data,
+            conversation_id=frame.conversation_id,
+            seq=seq,
+            skip=skip if user == session.user_id else None,
+        )
 
 
 @handles(f.Typing, "member", "specialist")

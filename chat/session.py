@@ -55,8 +55,9 @@ Item = Outbound | CatchUp | Close
 Backfill = Callable[[str, int, int], Awaitable[list[tuple[int, bytes]]]]
 # Send one encoded text frame, waiting for room if the socket's buffer is full.
 SendText = Callable[[bytes], Awaitable[None]]
-# Send one encoded text frame now if the socket can take it; False if it cannot (yet).
-SendNow = Callable[[bytes], bool]
+# Send encoded text frames now, in one write, if the socket can take them; False (and
+# nothing sent) if it cannot yet.
+SendNow = Callable[[list[bytes]], bool]
 CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
 
 
@@ -131,35 +132,39 @@ class Session:
             self._early = None  # the bound holds before start too
             self._slow()
 
-    def push(self, item: Item) -> None:
-        """Send or queue a frame without waiting. A full queue means the client stopped
-        reading.
+    def push(self, *items: Item) -> None:
+        """Send or queue frames, in order, without waiting. A full queue means the client
+        stopped reading.
 
-        When nothing is queued ahead of it, the writer is idle and the socket can take a
-        frame now (`send_now`), an in-order frame is sent here and then: no queue, no
-        writer wake-up. Anything that needs an await (a gap to read from PostgreSQL, a
-        close, a full socket buffer) goes through the queue, behind which everything
-        else then waits, so the order is the order of `push` calls either way."""
+        When nothing is queued ahead of them, the writer is idle and the socket can take
+        them now (`send_now`), in-order frames are sent here and then, several in one
+        write: no queue, no writer wake-up. Anything that needs an await (a gap to read
+        from PostgreSQL, a close, a full socket buffer) goes through the queue, behind
+        which everything else then waits, so the order is the order of `push` calls
+        either way."""
         if self.closed:
             return
-        if (
-            self._send_now is not None
-            and not self._busy
-            and self._writer is not None
-            and self._queue.empty()
-            and isinstance(item, Outbound)
-            and not (item.seq is None and item.conversation_id in self._held)
-        ):
-            payloads = self._plan(item)
-            for i, data in enumerate(payloads):
-                if not self._send_now(data):
-                    # The socket's buffer is full (or it is going): the rest waits in
-                    # order for the writer, which waits for the buffer to drain.
-                    for rest in payloads[i:]:
-                        self._enqueue(Outbound(rest))
-                    return
+        if self._send_now is None or self._busy or self._writer is None or not self._queue.empty():
+            for item in items:
+                self._enqueue(item)
             return
-        self._enqueue(item)
+        payloads: list[bytes] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, Outbound) or (item.seq is None and item.conversation_id in self._held):
+                self._send_or_queue(payloads)
+                for rest in items[i:]:
+                    self._enqueue(rest)
+                return
+            payloads += self._plan(item)
+        self._send_or_queue(payloads)
+
+    def _send_or_queue(self, payloads: list[bytes]) -> None:
+        assert self._send_now is not None
+        if payloads and not self._send_now(payloads):
+            # The socket's buffer is full (or it is going): these wait in order for the
+            # writer, which waits for the buffer to drain.
+            for data in payloads:
+                self._enqueue(Outbound(data))
 
     def _enqueue(self, item: Item) -> None:
         try:

@@ -5,7 +5,8 @@
    `send` is awaited, one writer-task wake-up per frame. A chat socket's frames are
    already encoded and need no await unless the socket's buffer is full, so the protocol
    offers, as the ASGI extension `peerchat.direct` in the scope, a synchronous
-   `send_now(data) -> bool`: it writes one text frame straight to the transport, or
+   `send_now(frames) -> bool`: it writes text frames straight to the transport in one
+   write (an `ack` and the sender's own copy of the message go together), or
    returns False (buffer over the high-water mark, closing, closed) and the caller queues
    the frame for the awaited path, which waits for the buffer to drain. Nothing changes
    for the client on the wire.
@@ -22,7 +23,7 @@ TestClient, another ASGI server) get the plain ASGI path: the gateway checks for
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -30,19 +31,18 @@ EXTENSION = "peerchat.direct"
 READ_AHEAD = 4
 
 
-class Direct(Protocol):
-    def send_now(self, data: bytes) -> bool: ...
-
-
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
-    def send_now(self, data: bytes) -> bool:
-        """Write one text frame (UTF-8 `data`) now; False if it must wait or cannot go."""
+    def send_now(self, frames: list[bytes]) -> bool:
+        """Write text frames (UTF-8) now, in one write; False, with nothing written, if
+        they must wait or cannot go."""
         if self.close_sent or self.disconnected or not self.handshake_complete or not self.writable.is_set():
             return False
         if self.transport.is_closing():
             return False
-        self.conn.send_text(data)
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        conn = self.conn
+        for data in frames:
+            conn.send_text(data)
+        self.transport.write(b"".join(conn.data_to_send()))
         return True
 
     async def run_asgi(self) -> None:

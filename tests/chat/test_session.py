@@ -55,11 +55,11 @@ class Wire:
             raise ConnectionError("socket gone")
         self.sent.append(json.loads(data))
 
-    def send_now(self, data: bytes) -> bool:
-        """Like chat/wsproto.py: False while the socket cannot take a frame."""
+    def send_now(self, frames: list[bytes]) -> bool:
+        """Like chat/wsproto.py: all in one write, or False while the socket cannot take them."""
         if not self.gate.is_set() or self.fail_sends:
             return False
-        self.sent.append(json.loads(data))
+        self.sent.extend(json.loads(data) for data in frames)
         self.direct_sends += 1
         return True
 
@@ -338,21 +338,25 @@ async def test_direct_sends_go_at_once_and_a_full_socket_keeps_the_order(send_pa
     session.push(message(1))
     if send_path == "direct":
         assert wire.seqs() == [1] and wire.direct_sends == 2, "sent within push(), no writer hop"
+        session.push(message(2), message(3))
+        assert wire.seqs() == [1, 2, 3] and wire.direct_sends == 3, "frames pushed together, one write"
+    else:
+        session.push(message(2), message(3))
     await settle()
     wire.gate.clear()  # the socket's buffer is full
-    session.push(message(2))
-    session.push(message(3))
+    session.push(message(4))
+    session.push(message(5), message(6))
     await settle()
-    assert wire.seqs() == [1], "nothing passes a full socket"
+    assert wire.seqs() == [1, 2, 3], "nothing passes a full socket"
     wire.gate.set()
-    session.push(message(4))  # behind 2 and 3, though the socket has room again
+    session.push(message(7))  # behind 4-6, though the socket has room again
     await settle()
-    assert wire.seqs() == [1, 2, 3, 4]
-    session.push(message(5))
+    assert wire.seqs() == [1, 2, 3, 4, 5, 6, 7]
+    session.push(message(8))
     await settle()
-    assert wire.seqs() == [1, 2, 3, 4, 5]
+    assert wire.seqs() == [1, 2, 3, 4, 5, 6, 7, 8]
     if send_path == "direct":
-        assert wire.direct_sends == 3, "the writer went idle: direct sends again"
+        assert wire.direct_sends == 4, "the writer went idle: direct sends again"
     await session.stop()
 
 
