@@ -1,6 +1,7 @@
 """Group commit for messages: every `send` that arrives while a batch is being committed
 joins the next batch, and each batch is one call of `append_messages()`: one round trip,
-one transaction, one WAL flush.
+one transaction, one WAL flush. While the load keeps the queue from emptying, the next
+commit waits LINGER_S (1 ms) so more messages share it.
 
 One batch is in flight at a time per process, so the messages of one sender keep their
 order. A caller's `append()` returns after its batch committed, so an `ack` still never
@@ -26,6 +27,12 @@ from chat.store.db import STORAGE_DOWN
 PoolConnection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 MAX_BATCH = 256
+# Under sustained load (work queued when a commit returns), wait this long before the next
+# commit so more messages share it. Measured at the goal load: batches 3.2 -> 5 messages,
+# PostgreSQL 44 -> 34 % of a core, web 41 -> 35 %, e2e p99 24.5 -> 17 ms (less waiting for
+# a core outweighs the added millisecond); 2 ms gave bigger batches but a worse p50/p99.
+# The first message after a quiet spell never waits.
+LINGER_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +47,9 @@ class _Item:
 
 
 class Appender:
-    def __init__(self, db: asyncpg.Pool[asyncpg.Record]) -> None:
+    def __init__(self, db: asyncpg.Pool[asyncpg.Record], linger_s: float = LINGER_S) -> None:
         self._db = db
+        self._linger_s = linger_s
         self._queue: list[_Item] = []
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # for tests and metrics: how many round trips so far
@@ -83,7 +91,11 @@ class Appender:
                 self._fail(self._take(), exc)
                 continue
             try:
+                first = True
                 while self._queue:
+                    if not first and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
+                        await asyncio.sleep(self._linger_s)  # still busy: let more join
+                    first = False
                     batch = self._take()
                     try:
                         await self._commit(conn, batch)

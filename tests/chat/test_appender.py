@@ -178,3 +178,42 @@ async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on
     assert (outcome, seq) == (Appended.STORED, 1)
     assert held[1] != held[0], "a fresh connection, not the dead one"
     assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv.id) == 1
+
+
+def _slow_commits(appender: Appender) -> Appender:
+    """Commits take 3 ms, as on a busy machine with fsync on (the test server has it off)."""
+    original = appender._commit
+
+    async def commit(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], batch: list) -> None:  # type: ignore[type-arg]
+        await asyncio.sleep(0.003)
+        await original(conn, batch)
+
+    appender._commit = commit  # type: ignore[method-assign]
+    return appender
+
+
+async def _steady_stream(appender: Appender, conv: conversations.Conversation, n: int) -> None:
+    """A send every millisecond or so, none waiting for the last: a busy process."""
+    tasks = []
+    for i in range(n):
+        tasks.append(_send(appender, conv, f"s{i}"))
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
+
+
+async def test_under_steady_load_a_commit_lingers_so_more_messages_share_it(db: Pool) -> None:
+    eager = _slow_commits(Appender(db, linger_s=0))
+    lingering = _slow_commits(Appender(db, linger_s=0.01))
+    await _steady_stream(eager, await _conversation(db, "m-eager", "s-eager"), 80)
+    await _steady_stream(lingering, await _conversation(db, "m-linger", "s-linger"), 80)
+    assert lingering.batches * 2 < eager.batches, (lingering.batches, eager.batches)
+
+
+async def test_the_first_message_after_a_quiet_spell_does_not_linger(db: Pool) -> None:
+    conv = await _conversation(db, "m-quiet", "s-quiet")
+    appender = Appender(db, linger_s=2.0)
+    for cmid in ("a", "b"):
+        started = asyncio.get_running_loop().time()
+        outcome, _, _ = await _send(appender, conv, cmid)
+        assert outcome is Appended.STORED
+        assert asyncio.get_running_loop().time() - started < 1.0, "a lone message is committed at once"
