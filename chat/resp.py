@@ -64,6 +64,8 @@ class Wire(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Called once, at once (not a loop turn later), when the connection is gone.
+        self.on_lost: Callable[[], None] | None = None
         self.last_heard = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -81,8 +83,14 @@ class Wire(asyncio.Protocol):
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
+        self._gone()
+
+    def _gone(self) -> None:
+        if self.lost.done():
+            return
+        self.lost.set_result(None)
+        if self.on_lost is not None:
+            self.on_lost()
 
     @property
     def up(self) -> bool:
@@ -95,8 +103,7 @@ class Wire(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-        if not self.lost.done():
-            self.lost.set_result(None)
+        self._gone()
 
 
 async def connect(address: Address, on_reply: Callable[[Reply], None], timeout: float) -> Wire:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
 import redis.asyncio as redis
 
+from chat import bus_redis
 from chat.bus import Bus
 from chat.bus_memory import MemoryBus, MemoryExchange
 from chat.bus_redis import RedisBus
@@ -220,10 +222,10 @@ async def test_memory_bus_down_publishes_nothing() -> None:
     assert b_in.on("pc:x") == [b"kept"]
 
 
-async def test_redis_publishes_lost_in_flight_make_the_owner_catch_up(servers: Servers) -> None:
-    """The publisher connection dies with PUBLISHes written but not answered: they may not
-    have reached anyone, so the bus reports them failed and reconnects its subscriber,
-    which tells the owner to catch up from PostgreSQL. Later publishes go out again."""
+async def test_redis_publishes_unanswered_when_the_publisher_drops_are_sent_again(servers: Servers) -> None:
+    """The publisher connection dies with PUBLISHes written but not answered. They may not
+    have reached anyone, and the other processes' subscribers noticed nothing, so the bus
+    writes them again on a new connection (receivers drop repeats by seq)."""
     a, b = RedisBus(servers.redis.url), RedisBus(servers.redis.url)
     a_in, b_in = Inbox(), Inbox()
     await a.start(a_in.handler, a_in.on_reconnect)
@@ -233,16 +235,69 @@ async def test_redis_publishes_lost_in_flight_make_the_owner_catch_up(servers: S
         await _subscribed(a, b_in, "pc:user:u9")
         heard: list[int] = []
         for i in range(3):
-            a.post("pc:user:u9", b"lost %d" % i, heard.append)
+            a.post("pc:user:u9", b"ring %d" % i, heard.append)
         a._flush()  # written now, answered later
         assert a._publisher is not None
         a._publisher.abort()
-        await wait_until(lambda: a_in.reconnects == 1, timeout=10)
-        assert heard == [], "no receiver count for a publish that got no answer"
-        await wait_until(lambda: a.healthy, timeout=10)
+        await wait_until(lambda: len(heard) == 3, timeout=10)
+        assert heard == [1, 1, 1], "answered on the new connection: one subscriber each"
+        rings = [d for d in b_in.on("pc:user:u9") if d.startswith(b"ring")]
+        assert sorted(set(rings)) == [b"ring 0", b"ring 1", b"ring 2"]
+        assert a_in.reconnects == b_in.reconnects == 0, "nothing was lost, nobody needs to catch up"
         assert await a.publish("pc:user:u9", b"after") is True
-        await wait_until(lambda: b"after" in b_in.on("pc:user:u9"), timeout=5)
-        assert b_in.reconnects == 0, "only the bus that lost publishes needs to catch up"
     finally:
         await a.close()
         await b.close()
+
+
+async def test_redis_publishes_in_the_retry_window_wait_for_it(servers: Servers) -> None:
+    """Just after Redis refused the publisher, new rings (the joins a reconnect sends, say)
+    wait for the next attempt instead of being dropped."""
+    a, b = RedisBus(servers.redis.url), RedisBus(servers.redis.url)
+    a_in, b_in = Inbox(), Inbox()
+    await a.start(a_in.handler, a_in.on_reconnect)
+    await b.start(b_in.handler, b_in.on_reconnect)
+    try:
+        await b.subscribe("pc:user:u8")
+        await _subscribed(a, b_in, "pc:user:u8")
+        a._drop_publisher()
+        a._retry_at = time.monotonic() + 0.3  # as after a refused connect
+        assert await a.publish("pc:user:u8", b"in the window") is True
+        assert b"in the window" in b_in.on("pc:user:u8") or await _eventually(
+            lambda: b"in the window" in b_in.on("pc:user:u8")
+        )
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _eventually(check: Callable[[], bool]) -> bool:
+    await wait_until(check, timeout=5)
+    return True
+
+
+async def test_a_redis_publisher_that_never_answers_is_dropped(tmp_path: object) -> None:
+    """A connection that takes writes and answers nothing (silently dead) must not hang
+    publish(): it is dropped, the publish is tried once more, then reported failed."""
+    writes: list[bytes] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writes.append(data)
+        writer.close()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    bus = RedisBus(f"redis://127.0.0.1:{port}")
+    inbox = Inbox()
+    await bus.start(inbox.handler, inbox.on_reconnect)
+    try:
+        started = time.monotonic()
+        assert await asyncio.wait_for(bus.publish("pc:user:u7", b"x"), 10) is False
+        assert time.monotonic() - started < 2 * bus_redis.PUBLISH_TIMEOUT_S + 2
+        assert sum(w.count(b"PUBLISH") for w in writes) == 2, "written once, then once more"
+        assert not bus.healthy, "a lost ring drops the subscriber: the owner will catch up"
+    finally:
+        await bus.close()
+        server.close()
+        await server.wait_closed()
