@@ -267,6 +267,9 @@ async def _close_all(services: Services, batch: int = 200) -> None:
         await asyncio.sleep(0.05)
 
 
+DRAIN_MIN_S = 1.0  # the shortest drain: /readyz says `draining` at least this long
+
+
 def _drain_before_exit(services: Services) -> Callable[[], None]:
     """On SIGTERM, close our sockets ourselves (1012, in batches with jitter) before handing
     the signal to uvicorn.
@@ -286,10 +289,14 @@ def _drain_before_exit(services: Services) -> Callable[[], None]:
     started: list[asyncio.Task[None]] = []
 
     async def drain_then_exit(sig: int, frame: FrameType | None) -> None:
+        began = time.monotonic()
         try:
             log.info("SIGTERM: draining %d sockets", len(services.hub.all_sessions()))
             services.draining = True
             await asyncio.wait_for(_close_all(services), 8)
+            # Keep answering /readyz 503 a moment even when the sockets went quickly, so a
+            # load balancer's probe can see the drain before the listener disappears.
+            await asyncio.sleep(max(0.0, DRAIN_MIN_S - (time.monotonic() - began)))
         except Exception:
             log.exception("draining failed; uvicorn closes what is left")
         finally:
