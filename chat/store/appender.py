@@ -149,9 +149,11 @@ class Appender:
                 except STORAGE_DOWN:
                     raise  # this and the rest fail alike; the connection is handed back
                 except Exception as exc:
-                    item.done.set_exception(exc)
+                    if not item.done.done():  # its caller may have gone meanwhile
+                        item.done.set_exception(exc)
                 else:
-                    item.done.set_result(result)
+                    if not item.done.done():
+                        item.done.set_result(result)
             return
         for row in rows:
             item = batch[row["i"] - 1]

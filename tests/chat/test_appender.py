@@ -67,6 +67,21 @@ async def test_one_bad_element_fails_alone(db: Pool) -> None:
     assert [m.body for m in await conversations.messages_after(db, conv.id, 0)] == ["fine", "also fine"]
 
 
+async def test_a_caller_gone_during_the_one_by_one_retry_does_not_fail_the_others(db: Pool) -> None:
+    conv = await _conversation(db, "m-gone", "s-gone")
+    appender = Appender(db)
+    gone = _send(appender, conv, "gone", "its socket closed")
+    bad = _send(appender, conv, "bad", "\x00 PostgreSQL cannot store NUL")
+    later = _send(appender, conv, "later", "still stored")
+    await asyncio.sleep(0)  # the batch is on its way
+    gone.cancel()  # the caller's future is cancelled while its batch is retried one by one
+    with pytest.raises(asyncpg.PostgresError):
+        await bad
+    assert (await later)[0] is Appended.STORED
+    stored = [m.body for m in await conversations.messages_after(db, conv.id, 0)]
+    assert stored[-1] == "still stored"
+
+
 async def test_outcomes_other_than_stored_come_back_per_element(db: Pool) -> None:
     conv = await _conversation(db)
     other = await _conversation(db, "m2", "s2")
