@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -222,17 +223,27 @@ async def test_memory_bus_down_publishes_nothing() -> None:
     assert b_in.on("pc:x") == [b"kept"]
 
 
-async def test_redis_publishes_unanswered_when_the_publisher_drops_are_sent_again(servers: Servers) -> None:
-    """The publisher connection dies with PUBLISHes written but not answered. They may not
-    have reached anyone, and the other processes' subscribers noticed nothing, so the bus
-    writes them again on a new connection (receivers drop repeats by seq)."""
-    a, b = RedisBus(servers.redis.url), RedisBus(servers.redis.url)
+@contextlib.asynccontextmanager
+async def _redis_pair(url: str, channel: str) -> AsyncIterator[tuple[RedisBus, Inbox, Inbox]]:
+    """Two started Redis buses ("processes"): `b` subscribed to `channel`, hearing `a`."""
+    a, b = RedisBus(url), RedisBus(url)
     a_in, b_in = Inbox(), Inbox()
     await a.start(a_in.handler, a_in.on_reconnect)
     await b.start(b_in.handler, b_in.on_reconnect)
     try:
-        await b.subscribe("pc:user:u9")
-        await _subscribed(a, b_in, "pc:user:u9")
+        await b.subscribe(channel)
+        await _subscribed(a, b_in, channel)
+        yield a, a_in, b_in
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_redis_publishes_unanswered_when_the_publisher_drops_are_sent_again(servers: Servers) -> None:
+    """The publisher connection dies with PUBLISHes written but not answered. They may not
+    have reached anyone, and the other processes' subscribers noticed nothing, so the bus
+    writes them again on a new connection (receivers drop repeats by seq)."""
+    async with _redis_pair(servers.redis.url, "pc:user:u9") as (a, a_in, b_in):
         heard: list[int] = []
         for i in range(3):
             a.post("pc:user:u9", b"ring %d" % i, heard.append)
@@ -245,35 +256,16 @@ async def test_redis_publishes_unanswered_when_the_publisher_drops_are_sent_agai
         assert sorted(set(rings)) == [b"ring 0", b"ring 1", b"ring 2"]
         assert a_in.reconnects == b_in.reconnects == 0, "nothing was lost, nobody needs to catch up"
         assert await a.publish("pc:user:u9", b"after") is True
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_redis_publishes_in_the_retry_window_wait_for_it(servers: Servers) -> None:
     """Just after Redis refused the publisher, new rings (the joins a reconnect sends, say)
     wait for the next attempt instead of being dropped."""
-    a, b = RedisBus(servers.redis.url), RedisBus(servers.redis.url)
-    a_in, b_in = Inbox(), Inbox()
-    await a.start(a_in.handler, a_in.on_reconnect)
-    await b.start(b_in.handler, b_in.on_reconnect)
-    try:
-        await b.subscribe("pc:user:u8")
-        await _subscribed(a, b_in, "pc:user:u8")
+    async with _redis_pair(servers.redis.url, "pc:user:u8") as (a, _, b_in):
         a._drop_publisher()
         a._retry_at = time.monotonic() + 0.3  # as after a refused connect
         assert await a.publish("pc:user:u8", b"in the window") is True
-        assert b"in the window" in b_in.on("pc:user:u8") or await _eventually(
-            lambda: b"in the window" in b_in.on("pc:user:u8")
-        )
-    finally:
-        await a.close()
-        await b.close()
-
-
-async def _eventually(check: Callable[[], bool]) -> bool:
-    await wait_until(check, timeout=5)
-    return True
+        await wait_until(lambda: b"in the window" in b_in.on("pc:user:u8"), timeout=5)
 
 
 async def test_a_redis_publisher_that_never_answers_is_dropped(tmp_path: object) -> None:
