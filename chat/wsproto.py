@@ -12,9 +12,10 @@
    for the client on the wire.
 2. **Fewer read pauses.** Upstream pauses the transport after every received message and
    resumes it when the application has read it: two `epoll_ctl` calls per chat message.
-   Here reading pauses only once `READ_AHEAD` messages wait unread, so a client still
-   cannot make the process buffer more than READ_AHEAD times 64 KiB, and an in-time reader
-   never pauses at all.
+   Here reading pauses only once `READ_AHEAD` messages wait unread, and an in-time reader
+   never pauses at all. What a client can make the process hold is bounded as upstream:
+   by what one read of the socket can carry (the frames already in it are queued before
+   the pause takes effect, as upstream does), plus READ_AHEAD messages of at most 64 KiB.
 
 uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
 both behaviours against a real server. Servers without the extension (Starlette's
