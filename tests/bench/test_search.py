@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bench import load
+from bench.__main__ import FULL
 from bench.load import LoadPlan
 
 STEPS = (500, 1000, 2000, 4000, 8000, 12000, 16000)
 
 
 def _plan() -> LoadPlan:
-    return LoadPlan(
-        processes=2,
-        goal_rate=1.0,
-        goal_s=1,
-        goal_warmup_s=0,
-        steps=STEPS,
-        step_s=1,
-        step_warmup_s=0,
-        max_side_rate=100.0,
-        drain_s=0,
-        profile_s=0,
-    )
+    return replace(FULL.load, steps=STEPS)
 
 
 class Target:

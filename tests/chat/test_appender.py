@@ -4,12 +4,13 @@ order, dedupe inside a batch, and one bad element does not hold the others back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 
 from chat.store import conversations
-from chat.store.appender import Appender
+from chat.store.appender import Appender, PoolConnection
 from chat.store.conversations import Appended
 from tests.chat.conftest import Pool
 from tests.chat.test_store import _conversation
@@ -170,14 +171,12 @@ async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on
     appender = Appender(db)
     gate = asyncio.Event()
     held: list[int] = []
-    original = appender._commit
 
-    async def commit_after_gate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], batch: list) -> None:  # type: ignore[type-arg]
+    async def note_then_wait(conn: PoolConnection) -> None:
         held.append(conn.get_server_pid())
         await gate.wait()
-        await original(conn, batch)
 
-    appender._commit = commit_after_gate  # type: ignore[method-assign]
+    _before_each_commit(appender, note_then_wait)
     first = _send(appender, conv, "a")
     for _ in range(500):
         if held:
@@ -195,16 +194,25 @@ async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on
     assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv.id) == 1
 
 
-def _slow_commits(appender: Appender) -> Appender:
-    """Commits take 3 ms, as on a busy machine with fsync on (the test server has it off)."""
+def _before_each_commit(appender: Appender, step: Callable[[PoolConnection], Awaitable[None]]) -> Appender:
+    """Run `step` on the connection before each batch is committed."""
     original = appender._commit
 
-    async def commit(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], batch: list) -> None:  # type: ignore[type-arg]
-        await asyncio.sleep(0.003)
+    async def commit(conn: PoolConnection, batch: list) -> None:  # type: ignore[type-arg]
+        await step(conn)
         await original(conn, batch)
 
     appender._commit = commit  # type: ignore[method-assign]
     return appender
+
+
+def _slow_commits(appender: Appender) -> Appender:
+    """Commits take 3 ms, as on a busy machine with fsync on (the test server has it off)."""
+
+    async def wait(conn: PoolConnection) -> None:
+        await asyncio.sleep(0.003)
+
+    return _before_each_commit(appender, wait)
 
 
 async def _steady_stream(appender: Appender, conv: conversations.Conversation, n: int) -> None:
