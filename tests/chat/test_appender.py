@@ -162,6 +162,65 @@ async def test_the_batch_and_the_one_at_a_time_paths_agree_on_every_outcome(db: 
     )
 
 
+async def test_clean_batches_take_the_set_path_and_it_agrees_with_the_careful_one(db: Pool) -> None:
+    """`append_messages` stores a clean batch in a few set statements and sends any batch
+    holding a repeat or a refusal through `append_messages_each` (migration 0009). Both
+    give the same outcomes and rows for the same history; the careful one must be used
+    only when needed."""
+
+    async def run(
+        function: str, conv_a: str, conv_b: str, member_a: str, member_b: str
+    ) -> tuple[object, ...]:
+        batches = [
+            [(conv_a, member_a, "x1"), (conv_b, member_b, "y1"), (conv_a, member_a, "x2")],
+            [(conv_a, member_a, "x1"), (conv_a, member_a, "x3"), (conv_a, member_a, "x3")],
+            [(conv_b, member_b, "y2"), ("nope", member_b, "z"), (conv_b, member_a, "w")],
+        ]
+        # Pending (not yet reported) call counts of this backend, so read as a difference.
+        calls = (
+            "SELECT coalesce(sum(calls), 0)::int FROM pg_stat_xact_user_functions"
+            " WHERE funcname = 'append_messages_each'"
+        )
+        outcomes, careful_calls = [], []
+        async with db.acquire() as conn:
+            for batch in batches:
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL track_functions = 'pl'")
+                    before = await conn.fetchval(calls)
+                    rows = await conn.fetch(
+                        f"SELECT i, outcome, seq FROM {function}($1, $2, $3, $4, $5, $6)",
+                        [c for c, _, _ in batch],
+                        [m for _, m, _ in batch],
+                        ["member"] * len(batch),
+                        ["Sam"] * len(batch),
+                        [x for _, _, x in batch],
+                        ["body " + x for _, _, x in batch],
+                    )
+                    careful_calls.append(await conn.fetchval(calls) - before)
+                outcomes.append(sorted((r["i"], r["outcome"], r["seq"]) for r in rows))
+        stored = [
+            [(m.seq, m.client_msg_id) for m in await conversations.messages_after(db, conv, 0)]
+            for conv in (conv_a, conv_b)
+        ]
+        return outcomes, stored, careful_calls
+
+    a1, b1 = await _conversation(db, "ma1", "sa1"), await _conversation(db, "mb1", "sb1")
+    a2, b2 = await _conversation(db, "ma2", "sa2"), await _conversation(db, "mb2", "sb2")
+    fast = await run("append_messages", a1.id, b1.id, a1.member_id, b1.member_id)
+    careful = await run("append_messages_each", a2.id, b2.id, a2.member_id, b2.member_id)
+    assert (
+        fast[0]
+        == careful[0]
+        == [
+            [(1, "stored", 1), (2, "stored", 1), (3, "stored", 2)],
+            [(1, "duplicate", 1), (2, "stored", 3), (3, "duplicate", 3)],
+            [(1, "stored", 2), (2, "not_found", 0), (3, "forbidden", 0)],
+        ]
+    )
+    assert fast[1] == careful[1] == [[(1, "x1"), (2, "x2"), (3, "x3")], [(1, "y1"), (2, "y2")]]
+    assert fast[2] == [0, 1, 1], "a clean batch never needs the careful path"
+
+
 async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on_a_fresh_one(
     db: Pool,
 ) -> None:
