@@ -8,6 +8,8 @@ logged here and becomes `internal` for the client, and the socket stays open.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -93,18 +95,25 @@ async def handle(services: Services, session: Session, text: str) -> None:
             )
         )
         return
+    if session.sending and kind is not f.Send:
+        # Whatever this frame does comes after the socket's earlier sends (see on_send).
+        await asyncio.wait(set(session.sending))
     try:
         await handler(services, session, frame)
-    except Refuse as refusal:
-        session.push_frame(error(refusal.code, refusal.message, frame.ref))
-    except STORAGE_DOWN_OR_RACE as exc:
-        log.warning("%s unavailable: %s", kind.__struct_config__.tag, type(exc).__name__)
-        session.push_frame(
-            error(ErrorCode.UNAVAILABLE, "storage unavailable; nothing was stored, retry", frame.ref)
-        )
-    except Exception:
-        log.exception("handler for %s failed", kind.__struct_config__.tag)
-        session.push_frame(error(ErrorCode.INTERNAL, "something went wrong on our side; retry", frame.ref))
+    except Exception as exc:
+        session.push_frame(_failure(kind, exc, frame.ref))
+
+
+def _failure(kind: type[f.Frame], exc: Exception, ref: str | None) -> f.Error:
+    """The `error` reply for a handler that raised."""
+    if isinstance(exc, Refuse):
+        return error(exc.code, exc.message, ref)
+    tag = kind.__struct_config__.tag
+    if isinstance(exc, STORAGE_DOWN_OR_RACE):
+        log.warning("%s unavailable: %s", tag, type(exc).__name__)
+        return error(ErrorCode.UNAVAILABLE, "storage unavailable; nothing was stored, retry", ref)
+    log.error("handler for %s failed", tag, exc_info=exc)
+    return error(ErrorCode.INTERNAL, "something went wrong on our side; retry", ref)
 
 
 async def backfill(
@@ -143,7 +152,7 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     position, wait = await welcome.position_of(services, request)
     reply = f.Queued(request_id=request.id, position=position, estimated_wait_s=wait, ref=frame.ref)
     session.push_frame(reply)
-    await services.hub.to_user(
+    services.hub.to_user(
         session.user_id,
         f.QueueUpdate(request_id=request.id, position=position, estimated_wait_s=wait),
         skip=session,
@@ -157,9 +166,9 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
     if revoked is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no open request of yours with that id")
     session.push_frame(f.Cancelled(request_id=frame.request_id, ref=frame.ref))
-    await services.hub.to_user(session.user_id, f.Cancelled(request_id=frame.request_id), skip=session)
+    services.hub.to_user(session.user_id, f.Cancelled(request_id=frame.request_id), skip=session)
     for offer in revoked:
-        await services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
     await services.poke_matchmaker()
 
 
@@ -183,7 +192,7 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
     if profile is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no profile")
     session.push_frame(f.AvailabilityChanged(status=frame.status, ref=frame.ref))
-    await services.hub.to_user(session.user_id, f.AvailabilityChanged(status=frame.status), skip=session)
+    services.hub.to_user(session.user_id, f.AvailabilityChanged(status=frame.status), skip=session)
     await services.poke_matchmaker()
 
 
@@ -221,11 +230,11 @@ async def _started(
     # The direct reply carries the ref; the fan-out (other devices, the member) does not.
     session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
     for user in (conv.specialist_id, conv.member_id):
-        await services.hub.to_user(
+        services.hub.to_user(
             user, started, conversation_id=conv.id, starts_conversation=True, skip=session
         )
     for offer in result.revoked:
-        await services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
+        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
     await services.poke_matchmaker()
 
 
@@ -267,14 +276,25 @@ async def _participant(services: Services, session: Session, conversation_id: st
     return pair
 
 
+# A socket's sends are pipelined: each goes to the group commit and the reader goes on to
+# the next frame; the ack and the fan-out follow when its batch commits (`_stored`, called
+# in the order the sends arrived). Any other frame first waits for the socket's sends to
+# settle, so `send` then `end` still stores the message before the conversation ends.
+# A socket has at most SENDS_IN_FLIGHT uncommitted; the next waits for the oldest.
+SENDS_IN_FLIGHT = 32
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
 @handles(f.Send, "member", "specialist")
 async def on_send(services: Services, session: Session, frame: f.Send) -> None:
     if len(frame.body) > services.settings.max_body_chars:
         raise Refuse(ErrorCode.TOO_LARGE, f"a message may hold {services.settings.max_body_chars} characters")
     if not frame.body.strip():
         raise Refuse(ErrorCode.BAD_FRAME, "an empty message")
-    started = time.perf_counter()
-    outcome, seq, sent_at = await services.appender.append(
+    pair = await _participant(services, session, frame.conversation_id)
+    if len(session.sending) >= SENDS_IN_FLIGHT:
+        await asyncio.wait(set(session.sending), return_when=asyncio.FIRST_COMPLETED)
+    done = services.appender.submit(
         conversation_id=frame.conversation_id,
         sender_id=session.user_id,
         sender_role=session.role,
@@ -282,71 +302,100 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
         client_msg_id=frame.client_msg_id,
         body=frame.body,
     )
-    if outcome is Appended.NOT_FOUND:
-        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
-    if outcome is Appended.FORBIDDEN:
-        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
-    if outcome is Appended.ENDED:
-        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
-    METRICS.store_seconds.observe(time.perf_counter() - started)
-    # Committed: now, and only now, the ack.
-    ack = Outbound(
-        encode(
-            f.Ack(
-                conversation_id=frame.conversation_id,
-                client_msg_id=frame.client_msg_id,
-                seq=seq,
-                ref=frame.ref,
+    session.sending.add(done)
+    done.add_done_callback(functools.partial(_stored, services, session, frame, pair, time.perf_counter()))
+
+
+def _stored(
+    services: Services,
+    session: Session,
+    frame: f.Send,
+    pair: tuple[str, str],
+    started: float,
+    done: asyncio.Future[tuple[Appended, int, datetime]],
+) -> None:
+    """A send's batch committed (or failed): the ack, then the fan-out; or the error."""
+    session.sending.discard(done)
+    if done.cancelled():
+        return
+    try:
+        outcome, seq, sent_at = done.result()
+        if outcome is Appended.NOT_FOUND:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        if outcome is Appended.FORBIDDEN:
+            raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+        if outcome is Appended.ENDED:
+            raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
+        METRICS.store_seconds.observe(time.perf_counter() - started)
+        # Committed: now, and only now, the ack.
+        ack = Outbound(
+            encode(
+                f.Ack(
+                    conversation_id=frame.conversation_id,
+                    client_msg_id=frame.client_msg_id,
+                    seq=seq,
+                    ref=frame.ref,
+                )
             )
         )
-    )
-    if outcome is Appended.DUPLICATE:
-        session.push(ack)
-        # The first copy's fan-out may have died with its process; receivers drop repeats by seq.
-        stored = await conversations.get_message(services.db, frame.conversation_id, seq)
-        if stored is None:
+        if outcome is Appended.DUPLICATE:
+            session.push(ack)
+            # The first copy's fan-out may have died with its process; receivers drop
+            # repeats by seq. Rare (a client's retry), so it may take a task.
+            task = asyncio.get_running_loop().create_task(_fan_out_stored(services, frame, pair, seq))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
             return
-        message = views.message(stored)
-    else:
         METRICS.messages_stored.inc()
-        message = f.Message(
-            conversation_id=frame.conversation_id,
-            seq=seq,
-            sender=f.Sender(role=session.role, name=session.name),
-            body=frame.body,
-            client_msg_id=frame.client_msg_id,
-            sent_at=iso(sent_at),
+        data = encode(
+            f.Message(
+                conversation_id=frame.conversation_id,
+                seq=seq,
+                sender=f.Sender(role=session.role, name=session.name),
+                body=frame.body,
+                client_msg_id=frame.client_msg_id,
+                sent_at=iso(sent_at),
+            )
         )
-    data = encode(message)
-    skip = None
-    if outcome is not Appended.DUPLICATE:
-        # The sending socket gets the ack and its own copy together (one write). The
-        # append checked that the sender is a participant.
+        # The sending socket gets the ack and its own copy together (one write).
         session.push(ack, Outbound(data, frame.conversation_id, seq))
-        skip = session
-    member_id, specialist_id = await _participant(services, session, frame.conversation_id)
-    for user in (member_id, specialist_id):
-        await services.hub.to_user(
-            user,
-            data,
-            conversation_id=frame.conversation_id,
-            seq=seq,
-            skip=skip if user == session.user_id else None,
-        )
+        for user in pair:
+            services.hub.to_user(
+                user,
+                data,
+                conversation_id=frame.conversation_id,
+                seq=seq,
+                skip=session if user == session.user_id else None,
+            )
+    except Exception as exc:
+        session.push_frame(_failure(f.Send, exc, frame.ref))
+
+
+async def _fan_out_stored(services: Services, frame: f.Send, pair: tuple[str, str], seq: int) -> None:
+    try:
+        stored = await conversations.get_message(services.db, frame.conversation_id, seq)
+    except Exception as exc:
+        log.warning("re-sending a repeated message failed: %s", type(exc).__name__)
+        return
+    if stored is None:
+        return
+    data = encode(views.message(stored))
+    for user in pair:
+        services.hub.to_user(user, data, conversation_id=frame.conversation_id, seq=seq)
 
 
 @handles(f.Typing, "member", "specialist")
 async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
     pair = await _participant(services, session, frame.conversation_id)
     peer = pair[1] if session.user_id == pair[0] else pair[0]
-    await services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
+    services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
 
 
 @handles(f.Read, "member", "specialist")
 async def on_read(services: Services, session: Session, frame: f.Read) -> None:
     pair = await _participant(services, session, frame.conversation_id)
     peer = pair[1] if session.user_id == pair[0] else pair[0]
-    await services.hub.to_user(
+    services.hub.to_user(
         peer, f.PeerRead(conversation_id=frame.conversation_id, seq=frame.seq, role=session.role)
     )
 
@@ -406,7 +455,7 @@ async def end_conversation(
     if asked is not None:
         asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
     for user in (ended.member_id, ended.specialist_id):
-        await services.hub.to_user(
+        services.hub.to_user(
             user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
         )
     await services.poke_matchmaker()
@@ -464,7 +513,7 @@ async def _tell_peers(
         for conv in mine:
             if conv.state == "active":
                 peer = conv.peer_of(session.user_id)
-                await services.hub.to_user(
+                services.hub.to_user(
                     peer,
                     f.PeerStatus(conversation_id=conv.id, status=status),
                 )

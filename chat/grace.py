@@ -85,7 +85,7 @@ class ReconnectGrace:
             if newly:
                 # Nobody saw this specialist leave (their process died); tell the members now.
                 for conversation_id, member_id in by_specialist[sid]:
-                    await self.s.hub.to_user(
+                    self.s.hub.to_user(
                         member_id, f.PeerStatus(conversation_id=conversation_id, status="reconnecting")
                     )
             if now - since < self.grace_s:
@@ -105,13 +105,13 @@ class ReconnectGrace:
         METRICS.peer_gone.inc()
         log.info("conversation %s ended: specialist did not return within the grace", conv.id[:8])
         hub = self.s.hub
-        await hub.to_user(conv.member_id, f.PeerStatus(conversation_id=conv.id, status="gone"))
+        hub.to_user(conv.member_id, f.PeerStatus(conversation_id=conv.id, status="gone"))
         ended = f.ConversationEnded(conversation_id=conv.id, by="system", reason="peer_gone")
         for user in (conv.member_id, conv.specialist_id):
-            await hub.to_user(user, ended, conversation_id=conv.id, ends_conversation=True)
+            hub.to_user(user, ended, conversation_id=conv.id, ends_conversation=True)
         if gone.request is not None:
             position, wait = await welcome.position_of(self.s, gone.request)
-            await hub.to_user(
+            hub.to_user(
                 conv.member_id,
                 f.QueueUpdate(request_id=gone.request.id, position=position, estimated_wait_s=wait),
             )

@@ -121,7 +121,7 @@ class Hub:
 
     # ------------------------------------------------------------------ delivery
 
-    async def to_user(
+    def to_user(
         self,
         user_id: str,
         frame: Frame | bytes,
@@ -132,14 +132,15 @@ class Hub:
         ends_conversation: bool = False,
         skip: Session | None = None,
     ) -> None:
-        """To every socket of the user, on every process. `skip`: a socket here that already
+        """To every socket of the user, on every process, without waiting: the sockets
+        here get it now, and the ring for the others is posted, not awaited (Redis's
+        answer matters only to the solo bookkeeping). `skip`: a socket here that already
         got its own copy (the direct reply, with its `ref`)."""
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(user_id, out, skip)
         ring = _header(self.origin, out) + data
         channel = user_channel(user_id)
-        # Not awaited: the caller's next step (the peer's copy, say) must not wait for Redis.
         if out.seq is None:
             self.bus.post(channel, ring)
         elif user_id in self._solo and self.bus.healthy:

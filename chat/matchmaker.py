@@ -213,7 +213,7 @@ class Matchmaker:
             await self._close_offer(expired.id, OfferOutcome.EXPIRED)
         for revoked in decisions.revoked:
             if await queue.revoke_offer(db, revoked.id):
-                await hub.to_user(
+                hub.to_user(
                     revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
                 )
         for decided in decisions.offers:
@@ -230,12 +230,12 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            await hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
+            hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
             if request is not None and estimate is not None:
-                await hub.to_user(
+                hub.to_user(
                     request.member_id,
                     f.QueueUpdate(
                         request_id=request_id,
@@ -247,7 +247,7 @@ class Matchmaker:
         for estimate in decisions.queue_updates:
             request = self._requests_by_id.get(estimate.request_id)
             if request is not None:
-                await hub.to_user(
+                hub.to_user(
                     request.member_id,
                     f.QueueUpdate(
                         request_id=estimate.request_id,
@@ -273,10 +273,10 @@ class Matchmaker:
         if closed is None:
             return
         offer, missed = closed
-        await self.s.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="expired"))
+        self.s.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="expired"))
         tired = missed >= self.config.missed_offers_before_away
         if tired and await profiles.set_status(self.s.db, offer.specialist_id, "away"):
-            await self.s.hub.to_user(
+            self.s.hub.to_user(
                 offer.specialist_id, f.AvailabilityChanged(status="away", reason="missed_offers")
             )
 

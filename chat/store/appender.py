@@ -65,13 +65,34 @@ class Appender:
         body: str,
     ) -> tuple[Appended, int, datetime]:
         """Like `conversations.append`, batched with whatever else is being sent."""
+        return await self.submit(
+            conversation_id=conversation_id,
+            sender_id=sender_id,
+            sender_role=sender_role,
+            sender_name=sender_name,
+            client_msg_id=client_msg_id,
+            body=body,
+        )
+
+    def submit(
+        self,
+        *,
+        conversation_id: str,
+        sender_id: str,
+        sender_role: str,
+        sender_name: str,
+        client_msg_id: str,
+        body: str,
+    ) -> asyncio.Future[tuple[Appended, int, datetime]]:
+        """`append` without waiting: the future resolves when the batch has committed.
+        Futures resolve in the order they were submitted."""
         done: asyncio.Future[tuple[Appended, int, datetime]] = asyncio.get_running_loop().create_future()
         self._queue.append(
             _Item(conversation_id, sender_id, sender_role, sender_name, client_msg_id, body, done)
         )
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name="message-appender")
-        return await done
+        return done
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -155,7 +176,10 @@ class Appender:
                     if not item.done.done():
                         item.done.set_result(result)
             return
-        for row in rows:
-            item = batch[row["i"] - 1]
+        # In the batch's order (PostgreSQL returns the careful path's rows by conversation):
+        # a socket's acks and a conversation's fan-out follow the order of the sends.
+        outcomes = {row["i"]: row for row in rows}
+        for i, item in enumerate(batch, 1):
+            row = outcomes[i]
             if not item.done.done():
                 item.done.set_result((Appended(row["outcome"]), row["seq"], row["sent_at"]))

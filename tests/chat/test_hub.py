@@ -65,13 +65,13 @@ async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hu
     laptop, laptop_wire = await _socket(b, "u1")
     tablet, tablet_wire = await _socket(a, "u1")
     _, other_wire = await _socket(b, "u2")
-    await a.to_user("u1", Error(code="x", message="hello"))
+    a.to_user("u1", Error(code="x", message="hello"))
     await settle()
     for wire in (phone_wire, laptop_wire, tablet_wire):
         assert _errors(wire) == ["hello"]
     assert other_wire.sent == []
     # `skip` leaves out the one socket that already got its direct reply.
-    await b.to_user("u1", Error(code="x", message="fan-out"), skip=laptop)
+    b.to_user("u1", Error(code="x", message="fan-out"), skip=laptop)
     await settle()
     assert _errors(laptop_wire) == ["hello"]
     assert _errors(phone_wire) == _errors(tablet_wire) == ["hello", "fan-out"]
@@ -83,10 +83,10 @@ async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -
     a, b = hubs
     here, here_wire = await _socket(a, "u1")
     there, there_wire = await _socket(b, "u1")
-    await a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
-        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
-    await a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # a repeat
+        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+    a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # a repeat
     await settle()
     assert here_wire.seqs() == there_wire.seqs() == [1, 2, 3]
     assert here.seen == there.seen == {CONV: 3}
@@ -153,11 +153,11 @@ async def test_after_a_bus_outage_every_socket_catches_up_from_the_store(
     a, b = hubs
     session, wire = await _socket(b, "u1")
     wire.stored[CONV] = [1, 2]
-    await b.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
-    await b.to_user("u1", message(1).data, conversation_id=CONV, seq=1)
+    b.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    b.to_user("u1", message(1).data, conversation_id=CONV, seq=1)
     exchange.up = False
     wire.stored[CONV] += [3, 4]
-    await a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)  # lost: the bus is down
+    a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)  # lost: the bus is down
     await settle()
     assert wire.seqs() == [1]
     exchange.up = True
@@ -174,7 +174,7 @@ async def test_a_slow_socket_does_not_hold_up_the_others(hubs: tuple[Hub, Hub]) 
     fast, fast_wire = await _socket(a, "u1", max_queue=50)
     slow_wire.gate.clear()
     for seq in range(1, 41):
-        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
     await settle()
     assert fast_wire.seqs() == list(range(1, 41))
     assert slow_wire.closes == [(CloseCode.SLOW_CONSUMER, "slow consumer")]
@@ -198,7 +198,7 @@ async def test_fan_out_before_start_follows_the_welcome(hubs: tuple[Hub, Hub]) -
         max_queue=50,
     )
     await a.attach(session)
-    await b.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # rings in early
+    b.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # rings in early
     session.push_frame(Error(code="x", message="welcome"))
     session.seen[CONV] = 1  # the welcome said last_seq 1
     session.start()
@@ -215,9 +215,9 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     this process, message rings for that user are skipped; other frames still ring."""
     a, _ = hubs
     session, wire = await _socket(a, "u1")
-    await a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
-        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
     await settle()
     assert wire.seqs() == [1, 2, 3], "the local socket gets everything"
     assert a.rings_skipped == 2, "the first ring taught it; the next two were skipped"
@@ -227,8 +227,8 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     heard: list[bytes] = []
     await eavesdrop.start(lambda _channel, data: heard.append(data), _nothing)
     await eavesdrop.subscribe(user_channel("u1"))
-    await a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
-    await a.to_user("u1", Error(code="x", message="not a message"))
+    a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
+    a.to_user("u1", Error(code="x", message="not a message"))
     assert len(heard) == 1 and b"not a message" in heard[0]
     await session.stop()
 
@@ -240,9 +240,9 @@ async def _nothing() -> None:
 async def test_a_newcomer_gets_what_was_skipped_and_everything_after(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
     here, here_wire = await _socket(a, "u1")
-    await a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
-        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
     assert a.rings_skipped == 2
     # A second device on the other process; its state read (the welcome) saw seq 1 only.
     wire = Wire()
@@ -250,7 +250,7 @@ async def test_a_newcomer_gets_what_was_skipped_and_everything_after(hubs: tuple
     there.seen[CONV] = 1
     await b.attach(there)  # subscribes, then rings the join: a re-sends 2 and 3
     there.start()
-    await a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
+    a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
     await settle()
     assert wire.seqs() == [2, 3, 4]
     assert wire.backfills == [], "nothing had to be read from the store"
@@ -266,7 +266,7 @@ async def test_a_bus_reconnect_ends_solo_and_resends_what_was_skipped(
     a, _ = hubs
     session, _ = await _socket(a, "u1")
     for seq in (1, 2):
-        await a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
     assert a.rings_skipped == 1
     # Someone subscribed while a's connection was down and its join was lost.
     late = MemoryBus(exchange)
@@ -276,7 +276,7 @@ async def test_a_bus_reconnect_ends_solo_and_resends_what_was_skipped(
     a.bus_reconnected()
     assert any(b'"seq": 2' in ring for ring in heard), "the skipped ring was sent after all"
     assert any(ring.endswith(b"|J\n") for ring in heard), "and a joined again"
-    await a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
+    a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
     assert any(b'"seq": 3' in ring for ring in heard)
     assert a.rings_skipped == 1
     await session.stop()
@@ -307,14 +307,14 @@ async def test_a_reply_counted_before_a_change_teaches_nothing(exchange: MemoryE
     a = Hub(bus)
     await bus.start(a.on_bus, _nothing)
     first, _ = await _socket(a, "u1")
-    await a.to_user("u1", message(1).data, conversation_id=CONV, seq=1)  # reply held
+    a.to_user("u1", message(1).data, conversation_id=CONV, seq=1)  # reply held
     await a.detach(first)
     second, _ = await _socket(a, "u1")
     bus.release()  # the stale "1 receiver" arrives now
-    await a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)
+    a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)
     assert a.rings_skipped == 0, "the stale count was ignored"
     bus.release()  # a fresh count: now it may learn
-    await a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
+    a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
     assert a.rings_skipped == 1
     for s in (first, second):
         await s.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -203,3 +204,78 @@ async def test_resuming_a_conversation_that_ended_meanwhile_says_it_ended(live: 
     assert not again.drain("message")
     saved = await again.call({"type": "feedback", "conversation_id": conv, "rating": 4}, "feedback_saved")
     assert saved["type"] == "feedback_saved"
+
+
+def _commits(metrics_text: str) -> float:
+    name = "peerchat_message_commit_batch_size_count"
+    line = next(x for x in metrics_text.splitlines() if x.startswith(name))
+    return float(line.split()[1])
+
+
+async def test_a_burst_of_sends_shares_commits_and_an_end_behind_it_waits_for_them(
+    live: LiveService, database_url: str
+) -> None:
+    """A socket's sends are pipelined into the group commit (chat/dispatch.py, on_send):
+    30 sent back to back take a few commits, not one each, and keep their order; an `end`
+    sent right behind them ends the conversation only after all 30 are stored."""
+    (member,), specialist, conv = await _matched(live)
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        before = _commits((await http.get("/metrics")).text)
+        for i in range(30):
+            await member.send(
+                {"type": "send", "conversation_id": conv, "client_msg_id": f"b{i}", "body": f"burst {i}"}
+            )
+        await member.send({"type": "end", "conversation_id": conv})
+        await member.expect("conversation_ended")  # the acks must have come before it
+        after = _commits((await http.get("/metrics")).text)
+    kinds = [f["type"] for f in member.inbox]
+    assert kinds.count("ack") == 30, kinds
+    acks = member.drain("ack")
+    assert [a["client_msg_id"] for a in acks] == [f"b{i}" for i in range(30)]
+    assert [a["seq"] for a in acks] == list(range(1, 31))
+    assert after - before <= 10, f"{after - before:.0f} commits for 30 sends: they were not pipelined"
+    got = [await specialist.expect("message") for _ in range(30)]
+    assert [m["seq"] for m in got] == list(range(1, 31))
+    assert (await specialist.expect("conversation_ended"))["conversation_id"] == conv
+    db = await asyncpg.connect(database_url)
+    try:
+        stored = await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv)
+        state = await db.fetchval("SELECT state FROM conversations WHERE id = $1", conv)
+    finally:
+        await db.close()
+    assert (stored, state) == (30, "ended")
+
+
+def _batches_within(metrics_text: str, bound: str) -> tuple[float, float]:
+    """(batches of at most `bound` messages, all batches) from the commit-size histogram."""
+    prefix = "peerchat_message_commit_batch_size"
+    lines = metrics_text.splitlines()
+    within = next(x for x in lines if x.startswith(f'{prefix}_bucket{{le="{bound}"}}'))
+    return float(within.split()[1]), _commits(metrics_text)
+
+
+async def test_a_socket_has_at_most_32_sends_waiting_for_storage(
+    live: LiveService, database_url: str
+) -> None:
+    """While PostgreSQL is stuck (here: the conversation's row held locked), a socket's
+    sends stop being read after SENDS_IN_FLIGHT, so what one client can make the process
+    hold stays bounded; when storage moves again, every one is stored, in order."""
+    (member,), _specialist, conv = await _matched(live)
+    db = await asyncpg.connect(database_url)
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        before = _batches_within((await http.get("/metrics")).text, "32.0")
+        lock = db.transaction()
+        await lock.start()
+        await db.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conv)
+        for i in range(40):
+            await member.send(
+                {"type": "send", "conversation_id": conv, "client_msg_id": f"c{i}", "body": f"stuck {i}"}
+            )
+        await asyncio.sleep(0.5)  # every send the server will take has been read by now
+        await lock.rollback()
+        acks = [await member.expect("ack") for _ in range(40)]
+        after = _batches_within((await http.get("/metrics")).text, "32.0")
+    await db.close()
+    assert [(a["client_msg_id"], a["seq"]) for a in acks] == [(f"c{i}", i + 1) for i in range(40)]
+    assert after[1] - before[1] >= 2
+    assert after[0] - before[0] == after[1] - before[1], "a batch held more than 32 of one socket's sends"
