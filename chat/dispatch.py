@@ -230,9 +230,7 @@ async def _started(
     # The direct reply carries the ref; the fan-out (other devices, the member) does not.
     session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
     for user in (conv.specialist_id, conv.member_id):
-        services.hub.to_user(
-            user, started, conversation_id=conv.id, starts_conversation=True, skip=session
-        )
+        services.hub.to_user(user, started, conversation_id=conv.id, starts_conversation=True, skip=session)
     for offer in result.revoked:
         services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
     await services.poke_matchmaker()
@@ -455,9 +453,7 @@ async def end_conversation(
     if asked is not None:
         asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
     for user in (ended.member_id, ended.specialist_id):
-        services.hub.to_user(
-            user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
-        )
+        services.hub.to_user(user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked)
     await services.poke_matchmaker()
     return ended
 

@@ -213,9 +213,7 @@ class Matchmaker:
             await self._close_offer(expired.id, OfferOutcome.EXPIRED)
         for revoked in decisions.revoked:
             if await queue.revoke_offer(db, revoked.id):
-                hub.to_user(
-                    revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
-                )
+                hub.to_user(revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn"))
         for decided in decisions.offers:
             request = self._requests_by_id.get(decided.request_id)
             made = None
