@@ -158,9 +158,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await services.matchmaker.stop()
+        # Sends still being committed ring their fan-out when they commit: the bus must
+        # still be there.
+        await services.appender.close()
         await bus.close()
         await client.aclose()
-        await services.appender.close()
         await db.close()
 
 
