@@ -60,6 +60,7 @@ def error(code: ErrorCode, message: str, ref: str | None) -> f.Error:
     return f.Error(code=code.value, message=message, ref=ref)
 
 
+_FRAMES_IN_SEND = METRICS.frames_in.labels("send")
 Handler = Callable[[Services, Session, Any], Awaitable[None]]
 # Which role may send which frame; anything else is `forbidden`.
 _ROLES: dict[type[f.Frame], frozenset[str]] = {}
@@ -80,6 +81,10 @@ async def handle(services: Services, session: Session, text: str) -> None:
     if isinstance(frame, FrameError):
         session.push_frame(error(frame.code, frame.message, frame.ref))
         return
+    await handle_frame(services, session, frame)
+
+
+async def handle_frame(services: Services, session: Session, frame: f.ClientFrame) -> None:
     kind = type(frame)
     METRICS.frames_in.labels(kind.__struct_config__.tag).inc()
     handler = _HANDLERS.get(kind)
@@ -292,6 +297,30 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
     pair = await _participant(services, session, frame.conversation_id)
     if len(session.sending) >= SENDS_IN_FLIGHT:
         await asyncio.wait(set(session.sending), return_when=asyncio.FIRST_COMPLETED)
+    _submit(services, session, frame, pair)
+
+
+def send_now(services: Services, session: Session, frame: f.Send, admit: Callable[[], bool]) -> bool:
+    """`on_send` without a task, for a `send` read while the socket's reader was idle
+    (chat/gateway.py): True if the message went to the group commit, False (and nothing
+    done) if anything needs the reader: a refusal to explain, a conversation not in the
+    cache, a full pipeline, or `admit` (the flood guard) saying no."""
+    if session.role not in _ROLES[f.Send]:
+        return False
+    body = frame.body
+    if len(body) > services.settings.max_body_chars or not body.strip():
+        return False
+    pair = services.participants.get(frame.conversation_id)
+    if pair is None or session.user_id not in pair or len(session.sending) >= SENDS_IN_FLIGHT:
+        return False
+    if not admit():
+        return False
+    _FRAMES_IN_SEND.inc()
+    _submit(services, session, frame, pair)
+    return True
+
+
+def _submit(services: Services, session: Session, frame: f.Send, pair: tuple[str, str]) -> None:
     done = services.appender.submit(
         conversation_id=frame.conversation_id,
         sender_id=session.user_id,

@@ -29,7 +29,7 @@ from chat.tokens import TokenRejected, verify
 from chat.wsproto import EXTENSION, DirectWebSocketProtocol
 from protocol.codec import FrameError, decode_client
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Hello, Role
+from protocol.frames import Hello, Role, Send
 
 log = logging.getLogger("peerchat.gateway")
 
@@ -52,6 +52,16 @@ class FloodGuard:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._times: deque[float] = deque()
+
+    def admits(self, now: float) -> bool:
+        """Whether `check` would say "ok"; the frame is counted only if so."""
+        times = self._times
+        while times and times[0] <= now - 10:
+            times.popleft()
+        if len(times) >= self.limit:
+            return False
+        times.append(now)
+        return True
 
     def check(self, now: float) -> str:
         times = self._times
@@ -154,8 +164,33 @@ async def _serve(
             await services.poke_matchmaker()
         await dispatch.peer_connected(services, session)
         guard = FloodGuard(settings.rate_limit_per_10s)
+        reader_idle = False
+
+        def admit() -> bool:
+            return guard.admits(time.monotonic())
+
+        def on_text(text: str) -> bool:
+            """A text frame that arrived while the reader below waits with nothing queued.
+            A `send` that needs nothing awaited is handled here and now, without waking
+            the reader's task (dispatch.send_now); anything else goes to the reader. Order
+            holds: the reader is idle, so every earlier frame has been handled."""
+            if not reader_idle or closing.is_set() or len(text) > settings.max_frame_bytes:
+                return False
+            frame = decode_client(text)
+            if type(frame) is not Send:
+                return False
+            try:
+                return dispatch.send_now(services, session, frame, admit)
+            except Exception:
+                log.exception("direct send failed; the reader takes the frame")
+                return False
+
+        if direct is not None:
+            direct.on_text = on_text
         while not closing.is_set():
+            reader_idle = True
             message = await receive()
+            reader_idle = False
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
@@ -179,6 +214,8 @@ async def _serve(
                 continue
             await dispatch.handle(services, session, text)
     finally:
+        if direct is not None:
+            direct.on_text = None
         await services.hub.detach(session)
         await session.stop()
         with contextlib.suppress(Exception):

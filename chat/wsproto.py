@@ -1,4 +1,4 @@
-"""uvicorn's websockets (sans-I/O) protocol with two changes for the hot path.
+"""uvicorn's websockets (sans-I/O) protocol with three changes for the hot path.
 
 1. **Direct sends.** Every outgoing frame through ASGI costs a chain of coroutines
    (Starlette's WebSocket and middleware wrappers, then uvicorn's `send`) and, because
@@ -18,15 +18,20 @@
    never pauses at all. What a client can make the process hold is bounded as upstream:
    by what one read of the socket can carry (the frames already in it are queued before
    the pause takes effect, as upstream does), plus READ_AHEAD messages of at most 64 KiB.
+3. **Direct reads.** A text frame that finds nothing queued ahead of it is first offered
+   to `on_text`, which the application may set (chat/gateway.py does, for a `send` while
+   its reader is idle): handled there, it costs no queue and no wake-up of the
+   application's task.
 
 uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
-both behaviours against a real server. Servers without the extension (Starlette's
+these behaviours against a real server. Servers without the extension (Starlette's
 TestClient, another ASGI server) get the plain ASGI path: the gateway checks for it.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -39,6 +44,10 @@ _HEAD64 = struct.Struct("!BBQ")
 
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
+    # Offered a text frame before it is queued for the application, when nothing is
+    # queued ahead of it; True means it was handled and is not queued.
+    on_text: Callable[[str], bool] | None = None
+
     def send_now(self, frames: list[bytes]) -> bool:
         """Write text frames (UTF-8) now, in one write; False, with nothing written, if
         they must wait or cannot go."""
@@ -82,12 +91,15 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if self.curr_msg_data_type == "text":
             try:
-                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
+                text = data.decode()
             except UnicodeDecodeError:
                 self.logger.info("invalid UTF-8 in a text frame; closing with 1007")
                 self.conn.send_close(1007)
                 self.handle_parser_exception()
                 return
+            if self.on_text is not None and self.queue.empty() and self.on_text(text):
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
         else:
             self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
         if not self.read_paused and self.queue.qsize() >= READ_AHEAD:

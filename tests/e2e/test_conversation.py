@@ -279,3 +279,26 @@ async def test_a_socket_has_at_most_32_sends_waiting_for_storage(
     assert [(a["client_msg_id"], a["seq"]) for a in acks] == [(f"c{i}", i + 1) for i in range(40)]
     assert after[1] - before[1] >= 2
     assert after[0] - before[0] == after[1] - before[1], "a batch held more than 32 of one socket's sends"
+
+
+async def test_a_send_right_behind_an_end_is_refused_not_stored(live: LiveService, database_url: str) -> None:
+    """Sends are handled as they are read when the socket's reader is idle (gateway.py,
+    on_text); one that arrives while an `end` is being handled waits for it, so it is
+    refused as `invalid_state`, never stored after the end."""
+    (member,), specialist, conv = await _matched(live)
+    first = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "before", "body": "hi"}, "ack"
+    )
+    assert first["seq"] == 1
+    await member.send({"type": "end", "conversation_id": conv})
+    late = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "after", "body": "bye"}, "ack"
+    )
+    assert late["type"] == "error" and late["code"] == "invalid_state", late
+    db = await asyncpg.connect(database_url)
+    try:
+        stored = await db.fetch("SELECT client_msg_id FROM messages WHERE conversation_id = $1", conv)
+    finally:
+        await db.close()
+    assert [r["client_msg_id"] for r in stored] == ["before"]
+    assert (await specialist.expect("conversation_ended"))["conversation_id"] == conv

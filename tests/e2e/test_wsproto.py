@@ -183,3 +183,37 @@ async def test_reading_pauses_only_once_frames_wait_unread(stage: tuple[Stage, i
         assert await asyncio.wait_for(client.recv(), 5) == '"read all"'
         assert read == ["one", *[str(i) for i in range(19)]]
         assert not protocol.read_paused
+
+
+async def test_on_text_takes_frames_only_when_nothing_is_queued_ahead(stage: tuple[Stage, int]) -> None:
+    """A frame `on_text` accepts is not queued; one it declines is, and while anything is
+    queued, later frames are not offered (they would overtake it)."""
+    st, port = stage
+    st.protocol = asyncio.get_running_loop().create_future()
+    offered: list[str] = []
+    may_read = asyncio.Event()
+    read: list[str] = []
+
+    def on_text(text: str) -> bool:
+        offered.append(text)
+        return text.startswith("take")
+
+    async def handler(direct: DirectWebSocketProtocol, receive: Callable[[], Awaitable[Any]]) -> None:
+        direct.on_text = on_text
+        direct.send_now([b'"ready"'])
+        await may_read.wait()
+        while len(read) < 3:
+            read.append((await receive())["text"])
+        direct.send_now([b'"read"'])
+        await receive()
+
+    st.handler = handler
+    async with connect(f"ws://127.0.0.1:{port}/ws") as client:
+        assert await client.recv() == '"ready"'
+        for text in ("take 1", "keep 1", "take 2", "keep 2", "take 3"):
+            await client.send(text)
+        await asyncio.sleep(0.2)
+        may_read.set()
+        assert await asyncio.wait_for(client.recv(), 5) == '"read"'
+    assert offered == ["take 1", "keep 1"], "nothing is offered while a frame waits unread"
+    assert read == ["keep 1", "take 2", "keep 2"]
