@@ -54,7 +54,16 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> async
 
 def iso(ts: datetime) -> str:
     """ISO 8601 UTC with a Z, as the protocol promises."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    global _last_iso
+    last_ts, last_text = _last_iso
+    if ts == last_ts:  # a batch's messages share one stamp (migration 0009)
+        return last_text
+    text = ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _last_iso = (ts, text)
+    return text
+
+
+_last_iso: tuple[datetime | None, str] = (None, "")
 
 
 class FromRow:

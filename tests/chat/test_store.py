@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -441,3 +441,18 @@ async def test_audit_log(db: Pool) -> None:
             conversation_id=None,
             reason=" ",
         )
+
+
+def test_iso_is_utc_with_a_z_whatever_came_before() -> None:
+    """`iso` keeps its last answer (a batch shares one stamp); a different stamp, or the
+    same instant in another zone, must not get a stale or wrongly zoned answer."""
+    a = datetime(2026, 11, 27, 14, 0, 0, 123456, tzinfo=UTC)
+    b = a + timedelta(milliseconds=1)
+    same_as_b = b.astimezone(timezone(timedelta(hours=2)))
+    assert [iso(a), iso(a), iso(b), iso(same_as_b), iso(a)] == [
+        "2026-11-27T14:00:00.123Z",
+        "2026-11-27T14:00:00.123Z",
+        "2026-11-27T14:00:00.124Z",
+        "2026-11-27T14:00:00.124Z",
+        "2026-11-27T14:00:00.123Z",
+    ]
