@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chat import config, http_api, views, welcome
+from chat import config, dispatch, http_api, views, welcome
 from chat.bus_redis import RedisBus
 from chat.gateway import websocket_endpoint
 from chat.grace import ReconnectGrace
@@ -161,6 +161,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Sends still being committed ring their fan-out when they commit: the bus must
         # still be there.
         await services.appender.close()
+        await dispatch.settle()
         await bus.close()
         await client.aclose()
         await db.close()

@@ -117,8 +117,19 @@ def _failure(kind: type[f.Frame], exc: Exception, ref: str | None) -> f.Error:
     if isinstance(exc, STORAGE_DOWN_OR_RACE):
         log.warning("%s unavailable: %s", tag, type(exc).__name__)
         return error(ErrorCode.UNAVAILABLE, "storage unavailable; nothing was stored, retry", ref)
-    log.error("handler for %s failed", tag, exc_info=exc)
+    if isinstance(exc, asyncpg.PostgresError):
+        # Its text can carry the row it refused (DETAIL: Failing row contains ...): a
+        # message body must never reach the log.
+        log.error("handler for %s failed: %s (SQLSTATE %s)", tag, type(exc).__name__, exc.sqlstate)
+    else:
+        log.error("handler for %s failed", tag, exc_info=exc)
     return error(ErrorCode.INTERNAL, "something went wrong on our side; retry", ref)
+
+
+async def settle() -> None:
+    """At shutdown, after the appender closed: let the re-sends of repeated messages finish."""
+    if _BACKGROUND:
+        await asyncio.wait(set(_BACKGROUND), timeout=5)
 
 
 async def backfill(
@@ -372,6 +383,9 @@ def _stored(
             task = asyncio.get_running_loop().create_task(_fan_out_stored(services, frame, pair, seq))
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
+            # The socket's next non-send frame (an `end`, say) waits for this too.
+            session.sending.add(task)
+            task.add_done_callback(session.sending.discard)
             return
         METRICS.messages_stored.inc()
         data = encode(

@@ -174,14 +174,14 @@ async def _serve(
             A `send` that needs nothing awaited is handled here and now, without waking
             the reader's task (dispatch.send_now); anything else goes to the reader. Order
             holds: the reader is idle, so every earlier frame has been handled."""
-            if not reader_idle or closing.is_set() or len(text) > settings.max_frame_bytes:
-                return False
-            frame = decode_client(text)
-            if type(frame) is not Send:
-                return False
             try:
+                if not reader_idle or closing.is_set() or len(text) > settings.max_frame_bytes:
+                    return False
+                frame = decode_client(text)
+                if type(frame) is not Send:
+                    return False
                 return dispatch.send_now(services, session, frame, admit)
-            except Exception:
+            except Exception:  # nothing may escape into the protocol's data_received
                 log.exception("direct send failed; the reader takes the frame")
                 return False
 

@@ -33,6 +33,14 @@ MAX_BATCH = 256
 # a core outweighs the added millisecond); 2 ms gave bigger batches but a worse p50/p99.
 # The first message after a quiet spell never waits.
 LINGER_S = 0.001
+# Under heavy load (the last batch held BUSY_BATCH or more) it is BUSY_LINGER times as
+# long. At 6,000-8,000 msgs/s over two processes a 3 ms linger took PostgreSQL from 51-57 %
+# to 28-45 % of a core and the web processes down a little too (fewer commits, fewer
+# wake-ups), CPU the whole machine is short of there, for two milliseconds on messages
+# whose p99 is tens of milliseconds of waiting for a core. At the goal load (batches of
+# ~5) the linger stays 1 ms: 2 and 3 ms there cost p50 and p99 (docs/performance.md).
+BUSY_BATCH = 10
+BUSY_LINGER = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,7 @@ class Appender:
         self._linger_s = linger_s
         self._queue: list[_Item] = []
         self._worker: asyncio.Task[None] | None = None
+        self._closed = False
         self.batches = 0  # for tests and metrics: how many round trips so far
 
     async def append(
@@ -87,6 +96,9 @@ class Appender:
         """`append` without waiting: the future resolves when the batch has committed.
         Futures resolve in the order they were submitted."""
         done: asyncio.Future[tuple[Appended, int, datetime]] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            done.set_exception(ConnectionError("shutting down: nothing was stored"))
+            return done
         self._queue.append(
             _Item(conversation_id, sender_id, sender_role, sender_name, client_msg_id, body, done)
         )
@@ -95,6 +107,8 @@ class Appender:
         return done
 
     async def close(self) -> None:
+        """Commit what was submitted; refuse anything later (the caller's `unavailable`)."""
+        self._closed = True
         if self._worker is not None:
             with contextlib.suppress(Exception):
                 await self._worker
@@ -105,27 +119,38 @@ class Appender:
         # per batch) happen once, not per batch. A failed batch hands the connection back
         # and the rest go on a fresh one. The queue is checked again after every release:
         # an `append` that came in meanwhile saw this task still running and started none.
-        while self._queue:
-            try:
-                conn = await self._db.acquire()
-            except Exception as exc:
-                self._fail(self._take(), exc)
-                continue
-            try:
-                first = True
-                while self._queue:
-                    if not first and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
-                        await asyncio.sleep(self._linger_s)  # still busy: let more join
-                    first = False
-                    batch = self._take()
-                    try:
-                        await self._commit(conn, batch)
-                    except Exception as exc:
-                        self._fail(batch, exc)
-                        break
-            finally:
-                with contextlib.suppress(Exception):
-                    await self._db.release(conn)
+        batch: list[_Item] = []
+        try:
+            while self._queue:
+                try:
+                    conn = await self._db.acquire()
+                except Exception as exc:
+                    self._fail(self._take(), exc)
+                    continue
+                try:
+                    last = 0  # the size of the batch before, on this connection
+                    while self._queue:
+                        if last and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
+                            # Still busy: let more join.
+                            await asyncio.sleep(self._linger_s * (BUSY_LINGER if last >= BUSY_BATCH else 1))
+                        batch = self._take()
+                        last = len(batch)
+                        try:
+                            await self._commit(conn, batch)
+                        except Exception as exc:
+                            self._fail(batch, exc)
+                            break
+                finally:
+                    with contextlib.suppress(Exception):
+                        await self._db.release(conn)
+        except BaseException:
+            # Cancelled (the loop is going away): no caller may wait forever, nor a
+            # socket's next frame behind its sends.
+            stopped = ConnectionError("the appender stopped")
+            self._fail(batch, stopped)
+            self._fail(self._queue, stopped)
+            self._queue = []
+            raise
 
     def _take(self) -> list[_Item]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]

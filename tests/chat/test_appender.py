@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from chat.store import conversations
-from chat.store.appender import Appender, PoolConnection
+from chat.store.appender import BUSY_BATCH, BUSY_LINGER, Appender, PoolConnection
 from chat.store.conversations import Appended
 from tests.chat.conftest import Pool
 from tests.chat.test_store import _conversation
@@ -299,3 +299,63 @@ async def test_the_first_message_after_a_quiet_spell_does_not_linger(db: Pool) -
         outcome, _, _ = await _send(appender, conv, cmid)
         assert outcome is Appended.STORED
         assert asyncio.get_running_loop().time() - started < 1.0, "a lone message is committed at once"
+
+
+async def test_after_a_big_batch_the_next_commit_lingers_longer(db: Pool) -> None:
+    conv = await _conversation(db, "m-busy", "s-busy")
+    appender = Appender(db, linger_s=0.05)
+    loop = asyncio.get_running_loop()
+    commits: list[tuple[float, float, int]] = []  # (start, end, batch size)
+    original = appender._commit
+    more: list[asyncio.Task[tuple[Appended, int, object]]] = []
+
+    async def commit(conn: PoolConnection, batch: list) -> None:  # type: ignore[type-arg]
+        started = loop.time()
+        if len(commits) < 2:  # keep the appender busy: one more message while this commits
+            more.append(_send(appender, conv, f"more{len(commits)}"))
+        await original(conn, batch)
+        commits.append((started, loop.time(), len(batch)))
+
+    appender._commit = commit  # type: ignore[method-assign]
+    burst = [_send(appender, conv, f"b{i}") for i in range(BUSY_BATCH + 2)]
+    await asyncio.gather(*burst)
+    for _ in range(200):
+        if len(commits) == 3:
+            break
+        await asyncio.sleep(0.01)
+    sizes = [size for _, _, size in commits]
+    assert sizes == [BUSY_BATCH + 2, 1, 1], sizes
+    after_big = commits[1][0] - commits[0][1]
+    after_small = commits[2][0] - commits[1][1]
+    assert after_big >= 0.05 * BUSY_LINGER - 0.005, f"{after_big * 1000:.0f} ms after a big batch"
+    assert 0.045 <= after_small < 0.09, f"{after_small * 1000:.0f} ms after a batch of 1"
+
+
+async def test_after_close_a_submit_fails_at_once_as_storage_unavailable(db: Pool) -> None:
+    conv = await _conversation(db, "m-closed", "s-closed")
+    appender = Appender(db)
+    assert (await _send(appender, conv, "before"))[0] is Appended.STORED
+    await appender.close()
+    with pytest.raises(ConnectionError):  # an OSError: the client is told `unavailable`
+        await asyncio.wait_for(_send(appender, conv, "after"), 1)
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv.id) == 1
+
+
+async def test_a_cancelled_appender_fails_every_waiting_caller(db: Pool) -> None:
+    """Nothing may wait forever on an appender that is gone (a socket's next frame waits
+    for its sends): the batch being committed and everything queued behind it fail."""
+    conv = await _conversation(db, "m-cancel", "s-cancel")
+    gate = asyncio.Event()
+
+    async def stuck(conn: PoolConnection) -> None:
+        await gate.wait()
+
+    appender = _before_each_commit(Appender(db), stuck)
+    first = _send(appender, conv, "first")
+    await asyncio.sleep(0.05)  # the first batch is now stuck in its commit
+    queued = [_send(appender, conv, f"q{i}") for i in range(3)]
+    await asyncio.sleep(0)
+    assert appender._worker is not None
+    appender._worker.cancel()
+    results = await asyncio.wait_for(asyncio.gather(first, *queued, return_exceptions=True), 2)
+    assert all(isinstance(r, ConnectionError) for r in results), results
