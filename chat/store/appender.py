@@ -1,13 +1,14 @@
 """Group commit for messages: every `send` that arrives while a batch is being committed
 joins the next batch, and each batch is one call of `append_messages()`: one round trip,
 one transaction, one WAL flush. While the load keeps the queue from emptying, the next
-commit waits LINGER_S (1 ms) so more messages share it.
+commit waits LINGER_S (1 ms; 3 ms after a batch of BUSY_BATCH or more) so more messages
+share it.
 
 One batch is in flight at a time per process, so the messages of one sender keep their
-order. A caller's `append()` returns after its batch committed, so an `ack` still never
-precedes its commit. If a batch fails for a reason other than the connection (a bad value
-in one element), its elements are retried one by one, so one bad message cannot hold the
-others back.
+order. A caller's `append()` returns (or `submit()`'s future resolves, in submission
+order) after its batch committed, so an `ack` still never precedes its commit. If a
+batch fails for a reason other than the connection (a bad value in one element), its
+elements are retried one by one, so one bad message cannot hold the others back.
 """
 
 from __future__ import annotations
