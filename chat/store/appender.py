@@ -5,10 +5,10 @@ commit waits LINGER_S (1 ms; 3 ms after a batch of BUSY_BATCH or more) so more m
 share it.
 
 One batch is in flight at a time per process, so the messages of one sender keep their
-order. A caller's `append()` returns (or `submit()`'s future resolves, in submission
-order) after its batch committed, so an `ack` still never precedes its commit. If a
-batch fails for a reason other than the connection (a bad value in one element), its
-elements are retried one by one, so one bad message cannot hold the others back.
+order. A caller's `submit()` future resolves (in submission order) after its batch
+committed, so an `ack` still never precedes its commit. If a batch fails for a reason
+other than the connection (a bad value in one element), its elements are retried one by
+one, so one bad message cannot hold the others back.
 """
 
 from __future__ import annotations
@@ -64,26 +64,6 @@ class Appender:
         self._closed = False
         self.batches = 0  # for tests and metrics: how many round trips so far
 
-    async def append(
-        self,
-        *,
-        conversation_id: str,
-        sender_id: str,
-        sender_role: str,
-        sender_name: str,
-        client_msg_id: str,
-        body: str,
-    ) -> tuple[Appended, int, datetime]:
-        """Like `conversations.append`, batched with whatever else is being sent."""
-        return await self.submit(
-            conversation_id=conversation_id,
-            sender_id=sender_id,
-            sender_role=sender_role,
-            sender_name=sender_name,
-            client_msg_id=client_msg_id,
-            body=body,
-        )
-
     def submit(
         self,
         *,
@@ -94,8 +74,9 @@ class Appender:
         client_msg_id: str,
         body: str,
     ) -> asyncio.Future[tuple[Appended, int, datetime]]:
-        """`append` without waiting: the future resolves when the batch has committed.
-        Futures resolve in the order they were submitted."""
+        """Like `conversations.append`, batched with whatever else is being sent: the
+        future resolves once the batch has committed. Futures resolve in the order they
+        were submitted."""
         done: asyncio.Future[tuple[Appended, int, datetime]] = asyncio.get_running_loop().create_future()
         if self._closed:
             done.set_exception(ConnectionError("shutting down: nothing was stored"))

@@ -20,7 +20,7 @@ def _send(
     appender: Appender, conv: conversations.Conversation, cmid: str, body: str = "hi"
 ) -> asyncio.Task[tuple[Appended, int, object]]:
     return asyncio.ensure_future(
-        appender.append(
+        appender.submit(
             conversation_id=conv.id,
             sender_id=conv.member_id,
             sender_role="member",
@@ -88,7 +88,7 @@ async def test_outcomes_other_than_stored_come_back_per_element(db: Pool) -> Non
     other = await _conversation(db, "m2", "s2")
     appender = Appender(db)
     stranger = asyncio.ensure_future(
-        appender.append(
+        appender.submit(
             conversation_id=other.id,
             sender_id=conv.member_id,
             sender_role="member",
@@ -98,7 +98,7 @@ async def test_outcomes_other_than_stored_come_back_per_element(db: Pool) -> Non
         )
     )
     missing = asyncio.ensure_future(
-        appender.append(
+        appender.submit(
             conversation_id="nope",
             sender_id=conv.member_id,
             sender_role="member",
@@ -146,7 +146,7 @@ async def test_the_batch_and_the_one_at_a_time_paths_agree_on_every_outcome(db: 
                 client_msg_id=cmid,
                 body="x",
             )
-            outcome = await (appender.append(**kwargs) if batch else conversations.append(db, **kwargs))
+            outcome = await (appender.submit(**kwargs) if batch else conversations.append(db, **kwargs))
             got.append(
                 (outcome[0], outcome[1], outcome[2] == first[2] if outcome[0] is Appended.DUPLICATE else None)
             )
