@@ -53,21 +53,23 @@ class FloodGuard:
         self.limit = limit
         self._times: deque[float] = deque()
 
-    def admits(self, now: float) -> bool:
-        """Whether `check` would say "ok"; the frame is counted only if so."""
+    def _recent(self, now: float) -> deque[float]:
         times = self._times
         while times and times[0] <= now - 10:
             times.popleft()
+        return times
+
+    def admits(self, now: float) -> bool:
+        """Whether `check` would say "ok"; the frame is counted only if so."""
+        times = self._recent(now)
         if len(times) >= self.limit:
             return False
         times.append(now)
         return True
 
     def check(self, now: float) -> str:
-        times = self._times
+        times = self._recent(now)
         times.append(now)
-        while times and times[0] <= now - 10:
-            times.popleft()
         if len(times) > 2 * self.limit:
             return "close"
         return "limit" if len(times) > self.limit else "ok"
@@ -177,6 +179,8 @@ async def _serve(
             try:
                 if not reader_idle or closing.is_set() or len(text) > settings.max_frame_bytes:
                     return False
+                if '"send"' not in text:  # not a send (or an oddly escaped one): the reader
+                    return False  # decodes it, once
                 frame = decode_client(text)
                 if type(frame) is not Send:
                     return False
