@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from hdrh.histogram import HdrHistogram
@@ -96,8 +96,9 @@ class _Client(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports implement asyncio.Transport without
+        # subclassing it, and uvicorn runs on uvloop whenever it is installed.
+        self.transport = cast(asyncio.Transport, transport)
         self.conn.send_request(self.conn.connect())
         self._flush()
 

@@ -30,6 +30,10 @@ def uvicorn_options(port: int) -> dict[str, Any]:
     return {
         "host": os.environ.get("PEERCHAT_HOST", "0.0.0.0"),
         "port": port,
+        # Plain asyncio, as the tests run it, even where uvloop happens to be installed
+        # (uvicorn's "auto" would pick it up): measured under the benchmark, uvloop did not
+        # lower a web process's CPU (docs/performance.md).
+        "loop": "asyncio",
         # uvicorn's websockets sans-I/O protocol with direct sends (chat/wsproto.py).
         "ws": "chat.wsproto:DirectWebSocketProtocol",
         # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hiredis
 import pytest
 
-from chat.resp import Address, command, parse_url
+from chat.cli import uvicorn_options
+from chat.resp import Address, Wire, command, parse_url
 
 
 def test_commands_are_resp2_arrays_of_bulk_strings_and_round_trip() -> None:
@@ -33,3 +34,32 @@ def test_urls(url: str, address: Address) -> None:
 def test_other_schemes_are_refused() -> None:
     with pytest.raises(ValueError, match="scheme"):
         parse_url("http://127.0.0.1:6379")
+
+
+async def test_a_transport_that_is_not_an_asyncio_subclass_is_taken() -> None:
+    """uvloop's transports implement asyncio.Transport without subclassing it; the bus's
+    connections once asserted the class and failed every connect under uvloop."""
+
+    class DuckTransport:  # what uvloop.loop.TCPTransport looks like from Python
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+    replies: list[object] = []
+    wire = Wire(replies.append)
+    transport = DuckTransport()
+    wire.connection_made(transport)  # type: ignore[arg-type]
+    assert wire.up
+    wire.send(command("PING"))
+    wire.data_received(b"+PONG\r\n")
+    assert transport.written == [b"*1\r\n$4\r\nPING\r\n"]
+    assert replies == [b"PONG"]
+
+
+def test_the_server_runs_on_the_loop_the_tests_run_on() -> None:
+    assert uvicorn_options(8000)["loop"] == "asyncio"
