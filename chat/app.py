@@ -163,8 +163,33 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.appender.close()
         await dispatch.settle()
         await bus.close()
-        await client.aclose()
-        await db.close()
+        await _close_backends(client, db)
+
+
+BACKEND_CLOSE_S = 3.0
+
+
+async def _close_backends(client: redis.Redis, db: asyncpg.Pool[asyncpg.Record]) -> None:
+    """Close the Redis client and the PostgreSQL pool, together, within BACKEND_CLOSE_S. A
+    graceful close waits for the server's answer, and a hung server (SIGSTOP, a partition,
+    a stuck disk) never answers: the process must still exit when told to."""
+
+    async def close_redis() -> None:
+        try:
+            await asyncio.wait_for(client.aclose(), BACKEND_CLOSE_S)
+        except Exception as exc:
+            log.warning("Redis client not closed cleanly: %s", type(exc).__name__)
+
+    async def close_pool() -> None:
+        try:
+            await asyncio.wait_for(db.close(), BACKEND_CLOSE_S)
+        except Exception as exc:
+            log.warning(
+                "PostgreSQL pool not closed cleanly (%s); dropping its connections", type(exc).__name__
+            )
+            db.terminate()
+
+    await asyncio.gather(close_redis(), close_pool())
 
 
 async def _heartbeat_once(services: Services) -> None:
@@ -297,6 +322,10 @@ def _drain_before_exit(services: Services) -> Callable[[], None]:
             log.info("SIGTERM: draining %d sockets", len(services.hub.all_sessions()))
             services.draining = True
             await asyncio.wait_for(_close_all(services), 8)
+            # Sends still being committed hold their sockets' handlers open, and uvicorn
+            # waits for those handlers next: the commits get their bound (CLOSE_S) now,
+            # not after that wait too.
+            await services.appender.close()
             # Keep answering /readyz 503 a moment even when the sockets went quickly, so a
             # load balancer's probe can see the drain before the listener disappears.
             await asyncio.sleep(max(0.0, DRAIN_MIN_S - (time.monotonic() - began)))

@@ -32,6 +32,7 @@ from protocol.codes import CloseCode, ErrorCode
 from protocol.frames import Hello, Role, Send
 
 log = logging.getLogger("peerchat.gateway")
+DEPART_WHILE_DRAINING_S = 2.0  # presence and peers told, at shutdown (see the `finally` below)
 
 
 def origin_allowed(ws: WebSocket, allowed: frozenset[str]) -> bool:
@@ -222,12 +223,19 @@ async def _serve(
             direct.on_text = None
         await services.hub.detach(session)
         await session.stop()
-        with contextlib.suppress(Exception):
+
+        async def depart() -> None:
             gone = await services.presence.disconnect(user_id, role, session.id, time.time())
             if gone:
                 await dispatch.peer_disconnected(services, session)
                 if role == "specialist":
                     await services.poke_matchmaker()
+
+        # While the process drains, bounded: uvicorn waits for every handler before it
+        # exits, and a hung Redis or PostgreSQL would hold each one for their full
+        # timeouts. Cut short, presence heals by itself (the lease is not renewed).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(depart(), DEPART_WHILE_DRAINING_S if services.draining else None)
 
 
 def _ref_of(text: str) -> str | None:

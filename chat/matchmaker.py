@@ -36,6 +36,7 @@ log = logging.getLogger("peerchat.matchmaker")
 _LOCK_KEY = 0x6D61746368  # "match"
 _ELECTION_EVERY_S = 2.0
 _TICK_S = 1.0
+_CLOSE_S = 2.0
 # With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
 # load with 2,000 specialists (docs/performance.md): re-read this often instead.
 _IDLE_CYCLE_S = 5.0
@@ -78,15 +79,18 @@ class Matchmaker:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a query cancelled on a hung PostgreSQL leaves its pooled connection
+            # to be reset, which never answers; the pool's terminate() ends it later.
+            await asyncio.wait({self._task}, timeout=_CLOSE_S)
         await self._resign()
 
     async def _resign(self) -> None:
         self.leading = False
         if self._lock_conn is not None:
+            # Bounded: a hung PostgreSQL never answers a graceful close (asyncpg aborts
+            # the connection when the timeout passes).
             with contextlib.suppress(Exception):
-                await self._lock_conn.close()
+                await self._lock_conn.close(timeout=_CLOSE_S)
             self._lock_conn = None
 
     async def _elect(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
@@ -25,9 +26,15 @@ from chat.metrics import METRICS
 from chat.store.conversations import Appended, append
 from chat.store.db import STORAGE_DOWN
 
+log = logging.getLogger("peerchat.appender")
+
 PoolConnection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 MAX_BATCH = 256
+# At shutdown, how long the last commits may take before their callers are told
+# `unavailable` (PostgreSQL hung or partitioned; docs/operations.md).
+CLOSE_S = 5.0
+RELEASE_S = 2.0
 # Under sustained load (work queued when a commit returns), wait this long before the next
 # commit so more messages share it. Measured at the goal load: batches 3.2 -> 5 messages,
 # PostgreSQL 44 -> 34 % of a core, web 41 -> 35 %, e2e p99 24.5 -> 17 ms (less waiting for
@@ -88,12 +95,24 @@ class Appender:
             self._worker = asyncio.create_task(self._drain(), name="message-appender")
         return done
 
-    async def close(self) -> None:
-        """Commit what was submitted; refuse anything later (the caller's `unavailable`)."""
+    async def close(self, timeout_s: float = CLOSE_S) -> None:
+        """Commit what was submitted; refuse anything later (the caller's `unavailable`).
+        Bounded: a PostgreSQL that does not answer (hung, partitioned) must not keep the
+        process from exiting, so after `timeout_s` the worker is cancelled and every
+        caller still waiting gets the error (nothing acked; clients retry elsewhere, and a
+        batch that did commit is recognised by its client_msg_id)."""
         self._closed = True
-        if self._worker is not None:
-            with contextlib.suppress(Exception):
-                await self._worker
+        worker = self._worker
+        if worker is None or worker.done():
+            return
+        done, _ = await asyncio.wait({worker}, timeout=timeout_s)
+        if not done:
+            log.warning(
+                "message commits still waiting on PostgreSQL after %.0f s; giving up on them", timeout_s
+            )
+            worker.cancel()
+        with contextlib.suppress(BaseException):
+            await worker
 
     async def _drain(self) -> None:
         # One connection for as long as there is work: under load the queue never empties,
@@ -107,7 +126,9 @@ class Appender:
                 try:
                     conn = await self._db.acquire()
                 except Exception as exc:
-                    self._fail(self._take(), exc)
+                    self._fail(self._take() if not self._closed else self._queue, exc)
+                    if self._closed:
+                        self._queue = []
                     continue
                 try:
                     last = 0  # the size of the batch before, on this connection
@@ -121,10 +142,15 @@ class Appender:
                             await self._commit(conn, batch)
                         except Exception as exc:
                             self._fail(batch, exc)
+                            if self._closed:  # shutting down: no second try for the rest
+                                self._fail(self._queue, exc)
+                                self._queue = []
                             break
                 finally:
+                    # Bounded: after a cancelled or timed-out commit asyncpg resets the
+                    # connection, which a hung server never answers (it is dropped then).
                     with contextlib.suppress(Exception):
-                        await self._db.release(conn)
+                        await self._db.release(conn, timeout=RELEASE_S)
         except BaseException:
             # Cancelled (the loop is going away): no caller may wait forever, nor a
             # socket's next frame behind its sends.
