@@ -111,8 +111,7 @@ class Appender:
                 "message commits still waiting on PostgreSQL after %.0f s; giving up on them", timeout_s
             )
             worker.cancel()
-        with contextlib.suppress(BaseException):
-            await worker
+            await asyncio.wait({worker})  # its own failures went to the callers
 
     async def _drain(self) -> None:
         # One connection for as long as there is work: under load the queue never empties,
@@ -126,9 +125,7 @@ class Appender:
                 try:
                     conn = await self._db.acquire()
                 except Exception as exc:
-                    self._fail(self._take() if not self._closed else self._queue, exc)
-                    if self._closed:
-                        self._queue = []
+                    self._failed(self._take(), exc)
                     continue
                 try:
                     last = 0  # the size of the batch before, on this connection
@@ -141,10 +138,7 @@ class Appender:
                         try:
                             await self._commit(conn, batch)
                         except Exception as exc:
-                            self._fail(batch, exc)
-                            if self._closed:  # shutting down: no second try for the rest
-                                self._fail(self._queue, exc)
-                                self._queue = []
+                            self._failed(batch, exc)
                             break
                 finally:
                     # Bounded: after a cancelled or timed-out commit asyncpg resets the
@@ -163,6 +157,13 @@ class Appender:
     def _take(self) -> list[_Item]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         return batch
+
+    def _failed(self, batch: list[_Item], exc: Exception) -> None:
+        """A batch could not be committed. Shutting down, the rest is not tried either."""
+        self._fail(batch, exc)
+        if self._closed:
+            self._fail(self._queue, exc)
+            self._queue = []
 
     @staticmethod
     def _fail(batch: list[_Item], exc: Exception) -> None:
