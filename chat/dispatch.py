@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from chat import views, welcome
 from chat.metrics import METRICS
+from chat.privacy import access
 from chat.services import Services
 from chat.session import Outbound, Session
 from chat.stats import queue_stats
@@ -444,6 +445,11 @@ async def on_read(services: Services, session: Session, frame: f.Read) -> None:
 @handles(f.HistoryQuery, "member", "specialist")
 async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
     await _participant(services, session, frame.conversation_id)
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or not conv.has(session.user_id):
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if not access.may_read_conversation(session.role, conv, _now(), access.windows_of(services.settings)):
+        raise Refuse(ErrorCode.FORBIDDEN, "this conversation ended too long ago for you to read it")
     stored = await conversations.messages_after(
         services.db, frame.conversation_id, frame.after_seq, frame.limit
     )

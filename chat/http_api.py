@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from chat import dispatch, views
 from chat.metrics import METRICS
+from chat.privacy import access
 from chat.services import Services
 from chat.store import audit, conversations, profiles
 from chat.store.db import iso
@@ -221,6 +223,10 @@ async def conversation_messages(request: Request) -> Response:
         )
     elif conv is None or not conv.has(identity.user_id):
         return _problem(404, "no such conversation")
+    elif not access.may_read_conversation(
+        identity.role, conv, datetime.now(UTC), access.windows_of(services.settings)
+    ):
+        return _problem(403, "forbidden: this conversation ended too long ago for you to read it")
     stored = await conversations.messages_after(services.db, conv.id, after, limit)
     body = {"conversation_id": conv.id, "messages": [msgspec.to_builtins(views.message(m)) for m in stored]}
     return JSONResponse(body)
