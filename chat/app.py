@@ -34,6 +34,8 @@ from chat.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.privacy import retention
+from chat.privacy import routes as privacy_routes
 from chat.services import Services
 from chat.session import CatchUp, Outbound
 from chat.store import conversations
@@ -147,6 +149,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(history.run(services), name="stats-history"),
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
         asyncio.create_task(_watch_loop_lag(), name="loop-lag"),
+        asyncio.create_task(retention.run_forever(settings), name="retention-sweep"),
     ]
     restore_signals = _drain_before_exit(services)
     try:
@@ -371,6 +374,8 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", http_api.audit_log, methods=["GET"]),
+            Route("/api/me/export", privacy_routes.export_me, methods=["GET"]),
+            Route("/api/me", privacy_routes.erase_me, methods=["DELETE"]),
             Route("/api/crisis-resources", http_api.crisis_resources, methods=["GET"]),
             Route("/dev/token", http_api.dev_token, methods=["POST"]),
             _page("member"),
