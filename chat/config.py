@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ class Settings:
     # Sends per rolling 10 s before `rate_limited`; twice that closes with 4029.
     rate_limit_per_10s: int = 50
     crisis_resources: str = field(default="")
+    # The server key for keyed HMACs of identities in Redis keys (chat/redis_keys.py).
+    redis_key: bytes = field(default=b"", repr=False)
 
     @property
     def jwt_algorithms(self) -> list[str]:
@@ -62,6 +66,41 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
+
+
+DEV_ON = frozenset({"1", "true"})
+
+
+def _dev(env: Mapping[str, str]) -> bool:
+    """PRODUCT.md §3: only `1` or `true` (any case) turn dev mode on; unset or empty leaves it
+    off; anything else stops the process. `off`, `no`, `0` and `false` are errors too, not
+    "off": a value that looks like a switch but is not one must never be guessed at, in
+    either direction (an earlier parser took `off` for on and served /dev/token)."""
+    raw = env.get("PEERCHAT_DEV", "")
+    if raw == "":
+        return False
+    if raw.lower() in DEV_ON:
+        return True
+    raise ConfigError(
+        f"PEERCHAT_DEV must be unset (dev mode off) or 1/true (dev mode on), not {raw!r}; "
+        "there is no other spelling"
+    )
+
+
+def _redis_key(env: Mapping[str, str], secret: str | None) -> bytes:
+    """The key for HMACs of identities in Redis. Every `web` process must share it.
+    Without PEERCHAT_REDIS_HMAC_KEY it is derived from the HS256 secret (one secret to
+    manage); with a public key there is no secret to derive from, so it must be set."""
+    raw = env.get("PEERCHAT_REDIS_HMAC_KEY", "")
+    if raw:
+        if len(raw.encode()) < 32:
+            raise ConfigError("PEERCHAT_REDIS_HMAC_KEY must be at least 32 bytes")
+        return raw.encode()
+    if secret:
+        return hmac.new(secret.encode(), b"peerchat redis keys v1", hashlib.sha256).digest()
+    raise ConfigError(
+        "set PEERCHAT_REDIS_HMAC_KEY (32 bytes or more) when tokens use PEERCHAT_JWT_PUBLIC_KEY"
+    )
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -100,8 +139,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_body_chars=int(max_body),
         # Not in PRODUCT.md §3: the protocol fixes 10 s; tests shorten it to prove the 4002 close.
         hello_timeout_s=_float(env, "PEERCHAT_HELLO_TIMEOUT_S", 10.0),
-        dev=env.get("PEERCHAT_DEV", "") not in ("", "0", "false"),
+        dev=_dev(env),
         crisis_resources=env.get("PEERCHAT_CRISIS_RESOURCES", ""),
         outbound_queue_frames=_count(env, "PEERCHAT_OUTBOUND_QUEUE_FRAMES", 256),
         rate_limit_per_10s=_count(env, "PEERCHAT_RATE_LIMIT_PER_10S", 50),
+        redis_key=_redis_key(env, secret),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chat.config import ConfigError, Settings, from_env
@@ -12,7 +14,9 @@ BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0", "P
 
 def test_defaults() -> None:
     s = from_env(BASE)
-    assert s == Settings(database_url="postgresql://db/x", redis_url="redis://r:6379/0", jwt_secret=SECRET)
+    expected = Settings(database_url="postgresql://db/x", redis_url="redis://r:6379/0", jwt_secret=SECRET)
+    assert s == replace(expected, redis_key=s.redis_key)
+    assert len(s.redis_key) == 32 and SECRET.encode() not in s.redis_key
     assert (s.offer_timeout_s, s.relax_after_s, s.reconnect_grace_s, s.presence_ttl_s) == (30, 60, 120, 30)
     assert s.max_body_chars == 4000 and s.hello_timeout_s == 10 and s.max_frame_bytes == 64 * 1024
     assert (s.jwt_issuer, s.jwt_audience) == ("peerchat", "peerchat")
@@ -43,14 +47,62 @@ def test_everything_set() -> None:
 
 
 @pytest.mark.parametrize(
-    "flag, dev", [("", False), ("0", False), ("false", False), ("1", True), ("yes", True)]
+    "flag, dev", [("", False), ("1", True), ("true", True), ("TRUE", True), ("True", True)]
 )
 def test_dev_flag(flag: str, dev: bool) -> None:
     assert from_env({**BASE, "PEERCHAT_DEV": flag}).dev is dev
 
 
+def test_dev_flag_unset_is_off() -> None:
+    assert not from_env(BASE).dev
+
+
+# PRODUCT.md §3: any other non-empty value stops the process; `0` and `false` included, as
+# the contract names only unset/empty as "off" (docs/security.md, "Dev mode").
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "0",
+        "false",
+        "False",
+        "off",
+        "OFF",
+        "no",
+        "yes",
+        "on",
+        " 0",
+        "1 ",
+        " true",
+        "2",
+        "tru",
+        "t",
+        "\x00",
+        "\uff11",
+    ],
+)
+def test_dev_flag_other_values_are_refused(flag: str) -> None:
+    with pytest.raises(ConfigError, match="PEERCHAT_DEV"):
+        from_env({**BASE, "PEERCHAT_DEV": flag})
+
+
+def test_redis_key_from_its_own_variable_or_derived() -> None:
+    own = from_env({**BASE, "PEERCHAT_REDIS_HMAC_KEY": "k" * 32})
+    assert own.redis_key == b"k" * 32
+    other_secret = from_env({**BASE, "PEERCHAT_JWT_SECRET": "d" * 32})
+    assert other_secret.redis_key != from_env(BASE).redis_key
+    with pytest.raises(ConfigError, match="PEERCHAT_REDIS_HMAC_KEY"):
+        from_env({**BASE, "PEERCHAT_REDIS_HMAC_KEY": "short"})
+    with pytest.raises(ConfigError, match="PEERCHAT_REDIS_HMAC_KEY"):
+        from_env({**BASE, "PEERCHAT_JWT_SECRET": "", "PEERCHAT_JWT_PUBLIC_KEY": "pem"})
+
+
 def test_a_public_key_selects_the_asymmetric_algorithms() -> None:
-    env = {**BASE, "PEERCHAT_JWT_SECRET": "", "PEERCHAT_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----..."}
+    env = {
+        **BASE,
+        "PEERCHAT_JWT_SECRET": "",
+        "PEERCHAT_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----...",
+        "PEERCHAT_REDIS_HMAC_KEY": "h" * 32,
+    }
     s = from_env(env)
     assert s.jwt_secret is None and s.jwt_public_key is not None
     assert s.jwt_algorithms == ["RS256", "ES256"]
