@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from chat.config import ConfigError, Settings, from_env
@@ -14,9 +12,7 @@ BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0", "P
 
 def test_defaults() -> None:
     s = from_env(BASE)
-    expected = Settings(database_url="postgresql://db/x", redis_url="redis://r:6379/0", jwt_secret=SECRET)
-    assert s == replace(expected, redis_key=s.redis_key)
-    assert len(s.redis_key) == 32 and SECRET.encode() not in s.redis_key
+    assert s == Settings(database_url="postgresql://db/x", redis_url="redis://r:6379/0", jwt_secret=SECRET)
     assert (s.offer_timeout_s, s.relax_after_s, s.reconnect_grace_s, s.presence_ttl_s) == (30, 60, 120, 30)
     assert s.max_body_chars == 4000 and s.hello_timeout_s == 10 and s.max_frame_bytes == 64 * 1024
     assert (s.jwt_issuer, s.jwt_audience) == ("peerchat", "peerchat")
@@ -85,23 +81,11 @@ def test_dev_flag_other_values_are_refused(flag: str) -> None:
         from_env({**BASE, "PEERCHAT_DEV": flag})
 
 
-def test_redis_key_from_its_own_variable_or_derived() -> None:
-    own = from_env({**BASE, "PEERCHAT_REDIS_HMAC_KEY": "k" * 32})
-    assert own.redis_key == b"k" * 32
-    other_secret = from_env({**BASE, "PEERCHAT_JWT_SECRET": "d" * 32})
-    assert other_secret.redis_key != from_env(BASE).redis_key
-    with pytest.raises(ConfigError, match="PEERCHAT_REDIS_HMAC_KEY"):
-        from_env({**BASE, "PEERCHAT_REDIS_HMAC_KEY": "short"})
-    with pytest.raises(ConfigError, match="PEERCHAT_REDIS_HMAC_KEY"):
-        from_env({**BASE, "PEERCHAT_JWT_SECRET": "", "PEERCHAT_JWT_PUBLIC_KEY": "pem"})
-
-
 def test_a_public_key_selects_the_asymmetric_algorithms() -> None:
     env = {
         **BASE,
         "PEERCHAT_JWT_SECRET": "",
         "PEERCHAT_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----...",
-        "PEERCHAT_REDIS_HMAC_KEY": "h" * 32,
     }
     s = from_env(env)
     assert s.jwt_secret is None and s.jwt_public_key is not None
@@ -128,11 +112,36 @@ def test_empty_values_mean_the_default() -> None:
         ({"PEERCHAT_MAX_BODY_CHARS": "0"}, "PEERCHAT_MAX_BODY_CHARS"),
         ({"PEERCHAT_MAX_BODY_CHARS": "-5"}, "PEERCHAT_MAX_BODY_CHARS"),
         ({"PEERCHAT_MAX_BODY_CHARS": "1e3"}, "PEERCHAT_MAX_BODY_CHARS"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "a day"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "0"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "-60"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "nan"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "inf"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_SOCKETS_PER_USER": "0"}, "PEERCHAT_MAX_SOCKETS_PER_USER"),
+        ({"PEERCHAT_MAX_SOCKETS_PER_USER": "eight"}, "PEERCHAT_MAX_SOCKETS_PER_USER"),
+        ({"PEERCHAT_MAX_SOCKETS_PER_USER": "-1"}, "PEERCHAT_MAX_SOCKETS_PER_USER"),
+        ({"PEERCHAT_REDIS_KEY": "short"}, "PEERCHAT_REDIS_KEY"),
     ],
 )
 def test_refused(change: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         from_env({**BASE, **change})
+
+
+def test_token_lifetime_and_socket_cap() -> None:
+    s = from_env(BASE)
+    assert (s.max_token_ttl_s, s.max_sockets_per_user) == (86400, 8)
+    s = from_env({**BASE, "PEERCHAT_MAX_TOKEN_TTL_S": "90.5", "PEERCHAT_MAX_SOCKETS_PER_USER": "2"})
+    assert (s.max_token_ttl_s, s.max_sockets_per_user) == (90.5, 2)
+
+
+def test_the_redis_key_is_set_or_derived_from_the_jwt_key() -> None:
+    derived = from_env(BASE).identity_hmac_key
+    assert len(derived) == 32 and SECRET.encode() not in derived
+    other = from_env({**BASE, "PEERCHAT_JWT_SECRET": "d" * 32}).identity_hmac_key
+    assert derived != other
+    key = "k" * 40
+    assert from_env({**BASE, "PEERCHAT_REDIS_KEY": key}).identity_hmac_key == key.encode()
 
 
 def test_the_error_never_echoes_the_secret() -> None:

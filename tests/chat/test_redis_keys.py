@@ -1,29 +1,27 @@
-"""chat/redis_keys.py: identities in Redis keys are keyed HMACs, never the account id."""
+"""chat/redis_keys.py: an identity's Redis name is stable, keyed, role-aware and opaque."""
 
 from __future__ import annotations
 
-import pytest
+from chat.config import Settings
+from chat.redis_keys import identity_key
 
-from chat.redis_keys import identity_tag, rate_limit_key
-
-KEY = b"k" * 32
-
-
-def test_the_tag_hides_the_id_and_depends_on_key_and_role() -> None:
-    tag = identity_tag(KEY, "supervisor", "sup-1")
-    assert "sup-1" not in tag and len(tag) == 32
-    assert tag == identity_tag(KEY, "supervisor", "sup-1")  # stable across processes
-    assert tag != identity_tag(b"j" * 32, "supervisor", "sup-1")
-    assert tag != identity_tag(KEY, "member", "sup-1")
-    # The separator keeps ("ab", "c") and ("a", "bc") apart.
-    assert identity_tag(KEY, "ab", "c") != identity_tag(KEY, "a", "bc")
+A = Settings(database_url="-", redis_url="-", jwt_secret="a" * 32)
+B = Settings(database_url="-", redis_url="-", jwt_secret="a" * 32, redis_key=b"b" * 32)
 
 
-def test_rate_limit_key_names_no_account() -> None:
-    name = rate_limit_key(KEY, "supervisor", "sup-secret-id", "transcript")
-    assert "sup-secret-id" not in name and name.startswith("peerchat:rl:transcript:")
+def test_stable_and_opaque() -> None:
+    key = identity_key(A, "member", "member-4711")
+    assert key == identity_key(A, "member", "member-4711")
+    assert len(key) == 32 and all(c in "0123456789abcdef" for c in key)
+    assert "4711" not in key
 
 
-def test_no_key_no_tag() -> None:
-    with pytest.raises(ValueError):
-        identity_tag(b"", "member", "m")
+def test_role_and_sub_both_count() -> None:
+    assert identity_key(A, "member", "x") != identity_key(A, "specialist", "x")
+    assert identity_key(A, "member", "x") != identity_key(A, "member", "y")
+    # The separator keeps the pair unambiguous.
+    assert identity_key(A, "member", "a\x00b") != identity_key(A, "member\x00a", "b")
+
+
+def test_the_key_matters() -> None:
+    assert identity_key(A, "member", "x") != identity_key(B, "member", "x")
