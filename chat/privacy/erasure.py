@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from chat import dispatch
+from chat.delivery.ended import end_conversation
 from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import conversations, queue
@@ -59,5 +59,5 @@ async def _close_open_business(services: Services, member_id: str) -> None:
             await services.poke_matchmaker()
     for conv in await conversations.of_user(services.db, member_id):
         if conv.state == "active" and conv.member_id == member_id:
-            await dispatch.end_conversation(services, conv.id, by="member", reason=REASON)
+            await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)

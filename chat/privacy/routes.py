@@ -11,11 +11,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chat import http_api
 from chat.privacy import access, erasure
 from chat.services import Services
 from chat.store import privacy as store
 from chat.store.db import STORAGE_DOWN, iso
+from chat.web import http_api
 
 log = logging.getLogger("peerchat.privacy")
 _encode = msgspec.json.Encoder().encode
