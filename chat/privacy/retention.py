@@ -88,8 +88,9 @@ async def run_once(settings: Settings) -> Swept | None:
 async def run_forever(settings: Settings) -> None:
     """The background sweep of one `web` process: every PEERCHAT_RETENTION_SWEEP_S (with
     jitter, so processes started together do not all ask at once), try to sweep; if
-    another process holds the lock, just refresh the backlog gauge."""
-    await asyncio.sleep(random.uniform(0.5, 2.0))
+    another process holds the lock, just refresh the backlog gauge. The first try comes
+    after one interval: the `release` step has just swept before the processes started."""
+    await asyncio.sleep(settings.retention_sweep_s * random.uniform(0.5, 1.0))
     while True:
         try:
             swept = await run_once(settings)
