@@ -8,6 +8,7 @@ import time
 import unicodedata
 import urllib.parse
 from collections import deque
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -15,7 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from chat import dispatch, views
+from chat import stats as stats_view
+from chat import views
 from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import audit, conversations, profiles
@@ -196,7 +198,7 @@ async def put_specialist(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     _auth(request, "supervisor")
-    current = await dispatch.current_stats(_services(request))
+    current = await stats_view.current_stats(_services(request))
     body = msgspec.json.decode(msgspec.json.encode(current))
     body.pop("type", None)
     return JSONResponse(body)
@@ -211,10 +213,10 @@ class StatsHistory:
     async def run(self, services: Services, every_s: float = 10.0) -> None:
         while True:
             try:
-                current = await dispatch.current_stats(services)
+                current = await stats_view.current_stats(services)
                 self.samples.append(
                     {
-                        "at": iso(dispatch._now()),
+                        "at": iso(datetime.now(UTC)),
                         "waiting": current.waiting,
                         "longest_wait_s": current.longest_wait_s,
                     }
