@@ -66,8 +66,8 @@ async def run_migrations(url: str) -> list[str]:
 
 
 async def sweep_retention(url: str, retention_days: float, batch_messages: int) -> str:
-    """The `release` step's retention sweep (chat/privacy/retention.py), after the migrations."""
-    from chat.privacy import retention
+    """The `release` step's retention sweep (chat/upkeep/retention.py), after the migrations."""
+    from chat.upkeep import retention
 
     conn = await asyncpg.connect(url)
     try:

@@ -15,15 +15,10 @@ from chat.privacy import access, erasure
 from chat.services import Services
 from chat.store import privacy as store
 from chat.store.db import STORAGE_DOWN, iso
-from chat.web import http_api
+from chat.web.common import auth, services_of
 
 log = logging.getLogger("peerchat.privacy")
 _encode = msgspec.json.Encoder().encode
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _times(row: dict[str, Any]) -> dict[str, Any]:
@@ -35,8 +30,8 @@ async def export_me(request: Request) -> Response:
     document streamed conversation by conversation: the messages are read through a cursor
     and written as they come, so a long history never sits in memory whole. No staff note
     and no other person's account id is in it (specialists appear by name)."""
-    identity = http_api._auth(request, "member")
-    services = _services(request)
+    identity = auth(request, "member")
+    services = services_of(request)
     now, windows = datetime.now(UTC), access.windows_of(services.settings)
     try:
         requests = await store.export_requests(services.db, identity.user_id)
@@ -94,9 +89,9 @@ async def _stream(
 
 async def erase_me(request: Request) -> Response:
     """202 once the erasure is done (PRODUCT.md §10); a repeat finds nothing and is a no-op."""
-    identity = http_api._auth(request, "member")
+    identity = auth(request, "member")
     try:
-        erased = await erasure.erase(_services(request), identity.user_id)
+        erased = await erasure.erase(services_of(request), identity.user_id)
     except STORAGE_DOWN:
         return JSONResponse({"error": "storage unavailable; nothing was erased yet, retry"}, status_code=503)
     return JSONResponse({"erased": not erased.empty}, status_code=202)
