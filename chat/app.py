@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import random
@@ -24,9 +25,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chat import config, dispatch, http_api, views, welcome
+from chat import config, dispatch, http_api, logs, views, welcome
 from chat.bus_redis import RedisBus
 from chat.gateway import websocket_endpoint
 from chat.grace import ReconnectGrace
@@ -34,6 +34,8 @@ from chat.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.ratelimit import SupervisorRateLimit
+from chat.security_headers import SecurityHeaders
 from chat.services import Services
 from chat.session import CatchUp, Outbound
 from chat.store import conversations
@@ -45,38 +47,6 @@ from protocol.codes import CloseCode
 
 log = logging.getLogger("peerchat.app")
 STATIC = Path(__file__).parent / "static"
-
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
-]
-
-
-class SecurityHeaders:
-    """Every HTTP response carries a strict CSP; pages hold health information, so no caching."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 def _page(name: str, dev_only: bool = False) -> Route:
@@ -354,6 +324,7 @@ def _drain_before_exit(services: Services) -> Callable[[], None]:
 
 
 def create_app(settings: config.Settings | None = None) -> Starlette:
+    settings = settings or config.from_env()
     app = Starlette(
         routes=[
             Route("/", _index),
@@ -372,19 +343,24 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             ),
             Route("/api/audit", http_api.audit_log, methods=["GET"]),
             Route("/api/crisis-resources", http_api.crisis_resources, methods=["GET"]),
-            Route("/dev/token", http_api.dev_token, methods=["POST"]),
             _page("member"),
             _page("specialist"),
             _page("supervisor"),
-            _page("login", dev_only=True),
+            # The dev routes exist only in dev mode: `peerchat serve` has no such routes at all.
+            *(
+                [Route("/dev/token", http_api.dev_token, methods=["POST"]), _page("login", dev_only=True)]
+                if settings.dev
+                else []
+            ),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
             WebSocketRoute("/ws", websocket_endpoint),
         ],
-        middleware=[Middleware(SecurityHeaders)],
+        # Outermost first: a 429 from the rate limit carries the security headers too.
+        middleware=[Middleware(SecurityHeaders), Middleware(SupervisorRateLimit)],
         exception_handlers={http_api.HttpRefusal: _refusal},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
-    app.state.settings = settings or config.from_env()
+    app.state.settings = settings
     return app
 
 
@@ -393,9 +369,21 @@ async def _refusal(request: Request, exc: http_api.HttpRefusal) -> Response:
 
 
 def asgi() -> Starlette:
-    """The factory uvicorn serves (`uvicorn --factory chat.app:asgi`)."""
+    """The factory `peerchat serve` runs (`uvicorn --factory chat.app:asgi`). Never dev mode:
+    `/login` and `/dev/token` answer 404 whatever PEERCHAT_DEV says (PRODUCT.md §3), though a
+    malformed PEERCHAT_DEV still stops the process (config.from_env)."""
+    return _served(dataclasses.replace(config.from_env(), dev=False))
+
+
+def asgi_dev() -> Starlette:
+    """The factory `peerchat dev` runs: dev mode as PEERCHAT_DEV says."""
+    return _served(config.from_env())
+
+
+def _served(settings: config.Settings) -> Starlette:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app()
+    logs.install()
+    app = create_app(settings)
     # Everything imported so far lives as long as the process: move it out of the collector's
     # sight, and collect the young generation less often. A profile under load showed 19 % of
     # a web process in the collector; this took 12 % off its CPU per message (performance.md).
