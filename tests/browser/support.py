@@ -30,7 +30,7 @@ from playwright.async_api import (
     expect,
 )
 
-from chat.security_headers import csp_for
+from chat.web.security_headers import csp_for
 from tests.support.client import token
 from tests.support.servers import LiveService
 

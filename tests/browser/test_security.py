@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import expect
 
-from chat.security_headers import csp_for
+from chat.web.security_headers import csp_for
 from tests.browser.support import Web
 from tests.support.servers import wait_until
 

@@ -320,6 +320,6 @@ async def test_other_supervisor_routes_allow_300_a_minute_then_429(
 
 @pytest.mark.parametrize("path", ["/api/conversations/x/messages", "/api/conversations/x/messages/"])
 def test_transcript_paths_count_as_transcript_reads(path: str) -> None:
-    from chat.ratelimit import TRANSCRIPTS, bucket_for
+    from chat.web.ratelimit import TRANSCRIPTS, bucket_for
 
     assert bucket_for(path) is TRANSCRIPTS
