@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Literal
 
 from chat import positions, views
 from chat.gateway.session import CatchUp, Outbound, Session
+from chat.privacy import access
 from chat.services import Services
 from chat.store import conversations, profiles, queue
 from protocol import frames as f
@@ -42,6 +44,10 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                 )
             )
     mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    # A resume of a conversation the user may no longer read (a specialist past the access
+    # window) is ignored, as one they never took part in.
+    at, windows = datetime.now(UTC), access.windows_of(services.settings)
+    mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
     for c in mine:
         services.participants[c.id] = (c.member_id, c.specialist_id)
     active = [c for c in mine if c.state == "active"]
