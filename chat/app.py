@@ -30,11 +30,12 @@ from chat.presence_redis import RedisPresence
 from chat.services import Services
 from chat.store.appender import Appender
 from chat.store.db import open_pool
+from chat.upkeep import retention
 from chat.upkeep.drain import close_all, close_backends, drain_before_exit
 from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
-from chat.web import audit, crisis, dev, health, specialists, stats, transcripts
+from chat.web import audit, crisis, dev, health, me, specialists, stats, transcripts
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
 from chat.web.ratelimit import SupervisorRateLimit
@@ -98,6 +99,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(history.run(services), name="stats-history"),
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
+        asyncio.create_task(retention.run_forever(settings), name="retention-sweep"),
     ]
     restore_signals = drain_before_exit(services)
     try:
@@ -136,6 +138,8 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/me/export", me.export_me, methods=["GET"]),
+            Route("/api/me", me.erase_me, methods=["DELETE"]),
             Route("/api/crisis-resources", crisis.crisis_resources, methods=["GET"]),
             page("member"),
             page("specialist"),

@@ -70,6 +70,23 @@ async def run_migrations(url: str) -> list[str]:
         await conn.close()
 
 
+async def sweep_retention(url: str, retention_days: float, batch_messages: int) -> str:
+    """The `release` step's retention sweep (chat/upkeep/retention.py), after the migrations."""
+    from chat.upkeep import retention
+
+    conn = await asyncpg.connect(url)
+    try:
+        swept = await retention.sweep(conn, retention_days, batch_messages)
+    finally:
+        await conn.close()
+    if swept is None:
+        return "retention sweep: another process is sweeping; skipped"
+    return (
+        f"retention sweep: {swept.conversations} conversations, {swept.messages} messages,"
+        f" {swept.requests} requests swept"
+    )
+
+
 async def seed(url: str) -> None:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
@@ -180,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     p_dev.add_argument("--no-seed", action="store_true", help="do not add the demo specialists")
     p_serve = sub.add_parser("serve", help="serve the app with uvicorn on $PORT")
     p_serve.add_argument("--port", type=int, default=None)
-    sub.add_parser("migrate", help="apply database migrations (idempotent)")
+    sub.add_parser("migrate", help="apply database migrations, then the retention sweep (both idempotent)")
     p_token = sub.add_parser("token", help="mint a development JWT with PEERCHAT_JWT_SECRET")
     p_token.add_argument("--role", required=True, choices=["member", "specialist", "supervisor"])
     p_token.add_argument("--sub", required=True)
@@ -196,8 +213,11 @@ def main(argv: list[str] | None = None) -> None:
             url = os.environ.get("DATABASE_URL")
             if not url:
                 raise config.ConfigError("DATABASE_URL must be set")
+            # Read before anything runs: a bad retention stops the release step unchanged.
+            days, batch = config.retention_days(), config.retention_batch_messages()
             applied = asyncio.run(run_migrations(url))
-            print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+            print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"), flush=True)
+            print(asyncio.run(sweep_retention(url, days, batch)), flush=True)
         elif args.command == "token":
             settings = config.from_env({**os.environ, "DATABASE_URL": "-", "REDIS_URL": "-"})
             print(mint(settings, sub=args.sub, role=args.role, name=args.name, ttl_s=args.ttl))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Literal
 
 from msgspec import structs
@@ -10,6 +11,7 @@ from msgspec import structs
 from chat import positions, views
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.openness import alternatives_for, openness
+from chat.privacy import access
 from chat.services import Services
 from chat.store import conversations, members, profiles, queue
 from chat.store.db import iso
@@ -17,8 +19,6 @@ from protocol import frames as f
 from protocol.codec import encode
 
 RESUME_ENDED_WITHIN_S = 24 * 3600
-# Past peers come from conversations within the retention period (PEERCHAT_RETENTION_DAYS).
-DEFAULT_RETENTION_DAYS = 90
 
 
 async def greet(services: Services, session: Session, hello: f.Hello) -> None:
@@ -48,6 +48,10 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                 )
             )
     mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    # A resume of a conversation the user may no longer read (a specialist past the access
+    # window) is ignored, as one they never took part in.
+    at, windows = datetime.now(UTC), access.windows_of(services.settings)
+    mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
     for c in mine:
         services.participants[c.id] = (c.member_id, c.specialist_id)
     active = [c for c in mine if c.state == "active"]
@@ -60,7 +64,7 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
         read = await members.read_positions(db, [c.id for c in active], peer_role)
         summaries = [structs.replace(s, peer_read_seq=read.get(s.id, 0)) for s in summaries]
     if session.role == "member":
-        retention_days = getattr(services.settings, "retention_days", DEFAULT_RETENTION_DAYS)
+        retention_days = services.settings.retention_days
         past_peers = [
             f.PastPeer(id=p.id, name=p.name, last_at=iso(p.last_at))
             for p in await members.past_peers(db, user_id, within_days=retention_days)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from chat import views
 from chat.delivery import send
 from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
+from chat.privacy import access
 from chat.services import Services
 from chat.store import audit, conversations, members
 from protocol import frames as f
@@ -62,6 +64,12 @@ async def on_read(services: Services, session: Session, frame: f.Read) -> None:
 @handles(f.HistoryQuery, "member", "specialist")
 async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
     await participant(services, session, frame.conversation_id)
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or not conv.has(session.user_id):
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    now, windows = datetime.now(UTC), access.windows_of(services.settings)
+    if not access.may_read_conversation(session.role, conv, now, windows):
+        raise Refuse(ErrorCode.FORBIDDEN, "this conversation ended too long ago for you to read it")
     stored = await conversations.messages_after(
         services.db, frame.conversation_id, frame.after_seq, frame.limit
     )
