@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat import config, dispatch, http_api, views, welcome
+from chat.admission import Admission
 from chat.bus_redis import RedisBus
 from chat.gateway import websocket_endpoint
 from chat.grace import ReconnectGrace
@@ -34,8 +35,11 @@ from chat.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
+from chat.revocations import Revocations
 from chat.services import Services
 from chat.session import CatchUp, Outbound
+from chat.socket_cap import SocketCap
 from chat.store import conversations
 from chat.store.appender import Appender
 from chat.store.db import open_pool
@@ -119,6 +123,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub=hub,
         presence=RedisPresence(client, settings.presence_ttl_s),
         appender=Appender(db),
+        admission=Admission(settings, Revocations(db, bus, settings), SocketCap(client, settings)),
     )
     services.matchmaker = Matchmaker(services)
     app.state.services = services
@@ -129,6 +134,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if channel == POKE_CHANNEL:
             if services.matchmaker is not None:
                 services.matchmaker.poke()
+        elif channel == REVOCATIONS_CHANNEL:
+            services.admission.revocations.on_bus(data)
         else:
             hub.on_bus(channel, data)
 
@@ -136,11 +143,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         METRICS.bus_reconnects.inc()
         hub.bus_reconnected()
         hub.catch_up_everyone()
+        services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         await _heartbeat_once(services)
         if services.matchmaker is not None:
             services.matchmaker.poke()
 
     await bus.start(on_bus, on_reconnect)
+    await services.admission.start()
     services.matchmaker.start()
     tasks = [
         asyncio.create_task(_heartbeats(services), name="presence-heartbeats"),
@@ -158,6 +167,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await services.matchmaker.stop()
+        await services.admission.stop()
         # Sends still being committed ring their fan-out when they commit: the bus must
         # still be there.
         await services.appender.close()
@@ -371,6 +381,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", http_api.audit_log, methods=["GET"]),
+            Route("/api/revocations", http_api.post_revocation, methods=["POST"]),
             Route("/api/crisis-resources", http_api.crisis_resources, methods=["GET"]),
             Route("/dev/token", http_api.dev_token, methods=["POST"]),
             _page("member"),

@@ -505,6 +505,11 @@ async def end_conversation(
 
 
 @handles(f.WatchQueues, "supervisor")
+@handles(f.Reauth, "member", "specialist", "supervisor")
+async def on_reauth(services: Services, session: Session, frame: f.Reauth) -> None:
+    services.admission.reauth(session, frame)
+
+
 async def on_watch_queues(services: Services, session: Session, frame: f.WatchQueues) -> None:
     if not services.hub.stats_watchers:
         await services.bus.subscribe("pc:stats")

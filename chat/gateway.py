@@ -25,11 +25,11 @@ from chat import dispatch, welcome
 from chat.metrics import METRICS
 from chat.services import Services
 from chat.session import Session
-from chat.tokens import TokenRejected, verify
+from chat.tokens import Identity, TokenRejected, verify
 from chat.wsproto import EXTENSION, DirectWebSocketProtocol
-from protocol.codec import FrameError, decode_client
+from protocol.codec import FrameError, decode_client, encode_text
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Hello, Role, Send
+from protocol.frames import Hello, Send
 
 log = logging.getLogger("peerchat.gateway")
 DEPART_WHILE_DRAINING_S = 2.0  # presence and peers told, at shutdown (see the `finally` below)
@@ -113,7 +113,12 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             METRICS.tokens_refused.inc()
             await ws.close(CloseCode.BAD_TOKEN)
             return
-        await _serve(ws, services, identity.user_id, identity.role, identity.name, frame)
+        if services.admission.refuses(identity):
+            log.info("refused token: revoked")
+            METRICS.tokens_refused.inc()
+            await ws.close(CloseCode.BAD_TOKEN)
+            return
+        await _serve(ws, services, identity, frame)
     except WebSocketDisconnect:
         pass
     except Exception:
@@ -124,10 +129,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         METRICS.sockets_closed.inc()
 
 
-async def _serve(
-    ws: WebSocket, services: Services, user_id: str, role: Role, name: str, hello: Hello
-) -> None:
+async def _serve(ws: WebSocket, services: Services, identity: Identity, hello: Hello) -> None:
     settings = services.settings
+    user_id, role, name = identity.user_id, identity.role, identity.name
     closing = asyncio.Event()
     # uvicorn with chat/wsproto.py offers direct sends and reads; other servers (the
     # TestClient) get the plain ASGI path.
@@ -158,6 +162,17 @@ async def _serve(
         max_queue=settings.outbound_queue_frames,
         send_now=direct.send_now if direct is not None else None,
     )
+    try:
+        refusal = await services.admission.admit(session, identity)
+    except BaseException:
+        await services.admission.release(session)
+        raise
+    if refusal is not None:
+        await services.admission.release(session)
+        if refusal.error is not None:
+            await ws.send_text(encode_text(refusal.error))
+        await ws.close(refusal.code, refusal.reason)
+        return
     await services.hub.attach(session)
     try:
         await welcome.greet(services, session, hello)
@@ -223,6 +238,8 @@ async def _serve(
             direct.on_text = None
         await services.hub.detach(session)
         await session.stop()
+        with contextlib.suppress(Exception):
+            await services.admission.release(session)
 
         async def depart() -> None:
             gone = await services.presence.disconnect(user_id, role, session.id, time.time())

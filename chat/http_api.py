@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from chat import dispatch, views
 from chat.metrics import METRICS
 from chat.services import Services
-from chat.store import audit, conversations, profiles
+from chat.store import audit, conversations, profiles, revocations
 from chat.store.db import iso
 from chat.tokens import Identity, Role, TokenRejected, mint, verify
+from protocol.names import has_refused_characters
 
 MAX_TAGS = 20
 
@@ -46,6 +47,8 @@ def _auth(request: Request, *roles: str) -> Identity:
         identity = verify(token.strip(), _services(request).settings)
     except TokenRejected:
         raise HttpRefusal(_problem(401, "the token was refused")) from None
+    if _services(request).admission.refuses(identity):
+        raise HttpRefusal(_problem(401, "the token was refused"))
     if roles and identity.role not in roles:
         raise HttpRefusal(_problem(403, "your role may not do this"))
     return identity
@@ -293,3 +296,37 @@ async def dev_token(request: Request) -> Response:
         name=login.name.strip()[:64] or None,
     )
     return JSONResponse({"token": token, "sub": sub})
+
+
+class RevocationAsked(msgspec.Struct, forbid_unknown_fields=True):
+    role: Role
+    sub: str
+    reason: str = ""
+
+
+async def post_revocation(request: Request) -> Response:
+    """A supervisor ends a person's access (PRODUCT.md §4): their tokens issued until now
+    are refused and every socket of theirs, on every process, is closed with 4001."""
+    identity = _auth(request, "supervisor")
+    try:
+        asked = msgspec.json.decode(await request.body(), type=RevocationAsked)
+    except msgspec.DecodeError as exc:
+        return _problem(400, f"bad revocation: {exc}")
+    if not 0 < len(asked.sub) <= 64 or has_refused_characters(asked.sub):
+        return _problem(400, "sub must be 1 to 64 characters, without control characters")
+    reason = asked.reason.strip()[:500]
+    if has_refused_characters(reason):
+        return _problem(400, "reason may not contain control characters")
+    services = _services(request)
+    row = await revocations.add(
+        services.db,
+        role=asked.role,
+        sub=asked.sub,
+        actor_id=identity.user_id,
+        actor_role=identity.role,
+        actor_name=identity.name,
+        reason=reason or "access revoked",
+    )
+    await services.admission.revocations.revoke(row)
+    body = {"id": str(row.id), "role": row.role, "sub": row.sub, "revoked_at": iso(row.revoked_at)}
+    return JSONResponse(body, status_code=201)

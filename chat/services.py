@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import redis.asyncio as redis
 
+from chat.admission import Admission
 from chat.bus import Bus
 from chat.config import Settings
 from chat.hub import POKE_CHANNEL, Hub
@@ -27,6 +28,8 @@ class Services:
     hub: Hub
     presence: Presence
     appender: Appender
+    # Who may hold a socket and until when: revocations, the socket cap, `exp`, `reauth`.
+    admission: Admission
     matchmaker: Matchmaker | None = None
     draining: bool = False
     # conversation id → (member id, specialist id): never changes, so safe to cache.
