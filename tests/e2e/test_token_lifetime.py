@@ -293,7 +293,9 @@ async def test_the_socket_cap_holds_across_processes_and_recovers(
     assert_clean_log(b, tok)
 
 
-async def test_a_crashed_process_does_not_leak_its_slots(service_factory: Any, redis_client: redis.Redis) -> None:
+async def test_a_crashed_process_does_not_leak_its_slots(
+    service_factory: Any, redis_client: redis.Redis
+) -> None:
     env = {"PEERCHAT_MAX_SOCKETS_PER_USER": "1", "PEERCHAT_PRESENCE_TTL_S": "2"}
     a: LiveService = service_factory(**env)
     b: LiveService = service_factory(**env)
