@@ -213,7 +213,7 @@ async def test_revocation_closes_every_socket_on_every_process_and_refuses_old_t
             seen.append(m["channel"] + b" " + m["data"])
     assert any(s.startswith(b"pc:revocations ") for s in seen), seen
     assert not any(b"acct-rev" in s and s.startswith(b"pc:revocations") for s in seen)
-    await doorbell.aclose()
+    await doorbell.aclose()  # type: ignore[no-untyped-call]
     for c in (again, bystander):
         await c.close()
     assert_clean_log(a, old, new)
