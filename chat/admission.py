@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chat.config import Settings
+from chat.gateway.session import Session
 from chat.metrics import METRICS
 from chat.revocations import Revocations
-from chat.session import Session
 from chat.socket_cap import SocketCap
 from chat.store.db import iso
 from chat.tokens import Identity, TokenRejected, verify

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from chat.store import audit
 from chat.store.db import Db
 
 
@@ -40,13 +41,17 @@ async def add(
             reason,
         )
         assert row is not None
-        await conn.execute(
-            """INSERT INTO audit_log (actor_id, actor_role, actor_name, action, conversation_id, reason)
-               VALUES ($1, $2, $3, 'revoke', NULL, $4)""",
-            actor_id,
-            actor_role,
-            actor_name,
-            f"revocation {row['id']}: {reason}",
+        # The audit row names the revocation, never the account: the row it points to
+        # holds that, and can be erased with the person (audit rows are kept forever).
+        await audit.record(
+            conn,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            actor_name=actor_name,
+            action="revoke",
+            target=f"revocation:{row['id']}",
+            reason=reason or None,
+            detail={"role": role},
         )
     return Revocation(**dict(row))
 

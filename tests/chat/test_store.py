@@ -443,6 +443,55 @@ async def test_audit_log(db: Pool) -> None:
         )
 
 
+async def test_audit_pages_back_newest_first_with_target_and_detail(db: Pool) -> None:
+    for i in range(5):
+        await audit.record(
+            db,
+            actor_id="sup",
+            actor_role="supervisor",
+            actor_name="Lee",
+            action="edit_profile",
+            target=f"spec-{i}",
+            detail={"before": None, "after": {"max_chats": i}},
+        )
+    first = await audit.page(db, limit=2)
+    assert [e.target for e in first] == ["spec-4", "spec-3"]
+    assert first[0].reason is None and first[0].detail == {"before": None, "after": {"max_chats": 4}}
+    second = await audit.page(db, before=first[-1].id, limit=2)
+    assert [e.target for e in second] == ["spec-2", "spec-1"]
+    last = await audit.page(db, before=second[-1].id, limit=10)
+    assert [e.target for e in last] == ["spec-0"]
+    assert await audit.page(db, before=last[-1].id) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET reason = 'rewritten'",
+        "UPDATE audit_log SET reason = 'none' WHERE false",
+        "DELETE FROM audit_log",
+        "DELETE FROM audit_log WHERE id = -1",
+        "TRUNCATE audit_log",
+        "TRUNCATE audit_log CASCADE",
+    ],
+)
+async def test_audit_log_is_append_only_even_for_a_superuser(db: Pool, statement: str) -> None:
+    """PRODUCT.md §6: the database itself refuses; the test user is a superuser, and
+    `session_replication_role = replica` (which silences ordinary triggers) changes nothing."""
+    await audit.record(
+        db, actor_id="sup", actor_role="supervisor", actor_name="Lee", action="read_transcript", reason="r"
+    )
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        for role in ("origin", "replica"):
+            await conn.execute(f"SET session_replication_role = {role}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+        await conn.execute("RESET session_replication_role")
+    rows = await db.fetch("SELECT actor_id, reason FROM audit_log")
+    assert [tuple(r) for r in rows] == [("sup", "r")]
+
+
 def test_iso_is_utc_with_a_z_whatever_came_before() -> None:
     """`iso` keeps its last answer (a batch shares one stamp); a different stamp, or the
     same instant in another zone, must not get a stale or wrongly zoned answer."""

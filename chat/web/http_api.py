@@ -5,23 +5,34 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import unicodedata
+import urllib.parse
 from collections import deque
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from chat import dispatch, views
+from chat import stats as stats_view
+from chat import views
 from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import audit, conversations, profiles, revocations
 from chat.store.db import iso
 from chat.tokens import Identity, Role, TokenRejected, mint, verify
+from protocol import frames as f
 from protocol.names import has_refused_characters
 
 MAX_TAGS = 20
+MAX_LANGUAGES = 20
+MAX_CHATS = 20
+# The reason for a supervisor's transcript read: preferred in this header, as proxies and
+# load balancers log query strings (PRODUCT.md §6); `?reason=` still works.
+REASON_HEADER = "x-peerchat-reason"
+MAX_REASON_CHARS = 500
 
 
 def _services(request: Request) -> Services:
@@ -109,11 +120,16 @@ async def my_profile(request: Request) -> Response:
     return JSONResponse(_profile_json(profile, online))
 
 
+# Bounded like frames (PRODUCT.md §6): tags as in `request` (≤ 40 chars each, ≤ MAX_TAGS of
+# them), language codes ≤ 16. A value out of bounds is refused whole, never trimmed to fit.
+ProfileName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class ProfileEdit(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    tags: list[str]
-    languages: list[str]
-    max_chats: int
+    name: ProfileName
+    tags: Annotated[list[f.Tag], msgspec.Meta(max_length=MAX_TAGS)]
+    languages: Annotated[list[f.Language], msgspec.Meta(min_length=1, max_length=MAX_LANGUAGES)]
+    max_chats: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHATS)]
 
 
 def _has_nul(*texts: str) -> bool:
@@ -121,12 +137,23 @@ def _has_nul(*texts: str) -> bool:
     return any("\x00" in t for t in texts)
 
 
-def _clean(words: list[str], limit: int) -> list[str]:
-    return sorted({w.strip().lower() for w in words if w.strip()})[:limit]
+def _has_control(*texts: str) -> bool:
+    """Control characters (NUL, newlines, escapes) have no place in a name, tag or code."""
+    return any(unicodedata.category(ch) == "Cc" for t in texts for ch in t)
+
+
+def _clean(words: list[str]) -> list[str]:
+    return sorted({w.strip().lower() for w in words if w.strip()})
+
+
+def _profile_values(p: profiles.Profile | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"name": p.name, "tags": p.tags, "languages": p.languages, "max_chats": p.max_chats}
 
 
 async def put_specialist(request: Request) -> Response:
-    _auth(request, "supervisor")
+    identity = _auth(request, "supervisor")
     specialist_id = request.path_params["specialist_id"]
     if not 0 < len(specialist_id) <= 64:
         return _problem(400, "bad specialist id")
@@ -136,23 +163,37 @@ async def put_specialist(request: Request) -> Response:
         return _problem(400, f"bad profile: {exc}")
     if _has_nul(specialist_id, edit.name, *edit.tags, *edit.languages):
         return _problem(400, "text may not contain NUL characters")
+    if _has_control(specialist_id, edit.name, *edit.tags, *edit.languages):
+        return _problem(400, "text may not contain control characters")
     name = edit.name.strip()
-    languages = _clean(edit.languages, 10)
-    if not name or len(name) > 64:
+    languages = _clean(edit.languages)
+    if not name:
         return _problem(400, "name must be 1 to 64 characters")
     if not languages:
         return _problem(400, "at least one language")
-    if not 1 <= edit.max_chats <= 20:
-        return _problem(400, "max_chats must be between 1 and 20")
     services = _services(request)
-    profile = await profiles.put(
-        services.db,
-        specialist_id,
-        name=name,
-        tags=_clean(edit.tags, MAX_TAGS),
-        languages=languages,
-        max_chats=edit.max_chats,
-    )
+    # The edit and its audit row commit together: no edit without its trace, and the
+    # "before" is the row this edit replaced, even with two supervisors editing at once.
+    async with services.db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('specialist:' || $1))", specialist_id)
+        before = await profiles.get(conn, specialist_id)
+        profile = await profiles.put(
+            conn,
+            specialist_id,
+            name=name,
+            tags=_clean(edit.tags),
+            languages=languages,
+            max_chats=edit.max_chats,
+        )
+        await audit.record(
+            conn,
+            actor_id=identity.user_id,
+            actor_role=identity.role,
+            actor_name=identity.name,
+            action="edit_profile",
+            target=specialist_id,
+            detail={"before": _profile_values(before), "after": _profile_values(profile)},
+        )
     await services.poke_matchmaker()
     online = await services.presence.online_specialists(time.time())
     return JSONResponse(_profile_json(profile, online))
@@ -160,7 +201,7 @@ async def put_specialist(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     _auth(request, "supervisor")
-    current = await dispatch.current_stats(_services(request))
+    current = await stats_view.current_stats(_services(request))
     body = msgspec.json.decode(msgspec.json.encode(current))
     body.pop("type", None)
     return JSONResponse(body)
@@ -175,10 +216,10 @@ class StatsHistory:
     async def run(self, services: Services, every_s: float = 10.0) -> None:
         while True:
             try:
-                current = await dispatch.current_stats(services)
+                current = await stats_view.current_stats(services)
                 self.samples.append(
                     {
-                        "at": iso(dispatch._now()),
+                        "at": iso(datetime.now(UTC)),
                         "waiting": current.waiting,
                         "longest_wait_s": current.longest_wait_s,
                     }
@@ -205,11 +246,13 @@ async def conversation_messages(request: Request) -> Response:
         return _problem(400, "after_seq and limit must be whole numbers")
     conv = None if _has_nul(conversation_id) else await conversations.get(services.db, conversation_id)
     if identity.role == "supervisor":
-        reason = (request.query_params.get("reason") or "").strip()
+        reason = _reason(request)
         if not reason:
             return _problem(403, "a supervisor must give a reason to read a transcript")
         if _has_nul(reason):
             return _problem(400, "a reason may not contain NUL characters")
+        if len(reason) > MAX_REASON_CHARS:
+            return _problem(400, f"a reason is at most {MAX_REASON_CHARS} characters")
         if conv is None:
             return _problem(404, "no such conversation")
         # The audit row is written before the transcript leaves: no trace, no read.
@@ -220,7 +263,7 @@ async def conversation_messages(request: Request) -> Response:
             actor_name=identity.name,
             action="read_transcript",
             conversation_id=conv.id,
-            reason=reason[:500],
+            reason=reason,
         )
     elif conv is None or not conv.has(identity.user_id):
         return _problem(404, "no such conversation")
@@ -229,24 +272,52 @@ async def conversation_messages(request: Request) -> Response:
     return JSONResponse(body)
 
 
+def _reason(request: Request) -> str:
+    """The header wins when both are given; a blank header does not fall back to the query
+    (a client that sent the header meant it)."""
+    header = request.headers.get(REASON_HEADER)
+    if header is not None:
+        # Header values arrive as latin-1 bytes; a client sends UTF-8 percent-encoded or
+        # plain ASCII. Decode percent-escapes so non-ASCII reasons survive.
+        return urllib.parse.unquote(header).strip()
+    return (request.query_params.get("reason") or "").strip()
+
+
+def _bounded_int(raw: str | None, name: str, *, default: int | None, low: int, high: int) -> int | None:
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not low <= int(raw) <= high:
+        raise HttpRefusal(_problem(400, f"{name} must be a whole number from {low} to {high}"))
+    return int(raw)
+
+
 async def audit_log(request: Request) -> Response:
     _auth(request, "supervisor")
-    entries = await audit.recent(_services(request).db)
-    return JSONResponse(
-        {
-            "entries": [
-                {
-                    "at": iso(e.at),
-                    "actor_id": e.actor_id,
-                    "actor_name": e.actor_name,
-                    "action": e.action,
-                    "conversation_id": e.conversation_id,
-                    "reason": e.reason,
-                }
-                for e in entries
-            ]
-        }
+    before = _bounded_int(request.query_params.get("before"), "before", default=None, low=1, high=2**63 - 1)
+    limit = _bounded_int(
+        request.query_params.get("limit"), "limit", default=audit.PAGE_DEFAULT, low=1, high=audit.PAGE_MAX
     )
+    assert limit is not None
+    entries = await audit.page(_services(request).db, before=before, limit=limit)
+    return JSONResponse({"entries": [_audit_json(e) for e in entries]})
+
+
+def _audit_json(e: audit.AuditEntry) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": str(e.id),
+        "at": iso(e.at),
+        "actor_id": e.actor_id,
+        "actor_name": e.actor_name,
+        "action": e.action,
+    }
+    optional = {
+        "conversation_id": e.conversation_id,
+        "target": e.target,
+        "reason": e.reason,
+        "detail": e.detail,
+    }
+    entry.update({k: v for k, v in optional.items() if v is not None})
+    return entry
 
 
 DEFAULT_CRISIS_RESOURCES = [
@@ -325,7 +396,7 @@ async def post_revocation(request: Request) -> Response:
         actor_id=identity.user_id,
         actor_role=identity.role,
         actor_name=identity.name,
-        reason=reason or "access revoked",
+        reason=reason,
     )
     await services.admission.revocations.revoke(row)
     body = {"id": str(row.id), "role": row.role, "sub": row.sub, "revoked_at": iso(row.revoked_at)}
