@@ -37,7 +37,8 @@ from chat.upkeep.drain import close_all, close_backends, drain_before_exit
 from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
-from chat.web import http_api
+from chat.web import audit, crisis, dev, health, revocations, specialists, stats, transcripts
+from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, SecurityHeaders, index, page
 
 log = logging.getLogger("peerchat.app")
@@ -76,7 +77,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     services.wake_matchmaker = matchmaker.poke
     services.queue_position = matchmaker.queue_position
     app.state.services = services
-    history = http_api.StatsHistory()
+    history = stats.StatsHistory()
     app.state.stats_history = history
 
     def on_bus(channel: str, data: bytes) -> None:
@@ -127,23 +128,23 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", index),
-            Route("/healthz", http_api.healthz),
-            Route("/readyz", http_api.readyz),
-            Route("/metrics", http_api.metrics),
-            Route("/api/specialists", http_api.list_specialists, methods=["GET"]),
-            Route("/api/specialists/me", http_api.my_profile, methods=["GET"]),
-            Route("/api/specialists/{specialist_id}", http_api.put_specialist, methods=["PUT"]),
-            Route("/api/stats", http_api.stats, methods=["GET"]),
-            Route("/api/stats/history", http_api.stats_history, methods=["GET"]),
+            Route("/healthz", health.healthz),
+            Route("/readyz", health.readyz),
+            Route("/metrics", health.metrics),
+            Route("/api/specialists", specialists.list_specialists, methods=["GET"]),
+            Route("/api/specialists/me", specialists.my_profile, methods=["GET"]),
+            Route("/api/specialists/{specialist_id}", specialists.put_specialist, methods=["PUT"]),
+            Route("/api/stats", stats.stats, methods=["GET"]),
+            Route("/api/stats/history", stats.stats_history, methods=["GET"]),
             Route(
                 "/api/conversations/{conversation_id}/messages",
-                http_api.conversation_messages,
+                transcripts.conversation_messages,
                 methods=["GET"],
             ),
-            Route("/api/audit", http_api.audit_log, methods=["GET"]),
-            Route("/api/revocations", http_api.post_revocation, methods=["POST"]),
-            Route("/api/crisis-resources", http_api.crisis_resources, methods=["GET"]),
-            Route("/dev/token", http_api.dev_token, methods=["POST"]),
+            Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
+            Route("/api/crisis-resources", crisis.crisis_resources, methods=["GET"]),
+            Route("/dev/token", dev.dev_token, methods=["POST"]),
             page("member"),
             page("specialist"),
             page("supervisor"),
@@ -152,14 +153,14 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             WebSocketRoute("/ws", websocket_endpoint),
         ],
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={http_api.HttpRefusal: _refusal},  # type: ignore[dict-item]
+        exception_handlers={HttpRefusal: _refusal},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
     app.state.settings = settings or config.from_env()
     return app
 
 
-async def _refusal(request: Request, exc: http_api.HttpRefusal) -> Response:
+async def _refusal(request: Request, exc: HttpRefusal) -> Response:
     return exc.response
 
 

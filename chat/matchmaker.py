@@ -150,9 +150,13 @@ class Matchmaker:
         db = self.s.db
         now = time.time()
         self._last_cycle = time.monotonic()
-        requests = await queue.open_requests(db)
-        specialists = await profiles.list_all(db)
-        pending = await queue.pending_offers(db)
+        # One snapshot: read as three separate statements, an accept landing between them
+        # looked like a decline (offer gone, request still in line, slot still free), and the
+        # engine offered that specialist another request they had no room for (issue 18).
+        async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            requests = await queue.open_requests(conn)
+            specialists = await profiles.list_all(conn)
+            pending = await queue.pending_offers(conn)
         try:
             online = await self.s.presence.online_specialists(now)
             self._last_online = online

@@ -1,2 +1,2 @@
-"""HTTP: the JSON API and health/metrics routes (http_api), and the pages with their
-security headers (pages)."""
+"""HTTP routes by resource (health, specialists, stats, transcripts, audit, crisis, dev),
+what they share (common), and the pages with their security headers (pages)."""
