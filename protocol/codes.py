@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"  # our fault; nothing was stored, the details are in our logs
     # Sent just before close 4029: the identity holds PEERCHAT_MAX_SOCKETS_PER_USER sockets.
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    CLOSED_HOURS = "closed_hours"  # outside PEERCHAT_HOURS; the error carries `opens_at`
 
     @property
     def retryable(self) -> bool:
