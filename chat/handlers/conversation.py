@@ -12,7 +12,7 @@ from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
 from chat.privacy import access
 from chat.services import Services
-from chat.store import audit, conversations
+from chat.store import audit, conversations, members
 from protocol import frames as f
 from protocol.codes import ErrorCode
 
@@ -56,9 +56,9 @@ async def on_typing(services: Services, session: Session, frame: f.Typing) -> No
 async def on_read(services: Services, session: Session, frame: f.Read) -> None:
     pair = await participant(services, session, frame.conversation_id)
     peer = pair[1] if session.user_id == pair[0] else pair[0]
-    services.hub.to_user(
-        peer, f.PeerRead(conversation_id=frame.conversation_id, seq=frame.seq, role=session.role)
-    )
+    # Stored first (never backwards, never past the last message), so a reload still shows it.
+    seq = await members.mark_read(services.db, frame.conversation_id, session.role, frame.seq)
+    services.hub.to_user(peer, f.PeerRead(conversation_id=frame.conversation_id, seq=seq, role=session.role))
 
 
 @handles(f.HistoryQuery, "member", "specialist")
@@ -73,9 +73,14 @@ async def on_history(services: Services, session: Session, frame: f.HistoryQuery
     stored = await conversations.messages_after(
         services.db, frame.conversation_id, frame.after_seq, frame.limit
     )
+    peer_role = "specialist" if session.role == "member" else "member"
+    read = await members.read_positions(services.db, [frame.conversation_id], peer_role)
     session.push_frame(
         f.History(
-            conversation_id=frame.conversation_id, messages=[views.message(m) for m in stored], ref=frame.ref
+            conversation_id=frame.conversation_id,
+            messages=[views.message(m) for m in stored],
+            peer_read_seq=read.get(frame.conversation_id, 0),
+            ref=frame.ref,
         )
     )
 
