@@ -206,6 +206,8 @@ class QueueEntry(Struct, frozen=True):
     language: str | None
     waited_s: int
     priority: Priority
+    # False while the member has no live connection (they keep their place for the grace).
+    member_online: bool | None = None
 
 
 class RequestInfo(Struct, frozen=True):
