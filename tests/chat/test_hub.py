@@ -1,4 +1,4 @@
-"""chat/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
+"""chat/delivery/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
 Each user's sockets get each frame once, wherever they are connected."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from chat.bus_memory import MemoryBus, MemoryExchange
-from chat.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub, user_channel
-from chat.session import Session
+from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub, user_channel
+from chat.gateway.session import Session
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Error

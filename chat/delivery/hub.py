@@ -26,8 +26,8 @@ import uuid
 from collections import defaultdict, deque
 
 from chat.bus import Bus
+from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
-from chat.session import CatchUp, Outbound, Session
 from protocol.codec import encode
 from protocol.frames import Frame
 
