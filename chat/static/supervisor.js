@@ -17,7 +17,7 @@ if (page) main(page);
 
 /** @param {import('./ui/chrome.js').Page} page */
 function main({ token, client, notice }) {
-  /** @type {(path: string, options?: {method?: string, body?: unknown}) => Promise<any>} */
+  /** @type {(path: string, options?: import('./client/http.js').ApiOptions) => Promise<any>} */
   const call = async (path, options) => {
     try {
       return await api(token, path, options);

@@ -11,16 +11,18 @@ export class ApiError extends Error {
   }
 }
 
+/** @typedef {{method?: string, body?: unknown, headers?: Record<string, string>}} ApiOptions */
+
 /**
  * @param {string | null} token
  * @param {string} path
- * @param {{method?: string, body?: unknown}} [options]
+ * @param {ApiOptions} [options] `headers` are sent too (e.g. X-Peerchat-Reason)
  * @returns {Promise<any>} the parsed JSON body (null when there is none)
  * @throws {ApiError} for a network failure or any non-2xx answer
  */
-export async function api(token, path, { method = 'GET', body } = {}) {
+export async function api(token, path, { method = 'GET', body, headers: extra = {} } = {}) {
   /** @type {Record<string, string>} */
-  const headers = { Accept: 'application/json' };
+  const headers = { ...extra, Accept: 'application/json' };
   if (token) headers.Authorization = 'Bearer ' + token;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;

@@ -6,7 +6,7 @@ import { $, bidi, clear, h, show } from '../ui/dom.js';
 const REFRESH_MS = 30000;
 
 /**
- * @param {(path: string, options?: {method?: string, body?: unknown}) => Promise<any>} call
+ * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
  * @param {(...parts: (Node | string)[]) => void} notice
  */
 export function specialistsPanel(call, notice) {

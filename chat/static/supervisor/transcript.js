@@ -1,11 +1,11 @@
 // Supervisor page, transcripts and the audit log: a read needs a conversation id and a
-// reason (GET /api/conversations/{id}/messages?reason=…); every read shows up in the
+// reason (GET /api/conversations/{id}/messages, the reason in X-Peerchat-Reason); every read shows up in the
 // audit log (GET /api/audit), which reloads after each one.
 
 import { formatDateTime } from '../ui/format.js';
 import { $, clear, h, show } from '../ui/dom.js';
 
-/** @param {(path: string) => Promise<any>} call */
+/** @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call */
 export function transcriptPanel(call) {
   const result = $('#transcript-result');
 
@@ -45,7 +45,8 @@ export function transcriptPanel(call) {
             h('td', {}, h('time', { datetime: e.at || '' }, formatDateTime(e.at))),
             h('td', { dir: 'auto' }, `${e.actor_name || ''} (${e.actor_id || ''})`),
             h('td', {}, String(e.action || 'read_transcript').replace(/_/g, ' ')),
-            h('td', { class: 'mono' }, String(e.conversation_id || '')),
+            // What was acted on: the conversation, or else the target (a specialist's id, …).
+            h('td', { class: 'mono' }, String(e.conversation_id || e.target || '')),
             h('td', { testid: 'audit-reason', dir: 'auto' }, String(e.reason || '')),
           ),
         );
@@ -63,9 +64,11 @@ export function transcriptPanel(call) {
     error.textContent = '';
     if (!id) return void (error.textContent = 'Enter a conversation id.');
     if (!reason) return void (error.textContent = 'A reason is required to read a transcript.');
-    const query = new URLSearchParams({ reason });
     try {
-      render(await call(`/api/conversations/${encodeURIComponent(id)}/messages?${query}`));
+      // The reason goes in a header, not the URL: proxies log query strings (PRODUCT.md §6).
+      // Percent-encoded, as header values carry only ASCII safely; the server decodes it.
+      const headers = { 'X-Peerchat-Reason': encodeURIComponent(reason) };
+      render(await call(`/api/conversations/${encodeURIComponent(id)}/messages`, { headers }));
     } catch (err) {
       show(result, false);
       const status = /** @type {{status?: number, message: string}} */ (err);
