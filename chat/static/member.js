@@ -2,6 +2,7 @@
 // click away in the header on every screen. Each screen is its own module in member/.
 
 import { setupCrisisPanel } from './member/crisis.js';
+import { setupMyData } from './member/mydata.js';
 import { ratingPanel } from './member/rating.js';
 import { requestPanel } from './member/request.js';
 import { Screens } from './member/screens.js';
@@ -18,6 +19,7 @@ if (page) main(page);
 /** @param {import('./ui/chrome.js').Page} page */
 function main({ token, client, notice }) {
   setupCrisisPanel(token);
+  setupMyData(token, client, ROLE);
   const screens = new Screens();
   /** @type {ChatView | null} the current (or just ended) conversation */
   let chat = null;
