@@ -14,6 +14,7 @@ export const ErrorCode = Object.freeze({
   RATE_LIMITED: "rate_limited",
   UNAVAILABLE: "unavailable",
   INTERNAL: "internal",
+  CLOSED_HOURS: "closed_hours",
 });
 
 /** @typedef {(typeof ErrorCode)[keyof typeof ErrorCode]} ErrorCodeValue */
