@@ -14,6 +14,7 @@ export const ErrorCode = Object.freeze({
   RATE_LIMITED: "rate_limited",
   UNAVAILABLE: "unavailable",
   INTERNAL: "internal",
+  TOO_MANY_CONNECTIONS: "too_many_connections",
   CLOSED_HOURS: "closed_hours",
 });
 

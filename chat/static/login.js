@@ -3,7 +3,7 @@
 
 import { api } from './client/http.js';
 import { uuid } from './client/ids.js';
-import { ROLES, setToken } from './client/tokens.js';
+import { rememberLogin, ROLES, setToken } from './client/tokens.js';
 import { $ } from './ui/dom.js';
 
 const form = $('#login-form');
@@ -38,6 +38,7 @@ form.addEventListener('submit', async (ev) => {
     const data = await api(null, '/dev/token', { method: 'POST', body: { role, name, sub } });
     if (!data || typeof data.token !== 'string') throw new Error('the server sent no token');
     setToken(role, data.token);
+    rememberLogin(role, name, sub);
     location.assign(`/${role}`);
   } catch (err) {
     const status = /** @type {{status?: number, message: string}} */ (err).status;

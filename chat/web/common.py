@@ -35,6 +35,8 @@ def auth(request: Request, *roles: str) -> Identity:
         identity = verify(token.strip(), services_of(request).settings)
     except TokenRejected:
         raise HttpRefusal(problem(401, "the token was refused")) from None
+    if services_of(request).admission.refuses(identity):  # revoked (chat/revocations.py)
+        raise HttpRefusal(problem(401, "the token was refused"))
     if roles and identity.role not in roles:
         raise HttpRefusal(problem(403, "your role may not do this"))
     return identity

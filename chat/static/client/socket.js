@@ -6,6 +6,7 @@
 
 import { CloseCode } from '../codes.js';
 import { Emitter } from './emitter.js';
+import { Reauth } from './reauth.js';
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30000;
@@ -51,6 +52,7 @@ export class SocketClient extends Emitter {
     this.subscriptions = [];
     /** @type {{id?: string, name?: string, role?: string} | null} */
     this.user = null;
+    this.reauth = new Reauth(this);
     window.addEventListener('online', () => this.reconnectNow());
     window.addEventListener('offline', () => this.ws && this.ws.close());
     document.addEventListener('visibilitychange', () => {
@@ -70,6 +72,7 @@ export class SocketClient extends Emitter {
   stop() {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.reauth.cancel();
     if (this.ws) this.ws.close(CloseCode.NORMAL);
   }
 
@@ -119,18 +122,27 @@ export class SocketClient extends Emitter {
     // Replies to frames on the dead socket will never come.
     this.refs.clear();
     this.socketLost();
-    if (code === CloseCode.BAD_TOKEN || code === CloseCode.FORBIDDEN) {
-      this.stopped = true;
-      this.emit('status', { state: 'closed', code });
-      this.emit(code === CloseCode.BAD_TOKEN ? 'auth_failed' : 'forbidden', { code });
-      return;
-    }
+    // The token expired (or was revoked) while signed in: Reauth tries once with a fresh one.
+    if (code === CloseCode.BAD_TOKEN && this.reauth.retry(code)) return;
+    if (code === CloseCode.BAD_TOKEN || code === CloseCode.FORBIDDEN) return void this.refused(code);
     if (this.stopped) {
       this.emit('status', { state: 'closed', code });
       return;
     }
     this.emit('status', { state: 'reconnecting', code });
     this.scheduleReconnect(code);
+  }
+
+  /**
+   * 4001 (no fresh token to be had) or 4003: reconnecting unchanged cannot help.
+   * auth_failed carries `welcomed`: whether this client had been signed in, i.e. the sign-in ended.
+   * @param {number} code
+   */
+  refused(code) {
+    this.stopped = true;
+    this.emit('status', { state: 'closed', code });
+    if (code === CloseCode.BAD_TOKEN) this.emit('auth_failed', { code, welcomed: Boolean(this.user) });
+    else this.emit('forbidden', { code });
   }
 
   /** Called when a socket is gone, before any reconnect; subclasses override. */
@@ -198,6 +210,7 @@ export class SocketClient extends Emitter {
       this.ready = true;
       this.attempt = 0;
       this.user = frame.user || null;
+      this.reauth.welcomed();
       this.emit('status', { state: 'connected' });
     }
     this.handle(frame, request);
@@ -212,6 +225,10 @@ export class SocketClient extends Emitter {
     if (frame.type === 'error') {
       this.emit('error', { ...frame, request });
       return;
+    }
+    if (frame.type === 'reauthed') {
+      if (request && typeof request.token === 'string') this.token = request.token;
+      this.reauth.schedule();
     }
     if (frame.type === 'welcome') {
       this.emit('welcome', frame);

@@ -2,8 +2,8 @@
 // indicator, "Signed in as", sign-out, and the way back to /login when the token is refused.
 
 import { PeerChatClient } from '../client/conversations.js';
-import { clearToken, loginUrl, requireToken } from '../client/tokens.js';
-import { $, announce, bidi } from './dom.js';
+import { clearToken, hasRememberedLogin, loginUrl, requireToken } from '../client/tokens.js';
+import { $, announce, bidi, h } from './dom.js';
 
 /** @typedef {import('../client/tokens.js').Role} Role */
 
@@ -43,9 +43,23 @@ export function bindSignOut(button, role, client) {
  * @param {Role} role
  */
 export function bindAuthFailure(client, role) {
-  client.on('auth_failed', () => {
+  client.on('auth_failed', (/** @type {{welcomed?: boolean}} */ { welcomed } = {}) => {
+    const devLogin = hasRememberedLogin(role);
     clearToken(role);
-    location.replace(loginUrl(role, 'expired'));
+    if (!welcomed || devLogin) {
+      location.replace(loginUrl(role, 'expired'));
+      return;
+    }
+    // Signed in through the organisation's portal, and that sign-in ended (expired or
+    // revoked): say so plainly, in place; there is no login page of ours to go to.
+    const main = document.getElementById('main');
+    const notice = h(
+      'div',
+      { class: 'notice', role: 'alert', testid: 'signed-out' },
+      'You are signed out: your sign-in expired or was ended. Sign in again through your organisation to continue.',
+    );
+    if (main) main.replaceChildren(notice);
+    else document.body.prepend(notice);
   });
 }
 
