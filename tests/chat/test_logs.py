@@ -48,3 +48,23 @@ def test_the_filter_rewrites_arguments_and_tracebacks() -> None:
     text = out.getvalue()
     assert '"WebSocket /ws?…" 403' in text and "bad path /ws?…" in text
     assert "SECRET" not in text
+
+
+def test_arguments_keep_their_shape_for_uvicorns_access_formatter() -> None:
+    """uvicorn's AccessFormatter unpacks `args` as (client, method, path, version, status):
+    flattening them into the message broke every access line ("Logging error")."""
+    from uvicorn.logging import AccessFormatter
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", "/member?token=SECRET", "1.1", 200),
+        None,
+    )
+    assert QueryStringScrubber().filter(record)
+    assert isinstance(record.args, tuple) and len(record.args) == 5
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(record)
+    assert line == '1.2.3.4:5 - "GET /member?… HTTP/1.1" 200 OK'
