@@ -9,24 +9,29 @@ import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser.support import Web, put_profile
-from tests.support.servers import LiveService
+from tests.support.servers import LiveService, wait_until
 
 pytestmark = pytest.mark.browser
 
 ALTERNATIVES = [
-    {"name": "SMART Recovery forum", "url": "https://forum.example/", "description": "Peers online all night"},
-    {"name": "Evening warm line", "url": "https://warm.example/call", "description": "A kind voice, 6 pm to 2 am"},
+    {
+        "name": "SMART Recovery forum",
+        "url": "https://forum.example/",
+        "description": "Peers online all night",
+    },
+    {"name": "Evening warm line", "url": "https://warm.example/call", "description": "6 pm to 2 am"},
 ]
-
-WebFactory = Callable[..., "AsyncIterator[Web]"]
 
 
 @pytest.fixture
-async def webs(service_factory: Callable[..., LiveService], browser: Browser) -> AsyncIterator[Callable[..., Web]]:
+async def webs(
+    service_factory: Callable[..., LiveService], browser: Browser
+) -> AsyncIterator[Callable[..., Web]]:
     """Like the `web` fixture, for a service started with its own environment."""
     made: list[Web] = []
 
@@ -57,12 +62,13 @@ async def test_closed_hours_say_when_and_where_else_to_turn(webs: Callable[..., 
     await expect(closed).to_be_visible()
     await expect(member.get_by_test_id("opens-at")).to_contain_text("We open again")
     await expect(member.get_by_test_id("request-button")).to_be_disabled()
+    await expect(member.get_by_test_id("request-form")).to_be_hidden()
     links = member.get_by_test_id("alternative-link")
     await expect(links).to_have_count(2)
     await expect(links.first).to_have_text("SMART Recovery forum")
     await expect(links.first).to_have_attribute("href", "https://forum.example/")
     await expect(member.get_by_test_id("alternative").first).to_contain_text("Peers online all night")
-    await web.shoot(member, "member-closed", show=closed)
+    await web.shoot(member, "member-closed", show=member.get_by_test_id("alternatives-panel"))
     # The crisis resources are one click away from the closed notice.
     await member.get_by_test_id("closed-crisis").click()
     await expect(member.get_by_test_id("crisis-panel")).to_be_visible()
@@ -120,3 +126,31 @@ async def test_a_long_wait_shows_the_alternatives_and_keeps_the_place(webs: Call
     await expect(member.get_by_test_id("alternative-link")).to_have_count(2)
     await expect(member.get_by_test_id("queue-view")).to_be_visible()
     await web.shoot(member, "member-long-wait", show=panel)
+
+
+async def test_a_member_away_past_the_grace_is_told_their_place_was_given_up(
+    webs: Callable[..., Web], database_url: str
+) -> None:
+    web = webs(PEERCHAT_MEMBER_GRACE_S="2")
+    member = await web.page("member")
+    await web.login_token(member, "member", "Ola", "member-ola")
+    await member.get_by_test_id("tag-grief").check()
+    await member.get_by_role("button", name="Ask for a peer").click()
+    await expect(member.get_by_test_id("queue-position")).to_have_text("1")
+    # The tab goes elsewhere (the socket closes); the grace passes.
+    await member.goto("/login")
+
+    async def abandoned() -> bool:
+        db = await asyncpg.connect(database_url)
+        try:
+            return bool(await db.fetchval("SELECT count(*) FROM requests WHERE cancel_reason = 'abandoned'"))
+        finally:
+            await db.close()
+
+    await wait_until(abandoned, timeout=30)
+    await member.goto("/member")
+    await expect(member.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected")
+    await expect(member.get_by_test_id("notice")).to_have_text(
+        "You were away for a while, so your place in line was given up. You can ask again.", timeout=15_000
+    )
+    await expect(member.get_by_test_id("start-view")).to_be_visible()
