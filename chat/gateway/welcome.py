@@ -6,11 +6,12 @@ import time
 from typing import Literal
 
 from chat import positions, views
-from chat.gateway.session import CatchUp, Outbound, Session
+from chat.delivery import ended
+from chat.gateway.session import CatchUp, Session
 from chat.services import Services
 from chat.store import conversations, profiles, queue
+from matching.lifecycle import ConversationState
 from protocol import frames as f
-from protocol.codec import encode
 
 RESUME_ENDED_WITHIN_S = 24 * 3600
 
@@ -44,7 +45,7 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
     mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
     for c in mine:
         services.participants[c.id] = (c.member_id, c.specialist_id)
-    active = [c for c in mine if c.state == "active"]
+    active = [c for c in mine if c.state == ConversationState.ACTIVE]
     session.push_frame(
         f.Welcome(
             user=f.User(id=user_id, role=session.role, name=session.name),
@@ -61,17 +62,8 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
             # Everything after the client's last seq, then live messages, gap-free.
             session.seen[c.id] = min(resume[c.id], c.last_seq)
             session.push(CatchUp(c.id))
-            if c.state == "ended":
+            if c.state == ConversationState.ENDED:
                 # It ended while this device was away: say so after its last messages.
-                session.push(ended_outbound(c))
-        elif c.state == "active":
+                session.push(ended.ended_outbound(c))
+        elif c.state == ConversationState.ACTIVE:
             session.seen[c.id] = c.last_seq
-
-
-def ended_outbound(c: conversations.Conversation) -> Outbound:
-    frame = f.ConversationEnded(
-        conversation_id=c.id,
-        by=c.ended_by or "system",  # type: ignore[arg-type]
-        reason=c.end_reason or "ended",
-    )
-    return Outbound(encode(frame), c.id, None, ends_conversation=True)

@@ -10,6 +10,7 @@ from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
 from chat.services import Services
 from chat.store import queue
+from matching.lifecycle import RequestState
 from matching.risk import default_phrases
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -63,7 +64,7 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
 @handles(f.QueueWatch, "specialist", "supervisor")
 async def on_queue_watch(services: Services, session: Session, frame: f.QueueWatch) -> None:
     now = datetime.now(UTC)
-    waiting = [r for r in await queue.open_requests(services.db) if r.state == "waiting"]
+    waiting = [r for r in await queue.open_requests(services.db) if r.state == RequestState.WAITING]
     if not services.hub.queue_watchers:
         await services.bus.subscribe("pc:queue")
     services.hub.queue_watchers.add(session)
