@@ -84,6 +84,12 @@ class RedisPresence:
             await pipe.execute()
         return True
 
+    async def forget(self, user_id: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(_key(user_id), _absent(user_id))
+        pipe.zrem(_SPECIALISTS, user_id)
+        await pipe.execute()
+
     async def is_online(self, user_id: str, now: float) -> bool:
         return int(await self._redis.zcount(_key(user_id), f"({now}", "+inf")) > 0
 

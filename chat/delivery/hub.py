@@ -29,6 +29,7 @@ from chat.bus import Bus
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from protocol.codec import encode
+from protocol.codes import CloseCode
 from protocol.frames import Frame
 
 log = logging.getLogger("peerchat.hub")
@@ -60,15 +61,20 @@ def _join(origin: str) -> bytes:
     return f"{origin}|||J\n".encode()
 
 
-def _parse(data: bytes) -> tuple[str, Outbound, bool] | None:
-    """(origin, frame, whether it is a join ring)."""
+def _close(origin: str, code: int) -> bytes:
+    """Close the user's sockets with `code` (the seq field carries it)."""
+    return f"{origin}||{code}|C\n".encode()
+
+
+def _parse(data: bytes) -> tuple[str, Outbound, str] | None:
+    """(origin, frame, mark): mark "J" is a join ring, "C" a close (code in `seq`)."""
     head, sep, body = data.partition(b"\n")
     if not sep:
         return None
     try:
         origin, conv, seq, mark = head.decode().split("|")
         out = Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
-        return origin, out, mark == "J"
+        return origin, out, mark
     except ValueError:
         return None
 
@@ -194,6 +200,16 @@ class Hub:
         for user_id in self.sessions:
             self.bus.post(user_channel(user_id), _join(self.origin))
 
+    def close_user(self, user_id: str, code: int) -> None:
+        """Close every socket of the user with `code`, here now and on every other process
+        through the user's channel (after the frames already rung to it)."""
+        self._close_local(user_id, code)
+        self.bus.post(user_channel(user_id), _close(self.origin, code))
+
+    def _close_local(self, user_id: str, code: int) -> None:
+        for session in list(self.sessions.get(user_id, ())):
+            session.close_soon(code, "closed by the server")
+
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
         data = encode(frame)
@@ -204,14 +220,17 @@ class Hub:
         parsed = _parse(data)
         if parsed is None:
             return
-        origin, out, join = parsed
+        origin, out, mark = parsed
         if origin == self.origin:
             return
         if channel.startswith("pc:user:"):
             user_id = channel.removeprefix("pc:user:")
-            if join:
+            if mark == "J":
                 self._changes += 1
                 self._unsolo(user_id)
+                return
+            if mark == "C":
+                self._close_local(user_id, out.seq or CloseCode.FORBIDDEN)
                 return
             self._deliver_local(user_id, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
