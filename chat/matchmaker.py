@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from chat import stats as stats_view
 from chat import views
 from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.openness import during_long_wait
 from chat.services import Services
 from chat.store import conversations, members, profiles, queue
 from chat.store.queue import OfferOutcome
@@ -256,6 +257,7 @@ class Matchmaker:
                         position=estimate.position,
                         estimated_wait_s=estimate.estimated_wait_s,
                         notice="preferred_unavailable",
+                        alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
         for estimate in decisions.queue_updates:
@@ -267,6 +269,7 @@ class Matchmaker:
                         request_id=estimate.request_id,
                         position=estimate.position,
                         estimated_wait_s=estimate.estimated_wait_s,
+                        alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
 
