@@ -32,7 +32,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     for _ in range(ATTEMPTS):
         await _close_open_business(services, member_id)
         # After `conversation_ended` reached their devices (the close rides behind it).
-        services.hub.close_user(member_id, CloseCode.FORBIDDEN)
+        services.hub.close_user(member_id, "member", CloseCode.FORBIDDEN)
         async with services.db.acquire() as conn:
             erased = await store.erase_member(conn, member_id, AUDIT_REASON)
         if not erased.busy:
@@ -40,7 +40,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
         # Another device asked for a peer, or was matched, meanwhile: end that too.
     else:
         raise RuntimeError("the member's request or conversation kept reopening")
-    await services.presence.forget(member_id)
+    await services.presence.forget(member_id, "member")
     # Sockets on other processes close a moment after their close ring, and a departure
     # may write again (a lease renewed just before; `members_away`): forget twice more,
     # 2 and 7 s on, well within the 10 s PRODUCT.md §10 allows.
@@ -62,7 +62,7 @@ async def _forget_later(services: Services, member_id: str) -> None:
     for wait in FORGET_AGAIN_S:
         await asyncio.sleep(wait)
         try:
-            await services.presence.forget(member_id)
+            await services.presence.forget(member_id, "member")
             await store.forget_leftovers(services.db, member_id)
         except Exception as exc:
             log.warning("erasure: leftovers not forgotten: %s", type(exc).__name__)
