@@ -30,9 +30,9 @@ class Presence(Protocol):
 
     async def is_online(self, user_id: str, now: float) -> bool: ...
 
-    async def forget(self, user_id: str) -> None:
-        """Drop everything kept about the user (an erasure, PRODUCT.md §10). Close their
-        sockets first, or the next heartbeat writes their lease again."""
+    async def forget(self, user_id: str, role: str) -> None:
+        """Drop everything kept about the user in `role` (an erasure, PRODUCT.md §10). Close
+        their sockets first, or the next heartbeat writes their lease again."""
 
     async def online_specialists(self, now: float) -> set[str]: ...
 

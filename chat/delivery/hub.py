@@ -61,9 +61,10 @@ def _join(origin: str) -> bytes:
     return f"{origin}|||J\n".encode()
 
 
-def _close(origin: str, code: int) -> bytes:
-    """Close the user's sockets with `code` (the seq field carries it)."""
-    return f"{origin}||{code}|C\n".encode()
+def _close(origin: str, code: int, role: str) -> bytes:
+    """Close the user's sockets of `role` with `code` (the conversation field carries the
+    role, the seq field the code)."""
+    return f"{origin}|{role}|{code}|C\n".encode()
 
 
 def _parse(data: bytes) -> tuple[str, Outbound, str] | None:
@@ -200,15 +201,17 @@ class Hub:
         for user_id in self.sessions:
             self.bus.post(user_channel(user_id), _join(self.origin))
 
-    def close_user(self, user_id: str, code: int) -> None:
-        """Close every socket of the user with `code`, here now and on every other process
-        through the user's channel (after the frames already rung to it)."""
-        self._close_local(user_id, code)
-        self.bus.post(user_channel(user_id), _close(self.origin, code))
+    def close_user(self, user_id: str, role: str, code: int) -> None:
+        """Close every socket of the user in `role` with `code`, here now and on every other
+        process through the user's channel (after the frames already rung to it). Only that
+        role's: a specialist whose `sub` is the same is another person (PRODUCT.md §4)."""
+        self._close_local(user_id, role, code)
+        self.bus.post(user_channel(user_id), _close(self.origin, code, role))
 
-    def _close_local(self, user_id: str, code: int) -> None:
+    def _close_local(self, user_id: str, role: str, code: int) -> None:
         for session in list(self.sessions.get(user_id, ())):
-            session.close_soon(code, "closed by the server")
+            if session.role == role:
+                session.close_soon(code, "closed by the server")
 
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
@@ -230,7 +233,7 @@ class Hub:
                 self._unsolo(user_id)
                 return
             if mark == "C":
-                self._close_local(user_id, out.seq or CloseCode.FORBIDDEN)
+                self._close_local(user_id, out.conversation_id or "", out.seq or CloseCode.FORBIDDEN)
                 return
             self._deliver_local(user_id, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):

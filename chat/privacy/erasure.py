@@ -16,6 +16,7 @@ from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import conversations, queue
 from chat.store import privacy as store
+from matching.lifecycle import ConversationState
 from protocol import frames as f
 from protocol.codes import CloseCode
 
@@ -31,7 +32,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     for _ in range(ATTEMPTS):
         await _close_open_business(services, member_id)
         # After `conversation_ended` reached their devices (the close rides behind it).
-        services.hub.close_user(member_id, CloseCode.FORBIDDEN)
+        services.hub.close_user(member_id, "member", CloseCode.FORBIDDEN)
         async with services.db.acquire() as conn:
             erased = await store.erase_member(conn, member_id, AUDIT_REASON)
         if not erased.busy:
@@ -39,7 +40,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
         # Another device asked for a peer, or was matched, meanwhile: end that too.
     else:
         raise RuntimeError("the member's request or conversation kept reopening")
-    await services.presence.forget(member_id)
+    await services.presence.forget(member_id, "member")
     # Sockets on other processes close a moment after their close ring, and a departure
     # may write again (a lease renewed just before; `members_away`): forget twice more,
     # 2 and 7 s on, well within the 10 s PRODUCT.md §10 allows.
@@ -61,7 +62,7 @@ async def _forget_later(services: Services, member_id: str) -> None:
     for wait in FORGET_AGAIN_S:
         await asyncio.sleep(wait)
         try:
-            await services.presence.forget(member_id)
+            await services.presence.forget(member_id, "member")
             await store.forget_leftovers(services.db, member_id)
         except Exception as exc:
             log.warning("erasure: leftovers not forgotten: %s", type(exc).__name__)
@@ -79,6 +80,6 @@ async def _close_open_business(services: Services, member_id: str) -> None:
                 )
             await services.poke_matchmaker()
     for conv in await conversations.of_user(services.db, member_id):
-        if conv.state == "active" and conv.member_id == member_id:
+        if conv.state == ConversationState.ACTIVE and conv.member_id == member_id:
             await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)

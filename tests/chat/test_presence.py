@@ -177,9 +177,9 @@ async def test_forget_drops_every_trace_of_a_user(presence: Presence, t0: float)
     await presence.disconnect("s1", "specialist", "c1", t0 + 1)
     assert await presence.absent_since(["s1"], t0 + 2, mark=False)
     await presence.connect("m1", "member", "c3", t0)
-    for user in ("s1", "m1"):
-        await presence.forget(user)
+    await presence.forget("s1", "specialist")
+    await presence.forget("m1", "member")
     assert not await presence.is_online("m1", t0)
     assert await presence.absent_since(["s1"], t0 + 2, mark=False) == {}
     assert await presence.online_specialists(t0) == {"s2"}
-    await presence.forget("never-seen")  # nothing to forget is fine
+    await presence.forget("never-seen", "member")  # nothing to forget is fine
