@@ -16,6 +16,7 @@ from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import conversations, queue
 from chat.store import privacy as store
+from matching.lifecycle import ConversationState
 from protocol import frames as f
 from protocol.codes import CloseCode
 
@@ -79,6 +80,6 @@ async def _close_open_business(services: Services, member_id: str) -> None:
                 )
             await services.poke_matchmaker()
     for conv in await conversations.of_user(services.db, member_id):
-        if conv.state == "active" and conv.member_id == member_id:
+        if conv.state == ConversationState.ACTIVE and conv.member_id == member_id:
             await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)

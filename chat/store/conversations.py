@@ -9,7 +9,7 @@ from enum import StrEnum
 import asyncpg
 
 from chat.store.db import Db, FromRow, Row
-from chat.store.states import CONVERSATION_ENDED
+from chat.store.states import CONVERSATION_ACTIVE, CONVERSATION_ENDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ async def of_user(db: Db, user_id: str, *, ended_within_s: float = 0) -> list[Co
     rows = await db.fetch(
         f"""SELECT {_CONV} FROM conversations
             WHERE (member_id = $1 OR specialist_id = $1)
-              AND (state = 'active' OR ended_at > now() - make_interval(secs => $2))
+              AND (state = {CONVERSATION_ACTIVE} OR ended_at > now() - make_interval(secs => $2))
             ORDER BY started_at""",
         user_id,
         ended_within_s,
@@ -82,7 +82,7 @@ async def recently_started(db: Db, *, between_s: tuple[float, float]) -> list[Co
     newest, oldest = between_s
     rows = await db.fetch(
         f"""SELECT {_CONV} FROM conversations
-            WHERE state = 'active'
+            WHERE state = {CONVERSATION_ACTIVE}
               AND started_at > now() - make_interval(secs => $2)
               AND started_at < now() - make_interval(secs => $1)""",
         newest,
@@ -195,4 +195,7 @@ async def save_feedback(
 
 
 async def active_count(db: Db) -> int:
-    return int(await db.fetchval("SELECT count(*) FROM conversations WHERE state = 'active'") or 0)
+    """Active conversations, service-wide (the supervisor's `active_conversations`)."""
+    return int(
+        await db.fetchval(f"SELECT count(*) FROM conversations WHERE state = {CONVERSATION_ACTIVE}") or 0
+    )

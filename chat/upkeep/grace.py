@@ -24,6 +24,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat import positions
+from chat.delivery.ended import ended_frame
 from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import grace as store
@@ -106,7 +107,7 @@ class ReconnectGrace:
         log.info("conversation %s ended: specialist did not return within the grace", conv.id[:8])
         hub = self.s.hub
         hub.to_user(conv.member_id, f.PeerStatus(conversation_id=conv.id, status="gone"))
-        ended = f.ConversationEnded(conversation_id=conv.id, by="system", reason="peer_gone")
+        ended = ended_frame(conv.id, "system", "peer_gone")
         for user in (conv.member_id, conv.specialist_id):
             hub.to_user(user, ended, conversation_id=conv.id, ends_conversation=True)
         if gone.request is not None:
