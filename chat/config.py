@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +38,23 @@ class Settings:
     # Sends per rolling 10 s before `rate_limited`; twice that closes with 4029.
     rate_limit_per_10s: int = 50
     crisis_resources: str = field(default="")
+    # A token whose `exp - iat` exceeds this is refused (PRODUCT.md §4).
+    max_token_ttl_s: float = 86400.0
+    # Live sockets per identity (role, sub), counted across every process.
+    max_sockets_per_user: int = 8
+    # `PEERCHAT_REDIS_KEY`: the key of the HMACs that name identities in Redis
+    # (chat/redis_keys.py). Empty: derived from the JWT key (see identity_hmac_key).
+    redis_key: bytes = b""
+
+    @property
+    def identity_hmac_key(self) -> bytes:
+        """`PEERCHAT_REDIS_KEY`, or else one derived from the JWT key. Derived from an HS256
+        secret it is as secret as the secret; from a public key it is not secret at all,
+        which docs/operations.md warns about (with an identity provider, set the variable)."""
+        if self.redis_key:
+            return self.redis_key
+        seed = (self.jwt_secret or self.jwt_public_key or "").encode()
+        return hmac.new(seed, b"peerchat redis identity key v1", hashlib.sha256).digest()
 
     @property
     def jwt_algorithms(self) -> list[str]:
@@ -50,8 +70,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
+    if not value > 0 or not math.isfinite(value):  # `nan` compares false with everything
+        raise ConfigError(f"{name} must be a positive, finite number of seconds")
     return value
 
 
@@ -62,6 +82,13 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
+
+
+def _redis_key(env: Mapping[str, str]) -> bytes:
+    raw = env.get("PEERCHAT_REDIS_KEY", "")
+    if raw and len(raw.encode()) < 32:
+        raise ConfigError("PEERCHAT_REDIS_KEY must be at least 32 bytes")
+    return raw.encode()
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -104,4 +131,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         crisis_resources=env.get("PEERCHAT_CRISIS_RESOURCES", ""),
         outbound_queue_frames=_count(env, "PEERCHAT_OUTBOUND_QUEUE_FRAMES", 256),
         rate_limit_per_10s=_count(env, "PEERCHAT_RATE_LIMIT_PER_10S", 50),
+        max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
+        max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
+        redis_key=_redis_key(env),
     )

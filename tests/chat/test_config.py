@@ -76,11 +76,36 @@ def test_empty_values_mean_the_default() -> None:
         ({"PEERCHAT_MAX_BODY_CHARS": "0"}, "PEERCHAT_MAX_BODY_CHARS"),
         ({"PEERCHAT_MAX_BODY_CHARS": "-5"}, "PEERCHAT_MAX_BODY_CHARS"),
         ({"PEERCHAT_MAX_BODY_CHARS": "1e3"}, "PEERCHAT_MAX_BODY_CHARS"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "a day"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "0"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "-60"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "nan"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_TOKEN_TTL_S": "inf"}, "PEERCHAT_MAX_TOKEN_TTL_S"),
+        ({"PEERCHAT_MAX_SOCKETS_PER_USER": "0"}, "PEERCHAT_MAX_SOCKETS_PER_USER"),
+        ({"PEERCHAT_MAX_SOCKETS_PER_USER": "eight"}, "PEERCHAT_MAX_SOCKETS_PER_USER"),
+        ({"PEERCHAT_MAX_SOCKETS_PER_USER": "-1"}, "PEERCHAT_MAX_SOCKETS_PER_USER"),
+        ({"PEERCHAT_REDIS_KEY": "short"}, "PEERCHAT_REDIS_KEY"),
     ],
 )
 def test_refused(change: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         from_env({**BASE, **change})
+
+
+def test_token_lifetime_and_socket_cap() -> None:
+    s = from_env(BASE)
+    assert (s.max_token_ttl_s, s.max_sockets_per_user) == (86400, 8)
+    s = from_env({**BASE, "PEERCHAT_MAX_TOKEN_TTL_S": "90.5", "PEERCHAT_MAX_SOCKETS_PER_USER": "2"})
+    assert (s.max_token_ttl_s, s.max_sockets_per_user) == (90.5, 2)
+
+
+def test_the_redis_key_is_set_or_derived_from_the_jwt_key() -> None:
+    derived = from_env(BASE).identity_hmac_key
+    assert len(derived) == 32 and SECRET.encode() not in derived
+    other = from_env({**BASE, "PEERCHAT_JWT_SECRET": "d" * 32}).identity_hmac_key
+    assert derived != other
+    key = "k" * 40
+    assert from_env({**BASE, "PEERCHAT_REDIS_KEY": key}).identity_hmac_key == key.encode()
 
 
 def test_the_error_never_echoes_the_secret() -> None:
