@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import random
@@ -34,6 +35,8 @@ from chat.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.redis_keys import identity_key
+from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.session import CatchUp, Outbound
 from chat.store import conversations
@@ -110,14 +113,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     db = await _connect_db(settings.database_url)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     bus = RedisBus(settings.redis_url)
-    hub = Hub(bus)
+    name = functools.partial(identity_key, settings)
+    hub = Hub(bus, name, Sealer(seal_key(settings.identity_hmac_key)))
     services = Services(
         settings=settings,
         db=db,
         redis=client,
         bus=bus,
         hub=hub,
-        presence=RedisPresence(client, settings.presence_ttl_s),
+        presence=RedisPresence(client, settings.presence_ttl_s, name),
         appender=Appender(db),
     )
     services.matchmaker = Matchmaker(services)
@@ -219,8 +223,8 @@ def _repair_ends(services: Services, ended: list[conversations.Conversation]) ->
     processes: the member would go on typing into a closed conversation."""
     told = 0
     for conv in ended:
-        for user in (conv.member_id, conv.specialist_id):
-            for session in list(services.hub.sessions.get(user, ())):
+        for person in conv.participants:
+            for session in list(services.hub.sessions_of(person)):
                 if conv.id in session.seen and conv.id not in session.ended:
                     session.deliver(CatchUp(conv.id))
                     session.deliver(welcome.ended_outbound(conv))
@@ -241,8 +245,8 @@ async def _repair_starts(services: Services) -> int:
     told = 0
     for conv in started:
         frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
-        for user in (conv.member_id, conv.specialist_id):
-            for session in list(services.hub.sessions.get(user, ())):
+        for person in conv.participants:
+            for session in list(services.hub.sessions_of(person)):
                 if conv.id not in session.seen:
                     session.deliver(Outbound(frame, conv.id, None, True))
                     session.deliver(CatchUp(conv.id))

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from chat import views, welcome
 from chat.metrics import METRICS
+from chat.people import Participants, specialist
 from chat.services import Services
 from chat.session import Outbound, Session
 from chat.stats import queue_stats
@@ -169,7 +170,7 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     reply = f.Queued(request_id=request.id, position=position, estimated_wait_s=wait, ref=frame.ref)
     session.push_frame(reply)
     services.hub.to_user(
-        session.user_id,
+        session.person,
         f.QueueUpdate(request_id=request.id, position=position, estimated_wait_s=wait),
         skip=session,
     )
@@ -182,9 +183,11 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
     if revoked is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no open request of yours with that id")
     session.push_frame(f.Cancelled(request_id=frame.request_id, ref=frame.ref))
-    services.hub.to_user(session.user_id, f.Cancelled(request_id=frame.request_id), skip=session)
+    services.hub.to_user(session.person, f.Cancelled(request_id=frame.request_id), skip=session)
     for offer in revoked:
-        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+        services.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
+        )
     await services.poke_matchmaker()
 
 
@@ -208,7 +211,7 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
     if profile is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no profile")
     session.push_frame(f.AvailabilityChanged(status=frame.status, ref=frame.ref))
-    services.hub.to_user(session.user_id, f.AvailabilityChanged(status=frame.status), skip=session)
+    services.hub.to_user(session.person, f.AvailabilityChanged(status=frame.status), skip=session)
     await services.poke_matchmaker()
 
 
@@ -241,14 +244,16 @@ async def _started(
         raise Refuse(code, message)
     conv = await conversations.get(services.db, result.conversation_id)
     assert conv is not None
-    services.participants[conv.id] = (conv.member_id, conv.specialist_id)
+    services.participants[conv.id] = conv.participants
     started = f.ConversationStarted(conversation=views.conversation_info(conv))
     # The direct reply carries the ref; the fan-out (other devices, the member) does not.
     session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
-    for user in (conv.specialist_id, conv.member_id):
-        services.hub.to_user(user, started, conversation_id=conv.id, starts_conversation=True, skip=session)
+    for person in (conv.specialist, conv.member):
+        services.hub.to_user(person, started, conversation_id=conv.id, starts_conversation=True, skip=session)
     for offer in result.revoked:
-        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
+        services.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="claimed")
+        )
     await services.poke_matchmaker()
 
 
@@ -274,18 +279,19 @@ async def on_queue_watch(services: Services, session: Session, frame: f.QueueWat
 # --------------------------------------------------------------------------- both sides
 
 
-async def _participant(services: Services, session: Session, conversation_id: str) -> tuple[str, str]:
-    """(member id, specialist id) if this user is in the conversation, else `forbidden`."""
+async def _participant(services: Services, session: Session, conversation_id: str) -> Participants:
+    """(member, specialist) if this person (role and sub) is in the conversation, else
+    `forbidden`: a member whose `sub` is the specialist's id is someone else."""
     pair = services.participants.get(conversation_id)
     if pair is None:
         conv = await conversations.get(services.db, conversation_id)
         if conv is None:
             raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
-        pair = (conv.member_id, conv.specialist_id)
+        pair = conv.participants
         if len(services.participants) > 50_000:
             services.participants.clear()
         services.participants[conversation_id] = pair
-    if session.user_id not in pair:
+    if session.person not in pair:
         raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
     return pair
 
@@ -322,7 +328,7 @@ def send_now(services: Services, session: Session, frame: f.Send, admit: Callabl
     if len(body) > services.settings.max_body_chars or not body.strip():
         return False
     pair = services.participants.get(frame.conversation_id)
-    if pair is None or session.user_id not in pair or len(session.sending) >= SENDS_IN_FLIGHT:
+    if pair is None or session.person not in pair or len(session.sending) >= SENDS_IN_FLIGHT:
         return False
     if not admit():
         return False
@@ -331,7 +337,7 @@ def send_now(services: Services, session: Session, frame: f.Send, admit: Callabl
     return True
 
 
-def _submit(services: Services, session: Session, frame: f.Send, pair: tuple[str, str]) -> None:
+def _submit(services: Services, session: Session, frame: f.Send, pair: Participants) -> None:
     done = services.appender.submit(
         conversation_id=frame.conversation_id,
         sender_id=session.user_id,
@@ -348,7 +354,7 @@ def _stored(
     services: Services,
     session: Session,
     frame: f.Send,
-    pair: tuple[str, str],
+    pair: Participants,
     started: float,
     done: asyncio.Future[tuple[Appended, int, datetime]],
 ) -> None:
@@ -400,19 +406,19 @@ def _stored(
         )
         # The sending socket gets the ack and its own copy together (one write).
         session.push(ack, Outbound(data, frame.conversation_id, seq))
-        for user in pair:
+        for person in pair:
             services.hub.to_user(
-                user,
+                person,
                 data,
                 conversation_id=frame.conversation_id,
                 seq=seq,
-                skip=session if user == session.user_id else None,
+                skip=session if person == session.person else None,
             )
     except Exception as exc:
         session.push_frame(_failure(f.Send, exc, frame.ref))
 
 
-async def _fan_out_stored(services: Services, frame: f.Send, pair: tuple[str, str], seq: int) -> None:
+async def _fan_out_stored(services: Services, frame: f.Send, pair: Participants, seq: int) -> None:
     try:
         stored = await conversations.get_message(services.db, frame.conversation_id, seq)
     except Exception as exc:
@@ -421,21 +427,21 @@ async def _fan_out_stored(services: Services, frame: f.Send, pair: tuple[str, st
     if stored is None:
         return
     data = encode(views.message(stored))
-    for user in pair:
-        services.hub.to_user(user, data, conversation_id=frame.conversation_id, seq=seq)
+    for person in pair:
+        services.hub.to_user(person, data, conversation_id=frame.conversation_id, seq=seq)
 
 
 @handles(f.Typing, "member", "specialist")
 async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
     pair = await _participant(services, session, frame.conversation_id)
-    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    peer = pair[1] if session.person == pair[0] else pair[0]
     services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
 
 
 @handles(f.Read, "member", "specialist")
 async def on_read(services: Services, session: Session, frame: f.Read) -> None:
     pair = await _participant(services, session, frame.conversation_id)
-    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    peer = pair[1] if session.person == pair[0] else pair[0]
     services.hub.to_user(
         peer, f.PeerRead(conversation_id=frame.conversation_id, seq=frame.seq, role=session.role)
     )
@@ -495,8 +501,10 @@ async def end_conversation(
     frame = f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)
     if asked is not None:
         asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
-    for user in (ended.member_id, ended.specialist_id):
-        services.hub.to_user(user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked)
+    for person in ended.participants:
+        services.hub.to_user(
+            person, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
+        )
     await services.poke_matchmaker()
     return ended
 
@@ -548,10 +556,10 @@ async def _tell_peers(
     if session.role == "supervisor":
         return
     try:
-        mine = await conversations.of_user(services.db, session.user_id)
+        mine = await conversations.of_person(services.db, session.person)
         for conv in mine:
             if conv.state == "active":
-                peer = conv.peer_of(session.user_id)
+                peer = conv.peer_of(session.person)
                 services.hub.to_user(
                     peer,
                     f.PeerStatus(conversation_id=conv.id, status=status),

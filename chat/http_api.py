@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from chat import dispatch, views
 from chat.metrics import METRICS
+from chat.people import Person
 from chat.services import Services
 from chat.store import audit, conversations, profiles
 from chat.store.db import iso
@@ -219,7 +220,7 @@ async def conversation_messages(request: Request) -> Response:
             conversation_id=conv.id,
             reason=reason[:500],
         )
-    elif conv is None or not conv.has(identity.user_id):
+    elif conv is None or not conv.has(Person(identity.role, identity.user_id)):
         return _problem(404, "no such conversation")
     stored = await conversations.messages_after(services.db, conv.id, after, limit)
     body = {"conversation_id": conv.id, "messages": [msgspec.to_builtins(views.message(m)) for m in stored]}

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from chat import stats as stats_view
 from chat import views
 from chat.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.people import member, specialist
 from chat.services import Services
 from chat.store import profiles, queue
 from chat.store.queue import OfferOutcome
@@ -217,7 +218,9 @@ class Matchmaker:
             await self._close_offer(expired.id, OfferOutcome.EXPIRED)
         for revoked in decisions.revoked:
             if await queue.revoke_offer(db, revoked.id):
-                hub.to_user(revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn"))
+                hub.to_user(
+                    specialist(revoked.specialist_id), f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
+                )
         for decided in decisions.offers:
             request = self._requests_by_id.get(decided.request_id)
             made = None
@@ -232,13 +235,13 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
+            hub.to_user(specialist(made.specialist_id), self.offer_frame(request, made, now))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
             if request is not None and estimate is not None:
                 hub.to_user(
-                    request.member_id,
+                    member(request.member_id),
                     f.QueueUpdate(
                         request_id=request_id,
                         position=estimate.position,
@@ -250,7 +253,7 @@ class Matchmaker:
             request = self._requests_by_id.get(estimate.request_id)
             if request is not None:
                 hub.to_user(
-                    request.member_id,
+                    member(request.member_id),
                     f.QueueUpdate(
                         request_id=estimate.request_id,
                         position=estimate.position,
@@ -275,11 +278,13 @@ class Matchmaker:
         if closed is None:
             return
         offer, missed = closed
-        self.s.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="expired"))
+        self.s.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="expired")
+        )
         tired = missed >= self.config.missed_offers_before_away
         if tired and await profiles.set_status(self.s.db, offer.specialist_id, "away"):
             self.s.hub.to_user(
-                offer.specialist_id, f.AvailabilityChanged(status="away", reason="missed_offers")
+                specialist(offer.specialist_id), f.AvailabilityChanged(status="away", reason="missed_offers")
             )
 
     async def _broadcast(

@@ -43,14 +43,14 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                     estimated_wait_s=wait,
                 )
             )
-    mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    mine = await conversations.of_person(db, session.person, ended_within_s=RESUME_ENDED_WITHIN_S)
     for c in mine:
-        services.participants[c.id] = (c.member_id, c.specialist_id)
+        services.participants[c.id] = c.participants
     active = [c for c in mine if c.state == "active"]
     session.push_frame(
         f.Welcome(
             user=f.User(id=user_id, role=session.role, name=session.name),
-            conversations=[views.summary_for(c, user_id) for c in active],
+            conversations=[views.summary_for(c, session.person) for c in active],
             requests=requests,
             offers=offers,
             availability=availability,
