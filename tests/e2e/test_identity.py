@@ -176,3 +176,42 @@ async def test_a_specialist_with_a_members_sub_gets_nothing_of_theirs(
     assert await stored_bodies(database_url, conv) == [(1, "hello Sam")]
     for client in (impostor, specialist, member, laptop):
         await client.close()
+
+
+async def test_a_member_and_a_specialist_with_one_sub_can_talk_to_each_other(
+    live: LiveService, database_url: str
+) -> None:
+    """Two people: each sees the other as the peer, and the same `client_msg_id` from each
+    is two messages, not one message and a "duplicate" that silently drops the second."""
+    await put_profile(live, "same-sub", name="Rosa", tags=["grief"])
+    specialist, _ = await Client.connect(live.ws, token("specialist", "same-sub", "Rosa"))
+    await specialist.call({"type": "availability", "status": "available"}, "availability")
+    member, _ = await Client.connect(live.ws, token("member", "same-sub", "Sam"))
+    await member.call({"type": "request", "tags": ["grief"]}, "queued")
+    offer = await specialist.expect("offer")
+    started = await specialist.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    conv = started["conversation"]["id"]
+    await member.expect("conversation_started")
+
+    from_member = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "c1", "body": "from Sam"}, "ack"
+    )
+    from_specialist = await specialist.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "c1", "body": "from Rosa"}, "ack"
+    )
+    assert (from_member["seq"], from_specialist["seq"]) == (1, 2)
+    assert await stored_bodies(database_url, conv) == [(1, "from Sam"), (2, "from Rosa")]
+    assert [m["body"] for m in (await member.expect("message"), await member.expect("message"))] == [
+        "from Sam",
+        "from Rosa",
+    ]
+
+    for tok, peer_role in (
+        (token("member", "same-sub", "Sam"), "specialist"),
+        (token("specialist", "same-sub", "Rosa"), "member"),
+    ):
+        device, welcome = await Client.connect(live.ws, tok)
+        assert [(c["id"], c["peer"]["role"]) for c in welcome["conversations"]] == [(conv, peer_role)]
+        await device.close()
+    for client in (member, specialist):
+        await client.close()
