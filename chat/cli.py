@@ -34,8 +34,8 @@ def uvicorn_options(port: int) -> dict[str, Any]:
         # (uvicorn's "auto" would pick it up): measured under the benchmark, uvloop did not
         # lower a web process's CPU (docs/performance.md).
         "loop": "asyncio",
-        # uvicorn's websockets sans-I/O protocol with direct sends (chat/wsproto.py).
-        "ws": "chat.wsproto:DirectWebSocketProtocol",
+        # uvicorn's websockets sans-I/O protocol with direct sends (chat/gateway/wsproto.py).
+        "ws": "chat.gateway.wsproto:DirectWebSocketProtocol",
         # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.
         "ws_max_size": 64 * 1024,
         # Per-message deflate costs tens of KiB per socket; chat frames are small (see

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from matching.hours import HoursError, Schedule, parse_hours
 
 
 class ConfigError(ValueError):
     """The environment describes a service that cannot start; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """Somewhere else a member can turn (`PEERCHAT_ALTERNATIVES`): a forum, a recovery group,
+    a workshop, a warm line."""
+
+    name: str
+    url: str
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +52,11 @@ class Settings:
     # Sends per rolling 10 s before `rate_limited`; twice that closes with 4029.
     rate_limit_per_10s: int = 50
     crisis_resources: str = field(default="")
+    # None: always open (PEERCHAT_HOURS unset).
+    hours: Schedule | None = None
+    alternatives: tuple[Alternative, ...] = ()
+    # How long a member with no live connection anywhere keeps their place (PRODUCT.md §5).
+    member_grace_s: float = 300.0
     # A token whose `exp - iat` exceeds this is refused (PRODUCT.md §4).
     max_token_ttl_s: float = 86400.0
     # Live sockets per identity (role, sub), counted across every process.
@@ -84,6 +103,74 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+_ALTERNATIVE_KEYS = frozenset({"name", "url", "description"})
+
+
+def _alternatives(raw: str) -> tuple[Alternative, ...]:
+    """Read `PEERCHAT_ALTERNATIVES`: refuse anything a member's page could not show safely."""
+    if not raw.strip():
+        return ()
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise ConfigError("PEERCHAT_ALTERNATIVES must be a JSON list of {name, url, description}") from None
+    if not isinstance(items, list):
+        raise ConfigError("PEERCHAT_ALTERNATIVES must be a JSON list of {name, url, description}")
+    found = []
+    for i, item in enumerate(items):
+        where = f"PEERCHAT_ALTERNATIVES[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be an object with name, url and description")
+        unknown = sorted(set(item) - _ALTERNATIVE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {unknown} (allowed: name, url, description)")
+        name, url, description = item.get("name"), item.get("url"), item.get("description", "")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where} needs a non-empty string name")
+        if not isinstance(description, str):
+            raise ConfigError(f"{where}.description must be a string")
+        if not isinstance(url, str) or not _is_web_url(url):
+            raise ConfigError(f"{where}.url must be an http:// or https:// address, not {url!r}")
+        found.append(Alternative(name=name.strip(), url=url, description=description.strip()))
+    return tuple(found)
+
+
+def _is_web_url(url: str) -> bool:
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _hours(env: Mapping[str, str]) -> Schedule | None:
+    try:
+        return parse_hours(env.get("PEERCHAT_HOURS", ""), env.get("PEERCHAT_CLOSED_DATES", ""))
+    except HoursError as wrong:
+        raise ConfigError(str(wrong)) from None
+
+
+DEV_ON = frozenset({"1", "true"})
+
+
+def _dev(env: Mapping[str, str]) -> bool:
+    """PRODUCT.md §3: only `1` or `true` (any case) turn dev mode on; unset or empty leaves it
+    off; anything else stops the process. `off`, `no`, `0` and `false` are errors too, not
+    "off": a value that looks like a switch but is not one must never be guessed at, in
+    either direction (an earlier parser took `off` for on and served /dev/token)."""
+    raw = env.get("PEERCHAT_DEV", "")
+    if raw == "":
+        return False
+    if raw.lower() in DEV_ON:
+        return True
+    raise ConfigError(
+        f"PEERCHAT_DEV must be unset (dev mode off) or 1/true (dev mode on), not {raw!r}; "
+        "there is no other spelling"
+    )
+
+
 def _redis_key(env: Mapping[str, str]) -> bytes:
     raw = env.get("PEERCHAT_REDIS_KEY", "")
     if raw and len(raw.encode()) < 32:
@@ -127,10 +214,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_body_chars=int(max_body),
         # Not in PRODUCT.md §3: the protocol fixes 10 s; tests shorten it to prove the 4002 close.
         hello_timeout_s=_float(env, "PEERCHAT_HELLO_TIMEOUT_S", 10.0),
-        dev=env.get("PEERCHAT_DEV", "") not in ("", "0", "false"),
+        dev=_dev(env),
         crisis_resources=env.get("PEERCHAT_CRISIS_RESOURCES", ""),
         outbound_queue_frames=_count(env, "PEERCHAT_OUTBOUND_QUEUE_FRAMES", 256),
         rate_limit_per_10s=_count(env, "PEERCHAT_RATE_LIMIT_PER_10S", 50),
+        hours=_hours(env),
+        alternatives=_alternatives(env.get("PEERCHAT_ALTERNATIVES", "")),
+        member_grace_s=_float(env, "PEERCHAT_MEMBER_GRACE_S", 300.0),
         max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
         max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
         redis_key=_redis_key(env),

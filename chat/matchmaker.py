@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from chat import stats as stats_view
 from chat import views
-from chat.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
 from chat.people import member, specialist
 from chat.services import Services
 from chat.store import profiles, queue
@@ -151,9 +151,13 @@ class Matchmaker:
         db = self.s.db
         now = time.time()
         self._last_cycle = time.monotonic()
-        requests = await queue.open_requests(db)
-        specialists = await profiles.list_all(db)
-        pending = await queue.pending_offers(db)
+        # One snapshot: read as three separate statements, an accept landing between them
+        # looked like a decline (offer gone, request still in line, slot still free), and the
+        # engine offered that specialist another request they had no room for (issue 18).
+        async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            requests = await queue.open_requests(conn)
+            specialists = await profiles.list_all(conn)
+            pending = await queue.pending_offers(conn)
         try:
             online = await self.s.presence.online_specialists(now)
             self._last_online = online
@@ -235,7 +239,7 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            hub.to_user(specialist(made.specialist_id), self.offer_frame(request, made, now))
+            hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
@@ -261,17 +265,14 @@ class Matchmaker:
                     ),
                 )
 
-    def offer_frame(self, request: queue.Request, offer: queue.Offer, now: float) -> f.OfferMade:
-        return f.OfferMade(
-            offer_id=offer.id,
-            request_id=request.id,
-            tags=request.tags,
-            language=request.language,
-            note=request.note,
-            waited_s=max(0, int(now - _epoch(request.created_at))),
-            expires_in_s=max(0, int(_epoch(offer.expires_at) - now)),
-            priority="urgent" if request.priority == "urgent" else "normal",
-        )
+    def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
+        """(position, estimated wait) if this process leads and the engine knows the request."""
+        if not self.leading:
+            return None
+        estimate = self.engine.queue_position(request_id, now)
+        if estimate is None:
+            return None
+        return estimate.position, estimate.estimated_wait_s
 
     async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
         closed = await queue.close_offer(self.s.db, offer_id, outcome)

@@ -7,7 +7,7 @@ tests/chat/test_presence.py. The clock is passed in so the memory backend is exa
 
 Presence is soft state: every write is best effort, and the heartbeats of every process
 rebuild it (after a Redis restart, within one heartbeat interval). Absence is recorded
-too, so the reconnect grace (chat/grace.py) can count from the moment a specialist left,
+too, so the reconnect grace (chat/upkeep/grace.py) can count from the moment a specialist left,
 whichever process noticed.
 """
 

@@ -9,7 +9,7 @@ from typing import Literal, cast
 from chat.people import Person
 from chat.store.conversations import Conversation, StoredMessage
 from chat.store.db import iso
-from chat.store.queue import Request
+from chat.store.queue import Offer, Request
 from protocol import frames as f
 
 
@@ -53,4 +53,18 @@ def queue_entry(r: Request, now: datetime) -> f.QueueEntry:
         language=r.language,
         waited_s=waited_s(r.created_at, now),
         priority=cast(f.Priority, r.priority),
+    )
+
+
+def offer_made(request: Request, offer: Offer, now: float) -> f.OfferMade:
+    """The `offer` frame for a specialist, `now` in epoch seconds."""
+    return f.OfferMade(
+        offer_id=offer.id,
+        request_id=request.id,
+        tags=request.tags,
+        language=request.language,
+        note=request.note,
+        waited_s=max(0, int(now - request.created_at.timestamp())),
+        expires_in_s=max(0, int(offer.expires_at.timestamp() - now)),
+        priority="urgent" if request.priority == "urgent" else "normal",
     )

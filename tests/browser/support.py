@@ -29,7 +29,7 @@ from playwright.async_api import (
     expect,
 )
 
-from chat.app import CSP
+from chat.web.pages import CSP
 from tests.support.client import token
 from tests.support.servers import LiveService
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from chat.app import CSP
+from chat.web.pages import CSP
 from tests.browser.support import Web
 from tests.support.servers import wait_until
 

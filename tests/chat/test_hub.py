@@ -1,4 +1,4 @@
-"""chat/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
+"""chat/delivery/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
 Each user's sockets get each frame once, wherever they are connected."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 from chat.bus import Bus
 from chat.bus_memory import MemoryBus, MemoryExchange
 from chat.config import Settings
-from chat.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub
+from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub
+from chat.gateway.session import Session
 from chat.people import member, specialist
 from chat.redis_keys import identity_key
 from chat.seal import Sealer, seal_key
-from chat.session import Session
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Error, Role

@@ -114,7 +114,7 @@ class Session:
         # Conversations this socket has been told ended.
         self.ended: set[str] = set()
         self.closed = False
-        # This socket's sends still being committed (chat/dispatch.py's on_send).
+        # This socket's sends still being committed (chat/delivery/send.py).
         self.sending: set[asyncio.Future[Any]] = set()
         self.watching_queue = False
         self.watching_stats = False

@@ -19,7 +19,7 @@
    by what one read of the socket can carry (the frames already in it are queued before
    the pause takes effect, as upstream does), plus READ_AHEAD messages of at most 64 KiB.
 3. **Direct reads.** A text frame that finds nothing queued ahead of it is first offered
-   to `on_text`, which the application may set (chat/gateway.py does, for a `send` while
+   to `on_text`, which the application may set (chat/gateway/connection.py does, for a `send` while
    its reader is idle): handled there, it costs no queue and no wake-up of the
    application's task.
 

@@ -23,7 +23,7 @@ import time
 import asyncpg
 from redis.exceptions import RedisError
 
-from chat import welcome
+from chat import positions
 from chat.metrics import METRICS
 from chat.people import member
 from chat.services import Services
@@ -112,7 +112,7 @@ class ReconnectGrace:
         for person in conv.participants:
             hub.to_user(person, ended, conversation_id=conv.id, ends_conversation=True)
         if gone.request is not None:
-            position, wait = await welcome.position_of(self.s, gone.request)
+            position, wait = await positions.position_of(self.s, gone.request)
             hub.to_user(
                 conv.member,
                 f.QueueUpdate(request_id=gone.request.id, position=position, estimated_wait_s=wait),

@@ -35,10 +35,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from chat.bus import Bus
+from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from chat.people import Person
 from chat.seal import Sealer
-from chat.session import CatchUp, Outbound, Session
 from protocol.codec import encode
 from protocol.frames import Frame
 

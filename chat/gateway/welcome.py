@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from redis.exceptions import RedisError
-
-from chat import views
+from chat import positions, views
+from chat.gateway.session import CatchUp, Outbound, Session
 from chat.services import Services
-from chat.session import CatchUp, Outbound, Session
 from chat.store import conversations, profiles, queue
 from protocol import frames as f
 from protocol.codec import encode
@@ -28,12 +26,12 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
         now = time.time()
         for offer in await queue.pending_offers(db, user_id):
             request = await queue.get_request(db, offer.request_id)
-            if request is not None and services.matchmaker is not None:
-                offers.append(services.matchmaker.offer_frame(request, offer, now))
+            if request is not None:
+                offers.append(views.offer_made(request, offer, now))
     elif session.role == "member":
         request = await queue.open_request_of(db, user_id)
         if request is not None:
-            position, wait = await position_of(services, request)
+            position, wait = await positions.position_of(services, request)
             requests.append(
                 f.RequestInfo(
                     request_id=request.id,
@@ -77,28 +75,3 @@ def ended_outbound(c: conversations.Conversation) -> Outbound:
         reason=c.end_reason or "ended",
     )
     return Outbound(encode(frame), c.id, None, ends_conversation=True)
-
-
-async def position_of(services: Services, request: queue.Request) -> tuple[int, int]:
-    """(position, estimated wait) from the matchmaker if it leads here, else from SQL."""
-    mm = services.matchmaker
-    if mm is not None and mm.leading:
-        estimate = mm.engine.queue_position(request.id, time.time())
-        if estimate is not None:
-            return estimate.position, estimate.estimated_wait_s
-    ahead = await services.db.fetchval(
-        """SELECT count(*) FROM requests WHERE state IN ('waiting', 'offered') AND id <> $1
-             AND (priority = 'urgent' AND $2 = 'normal'
-                  OR priority = $2 AND (created_at, id) < ($3, $1))""",
-        request.id,
-        request.priority,
-        request.created_at,
-    )
-    position = int(ahead or 0) + 1
-    # Without the matchmaker's service rates: a conservative ten minutes per chat ahead,
-    # spread over the specialists online. The matchmaker's next cycle refines it.
-    try:
-        online = max(1, len(await services.presence.online_specialists(time.time())))
-    except (RedisError, OSError):  # Redis down: the estimate may be rough, the answer must come
-        online = 1
-    return position, int(position * 600 / online)

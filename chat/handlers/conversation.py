@@ -1,0 +1,109 @@
+"""Inside a conversation: send, typing, read, history, end, feedback."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chat import views
+from chat.delivery import send
+from chat.delivery.ended import end_conversation
+from chat.gateway.session import Session
+from chat.handlers.registry import Refuse, handles
+from chat.people import Participants
+from chat.services import Services
+from chat.store import audit, conversations
+from protocol import frames as f
+from protocol.codes import ErrorCode
+
+
+async def participant(services: Services, session: Session, conversation_id: str) -> Participants:
+    """(member, specialist) if this person (role and sub) is in the conversation, else
+    `forbidden`: a member whose `sub` is the specialist's id is someone else."""
+    pair = services.participants.get(conversation_id)
+    if pair is None:
+        conv = await conversations.get(services.db, conversation_id)
+        if conv is None:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        pair = conv.participants
+        if len(services.participants) > 50_000:
+            services.participants.clear()
+        services.participants[conversation_id] = pair
+    if session.person not in pair:
+        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    return pair
+
+
+@handles(f.Send, "member", "specialist")
+async def on_send(services: Services, session: Session, frame: f.Send) -> None:
+    if len(frame.body) > services.settings.max_body_chars:
+        raise Refuse(ErrorCode.TOO_LARGE, f"a message may hold {services.settings.max_body_chars} characters")
+    if not frame.body.strip():
+        raise Refuse(ErrorCode.BAD_FRAME, "an empty message")
+    pair = await participant(services, session, frame.conversation_id)
+    if len(session.sending) >= send.SENDS_IN_FLIGHT:
+        await asyncio.wait(set(session.sending), return_when=asyncio.FIRST_COMPLETED)
+    send.submit(services, session, frame, pair)
+
+
+@handles(f.Typing, "member", "specialist")
+async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
+    pair = await participant(services, session, frame.conversation_id)
+    peer = pair[1] if session.person == pair[0] else pair[0]
+    services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
+
+
+@handles(f.Read, "member", "specialist")
+async def on_read(services: Services, session: Session, frame: f.Read) -> None:
+    pair = await participant(services, session, frame.conversation_id)
+    peer = pair[1] if session.person == pair[0] else pair[0]
+    services.hub.to_user(
+        peer, f.PeerRead(conversation_id=frame.conversation_id, seq=frame.seq, role=session.role)
+    )
+
+
+@handles(f.HistoryQuery, "member", "specialist")
+async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
+    await participant(services, session, frame.conversation_id)
+    stored = await conversations.messages_after(
+        services.db, frame.conversation_id, frame.after_seq, frame.limit
+    )
+    session.push_frame(
+        f.History(
+            conversation_id=frame.conversation_id, messages=[views.message(m) for m in stored], ref=frame.ref
+        )
+    )
+
+
+@handles(f.End, "member", "specialist", "supervisor")
+async def on_end(services: Services, session: Session, frame: f.End) -> None:
+    if session.role != "supervisor":
+        await participant(services, session, frame.conversation_id)
+    ended = await end_conversation(
+        services, frame.conversation_id, by=session.role, reason="ended", asked=session, ref=frame.ref
+    )
+    if ended is None:
+        existing = await conversations.get(services.db, frame.conversation_id)
+        if existing is None:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has already ended")
+    if session.role == "supervisor":
+        await audit.record(
+            services.db,
+            actor_id=session.user_id,
+            actor_role=session.role,
+            actor_name=session.name,
+            action="end",
+            conversation_id=frame.conversation_id,
+            reason="ended by a supervisor",
+        )
+
+
+@handles(f.Feedback, "member")
+async def on_feedback(services: Services, session: Session, frame: f.Feedback) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or conv.member_id != session.user_id:
+        raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
+    if conv.state != "ended":
+        raise Refuse(ErrorCode.INVALID_STATE, "feedback comes after the conversation ends")
+    await conversations.save_feedback(services.db, conv.id, session.user_id, frame.rating, frame.comment)
+    session.push_frame(f.FeedbackSaved(conversation_id=conv.id, ref=frame.ref))
