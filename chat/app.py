@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import logging
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from chat import config
+from chat import config, logs
 from chat.bus_redis import RedisBus
 from chat.delivery import send
 from chat.delivery.hub import POKE_CHANNEL, Hub
@@ -32,13 +33,16 @@ from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.store.appender import Appender
 from chat.store.db import open_pool
+from chat.upkeep import retention
 from chat.upkeep.drain import close_all, close_backends, drain_before_exit
 from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
-from chat.web import audit, crisis, dev, health, specialists, stats, transcripts
+from chat.web import audit, crisis, dev, health, me, specialists, stats, transcripts
 from chat.web.common import HttpRefusal
-from chat.web.pages import STATIC, SecurityHeaders, index, page
+from chat.web.pages import STATIC, index, page
+from chat.web.ratelimit import SupervisorRateLimit
+from chat.web.security_headers import SecurityHeaders
 
 log = logging.getLogger("peerchat.app")
 
@@ -99,6 +103,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(history.run(services), name="stats-history"),
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
+        asyncio.create_task(retention.run_forever(settings), name="retention-sweep"),
     ]
     restore_signals = drain_before_exit(services)
     try:
@@ -119,6 +124,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def create_app(settings: config.Settings | None = None) -> Starlette:
+    settings = settings or config.from_env()
     app = Starlette(
         routes=[
             Route("/", index),
@@ -136,20 +142,27 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/me/export", me.export_me, methods=["GET"]),
+            Route("/api/me", me.erase_me, methods=["DELETE"]),
             Route("/api/crisis-resources", crisis.crisis_resources, methods=["GET"]),
-            Route("/dev/token", dev.dev_token, methods=["POST"]),
             page("member"),
             page("specialist"),
             page("supervisor"),
-            page("login", dev_only=True),
+            # The dev routes exist only in dev mode: `peerchat serve` has no such routes at all.
+            *(
+                [Route("/dev/token", dev.dev_token, methods=["POST"]), page("login", dev_only=True)]
+                if settings.dev
+                else []
+            ),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
             WebSocketRoute("/ws", websocket_endpoint),
         ],
-        middleware=[Middleware(SecurityHeaders)],
+        # Outermost first: a 429 from the rate limit carries the security headers too.
+        middleware=[Middleware(SecurityHeaders), Middleware(SupervisorRateLimit)],
         exception_handlers={HttpRefusal: _refusal},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
-    app.state.settings = settings or config.from_env()
+    app.state.settings = settings
     return app
 
 
@@ -158,9 +171,21 @@ async def _refusal(request: Request, exc: HttpRefusal) -> Response:
 
 
 def asgi() -> Starlette:
-    """The factory uvicorn serves (`uvicorn --factory chat.app:asgi`)."""
+    """The factory `peerchat serve` runs (`uvicorn --factory chat.app:asgi`). Never dev mode:
+    `/login` and `/dev/token` answer 404 whatever PEERCHAT_DEV says (PRODUCT.md §3), though a
+    malformed PEERCHAT_DEV still stops the process (config.from_env)."""
+    return _served(dataclasses.replace(config.from_env(), dev=False))
+
+
+def asgi_dev() -> Starlette:
+    """The factory `peerchat dev` runs: dev mode as PEERCHAT_DEV says."""
+    return _served(config.from_env())
+
+
+def _served(settings: config.Settings) -> Starlette:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app()
+    logs.install()
+    app = create_app(settings)
     # Everything imported so far lives as long as the process: move it out of the collector's
     # sight, and collect the young generation less often. A profile under load showed 19 % of
     # a web process in the collector; this took 12 % off its CPU per message (performance.md).

@@ -75,6 +75,14 @@ class Settings:
         seed = (self.jwt_secret or self.jwt_public_key or "").encode()
         return hmac.new(seed, b"peerchat redis identity key v1", hashlib.sha256).digest()
 
+    # PRODUCT.md §10. Both are windows measured from stored times at every check.
+    retention_days: float = 90.0
+    specialist_access_h: float = 24.0
+    # How often each process tries to run the retention sweep (one at a time, by lock),
+    # and how many messages one sweep transaction may remove (docs/privacy.md).
+    retention_sweep_s: float = 600.0
+    retention_batch_messages: int = 2000
+
     @property
     def jwt_algorithms(self) -> list[str]:
         # Fixed by configuration, never read from the token header (PRODUCT.md §4).
@@ -92,6 +100,34 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0 or not math.isfinite(value):  # `nan` compares false with everything
         raise ConfigError(f"{name} must be a positive, finite number of seconds")
     return value
+
+
+def _window(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    """A retention-like window: a positive number, decimals allowed (`0.0001` is fine)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a positive number of {unit} (decimals allowed), not {raw!r}"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"{name} must be a positive number of {unit} (decimals allowed, e.g. 0.5), not {raw!r}:"
+            " zero or less would erase or refuse everything at once"
+        )
+    return value
+
+
+def retention_days(env: Mapping[str, str] | None = None) -> float:
+    """PEERCHAT_RETENTION_DAYS alone, for `peerchat migrate` (which needs no JWT key)."""
+    return _window(os.environ if env is None else env, "PEERCHAT_RETENTION_DAYS", 90.0, "days")
+
+
+def retention_batch_messages(env: Mapping[str, str] | None = None) -> int:
+    return _count(os.environ if env is None else env, "PEERCHAT_RETENTION_BATCH_MESSAGES", 2000)
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
@@ -224,4 +260,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
         max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
         redis_key=_redis_key(env),
+        retention_days=retention_days(env),
+        specialist_access_h=_window(env, "PEERCHAT_SPECIALIST_ACCESS_H", 24.0, "hours"),
+        retention_sweep_s=_float(env, "PEERCHAT_RETENTION_SWEEP_S", 600.0),
+        retention_batch_messages=retention_batch_messages(env),
     )

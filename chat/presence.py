@@ -32,6 +32,10 @@ class Presence(Protocol):
         """Whether the person (role, user_id) has a live lease: a member and a specialist
         with the same id are two people (PRODUCT.md §4)."""
 
+    async def forget(self, user_id: str, role: str) -> None:
+        """Drop everything kept about the person (role, user_id) (an erasure, PRODUCT.md
+        §10). Close their sockets first, or the next heartbeat writes their lease again."""
+
     async def online_specialists(self, now: float) -> set[str]: ...
 
     async def absent_since(

@@ -30,6 +30,11 @@ class MemoryPresence:
             self._absent.setdefault(user_id, now)
         return gone
 
+    async def forget(self, user_id: str, role: str) -> None:
+        self._leases.pop((role, user_id), None)
+        if role == "specialist":
+            self._absent.pop(user_id, None)
+
     async def is_online(self, user_id: str, role: str, now: float) -> bool:
         return any(expiry > now for expiry in self._leases.get((role, user_id), {}).values())
 

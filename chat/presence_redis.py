@@ -91,6 +91,14 @@ class RedisPresence:
             await pipe.execute()
         return True
 
+    async def forget(self, user_id: str, role: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(self._key(user_id, role))
+        if role == "specialist":
+            pipe.delete(self._absent(user_id))
+            pipe.zrem(_SPECIALISTS, user_id)
+        await pipe.execute()
+
     async def is_online(self, user_id: str, role: str, now: float) -> bool:
         return int(await self._redis.zcount(self._key(user_id, role), f"({now}", "+inf")) > 0
 

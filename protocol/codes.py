@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"  # retry later; nothing was stored
     INTERNAL = "internal"  # our fault; nothing was stored, the details are in our logs
+    CLOSED_HOURS = "closed_hours"  # outside PEERCHAT_HOURS; the error carries `opens_at`
 
     @property
     def retryable(self) -> bool:

@@ -150,6 +150,26 @@ class ConversationSummary(Struct, frozen=True):
     last_seq: int
     tags: list[str] = []
     state: Literal["active", "ended"] = "active"
+    # The last `seq` the peer marked read (0: none yet); stored, so it survives a reload.
+    peer_read_seq: int | None = None
+    # Specialists only: False while the member has no live connection (PRODUCT.md §5).
+    member_online: bool | None = None
+
+
+class Alternative(Struct, frozen=True):
+    """Somewhere else to turn (`PEERCHAT_ALTERNATIVES`): a forum, a group, a warm line."""
+
+    name: str
+    url: str
+    description: str = ""
+
+
+class PastPeer(Struct, frozen=True):
+    """A specialist this member talked with, for `request.prefer_specialist`."""
+
+    id: str
+    name: str
+    last_at: str
 
 
 class MemberView(Struct, frozen=True):
@@ -214,12 +234,21 @@ class Welcome(Frame, tag="welcome", frozen=True):
     requests: list[RequestInfo]
     offers: list[OfferMade]
     availability: Literal["available", "away"] | None = None  # specialists only
+    # Opening hours (PEERCHAT_HOURS): whether the service is open now, and if not, when it opens.
+    open: bool | None = None
+    opens_at: str | None = None
+    # When closed, when nobody is online, or during a long wait: where else to turn.
+    alternatives: list[Alternative] | None = None
+    past_peers: list[PastPeer] | None = None  # members only
 
 
 class Queued(Frame, tag="queued", frozen=True):
     request_id: str
     position: int
     estimated_wait_s: int
+    open: bool | None = None
+    opens_at: str | None = None
+    alternatives: list[Alternative] | None = None
 
 
 class QueueUpdate(Frame, tag="queue_update", frozen=True):
@@ -250,6 +279,8 @@ class OfferMade(Frame, tag="offer", frozen=True):
     waited_s: int
     expires_in_s: int
     priority: Priority
+    # False while the member has no live connection (they keep their place for the grace).
+    member_online: bool | None = None
 
 
 class Declined(Frame, tag="declined", frozen=True):
@@ -298,6 +329,7 @@ class PeerRead(Frame, tag="read", frozen=True):
 class History(Frame, tag="history", frozen=True):
     conversation_id: str
     messages: list[Message]
+    peer_read_seq: int | None = None
 
 
 class ConversationEnded(Frame, tag="conversation_ended", frozen=True):
@@ -330,6 +362,9 @@ class QueueStats(Frame, tag="queue_stats", frozen=True):
 class Error(Frame, tag="error", frozen=True):
     code: str
     message: str
+    # `closed_hours` only: when the service opens, and where else to turn meanwhile.
+    opens_at: str | None = None
+    alternatives: list[Alternative] | None = None
 
 
 ServerFrame = (

@@ -40,6 +40,7 @@ from chat.metrics import METRICS
 from chat.people import Person
 from chat.seal import Sealer
 from protocol.codec import encode
+from protocol.codes import CloseCode
 from protocol.frames import Frame
 
 log = logging.getLogger("peerchat.hub")
@@ -72,15 +73,20 @@ def _join(origin: str) -> bytes:
     return f"{origin}|||J\n".encode()
 
 
-def _parse(data: bytes) -> tuple[str, Outbound, bool] | None:
-    """(origin, frame, whether it is a join ring)."""
+def _close(origin: str, code: int) -> bytes:
+    """Close the user's sockets with `code` (the seq field carries it)."""
+    return f"{origin}||{code}|C\n".encode()
+
+
+def _parse(data: bytes) -> tuple[str, Outbound, str] | None:
+    """(origin, frame, mark): mark "J" is a join ring, "C" a close (code in `seq`)."""
     head, sep, body = data.partition(b"\n")
     if not sep:
         return None
     try:
         origin, conv, seq, mark = head.decode().split("|")
         out = Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
-        return origin, out, mark == "J"
+        return origin, out, mark
     except ValueError:
         return None
 
@@ -239,6 +245,17 @@ class Hub:
         for person in self.sessions:
             self.bus.post(self.channel(person), _join(self.origin))
 
+    def close_user(self, person: Person, code: int) -> None:
+        """Close every socket of the person with `code`, here now and on every other
+        process through the person's channel (after the frames already rung to it)."""
+        self._close_local(person, code)
+        channel = self.channel(person)
+        self.bus.post(channel, self._ring(channel, _close(self.origin, code), b""))
+
+    def _close_local(self, person: Person, code: int) -> None:
+        for session in list(self.sessions.get(person, ())):
+            session.close_soon(code, "closed by the server")
+
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
         data = encode(frame)
@@ -249,7 +266,7 @@ class Hub:
         parsed = _parse(data)
         if parsed is None:
             return
-        origin, out, join = parsed
+        origin, out, mark = parsed
         header = data[: len(data) - len(out.data)]
         if origin == self.origin:
             return
@@ -257,13 +274,19 @@ class Hub:
             person = self._people.get(channel)
             if person is None:
                 return  # nobody of that channel here (any more)
-            if join:
+            if mark == "J":
                 self._changes += 1
                 self._unsolo(person)
                 return
             opened = self._open(channel, header, out.data)
-            if opened is not None:
-                self._deliver_local(person, replace(out, data=opened))
+            if opened is None:
+                return
+            if mark == "C":
+                # Sealed (empty) like any frame: someone who can write to Redis cannot
+                # close a person's sockets.
+                self._close_local(person, out.seq or CloseCode.FORBIDDEN)
+                return
+            self._deliver_local(person, replace(out, data=opened))
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
             opened = self._open(channel, header, out.data)
             if opened is not None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Literal
+
+from msgspec import structs
 
 from chat import positions, views
 from chat.gateway.session import CatchUp, Outbound, Session
+from chat.openness import alternatives_for, openness
+from chat.privacy import access
 from chat.services import Services
-from chat.store import conversations, profiles, queue
+from chat.store import conversations, members, profiles, queue
+from chat.store.db import iso
 from protocol import frames as f
 from protocol.codec import encode
 
@@ -42,19 +48,47 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                 )
             )
     mine = await conversations.of_person(db, session.person, ended_within_s=RESUME_ENDED_WITHIN_S)
+    # A resume of a conversation the user may no longer read (a specialist past the access
+    # window) is ignored, as one they never took part in.
+    at, windows = datetime.now(UTC), access.windows_of(services.settings)
+    mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
     for c in mine:
         services.participants[c.id] = c.participants
     active = [c for c in mine if c.state == "active"]
+    state = openness(services.settings)
+    past_peers = None
+    alternatives = None
+    summaries = [views.summary_for(c, session.person) for c in active]
+    if active:
+        peer_role = "specialist" if session.role == "member" else "member"
+        read = await members.read_positions(db, [c.id for c in active], peer_role)
+        summaries = [structs.replace(s, peer_read_seq=read.get(s.id, 0)) for s in summaries]
+    if session.role == "member":
+        retention_days = services.settings.retention_days
+        past_peers = [
+            f.PastPeer(id=p.id, name=p.name, last_at=iso(p.last_at))
+            for p in await members.past_peers(db, user_id, within_days=retention_days)
+        ]
+        waiting_s = requests[0].estimated_wait_s if requests else None
+        alternatives = None if active else await alternatives_for(services, state, waiting_s)
     session.push_frame(
         f.Welcome(
             user=f.User(id=user_id, role=session.role, name=session.name),
-            conversations=[views.summary_for(c, session.person) for c in active],
+            conversations=summaries,
             requests=requests,
             offers=offers,
             availability=availability,
+            open=state.open,
+            opens_at=state.opens_at,
+            alternatives=alternatives,
+            past_peers=past_peers,
             ref=hello.ref,
         )
     )
+    if session.role == "member":
+        # Requests cancelled while the member was away (PEERCHAT_MEMBER_GRACE_S), told once.
+        for request_id, reason in await members.take_untold_cancellations(db, user_id):
+            session.push_frame(f.Cancelled(request_id=request_id, reason=reason))
     resume = hello.resume or {}
     for c in mine:
         if c.id in resume:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from chat import views
 from chat.delivery import send
@@ -10,8 +11,9 @@ from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
 from chat.people import Participants
+from chat.privacy import access
 from chat.services import Services
-from chat.store import audit, conversations
+from chat.store import audit, conversations, members
 from protocol import frames as f
 from protocol.codes import ErrorCode
 
@@ -56,20 +58,31 @@ async def on_typing(services: Services, session: Session, frame: f.Typing) -> No
 async def on_read(services: Services, session: Session, frame: f.Read) -> None:
     pair = await participant(services, session, frame.conversation_id)
     peer = pair[1] if session.person == pair[0] else pair[0]
-    services.hub.to_user(
-        peer, f.PeerRead(conversation_id=frame.conversation_id, seq=frame.seq, role=session.role)
-    )
+    # Stored first (never backwards, never past the last message), so a reload still shows it.
+    seq = await members.mark_read(services.db, frame.conversation_id, session.role, frame.seq)
+    services.hub.to_user(peer, f.PeerRead(conversation_id=frame.conversation_id, seq=seq, role=session.role))
 
 
 @handles(f.HistoryQuery, "member", "specialist")
 async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
     await participant(services, session, frame.conversation_id)
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or not conv.has(session.person):
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    now, windows = datetime.now(UTC), access.windows_of(services.settings)
+    if not access.may_read_conversation(session.role, conv, now, windows):
+        raise Refuse(ErrorCode.FORBIDDEN, "this conversation ended too long ago for you to read it")
     stored = await conversations.messages_after(
         services.db, frame.conversation_id, frame.after_seq, frame.limit
     )
+    peer_role = "specialist" if session.role == "member" else "member"
+    read = await members.read_positions(services.db, [frame.conversation_id], peer_role)
     session.push_frame(
         f.History(
-            conversation_id=frame.conversation_id, messages=[views.message(m) for m in stored], ref=frame.ref
+            conversation_id=frame.conversation_id,
+            messages=[views.message(m) for m in stored],
+            peer_read_seq=read.get(frame.conversation_id, 0),
+            ref=frame.ref,
         )
     )
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from msgspec import structs
+
 from chat import positions, views
 from chat.gateway.session import Session
-from chat.handlers.registry import Refuse, handles
+from chat.handlers.registry import Refuse, error, handles
+from chat.openness import alternatives_for, openness
 from chat.people import specialist
 from chat.services import Services
 from chat.store import queue
@@ -21,6 +24,13 @@ RISK = default_phrases()
 
 @handles(f.RequestPeer, "member")
 async def on_request(services: Services, session: Session, frame: f.RequestPeer) -> None:
+    state = openness(services.settings)
+    if not state.open:
+        # Said before anything is stored: a closed service queues nobody (PRODUCT.md §5 v1.1).
+        refusal = error(ErrorCode.CLOSED_HOURS, "we are closed now; see opens_at", frame.ref)
+        alternatives = await alternatives_for(services, state)
+        session.push_frame(structs.replace(refusal, opens_at=state.opens_at, alternatives=alternatives))
+        return
     tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
     urgent = RISK.matches(frame.note or "")
     try:
@@ -39,7 +49,15 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     if urgent:
         log.warning("urgent request %s queued: supervisors alerted", request.id[:8])
     position, wait = await positions.position_of(services, request)
-    reply = f.Queued(request_id=request.id, position=position, estimated_wait_s=wait, ref=frame.ref)
+    reply = f.Queued(
+        request_id=request.id,
+        position=position,
+        estimated_wait_s=wait,
+        open=state.open,
+        opens_at=state.opens_at,
+        alternatives=await alternatives_for(services, state, wait),
+        ref=frame.ref,
+    )
     session.push_frame(reply)
     services.hub.to_user(
         session.person,

@@ -71,8 +71,8 @@ export class ApiError extends Error {
 }
 
 // JSON over HTTP with the bearer token in a header (never in the query string).
-export async function api(token, path, { method = 'GET', body } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function api(token, path, { method = 'GET', body, headers: extra = {} } = {}) {
+  const headers = { ...extra, Accept: 'application/json' };
   if (token) headers.Authorization = 'Bearer ' + token;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;

@@ -329,9 +329,12 @@ function main(token) {
     error.textContent = '';
     if (!id) return void (error.textContent = 'Enter a conversation id.');
     if (!reason) return void (error.textContent = 'A reason is required to read a transcript.');
-    const query = new URLSearchParams({ reason });
     try {
-      const data = await call(`/api/conversations/${encodeURIComponent(id)}/messages?${query}`);
+      // The reason goes in a header, not the URL: proxies log query strings (PRODUCT.md §6).
+      // Percent-encoded, as header values carry only ASCII safely; the server decodes it.
+      const data = await call(`/api/conversations/${encodeURIComponent(id)}/messages`, {
+        headers: { 'X-Peerchat-Reason': encodeURIComponent(reason) },
+      });
       renderTranscript(data);
     } catch (err) {
       show($('#transcript-result'), false);
@@ -375,7 +378,8 @@ function main(token) {
             h('td', {}, h('time', { datetime: e.at || '' }, formatDateTime(e.at))),
             h('td', {}, `${e.actor_name || ''} (${e.actor_id || ''})`),
             h('td', {}, String(e.action || 'read_transcript').replace(/_/g, ' ')),
-            h('td', { class: 'mono' }, String(e.conversation_id || '')),
+            // What was acted on: the conversation, or else the target (a specialist's id, …).
+            h('td', { class: 'mono' }, String(e.conversation_id || e.target || '')),
             h('td', { testid: 'audit-reason' }, String(e.reason || '')),
           ),
         );

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from datetime import UTC, datetime
 
 import msgspec
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from chat import views
 from chat.people import Person
+from chat.privacy import access
 from chat.store import audit, conversations
 from chat.web.common import auth, has_nul, problem, services_of
 
@@ -52,6 +54,10 @@ async def conversation_messages(request: Request) -> Response:
         )
     elif conv is None or not conv.has(Person(identity.role, identity.user_id)):
         return problem(404, "no such conversation")
+    elif not access.may_read_conversation(
+        identity.role, conv, datetime.now(UTC), access.windows_of(services.settings)
+    ):
+        return problem(403, "forbidden: this conversation ended too long ago for you to read it")
     stored = await conversations.messages_after(services.db, conv.id, after, limit)
     body = {"conversation_id": conv.id, "messages": [msgspec.to_builtins(views.message(m)) for m in stored]}
     return JSONResponse(body)

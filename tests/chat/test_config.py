@@ -213,3 +213,18 @@ def test_hours_alternatives_and_member_grace() -> None:
 def test_hours_and_alternatives_refused(change: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         from_env({**BASE, **change})
+
+
+def test_privacy_windows_default_and_take_decimals() -> None:
+    s = from_env(BASE)
+    assert (s.retention_days, s.specialist_access_h) == (90, 24)
+    s = from_env({**BASE, "PEERCHAT_RETENTION_DAYS": "0.0001", "PEERCHAT_SPECIALIST_ACCESS_H": "1.5"})
+    assert (s.retention_days, s.specialist_access_h) == (0.0001, 1.5)
+
+
+@pytest.mark.parametrize("name", ["PEERCHAT_RETENTION_DAYS", "PEERCHAT_SPECIALIST_ACCESS_H"])
+@pytest.mark.parametrize("raw", ["0", "-1", "-0.5", "0.0", "abc", "nan", "inf"])
+def test_privacy_windows_refuse_zero_negative_and_nonsense(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=name) as refused:
+        from_env({**BASE, name: raw})
+    assert "positive number" in str(refused.value)

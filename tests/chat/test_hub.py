@@ -99,6 +99,22 @@ async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hu
         await s.stop()
 
 
+async def test_close_user_closes_every_socket_of_that_user_on_every_process_after_its_frames(
+    hubs: tuple[Hub, Hub],
+) -> None:
+    a, b = hubs
+    _, here = await _socket(a, "u1")
+    _, there = await _socket(b, "u1")
+    _, other = await _socket(b, "u2")
+    a.to_user(U1, Error(code="x", message="last words"))
+    a.close_user(U1, 4003)
+    await settle()
+    for wire in (here, there):
+        assert _errors(wire) == ["last words"], "the frames rung before the close arrive first"
+        assert [code for code, _ in wire.closes] == [4003]
+    assert other.closes == []
+
+
 async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
     here, here_wire = await _socket(a, "u1")
@@ -385,4 +401,15 @@ async def test_a_ring_sealed_under_another_key_or_altered_is_dropped(
     await settle()
     assert _errors(wire) == ["genuine"]
     assert a.rings_unopened == 2
+    await session.stop()
+
+
+async def test_a_close_ring_not_sealed_with_the_key_closes_nothing(hubs: tuple[Hub, Hub]) -> None:
+    """Someone who can write to Redis cannot close a person's sockets."""
+    a, _ = hubs
+    session, wire = await _socket(a, "u1")
+    a.on_bus(U1_CHANNEL, b"someone||4003|C\n")
+    a.on_bus(U1_CHANNEL, b"someone||4003|C\n" + b"\x01" * 60)
+    await settle()
+    assert wire.closes == []
     await session.stop()

@@ -190,6 +190,10 @@ async def test_a_member_and_a_specialist_with_one_sub_are_two_people(presence: P
     assert await presence.disconnect("same", "member", "c2", t0 + 1) is True, "the member is gone"
     assert await presence.is_online("same", "specialist", t0 + 1), "the specialist is not"
     assert await presence.online_specialists(t0 + 1) == {"same"}
+    await presence.forget("same", "member")
+    assert await presence.is_online("same", "specialist", t0 + 1), (
+        "forgetting the member spares the specialist"
+    )
 
 
 async def test_redis_keys_name_no_account_id(redis_client: redis.Redis, t0: float) -> None:
@@ -203,3 +207,18 @@ async def test_redis_keys_name_no_account_id(redis_client: redis.Redis, t0: floa
     for key in keys:
         if (await redis_client.type(key)) == b"zset":
             assert b"acct-4711" not in await redis_client.zrange(key, 0, -1)
+
+
+async def test_forget_drops_every_trace_of_a_user(presence: Presence, t0: float) -> None:
+    """An erasure (PRODUCT.md §10): no lease, no absence mark, no listing; others untouched."""
+    await presence.connect("s1", "specialist", "c1", t0)
+    await presence.connect("s2", "specialist", "c2", t0)
+    await presence.disconnect("s1", "specialist", "c1", t0 + 1)
+    assert await presence.absent_since(["s1"], t0 + 2, mark=False)
+    await presence.connect("m1", "member", "c3", t0)
+    await presence.forget("s1", "specialist")
+    await presence.forget("m1", "member")
+    assert not await presence.is_online("m1", "member", t0)
+    assert await presence.absent_since(["s1"], t0 + 2, mark=False) == {}
+    assert await presence.online_specialists(t0) == {"s2"}
+    await presence.forget("never-seen", "member")  # nothing to forget is fine

@@ -1,0 +1,64 @@
+"""A member's erasure (`DELETE /api/me`, PRODUCT.md §10): their open request cancelled and
+their active conversation ended the way a `cancel` and an `end` are (so every device of
+both sides is told, on every process), their sockets closed, then everything stored that
+names them or holds what they wrote or was written to them removed in one transaction
+(chat/store/privacy.py), and their presence dropped from Redis. An audit row records the
+erasure without naming them. Doing it twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chat.delivery.ended import end_conversation
+from chat.metrics import METRICS
+from chat.people import member, specialist
+from chat.services import Services
+from chat.store import conversations, queue
+from chat.store import privacy as store
+from protocol import frames as f
+from protocol.codes import CloseCode
+
+log = logging.getLogger("peerchat.erasure")
+
+REASON = "erased"
+AUDIT_REASON = "the member asked for their data to be erased"
+ATTEMPTS = 5
+
+
+async def erase(services: Services, member_id: str) -> store.Erasure:
+    """Erase the member; returns what was found (`empty`: nothing, a repeat)."""
+    for _ in range(ATTEMPTS):
+        await _close_open_business(services, member_id)
+        # After `conversation_ended` reached their devices (the close rides behind it).
+        services.hub.close_user(member(member_id), CloseCode.FORBIDDEN)
+        async with services.db.acquire() as conn:
+            erased = await store.erase_member(conn, member_id, AUDIT_REASON)
+        if not erased.busy:
+            break
+        # Another device asked for a peer, or was matched, meanwhile: end that too.
+    else:
+        raise RuntimeError("the member's request or conversation kept reopening")
+    await services.presence.forget(member_id, "member")
+    if not erased.empty:
+        METRICS.erasures.inc()
+        # Counts only: never who.
+        log.info("erasure: %d rows, %d messages", erased.conversations, erased.messages)
+    return erased
+
+
+async def _close_open_business(services: Services, member_id: str) -> None:
+    request = await queue.open_request_of(services.db, member_id)
+    if request is not None:
+        revoked = await queue.cancel_request(services.db, request.id, member_id)
+        if revoked is not None:
+            services.hub.to_user(member(member_id), f.Cancelled(request_id=request.id, reason=REASON))
+            for offer in revoked:
+                services.hub.to_user(
+                    specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
+                )
+            await services.poke_matchmaker()
+    for conv in await conversations.of_person(services.db, member(member_id)):
+        if conv.state == "active":
+            await end_conversation(services, conv.id, by="member", reason=REASON)
+        services.participants.pop(conv.id, None)
