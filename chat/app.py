@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from chat import config, logs
+from chat.admission import Admission
 from chat.bus_redis import RedisBus
 from chat.delivery import send
 from chat.delivery.hub import POKE_CHANNEL, Hub
@@ -29,8 +30,11 @@ from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
 from chat.redis_keys import identity_key
+from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
+from chat.revocations import Revocations
 from chat.seal import Sealer, seal_key
 from chat.services import Services
+from chat.socket_cap import SocketCap
 from chat.store.appender import Appender
 from chat.store.db import open_pool
 from chat.upkeep import retention
@@ -38,7 +42,7 @@ from chat.upkeep.drain import close_all, close_backends, drain_before_exit
 from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
-from chat.web import audit, crisis, dev, health, me, specialists, stats, transcripts
+from chat.web import audit, crisis, dev, health, me, revocations, specialists, stats, transcripts
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
 from chat.web.ratelimit import SupervisorRateLimit
@@ -75,6 +79,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub=hub,
         presence=RedisPresence(client, settings.presence_ttl_s, name),
         appender=Appender(db),
+        admission=Admission(settings, Revocations(db, bus, settings), SocketCap(client, settings)),
     )
     matchmaker = Matchmaker(services)
     services.wake_matchmaker = matchmaker.poke
@@ -86,6 +91,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     def on_bus(channel: str, data: bytes) -> None:
         if channel == POKE_CHANNEL:
             matchmaker.poke()
+        elif channel == REVOCATIONS_CHANNEL:
+            services.admission.revocations.on_bus(data)
         else:
             hub.on_bus(channel, data)
 
@@ -93,10 +100,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         METRICS.bus_reconnects.inc()
         hub.bus_reconnected()
         hub.catch_up_everyone()
+        services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         await heartbeat_once(services)
         matchmaker.poke()
 
     await bus.start(on_bus, on_reconnect)
+    await services.admission.start()
     matchmaker.start()
     tasks = [
         asyncio.create_task(heartbeats(services), name="presence-heartbeats"),
@@ -115,6 +124,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await matchmaker.stop()
+        await services.admission.stop()
         # Sends still being committed ring their fan-out when they commit: the bus must
         # still be there.
         await services.appender.close()
@@ -142,6 +152,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),
             Route("/api/crisis-resources", crisis.crisis_resources, methods=["GET"]),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as redis
 
+from chat.admission import Admission
 from chat.bus import Bus
 from chat.config import Settings
 from chat.delivery.hub import POKE_CHANNEL, Hub
@@ -37,6 +38,8 @@ class Services:
     hub: Hub
     presence: Presence
     appender: Appender
+    # Who may hold a socket and until when: revocations, the socket cap, `exp`, `reauth`.
+    admission: Admission
     # Narrow ports to this process's matchmaker (chat/matchmaker.py), set by chat/app.py:
     # wake it, and ask it where a request stands. Services never holds the matchmaker.
     wake_matchmaker: Callable[[], None] = _nothing

@@ -104,6 +104,12 @@ class WatchQueues(Frame, tag="watch_queues", frozen=True):
     pass
 
 
+class Reauth(Frame, tag="reauth", frozen=True):
+    """A fresh token for the same (role, sub), sent before the current one's `exp`."""
+
+    token: Annotated[str, Meta(max_length=8192)]
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -120,6 +126,7 @@ ClientFrame = (
     | End
     | Feedback
     | WatchQueues
+    | Reauth
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -359,6 +366,12 @@ class QueueStats(Frame, tag="queue_stats", frozen=True):
     alerts: list[Alert]
 
 
+class Reauthed(Frame, tag="reauthed", frozen=True):
+    """The socket now lives until `exp` (ISO 8601 UTC), the new token's expiry."""
+
+    exp: str
+
+
 class Error(Frame, tag="error", frozen=True):
     code: str
     message: str
@@ -387,6 +400,7 @@ ServerFrame = (
     | FeedbackSaved
     | PeerStatus
     | QueueStats
+    | Reauthed
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

@@ -25,16 +25,19 @@ from chat.handlers.registry import error
 from chat.metrics import METRICS
 from chat.services import Services
 from chat.store import conversations
-from protocol.codec import FrameError, decode_client, encode
+from chat.tokens import Identity
+from protocol.codec import FrameError, decode_client, encode, encode_text
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Hello, Role, Send
+from protocol.frames import Hello, Send
 
 log = logging.getLogger("peerchat.gateway")
 DEPART_WHILE_DRAINING_S = 2.0  # presence and peers told, at shutdown (see `_depart`)
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, services: Services, user_id: str, role: Role, name: str) -> None:
+    def __init__(self, ws: WebSocket, services: Services, identity: Identity) -> None:
+        user_id, role, name = identity.user_id, identity.role, identity.name
+        self.identity = identity
         self.ws = ws
         self.services = services
         self.settings = services.settings
@@ -95,6 +98,18 @@ class Connection:
 
     async def serve(self, hello: Hello) -> None:
         services, session = self.services, self.session
+        # The socket cap, and the deadline at the token's `exp` (chat/admission.py).
+        try:
+            refusal = await services.admission.admit(session, self.identity)
+        except BaseException:
+            await services.admission.release(session)
+            raise
+        if refusal is not None:
+            await services.admission.release(session)
+            if refusal.error is not None:
+                await self.ws.send_text(encode_text(refusal.error))
+            await self.ws.close(refusal.code, refusal.reason)
+            return
         await services.hub.attach(session)
         try:
             await welcome.greet(services, session, hello)
@@ -111,6 +126,8 @@ class Connection:
                 self.direct.on_text = None
             await services.hub.detach(session)
             await session.stop()
+            with contextlib.suppress(Exception):
+                await services.admission.release(session)
             # While the process drains, bounded: uvicorn waits for every handler before it
             # exits, and a hung Redis or PostgreSQL would hold each one for their full
             # timeouts. Cut short, presence heals by itself (the lease is not renewed).

@@ -76,7 +76,12 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             METRICS.tokens_refused.inc()
             await ws.close(CloseCode.BAD_TOKEN)
             return
-        connection = Connection(ws, services, identity.user_id, identity.role, identity.name)
+        if services.admission.refuses(identity):
+            log.info("refused token: revoked")
+            METRICS.tokens_refused.inc()
+            await ws.close(CloseCode.BAD_TOKEN)
+            return
+        connection = Connection(ws, services, identity)
         await connection.serve(frame)
     except WebSocketDisconnect:
         pass

@@ -1,7 +1,7 @@
 // Development sign-in: POST /dev/token, keep the token in this tab's sessionStorage, and go
 // to the role's page. The token never appears in a URL.
 
-import { api, setToken, uuid } from '/static/peerchat.js';
+import { api, rememberLogin, setToken, uuid } from '/static/peerchat.js';
 
 const ROLES = ['member', 'specialist', 'supervisor'];
 const form = document.getElementById('login-form');
@@ -34,6 +34,7 @@ form.addEventListener('submit', async (ev) => {
     const data = await api(null, '/dev/token', { method: 'POST', body: { role, name, sub } });
     if (!data || typeof data.token !== 'string') throw new Error('the server sent no token');
     setToken(role, data.token);
+    rememberLogin(role, name, sub);
     location.assign(`/${role}`);
   } catch (err) {
     error.textContent =

@@ -2,6 +2,7 @@
 // click away in the header on every screen.
 
 import { api, formatWait, PeerChatClient, requireToken } from '/static/peerchat.js';
+import { setupMyData } from '/static/mydata.js';
 import { $, announce, bindAuthFailure, bindConnectionStatus, bindSignOut, ChatView, clear, h, show } from '/static/ui.js';
 
 const ROLE = 'member';
@@ -62,6 +63,7 @@ function main(token) {
   bindSignOut($('#sign-out'), ROLE, client);
   bindAuthFailure(client, ROLE);
   setupCrisisPanel(token);
+  setupMyData(token, client, ROLE);
 
   function setView(view) {
     // A notice belongs to the screen it was given on ("Ana has joined" must not linger on

@@ -33,6 +33,45 @@ export function clearToken(role) {
   }
 }
 
+// What the dev login page signed in with, so an expiring token can be renewed without
+// asking again (PEERCHAT_DEV only; with an organisation's portal there is none).
+const LOGIN_KEY = 'peerchat.login.';
+
+export function rememberLogin(role, name, sub) {
+  sessionStorage.setItem(LOGIN_KEY + role, JSON.stringify({ name, sub }));
+}
+
+// A fresh token for the same person from the dev login, or null where there is none.
+export async function renewToken(role) {
+  let login = null;
+  try {
+    login = JSON.parse(sessionStorage.getItem(LOGIN_KEY + role) || 'null');
+  } catch {
+    login = null;
+  }
+  if (!login || typeof login.sub !== 'string') return null;
+  try {
+    const data = await api(null, '/dev/token', { method: 'POST', body: { role, name: login.name || '', sub: login.sub } });
+    if (!data || typeof data.token !== 'string') return null;
+    setToken(role, data.token);
+    return data.token;
+  } catch {
+    return null;
+  }
+}
+
+// The token's `exp` in milliseconds, or null if it cannot be read (we only read it to time
+// `reauth`; the server is the judge).
+export function tokenExpiry(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(payload)).exp;
+    return typeof exp === 'number' ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
 export function loginUrl(role, why) {
   const params = new URLSearchParams();
   if (ROLES.includes(role)) params.set('role', role);
@@ -138,7 +177,9 @@ class ConversationLine {
  *   ack          {conversation_id, client_msg_id, seq}
  *   send_failed  {conversation_id, client_msg_id, code, message}
  *   error        the error frame plus `request`: the client frame that carried its ref
- *   auth_failed  the token was refused (close 4001): the page must get a new token
+ *   auth_failed  the token was refused or expired (close 4001) and no fresh one could be
+ *                had: the page must get a new token ({code, welcomed}: whether this
+ *                client had been signed in before, i.e. the sign-in ended)
  *   forbidden    close 4003 (origin refused or wrong role)
  *   gap          {conversation_id, from, to}: the server could not fill a gap
  *   <type>       every other server frame by its type (queued, offer, queue_stats, ...)
@@ -160,6 +201,8 @@ export class PeerChatClient {
     this.refCounter = 0;
     this.subscriptions = []; // frames re-sent after every welcome (queue_watch, watch_queues)
     this.user = null;
+    this.reauthTimer = null;
+    this.renewing = false; // a 4001 after welcome: one try with a fresh token
     window.addEventListener('online', () => this.reconnectNow());
     window.addEventListener('offline', () => this.ws && this.ws.close());
     document.addEventListener('visibilitychange', () => {
@@ -195,6 +238,7 @@ export class PeerChatClient {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.reauthTimer);
     if (this.ws) this.ws.close(1000);
   }
 
@@ -240,9 +284,24 @@ export class PeerChatClient {
     this.refs.clear();
     for (const line of this.lines.values()) line.filling = false;
     if (code === CLOSE_BAD_TOKEN) {
+      clearTimeout(this.reauthTimer);
+      if (this.user && !this.renewing && !this.stopped) {
+        // The token expired (or was revoked) while signed in: try once with a fresh one.
+        this.renewing = true;
+        this.emit('status', { state: 'reconnecting', code });
+        renewToken(this.user.role).then((token) => {
+          if (token && !this.stopped) {
+            this.token = token;
+            this.open();
+          } else {
+            this.closed(ws, code);
+          }
+        });
+        return;
+      }
       this.stopped = true;
       this.emit('status', { state: 'closed', code });
-      this.emit('auth_failed', { code });
+      this.emit('auth_failed', { code, welcomed: Boolean(this.user) });
       return;
     }
     if (code === CLOSE_FORBIDDEN) {
@@ -448,6 +507,10 @@ export class PeerChatClient {
       case 'history':
         this.onHistory(frame);
         return;
+      case 'reauthed':
+        if (request && typeof request.token === 'string') this.token = request.token;
+        this.scheduleReauth();
+        break;
       case 'ack':
         this.pending.delete(frame.client_msg_id);
         this.emit('ack', frame);
@@ -487,11 +550,28 @@ export class PeerChatClient {
     this.emit('error', { ...frame, request });
   }
 
+  // A socket lives no longer than its token: a minute before `exp` (or a fifth of a short
+  // token's life) get a fresh token and send `reauth`. Without a way to get one the
+  // server closes at `exp` with 4001, and the page shows that the sign-in ended.
+  scheduleReauth() {
+    clearTimeout(this.reauthTimer);
+    const exp = tokenExpiry(this.token);
+    if (exp === null || !this.user) return;
+    const left = exp - Date.now();
+    const lead = Math.min(60000, left / 5);
+    this.reauthTimer = setTimeout(async () => {
+      const token = await renewToken(this.user.role);
+      if (token && this.ready) this.send({ type: 'reauth', token });
+    }, Math.max(1000, left - lead));
+  }
+
   onWelcome(frame) {
     clearTimeout(this.welcomeTimer);
     this.ready = true;
     this.attempt = 0;
+    this.renewing = false;
     this.user = frame.user || null;
+    this.scheduleReauth();
     this.emit('status', { state: 'connected' });
     this.emit('welcome', frame);
     // Conversations we did not resume (new to this page) are fetched whole; a line still

@@ -97,9 +97,22 @@ export function bindSignOut(button, role, client) {
 }
 
 export function bindAuthFailure(client, role) {
-  client.on('auth_failed', () => {
+  client.on('auth_failed', ({ welcomed } = {}) => {
     clearToken(role);
-    location.replace(loginUrl(role, 'expired'));
+    if (!welcomed || sessionStorage.getItem('peerchat.login.' + role)) {
+      location.replace(loginUrl(role, 'expired'));
+      return;
+    }
+    // Signed in through the organisation's portal, and that sign-in ended (expired or
+    // revoked): say so plainly, in place; there is no login page of ours to go to.
+    const main = document.getElementById('main');
+    const notice = h(
+      'div',
+      { class: 'notice', role: 'alert', 'data-testid': 'signed-out' },
+      'You are signed out: your sign-in expired or was ended. Sign in again through your organisation to continue.',
+    );
+    if (main) main.replaceChildren(notice);
+    else document.body.prepend(notice);
   });
 }
 

@@ -220,8 +220,8 @@ class ExportedConversation:
 
 async def export_requests(conn: Db, member_id: str) -> list[dict[str, object]]:
     rows = await conn.fetch(
-        """SELECT id, tags, language, note, priority, state, created_at, closed_at FROM requests
-            WHERE member_id = $1 ORDER BY created_at, id""",
+        """SELECT id, tags, language, note, priority, state, created_at, closed_at, cancel_reason
+             FROM requests WHERE member_id = $1 ORDER BY created_at, id""",
         member_id,
     )
     return [dict(r) for r in rows]

@@ -9,21 +9,13 @@ from starlette.responses import JSONResponse, Response
 
 from chat.store import audit
 from chat.store.db import iso
-from chat.web.common import HttpRefusal, auth, problem, services_of
-
-
-def _bounded_int(raw: str | None, name: str, *, default: int | None, low: int, high: int) -> int | None:
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not low <= int(raw) <= high:
-        raise HttpRefusal(problem(400, f"{name} must be a whole number from {low} to {high}"))
-    return int(raw)
+from chat.web.common import auth, bounded_int, services_of
 
 
 async def audit_log(request: Request) -> Response:
     auth(request, "supervisor")
-    before = _bounded_int(request.query_params.get("before"), "before", default=None, low=1, high=2**63 - 1)
-    limit = _bounded_int(
+    before = bounded_int(request.query_params.get("before"), "before", default=None, low=1, high=2**63 - 1)
+    limit = bounded_int(
         request.query_params.get("limit"), "limit", default=audit.PAGE_DEFAULT, low=1, high=audit.PAGE_MAX
     )
     assert limit is not None

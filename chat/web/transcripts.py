@@ -14,23 +14,24 @@ from chat import views
 from chat.people import Person
 from chat.privacy import access
 from chat.store import audit, conversations
-from chat.web.common import auth, has_nul, problem, services_of
+from chat.web.common import auth, bounded_int, has_nul, problem, services_of
 
 # The reason for a supervisor's transcript read: preferred in this header, as proxies and
 # load balancers log query strings (PRODUCT.md §6); `?reason=` still works.
 REASON_HEADER = "x-peerchat-reason"
 MAX_REASON_CHARS = 500
+MAX_LIMIT = 500
+MAX_SEQ = 2**63 - 1
 
 
 async def conversation_messages(request: Request) -> Response:
     identity = auth(request)
     services = services_of(request)
     conversation_id = request.path_params["conversation_id"]
-    try:
-        after = int(request.query_params.get("after_seq", "0"))
-        limit = min(500, max(1, int(request.query_params.get("limit", "500"))))
-    except ValueError:
-        return problem(400, "after_seq and limit must be whole numbers")
+    # Out of bounds is refused, not clamped (PRODUCT.md §6), before anything is read or audited.
+    after = bounded_int(request.query_params.get("after_seq"), "after_seq", default=0, low=0, high=MAX_SEQ)
+    limit = bounded_int(request.query_params.get("limit"), "limit", default=MAX_LIMIT, low=1, high=MAX_LIMIT)
+    assert after is not None and limit is not None
     conv = None if has_nul(conversation_id) else await conversations.get(services.db, conversation_id)
     if identity.role == "supervisor":
         reason = _reason(request)

@@ -188,8 +188,23 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         assert (await http.get(path, params={"after_seq": "x"}, headers=member)).status_code == 400
         far = await http.get(path, params={"after_seq": 10**12}, headers=member)
         assert far.status_code == 200 and far.json()["messages"] == []
-        before = await http.get(path, params={"after_seq": -(10**12), "limit": 10**12}, headers=member)
-        assert [m["seq"] for m in before.json()["messages"]] == [1, 2, 3]
+        # Out of bounds is refused, not clamped (PRODUCT.md §6).
+        for params in (
+            {"after_seq": -(10**12)},
+            {"after_seq": "-1"},
+            {"after_seq": " 1"},
+            {"after_seq": "1_0"},
+            {"after_seq": "\u0661"},
+            {"after_seq": str(2**63)},
+            {"limit": 10**12},
+            {"limit": 0},
+            {"limit": 501},
+            {"limit": ""},
+        ):
+            got = await http.get(path, params=params, headers=member)
+            assert got.status_code == 400, (params, got.text)
+        edge = await http.get(path, params={"after_seq": 0, "limit": 500}, headers=member)
+        assert [m["seq"] for m in edge.json()["messages"]] == [1, 2, 3]
 
         # Strangers, whether a member or another specialist, learn nothing, not even existence.
         for stranger in (_bearer(token("member", "stranger")), _bearer(token("specialist", "spec-x"))):
