@@ -42,6 +42,7 @@ from chat.upkeep.drain import close_all, close_backends, drain_before_exit
 from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
+from chat.upkeep.member_grace import MemberGrace
 from chat.web import audit, crisis, dev, health, me, revocations, specialists, stats, transcripts
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
@@ -111,6 +112,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(heartbeats(services), name="presence-heartbeats"),
         asyncio.create_task(history.run(services), name="stats-history"),
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
+        asyncio.create_task(MemberGrace(services).run(), name="member-grace"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
         asyncio.create_task(retention.run_forever(settings), name="retention-sweep"),
     ]

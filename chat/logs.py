@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 # A path (it starts with a slash), then `?` and everything up to a space or a quote.
 _QUERY = re.compile(r"(/[^\s?\"'<>]*)\?[^\s\"'<>]*")
@@ -31,12 +32,20 @@ class QueryStringScrubber(logging.Filter):
     nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # Scrub the arguments one by one, keeping their shape: uvicorn's access formatter
+        # unpacks `record.args` as a tuple of five.
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {k: scrub(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        if isinstance(record.msg, str):
+            record.msg = scrub(record.msg)
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: leave it to logging's own error path
             return True
         clean = scrub(message)
-        if clean != message:
+        if clean != message:  # a query only the formatting put together (or a non-str argument)
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -23,9 +23,10 @@ from redis.exceptions import RedisError
 from chat import stats as stats_view
 from chat import views
 from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.openness import during_long_wait
 from chat.people import member, specialist
 from chat.services import Services
-from chat.store import profiles, queue
+from chat.store import members, profiles, queue
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
@@ -66,6 +67,8 @@ class Matchmaker:
         self._last_cycle = 0.0
         self._last_online: set[str] = set()
         self._requests_by_id: dict[str, queue.Request] = {}
+        # Members with no live connection, as of the last snapshot (offers and the queue say so).
+        self._away: set[str] = set()
         self._last_queue: list[f.QueueEntry] | None = None
         self._last_queue_at = 0.0
         self._last_stats: f.QueueStats | None = None
@@ -158,6 +161,7 @@ class Matchmaker:
             requests = await queue.open_requests(conn)
             specialists = await profiles.list_all(conn)
             pending = await queue.pending_offers(conn)
+            self._away = set(await members.away_since(conn))
         try:
             online = await self.s.presence.online_specialists(now)
             self._last_online = online
@@ -239,7 +243,7 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now))
+            hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now, self._away))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
@@ -251,6 +255,7 @@ class Matchmaker:
                         position=estimate.position,
                         estimated_wait_s=estimate.estimated_wait_s,
                         notice="preferred_unavailable",
+                        alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
         for estimate in decisions.queue_updates:
@@ -262,6 +267,7 @@ class Matchmaker:
                         request_id=estimate.request_id,
                         position=estimate.position,
                         estimated_wait_s=estimate.estimated_wait_s,
+                        alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
 
@@ -293,7 +299,7 @@ class Matchmaker:
     ) -> None:
         hub = self.s.hub
         now_dt = datetime.fromtimestamp(now, UTC)
-        entries = [views.queue_entry(r, now_dt) for r in requests if r.state == "waiting"]
+        entries = [views.queue_entry(r, now_dt, self._away) for r in requests if r.state == "waiting"]
         same = self._last_queue is not None and [e.request_id for e in entries] == [
             e.request_id for e in self._last_queue
         ]

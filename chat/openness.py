@@ -41,6 +41,13 @@ def alternative_frames(settings: Settings) -> list[f.Alternative]:
     return [f.Alternative(name=a.name, url=a.url, description=a.description) for a in settings.alternatives]
 
 
+def during_long_wait(settings: Settings, estimated_wait_s: int) -> list[f.Alternative] | None:
+    """For a `queue_update`: the alternatives while the estimate is a long wait, else None."""
+    if estimated_wait_s >= LONG_WAIT_S and settings.alternatives:
+        return alternative_frames(settings)
+    return None
+
+
 async def alternatives_for(
     services: Services, state: Openness, estimated_wait_s: int | None = None
 ) -> list[f.Alternative] | None:

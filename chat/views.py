@@ -3,6 +3,7 @@ member's identity leaves the service: their alias, never their account id."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Literal, cast
 
@@ -46,18 +47,20 @@ def waited_s(created_at: datetime, now: datetime) -> int:
     return max(0, int((now - created_at).total_seconds()))
 
 
-def queue_entry(r: Request, now: datetime) -> f.QueueEntry:
+def queue_entry(r: Request, now: datetime, away: Collection[str] = ()) -> f.QueueEntry:
+    """`away`: the members with no live connection (chat/store/members.away_since)."""
     return f.QueueEntry(
         request_id=r.id,
         tags=r.tags,
         language=r.language,
         waited_s=waited_s(r.created_at, now),
         priority=cast(f.Priority, r.priority),
+        member_online=r.member_id not in away,
     )
 
 
-def offer_made(request: Request, offer: Offer, now: float) -> f.OfferMade:
-    """The `offer` frame for a specialist, `now` in epoch seconds."""
+def offer_made(request: Request, offer: Offer, now: float, away: Collection[str] = ()) -> f.OfferMade:
+    """The `offer` frame for a specialist, `now` in epoch seconds; `away` as for queue_entry."""
     return f.OfferMade(
         offer_id=offer.id,
         request_id=request.id,
@@ -67,4 +70,5 @@ def offer_made(request: Request, offer: Offer, now: float) -> f.OfferMade:
         waited_s=max(0, int(now - request.created_at.timestamp())),
         expires_in_s=max(0, int(offer.expires_at.timestamp() - now)),
         priority="urgent" if request.priority == "urgent" else "normal",
+        member_online=request.member_id not in away,
     )

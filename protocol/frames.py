@@ -206,6 +206,8 @@ class QueueEntry(Struct, frozen=True):
     language: str | None
     waited_s: int
     priority: Priority
+    # False while the member has no live connection (they keep their place for the grace).
+    member_online: bool | None = None
 
 
 class RequestInfo(Struct, frozen=True):
@@ -265,6 +267,8 @@ class QueueUpdate(Frame, tag="queue_update", frozen=True):
     # Set once when the specialist the member asked for could not take the request in
     # time, so it now goes to the next best: "preferred_unavailable".
     notice: str | None = None
+    # While the estimate is a long wait: where else to turn meanwhile (the place is kept).
+    alternatives: list[Alternative] | None = None
 
 
 class Cancelled(Frame, tag="cancelled", frozen=True):

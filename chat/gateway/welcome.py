@@ -33,7 +33,8 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
         for offer in await queue.pending_offers(db, user_id):
             request = await queue.get_request(db, offer.request_id)
             if request is not None:
-                offers.append(views.offer_made(request, offer, now))
+                away = await members.away_since(db, [request.member_id])
+                offers.append(views.offer_made(request, offer, now, away))
     elif session.role == "member":
         request = await queue.open_request_of(db, user_id)
         if request is not None:
@@ -63,6 +64,12 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
         peer_role = "specialist" if session.role == "member" else "member"
         read = await members.read_positions(db, [c.id for c in active], peer_role)
         summaries = [structs.replace(s, peer_read_seq=read.get(s.id, 0)) for s in summaries]
+        if session.role == "specialist":
+            away = await members.away_since(db, [c.member_id for c in active])
+            summaries = [
+                structs.replace(s, member_online=c.member_id not in away)
+                for s, c in zip(summaries, active, strict=True)
+            ]
     if session.role == "member":
         retention_days = services.settings.retention_days
         past_peers = [

@@ -13,7 +13,7 @@ from chat.handlers.registry import Refuse, error, handles
 from chat.openness import alternatives_for, openness
 from chat.people import specialist
 from chat.services import Services
-from chat.store import queue
+from chat.store import members, queue
 from matching.risk import default_phrases
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -88,4 +88,5 @@ async def on_queue_watch(services: Services, session: Session, frame: f.QueueWat
     if not services.hub.queue_watchers:
         await services.bus.subscribe("pc:queue")
     services.hub.queue_watchers.add(session)
-    session.push_frame(f.Queue(requests=[views.queue_entry(r, now) for r in waiting], ref=frame.ref))
+    away = await members.away_since(services.db, [r.member_id for r in waiting])
+    session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))

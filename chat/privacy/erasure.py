@@ -8,6 +8,7 @@ erasure without naming them. Doing it twice is a no-op.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from chat.delivery.ended import end_conversation
@@ -40,11 +41,29 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     else:
         raise RuntimeError("the member's request or conversation kept reopening")
     await services.presence.forget(member_id, "member")
+    # Sockets on other processes close a moment after their close ring, and a departure
+    # may write presence again (a lease renewed just before, an absence mark): forget once
+    # more when they are surely gone, well within the 10 s PRODUCT.md §10 allows.
+    task = asyncio.get_running_loop().create_task(_forget_later(services, member_id))
+    _LATER.add(task)
+    task.add_done_callback(_LATER.discard)
     if not erased.empty:
         METRICS.erasures.inc()
         # Counts only: never who.
         log.info("erasure: %d rows, %d messages", erased.conversations, erased.messages)
     return erased
+
+
+FORGET_AGAIN_S = 3.0
+_LATER: set[asyncio.Task[None]] = set()
+
+
+async def _forget_later(services: Services, member_id: str) -> None:
+    await asyncio.sleep(FORGET_AGAIN_S)
+    try:
+        await services.presence.forget(member_id, "member")
+    except Exception as exc:
+        log.warning("erasure: presence not forgotten again: %s", type(exc).__name__)
 
 
 async def _close_open_business(services: Services, member_id: str) -> None:

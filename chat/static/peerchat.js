@@ -290,18 +290,17 @@ export class PeerChatClient {
         this.renewing = true;
         this.emit('status', { state: 'reconnecting', code });
         renewToken(this.user.role).then((token) => {
-          if (token && !this.stopped) {
+          if (this.stopped) return;
+          if (token) {
             this.token = token;
             this.open();
           } else {
-            this.closed(ws, code);
+            this.authFailed(code);
           }
         });
         return;
       }
-      this.stopped = true;
-      this.emit('status', { state: 'closed', code });
-      this.emit('auth_failed', { code, welcomed: Boolean(this.user) });
+      this.authFailed(code);
       return;
     }
     if (code === CLOSE_FORBIDDEN) {
@@ -316,6 +315,12 @@ export class PeerChatClient {
     }
     this.emit('status', { state: 'reconnecting', code });
     this.scheduleReconnect(code);
+  }
+
+  authFailed(code) {
+    this.stopped = true;
+    this.emit('status', { state: 'closed', code });
+    this.emit('auth_failed', { code, welcomed: Boolean(this.user) });
   }
 
   scheduleReconnect(code) {

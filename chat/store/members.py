@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from chat.store.db import Db, FromRow
-from chat.store.queue import _OFFER, Offer
+from chat.store.queue import _OFFER, IN_LINE, Offer
 from chat.store.states import OFFER_REVOKED, REQUEST_CANCELLED
 
 ABANDONED = "abandoned"
@@ -96,3 +96,68 @@ async def take_untold_cancellations(db: Db, member_id: str) -> list[tuple[str, s
         member_id,
     )
     return [(r["id"], r["cancel_reason"]) for r in sorted(rows, key=lambda r: r["closed_at"])]
+
+
+# --------------------------------------------------------------------------- members away
+
+
+@dataclass(frozen=True, slots=True)
+class Stake:
+    """What a member would lose by leaving: their open requests and active conversations
+    (conversation id, specialist id)."""
+
+    requests: list[str]
+    conversations: list[tuple[str, str]]
+
+
+async def members_at_stake(db: Db) -> dict[str, Stake]:
+    found: dict[str, Stake] = {}
+    for row in await db.fetch(f"SELECT member_id, id FROM requests WHERE state IN {IN_LINE}"):
+        found.setdefault(row["member_id"], Stake([], [])).requests.append(row["id"])
+    for row in await db.fetch(
+        "SELECT member_id, id, specialist_id FROM conversations WHERE state = 'active'"
+    ):
+        found.setdefault(row["member_id"], Stake([], [])).conversations.append(
+            (row["id"], row["specialist_id"])
+        )
+    return found
+
+
+async def member_left(db: Db, member_id: str) -> None:
+    """The member's last live socket closed: their grace starts now (unless it already had)."""
+    await db.execute("INSERT INTO members_away (member_id) VALUES ($1) ON CONFLICT DO NOTHING", member_id)
+
+
+async def member_returned(db: Db, member_id: str) -> None:
+    await db.execute("DELETE FROM members_away WHERE member_id = $1", member_id)
+
+
+async def mark_away(db: Db, member_ids: list[str]) -> set[str]:
+    """Record members found with no live lease (their process died); returns those this call
+    marked (the others were already away)."""
+    rows = await db.fetch(
+        """INSERT INTO members_away (member_id) SELECT unnest($1::text[])
+           ON CONFLICT DO NOTHING RETURNING member_id""",
+        member_ids,
+    )
+    return {r["member_id"] for r in rows}
+
+
+async def clear_away(db: Db, member_ids: list[str]) -> None:
+    await db.execute("DELETE FROM members_away WHERE member_id = ANY($1::text[])", member_ids)
+
+
+async def away_since(db: Db, member_ids: list[str] | None = None) -> dict[str, datetime]:
+    """member id → since when they have been away; all such members when `member_ids` is None."""
+    if member_ids is None:
+        rows = await db.fetch("SELECT member_id, since FROM members_away")
+    else:
+        rows = await db.fetch(
+            "SELECT member_id, since FROM members_away WHERE member_id = ANY($1::text[])", member_ids
+        )
+    return {r["member_id"]: r["since"] for r in rows}
+
+
+async def forget_away_except(db: Db, member_ids: list[str]) -> None:
+    """Drop the rows of members with nothing at stake any more."""
+    await db.execute("DELETE FROM members_away WHERE NOT (member_id = ANY($1::text[]))", member_ids)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 
 import asyncpg
 
@@ -29,10 +30,14 @@ LOCK_KEY = 0x70632D7377656570  # "pc-sweep"; the migrations hold another key
 
 
 async def sweep(
-    conn: asyncpg.Connection[asyncpg.Record], retention_days: float, max_messages: int
+    conn: asyncpg.Connection[asyncpg.Record],
+    retention_days: float,
+    max_messages: int,
+    observe: Callable[[Swept, float], None] | None = None,
 ) -> Swept | None:
     """Sweep everything due, on `conn` (a connection of its own: it holds the lock); None
-    if another process is sweeping now."""
+    if another process is sweeping now. `observe(batch, seconds)` is told of each batch
+    (bench/retention.py times them: a batch's length is how long it holds its rows)."""
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
         return None
     retention_s = retention_days * 86400
@@ -40,7 +45,10 @@ async def sweep(
     total = Swept()
     try:
         while True:
+            at = time.perf_counter()
             batch = await store.sweep_conversations(conn, retention_s, max_messages)
+            if observe is not None and batch.conversations:
+                observe(batch, time.perf_counter() - at)
             _count(batch)
             total += batch
             if not batch.conversations:

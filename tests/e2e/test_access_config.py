@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -166,6 +167,59 @@ async def test_no_query_string_reaches_any_log(service_factory: type) -> None:
     # ...without a single query string, token or reason.
     assert_clean_log(live, *secrets, good)
     assert "/ws?token" not in out and "?reason=" not in out and "?x=" not in out
+
+
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+def test_even_uvicorns_access_log_gets_no_query_string(
+    servers: Servers, database_url: str, tmp_path: Path
+) -> None:
+    """An operator who serves the factory with plain uvicorn and turns its access log on
+    still gets no query string: the filter sits on uvicorn's access logger itself."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "uvicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "chat.app:asgi",
+                "--factory",
+                "--access-log",
+                "--port",
+                str(port),
+            ],
+            env=service_env(database_url, servers.redis.url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    secret = f"SECRET-ACCESS-{os.getpid()}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                if _get_status(base + "/healthz") == 200:
+                    break
+            assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        assert _get_status(f"{base}/member?token={secret}") == 200
+        assert _get_status(f"{base}/login?token={secret}") == 404
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    out = log_path.read_text()
+    assert '"GET /member?… HTTP/1.1" 200' in out, out[-2000:]
+    assert '"GET /login?… HTTP/1.1" 404' in out, out[-2000:]
+    assert secret not in out and "Traceback" not in out
 
 
 # --------------------------------------------------------------------------- CSP

@@ -146,3 +146,21 @@ async def test_a_member_sees_past_peers_and_can_ask_for_one_again(live: LiveServ
     offer = await pair.specialist.expect("offer", timeout=15)
     assert offer["request_id"] == queued["request_id"]
     assert not [f for f in other.inbox if f["type"] == "offer"]
+
+
+async def test_a_long_wait_shows_the_alternatives_and_keeps_the_place(service_factory: Any) -> None:
+    live: LiveService = service_factory(PEERCHAT_ALTERNATIVES=json.dumps(ALTERNATIVES))
+    # Someone is online (so not "nobody online"), but away: nobody can take a request soon.
+    await put_profile(live, "spec-away", name="Away", tags=["family"])
+    await Client.connect(live.ws, token("specialist", "spec-away", "Away"))
+    member, welcome = await Client.connect(live.ws, token("member", "acct-long", "Ira"))
+    assert "alternatives" not in welcome
+    queued = await member.call({"type": "request", "tags": ["grief"]}, "queued")
+    assert queued["estimated_wait_s"] >= 600, queued
+    assert queued["alternatives"] == ALTERNATIVES_ON_THE_WIRE and queued["position"] == 1
+    update = await member.expect("queue_update", timeout=15)
+    assert update["estimated_wait_s"] < 600 or update["alternatives"] == ALTERNATIVES_ON_THE_WIRE
+    # The place is kept: a reload still shows the request, and the alternatives with it.
+    _, again = await Client.connect(live.ws, token("member", "acct-long", "Ira"))
+    assert [r["request_id"] for r in again["requests"]] == [queued["request_id"]]
+    assert again["alternatives"] == ALTERNATIVES_ON_THE_WIRE
