@@ -75,8 +75,9 @@ class Revocations:
         return at is not None and identity.issued_at <= at
 
     async def revoke(self, row: store.Revocation) -> None:
-        """A revocation was just committed: apply it here, then ring every other process."""
-        await self.catch_up()
+        """A revocation was just committed: apply it here, then ring every other process.
+        Neither step can undo the commit; a failure of either is made good by the poll."""
+        await self._catch_up_quietly()
         await self._bus.publish(CHANNEL, str(row.id).encode())
 
     def on_bus(self, data: bytes) -> None:

@@ -74,7 +74,8 @@ def _join(origin: str) -> bytes:
 
 
 def _close(origin: str, code: int) -> bytes:
-    """Close the user's sockets with `code` (the seq field carries it)."""
+    """Close the person's sockets with `code` (the seq field carries it); the channel says
+    whose, and the (empty) sealed body proves a process with the key sent it."""
     return f"{origin}||{code}|C\n".encode()
 
 

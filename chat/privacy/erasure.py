@@ -42,8 +42,8 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
         raise RuntimeError("the member's request or conversation kept reopening")
     await services.presence.forget(member_id, "member")
     # Sockets on other processes close a moment after their close ring, and a departure
-    # may write presence again (a lease renewed just before, an absence mark): forget once
-    # more when they are surely gone, well within the 10 s PRODUCT.md §10 allows.
+    # may write again (a lease renewed just before; `members_away`): forget twice more,
+    # 2 and 7 s on, well within the 10 s PRODUCT.md §10 allows.
     task = asyncio.get_running_loop().create_task(_forget_later(services, member_id))
     _LATER.add(task)
     task.add_done_callback(_LATER.discard)
@@ -54,16 +54,18 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     return erased
 
 
-FORGET_AGAIN_S = 3.0
+FORGET_AGAIN_S = (2.0, 5.0)
 _LATER: set[asyncio.Task[None]] = set()
 
 
 async def _forget_later(services: Services, member_id: str) -> None:
-    await asyncio.sleep(FORGET_AGAIN_S)
-    try:
-        await services.presence.forget(member_id, "member")
-    except Exception as exc:
-        log.warning("erasure: presence not forgotten again: %s", type(exc).__name__)
+    for wait in FORGET_AGAIN_S:
+        await asyncio.sleep(wait)
+        try:
+            await services.presence.forget(member_id, "member")
+            await store.forget_leftovers(services.db, member_id)
+        except Exception as exc:
+            log.warning("erasure: leftovers not forgotten: %s", type(exc).__name__)
 
 
 async def _close_open_business(services: Services, member_id: str) -> None:

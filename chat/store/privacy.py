@@ -30,7 +30,9 @@ CONTENT: tuple[str, ...] = (
        WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
 )
 # What names a member outside their conversations (requests that never became one,
-# feedback left behind). Runs inside the erasure's transaction.
+# feedback left behind, the mark of a member who went away). Runs inside the erasure's
+# transaction; LEFTOVERS (rows their closing sockets may write after it) run again later.
+LEFTOVERS: tuple[str, ...] = ("DELETE FROM members_away WHERE member_id = $1",)
 MEMBER_ROWS: tuple[str, ...] = (
     """UPDATE requests SET note = NULL, member_id = '', member_alias = '', swept_at = now(),
            closed_at = coalesce(closed_at, now())
@@ -193,6 +195,10 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
         touched = len(ids)
         for statement in MEMBER_ROWS:
             touched += _rows(await conn.execute(statement, member_id))
+        # Not counted: a closing socket may write these after a first erasure, and a second
+        # erasure must still be a no-op.
+        for statement in LEFTOVERS:
+            await conn.execute(statement, member_id)
         if touched:
             await conn.execute(
                 """INSERT INTO audit_log (actor_id, actor_role, actor_name, action, conversation_id, reason)
@@ -200,6 +206,13 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
                 audit_reason,
             )
     return Erasure(conversations=touched, messages=messages)
+
+
+async def forget_leftovers(db: Db, member_id: str) -> None:
+    """What the member's sockets write as they close (`members_away`), which may land after
+    the erasure's transaction: run again once they are surely closed."""
+    for statement in LEFTOVERS:
+        await db.execute(statement, member_id)
 
 
 # --------------------------------------------------------------------------- export

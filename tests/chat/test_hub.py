@@ -106,6 +106,7 @@ async def test_close_user_closes_every_socket_of_that_user_on_every_process_afte
     _, here = await _socket(a, "u1")
     _, there = await _socket(b, "u1")
     _, other = await _socket(b, "u2")
+    _, same_sub_other_role = await _socket(b, "u1", role="specialist")
     a.to_user(U1, Error(code="x", message="last words"))
     a.close_user(U1, 4003)
     await settle()
@@ -113,6 +114,7 @@ async def test_close_user_closes_every_socket_of_that_user_on_every_process_afte
         assert _errors(wire) == ["last words"], "the frames rung before the close arrive first"
         assert [code for code, _ in wire.closes] == [4003]
     assert other.closes == []
+    assert same_sub_other_role.closes == [], "a specialist with the same sub is another person"
 
 
 async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -> None:

@@ -17,6 +17,7 @@ import httpx
 import msgspec
 import redis.asyncio as redis
 
+from chat.upkeep.retention import LOCK_KEY
 from tests.support.client import Client, token
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService, service_env, wait_until
@@ -585,3 +586,19 @@ async def test_a_retention_of_zero_or_less_stops_the_service_and_the_release_ste
     refused = await _migrate(database_url, PEERCHAT_RETENTION_DAYS="0")
     assert refused.returncode == 2 and "PEERCHAT_RETENTION_DAYS" in refused.stderr
     assert "applied" not in refused.stdout
+
+
+async def test_one_sweep_at_a_time_the_release_step_skips_while_another_holds_the_lock(
+    database_url: str,
+) -> None:
+    holder = await asyncpg.connect(database_url)
+    try:
+        assert await holder.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+        skipped = await _migrate(database_url)
+        assert skipped.returncode == 0, skipped.stderr
+        assert "another process is sweeping; skipped" in skipped.stdout
+        await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        ran = await _migrate(database_url)
+        assert "0 conversations, 0 messages, 0 requests swept" in ran.stdout, ran.stdout
+    finally:
+        await holder.close()

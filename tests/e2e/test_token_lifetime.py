@@ -12,7 +12,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import redis.asyncio as redis
+import websockets
 
 from tests.support.client import Client, token
 from tests.support.flows import assert_clean_log, assert_still_serving, hello, put_profile, until_closed
@@ -291,6 +293,28 @@ async def test_the_socket_cap_holds_across_processes_and_recovers(
         await c.close()
     assert_clean_log(a, tok)
     assert_clean_log(b, tok)
+
+
+async def test_a_burst_of_sockets_across_processes_gets_exactly_the_cap(
+    service_factory: Any, redis_client: redis.Redis
+) -> None:
+    env = {"PEERCHAT_MAX_SOCKETS_PER_USER": "3"}
+    a: LiveService = service_factory(**env)
+    b: LiveService = service_factory(**env)
+    tok = token("member", "acct-burst", "Sam")
+    # Twelve handshakes at once, alternating processes, each held open until all answered.
+    sockets = [await websockets.connect(live.ws) for live in [a, b] * 6]
+    await asyncio.gather(*(ws.send(hello(tok)) for ws in sockets))
+    firsts = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 15) for ws in sockets))
+    kinds = [msgspec.json.decode(raw)["type"] for raw in firsts]
+    codes = [msgspec.json.decode(raw).get("code") for raw in firsts]
+    assert kinds.count("welcome") == 3, kinds
+    assert codes.count("too_many_connections") == 9, codes
+    for ws, kind in zip(sockets, kinds, strict=True):
+        if kind == "error":
+            await asyncio.wait_for(ws.wait_closed(), 15)
+            assert ws.close_code == 4029
+        await ws.close()
 
 
 async def test_a_crashed_process_does_not_leak_its_slots(

@@ -2,13 +2,19 @@
 // (GET /api/me/export), or delete it (DELETE /api/me) after a confirmation that says what
 // goes and what stays. Kept in its own module so the page scripts can move around it.
 
-import { ApiError, clearToken } from '/static/peerchat.js';
-import { $, announce } from '/static/ui.js';
+import { ApiError } from '../client/http.js';
+import { clearToken } from '../client/tokens.js';
+import { $, announce } from '../ui/dom.js';
 
+/**
+ * @param {string} token
+ * @param {import('../client/conversations.js').PeerChatClient} client
+ * @param {import('../client/tokens.js').Role} role
+ */
 export function setupMyData(token, client, role) {
   const status = $('#my-data-status');
-  const dialog = $('#delete-dialog');
-  const download = $('#download-data');
+  const dialog = /** @type {HTMLDialogElement} */ ($('#delete-dialog'));
+  const download = /** @type {HTMLButtonElement} */ ($('#download-data'));
   const erase = $('#delete-data');
 
   download.addEventListener('click', async () => {
@@ -43,7 +49,7 @@ export function setupMyData(token, client, role) {
   // A modal <dialog> keeps focus inside, closes on Escape and gives focus back to the
   // button that opened it.
   $('#delete-confirm').addEventListener('click', async () => {
-    const confirm = $('#delete-confirm');
+    const confirm = /** @type {HTMLButtonElement} */ ($('#delete-confirm'));
     confirm.disabled = true;
     try {
       const res = await fetch('/api/me', {
