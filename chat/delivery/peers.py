@@ -14,6 +14,7 @@ from chat.gateway.session import Session
 from chat.services import Services
 from chat.store import conversations, members
 from chat.store.db import Db
+from matching.lifecycle import ConversationState
 from protocol import frames as f
 
 log = logging.getLogger("peerchat.dispatch")
@@ -49,7 +50,7 @@ async def _tell_peers(
     try:
         mine = await conversations.of_person(services.db, session.person)
         for conv in mine:
-            if conv.state == "active":
+            if conv.state == ConversationState.ACTIVE:
                 peer = conv.peer_of(session.person)
                 services.hub.to_user(
                     peer,

@@ -14,6 +14,7 @@ from chat.people import Participants
 from chat.privacy import access
 from chat.services import Services
 from chat.store import audit, conversations, members
+from matching.lifecycle import ConversationState
 from protocol import frames as f
 from protocol.codes import ErrorCode
 
@@ -116,7 +117,7 @@ async def on_feedback(services: Services, session: Session, frame: f.Feedback) -
     conv = await conversations.get(services.db, frame.conversation_id)
     if conv is None or conv.member_id != session.user_id:
         raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
-    if conv.state != "ended":
+    if conv.state != ConversationState.ENDED:
         raise Refuse(ErrorCode.INVALID_STATE, "feedback comes after the conversation ends")
     await conversations.save_feedback(services.db, conv.id, session.user_id, frame.rating, frame.comment)
     session.push_frame(f.FeedbackSaved(conversation_id=conv.id, ref=frame.ref))

@@ -14,6 +14,7 @@ from chat.openness import alternatives_for, openness
 from chat.people import specialist
 from chat.services import Services
 from chat.store import members, queue
+from matching.lifecycle import RequestState
 from matching.risk import default_phrases
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -84,7 +85,7 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
 @handles(f.QueueWatch, "specialist", "supervisor")
 async def on_queue_watch(services: Services, session: Session, frame: f.QueueWatch) -> None:
     now = datetime.now(UTC)
-    waiting = [r for r in await queue.open_requests(services.db) if r.state == "waiting"]
+    waiting = [r for r in await queue.open_requests(services.db) if r.state == RequestState.WAITING]
     if not services.hub.queue_watchers:
         await services.bus.subscribe("pc:queue")
     services.hub.queue_watchers.add(session)

@@ -17,6 +17,7 @@ from chat.people import member, specialist
 from chat.services import Services
 from chat.store import conversations, queue
 from chat.store import privacy as store
+from matching.lifecycle import ConversationState
 from protocol import frames as f
 from protocol.codes import CloseCode
 
@@ -80,6 +81,6 @@ async def _close_open_business(services: Services, member_id: str) -> None:
                 )
             await services.poke_matchmaker()
     for conv in await conversations.of_person(services.db, member(member_id)):
-        if conv.state == "active":
+        if conv.state == ConversationState.ACTIVE:
             await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)

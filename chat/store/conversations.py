@@ -10,7 +10,7 @@ import asyncpg
 
 from chat.people import Participants, Person, member, specialist
 from chat.store.db import Db, FromRow, Row
-from chat.store.states import CONVERSATION_ENDED
+from chat.store.states import CONVERSATION_ACTIVE, CONVERSATION_ENDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ async def of_person(db: Db, person: Person, *, ended_within_s: float = 0) -> lis
     rows = await db.fetch(
         f"""SELECT {_CONV} FROM conversations
             WHERE {column} = $1
-              AND (state = 'active' OR ended_at > now() - make_interval(secs => $2))
+              AND (state = {CONVERSATION_ACTIVE} OR ended_at > now() - make_interval(secs => $2))
             ORDER BY started_at""",
         person.id,
         ended_within_s,
@@ -102,7 +102,7 @@ async def recently_started(db: Db, *, between_s: tuple[float, float]) -> list[Co
     newest, oldest = between_s
     rows = await db.fetch(
         f"""SELECT {_CONV} FROM conversations
-            WHERE state = 'active'
+            WHERE state = {CONVERSATION_ACTIVE}
               AND started_at > now() - make_interval(secs => $2)
               AND started_at < now() - make_interval(secs => $1)""",
         newest,
@@ -215,4 +215,7 @@ async def save_feedback(
 
 
 async def active_count(db: Db) -> int:
-    return int(await db.fetchval("SELECT count(*) FROM conversations WHERE state = 'active'") or 0)
+    """Active conversations, service-wide (the supervisor's `active_conversations`)."""
+    return int(
+        await db.fetchval(f"SELECT count(*) FROM conversations WHERE state = {CONVERSATION_ACTIVE}") or 0
+    )

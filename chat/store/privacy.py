@@ -18,6 +18,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chat.store.db import Db
+from chat.store.queue import IN_LINE
+from chat.store.states import CONVERSATION_ACTIVE
 
 # A connection (not a pool): these functions open transactions or cursors on it.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -182,9 +184,9 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
     another device), nothing is changed and `busy` is returned."""
     async with conn.transaction():
         open_ = await conn.fetchval(
-            """SELECT (SELECT count(*) FROM conversations WHERE member_id = $1 AND state = 'active')
-                    + (SELECT count(*) FROM requests
-                        WHERE member_id = $1 AND state IN ('waiting', 'offered'))""",
+            f"""SELECT (SELECT count(*) FROM conversations
+                        WHERE member_id = $1 AND state = {CONVERSATION_ACTIVE})
+                    + (SELECT count(*) FROM requests WHERE member_id = $1 AND state IN {IN_LINE})""",
             member_id,
         )
         if open_:

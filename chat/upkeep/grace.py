@@ -24,6 +24,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat import positions
+from chat.delivery.ended import ended_frame
 from chat.metrics import METRICS
 from chat.people import member
 from chat.services import Services
@@ -108,7 +109,7 @@ class ReconnectGrace:
         log.info("conversation %s ended: specialist did not return within the grace", conv.id[:8])
         hub = self.s.hub
         hub.to_user(conv.member, f.PeerStatus(conversation_id=conv.id, status="gone"))
-        ended = f.ConversationEnded(conversation_id=conv.id, by="system", reason="peer_gone")
+        ended = ended_frame(conv.id, "system", "peer_gone")
         for person in conv.participants:
             hub.to_user(person, ended, conversation_id=conv.id, ends_conversation=True)
         if gone.request is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chat import views
-from chat.gateway import welcome
+from chat.delivery.ended import ended_outbound
 from chat.gateway.session import CatchUp, Outbound
 from chat.metrics import METRICS
 from chat.services import Services
@@ -41,7 +41,7 @@ def _repair_ends(services: Services, ended: list[conversations.Conversation]) ->
             for session in list(services.hub.sessions_of(person)):
                 if conv.id in session.seen and conv.id not in session.ended:
                     session.deliver(CatchUp(conv.id))
-                    session.deliver(welcome.ended_outbound(conv))
+                    session.deliver(ended_outbound(conv))
                     told += 1
     return told
 
