@@ -13,6 +13,7 @@ import logging
 
 from chat.delivery.ended import end_conversation
 from chat.metrics import METRICS
+from chat.people import member, specialist
 from chat.services import Services
 from chat.store import conversations, queue
 from chat.store import privacy as store
@@ -32,7 +33,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     for _ in range(ATTEMPTS):
         await _close_open_business(services, member_id)
         # After `conversation_ended` reached their devices (the close rides behind it).
-        services.hub.close_user(member_id, "member", CloseCode.FORBIDDEN)
+        services.hub.close_user(member(member_id), CloseCode.FORBIDDEN)
         async with services.db.acquire() as conn:
             erased = await store.erase_member(conn, member_id, AUDIT_REASON)
         if not erased.busy:
@@ -73,13 +74,13 @@ async def _close_open_business(services: Services, member_id: str) -> None:
     if request is not None:
         revoked = await queue.cancel_request(services.db, request.id, member_id)
         if revoked is not None:
-            services.hub.to_user(member_id, f.Cancelled(request_id=request.id, reason=REASON))
+            services.hub.to_user(member(member_id), f.Cancelled(request_id=request.id, reason=REASON))
             for offer in revoked:
                 services.hub.to_user(
-                    offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled")
+                    specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
                 )
             await services.poke_matchmaker()
-    for conv in await conversations.of_user(services.db, member_id):
-        if conv.state == ConversationState.ACTIVE and conv.member_id == member_id:
+    for conv in await conversations.of_person(services.db, member(member_id)):
+        if conv.state == ConversationState.ACTIVE:
             await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)
