@@ -24,6 +24,13 @@ from protocol.codes import CloseCode
 log = logging.getLogger("peerchat.erasure")
 
 REASON = "erased"
+
+
+class StillBusy(Exception):
+    """Another device of the member kept opening requests faster than they were ended:
+    nothing was erased; retry."""
+
+
 AUDIT_REASON = "the member asked for their data to be erased"
 ATTEMPTS = 5
 
@@ -40,7 +47,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
             break
         # Another device asked for a peer, or was matched, meanwhile: end that too.
     else:
-        raise RuntimeError("the member's request or conversation kept reopening")
+        raise StillBusy("the member's request or conversation kept reopening")
     await services.presence.forget(member_id, "member")
     # Sockets on other processes close a moment after their close ring, and a departure
     # may write again (a lease renewed just before; `members_away`): forget twice more,
@@ -51,7 +58,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     if not erased.empty:
         METRICS.erasures.inc()
         # Counts only: never who.
-        log.info("erasure: %d rows, %d messages", erased.conversations, erased.messages)
+        log.info("erasure: %d rows, %d messages", erased.rows, erased.messages)
     return erased
 
 
