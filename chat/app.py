@@ -40,7 +40,7 @@ from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
 from chat.upkeep.member_grace import MemberGrace
-from chat.web import audit, crisis, dev, health, me, revocations, specialists, stats, transcripts
+from chat.web import audit, crisis, dev, feedback, health, me, revocations, specialists, stats, transcripts
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
 from chat.web.ratelimit import SupervisorRateLimit
@@ -142,6 +142,9 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/api/specialists", specialists.list_specialists, methods=["GET"]),
             Route("/api/specialists/me", specialists.my_profile, methods=["GET"]),
             Route("/api/specialists/{specialist_id}", specialists.put_specialist, methods=["PUT"]),
+            Route(
+                "/api/specialists/{specialist_id}/status", specialists.put_specialist_status, methods=["PUT"]
+            ),
             Route("/api/stats", stats.stats, methods=["GET"]),
             Route("/api/stats/history", stats.stats_history, methods=["GET"]),
             Route(
@@ -150,6 +153,8 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
+            Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),
