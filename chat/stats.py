@@ -1,5 +1,16 @@
-"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue; and
-`current_stats`, that snapshot read now."""
+"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue (the one
+definition; docs/protocol.md describes it); and `current_stats`, that snapshot read now.
+
+- ``waiting``: open requests (waiting, or on offer to someone); ``longest_wait_s`` the
+  oldest's whole seconds.
+- ``by_tag``: the same two numbers per requested tag; a request counts under each of its
+  tags, an untagged one under ``(none)``.
+- ``specialists``, online ones only: ``busy`` at capacity (active chats ≥ ``max_chats``,
+  pending offers not counted) whatever their status; ``available`` status available with
+  a free slot; ``away`` status away with a free slot.
+- ``alerts``: ``urgent_request`` for each open urgent request, ``long_wait`` for each
+  other one waiting ``LONG_WAIT_ALERT_S`` or more, in the snapshot's order.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +23,11 @@ from chat.store import conversations, profiles, queue
 from chat.store.db import iso
 from chat.store.profiles import Profile
 from chat.store.queue import Request
+from matching.lifecycle import REQUEST_TRANSITIONS, RequestState, is_final
 from protocol import frames as f
 
+# Requests still in line: the lifecycle's states a request can leave.
+OPEN_REQUEST_STATES = frozenset(s.value for s in RequestState if not is_final(REQUEST_TRANSITIONS, s))
 LONG_WAIT_ALERT_S = 300  # a wait this long is a person being let down: tell a human
 
 
@@ -36,7 +50,7 @@ def queue_stats(
     active_conversations: int,
     now: datetime,
 ) -> f.QueueStats:
-    waiting = [r for r in requests if r.state in ("waiting", "offered")]
+    waiting = [r for r in requests if r.state in OPEN_REQUEST_STATES]
     waits = {r.id: views.waited_s(r.created_at, now) for r in waiting}
     by_tag: dict[str, f.TagLoad] = {}
     for r in waiting:
