@@ -9,6 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from chat import people
 from chat.stats import roster_state
 from chat.store import audit, profiles
 from chat.web.common import auth, has_control, has_nul, problem, services_of
@@ -151,7 +152,9 @@ async def put_specialist_status(request: Request) -> Response:
             target=specialist_id,
             detail={"before": before.status, "after": profile.status},
         )
-    services.hub.to_user(specialist_id, f.AvailabilityChanged(status=edit.status, reason="supervisor"))
+    services.hub.to_user(
+        people.specialist(specialist_id), f.AvailabilityChanged(status=edit.status, reason="supervisor")
+    )
     await services.poke_matchmaker()
     online = await services.presence.online_specialists(time.time())
     return JSONResponse(_profile_json(profile, online))
