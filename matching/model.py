@@ -49,6 +49,9 @@ class Specialist:
     ``active_chats`` counts active conversations only; pending offers are counted by the
     engine, which knows them. ``idle_since`` is when they were last assigned a
     conversation (or came on shift): the longest idle is preferred among equals.
+    ``urgent_chats`` counts their active conversations that are urgent or at high risk
+    (PRODUCT.md §8, the urgent-load cap); ``wrap_up_until`` is when their wrap-up after a
+    conversation ends (no offers until then; 0 for none).
     """
 
     id: str
@@ -58,6 +61,8 @@ class Specialist:
     active_chats: int
     status: Status
     idle_since: float
+    urgent_chats: int = 0
+    wrap_up_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,9 @@ class MatchConfig:
     rate_window_s: float = 900.0
     default_handle_s: float = 600.0
     queue_refresh_batch: int = 100
+    # A specialist holding this many urgent or high-risk conversations is offered no more
+    # urgent requests (PEERCHAT_MAX_URGENT_PER_SPECIALIST); they may still claim one by hand.
+    max_urgent_per_specialist: int = 1
 
 
 def queue_key(r: Request) -> tuple[int, float, str]:
