@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# The pages' lint and type-check tools (ESLint, TypeScript) from the npm registry, pinned by
+# package-lock.json; reinstalled only when the lockfile changes.
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint format bench browser-deps clean
+.PHONY: install js-deps run test lint format bench browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +19,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*
+	@touch $@
+
+js-deps: $(NODE_STAMP)
+
 ## The service on :8000 with embedded PostgreSQL and Redis (unless DATABASE_URL/REDIS_URL are set).
 run: install
 	$(BIN)/peerchat dev
@@ -24,10 +34,12 @@ run: install
 test: install browser-deps lint
 	$(BIN)/python -m pytest
 
-lint: install
+lint: install js-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	node_modules/.bin/eslint --max-warnings 0 chat/static eslint.config.js
+	node_modules/.bin/tsc -p jsconfig.json
 
 format: install
 	$(BIN)/ruff format .
@@ -41,4 +53,4 @@ browser-deps:
 	@bash tests/browser/install-chromium.sh
 
 clean:
-	rm -rf $(VENV) .devdata .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) node_modules .devdata .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,18 @@ DEMO_SPECIALISTS = [
 ]
 
 
-def uvicorn_options(port: int) -> dict[str, Any]:
-    """Shared by `serve`, `dev` and the tests, so every path serves the same way."""
+def uvicorn_options(port: int, host: str | None = None) -> dict[str, Any]:
+    """Shared by `serve`, `dev` and the tests, so every path serves the same way. `host`:
+    an explicit choice (`--host`), else PEERCHAT_HOST, else every interface."""
     return {
-        "host": os.environ.get("PEERCHAT_HOST", "0.0.0.0"),
+        "host": host or os.environ.get("PEERCHAT_HOST") or "0.0.0.0",
         "port": port,
         # Plain asyncio, as the tests run it, even where uvloop happens to be installed
         # (uvicorn's "auto" would pick it up): measured under the benchmark, uvloop did not
         # lower a web process's CPU (docs/performance.md).
         "loop": "asyncio",
-        # uvicorn's websockets sans-I/O protocol with direct sends (chat/wsproto.py).
-        "ws": "chat.wsproto:DirectWebSocketProtocol",
+        # uvicorn's websockets sans-I/O protocol with direct sends (chat/gateway/wsproto.py).
+        "ws": "chat.gateway.wsproto:DirectWebSocketProtocol",
         # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.
         "ws_max_size": 64 * 1024,
         # Per-message deflate costs tens of KiB per socket; chat frames are small (see
@@ -46,11 +48,14 @@ def uvicorn_options(port: int) -> dict[str, Any]:
         "timeout_graceful_shutdown": 10,
         "lifespan": "on",
         "log_level": os.environ.get("PEERCHAT_LOG_LEVEL", "info"),
-        "access_log": False,  # URLs can carry conversation ids and reasons; keep them out of logs
+        # URLs can carry conversation ids and reasons; keep them out of logs. uvicorn still
+        # writes WebSocket request lines through its error logger: chat/logs.py scrubs those.
+        "access_log": False,
     }
 
 
 def serve(port: int | None = None) -> None:
+    """Production: `chat.app:asgi`, which never serves the dev routes (PRODUCT.md §3)."""
     import uvicorn
 
     config.from_env()  # fail fast, with a readable message, on a bad environment
@@ -65,6 +70,23 @@ async def run_migrations(url: str) -> list[str]:
         await conn.close()
 
 
+async def sweep_retention(url: str, retention_days: float, batch_messages: int) -> str:
+    """The `release` step's retention sweep (chat/upkeep/retention.py), after the migrations."""
+    from chat.upkeep import retention
+
+    conn = await asyncpg.connect(url)
+    try:
+        swept = await retention.sweep(conn, retention_days, batch_messages)
+    finally:
+        await conn.close()
+    if swept is None:
+        return "retention sweep: another process is sweeping; skipped"
+    return (
+        f"retention sweep: {swept.conversations} conversations, {swept.messages} messages,"
+        f" {swept.requests} requests swept"
+    )
+
+
 async def seed(url: str) -> None:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
@@ -76,51 +98,88 @@ async def seed(url: str) -> None:
         await pool.close()
 
 
-def dev(port: int) -> None:
+class Stopped(Exception):
+    """SIGTERM or SIGHUP reached `peerchat dev`: unwind, so the embedded servers stop."""
+
+
+def _stop_on_signals() -> None:
+    """`make run` must leave no child behind on SIGINT or SIGTERM (issue 14). SIGINT raises
+    KeyboardInterrupt by itself; SIGTERM's default action ends the process on the spot,
+    skipping every `finally`, and uvicorn, which handles SIGTERM while it serves, raises it
+    again once it has shut down. Either way the embedded PostgreSQL and Redis (in sessions
+    of their own, so a Ctrl-C does not hit them before we stop them in order) were left
+    running. Here SIGTERM and SIGHUP unwind like SIGINT does."""
+
+    def stop(sig: int, frame: object) -> None:
+        raise Stopped(signal.Signals(sig).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
+def dev(port: int, host: str = "127.0.0.1", seed_demo: bool = True) -> None:
+    """Embedded servers (when their URLs are unset), migrate, seed, serve with dev mode on,
+    listening on 127.0.0.1 unless told otherwise: the dev routes mint any token for anyone
+    who can reach them."""
     from chat.devservers import PostgresServer, RedisServer
 
+    _stop_on_signals()
     data = Path(os.environ.get("PEERCHAT_DEV_DATA", ".devdata")).resolve()
-    data.mkdir(parents=True, exist_ok=True)
     servers: list[PostgresServer | RedisServer] = []
     try:
         if not os.environ.get("DATABASE_URL"):
+            data.mkdir(parents=True, exist_ok=True)
             pg = PostgresServer(data / "postgres")
+            servers.append(pg)  # before start(): a signal while it starts must still stop it
             pg.start()
-            servers.append(pg)
             os.environ["DATABASE_URL"] = pg.url
-            print(f"PostgreSQL 16 (embedded) on {pg.url}, data in {pg.data_dir}")
+            print(f"PostgreSQL 16 (embedded) on {pg.url}, data in {pg.data_dir}", flush=True)
         if not os.environ.get("REDIS_URL"):
+            data.mkdir(parents=True, exist_ok=True)
             rs = RedisServer(data / "redis")
-            rs.start()
             servers.append(rs)
+            rs.start()
             os.environ["REDIS_URL"] = rs.url
-            print(f"Redis (embedded) on {rs.url}")
-        secret_file = data / "jwt-secret"
-        if not secret_file.exists():
-            secret_file.write_text(secrets.token_urlsafe(48))
-            secret_file.chmod(0o600)
-        os.environ.setdefault("PEERCHAT_JWT_SECRET", secret_file.read_text().strip())
-        os.environ.setdefault("PEERCHAT_DEV", "1")
+            print(f"Redis (embedded) on {rs.url}", flush=True)
+        if not os.environ.get("PEERCHAT_JWT_SECRET") and not os.environ.get("PEERCHAT_JWT_PUBLIC_KEY"):
+            data.mkdir(parents=True, exist_ok=True)
+            secret_file = data / "jwt-secret"
+            if not secret_file.exists():
+                secret_file.write_text(secrets.token_urlsafe(48))
+                secret_file.chmod(0o600)
+            os.environ["PEERCHAT_JWT_SECRET"] = secret_file.read_text().strip()
+        if not os.environ.get("PEERCHAT_DEV"):
+            os.environ["PEERCHAT_DEV"] = "1"
         settings = config.from_env()
         asyncio.run(run_migrations(settings.database_url))
-        asyncio.run(seed(settings.database_url))
-        base = f"http://localhost:{port}"
+        if seed_demo:
+            asyncio.run(seed(settings.database_url))
+        base = f"http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}"
         print("\npeerchat is starting. Open:")
-        print(f"  dev login   {base}/login")
+        if settings.dev:
+            print(f"  dev login   {base}/login")
         print(f"  member      {base}/member")
         print(f"  specialist  {base}/specialist")
         print(f"  supervisor  {base}/supervisor")
-        print("\nReady-made dev tokens (for the WebSocket `hello` or `Authorization: Bearer`):")
-        demo: list[tuple[Role, str, str]] = [
-            ("member", "member-demo", "Sam"),
-            ("specialist", "spec-rosa", "Rosa"),
-            ("supervisor", "supervisor-demo", "Lee"),
-        ]
-        for role, sub, name in demo:
-            print(f"  {role:<10}  {mint(settings, sub=sub, role=role, name=name)}")
+        if settings.dev and settings.jwt_secret:
+            print("\nReady-made dev tokens (for the WebSocket `hello` or `Authorization: Bearer`):")
+            demo: list[tuple[Role, str, str]] = [
+                ("member", "member-demo", "Sam"),
+                ("specialist", "spec-rosa", "Rosa"),
+                ("supervisor", "supervisor-demo", "Lee"),
+            ]
+            for role, sub, name in demo:
+                print(f"  {role:<10}  {mint(settings, sub=sub, role=role, name=name)}")
         print("\nCtrl-C stops the service and the servers.\n", flush=True)
-        serve(port)
+        import uvicorn
+
+        uvicorn.run("chat.app:asgi_dev", factory=True, **uvicorn_options(port, host))
+    except Stopped:
+        pass
     finally:
+        # A second signal while we stop the servers must not cut the stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for server in reversed(servers):
             server.stop()
 
@@ -130,9 +189,15 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_dev = sub.add_parser("dev", help="serve with embedded PostgreSQL and Redis (when their URLs are unset)")
     p_dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    p_dev.add_argument(
+        "--host",
+        default=os.environ.get("PEERCHAT_HOST") or "127.0.0.1",
+        help="address to listen on (default 127.0.0.1: the dev routes mint tokens for anyone)",
+    )
+    p_dev.add_argument("--no-seed", action="store_true", help="do not add the demo specialists")
     p_serve = sub.add_parser("serve", help="serve the app with uvicorn on $PORT")
     p_serve.add_argument("--port", type=int, default=None)
-    sub.add_parser("migrate", help="apply database migrations (idempotent)")
+    sub.add_parser("migrate", help="apply database migrations, then the retention sweep (both idempotent)")
     p_token = sub.add_parser("token", help="mint a development JWT with PEERCHAT_JWT_SECRET")
     p_token.add_argument("--role", required=True, choices=["member", "specialist", "supervisor"])
     p_token.add_argument("--sub", required=True)
@@ -141,15 +206,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "dev":
-            dev(args.port)
+            dev(args.port, args.host, seed_demo=not args.no_seed)
         elif args.command == "serve":
             serve(args.port)
         elif args.command == "migrate":
             url = os.environ.get("DATABASE_URL")
             if not url:
                 raise config.ConfigError("DATABASE_URL must be set")
+            # Read before anything runs: a bad retention stops the release step unchanged.
+            days, batch = config.retention_days(), config.retention_batch_messages()
             applied = asyncio.run(run_migrations(url))
-            print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+            print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"), flush=True)
+            print(asyncio.run(sweep_retention(url, days, batch)), flush=True)
         elif args.command == "token":
             settings = config.from_env({**os.environ, "DATABASE_URL": "-", "REDIS_URL": "-"})
             print(mint(settings, sub=args.sub, role=args.role, name=args.name, ttl_s=args.ttl))

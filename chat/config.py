@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from matching.hours import HoursError, Schedule, parse_hours
 
 
 class ConfigError(ValueError):
     """The environment describes a service that cannot start; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """Somewhere else a member can turn (`PEERCHAT_ALTERNATIVES`): a forum, a recovery group,
+    a workshop, a warm line."""
+
+    name: str
+    url: str
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +52,36 @@ class Settings:
     # Sends per rolling 10 s before `rate_limited`; twice that closes with 4029.
     rate_limit_per_10s: int = 50
     crisis_resources: str = field(default="")
+    # None: always open (PEERCHAT_HOURS unset).
+    hours: Schedule | None = None
+    alternatives: tuple[Alternative, ...] = ()
+    # How long a member with no live connection anywhere keeps their place (PRODUCT.md §5).
+    member_grace_s: float = 300.0
+    # A token whose `exp - iat` exceeds this is refused (PRODUCT.md §4).
+    max_token_ttl_s: float = 86400.0
+    # Live sockets per identity (role, sub), counted across every process.
+    max_sockets_per_user: int = 8
+    # `PEERCHAT_REDIS_KEY`: the key of the HMACs that name identities in Redis
+    # (chat/redis_keys.py). Empty: derived from the JWT key (see identity_hmac_key).
+    redis_key: bytes = b""
+
+    @property
+    def identity_hmac_key(self) -> bytes:
+        """`PEERCHAT_REDIS_KEY`, or else one derived from the JWT key. Derived from an HS256
+        secret it is as secret as the secret; from a public key it is not secret at all,
+        which docs/operations.md warns about (with an identity provider, set the variable)."""
+        if self.redis_key:
+            return self.redis_key
+        seed = (self.jwt_secret or self.jwt_public_key or "").encode()
+        return hmac.new(seed, b"peerchat redis identity key v1", hashlib.sha256).digest()
+
+    # PRODUCT.md §10. Both are windows measured from stored times at every check.
+    retention_days: float = 90.0
+    specialist_access_h: float = 24.0
+    # How often each process tries to run the retention sweep (one at a time, by lock),
+    # and how many messages one sweep transaction may remove (docs/privacy.md).
+    retention_sweep_s: float = 600.0
+    retention_batch_messages: int = 2000
 
     @property
     def jwt_algorithms(self) -> list[str]:
@@ -50,9 +97,37 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
+    if not value > 0 or not math.isfinite(value):  # `nan` compares false with everything
+        raise ConfigError(f"{name} must be a positive, finite number of seconds")
     return value
+
+
+def _window(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    """A retention-like window: a positive number, decimals allowed (`0.0001` is fine)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a positive number of {unit} (decimals allowed), not {raw!r}"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"{name} must be a positive number of {unit} (decimals allowed, e.g. 0.5), not {raw!r}:"
+            " zero or less would erase or refuse everything at once"
+        )
+    return value
+
+
+def retention_days(env: Mapping[str, str] | None = None) -> float:
+    """PEERCHAT_RETENTION_DAYS alone, for `peerchat migrate` (which needs no JWT key)."""
+    return _window(os.environ if env is None else env, "PEERCHAT_RETENTION_DAYS", 90.0, "days")
+
+
+def retention_batch_messages(env: Mapping[str, str] | None = None) -> int:
+    return _count(os.environ if env is None else env, "PEERCHAT_RETENTION_BATCH_MESSAGES", 2000)
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
@@ -62,6 +137,81 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
+
+
+_ALTERNATIVE_KEYS = frozenset({"name", "url", "description"})
+
+
+def _alternatives(raw: str) -> tuple[Alternative, ...]:
+    """Read `PEERCHAT_ALTERNATIVES`: refuse anything a member's page could not show safely."""
+    if not raw.strip():
+        return ()
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise ConfigError("PEERCHAT_ALTERNATIVES must be a JSON list of {name, url, description}") from None
+    if not isinstance(items, list):
+        raise ConfigError("PEERCHAT_ALTERNATIVES must be a JSON list of {name, url, description}")
+    found = []
+    for i, item in enumerate(items):
+        where = f"PEERCHAT_ALTERNATIVES[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be an object with name, url and description")
+        unknown = sorted(set(item) - _ALTERNATIVE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {unknown} (allowed: name, url, description)")
+        name, url, description = item.get("name"), item.get("url"), item.get("description", "")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where} needs a non-empty string name")
+        if not isinstance(description, str):
+            raise ConfigError(f"{where}.description must be a string")
+        if not isinstance(url, str) or not _is_web_url(url):
+            raise ConfigError(f"{where}.url must be an http:// or https:// address, not {url!r}")
+        found.append(Alternative(name=name.strip(), url=url, description=description.strip()))
+    return tuple(found)
+
+
+def _is_web_url(url: str) -> bool:
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _hours(env: Mapping[str, str]) -> Schedule | None:
+    try:
+        return parse_hours(env.get("PEERCHAT_HOURS", ""), env.get("PEERCHAT_CLOSED_DATES", ""))
+    except HoursError as wrong:
+        raise ConfigError(str(wrong)) from None
+
+
+DEV_ON = frozenset({"1", "true"})
+
+
+def _dev(env: Mapping[str, str]) -> bool:
+    """PRODUCT.md §3: only `1` or `true` (any case) turn dev mode on; unset or empty leaves it
+    off; anything else stops the process. `off`, `no`, `0` and `false` are errors too, not
+    "off": a value that looks like a switch but is not one must never be guessed at, in
+    either direction (an earlier parser took `off` for on and served /dev/token)."""
+    raw = env.get("PEERCHAT_DEV", "")
+    if raw == "":
+        return False
+    if raw.lower() in DEV_ON:
+        return True
+    raise ConfigError(
+        f"PEERCHAT_DEV must be unset (dev mode off) or 1/true (dev mode on), not {raw!r}; "
+        "there is no other spelling"
+    )
+
+
+def _redis_key(env: Mapping[str, str]) -> bytes:
+    raw = env.get("PEERCHAT_REDIS_KEY", "")
+    if raw and len(raw.encode()) < 32:
+        raise ConfigError("PEERCHAT_REDIS_KEY must be at least 32 bytes")
+    return raw.encode()
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -100,8 +250,18 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_body_chars=int(max_body),
         # Not in PRODUCT.md §3: the protocol fixes 10 s; tests shorten it to prove the 4002 close.
         hello_timeout_s=_float(env, "PEERCHAT_HELLO_TIMEOUT_S", 10.0),
-        dev=env.get("PEERCHAT_DEV", "") not in ("", "0", "false"),
+        dev=_dev(env),
         crisis_resources=env.get("PEERCHAT_CRISIS_RESOURCES", ""),
         outbound_queue_frames=_count(env, "PEERCHAT_OUTBOUND_QUEUE_FRAMES", 256),
         rate_limit_per_10s=_count(env, "PEERCHAT_RATE_LIMIT_PER_10S", 50),
+        hours=_hours(env),
+        alternatives=_alternatives(env.get("PEERCHAT_ALTERNATIVES", "")),
+        member_grace_s=_float(env, "PEERCHAT_MEMBER_GRACE_S", 300.0),
+        max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
+        max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
+        redis_key=_redis_key(env),
+        retention_days=retention_days(env),
+        specialist_access_h=_window(env, "PEERCHAT_SPECIALIST_ACCESS_H", 24.0, "hours"),
+        retention_sweep_s=_float(env, "PEERCHAT_RETENTION_SWEEP_S", 600.0),
+        retention_batch_messages=retention_batch_messages(env),
     )

@@ -22,9 +22,10 @@ from redis.exceptions import RedisError
 
 from chat import stats as stats_view
 from chat import views
-from chat.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat.openness import during_long_wait
 from chat.services import Services
-from chat.store import profiles, queue
+from chat.store import members, profiles, queue
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
@@ -65,6 +66,8 @@ class Matchmaker:
         self._last_cycle = 0.0
         self._last_online: set[str] = set()
         self._requests_by_id: dict[str, queue.Request] = {}
+        # Members with no live connection, as of the last snapshot (offers and the queue say so).
+        self._away: set[str] = set()
         self._last_queue: list[f.QueueEntry] | None = None
         self._last_queue_at = 0.0
         self._last_stats: f.QueueStats | None = None
@@ -150,9 +153,14 @@ class Matchmaker:
         db = self.s.db
         now = time.time()
         self._last_cycle = time.monotonic()
-        requests = await queue.open_requests(db)
-        specialists = await profiles.list_all(db)
-        pending = await queue.pending_offers(db)
+        # One snapshot: read as three separate statements, an accept landing between them
+        # looked like a decline (offer gone, request still in line, slot still free), and the
+        # engine offered that specialist another request they had no room for (issue 18).
+        async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            requests = await queue.open_requests(conn)
+            specialists = await profiles.list_all(conn)
+            pending = await queue.pending_offers(conn)
+            self._away = set(await members.away_since(conn))
         try:
             online = await self.s.presence.online_specialists(now)
             self._last_online = online
@@ -232,7 +240,7 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            hub.to_user(made.specialist_id, self.offer_frame(request, made, now))
+            hub.to_user(made.specialist_id, views.offer_made(request, made, now, self._away))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
@@ -244,6 +252,7 @@ class Matchmaker:
                         position=estimate.position,
                         estimated_wait_s=estimate.estimated_wait_s,
                         notice="preferred_unavailable",
+                        alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
         for estimate in decisions.queue_updates:
@@ -255,20 +264,18 @@ class Matchmaker:
                         request_id=estimate.request_id,
                         position=estimate.position,
                         estimated_wait_s=estimate.estimated_wait_s,
+                        alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
 
-    def offer_frame(self, request: queue.Request, offer: queue.Offer, now: float) -> f.OfferMade:
-        return f.OfferMade(
-            offer_id=offer.id,
-            request_id=request.id,
-            tags=request.tags,
-            language=request.language,
-            note=request.note,
-            waited_s=max(0, int(now - _epoch(request.created_at))),
-            expires_in_s=max(0, int(_epoch(offer.expires_at) - now)),
-            priority="urgent" if request.priority == "urgent" else "normal",
-        )
+    def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
+        """(position, estimated wait) if this process leads and the engine knows the request."""
+        if not self.leading:
+            return None
+        estimate = self.engine.queue_position(request_id, now)
+        if estimate is None:
+            return None
+        return estimate.position, estimate.estimated_wait_s
 
     async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
         closed = await queue.close_offer(self.s.db, offer_id, outcome)
@@ -287,7 +294,7 @@ class Matchmaker:
     ) -> None:
         hub = self.s.hub
         now_dt = datetime.fromtimestamp(now, UTC)
-        entries = [views.queue_entry(r, now_dt) for r in requests if r.state == "waiting"]
+        entries = [views.queue_entry(r, now_dt, self._away) for r in requests if r.state == "waiting"]
         same = self._last_queue is not None and [e.request_id for e in entries] == [
             e.request_id for e in self._last_queue
         ]

@@ -55,6 +55,26 @@ class Metrics:
             registry=r,
         )
         self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)
+        # The privacy lifecycle (docs/privacy.md).
+        self.retention_swept = Counter(
+            "peerchat_retention_swept_rows",
+            "Rows the retention sweep emptied (conversations, requests) or deleted (messages)",
+            ["kind"],
+            registry=r,
+        )
+        self.retention_last_run = Gauge(
+            "peerchat_retention_last_run_timestamp_seconds",
+            "When a retention sweep last ran to the end (unix time; 0: not by this process)",
+            registry=r,
+        )
+        self.retention_backlog = Gauge(
+            "peerchat_retention_backlog",
+            "Conversations and requests past retention whose content is still stored",
+            registry=r,
+        )
+        self.erasures = Counter(
+            "peerchat_erasures", "Members' erasures carried out (DELETE /api/me)", registry=r
+        )
 
 
 METRICS = Metrics()

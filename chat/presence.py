@@ -7,7 +7,7 @@ tests/chat/test_presence.py. The clock is passed in so the memory backend is exa
 
 Presence is soft state: every write is best effort, and the heartbeats of every process
 rebuild it (after a Redis restart, within one heartbeat interval). Absence is recorded
-too, so the reconnect grace (chat/grace.py) can count from the moment a specialist left,
+too, so the reconnect grace (chat/upkeep/grace.py) can count from the moment a specialist left,
 whichever process noticed.
 """
 
@@ -29,6 +29,10 @@ class Presence(Protocol):
         marked absent from `now`)."""
 
     async def is_online(self, user_id: str, now: float) -> bool: ...
+
+    async def forget(self, user_id: str, role: str) -> None:
+        """Drop everything kept about the user in `role` (an erasure, PRODUCT.md §10). Close
+        their sockets first, or the next heartbeat writes their lease again."""
 
     async def online_specialists(self, now: float) -> set[str]: ...
 

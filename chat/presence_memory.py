@@ -30,6 +30,13 @@ class MemoryPresence:
             self._absent.setdefault(user_id, now)
         return gone
 
+    async def forget(self, user_id: str, role: str) -> None:
+        self._leases.pop(user_id, None)
+        if role == "specialist" or self._roles.get(user_id) == role:
+            self._roles.pop(user_id, None)
+        if role == "specialist":
+            self._absent.pop(user_id, None)
+
     async def is_online(self, user_id: str, now: float) -> bool:
         return any(expiry > now for expiry in self._leases.get(user_id, {}).values())
 

@@ -84,6 +84,16 @@ class RedisPresence:
             await pipe.execute()
         return True
 
+    async def forget(self, user_id: str, role: str) -> None:
+        # Leases are keyed by id alone today: a same-`sub` specialist's lease goes too, and
+        # comes back with their next heartbeat (TTL/3).
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(_key(user_id))
+        if role == "specialist":
+            pipe.delete(_absent(user_id))
+            pipe.zrem(_SPECIALISTS, user_id)
+        await pipe.execute()
+
     async def is_online(self, user_id: str, now: float) -> bool:
         return int(await self._redis.zcount(_key(user_id), f"({now}", "+inf")) > 0
 

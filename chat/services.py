@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import asyncpg
 import redis.asyncio as redis
 
+from chat.admission import Admission
 from chat.bus import Bus
 from chat.config import Settings
-from chat.hub import POKE_CHANNEL, Hub
+from chat.delivery.hub import POKE_CHANNEL, Hub
 from chat.presence import Presence
 from chat.store.appender import Appender
 
-if TYPE_CHECKING:
-    from chat.matchmaker import Matchmaker
+# (request id, now) → (position, estimated wait) if this process leads matching and knows
+# the request, else None: the matchmaker's reader, handed in by the app's wiring.
+QueuePositions = Callable[[str, float], "tuple[int, int] | None"]
+
+
+def _nothing() -> None:
+    return None
+
+
+def _unknown(request_id: str, now: float) -> tuple[int, int] | None:
+    return None
 
 
 @dataclass
@@ -27,13 +37,17 @@ class Services:
     hub: Hub
     presence: Presence
     appender: Appender
-    matchmaker: Matchmaker | None = None
+    # Who may hold a socket and until when: revocations, the socket cap, `exp`, `reauth`.
+    admission: Admission
+    # Narrow ports to this process's matchmaker (chat/matchmaker.py), set by chat/app.py:
+    # wake it, and ask it where a request stands. Services never holds the matchmaker.
+    wake_matchmaker: Callable[[], None] = _nothing
+    queue_position: QueuePositions = _unknown
     draining: bool = False
     # conversation id → (member id, specialist id): never changes, so safe to cache.
     participants: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     async def poke_matchmaker(self) -> None:
         """Something the matchmaker should look at happened (here or, via the bus, anywhere)."""
-        if self.matchmaker is not None:
-            self.matchmaker.poke()
+        self.wake_matchmaker()
         await self.bus.publish(POKE_CHANNEL, b"")

@@ -1,10 +1,14 @@
-"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue."""
+"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue; and
+`current_stats`, that snapshot read now."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 from chat import views
+from chat.services import Services
+from chat.store import conversations, profiles, queue
 from chat.store.db import iso
 from chat.store.profiles import Profile
 from chat.store.queue import Request
@@ -62,3 +66,12 @@ def queue_stats(
         active_conversations=active_conversations,
         alerts=alerts,
     )
+
+
+async def current_stats(services: Services) -> f.QueueStats:
+    """Read now: the supervisor's `watch_queues` and GET /api/stats."""
+    requests = await queue.open_requests(services.db)
+    specialists = await profiles.list_all(services.db)
+    online = await services.presence.online_specialists(time.time())
+    active = await conversations.active_count(services.db)
+    return queue_stats(requests, specialists, online, active, datetime.now(UTC))

@@ -2,6 +2,11 @@
 
 The algorithm allow-list comes from configuration, never from the token's header, so
 `alg: none` and the HS256-signed-with-the-public-key trick are refused by PyJWT itself.
+On top of PyJWT: a token is expired at `exp` itself (no leeway: a socket is closed at that
+instant, so a token there cannot open one); a lifetime `exp - iat` over
+PEERCHAT_MAX_TOKEN_TTL_S is refused; a `sub` or `name` with control characters is refused;
+the name is normalised for display (protocol/names.py). Revocations are checked by the
+callers (chat/revocations.py), which hold the state.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Literal, cast
 import jwt
 
 from chat.config import Settings
+from protocol.names import display_name, has_refused_characters
 
 Role = Literal["member", "specialist", "supervisor"]
 ROLES: frozenset[str] = frozenset({"member", "specialist", "supervisor"})
@@ -28,9 +34,11 @@ class Identity:
     user_id: str
     role: Role
     name: str
+    issued_at: float = 0.0  # the token's `iat`, seconds since the epoch
+    expires_at: float = 0.0  # its `exp`: a socket opened with it is closed then
 
 
-def verify(token: str, settings: Settings) -> Identity:
+def verify(token: str, settings: Settings, now: float | None = None) -> Identity:
     key = settings.jwt_public_key or settings.jwt_secret
     assert key is not None
     try:
@@ -45,16 +53,26 @@ def verify(token: str, settings: Settings) -> Identity:
         )
     except jwt.PyJWTError as exc:
         raise TokenRejected(type(exc).__name__) from None
+    # PyJWT has checked that both are numbers.
+    issued, expires = float(claims["iat"]), float(claims["exp"])
+    if expires <= (time.time() if now is None else now):
+        raise TokenRejected("ExpiredSignatureError")
+    if expires - issued > settings.max_token_ttl_s:
+        raise TokenRejected("lifetime over PEERCHAT_MAX_TOKEN_TTL_S")
     sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
     if not isinstance(sub, str) or not 0 < len(sub) <= 64:
         raise TokenRejected("bad sub")
+    if has_refused_characters(sub):
+        raise TokenRejected("control characters in sub")
     # An identity provider may send a list (`"role": ["member"]`); `in` on a set would raise.
     if not isinstance(role, str) or role not in ROLES:
         raise TokenRejected("unknown role")
     if name is not None and not isinstance(name, str):
         raise TokenRejected("bad name")
-    display = (name or "").strip()[:64] or _default_name(sub, cast(Role, role))
-    return Identity(user_id=sub, role=cast(Role, role), name=display)
+    if name is not None and has_refused_characters(name):
+        raise TokenRejected("control characters in name")
+    display = display_name(name or "") or _default_name(sub, cast(Role, role))
+    return Identity(user_id=sub, role=cast(Role, role), name=display, issued_at=issued, expires_at=expires)
 
 
 def _default_name(sub: str, role: Role) -> str:

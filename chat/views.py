@@ -3,12 +3,13 @@ member's identity leaves the service: their alias, never their account id."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Literal, cast
 
 from chat.store.conversations import Conversation, StoredMessage
 from chat.store.db import iso
-from chat.store.queue import Request
+from chat.store.queue import Offer, Request
 from protocol import frames as f
 
 
@@ -45,11 +46,28 @@ def waited_s(created_at: datetime, now: datetime) -> int:
     return max(0, int((now - created_at).total_seconds()))
 
 
-def queue_entry(r: Request, now: datetime) -> f.QueueEntry:
+def queue_entry(r: Request, now: datetime, away: Collection[str] = ()) -> f.QueueEntry:
+    """`away`: the members with no live connection (chat/store/members.away_since)."""
     return f.QueueEntry(
         request_id=r.id,
         tags=r.tags,
         language=r.language,
         waited_s=waited_s(r.created_at, now),
         priority=cast(f.Priority, r.priority),
+        member_online=r.member_id not in away,
+    )
+
+
+def offer_made(request: Request, offer: Offer, now: float, away: Collection[str] = ()) -> f.OfferMade:
+    """The `offer` frame for a specialist, `now` in epoch seconds; `away` as for queue_entry."""
+    return f.OfferMade(
+        offer_id=offer.id,
+        request_id=request.id,
+        tags=request.tags,
+        language=request.language,
+        note=request.note,
+        waited_s=max(0, int(now - request.created_at.timestamp())),
+        expires_in_s=max(0, int(offer.expires_at.timestamp() - now)),
+        priority="urgent" if request.priority == "urgent" else "normal",
+        member_online=request.member_id not in away,
     )

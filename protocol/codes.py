@@ -3,7 +3,10 @@
 Close codes tell a client whether reconnecting can help:
 - 1009, 4001, 4002, 4003: reconnecting as-is repeats the failure; fix the cause first
   (shrink the frame, get a new token, send `hello` first, use an account that may do this).
-- 4008, 4029: reconnect after a back-off; resume from the last `seq`.
+  4001 also ends a socket whose token expired (at `exp`, unless `reauth` came first) or
+  was revoked.
+- 4008, 4029: reconnect after a back-off; resume from the last `seq`. After a 4029 that
+  followed `error too_many_connections`, close another of the person's sockets first.
 - 1012: the server is restarting; reconnect at once (with jitter) to any process.
 """
 
@@ -26,6 +29,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"  # retry later; nothing was stored
     INTERNAL = "internal"  # our fault; nothing was stored, the details are in our logs
+    # Sent just before close 4029: the identity holds PEERCHAT_MAX_SOCKETS_PER_USER sockets.
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    CLOSED_HOURS = "closed_hours"  # outside PEERCHAT_HOURS; the error carries `opens_at`
 
     @property
     def retryable(self) -> bool:

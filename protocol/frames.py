@@ -104,6 +104,12 @@ class WatchQueues(Frame, tag="watch_queues", frozen=True):
     pass
 
 
+class Reauth(Frame, tag="reauth", frozen=True):
+    """A fresh token for the same (role, sub), sent before the current one's `exp`."""
+
+    token: Annotated[str, Meta(max_length=8192)]
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -120,6 +126,7 @@ ClientFrame = (
     | End
     | Feedback
     | WatchQueues
+    | Reauth
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -150,6 +157,26 @@ class ConversationSummary(Struct, frozen=True):
     last_seq: int
     tags: list[str] = []
     state: Literal["active", "ended"] = "active"
+    # The last `seq` the peer marked read (0: none yet); stored, so it survives a reload.
+    peer_read_seq: int | None = None
+    # Specialists only: False while the member has no live connection (PRODUCT.md §5).
+    member_online: bool | None = None
+
+
+class Alternative(Struct, frozen=True):
+    """Somewhere else to turn (`PEERCHAT_ALTERNATIVES`): a forum, a group, a warm line."""
+
+    name: str
+    url: str
+    description: str = ""
+
+
+class PastPeer(Struct, frozen=True):
+    """A specialist this member talked with, for `request.prefer_specialist`."""
+
+    id: str
+    name: str
+    last_at: str
 
 
 class MemberView(Struct, frozen=True):
@@ -179,6 +206,8 @@ class QueueEntry(Struct, frozen=True):
     language: str | None
     waited_s: int
     priority: Priority
+    # False while the member has no live connection (they keep their place for the grace).
+    member_online: bool | None = None
 
 
 class RequestInfo(Struct, frozen=True):
@@ -214,12 +243,21 @@ class Welcome(Frame, tag="welcome", frozen=True):
     requests: list[RequestInfo]
     offers: list[OfferMade]
     availability: Literal["available", "away"] | None = None  # specialists only
+    # Opening hours (PEERCHAT_HOURS): whether the service is open now, and if not, when it opens.
+    open: bool | None = None
+    opens_at: str | None = None
+    # When closed, when nobody is online, or during a long wait: where else to turn.
+    alternatives: list[Alternative] | None = None
+    past_peers: list[PastPeer] | None = None  # members only
 
 
 class Queued(Frame, tag="queued", frozen=True):
     request_id: str
     position: int
     estimated_wait_s: int
+    open: bool | None = None
+    opens_at: str | None = None
+    alternatives: list[Alternative] | None = None
 
 
 class QueueUpdate(Frame, tag="queue_update", frozen=True):
@@ -229,6 +267,8 @@ class QueueUpdate(Frame, tag="queue_update", frozen=True):
     # Set once when the specialist the member asked for could not take the request in
     # time, so it now goes to the next best: "preferred_unavailable".
     notice: str | None = None
+    # While the estimate is a long wait: where else to turn meanwhile (the place is kept).
+    alternatives: list[Alternative] | None = None
 
 
 class Cancelled(Frame, tag="cancelled", frozen=True):
@@ -250,6 +290,8 @@ class OfferMade(Frame, tag="offer", frozen=True):
     waited_s: int
     expires_in_s: int
     priority: Priority
+    # False while the member has no live connection (they keep their place for the grace).
+    member_online: bool | None = None
 
 
 class Declined(Frame, tag="declined", frozen=True):
@@ -298,6 +340,7 @@ class PeerRead(Frame, tag="read", frozen=True):
 class History(Frame, tag="history", frozen=True):
     conversation_id: str
     messages: list[Message]
+    peer_read_seq: int | None = None
 
 
 class ConversationEnded(Frame, tag="conversation_ended", frozen=True):
@@ -327,9 +370,18 @@ class QueueStats(Frame, tag="queue_stats", frozen=True):
     alerts: list[Alert]
 
 
+class Reauthed(Frame, tag="reauthed", frozen=True):
+    """The socket now lives until `exp` (ISO 8601 UTC), the new token's expiry."""
+
+    exp: str
+
+
 class Error(Frame, tag="error", frozen=True):
     code: str
     message: str
+    # `closed_hours` only: when the service opens, and where else to turn meanwhile.
+    opens_at: str | None = None
+    alternatives: list[Alternative] | None = None
 
 
 ServerFrame = (
@@ -352,6 +404,7 @@ ServerFrame = (
     | FeedbackSaved
     | PeerStatus
     | QueueStats
+    | Reauthed
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

@@ -47,7 +47,16 @@ async def redis_client(servers: Servers) -> AsyncIterator[redis.Redis]:
 
 
 @pytest.fixture
-def service_factory(servers: Servers, database_url: str, tmp_path: Path) -> Iterator[type[object]]:
+def service_command() -> str:
+    """`serve`, as in production. The browser tests override it with `dev`: they sign in
+    through `/login` and `/dev/token`, which `peerchat serve` never serves."""
+    return "serve"
+
+
+@pytest.fixture
+def service_factory(
+    servers: Servers, database_url: str, tmp_path: Path, service_command: str
+) -> Iterator[type[object]]:
     """Start one or more `peerchat serve` processes on this test's database."""
     started: list[LiveService] = []
 
@@ -55,6 +64,7 @@ def service_factory(servers: Servers, database_url: str, tmp_path: Path) -> Iter
         svc = LiveService(
             env=service_env(database_url, servers.redis.url, **env),
             log_path=tmp_path / f"service-{len(started)}.log",
+            command=service_command,
         )
         started.append(svc)
         svc.start()

@@ -1,26 +1,30 @@
 // Development sign-in: POST /dev/token, keep the token in this tab's sessionStorage, and go
 // to the role's page. The token never appears in a URL.
 
-import { api, setToken, uuid } from '/static/peerchat.js';
+import { api } from './client/http.js';
+import { uuid } from './client/ids.js';
+import { rememberLogin, ROLES, setToken } from './client/tokens.js';
+import { $ } from './ui/dom.js';
 
-const ROLES = ['member', 'specialist', 'supervisor'];
-const form = document.getElementById('login-form');
-const nameInput = document.getElementById('login-name');
-const subInput = document.getElementById('login-sub');
-const error = document.getElementById('login-error');
+const form = $('#login-form');
+const nameInput = /** @type {HTMLInputElement} */ ($('#login-name'));
+const subInput = /** @type {HTMLInputElement} */ ($('#login-sub'));
+const error = $('#login-error');
 const params = new URLSearchParams(location.search);
 
 const wanted = params.get('role');
-if (ROLES.includes(wanted)) form.querySelector(`input[name="role"][value="${wanted}"]`).checked = true;
+if (wanted && /** @type {readonly string[]} */ (ROLES).includes(wanted)) {
+  /** @type {HTMLInputElement} */ ($(`input[name="role"][value="${wanted}"]`, form)).checked = true;
+}
 if (params.get('why') === 'expired') {
-  document.getElementById('login-notice').textContent = 'Your session ended or the token was refused. Please sign in again.';
+  $('#login-notice').textContent = 'Your session ended or the token was refused. Please sign in again.';
 }
 nameInput.focus();
 
 form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   error.textContent = '';
-  const role = form.querySelector('input[name="role"]:checked').value;
+  const role = /** @type {HTMLInputElement} */ ($('input[name="role"]:checked', form)).value;
   const name = nameInput.value.trim();
   if (!name) {
     error.textContent = 'Please enter a display name.';
@@ -28,16 +32,18 @@ form.addEventListener('submit', async (ev) => {
     return;
   }
   const sub = subInput.value.trim() || `${role}-${uuid().slice(0, 8)}`;
-  const button = form.querySelector('button[type="submit"]');
+  const button = /** @type {HTMLButtonElement} */ ($('button[type="submit"]', form));
   button.disabled = true;
   try {
     const data = await api(null, '/dev/token', { method: 'POST', body: { role, name, sub } });
     if (!data || typeof data.token !== 'string') throw new Error('the server sent no token');
     setToken(role, data.token);
+    rememberLogin(role, name, sub);
     location.assign(`/${role}`);
   } catch (err) {
+    const status = /** @type {{status?: number, message: string}} */ (err).status;
     error.textContent =
-      err.status === 404 ? 'Development sign-in is turned off on this server (PEERCHAT_DEV is not set).' : `Could not sign in: ${err.message}`;
+      status === 404 ? 'Development sign-in is turned off on this server (PEERCHAT_DEV is not set).' : `Could not sign in: ${/** @type {Error} */ (err).message}`;
     button.disabled = false;
   }
 });

@@ -1,21 +1,33 @@
-"""The audit log: every supervisor read of a transcript, with who, when and why."""
+"""The audit log: every supervisor read of a transcript and every other supervisor action
+worth answering for, with who, when, what and why. Append-only: the database itself
+refuses UPDATE, DELETE and TRUNCATE (migration 0010), so this module only inserts and reads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import msgspec
 
 from chat.store.db import Db
+
+# GET /api/audit: `limit` defaults to this, and may not exceed PAGE_MAX (PRODUCT.md §6).
+PAGE_DEFAULT = 100
+PAGE_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    id: int
     at: datetime
     actor_id: str
     actor_name: str
     action: str
     conversation_id: str | None
-    reason: str
+    target: str | None
+    reason: str | None
+    detail: dict[str, Any] | None
 
 
 async def record(
@@ -25,25 +37,44 @@ async def record(
     actor_role: str,
     actor_name: str,
     action: str,
-    conversation_id: str | None,
-    reason: str,
+    conversation_id: str | None = None,
+    target: str | None = None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> None:
+    """Append one row. `target` is the id acted on (a specialist, an alert, an identity);
+    `detail` must hold no message body, note or member account id (it is kept forever)."""
     await db.execute(
-        """INSERT INTO audit_log (actor_id, actor_role, actor_name, action, conversation_id, reason)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """INSERT INTO audit_log
+               (actor_id, actor_role, actor_name, action, conversation_id, target, reason, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)""",
         actor_id,
         actor_role,
         actor_name,
         action,
         conversation_id,
+        target,
         reason,
+        None if detail is None else msgspec.json.encode(detail).decode(),
     )
+
+
+async def page(db: Db, *, before: int | None = None, limit: int = PAGE_DEFAULT) -> list[AuditEntry]:
+    """Newest first; with `before`, only entries older than that entry id."""
+    rows = await db.fetch(
+        """SELECT id, at, actor_id, actor_name, action, conversation_id, target, reason,
+                  detail::text AS detail
+           FROM audit_log
+           WHERE $1::bigint IS NULL OR id < $1::bigint
+           ORDER BY id DESC LIMIT $2""",
+        before,
+        limit,
+    )
+    return [
+        AuditEntry(**{**dict(r), "detail": None if r["detail"] is None else msgspec.json.decode(r["detail"])})
+        for r in rows
+    ]
 
 
 async def recent(db: Db, limit: int = 200) -> list[AuditEntry]:
-    rows = await db.fetch(
-        """SELECT at, actor_id, actor_name, action, conversation_id, reason FROM audit_log
-           ORDER BY id DESC LIMIT $1""",
-        limit,
-    )
-    return [AuditEntry(**dict(r)) for r in rows]
+    return await page(db, limit=limit)

@@ -181,28 +181,50 @@ async def make_offer(
     specialist_id: str,
     expires_at: datetime,
 ) -> Offer | None:
-    """Offer a waiting request to a specialist; None if the request is no longer waiting or
-    is already on offer elsewhere (the partial unique index is the last word)."""
-    async with db.acquire() as conn, conn.transaction():
-        moved = await conn.fetchval(
-            f"""UPDATE requests SET state = {REQUEST_OFFERED.to}
-                WHERE id = $1 AND state IN {REQUEST_OFFERED.from_} AND NOT ($2 = ANY(avoid)) RETURNING id""",
-            request_id,
-            specialist_id,
-        )
-        if moved is None:
-            return None
-        try:
-            row = await conn.fetchrow(
-                f"""INSERT INTO offers (id, request_id, specialist_id, expires_at)
-                    VALUES ($1, $2, $3, $4) RETURNING {_OFFER}""",
-                offer_id,
+    """Offer a waiting request to a specialist; None if the request is no longer waiting, is
+    already on offer elsewhere (the partial unique index is the last word), or the specialist
+    has no free slot: active chats plus pending offers already reach `max_chats`.
+
+    The slot check is here, not only in the engine, because the engine decides on a snapshot
+    that can be a moment old; an offer the specialist could not accept is worse than none
+    (issue 18: 138 `invalid_state` answers to `accept` while 2,000 members were matched)."""
+    try:
+        async with db.acquire() as conn, conn.transaction():
+            moved = await conn.fetchval(
+                f"""UPDATE requests SET state = {REQUEST_OFFERED.to}
+                    WHERE id = $1 AND state IN {REQUEST_OFFERED.from_} AND NOT ($2 = ANY(avoid))
+                    RETURNING id""",
                 request_id,
                 specialist_id,
-                expires_at,
             )
-        except asyncpg.UniqueViolationError:
-            raise AssertionError("request was waiting yet had a pending offer") from None
+            if moved is None:
+                return None
+            # Lock order: the request (above), then the specialist row, as in accept and claim;
+            # the row lock serialises two offers to one specialist from two leaders. The count
+            # is its own statement so that its snapshot is taken after the lock is held.
+            await conn.execute("SELECT 1 FROM specialists WHERE id = $1 FOR UPDATE", specialist_id)
+            room = await conn.fetchval(
+                f"""SELECT s.max_chats - s.active_chats - (
+                           SELECT count(*) FROM offers o
+                           WHERE o.specialist_id = s.id AND o.state IN {PENDING} AND o.expires_at > now())
+                    FROM specialists s WHERE s.id = $1""",
+                specialist_id,
+            )
+            if room is None or room < 1:
+                raise _Abort(Refusal.NO_SLOT)  # rolls the request's move back: still waiting
+            try:
+                row = await conn.fetchrow(
+                    f"""INSERT INTO offers (id, request_id, specialist_id, expires_at)
+                        VALUES ($1, $2, $3, $4) RETURNING {_OFFER}""",
+                    offer_id,
+                    request_id,
+                    specialist_id,
+                    expires_at,
+                )
+            except asyncpg.UniqueViolationError:
+                raise AssertionError("request was waiting yet had a pending offer") from None
+    except _Abort:
+        return None
     assert row is not None
     return Offer.of(row)
 

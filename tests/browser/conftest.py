@@ -43,6 +43,12 @@ def _chromium_or_skip() -> str:
 
 
 @pytest.fixture
+def service_command() -> str:
+    """The pages are signed in to through the dev routes, which only `peerchat dev` serves."""
+    return "dev"
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     # One browser per test (about 1 s to start): a session-wide one would tie every test to
     # one event loop scope, and the `live` fixtures here are per test anyway.

@@ -5,10 +5,12 @@ refused token sends the page back to /login without the token in any URL."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from playwright.async_api import expect
 
-from chat.app import CSP
+from chat.web.security_headers import csp_for
 from tests.browser.support import Web
 from tests.support.servers import wait_until
 
@@ -23,7 +25,10 @@ async def test_every_page_sends_the_csp_and_the_browser_enforces_it(web: Web) ->
         response = await page.goto(path)
         assert response is not None and response.ok, path
         headers = await response.all_headers()
-        assert headers["content-security-policy"] == CSP, path
+        csp = headers["content-security-policy"]
+        assert csp == csp_for(urlsplit(web.base).netloc), path
+        # Sockets may go to this origin only, not to any host (`ws: wss:` allowed that).
+        assert "ws: " not in csp and "wss: " not in csp and f"ws://{urlsplit(web.base).netloc}" in csp
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-frame-options"] == "DENY"

@@ -1,4 +1,4 @@
-"""chat/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
+"""chat/delivery/hub.py over the memory bus: two Hubs on one exchange are two `web` processes.
 Each user's sockets get each frame once, wherever they are connected."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from chat.bus_memory import MemoryBus, MemoryExchange
-from chat.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub, user_channel
-from chat.session import Session
+from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub, user_channel
+from chat.gateway.session import Session
 from protocol.codec import encode
 from protocol.codes import CloseCode
-from protocol.frames import Error
+from protocol.frames import Error, Role
 from tests.chat.test_session import Wire, message, settle, started
 
 CONV = "c1"
@@ -39,11 +39,11 @@ async def hubs(exchange: MemoryExchange) -> AsyncIterator[tuple[Hub, Hub]]:
     yield await _hub(exchange), await _hub(exchange)
 
 
-async def _socket(hub: Hub, user_id: str, max_queue: int = 50) -> tuple[Session, Wire]:
+async def _socket(hub: Hub, user_id: str, max_queue: int = 50, role: Role = "member") -> tuple[Session, Wire]:
     wire = Wire()
     session = Session(
         user_id=user_id,
-        role="member",
+        role=role,
         name=user_id,
         send_text=wire.send_text,
         close_socket=wire.close_socket,
@@ -77,6 +77,24 @@ async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hu
     assert _errors(phone_wire) == _errors(tablet_wire) == ["hello", "fan-out"]
     for s in (phone, laptop, tablet):
         await s.stop()
+
+
+async def test_close_user_closes_every_socket_of_that_user_on_every_process_after_its_frames(
+    hubs: tuple[Hub, Hub],
+) -> None:
+    a, b = hubs
+    _, here = await _socket(a, "u1")
+    _, there = await _socket(b, "u1")
+    _, other = await _socket(b, "u2")
+    _, same_sub_other_role = await _socket(b, "u1", role="specialist")
+    a.to_user("u1", Error(code="x", message="last words"))
+    a.close_user("u1", "member", 4003)
+    await settle()
+    for wire in (here, there):
+        assert _errors(wire) == ["last words"], "the frames rung before the close arrive first"
+        assert [code for code, _ in wire.closes] == [4003]
+    assert other.closes == []
+    assert same_sub_other_role.closes == [], "a specialist with the same sub is another person"
 
 
 async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -> None:

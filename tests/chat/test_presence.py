@@ -168,3 +168,18 @@ async def test_a_late_heartbeat_never_shortens_a_specialists_horizon(presence: P
     await presence.heartbeat([("s1", "specialist", "c1"), ("s1", "specialist", "c2")], t0 + 20)
     await presence.heartbeat([("s1", "specialist", "c1")], t0)  # an older renewal arriving late
     assert await presence.online_specialists(t0 + 40) == {"s1"}
+
+
+async def test_forget_drops_every_trace_of_a_user(presence: Presence, t0: float) -> None:
+    """An erasure (PRODUCT.md §10): no lease, no absence mark, no listing; others untouched."""
+    await presence.connect("s1", "specialist", "c1", t0)
+    await presence.connect("s2", "specialist", "c2", t0)
+    await presence.disconnect("s1", "specialist", "c1", t0 + 1)
+    assert await presence.absent_since(["s1"], t0 + 2, mark=False)
+    await presence.connect("m1", "member", "c3", t0)
+    await presence.forget("s1", "specialist")
+    await presence.forget("m1", "member")
+    assert not await presence.is_online("m1", t0)
+    assert await presence.absent_since(["s1"], t0 + 2, mark=False) == {}
+    assert await presence.online_specialists(t0) == {"s2"}
+    await presence.forget("never-seen", "member")  # nothing to forget is fine

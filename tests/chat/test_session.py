@@ -1,7 +1,7 @@
-"""chat/session.py as pure logic: a fake socket records what would be sent, a fake store
+"""chat/gateway/session.py as pure logic: a fake socket records what would be sent, a fake store
 answers backfill reads. Ordering, dedupe by seq, gap repair, catch-up, slow consumers.
 
-Every test runs twice: with the socket's direct send (uvicorn with chat/wsproto.py) and
+Every test runs twice: with the socket's direct send (uvicorn with chat/gateway/wsproto.py) and
 without it (every frame through the writer task), since both paths serve real clients."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-import chat.session as session_module
-from chat.session import CatchUp, Outbound, Session
+import chat.gateway.session as session_module
+from chat.gateway.session import CatchUp, Outbound, Session
 from protocol.codes import CloseCode
 from protocol.frames import Error
 
@@ -56,7 +56,7 @@ class Wire:
         self.sent.append(json.loads(data))
 
     def send_now(self, frames: list[bytes]) -> bool:
-        """Like chat/wsproto.py: all in one write, or False while the socket cannot take them."""
+        """Like chat/gateway/wsproto.py: all in one write, or False while the socket cannot take them."""
         if not self.gate.is_set() or self.fail_sends:
             return False
         self.sent.extend(json.loads(data) for data in frames)

@@ -280,22 +280,83 @@ async def test_capacity_holds_under_concurrent_claims(db: Pool) -> None:
 async def test_capacity_holds_when_accepts_and_claims_mix(db: Pool) -> None:
     await _specialist(db, "s1", max_chats=2)
     soon = datetime.now(UTC) + timedelta(seconds=30)
-    offered = [await _request(db, f"m{i}") for i in range(4)]
+    offered = [await _request(db, f"m{i}") for i in range(2)]
     for i, r in enumerate(offered):
         assert await queue.make_offer(
             db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon
         )
     claimable = [await _request(db, f"n{i}") for i in range(4)]
     results = await asyncio.gather(
-        *(queue.accept_offer(db, f"o{i}", "s1") for i in range(4)),
+        *(queue.accept_offer(db, f"o{i}", "s1") for i in range(2)),
         *(queue.claim_request(db, r.id, "s1") for r in claimable),
     )
     assert sum(isinstance(r, Assignment) for r in results) == 2
     assert (await profiles.get(db, "s1")).active_chats == 2  # type: ignore[union-attr]
     # A refused accept leaves the offer pending (it may still expire or be declined).
-    assert len(await queue.pending_offers(db, "s1")) == 4 - sum(
-        isinstance(r, Assignment) for r in results[:4]
+    assert len(await queue.pending_offers(db, "s1")) == 2 - sum(
+        isinstance(r, Assignment) for r in results[:2]
     )
+
+
+async def test_no_offer_beyond_free_slots(db: Pool) -> None:
+    """Issue 18: offers reached a specialist with no room, who then got `invalid_state` on
+    accept. Pending offers hold slots, and the database refuses an offer past them."""
+    await _specialist(db, "s1", max_chats=2)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    requests = [await _request(db, f"m{i}") for i in range(4)]
+    assert await queue.make_offer(
+        db, offer_id="o0", request_id=requests[0].id, specialist_id="s1", expires_at=soon
+    )
+    claimed = await queue.claim_request(db, requests[1].id, "s1")
+    assert isinstance(claimed, Assignment)
+    # One chat and one pending offer: full.
+    assert (
+        await queue.make_offer(
+            db, offer_id="o2", request_id=requests[2].id, specialist_id="s1", expires_at=soon
+        )
+        is None
+    )
+    refused = await queue.get_request(db, requests[2].id)
+    assert refused is not None and refused.state == "waiting" and refused.avoid == [], (
+        "no strike, still in line"
+    )
+    assert [o.id for o in await queue.pending_offers(db, "s1")] == ["o0"]
+    # An offer past its expiry holds no slot (accept refuses it anyway).
+    await db.execute("UPDATE offers SET expires_at = now() - interval '1 second' WHERE id = 'o0'")
+    assert await queue.make_offer(
+        db, offer_id="o3", request_id=requests[2].id, specialist_id="s1", expires_at=soon
+    )
+    assert (
+        await queue.make_offer(
+            db, offer_id="o4", request_id=requests[3].id, specialist_id="s1", expires_at=soon
+        )
+        is None
+    )
+    assert (
+        await queue.make_offer(
+            db, offer_id="o5", request_id=requests[3].id, specialist_id="nobody", expires_at=soon
+        )
+        is None
+    )
+
+
+async def test_concurrent_offers_to_one_specialist_never_exceed_capacity(db: Pool) -> None:
+    """Two leaders at once (a partition) racing offers to one specialist: the row lock and
+    slot check admit exactly their free slots."""
+    await _specialist(db, "s1", max_chats=3)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    requests = [await _request(db, f"m{i}") for i in range(12)]
+    made = await asyncio.gather(
+        *(
+            queue.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon)
+            for i, r in enumerate(requests)
+        )
+    )
+    assert sum(o is not None for o in made) == 3
+    assert len(await queue.pending_offers(db, "s1")) == 3
+    assert await db.fetchval("SELECT count(*) FROM requests WHERE state = 'waiting'") == 9
+    accepted = await asyncio.gather(*(queue.accept_offer(db, o.id, "s1") for o in made if o is not None))
+    assert all(isinstance(a, Assignment) for a in accepted), "every offer made can be accepted"
 
 
 async def test_cancel(db: Pool) -> None:
@@ -441,6 +502,55 @@ async def test_audit_log(db: Pool) -> None:
             conversation_id=None,
             reason=" ",
         )
+
+
+async def test_audit_pages_back_newest_first_with_target_and_detail(db: Pool) -> None:
+    for i in range(5):
+        await audit.record(
+            db,
+            actor_id="sup",
+            actor_role="supervisor",
+            actor_name="Lee",
+            action="edit_profile",
+            target=f"spec-{i}",
+            detail={"before": None, "after": {"max_chats": i}},
+        )
+    first = await audit.page(db, limit=2)
+    assert [e.target for e in first] == ["spec-4", "spec-3"]
+    assert first[0].reason is None and first[0].detail == {"before": None, "after": {"max_chats": 4}}
+    second = await audit.page(db, before=first[-1].id, limit=2)
+    assert [e.target for e in second] == ["spec-2", "spec-1"]
+    last = await audit.page(db, before=second[-1].id, limit=10)
+    assert [e.target for e in last] == ["spec-0"]
+    assert await audit.page(db, before=last[-1].id) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET reason = 'rewritten'",
+        "UPDATE audit_log SET reason = 'none' WHERE false",
+        "DELETE FROM audit_log",
+        "DELETE FROM audit_log WHERE id = -1",
+        "TRUNCATE audit_log",
+        "TRUNCATE audit_log CASCADE",
+    ],
+)
+async def test_audit_log_is_append_only_even_for_a_superuser(db: Pool, statement: str) -> None:
+    """PRODUCT.md §6: the database itself refuses; the test user is a superuser, and
+    `session_replication_role = replica` (which silences ordinary triggers) changes nothing."""
+    await audit.record(
+        db, actor_id="sup", actor_role="supervisor", actor_name="Lee", action="read_transcript", reason="r"
+    )
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        for role in ("origin", "replica"):
+            await conn.execute(f"SET session_replication_role = {role}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+        await conn.execute("RESET session_replication_role")
+    rows = await db.fetch("SELECT actor_id, reason FROM audit_log")
+    assert [tuple(r) for r in rows] == [("sup", "r")]
 
 
 def test_iso_is_utc_with_a_z_whatever_came_before() -> None:

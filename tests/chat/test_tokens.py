@@ -70,8 +70,11 @@ def _raw(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None) -
 
 
 def test_a_minted_token_verifies() -> None:
-    tok = mint(HS, sub="alice", role="specialist", name="  Alice  ")
-    assert verify(tok, HS) == Identity(user_id="alice", role="specialist", name="Alice")
+    now = int(time.time())
+    tok = mint(HS, sub="alice", role="specialist", name="  Alice  ", now=now, ttl_s=600)
+    assert verify(tok, HS) == Identity(
+        user_id="alice", role="specialist", name="Alice", issued_at=now, expires_at=now + 600
+    )
 
 
 def test_default_names_never_show_a_members_account_id() -> None:
@@ -108,6 +111,16 @@ def test_default_names_never_show_a_members_account_id() -> None:
         ("sub not a string", _hs(sub=7)),
         ("name not a string", _hs(name=["x"])),
         ("exp not a number", _hs(exp="tomorrow")),
+        ("a lifetime over a day", _hs(exp=int(time.time()) + 86401)),
+        ("a hundred years", _hs(exp=int(time.time()) + 100 * 365 * 86400)),
+        ("NUL in sub", _hs(sub="member\x00x")),
+        ("escape in sub", _hs(sub="\x1b[2Jmember")),
+        ("newline in sub", _hs(sub="member\nroot")),
+        ("C1 control in sub", _hs(sub="member\x85")),
+        ("lone surrogate in sub", _hs(sub="member\ud800")),
+        ("NUL in name", _hs(name="Sam\x00")),
+        ("newline in name", _hs(name="Sam\nSupervisor")),
+        ("DEL in name", _hs(name="Sam\x7f")),
         ("payload not an object", _raw({"alg": "HS256"}, [1, 2], SECRET.encode())),  # type: ignore[arg-type]
         ("garbage", "garbage"),
         ("empty", ""),
@@ -123,11 +136,38 @@ def test_refused(why: str, tok: str) -> None:
         assert tok.split(".")[1] not in str(refused.value)
 
 
-def test_leeway_is_small() -> None:
+def test_exp_exactly_now_is_expired() -> None:
+    # No leeway at `exp`: a socket is closed at that instant, so the same token cannot open
+    # another one there (PRODUCT.md §4).
     now = int(time.time())
-    assert verify(_hs(iat=now - 70, exp=now - 2), HS).user_id == "u1", "a few seconds of clock skew"
-    with pytest.raises(TokenRejected):
-        verify(_hs(iat=now - 70, exp=now - 30), HS)
+    assert verify(_hs(iat=now - 70, exp=now + 60), HS, now=now + 59.9).user_id == "u1"
+    for at in (now + 60, now + 61, now + 62):
+        with pytest.raises(TokenRejected):
+            verify(_hs(iat=now - 70, exp=now + 60), HS, now=at)
+
+
+def test_iat_keeps_a_few_seconds_of_clock_skew() -> None:
+    now = int(time.time())
+    assert verify(_hs(iat=now + 3, exp=now + 60), HS).user_id == "u1"
+
+
+def test_the_lifetime_limit_is_configuration() -> None:
+    now = int(time.time())
+    tok = _hs(iat=now, exp=now + 86400)
+    assert verify(tok, HS).user_id == "u1", "exactly the limit is allowed"
+    short = Settings(database_url="-", redis_url="-", jwt_secret=SECRET, max_token_ttl_s=60)
+    assert verify(_hs(iat=now, exp=now + 60), short).user_id == "u1"
+    with pytest.raises(TokenRejected, match="PEERCHAT_MAX_TOKEN_TTL_S"):
+        verify(_hs(iat=now, exp=now + 61), short)
+
+
+def test_display_names_are_normalised() -> None:
+    assert verify(_hs(name="\u202eSupervisor Lee"), HS).name == "Supervisor Lee"
+    assert verify(_hs(name="Sa\u200bm\u2066"), HS).name == "Sam"
+    assert verify(_hs(name="\uff33\uff41\uff4d"), HS).name == "Sam"
+    assert verify(_hs(name="\u202e\u200b"), HS).name == "Member", "nothing visible: the default"
+    spec = verify(_hs(role="specialist", sub="spec-9", name="\u2067\u200d"), HS)
+    assert spec.name == "spec-9"
 
 
 def test_rs256_and_es256_with_a_public_key() -> None:

@@ -215,7 +215,7 @@ def _commits(metrics_text: str) -> float:
 async def test_a_burst_of_sends_shares_commits_and_an_end_behind_it_waits_for_them(
     live: LiveService, database_url: str
 ) -> None:
-    """A socket's sends are pipelined into the group commit (chat/dispatch.py, on_send):
+    """A socket's sends are pipelined into the group commit (chat/delivery/send.py):
     30 sent back to back take a few commits, not one each, and keep their order; an `end`
     sent right behind them ends the conversation only after all 30 are stored."""
     (member,), specialist, conv = await _matched(live)

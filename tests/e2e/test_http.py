@@ -188,8 +188,23 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         assert (await http.get(path, params={"after_seq": "x"}, headers=member)).status_code == 400
         far = await http.get(path, params={"after_seq": 10**12}, headers=member)
         assert far.status_code == 200 and far.json()["messages"] == []
-        before = await http.get(path, params={"after_seq": -(10**12), "limit": 10**12}, headers=member)
-        assert [m["seq"] for m in before.json()["messages"]] == [1, 2, 3]
+        # Out of bounds is refused, not clamped (PRODUCT.md §6).
+        for params in (
+            {"after_seq": -(10**12)},
+            {"after_seq": "-1"},
+            {"after_seq": " 1"},
+            {"after_seq": "1_0"},
+            {"after_seq": "\u0661"},
+            {"after_seq": str(2**63)},
+            {"limit": 10**12},
+            {"limit": 0},
+            {"limit": 501},
+            {"limit": ""},
+        ):
+            got = await http.get(path, params=params, headers=member)
+            assert got.status_code == 400, (params, got.text)
+        edge = await http.get(path, params={"after_seq": 0, "limit": 500}, headers=member)
+        assert [m["seq"] for m in edge.json()["messages"]] == [1, 2, 3]
 
         # Strangers, whether a member or another specialist, learn nothing, not even existence.
         for stranger in (_bearer(token("member", "stranger")), _bearer(token("specialist", "spec-x"))):
@@ -210,12 +225,14 @@ async def test_transcripts_for_participants_and_audited_supervisors(
 
         db = await asyncpg.connect(database_url)
         try:
-            assert await db.fetchval("SELECT count(*) FROM audit_log") == 0, "no read, no audit row"
+            reads = "SELECT count(*) FROM audit_log WHERE action = 'read_transcript'"
+            assert await db.fetchval(reads) == 0, "no read, no audit row"
             got = await http.get(path, params={"reason": reason}, headers=SUPERVISOR)
             assert got.status_code == 200
             assert [m["body"] for m in got.json()["messages"]] == ["body 0", "body 1", "body 2"]
             rows = await db.fetch(
                 "SELECT actor_id, actor_role, action, conversation_id, reason FROM audit_log"
+                " WHERE action = 'read_transcript'"
             )
         finally:
             await db.close()
@@ -232,7 +249,8 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         audit = await http.get("/api/audit", headers=SUPERVISOR)
         assert audit.status_code == 200
         entries = audit.json()["entries"]
-        assert len(entries) == 1
+        # Newest first: the read, then the profile edit `matched` made to set the scene.
+        assert [e["action"] for e in entries] == ["read_transcript", "edit_profile"]
         assert entries[0]["reason"] == reason and entries[0]["conversation_id"] == conv
         assert entries[0]["actor_id"] == "sup-1" and entries[0]["action"] == "read_transcript"
         assert (await http.get("/api/audit", headers=member)).status_code == 403
@@ -260,8 +278,9 @@ async def test_nul_characters_are_refused_not_a_server_error(live: LiveService, 
         path = f"/api/conversations/{pair.conversation_id}/messages"
         got = await http.get(path, params={"reason": "why\u0000"}, headers=SUPERVISOR)
         assert got.status_code == 400, got.text
-        # Nothing was written by the refused reads and edits.
-        assert (await http.get("/api/audit", headers=SUPERVISOR)).json()["entries"] == []
+        # Nothing was written by the refused reads and edits (only the scene-setting edit).
+        entries = (await http.get("/api/audit", headers=SUPERVISOR)).json()["entries"]
+        assert [e["action"] for e in entries] == ["edit_profile"]
         assert [p["name"] for p in (await http.get("/api/specialists", headers=SUPERVISOR)).json()] == [
             "Rosa"
         ]

@@ -1,4 +1,4 @@
-"""chat/wsproto.py in a real uvicorn server, driven by a real `websockets` client.
+"""chat/gateway/wsproto.py in a real uvicorn server, driven by a real `websockets` client.
 
 A tiny ASGI app stands in for peerchat so each test can reach the protocol object through
 the scope extension and look at what the transport does: direct sends, their refusal
@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from chat.cli import uvicorn_options
 from chat.devservers import free_port
-from chat.wsproto import EXTENSION, READ_AHEAD, DirectWebSocketProtocol
+from chat.gateway.wsproto import EXTENSION, READ_AHEAD, DirectWebSocketProtocol
 
 Scope = dict[str, Any]
 Handler = Callable[[DirectWebSocketProtocol, Callable[[], Awaitable[Any]]], Awaitable[None]]

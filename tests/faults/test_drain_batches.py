@@ -7,8 +7,8 @@ import itertools
 import time
 from typing import cast
 
-from chat.app import _close_all
 from chat.services import Services
+from chat.upkeep.drain import close_all
 
 
 class FakeSession:
@@ -38,7 +38,7 @@ class FakeServices:
 
 async def test_close_all_closes_everyone_1012_in_jittered_batches() -> None:
     services = FakeServices(50)
-    await _close_all(cast(Services, services), batch=10)
+    await close_all(cast(Services, services), batch=10)
     sessions = services.hub.everyone
     assert all(s.code == 1012 for s in sessions)
     times = sorted(s.closed_at for s in sessions if s.closed_at is not None)

@@ -75,13 +75,15 @@ def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, st
 
 @dataclass
 class LiveService:
-    """`peerchat serve` in its own process. `log` collects its output for assertions
-    (no message body or token may ever appear there)."""
+    """`peerchat serve` (or, with `command="dev"`, `peerchat dev`: the dev routes, no demo
+    seed) in its own process. `log` collects its output for assertions (no message body or
+    token may ever appear there)."""
 
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    command: str = "serve"
 
     @property
     def http(self) -> str:
@@ -94,7 +96,15 @@ class LiveService:
     def start(self, timeout: float = 30) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chat.cli", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "chat.cli",
+                self.command,
+                "--port",
+                str(self.port),
+                *(["--no-seed"] if self.command == "dev" else []),
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,59 @@
+"""`peer_status`: a participant's last socket came or went; the other side is told. For a
+member, the member grace (chat/upkeep/member_grace.py) also learns of it here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from chat.gateway.session import Session
+from chat.services import Services
+from chat.store import conversations, members
+from chat.store.db import Db
+from protocol import frames as f
+
+log = logging.getLogger("peerchat.dispatch")
+
+
+async def peer_connected(services: Services, session: Session) -> None:
+    if session.role == "member":
+        await _record(members.member_returned, services, session.user_id)
+    await _tell_peers(services, session, "connected")
+
+
+async def peer_disconnected(services: Services, session: Session) -> None:
+    """Call when the user's last live socket anywhere closed."""
+    if session.role == "member":
+        # Their grace (PEERCHAT_MEMBER_GRACE_S) counts from now.
+        await _record(members.member_left, services, session.user_id)
+    await _tell_peers(services, session, "reconnecting")
+
+
+async def _record(change: Callable[[Db, str], Awaitable[None]], services: Services, member_id: str) -> None:
+    try:
+        await change(services.db, member_id)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # A departure not written here is marked by the member grace sweep a little later.
+        log.info("could not record a member coming or going: %s", type(exc).__name__)
+
+
+async def _tell_peers(
+    services: Services, session: Session, status: Literal["connected", "reconnecting"]
+) -> None:
+    if session.role == "supervisor":
+        return
+    try:
+        mine = await conversations.of_user(services.db, session.user_id)
+        for conv in mine:
+            if conv.state == "active":
+                peer = conv.peer_of(session.user_id)
+                services.hub.to_user(
+                    peer,
+                    f.PeerStatus(conversation_id=conv.id, status=status),
+                )
+    except (OSError, asyncpg.PostgresError, RedisError) as exc:
+        log.info("could not tell peers: %s", type(exc).__name__)

@@ -1,0 +1,325 @@
+"""One authenticated socket: its bounded outbound queue and the writer that drains it.
+
+Every frame for a socket goes through `push()`, which sends it at once when nothing is
+queued ahead of it and the socket can take it, and otherwise queues it for one writer
+task that sends in order.
+Message frames carry (conversation_id, seq): the writer drops one it has already sent,
+and when one arrives ahead of a gap it first reads the missing messages from PostgreSQL,
+so each device sees each conversation as one gap-free sequence whatever the bus did.
+A client that stops reading fills its queue and is closed with 4008, keeping our memory
+bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from chat.metrics import METRICS
+from protocol.codec import encode
+from protocol.codes import CloseCode
+from protocol.frames import Frame, Role
+
+log = logging.getLogger("peerchat.session")
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    data: bytes
+    conversation_id: str | None = None
+    seq: int | None = None  # set on `message` frames only
+    starts_conversation: bool = False  # a `conversation_started`: its seq line begins at 0
+    ends_conversation: bool = False  # a `conversation_ended`
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Send every stored message of the conversation after what this socket has seen."""
+
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str = ""
+
+
+Item = Outbound | CatchUp | Close
+# Reads stored messages after a seq, as encoded `message` frames with their seq.
+Backfill = Callable[[str, int, int], Awaitable[list[tuple[int, bytes]]]]
+# Send one encoded text frame, waiting for room if the socket's buffer is full.
+SendText = Callable[[bytes], Awaitable[None]]
+# Send encoded text frames now, in one write, if the socket can take them; False (and
+# nothing sent) if it cannot yet.
+SendNow = Callable[[list[bytes]], bool]
+CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
+
+
+# How long a message ahead of a gap waits for the missing ones to ring before they are read
+# from PostgreSQL.
+GAP_WAIT_S = 0.25
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class CatchUpFailed(Exception):
+    """Reading missed messages from PostgreSQL failed; the message names the error type."""
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        user_id: str,
+        role: Role,
+        name: str,
+        send_text: SendText,
+        close_socket: CloseSocket,
+        backfill: Backfill,
+        max_queue: int,
+        send_now: SendNow | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.user_id = user_id
+        self.role: Role = role
+        self.name = name
+        self._send_text = send_text
+        self._send_now = send_now
+        self._close_socket = close_socket
+        self._backfill = backfill
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        # Fan-out that arrives between attaching to the hub and `start()`: it must follow
+        # the `welcome` and the resume catch-up, never come before them.
+        self._early: list[Item] | None = []
+        self._writer: asyncio.Task[None] | None = None
+        # The writer is between taking an item and finishing it (an await in progress).
+        self._busy = False
+        self._closer: asyncio.Task[None] | None = None  # a reference, so it is not collected
+        # Highest seq this socket has been sent, per conversation it knows about.
+        self.seen: dict[str, int] = {}
+        # Messages that arrived ahead of a gap, by conversation and seq (see _hold).
+        self._held: dict[str, dict[int, Outbound]] = {}
+        # Conversations this socket has been told ended.
+        self.ended: set[str] = set()
+        self.closed = False
+        # This socket's sends still being committed (chat/delivery/send.py).
+        self.sending: set[asyncio.Future[Any]] = set()
+        self.watching_queue = False
+        self.watching_stats = False
+
+    def start(self) -> None:
+        """Start sending: first what was pushed (the `welcome`, the catch-up), then the
+        fan-out delivered meanwhile; duplicates among those are dropped by seq."""
+        early, self._early = self._early or [], None
+        self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id[:8]}")
+        for item in early:
+            self.push(item)
+
+    def deliver(self, item: Item) -> None:
+        """Fan-out from the hub (this process or the bus). Held back until `start()`."""
+        if self._early is None:
+            self.push(item)
+        elif len(self._early) < self._max_queue:
+            self._early.append(item)
+        else:
+            self._early = None  # the bound holds before start too
+            self._slow()
+
+    def push(self, *items: Item) -> None:
+        """Send or queue frames, in order, without waiting. A full queue means the client
+        stopped reading.
+
+        When nothing is queued ahead of them, the writer is idle and the socket can take
+        them now (`send_now`), in-order frames are sent here and then, several in one
+        write: no queue, no writer wake-up. Anything that needs an await (a gap to read
+        from PostgreSQL, a close, a full socket buffer) goes through the queue, behind
+        which everything else then waits, so the order is the order of `push` calls
+        either way."""
+        if self.closed:
+            return
+        if self._send_now is None or self._busy or self._writer is None or not self._queue.empty():
+            for item in items:
+                self._enqueue(item)
+            return
+        payloads: list[bytes] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, Outbound) or (item.seq is None and item.conversation_id in self._held):
+                self._send_or_queue(payloads)
+                for rest in items[i:]:
+                    self._enqueue(rest)
+                return
+            payloads += self._plan(item)
+        self._send_or_queue(payloads)
+
+    def _send_or_queue(self, payloads: list[bytes]) -> None:
+        assert self._send_now is not None
+        if payloads and not self._send_now(payloads):
+            # The socket's buffer is full (or it is going): these wait in order for the
+            # writer, which waits for the buffer to drain.
+            for data in payloads:
+                self._enqueue(Outbound(data))
+
+    def _enqueue(self, item: Item) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._slow()
+
+    def _slow(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        METRICS.slow_consumers.inc()
+        log.info("closing slow consumer %s", self.id[:8])
+        # The socket's own buffers are full, so the close frame waits behind them: a client
+        # that resumes reading gets what was buffered, then 4008; one that never does is
+        # dropped by the WebSocket ping timeout. Either way nothing more is queued here.
+        self._closer = asyncio.get_running_loop().create_task(
+            self._close_socket(CloseCode.SLOW_CONSUMER, "slow consumer")
+        )
+
+    def push_frame(self, frame: Frame) -> None:
+        self.push(Outbound(encode(frame)))
+
+    def close_soon(self, code: int, reason: str = "") -> None:
+        """Close after the frames already queued have been sent."""
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(Close(code, reason))
+        except asyncio.QueueFull:
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._close_socket(code, reason))
+
+    async def stop(self) -> None:
+        self.closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+
+    def _plan(self, item: Outbound) -> list[bytes]:
+        """What sending `item` now puts on the wire, in order, with the bookkeeping done:
+        nothing (a repeat, or held ahead of a gap), the frame, or the frame and the held
+        messages that now follow it. Needs no await; the caller sends the result."""
+        conv = item.conversation_id
+        if item.starts_conversation and conv is not None:
+            if conv in self.seen:
+                return []  # told already (the doorbell and a repair can both bring it)
+            self.seen[conv] = 0
+        if item.ends_conversation and conv is not None:
+            if conv in self.ended:
+                return []
+            self.ended.add(conv)
+        if item.seq is not None and conv is not None:
+            seen = self.seen.get(conv, 0)
+            if item.seq <= seen:
+                return []  # already sent: a duplicate from the bus or a catch-up
+            if item.seq > seen + 1:
+                self._hold(conv, item)
+                return []
+            self.seen[conv] = item.seq
+            if conv in self._held:
+                return [item.data, *self._releasable(conv)]
+        return [item.data]
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                self._busy = False
+                item = await self._queue.get()
+                self._busy = True
+                if isinstance(item, Close):
+                    self.closed = True
+                    await self._close_socket(item.code, item.reason)
+                    return
+                if isinstance(item, CatchUp):
+                    await self._fill(item.conversation_id)
+                    continue
+                if item.conversation_id in self._held and item.seq is None:
+                    # Anything else about a conversation with messages held (its end, say)
+                    # must not overtake them: fill the gap from PostgreSQL first.
+                    await self._fill(item.conversation_id)
+                for data in self._plan(item):
+                    await self._send_text(data)
+        except asyncio.CancelledError:
+            raise
+        except CatchUpFailed as exc:
+            # PostgreSQL could not fill a gap. Skipping it would break the promise of a
+            # gap-free sequence and waiting would leave the client silent, so close: the
+            # client reconnects (to any process) and resumes from its last seq.
+            log.warning("writer %s: catch-up failed: %s; closing", self.id[:8], exc)
+            self.closed = True
+            await self._close_socket(CloseCode.INTERNAL_ERROR, "catch-up failed; reconnect and resume")
+        except Exception as exc:  # the socket went away under us; the reader will notice too
+            log.debug("writer %s stopped: %s", self.id[:8], type(exc).__name__)
+            self.closed = True
+
+    def _hold(self, conversation_id: str, item: Outbound) -> None:
+        """A message ahead of a gap. Under load the two participants' processes ring in
+        either order, so the missing ones usually arrive within milliseconds: wait up to
+        GAP_WAIT_S before reading them from PostgreSQL. (Reading at once turned every
+        reordering into a query; at 4,000 msgs/s that fed on itself.)"""
+        held = self._held.get(conversation_id)
+        if held is None:
+            held = self._held[conversation_id] = {}
+            asyncio.get_running_loop().call_later(GAP_WAIT_S, self._gap_timeout, conversation_id)
+        held[item.seq or 0] = item
+
+    def _gap_timeout(self, conversation_id: str) -> None:
+        if conversation_id in self._held:
+            self.push(CatchUp(conversation_id))
+
+    def _releasable(self, conversation_id: str) -> list[bytes]:
+        """Held messages that now follow on, marked sent; the caller sends them in order."""
+        held = self._held.get(conversation_id)
+        if held is None:
+            return []
+        out = []
+        seen = self.seen.get(conversation_id, 0)
+        while (item := held.pop(seen + 1, None)) is not None:
+            out.append(item.data)
+            seen += 1
+        self.seen[conversation_id] = seen
+        for stale in [s for s in held if s <= seen]:
+            del held[stale]
+        if not held:
+            del self._held[conversation_id]
+        return out
+
+    async def _fill(self, conversation_id: str) -> None:
+        """Read what is missing from PostgreSQL: up to the last held message if any are
+        held (then send those), else everything after what this socket has seen."""
+        held = self._held.get(conversation_id)
+        await self._catch_up(conversation_id, max(held) - 1 if held else None)
+        for data in self._releasable(conversation_id):
+            await self._send_text(data)
+
+    async def _catch_up(self, conversation_id: str, upto: int | None) -> None:
+        seen = self.seen.get(conversation_id, 0)
+        while upto is None or seen < upto:
+            try:
+                batch = await self._backfill(
+                    conversation_id, seen, 200 if upto is None else min(200, upto - seen)
+                )
+            except Exception as exc:
+                raise CatchUpFailed(type(exc).__name__) from exc
+            if not batch:
+                break
+            for seq, data in batch:
+                if seq <= seen:
+                    continue
+                await self._send_text(data)
+                seen = seq
+            self.seen[conversation_id] = seen
+            if len(batch) < 200 and upto is None:
+                break

@@ -1,0 +1,118 @@
+"""The `welcome` frame and what follows it: the user's state, then any resumed messages."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from msgspec import structs
+
+from chat import positions, views
+from chat.gateway.session import CatchUp, Outbound, Session
+from chat.openness import alternatives_for, openness
+from chat.privacy import access
+from chat.services import Services
+from chat.store import conversations, members, profiles, queue
+from chat.store.db import iso
+from protocol import frames as f
+from protocol.codec import encode
+
+RESUME_ENDED_WITHIN_S = 24 * 3600
+
+
+async def greet(services: Services, session: Session, hello: f.Hello) -> None:
+    db, user_id = services.db, session.user_id
+    availability: Literal["available", "away"] | None = None
+    offers: list[f.OfferMade] = []
+    requests: list[f.RequestInfo] = []
+    if session.role == "specialist":
+        profile = await profiles.ensure(db, user_id, session.name)
+        availability = "available" if profile.status == "available" else "away"
+        now = time.time()
+        for offer in await queue.pending_offers(db, user_id):
+            request = await queue.get_request(db, offer.request_id)
+            if request is not None:
+                away = await members.away_since(db, [request.member_id])
+                offers.append(views.offer_made(request, offer, now, away))
+    elif session.role == "member":
+        request = await queue.open_request_of(db, user_id)
+        if request is not None:
+            position, wait = await positions.position_of(services, request)
+            requests.append(
+                f.RequestInfo(
+                    request_id=request.id,
+                    tags=request.tags,
+                    language=request.language,
+                    position=position,
+                    estimated_wait_s=wait,
+                )
+            )
+    mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    # A resume of a conversation the user may no longer read (a specialist past the access
+    # window) is ignored, as one they never took part in.
+    at, windows = datetime.now(UTC), access.windows_of(services.settings)
+    mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
+    for c in mine:
+        services.participants[c.id] = (c.member_id, c.specialist_id)
+    active = [c for c in mine if c.state == "active"]
+    state = openness(services.settings)
+    past_peers = None
+    alternatives = None
+    summaries = [views.summary_for(c, user_id) for c in active]
+    if active:
+        peer_role = "specialist" if session.role == "member" else "member"
+        read = await members.read_positions(db, [c.id for c in active], peer_role)
+        summaries = [structs.replace(s, peer_read_seq=read.get(s.id, 0)) for s in summaries]
+        if session.role == "specialist":
+            away = await members.away_since(db, [c.member_id for c in active])
+            summaries = [
+                structs.replace(s, member_online=c.member_id not in away)
+                for s, c in zip(summaries, active, strict=True)
+            ]
+    if session.role == "member":
+        retention_days = services.settings.retention_days
+        past_peers = [
+            f.PastPeer(id=p.id, name=p.name, last_at=iso(p.last_at))
+            for p in await members.past_peers(db, user_id, within_days=retention_days)
+        ]
+        waiting_s = requests[0].estimated_wait_s if requests else None
+        alternatives = None if active else await alternatives_for(services, state, waiting_s)
+    session.push_frame(
+        f.Welcome(
+            user=f.User(id=user_id, role=session.role, name=session.name),
+            conversations=summaries,
+            requests=requests,
+            offers=offers,
+            availability=availability,
+            open=state.open,
+            opens_at=state.opens_at,
+            alternatives=alternatives,
+            past_peers=past_peers,
+            ref=hello.ref,
+        )
+    )
+    if session.role == "member":
+        # Requests cancelled while the member was away (PEERCHAT_MEMBER_GRACE_S), told once.
+        for request_id, reason in await members.take_untold_cancellations(db, user_id):
+            session.push_frame(f.Cancelled(request_id=request_id, reason=reason))
+    resume = hello.resume or {}
+    for c in mine:
+        if c.id in resume:
+            # Everything after the client's last seq, then live messages, gap-free.
+            session.seen[c.id] = min(resume[c.id], c.last_seq)
+            session.push(CatchUp(c.id))
+            if c.state == "ended":
+                # It ended while this device was away: say so after its last messages.
+                session.push(ended_outbound(c))
+        elif c.state == "active":
+            session.seen[c.id] = c.last_seq
+
+
+def ended_outbound(c: conversations.Conversation) -> Outbound:
+    frame = f.ConversationEnded(
+        conversation_id=c.id,
+        by=c.ended_by or "system",  # type: ignore[arg-type]
+        reason=c.end_reason or "ended",
+    )
+    return Outbound(encode(frame), c.id, None, ends_conversation=True)

@@ -1,0 +1,107 @@
+"""uvicorn's websockets (sans-I/O) protocol with three changes for the hot path.
+
+1. **Direct sends.** Every outgoing frame through ASGI costs a chain of coroutines
+   (Starlette's WebSocket and middleware wrappers, then uvicorn's `send`) and, because
+   `send` is awaited, one writer-task wake-up per frame. A chat socket's frames are
+   already encoded and need no await unless the socket's buffer is full, so the protocol
+   offers, as the ASGI extension `peerchat.direct` in the scope, a synchronous
+   `send_now(frames) -> bool`: it writes text frames straight to the transport in one
+   write (an `ack` and the sender's own copy of the message go together), or
+   returns False (buffer over the high-water mark, closing, closed) and the caller queues
+   the frame for the awaited path, which waits for the buffer to drain. Without
+   per-message deflate the frame header is written here (two bytes for a chat message)
+   rather than by websockets' general serializer. Nothing changes for the client on the
+   wire.
+2. **Fewer read pauses.** Upstream pauses the transport after every received message and
+   resumes it when the application has read it: two `epoll_ctl` calls per chat message.
+   Here reading pauses only once `READ_AHEAD` messages wait unread, and an in-time reader
+   never pauses at all. What a client can make the process hold is bounded as upstream:
+   by what one read of the socket can carry (the frames already in it are queued before
+   the pause takes effect, as upstream does), plus READ_AHEAD messages of at most 64 KiB.
+3. **Direct reads.** A text frame that finds nothing queued ahead of it is first offered
+   to `on_text`, which the application may set (chat/gateway/connection.py does, for a `send` while
+   its reader is idle): handled there, it costs no queue and no wake-up of the
+   application's task.
+
+uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
+these behaviours against a real server. Servers without the extension (Starlette's
+TestClient, another ASGI server) get the plain ASGI path: the gateway checks for it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+EXTENSION = "peerchat.direct"
+READ_AHEAD = 4
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+
+
+class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
+    # Offered a text frame before it is queued for the application, when nothing is
+    # queued ahead of it; True means it was handled and is not queued.
+    on_text: Callable[[str], bool] | None = None
+
+    def send_now(self, frames: list[bytes]) -> bool:
+        """Write text frames (UTF-8) now, in one write; False, with nothing written, if
+        they must wait or cannot go."""
+        if self.close_sent or self.disconnected or not self.handshake_complete or not self.writable.is_set():
+            return False
+        if self.transport.is_closing():
+            return False
+        conn = self.conn
+        if conn.state is not State.OPEN:
+            return False
+        if conn.extensions:  # per-message deflate: websockets compresses each frame
+            for data in frames:
+                conn.send_text(data)
+            self.transport.write(b"".join(conn.data_to_send()))
+            return True
+        # Without extensions a server's text frame is a header and the payload as it is
+        # (RFC 6455 §5.2: FIN and opcode 1, no mask, the length in 7, 16 or 64 bits).
+        parts = conn.data_to_send() if conn.writes else []  # a pong websockets queued
+        for data in frames:
+            n = len(data)
+            if n < 126:
+                parts.append(bytes((0x81, n)))
+            elif n < 65536:
+                parts.append(_HEAD16.pack(0x81, 126, n))
+            else:
+                parts.append(_HEAD64.pack(0x81, 127, n))
+            parts.append(data)
+        self.transport.write(b"".join(parts))
+        return True
+
+    async def run_asgi(self) -> None:
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[EXTENSION] = self
+        await super().run_asgi()
+
+    def send_receive_event_to_app(self) -> None:
+        # Upstream's method, but for when reading pauses (see the module docstring).
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.logger.info("invalid UTF-8 in a text frame; closing with 1007")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+            if self.on_text is not None and self.queue.empty() and self.on_text(text):
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused and self.queue.qsize() >= READ_AHEAD:
+            self.read_paused = True
+            self.transport.pause_reading()

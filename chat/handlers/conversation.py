@@ -1,0 +1,120 @@
+"""Inside a conversation: send, typing, read, history, end, feedback."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from chat import views
+from chat.delivery import send
+from chat.delivery.ended import end_conversation
+from chat.gateway.session import Session
+from chat.handlers.registry import Refuse, handles
+from chat.privacy import access
+from chat.services import Services
+from chat.store import audit, conversations, members
+from protocol import frames as f
+from protocol.codes import ErrorCode
+
+
+async def participant(services: Services, session: Session, conversation_id: str) -> tuple[str, str]:
+    """(member id, specialist id) if this user is in the conversation, else `forbidden`."""
+    pair = services.participants.get(conversation_id)
+    if pair is None:
+        conv = await conversations.get(services.db, conversation_id)
+        if conv is None:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        pair = (conv.member_id, conv.specialist_id)
+        if len(services.participants) > 50_000:
+            services.participants.clear()
+        services.participants[conversation_id] = pair
+    if session.user_id not in pair:
+        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    return pair
+
+
+@handles(f.Send, "member", "specialist")
+async def on_send(services: Services, session: Session, frame: f.Send) -> None:
+    if len(frame.body) > services.settings.max_body_chars:
+        raise Refuse(ErrorCode.TOO_LARGE, f"a message may hold {services.settings.max_body_chars} characters")
+    if not frame.body.strip():
+        raise Refuse(ErrorCode.BAD_FRAME, "an empty message")
+    pair = await participant(services, session, frame.conversation_id)
+    if len(session.sending) >= send.SENDS_IN_FLIGHT:
+        await asyncio.wait(set(session.sending), return_when=asyncio.FIRST_COMPLETED)
+    send.submit(services, session, frame, pair)
+
+
+@handles(f.Typing, "member", "specialist")
+async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
+    pair = await participant(services, session, frame.conversation_id)
+    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
+
+
+@handles(f.Read, "member", "specialist")
+async def on_read(services: Services, session: Session, frame: f.Read) -> None:
+    pair = await participant(services, session, frame.conversation_id)
+    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    # Stored first (never backwards, never past the last message), so a reload still shows it.
+    seq = await members.mark_read(services.db, frame.conversation_id, session.role, frame.seq)
+    services.hub.to_user(peer, f.PeerRead(conversation_id=frame.conversation_id, seq=seq, role=session.role))
+
+
+@handles(f.HistoryQuery, "member", "specialist")
+async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
+    await participant(services, session, frame.conversation_id)
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or not conv.has(session.user_id):
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    now, windows = datetime.now(UTC), access.windows_of(services.settings)
+    if not access.may_read_conversation(session.role, conv, now, windows):
+        raise Refuse(ErrorCode.FORBIDDEN, "this conversation ended too long ago for you to read it")
+    stored = await conversations.messages_after(
+        services.db, frame.conversation_id, frame.after_seq, frame.limit
+    )
+    peer_role = "specialist" if session.role == "member" else "member"
+    read = await members.read_positions(services.db, [frame.conversation_id], peer_role)
+    session.push_frame(
+        f.History(
+            conversation_id=frame.conversation_id,
+            messages=[views.message(m) for m in stored],
+            peer_read_seq=read.get(frame.conversation_id, 0),
+            ref=frame.ref,
+        )
+    )
+
+
+@handles(f.End, "member", "specialist", "supervisor")
+async def on_end(services: Services, session: Session, frame: f.End) -> None:
+    if session.role != "supervisor":
+        await participant(services, session, frame.conversation_id)
+    ended = await end_conversation(
+        services, frame.conversation_id, by=session.role, reason="ended", asked=session, ref=frame.ref
+    )
+    if ended is None:
+        existing = await conversations.get(services.db, frame.conversation_id)
+        if existing is None:
+            raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has already ended")
+    if session.role == "supervisor":
+        await audit.record(
+            services.db,
+            actor_id=session.user_id,
+            actor_role=session.role,
+            actor_name=session.name,
+            action="end",
+            conversation_id=frame.conversation_id,
+            reason="ended by a supervisor",
+        )
+
+
+@handles(f.Feedback, "member")
+async def on_feedback(services: Services, session: Session, frame: f.Feedback) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or conv.member_id != session.user_id:
+        raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
+    if conv.state != "ended":
+        raise Refuse(ErrorCode.INVALID_STATE, "feedback comes after the conversation ends")
+    await conversations.save_feedback(services.db, conv.id, session.user_id, frame.rating, frame.comment)
+    session.push_frame(f.FeedbackSaved(conversation_id=conv.id, ref=frame.ref))

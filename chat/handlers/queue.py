@@ -1,0 +1,89 @@
+"""The queue: a member's request and cancel; a specialist's or supervisor's queue watch."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from msgspec import structs
+
+from chat import positions, views
+from chat.gateway.session import Session
+from chat.handlers.registry import Refuse, error, handles
+from chat.openness import alternatives_for, openness
+from chat.services import Services
+from chat.store import members, queue
+from matching.risk import default_phrases
+from protocol import frames as f
+from protocol.codes import ErrorCode
+
+log = logging.getLogger("peerchat.dispatch")
+RISK = default_phrases()
+
+
+@handles(f.RequestPeer, "member")
+async def on_request(services: Services, session: Session, frame: f.RequestPeer) -> None:
+    state = openness(services.settings)
+    if not state.open:
+        # Said before anything is stored: a closed service queues nobody (PRODUCT.md §5 v1.1).
+        refusal = error(ErrorCode.CLOSED_HOURS, "we are closed now; see opens_at", frame.ref)
+        alternatives = await alternatives_for(services, state)
+        session.push_frame(structs.replace(refusal, opens_at=state.opens_at, alternatives=alternatives))
+        return
+    tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
+    urgent = RISK.matches(frame.note or "")
+    try:
+        request = await queue.create_request(
+            services.db,
+            member_id=session.user_id,
+            member_alias=session.name,
+            tags=tags,
+            language=(frame.language or None),
+            note=frame.note,
+            priority="urgent" if urgent else "normal",
+            prefer_specialist=frame.prefer_specialist,
+        )
+    except queue.AlreadyOpen:
+        raise Refuse(ErrorCode.INVALID_STATE, "you already have an open request or conversation") from None
+    if urgent:
+        log.warning("urgent request %s queued: supervisors alerted", request.id[:8])
+    position, wait = await positions.position_of(services, request)
+    reply = f.Queued(
+        request_id=request.id,
+        position=position,
+        estimated_wait_s=wait,
+        open=state.open,
+        opens_at=state.opens_at,
+        alternatives=await alternatives_for(services, state, wait),
+        ref=frame.ref,
+    )
+    session.push_frame(reply)
+    services.hub.to_user(
+        session.user_id,
+        f.QueueUpdate(request_id=request.id, position=position, estimated_wait_s=wait),
+        skip=session,
+    )
+    await services.poke_matchmaker()
+
+
+@handles(f.Cancel, "member")
+async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> None:
+    revoked = await queue.cancel_request(services.db, frame.request_id, session.user_id)
+    if revoked is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no open request of yours with that id")
+    session.push_frame(f.Cancelled(request_id=frame.request_id, ref=frame.ref))
+    services.hub.to_user(session.user_id, f.Cancelled(request_id=frame.request_id), skip=session)
+    for offer in revoked:
+        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+    await services.poke_matchmaker()
+
+
+@handles(f.QueueWatch, "specialist", "supervisor")
+async def on_queue_watch(services: Services, session: Session, frame: f.QueueWatch) -> None:
+    now = datetime.now(UTC)
+    waiting = [r for r in await queue.open_requests(services.db) if r.state == "waiting"]
+    if not services.hub.queue_watchers:
+        await services.bus.subscribe("pc:queue")
+    services.hub.queue_watchers.add(session)
+    away = await members.away_since(services.db, [r.member_id for r in waiting])
+    session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))

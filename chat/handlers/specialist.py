@@ -1,0 +1,75 @@
+"""A specialist's side: availability, and taking a request (accept an offer, claim one by
+hand) or declining an offer."""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from chat import views
+from chat.gateway.session import Outbound, Session
+from chat.handlers.registry import Refuse, handles
+from chat.services import Services
+from chat.store import conversations, profiles, queue
+from chat.store.queue import Assignment, OfferOutcome, Refusal
+from protocol import frames as f
+from protocol.codec import encode
+from protocol.codes import ErrorCode
+
+
+@handles(f.SetAvailability, "specialist")
+async def on_availability(services: Services, session: Session, frame: f.SetAvailability) -> None:
+    profile = await profiles.set_status(services.db, session.user_id, frame.status)
+    if profile is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no profile")
+    session.push_frame(f.AvailabilityChanged(status=frame.status, ref=frame.ref))
+    services.hub.to_user(session.user_id, f.AvailabilityChanged(status=frame.status), skip=session)
+    await services.poke_matchmaker()
+
+
+@handles(f.Accept, "specialist")
+async def on_accept(services: Services, session: Session, frame: f.Accept) -> None:
+    result = await queue.accept_offer(services.db, frame.offer_id, session.user_id)
+    await _started(services, session, result, frame.ref)
+
+
+@handles(f.Claim, "specialist")
+async def on_claim(services: Services, session: Session, frame: f.Claim) -> None:
+    result = await queue.claim_request(services.db, frame.request_id, session.user_id)
+    await _started(services, session, result, frame.ref)
+
+
+_REFUSALS = {
+    Refusal.OFFER_EXPIRED: (ErrorCode.OFFER_EXPIRED, "that offer has expired or was taken"),
+    Refusal.ALREADY_CLAIMED: (ErrorCode.ALREADY_CLAIMED, "someone else took that request"),
+    Refusal.NO_SLOT: (ErrorCode.INVALID_STATE, "you are at your chat capacity"),
+    Refusal.LANGUAGE: (ErrorCode.INVALID_STATE, "that request asks for a language you do not list"),
+    Refusal.NOT_FOUND: (ErrorCode.NOT_FOUND, "no such request"),
+}
+
+
+async def _started(
+    services: Services, session: Session, result: Assignment | Refusal, ref: str | None
+) -> None:
+    if isinstance(result, Refusal):
+        code, message = _REFUSALS[result]
+        raise Refuse(code, message)
+    conv = await conversations.get(services.db, result.conversation_id)
+    assert conv is not None
+    services.participants[conv.id] = (conv.member_id, conv.specialist_id)
+    started = f.ConversationStarted(conversation=views.conversation_info(conv))
+    # The direct reply carries the ref; the fan-out (other devices, the member) does not.
+    session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
+    for user in (conv.specialist_id, conv.member_id):
+        services.hub.to_user(user, started, conversation_id=conv.id, starts_conversation=True, skip=session)
+    for offer in result.revoked:
+        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
+    await services.poke_matchmaker()
+
+
+@handles(f.Decline, "specialist")
+async def on_decline(services: Services, session: Session, frame: f.Decline) -> None:
+    closed = await queue.close_offer(services.db, frame.offer_id, OfferOutcome.DECLINED, session.user_id)
+    if closed is None:
+        raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")
+    session.push_frame(f.Declined(offer_id=frame.offer_id, ref=frame.ref))
+    await services.poke_matchmaker()

@@ -1,0 +1,127 @@
+"""This process's mirror of the revocations in PostgreSQL (PRODUCT.md §4).
+
+`POST /api/revocations` adds a row (chat/store/revocations.py), applies it here, and rings
+the doorbell `pc:revocations` with the row's id only: nobody reading Redis learns whose
+access ended. Every process, on the ring, reads the rows after the last one it has seen,
+in id order, and applies each: the identity's tokens issued at or before that moment are
+refused from now on, and its sockets here are closed (the `on_revoked` callback).
+
+The hot path (every `hello`, every HTTP request) asks `refuses(identity)`: a dict lookup,
+no query. The mirror holds every revocation young enough to matter (a token lives at
+most PEERCHAT_MAX_TOKEN_TTL_S, so an older revocation can only refuse tokens that are
+expired anyway), loaded at start. A lost ring (Redis down, a publisher that died between
+commit and publish) is made good by a poll of the same query every POLL_S, so the mirror
+is never more than POLL_S behind PostgreSQL while PostgreSQL answers; a ring only makes it
+faster. A socket admitted in the instant before a ring is applied is still closed by it:
+the gateway registers the socket before its last `refuses` check (chat/admission.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from chat.bus import Bus
+from chat.config import Settings
+from chat.store import revocations as store
+from chat.tokens import Identity
+
+log = logging.getLogger("peerchat.revocations")
+
+CHANNEL = "pc:revocations"
+POLL_S = 1.0
+# Revoked identity → the latest moment its tokens stopped counting (epoch seconds).
+OnRevoked = Callable[[str, str, float], None]
+
+
+class Revocations:
+    def __init__(self, db: asyncpg.Pool[asyncpg.Record], bus: Bus, settings: Settings) -> None:
+        self._db = db
+        self._bus = bus
+        self._settings = settings
+        self._latest: dict[tuple[str, str], float] = {}
+        self._last_id = 0
+        self._lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        self._rung: asyncio.Task[None] | None = None
+        self._rang_again = False
+        self.on_revoked: OnRevoked = lambda role, sub, at: None
+
+    async def start(self) -> None:
+        """Load the revocations that still matter; then follow PostgreSQL. Call before
+        serving."""
+        await self._bus.subscribe(CHANNEL)
+        horizon = datetime.now(UTC) - timedelta(seconds=self._settings.max_token_ttl_s + 60)
+        rows, self._last_id = await store.since(self._db, horizon)
+        for row in rows:
+            self._remember(row)
+        self._poller = asyncio.create_task(self._poll(), name="revocations-poll")
+
+    async def stop(self) -> None:
+        for task in (self._poller, self._rung):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def refuses(self, identity: Identity) -> bool:
+        """Whether a revocation covers this token (issued at or before it)."""
+        at = self._latest.get((identity.role, identity.user_id))
+        return at is not None and identity.issued_at <= at
+
+    async def revoke(self, row: store.Revocation) -> None:
+        """A revocation was just committed: apply it here, then ring every other process.
+        Neither step can undo the commit; a failure of either is made good by the poll."""
+        await self._catch_up_quietly()
+        await self._bus.publish(CHANNEL, str(row.id).encode())
+
+    def on_bus(self, data: bytes) -> None:
+        """A ring: some process added a revocation. Read it (and anything else new)."""
+        self._rang_again = True  # a read already under way may have missed the new row
+        if self._rung is None or self._rung.done():
+            self._rung = asyncio.get_running_loop().create_task(self._answer_rings())
+
+    async def _answer_rings(self) -> None:
+        while self._rang_again:
+            self._rang_again = False
+            await self._catch_up_quietly()
+
+    async def catch_up(self) -> None:
+        """Apply every row added since the last one seen, in order."""
+        async with self._lock:
+            while True:
+                rows = await store.after(self._db, self._last_id)
+                for row in rows:
+                    self._last_id = row.id
+                    at = self._remember(row)
+                    self.on_revoked(row.role, row.sub, at)
+                if len(rows) < 1000:
+                    return
+
+    def _remember(self, row: store.Revocation) -> float:
+        at = row.revoked_at.timestamp()
+        key = (row.role, row.sub)
+        self._latest[key] = max(at, self._latest.get(key, at))
+        return self._latest[key]
+
+    async def _catch_up_quietly(self) -> None:
+        try:
+            await self.catch_up()
+        except Exception as exc:  # the poll retries
+            log.warning("revocations not read (%s); retrying", type(exc).__name__)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_S)
+            await self._catch_up_quietly()
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        horizon = datetime.now(UTC).timestamp() - self._settings.max_token_ttl_s - 60
+        for key in [k for k, at in self._latest.items() if at < horizon]:
+            del self._latest[key]

@@ -1,0 +1,95 @@
+"""At most PEERCHAT_MAX_SOCKETS_PER_USER sockets per identity, across every process
+(PRODUCT.md §4).
+
+Each identity has one sorted set in Redis, `pc:sockets:<identity_key>` (a keyed HMAC of
+(role, sub), never the account id), whose members are socket ids scored by their lease's
+expiry. Taking a slot is one script: drop expired leases, count, add if under the cap.
+Every process renews its sockets' leases every lease/3 and removes a socket's lease when
+it closes; a process that dies simply stops renewing, and its leases age out within one
+lease (PEERCHAT_PRESENCE_TTL_S), so a crash never leaks a count for long.
+
+If Redis cannot answer, the socket is let in (and counted when the next renewal runs):
+the cap protects the service from a runaway client, while refusing every member in the
+middle of a Redis failover would shut out people who may be in crisis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from chat.config import Settings
+from chat.redis_keys import identity_key
+
+log = logging.getLogger("peerchat.sockets")
+
+RENEW_CHUNK = 500  # leases per pipeline, so a renewal never stalls the loop for long
+
+# KEYS[1]: the identity's socket set. ARGV: now (ms), lease expiry (ms), socket id, cap,
+# key lifetime (ms). 1 if the socket now holds a slot, 0 if the cap is reached.
+_TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) == false
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def _key(settings: Settings, role: str, sub: str) -> str:
+    return f"pc:sockets:{identity_key(settings, role, sub)}"
+
+
+class SocketCap:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._redis = client
+        self._settings = settings
+        self._lease_ms = int(settings.presence_ttl_s * 1000)
+        self._take = client.register_script(_TAKE)
+
+    async def take(self, role: str, sub: str, socket_id: str) -> bool:
+        """Whether the socket may open: False when the identity already holds the cap."""
+        now = int(time.time() * 1000)
+        try:
+            took = await self._take(
+                keys=[_key(self._settings, role, sub)],
+                args=[
+                    now,
+                    now + self._lease_ms,
+                    socket_id,
+                    self._settings.max_sockets_per_user,
+                    2 * self._lease_ms,
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("socket cap not checked (Redis: %s); letting the socket in", type(exc).__name__)
+            return True
+        return bool(took)
+
+    async def give_back(self, role: str, sub: str, socket_id: str) -> None:
+        try:
+            await self._redis.zrem(_key(self._settings, role, sub), socket_id)
+        except (RedisError, OSError) as exc:
+            # The lease ages out by itself within one lease.
+            log.warning("socket lease not removed (Redis: %s)", type(exc).__name__)
+
+    async def renew(self, held: Iterable[tuple[str, str, str]]) -> None:
+        """Renew the leases of this process's sockets: (role, sub, socket id) each."""
+        expiry = int(time.time() * 1000) + self._lease_ms
+        batch = list(held)
+        for start in range(0, len(batch), RENEW_CHUNK):
+            pipe = self._redis.pipeline(transaction=False)
+            for role, sub, socket_id in batch[start : start + RENEW_CHUNK]:
+                key = _key(self._settings, role, sub)
+                # XX: a lease removed meanwhile (its socket closed during this renewal)
+                # must not come back and hold a slot until it ages out.
+                pipe.zadd(key, {socket_id: expiry}, xx=True)
+                pipe.pexpire(key, 2 * self._lease_ms)
+            await pipe.execute()

@@ -1,0 +1,105 @@
+// Member page, "Ask" and "Wait": the request form, then the place in line and estimated
+// wait until a peer joins, with "Cancel request".
+
+import { formatWait } from '../ui/format.js';
+import { $ } from '../ui/dom.js';
+
+/** @typedef {import('./screens.js').Screens} Screens */
+/** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
+
+/**
+ * @param {PeerChatClient} client
+ * @param {Screens} screens
+ * @param {(...parts: (Node | string)[]) => void} notice
+ */
+export function requestPanel(client, screens, notice) {
+  const form = $('#request-form');
+  const button = /** @type {HTMLButtonElement} */ ($('#request-button'));
+  const error = $('#request-error');
+  const heading = $('#queue-heading');
+  const position = $('#queue-position');
+  const wait = $('#queue-wait');
+  const topics = $('#queue-topics');
+  /** @type {string | null} */
+  let requestId = null;
+
+  screens.onChange(() => {
+    button.disabled = false;
+  });
+
+  /** @param {string[] | undefined} tags */
+  function showTopics(tags) {
+    if (tags) topics.textContent = tags.length ? `Topics: ${tags.join(', ')}` : '';
+  }
+
+  /**
+   * @param {unknown} pos
+   * @param {unknown} eta
+   */
+  function update(pos, eta) {
+    const p = Number.isInteger(pos) ? String(pos) : '–';
+    const w = formatWait(eta);
+    if (position.textContent !== p) position.textContent = p;
+    if (wait.textContent !== w) wait.textContent = w;
+  }
+
+  /** @param {{request_id: string, position?: number, estimated_wait_s?: number, tags?: string[]}} f */
+  function showQueued(f) {
+    requestId = f.request_id;
+    update(f.position, f.estimated_wait_s);
+    showTopics(f.tags);
+    if (screens.view !== 'queued') {
+      screens.set('queued');
+      heading.focus();
+    }
+  }
+
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    error.textContent = '';
+    const tags = [.../** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll('input[name="tag"]:checked'))].map((i) => i.value);
+    const language = /** @type {HTMLSelectElement} */ ($('#language')).value;
+    const note = /** @type {HTMLTextAreaElement} */ ($('#note')).value.trim();
+    /** @type {import('../client/socket.js').Frame} */
+    const frame = { type: 'request', tags };
+    if (language) frame.language = language;
+    if (note) frame.note = note;
+    if (!client.send(frame)) {
+      error.textContent = 'Not connected yet. Please try again in a moment.';
+      return;
+    }
+    button.disabled = true;
+    showTopics(tags);
+  });
+
+  $('#cancel-button').addEventListener('click', () => {
+    if (!requestId) return;
+    if (!client.send({ type: 'cancel', request_id: requestId })) notice('Not connected. Please try again in a moment.');
+  });
+
+  client.on('queued', showQueued);
+  client.on('queue_update', (f) => {
+    if (screens.view === 'chat') return;
+    if (screens.view !== 'queued' || f.request_id !== requestId) showQueued(f);
+    else update(f.position, f.estimated_wait_s);
+  });
+  client.on('cancelled', (f) => {
+    if (f.request_id !== requestId) return;
+    requestId = null;
+    screens.set('start');
+    notice(f.reason && f.reason !== 'cancelled' ? `Your request was closed (${f.reason}).` : 'Your request was cancelled.');
+    $('#start-heading').focus();
+  });
+  client.on('conversation_started', () => {
+    requestId = null;
+  });
+
+  return {
+    showQueued,
+    /** @param {{message?: string}} e an error for our `request` */
+    refused(e) {
+      button.disabled = false;
+      error.textContent = e.message || 'Your request could not be placed.';
+    },
+  };
+}

@@ -1,0 +1,156 @@
+// Specialist page, offers: each with topics, language, the member's note, time waited, an
+// urgent highlight and a 1 s countdown; Accept / Decline. Gone on `offer_revoked`,
+// `declined`, an expired error or the countdown reaching zero.
+
+import { ErrorCode } from '../codes.js';
+import { formatDuration } from '../ui/format.js';
+import { $, h, show } from '../ui/dom.js';
+import { describe } from './describe.js';
+
+/** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
+/** @typedef {import('../client/socket.js').Frame} Frame */
+/**
+ * @typedef {object} Offer
+ * @property {Frame} frame
+ * @property {number} deadline
+ * @property {HTMLLIElement} el
+ * @property {HTMLParagraphElement} countdown
+ * @property {HTMLButtonElement} accept
+ * @property {HTMLButtonElement} decline
+ * @property {'open' | 'accepting' | 'declining' | 'gone'} phase
+ */
+
+const EXPIRED_SHOWN_MS = 3000;
+
+/**
+ * @param {PeerChatClient} client
+ * @param {{notice: (text: string) => void, shout: (text: string) => void, onCount: () => void}} hooks
+ */
+export function offersPanel(client, { notice, shout, onCount }) {
+  const list = $('#offers');
+  const empty = $('#offers-empty');
+  const count = $('#offer-count');
+  /** @type {Map<string, Offer>} offer_id -> offer */
+  const offers = new Map();
+
+  /** @param {Frame} frame */
+  function add(frame) {
+    if (offers.has(frame.offer_id)) return;
+    const urgent = frame.priority === 'urgent';
+    const countdown = h('p', { class: 'countdown', role: 'timer', testid: 'offer-countdown' });
+    const accept = h('button', { type: 'button', class: 'primary', testid: 'offer-accept' }, 'Accept');
+    const decline = h('button', { type: 'button', testid: 'offer-decline' }, 'Decline');
+    const summary = describe(frame.tags, frame.language);
+    accept.setAttribute('aria-label', `Accept offer: ${summary}`);
+    decline.setAttribute('aria-label', `Decline offer: ${summary}`);
+    const el = h(
+      'li',
+      { class: ['offer', urgent && 'urgent'], testid: 'offer', dataset: { offerId: frame.offer_id, priority: frame.priority || 'normal' } },
+      urgent ? h('p', { class: 'priority-badge', testid: 'offer-priority' }, 'Urgent') : null,
+      h('p', { class: 'offer-topics', testid: 'offer-topics' }, summary),
+      frame.note ? h('p', { class: 'offer-note', dir: 'auto', testid: 'offer-note' }, frame.note) : null,
+      h('p', { class: 'hint' }, `Waited ${formatDuration(frame.waited_s)} so far`),
+      countdown,
+      h('div', { class: 'button-row' }, accept, decline),
+    );
+    /** @type {Offer} */
+    const offer = { frame, deadline: Date.now() + Math.max(0, Number(frame.expires_in_s) || 0) * 1000, el, countdown, accept, decline, phase: 'open' };
+    accept.addEventListener('click', () => {
+      if (!client.send({ type: 'accept', offer_id: frame.offer_id })) return notice('Not connected.');
+      offer.phase = 'accepting';
+      accept.disabled = decline.disabled = true;
+      accept.textContent = 'Accepting…';
+    });
+    decline.addEventListener('click', () => {
+      if (!client.send({ type: 'decline', offer_id: frame.offer_id })) return notice('Not connected.');
+      offer.phase = 'declining';
+      accept.disabled = decline.disabled = true;
+    });
+    offers.set(frame.offer_id, offer);
+    list.append(el);
+    tick(offer);
+    renderCount();
+    shout(`${urgent ? 'Urgent offer' : 'New offer'}: ${summary}. Expires in ${frame.expires_in_s} seconds.`);
+  }
+
+  /**
+   * @param {string} offerId
+   * @param {string} [why] said in the notice
+   */
+  function remove(offerId, why) {
+    const offer = offers.get(offerId);
+    if (!offer) return;
+    offers.delete(offerId);
+    const hadFocus = offer.el.contains(document.activeElement);
+    offer.el.remove();
+    renderCount();
+    if (why) notice(why);
+    if (hadFocus) $('#offers-heading').focus();
+  }
+
+  /** @param {Offer} offer */
+  function tick(offer) {
+    const left = Math.ceil((offer.deadline - Date.now()) / 1000);
+    if (left > 0) {
+      offer.countdown.textContent = `Expires in ${left} s`;
+      return;
+    }
+    if (offer.phase === 'gone') return;
+    offer.phase = 'gone';
+    offer.countdown.textContent = 'Expired';
+    offer.el.classList.add('expired');
+    offer.accept.disabled = offer.decline.disabled = true;
+    setTimeout(() => remove(offer.frame.offer_id), EXPIRED_SHOWN_MS);
+  }
+
+  function renderCount() {
+    const n = offers.size;
+    count.textContent = String(n);
+    show(count, n > 0);
+    show(empty, n === 0);
+    onCount();
+  }
+
+  client.on('offer', add);
+  client.on('declined', (f) => remove(f.offer_id, 'Offer declined.'));
+  client.on('offer_revoked', (f) => {
+    const why = f.reason === 'cancelled' ? 'the member cancelled' : 'someone else took the request';
+    remove(f.offer_id, `An offer was withdrawn: ${why}.`);
+  });
+
+  return {
+    get size() {
+      return offers.size;
+    },
+    tickAll() {
+      for (const offer of offers.values()) tick(offer);
+    },
+    /** @param {Frame[]} open the offers `welcome` lists: any other one is gone */
+    reconcile(open) {
+      const ids = new Set(open.map((o) => o.offer_id));
+      for (const id of [...offers.keys()]) if (!ids.has(id)) remove(id);
+      for (const o of open) add(o);
+    },
+    /** A conversation started: the offer being accepted has done its job. */
+    dropAccepting() {
+      const accepting = [...offers.values()].find((o) => o.phase === 'accepting');
+      if (accepting) remove(accepting.frame.offer_id);
+    },
+    /**
+     * An error for our `accept` or `decline`.
+     * @param {{code?: string, message?: string}} e
+     * @param {Frame} req
+     */
+    refused(e, req) {
+      const offer = offers.get(req.offer_id);
+      if (e.code === ErrorCode.OFFER_EXPIRED || e.code === ErrorCode.NOT_FOUND) {
+        remove(req.offer_id, 'That offer has expired or was taken by someone else.');
+      } else if (offer) {
+        offer.phase = 'open';
+        offer.accept.disabled = offer.decline.disabled = false;
+        offer.accept.textContent = 'Accept';
+        notice(e.message || 'The offer could not be accepted.');
+      }
+    },
+  };
+}

@@ -1,0 +1,131 @@
+// Supervisor page, specialists: GET /api/specialists (every 30 s, when the counts in
+// queue_stats change, or on Refresh) and the edit form → PUT /api/specialists/{id}.
+
+import { $, bidi, clear, h, show } from '../ui/dom.js';
+
+const REFRESH_MS = 30000;
+
+/**
+ * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
+ * @param {(...parts: (Node | string)[]) => void} notice
+ */
+export function specialistsPanel(call, notice) {
+  const body = $('#specialists');
+  const form = $('#specialist-form');
+  const error = $('#edit-error');
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  /** @type {any} the specialist being edited */
+  let editing = null;
+  /** @type {HTMLElement | null} */
+  let editOpener = null;
+  let lastCounts = '';
+  const input = (/** @type {string} */ sel) => /** @type {HTMLInputElement} */ ($(sel));
+  const splitList = (/** @type {string} */ text) => text.split(',').map((w) => w.trim()).filter(Boolean);
+
+  async function load() {
+    clearTimeout(timer);
+    const listError = $('#specialists-error');
+    try {
+      const list = await call('/api/specialists');
+      listError.textContent = '';
+      render(Array.isArray(list) ? list : []);
+    } catch (err) {
+      listError.textContent = `Could not load specialists: ${/** @type {Error} */ (err).message}`;
+    }
+    timer = setTimeout(load, REFRESH_MS);
+  }
+
+  /** @param {any[]} list */
+  function render(list) {
+    const focused = /** @type {HTMLElement | null} */ (document.activeElement);
+    const focusedId = focused && body.contains(focused) ? focused.dataset.specialistId : null;
+    clear(body);
+    list.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+    for (const sp of list) {
+      const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: sp.id } }, 'Edit');
+      edit.setAttribute('aria-label', `Edit ${sp.name}`);
+      edit.addEventListener('click', () => open(sp, edit));
+      body.append(
+        h(
+          'tr',
+          { testid: 'specialist-row', dataset: { specialistId: sp.id, status: sp.status || 'offline' } },
+          h('th', { scope: 'row', dir: 'auto' }, String(sp.name || sp.id)),
+          h('td', { testid: 'specialist-status' }, h('span', { class: ['status-pill', `status-${sp.status || 'offline'}`] }, sp.status || 'offline')),
+          h('td', {}, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
+          h('td', {}, (sp.tags || []).join(', ') || '–'),
+          h('td', {}, (sp.languages || []).join(', ') || '–'),
+          h('td', {}, edit),
+        ),
+      );
+      if (focusedId === sp.id) edit.focus();
+    }
+  }
+
+  /**
+   * @param {any} sp
+   * @param {HTMLElement} opener
+   */
+  function open(sp, opener) {
+    editing = sp;
+    editOpener = opener;
+    $('#edit-id').textContent = sp.id;
+    $('#edit-heading').replaceChildren('Edit ', bidi(sp.name || sp.id));
+    input('#edit-name').value = sp.name || '';
+    input('#edit-tags').value = (sp.tags || []).join(', ');
+    input('#edit-languages').value = (sp.languages || []).join(', ');
+    input('#edit-max').value = String(sp.max_chats ?? 3);
+    error.textContent = '';
+    show(form, true);
+    input('#edit-name').focus();
+  }
+
+  function close() {
+    show(form, false);
+    const id = editing && editing.id;
+    editing = null;
+    const again = id && /** @type {HTMLElement | null} */ (body.querySelector(`button[data-specialist-id="${CSS.escape(id)}"]`));
+    (again || editOpener || $('#specialists-heading')).focus();
+  }
+
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!editing) return;
+    const changes = {
+      name: input('#edit-name').value.trim(),
+      tags: splitList(input('#edit-tags').value),
+      languages: splitList(input('#edit-languages').value),
+      max_chats: Number(input('#edit-max').value),
+    };
+    if (!changes.name) return void (error.textContent = 'A name is required.');
+    if (!changes.languages.length) return void (error.textContent = 'At least one language is required.');
+    if (!Number.isInteger(changes.max_chats) || changes.max_chats < 1 || changes.max_chats > 20) {
+      return void (error.textContent = 'Maximum chats must be a whole number from 1 to 20.');
+    }
+    try {
+      await call(`/api/specialists/${encodeURIComponent(editing.id)}`, { method: 'PUT', body: changes });
+      notice('Saved ', bidi(changes.name), '.');
+      await load();
+      close();
+    } catch (err) {
+      error.textContent = `Could not save: ${/** @type {Error} */ (err).message}`;
+    }
+  });
+  $('#edit-cancel').addEventListener('click', close);
+  form.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') close();
+  });
+  $('#specialists-refresh').addEventListener('click', load);
+
+  return {
+    load,
+    /** @param {unknown} counts queue_stats.specialists: reload soon when they change */
+    countsChanged(counts) {
+      const key = JSON.stringify(counts);
+      if (key === lastCounts) return;
+      lastCounts = key;
+      clearTimeout(timer);
+      timer = setTimeout(load, 1000);
+    },
+  };
+}

@@ -1,0 +1,82 @@
+// Supervisor page, transcripts and the audit log: a read needs a conversation id and a
+// reason (GET /api/conversations/{id}/messages, the reason in X-Peerchat-Reason); every read shows up in the
+// audit log (GET /api/audit), which reloads after each one.
+
+import { formatDateTime } from '../ui/format.js';
+import { $, clear, h, show } from '../ui/dom.js';
+
+/** @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call */
+export function transcriptPanel(call) {
+  const result = $('#transcript-result');
+
+  /** @param {any} data */
+  function render(data) {
+    const list = clear($('#transcript-messages'));
+    const messages = data && Array.isArray(data.messages) ? data.messages : [];
+    for (const m of messages) {
+      const sender = m.sender || {};
+      list.append(
+        h(
+          'li',
+          { class: ['message', sender.role === 'specialist' ? 'own' : 'peer'], testid: 'transcript-message', dataset: { seq: m.seq } },
+          h('span', { class: 'sender', dir: 'auto' }, `${sender.name || '?'} (${sender.role || '?'})`),
+          h('p', { class: 'body', dir: 'auto' }, typeof m.body === 'string' ? m.body : ''),
+          h('span', { class: 'meta' }, h('time', { datetime: m.sent_at || '' }, formatDateTime(m.sent_at)), ` · #${m.seq}`),
+        ),
+      );
+    }
+    const title = $('#transcript-title');
+    title.textContent = `Conversation ${data.conversation_id}: ${messages.length} message${messages.length === 1 ? '' : 's'}`;
+    show(result, true);
+    title.focus();
+  }
+
+  async function loadAudit() {
+    const error = $('#audit-error');
+    try {
+      const data = await call('/api/audit');
+      error.textContent = '';
+      const body = clear($('#audit'));
+      for (const e of data && Array.isArray(data.entries) ? data.entries : []) {
+        body.append(
+          h(
+            'tr',
+            { testid: 'audit-row' },
+            h('td', {}, h('time', { datetime: e.at || '' }, formatDateTime(e.at))),
+            h('td', { dir: 'auto' }, `${e.actor_name || ''} (${e.actor_id || ''})`),
+            h('td', {}, String(e.action || 'read_transcript').replace(/_/g, ' ')),
+            // What was acted on: the conversation, or else the target (a specialist's id, …).
+            h('td', { class: 'mono' }, String(e.conversation_id || e.target || '')),
+            h('td', { testid: 'audit-reason', dir: 'auto' }, String(e.reason || '')),
+          ),
+        );
+      }
+    } catch (err) {
+      error.textContent = `Could not load the audit log: ${/** @type {Error} */ (err).message}`;
+    }
+  }
+
+  $('#transcript-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const id = /** @type {HTMLInputElement} */ ($('#transcript-id')).value.trim();
+    const reason = /** @type {HTMLTextAreaElement} */ ($('#transcript-reason')).value.trim();
+    const error = $('#transcript-error');
+    error.textContent = '';
+    if (!id) return void (error.textContent = 'Enter a conversation id.');
+    if (!reason) return void (error.textContent = 'A reason is required to read a transcript.');
+    try {
+      // The reason goes in a header, not the URL: proxies log query strings (PRODUCT.md §6).
+      // Percent-encoded, as header values carry only ASCII safely; the server decodes it.
+      const headers = { 'X-Peerchat-Reason': encodeURIComponent(reason) };
+      render(await call(`/api/conversations/${encodeURIComponent(id)}/messages`, { headers }));
+    } catch (err) {
+      show(result, false);
+      const status = /** @type {{status?: number, message: string}} */ (err);
+      error.textContent = status.status === 404 ? 'No conversation with that id.' : `Could not read the transcript: ${status.message}`;
+    }
+    loadAudit();
+  });
+  $('#audit-refresh').addEventListener('click', loadAudit);
+
+  return { loadAudit };
+}

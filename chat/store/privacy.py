@@ -1,0 +1,273 @@
+"""SQL of the privacy lifecycle (PRODUCT.md §10): the retention sweep's batches, a
+member's erasure, and the reads behind their export. docs/privacy.md is the data map.
+
+A conversation's content is removed by the statements in CONTENT, each taking the
+conversation ids as $1; a member's rows that belong to no conversation by those in
+MEMBER_ROWS, each taking the member's id as $1. A new table that holds content or names a
+member is one more line in one of them (and a row in the data map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from chat.store.db import Db
+
+# A connection (not a pool): these functions open transactions or cursors on it.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+# What a conversation holds that is not statistics. Runs inside the caller's transaction.
+CONTENT: tuple[str, ...] = (
+    "DELETE FROM messages WHERE conversation_id = ANY($1::text[])",
+    "UPDATE feedback SET comment = NULL, member_id = '' WHERE conversation_id = ANY($1::text[])",
+    """UPDATE requests SET note = NULL, member_id = '', member_alias = '', swept_at = now()
+       WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
+)
+# What names a member outside their conversations (requests that never became one,
+# feedback left behind, the mark of a member who went away). Runs inside the erasure's
+# transaction; LEFTOVERS (rows their closing sockets may write after it) run again later.
+LEFTOVERS: tuple[str, ...] = ("DELETE FROM members_away WHERE member_id = $1",)
+MEMBER_ROWS: tuple[str, ...] = (
+    """UPDATE requests SET note = NULL, member_id = '', member_alias = '', swept_at = now(),
+           closed_at = coalesce(closed_at, now())
+       WHERE member_id = $1""",
+    "UPDATE feedback SET comment = NULL, member_id = '' WHERE member_id = $1",
+)
+_SWEPT = """UPDATE conversations SET member_id = '', member_alias = '', swept_at = now()
+            WHERE id = ANY($1::text[])"""
+
+
+def _rows(status: str) -> int:
+    """The row count of a command tag such as `DELETE 42`."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    conversations: int = 0
+    messages: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Swept) -> Swept:
+        return Swept(
+            self.conversations + other.conversations,
+            self.messages + other.messages,
+            self.requests + other.requests,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.conversations or self.messages or self.requests)
+
+
+async def _scrub(conn: Db, conversation_ids: list[str]) -> int:
+    """Remove the content of these conversations and mark them swept; returns the messages
+    removed. Call inside a transaction that holds their rows locked."""
+    messages = 0
+    for statement in CONTENT:
+        status = await conn.execute(statement, conversation_ids)
+        if statement.startswith("DELETE FROM messages"):
+            messages = _rows(status)
+    await conn.execute(_SWEPT, conversation_ids)
+    return messages
+
+
+# A sweep transaction never waits long behind live traffic: if a row it wants is locked
+# (a late `send` into an ended conversation, a feedback being saved), it gives up and the
+# next batch or run takes it.
+_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
+_CANDIDATES = 200
+
+
+async def sweep_conversations(conn: Conn, retention_s: float, max_messages: int) -> Swept:
+    """One batch, one transaction: the oldest conversations ended more than `retention_s`
+    ago and not yet swept, as many as hold at most `max_messages` messages between them
+    (always at least one, however long it is)."""
+    due = await conn.fetch(
+        """SELECT id, last_seq FROM conversations
+            WHERE state = 'ended' AND swept_at IS NULL AND ended_at < now() - make_interval(secs => $1)
+            ORDER BY ended_at LIMIT $2""",
+        retention_s,
+        _CANDIDATES,
+    )
+    picked: list[str] = []
+    total = 0
+    for row in due:
+        if picked and total + row["last_seq"] > max_messages:
+            break
+        picked.append(row["id"])
+        total += row["last_seq"]
+    if not picked:
+        return Swept()
+    async with conn.transaction():
+        await conn.execute(_LOCK_TIMEOUT)
+        locked = await conn.fetch(
+            """SELECT id FROM conversations
+                WHERE id = ANY($1::text[]) AND state = 'ended' AND swept_at IS NULL
+                  AND ended_at < now() - make_interval(secs => $2)
+                FOR UPDATE SKIP LOCKED""",
+            picked,
+            retention_s,
+        )
+        ids = [r["id"] for r in locked]
+        if not ids:
+            return Swept()
+        messages = await _scrub(conn, ids)
+    return Swept(conversations=len(ids), messages=messages)
+
+
+async def sweep_requests(conn: Conn, retention_s: float, limit: int = 500) -> Swept:
+    """One batch of cancelled requests (never a conversation) closed more than
+    `retention_s` ago: their note, member id and alias go."""
+    async with conn.transaction():
+        await conn.execute(_LOCK_TIMEOUT)
+        status = await conn.execute(
+            """UPDATE requests r SET note = NULL, member_id = '', member_alias = '', swept_at = now()
+                 FROM (SELECT id FROM requests
+                        WHERE state = 'cancelled' AND swept_at IS NULL
+                          AND closed_at < now() - make_interval(secs => $1)
+                        ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+                WHERE r.id = due.id""",
+            retention_s,
+            limit,
+        )
+    return Swept(requests=_rows(status))
+
+
+async def backlog(db: Db, retention_s: float) -> int:
+    """Conversations and requests past retention whose content is still there."""
+    return int(
+        await db.fetchval(
+            """SELECT (SELECT count(*) FROM conversations
+                        WHERE state = 'ended' AND swept_at IS NULL
+                          AND ended_at < now() - make_interval(secs => $1))
+                    + (SELECT count(*) FROM requests
+                        WHERE state = 'cancelled' AND swept_at IS NULL
+                          AND closed_at < now() - make_interval(secs => $1))""",
+            retention_s,
+        )
+        or 0
+    )
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What `erase_member` found: nothing at all makes a second erasure a no-op. `busy`:
+    an open request or an active conversation appeared meanwhile; end it and call again."""
+
+    conversations: int
+    messages: int
+    busy: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.conversations or self.messages)
+
+
+async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure:
+    """Remove, in one transaction, everything stored that names the member or holds what
+    they wrote or was written to them; record the erasure in the audit log without naming
+    them. The caller first cancels their open request and ends their active conversations
+    through the paths that tell the other side; if one is still open here (a race with
+    another device), nothing is changed and `busy` is returned."""
+    async with conn.transaction():
+        open_ = await conn.fetchval(
+            """SELECT (SELECT count(*) FROM conversations WHERE member_id = $1 AND state = 'active')
+                    + (SELECT count(*) FROM requests
+                        WHERE member_id = $1 AND state IN ('waiting', 'offered'))""",
+            member_id,
+        )
+        if open_:
+            return Erasure(0, 0, busy=True)
+        rows = await conn.fetch("SELECT id FROM conversations WHERE member_id = $1 FOR UPDATE", member_id)
+        ids = [r["id"] for r in rows]
+        messages = await _scrub(conn, ids) if ids else 0
+        touched = len(ids)
+        for statement in MEMBER_ROWS:
+            touched += _rows(await conn.execute(statement, member_id))
+        # Not counted: a closing socket may write these after a first erasure, and a second
+        # erasure must still be a no-op.
+        for statement in LEFTOVERS:
+            await conn.execute(statement, member_id)
+        if touched:
+            await conn.execute(
+                """INSERT INTO audit_log (actor_id, actor_role, actor_name, action, conversation_id, reason)
+                   VALUES ('', 'member', 'a member', 'erase', NULL, $1)""",
+                audit_reason,
+            )
+    return Erasure(conversations=touched, messages=messages)
+
+
+async def forget_leftovers(db: Db, member_id: str) -> None:
+    """What the member's sockets write as they close (`members_away`), which may land after
+    the erasure's transaction: run again once they are surely closed."""
+    for statement in LEFTOVERS:
+        await db.execute(statement, member_id)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedConversation:
+    id: str
+    tags: list[str]
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    ended_by: str | None
+    end_reason: str | None
+    member_alias: str
+    specialist_name: str
+
+
+async def export_requests(conn: Db, member_id: str) -> list[dict[str, object]]:
+    rows = await conn.fetch(
+        """SELECT id, tags, language, note, priority, state, created_at, closed_at, cancel_reason
+             FROM requests WHERE member_id = $1 ORDER BY created_at, id""",
+        member_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def export_conversations(conn: Db, member_id: str) -> list[ExportedConversation]:
+    rows = await conn.fetch(
+        """SELECT id, tags, state, started_at, ended_at, ended_by, end_reason, member_alias, specialist_name
+             FROM conversations WHERE member_id = $1 ORDER BY started_at, id""",
+        member_id,
+    )
+    return [ExportedConversation(**dict(r)) for r in rows]
+
+
+async def export_messages(
+    conn: Conn, conversation_id: str, prefetch: int = 200
+) -> AsyncIterator[dict[str, object]]:
+    """The conversation's messages in order, read through a cursor (`prefetch` rows at a
+    time): call inside a transaction."""
+    cursor = conn.cursor(
+        """SELECT seq, sender_role, sender_name, body, sent_at FROM messages
+            WHERE conversation_id = $1 ORDER BY seq""",
+        conversation_id,
+        prefetch=prefetch,
+    )
+    async for row in cursor:
+        yield dict(row)
+
+
+async def export_feedback(conn: Db, member_id: str) -> list[dict[str, object]]:
+    rows = await conn.fetch(
+        """SELECT conversation_id, rating, comment, created_at FROM feedback
+            WHERE member_id = $1 ORDER BY created_at""",
+        member_id,
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,119 @@
+"""The reconnect grace: a specialist who drops out of a conversation has
+`PEERCHAT_RECONNECT_GRACE_S` to come back before the member is told and queued again.
+
+Every process runs `ReconnectGrace.run()`. A sweep looks at the specialists of active
+conversations (PostgreSQL) that have no live lease (presence, Redis). Absence is counted
+from the moment it was recorded: by the socket that closed last (a clean drop, when the
+member has already been told `peer_status reconnecting`), or, when the specialist's
+process died and their lease aged out, by the first sweep to notice (which then tells the
+member). Past the grace the conversation ends with a compare-and-set in PostgreSQL, so only
+one process ends it and re-queues the member, whichever processes noticed.
+
+While Redis is unreachable nothing is ended (absence cannot be told from an outage), and
+for one TTL after Redis came back empty only absences already recorded count: the
+heartbeats are still rebuilding the leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from chat import positions
+from chat.metrics import METRICS
+from chat.services import Services
+from chat.store import grace as store
+from protocol import frames as f
+
+log = logging.getLogger("peerchat.grace")
+
+# Only one process sweeps at a time (the others skip that round); correctness does not
+# depend on it (ending is a compare-and-set), it only saves duplicate work.
+_LOCK_KEY = 0x6772616365  # "grace"
+
+
+def sweep_interval(grace_s: float, ttl_s: float) -> float:
+    """Often enough that a member waits at most about a quarter of the grace extra."""
+    return max(0.2, min(grace_s / 4, ttl_s / 3, 5.0))
+
+
+class ReconnectGrace:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.grace_s = services.settings.reconnect_grace_s
+
+    async def run(self) -> None:
+        settings = self.s.settings
+        every = sweep_interval(settings.reconnect_grace_s, settings.presence_ttl_s)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweep_once()
+            except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("reconnect grace sweep skipped: %s", type(exc).__name__)
+            except Exception:
+                log.exception("reconnect grace sweep failed")
+
+    async def sweep_once(self) -> int:
+        """One round under the sweep lock; returns how many conversations it ended."""
+        async with self.s.db.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+                return 0
+            try:
+                return await self.sweep(time.time())
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+    async def sweep(self, now: float) -> int:
+        presence = self.s.presence
+        # Asked every round, so a Redis that came back empty is noticed at once.
+        settled = await presence.settled(now)
+        by_specialist = await store.specialists_in_conversation(self.s.db)
+        if not by_specialist:
+            return 0
+        online = await presence.online_specialists(now)
+        offline = [sid for sid in by_specialist if sid not in online]
+        if not offline:
+            return 0
+        absent = await presence.absent_since(offline, now, mark=settled)
+        ended = 0
+        for sid, (since, newly) in absent.items():
+            if newly:
+                # Nobody saw this specialist leave (their process died); tell the members now.
+                for conversation_id, member_id in by_specialist[sid]:
+                    self.s.hub.to_user(
+                        member_id, f.PeerStatus(conversation_id=conversation_id, status="reconnecting")
+                    )
+            if now - since < self.grace_s:
+                continue
+            if await presence.is_online(sid, time.time()):
+                continue  # came back a moment ago
+            for conversation_id, _member in by_specialist[sid]:
+                if await self._end(conversation_id):
+                    ended += 1
+        return ended
+
+    async def _end(self, conversation_id: str) -> bool:
+        gone = await store.end_and_requeue(self.s.db, conversation_id)
+        if gone is None:
+            return False  # ended meanwhile, here or elsewhere
+        conv = gone.conversation
+        METRICS.peer_gone.inc()
+        log.info("conversation %s ended: specialist did not return within the grace", conv.id[:8])
+        hub = self.s.hub
+        hub.to_user(conv.member_id, f.PeerStatus(conversation_id=conv.id, status="gone"))
+        ended = f.ConversationEnded(conversation_id=conv.id, by="system", reason="peer_gone")
+        for user in (conv.member_id, conv.specialist_id):
+            hub.to_user(user, ended, conversation_id=conv.id, ends_conversation=True)
+        if gone.request is not None:
+            position, wait = await positions.position_of(self.s, gone.request)
+            hub.to_user(
+                conv.member_id,
+                f.QueueUpdate(request_id=gone.request.id, position=position, estimated_wait_s=wait),
+            )
+        await self.s.poke_matchmaker()
+        return True

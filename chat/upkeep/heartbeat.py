@@ -1,0 +1,31 @@
+"""Every TTL/3: renew this process's presence leases, then repair delivery gaps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from chat.services import Services
+from chat.upkeep.repair import repair_once
+
+log = logging.getLogger("peerchat.app")
+
+
+async def heartbeat_once(services: Services) -> None:
+    leases = [(s.user_id, s.role, s.id) for s in services.hub.all_sessions()]
+    await services.presence.heartbeat(leases, time.time())
+
+
+async def heartbeats(services: Services) -> None:
+    """Every TTL/3: renew this process's presence leases, and repair delivery gaps."""
+    while True:
+        await asyncio.sleep(services.settings.presence_ttl_s / 3)
+        try:
+            await heartbeat_once(services)
+        except Exception as exc:
+            log.warning("presence heartbeat failed: %s", type(exc).__name__)
+        try:
+            await repair_once(services)
+        except Exception as exc:
+            log.warning("delivery repair skipped: %s", type(exc).__name__)

@@ -1,0 +1,120 @@
+"""Members who leave (PRODUCT.md §5 v1.1): a member with no live connection anywhere keeps
+their place for `PEERCHAT_MEMBER_GRACE_S`; past that their waiting request is cancelled
+(`abandoned`, told on their next connection) and never offered, and an active conversation
+is ended by `system` with reason `peer_gone`, which frees the specialist.
+
+The pattern of chat/upkeep/grace.py (the specialist's reconnect grace), with the absence
+kept in PostgreSQL (`members_away`): written by the gateway when a member's last socket
+closes and cleared when one opens, on whichever process; the sweep marks members whose
+process died (their lease aged out) and acts once the grace has passed. Ending and
+cancelling are compare-and-sets, so processes sweeping at once cannot do anything twice.
+While Redis is unreachable nothing is decided (absence cannot be told from an outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from chat.delivery.ended import end_conversation
+from chat.services import Services
+from chat.store import members as store
+from chat.upkeep.grace import sweep_interval
+from protocol import frames as f
+
+log = logging.getLogger("peerchat.grace")
+
+_LOCK_KEY = 0x6D656D6265  # "membe"
+# Presence is asked one member at a time; this many questions are in flight at once.
+_ONLINE_BATCH = 200
+
+
+class MemberGrace:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.grace_s = services.settings.member_grace_s
+
+    async def run(self) -> None:
+        every = sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweep_once()
+            except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("member grace sweep skipped: %s", type(exc).__name__)
+            except Exception:
+                log.exception("member grace sweep failed")
+
+    async def sweep_once(self) -> int:
+        """One round under the sweep lock; returns how many requests and conversations it closed."""
+        async with self.s.db.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+                return 0
+            try:
+                return await self.sweep(time.time())
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+    async def _online(self, member_ids: list[str], now: float) -> set[str]:
+        presence = self.s.presence
+        online: set[str] = set()
+        for i in range(0, len(member_ids), _ONLINE_BATCH):
+            chunk = member_ids[i : i + _ONLINE_BATCH]
+            answers = await asyncio.gather(*(presence.is_online(m, now) for m in chunk))
+            online.update(m for m, yes in zip(chunk, answers, strict=True) if yes)
+        return online
+
+    async def sweep(self, now: float) -> int:
+        db, presence, hub = self.s.db, self.s.presence, self.s.hub
+        settled = await presence.settled(now)
+        stake = await store.members_at_stake(db)
+        ids = sorted(stake)
+        await store.forget_away_except(db, ids)
+        if not ids:
+            return 0
+        online = await self._online(ids, now)
+        await store.clear_away(db, sorted(online))
+        offline = [m for m in ids if m not in online]
+        if not offline:
+            return 0
+        if settled:
+            # Nobody saw these members leave (their process died): the grace starts now.
+            for member_id in await store.mark_away(db, offline):
+                for conversation_id, specialist_id in stake[member_id].conversations:
+                    hub.to_user(
+                        specialist_id, f.PeerStatus(conversation_id=conversation_id, status="reconnecting")
+                    )
+        closed = 0
+        for member_id, since in (await store.away_since(db, offline)).items():
+            if now - since.timestamp() < self.grace_s:
+                continue
+            if await presence.is_online(member_id, time.time()):
+                continue  # came back a moment ago
+            closed += await self._let_go(member_id, stake[member_id])
+        return closed
+
+    async def _let_go(self, member_id: str, stake: store.Stake) -> int:
+        closed = 0
+        hub = self.s.hub
+        for request_id in stake.requests:
+            revoked = await store.abandon_request(self.s.db, request_id)
+            if revoked is None:
+                continue  # matched, cancelled or claimed meanwhile
+            closed += 1
+            log.info("request %s cancelled: the member did not return within the grace", request_id[:8])
+            for offer in revoked:
+                hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+            await self.s.poke_matchmaker()
+        for conversation_id, specialist_id in stake.conversations:
+            ended = await end_conversation(self.s, conversation_id, by="system", reason="peer_gone")
+            if ended is not None:
+                closed += 1
+                hub.to_user(specialist_id, f.PeerStatus(conversation_id=conversation_id, status="gone"))
+                log.info(
+                    "conversation %s ended: the member did not return within the grace", conversation_id[:8]
+                )
+        return closed

@@ -1,0 +1,114 @@
+"""Specialists' profiles: the list and a profile edit (supervisors), one's own (specialists)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from chat.store import audit, profiles
+from chat.web.common import auth, has_control, has_nul, problem, services_of
+from protocol import frames as f
+
+MAX_TAGS = 20
+MAX_LANGUAGES = 20
+MAX_CHATS = 20
+
+
+def _profile_json(p: profiles.Profile, online: set[str]) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "tags": p.tags,
+        "languages": p.languages,
+        "max_chats": p.max_chats,
+        "status": p.status if p.id in online else "offline",
+        "active_chats": p.active_chats,
+    }
+
+
+async def list_specialists(request: Request) -> Response:
+    auth(request, "supervisor")
+    services = services_of(request)
+    online = await services.presence.online_specialists(time.time())
+    return JSONResponse([_profile_json(p, online) for p in await profiles.list_all(services.db)])
+
+
+async def my_profile(request: Request) -> Response:
+    identity = auth(request, "specialist")
+    services = services_of(request)
+    profile = await profiles.ensure(services.db, identity.user_id, identity.name)
+    online = await services.presence.online_specialists(time.time())
+    return JSONResponse(_profile_json(profile, online))
+
+
+# Bounded like frames (PRODUCT.md §6): tags as in `request` (≤ 40 chars each, ≤ MAX_TAGS of
+# them), language codes ≤ 16. A value out of bounds is refused whole, never trimmed to fit.
+ProfileName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ProfileEdit(msgspec.Struct, forbid_unknown_fields=True):
+    name: ProfileName
+    tags: Annotated[list[f.Tag], msgspec.Meta(max_length=MAX_TAGS)]
+    languages: Annotated[list[f.Language], msgspec.Meta(min_length=1, max_length=MAX_LANGUAGES)]
+    max_chats: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHATS)]
+
+
+def _clean(words: list[str]) -> list[str]:
+    return sorted({w.strip().lower() for w in words if w.strip()})
+
+
+def _profile_values(p: profiles.Profile | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"name": p.name, "tags": p.tags, "languages": p.languages, "max_chats": p.max_chats}
+
+
+async def put_specialist(request: Request) -> Response:
+    identity = auth(request, "supervisor")
+    specialist_id = request.path_params["specialist_id"]
+    if not 0 < len(specialist_id) <= 64:
+        return problem(400, "bad specialist id")
+    try:
+        edit = msgspec.json.decode(await request.body(), type=ProfileEdit)
+    except msgspec.DecodeError as exc:
+        return problem(400, f"bad profile: {exc}")
+    if has_nul(specialist_id, edit.name, *edit.tags, *edit.languages):
+        return problem(400, "text may not contain NUL characters")
+    if has_control(specialist_id, edit.name, *edit.tags, *edit.languages):
+        return problem(400, "text may not contain control characters")
+    name = edit.name.strip()
+    languages = _clean(edit.languages)
+    if not name:
+        return problem(400, "name must be 1 to 64 characters")
+    if not languages:
+        return problem(400, "at least one language")
+    services = services_of(request)
+    # The edit and its audit row commit together: no edit without its trace, and the
+    # "before" is the row this edit replaced, even with two supervisors editing at once.
+    async with services.db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('specialist:' || $1))", specialist_id)
+        before = await profiles.get(conn, specialist_id)
+        profile = await profiles.put(
+            conn,
+            specialist_id,
+            name=name,
+            tags=_clean(edit.tags),
+            languages=languages,
+            max_chats=edit.max_chats,
+        )
+        await audit.record(
+            conn,
+            actor_id=identity.user_id,
+            actor_role=identity.role,
+            actor_name=identity.name,
+            action="edit_profile",
+            target=specialist_id,
+            detail={"before": _profile_values(before), "after": _profile_values(profile)},
+        )
+    await services.poke_matchmaker()
+    online = await services.presence.online_specialists(time.time())
+    return JSONResponse(_profile_json(profile, online))

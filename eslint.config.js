@@ -1,0 +1,39 @@
+// ESLint (flat config) for the pages in chat/static/: browser ES modules, no build step.
+import js from '@eslint/js';
+import globals from 'globals';
+
+// The pages put text into the DOM, never HTML (docs/web.md, Security choices).
+const NO_HTML = [
+  { selector: "MemberExpression[property.name=/^(innerHTML|outerHTML)$/]", message: 'Build DOM with h()/text nodes, never HTML.' },
+  { selector: "CallExpression[callee.property.name=/^(insertAdjacentHTML|write|writeln)$/]", message: 'No HTML strings in the pages.' },
+  { selector: "NewExpression[callee.name='Function']", message: 'The CSP forbids eval; so do we.' },
+];
+
+export default [
+  { ignores: ['node_modules/**', '.venv/**', 'test-artifacts/**'] },
+  js.configs.recommended,
+  {
+    files: ['chat/static/**/*.js'],
+    languageOptions: {
+      ecmaVersion: 2022,
+      sourceType: 'module',
+      globals: { ...globals.browser },
+    },
+    rules: {
+      eqeqeq: ['error', 'always'],
+      'no-var': 'error',
+      'prefer-const': 'error',
+      'no-eval': 'error',
+      'no-implied-eval': 'error',
+      'no-restricted-syntax': ['error', ...NO_HTML],
+      'no-unused-vars': ['error', { args: 'after-used', argsIgnorePattern: '^_' }],
+      'no-shadow': 'error',
+      'no-use-before-define': ['error', { functions: false, classes: true, variables: false }],
+      'max-lines': ['error', { max: 250, skipBlankLines: false, skipComments: false }],
+    },
+  },
+  {
+    files: ['eslint.config.js'],
+    languageOptions: { sourceType: 'module', globals: { ...globals.node } },
+  },
+];
