@@ -30,6 +30,7 @@ from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
+from chat.safety import risk_watch
 from chat.services import Services
 from chat.socket_cap import SocketCap
 from chat.store.appender import Appender
@@ -127,6 +128,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # still be there.
         await services.appender.close()
         await send.settle()
+        await risk_watch.settle()
         await bus.close()
         await close_backends(client, db)
 

@@ -7,14 +7,12 @@ import time
 from datetime import UTC, datetime
 
 from chat import views
+from chat.safety import alerting
 from chat.services import Services
 from chat.store import conversations, profiles, queue
-from chat.store.db import iso
 from chat.store.profiles import Profile
 from chat.store.queue import Request
 from protocol import frames as f
-
-LONG_WAIT_ALERT_S = 300  # a wait this long is a person being let down: tell a human
 
 
 def queue_stats(
@@ -23,7 +21,9 @@ def queue_stats(
     online: set[str],
     active_conversations: int,
     now: datetime,
+    alerts: list[f.Alert],
 ) -> f.QueueStats:
+    """`alerts`: the open ones, from PostgreSQL (chat/safety/alerting.py)."""
     waiting = [r for r in requests if r.state in ("waiting", "offered")]
     waits = {r.id: views.waited_s(r.created_at, now) for r in waiting}
     by_tag: dict[str, f.TagLoad] = {}
@@ -47,17 +47,6 @@ def queue_stats(
             1 for p in specialists if p.id in online and p.status == "away" and p.active_chats < p.max_chats
         ),
     )
-    alerts = [
-        f.Alert(
-            kind="urgent_request" if r.priority == "urgent" else "long_wait",
-            request_id=r.id,
-            at=iso(r.created_at),
-            waited_s=waits[r.id],
-            tags=r.tags,
-        )
-        for r in waiting
-        if r.priority == "urgent" or waits[r.id] >= LONG_WAIT_ALERT_S
-    ]
     return f.QueueStats(
         waiting=len(waiting),
         longest_wait_s=max(waits.values(), default=0),
@@ -74,4 +63,5 @@ async def current_stats(services: Services) -> f.QueueStats:
     specialists = await profiles.list_all(services.db)
     online = await services.presence.online_specialists(time.time())
     active = await conversations.active_count(services.db)
-    return queue_stats(requests, specialists, online, active, datetime.now(UTC))
+    alerts = await alerting.open_alert_frames(services.db)
+    return queue_stats(requests, specialists, online, active, datetime.now(UTC), alerts)

@@ -22,6 +22,7 @@ from chat import views
 from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, failure, may_send
 from chat.metrics import METRICS
+from chat.safety import risk_watch
 from chat.services import Services
 from chat.store import conversations
 from chat.store.conversations import Appended
@@ -141,6 +142,9 @@ def _stored(
                 seq=seq,
                 skip=session if user == session.user_id else None,
             )
+        if session.role == "member":
+            # After the ack and the fan-out, in a later turn of the loop (PRODUCT.md §8).
+            risk_watch.after_member_message(services, frame.conversation_id, seq, frame.body, pair[1])
     except Exception as exc:
         session.push_frame(failure(f.Send, exc, frame.ref))
 

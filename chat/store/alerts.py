@@ -3,7 +3,8 @@ supervisor acknowledges them for every supervisor, and kept across restarts.
 
 An event that several processes may see (an urgent request, the first risk phrase of a
 conversation) is raised with a `once_key`, so it becomes one alert however often it is
-raised. Alerts hold ids, tags, levels and times only: never a note or a message body.
+raised. Alerts hold ids, tags, levels and times, and a flag's note from the specialist
+(for supervisors); never a message body.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Alert(FromRow):
     tags: list[str] | None
     waited_s: int | None
     level: str | None
+    note: str | None
     acked_at: datetime | None
     acked_by_id: str | None
     acked_by_name: str | None
@@ -54,12 +56,13 @@ async def raise_alert(
     tags: list[str] | None = None,
     waited_s: int | None = None,
     level: str | None = None,
+    note: str | None = None,
     once_key: str | None = None,
 ) -> Alert | None:
     """Store a new open alert and return it; None if `once_key` was raised before."""
     row = await db.fetchrow(
-        f"""INSERT INTO alerts (id, kind, request_id, conversation_id, tags, waited_s, level, once_key)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        f"""INSERT INTO alerts (id, kind, request_id, conversation_id, tags, waited_s, level, note, once_key)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             ON CONFLICT (once_key) DO NOTHING
             RETURNING {_ALERT}""",
         uuid.uuid4().hex,
@@ -69,15 +72,27 @@ async def raise_alert(
         tags,
         waited_s,
         level,
+        note,
         once_key,
     )
     return Alert.of(row) if row else None
 
 
+_OPEN = ", ".join(
+    f"a.{c}"
+    if c != "waited_s"
+    # While its request still waits, an alert's wait is the request's wait now.
+    else "COALESCE(floor(extract(epoch FROM now() - r.created_at))::integer, a.waited_s) AS waited_s"
+    for c in _ALERT.split(", ")
+)
+
+
 async def open_alerts(db: Db, limit: int = OPEN_LIMIT) -> list[Alert]:
     """Alerts no supervisor has acknowledged yet, oldest first."""
     rows = await db.fetch(
-        f"SELECT {_ALERT} FROM alerts WHERE acked_at IS NULL ORDER BY at, id LIMIT $1",
+        f"""SELECT {_OPEN} FROM alerts a
+              LEFT JOIN requests r ON r.id = a.request_id AND r.state IN ('waiting', 'offered')
+             WHERE a.acked_at IS NULL ORDER BY a.at, a.id LIMIT $1""",
         limit,
     )
     return [Alert.of(r) for r in rows]

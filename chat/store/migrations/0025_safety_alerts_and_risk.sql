@@ -11,6 +11,8 @@ CREATE TABLE alerts (
     tags            text[],
     waited_s        integer CHECK (waited_s >= 0),
     level           text CHECK (level IN ('concern', 'high')),
+    -- A flag's note from the specialist, for supervisors only (never logged, never to a member).
+    note            text,
     -- The same event raises one alert however many processes see it: e.g. 'urgent_request:<request id>'
     -- or 'risk_message:<conversation id>'. Null for events that may repeat (a second flag).
     once_key        text UNIQUE,
