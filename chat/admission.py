@@ -87,6 +87,7 @@ class Admission:
             METRICS.tokens_refused.inc()
             return Refusal(CloseCode.BAD_TOKEN, "token revoked")
         if not await self._cap.take(identity.role, identity.user_id, session.id):
+            METRICS.over_socket_cap.inc()
             limit = self._settings.max_sockets_per_user
             error = f.Error(
                 code=ErrorCode.TOO_MANY_CONNECTIONS.value,
@@ -113,14 +114,14 @@ class Admission:
         except TokenRejected as exc:
             log.info("refused reauth token: %s", exc)  # the reason only, never the token
             METRICS.tokens_refused.inc()
-            self._expel(held, "token refused")
+            self._expel(held, "token refused", "reauth_refused")
             return
         if (identity.role, identity.user_id) != (held.role, held.sub):
             log.info("refused reauth token: another identity")
-            self._expel(held, "token of another identity")
+            self._expel(held, "token of another identity", "reauth_refused")
             return
         if self.refuses(identity):
-            self._expel(held, "token revoked")
+            self._expel(held, "token revoked", "reauth_refused")
             return
         held.issued_at, held.expires_at = identity.issued_at, identity.expires_at
         self._schedule(held)
@@ -152,9 +153,10 @@ class Admission:
         if held.expires_at > time.time():  # woken early (timers run on the monotonic clock)
             self._schedule(held)
             return
-        self._expel(held, "token expired")
+        self._expel(held, "token expired", "expired")
 
-    def _expel(self, held: _Held, reason: str) -> None:
+    def _expel(self, held: _Held, reason: str, why: str) -> None:
+        METRICS.token_ends.labels(why).inc()
         if held.deadline is not None:
             held.deadline.cancel()
             held.deadline = None
@@ -164,11 +166,16 @@ class Admission:
         for socket_id in list(self._by_identity.get((role, sub), ())):
             held = self._held.get(socket_id)
             if held is not None and held.issued_at <= at:
-                self._expel(held, "token revoked")
+                self._expel(held, "token revoked", "revoked")
 
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self._settings.presence_ttl_s / RENEW_EVERY)
+            # Timers run on the monotonic clock; `exp` is wall-clock time. Should the wall
+            # clock jump ahead, a timer would fire late: this sweep bounds how late.
+            now = time.time()
+            for held in [h for h in self._held.values() if h.expires_at <= now and h.deadline is not None]:
+                self._expel(held, "token expired", "expired")
             leases = [(h.role, h.sub, socket_id) for socket_id, h in self._held.items()]
             try:
                 await self._cap.renew(leases)

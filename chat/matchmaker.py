@@ -24,12 +24,14 @@ from chat import stats as stats_view
 from chat import views
 from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
 from chat.openness import during_long_wait
+from chat.people import member, specialist
 from chat.safety import alerting
 from chat.services import Services
-from chat.store import members, profiles, queue
+from chat.store import conversations, members, profiles, queue
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
+from matching.lifecycle import RequestState
 from matching.model import MatchConfig, Offer, Priority, Request, Specialist, Status
 from protocol import frames as f
 
@@ -221,12 +223,20 @@ class Matchmaker:
         return out
 
     async def _carry_out(self, decisions: Decisions, now: float) -> None:
+        """In the order `Decisions` gives."""
         db, hub = self.s.db, self.s.hub
-        for expired in decisions.expired:
-            await self._close_offer(expired.id, OfferOutcome.EXPIRED)
         for revoked in decisions.revoked:
             if await queue.revoke_offer(db, revoked.id):
-                hub.to_user(revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn"))
+                hub.to_user(
+                    specialist(revoked.specialist_id), f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
+                )
+        for expired in decisions.expired:
+            await self._close_offer(expired.id, OfferOutcome.EXPIRED)
+        for specialist_id in decisions.set_away:
+            if await profiles.set_status(db, specialist_id, "away"):
+                hub.to_user(
+                    specialist(specialist_id), f.AvailabilityChanged(status="away", reason="missed_offers")
+                )
         for decided in decisions.offers:
             request = self._requests_by_id.get(decided.request_id)
             made = None
@@ -241,13 +251,13 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            hub.to_user(made.specialist_id, views.offer_made(request, made, now, self._away))
+            hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now, self._away))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
             if request is not None and estimate is not None:
                 hub.to_user(
-                    request.member_id,
+                    member(request.member_id),
                     f.QueueUpdate(
                         request_id=request_id,
                         position=estimate.position,
@@ -260,7 +270,7 @@ class Matchmaker:
             request = self._requests_by_id.get(estimate.request_id)
             if request is not None:
                 hub.to_user(
-                    request.member_id,
+                    member(request.member_id),
                     f.QueueUpdate(
                         request_id=estimate.request_id,
                         position=estimate.position,
@@ -279,23 +289,24 @@ class Matchmaker:
         return estimate.position, estimate.estimated_wait_s
 
     async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
+        # The store counts the specialist's streak of misses; the engine decided `set_away`
+        # on the same count (it takes the stored one up at the next cycle).
         closed = await queue.close_offer(self.s.db, offer_id, outcome)
         if closed is None:
             return
-        offer, missed = closed
-        self.s.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="expired"))
-        tired = missed >= self.config.missed_offers_before_away
-        if tired and await profiles.set_status(self.s.db, offer.specialist_id, "away"):
-            self.s.hub.to_user(
-                offer.specialist_id, f.AvailabilityChanged(status="away", reason="missed_offers")
-            )
+        offer, _missed = closed
+        self.s.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="expired")
+        )
 
     async def _broadcast(
         self, requests: list[queue.Request], specialists: list[profiles.Profile], online: set[str], now: float
     ) -> None:
         hub = self.s.hub
         now_dt = datetime.fromtimestamp(now, UTC)
-        entries = [views.queue_entry(r, now_dt, self._away) for r in requests if r.state == "waiting"]
+        entries = [
+            views.queue_entry(r, now_dt, self._away) for r in requests if r.state == RequestState.WAITING
+        ]
         same = self._last_queue is not None and [e.request_id for e in entries] == [
             e.request_id for e in self._last_queue
         ]
@@ -308,11 +319,11 @@ class Matchmaker:
             # change only at the next idle re-read, seconds later.
             asyncio.get_running_loop().call_later(wait, self.poke)
             return
-        active = await self.s.db.fetchval("SELECT count(*) FROM conversations WHERE state = 'active'")
+        active = await conversations.active_count(self.s.db)
         # The leader raises long waits (once each) and shows every open alert, from PostgreSQL.
         await alerting.long_waits(self.s.db, requests, now_dt)
         alerts = await alerting.open_alert_frames(self.s.db)
-        current = stats_view.queue_stats(requests, specialists, online, int(active or 0), now_dt, alerts)
+        current = stats_view.queue_stats(requests, specialists, online, active, now_dt, alerts)
         if current != self._last_stats or now - self._last_stats_at > 5:
             self._last_stats, self._last_stats_at = current, now
             await hub.broadcast(STATS_CHANNEL, current)
@@ -344,4 +355,5 @@ class Matchmaker:
             active_chats=p.active_chats,
             status=status,
             idle_since=_epoch(p.idle_since),
+            missed_offers=p.missed_offers,
         )

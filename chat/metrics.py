@@ -38,6 +38,16 @@ class Metrics:
         )
         self.floods = Counter("peerchat_flood_closes", "Sockets closed 4029", registry=r)
         self.slow_consumers = Counter("peerchat_slow_consumer_closes", "Sockets closed 4008", registry=r)
+        # chat/admission.py: why a live socket's right to exist ended, or a new one was refused.
+        self.token_ends = Counter(
+            "peerchat_token_socket_closes",
+            "Sockets closed 4001 after welcome, by why (expired, revoked, reauth_refused)",
+            ["why"],
+            registry=r,
+        )
+        self.over_socket_cap = Counter(
+            "peerchat_socket_cap_refusals", "Sockets refused: too_many_connections, close 4029", registry=r
+        )
         self.bus_reconnects = Counter(
             "peerchat_bus_reconnects", "Redis pub/sub reconnected and caught up from PostgreSQL", registry=r
         )
@@ -52,6 +62,11 @@ class Metrics:
         self.rings_skipped = Counter(
             "peerchat_bus_rings_skipped",
             "Message rings not published: only this process holds the user (docs/decisions.md)",
+            registry=r,
+        )
+        self.rings_unopened = Counter(
+            "peerchat_bus_rings_unopened",
+            "Bus rings dropped because they did not open with this process's key (chat/seal.py)",
             registry=r,
         )
         self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)

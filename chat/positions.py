@@ -15,15 +15,7 @@ async def position_of(services: Services, request: queue.Request) -> tuple[int, 
     estimate = services.queue_position(request.id, time.time())
     if estimate is not None:
         return estimate
-    ahead = await services.db.fetchval(
-        """SELECT count(*) FROM requests WHERE state IN ('waiting', 'offered') AND id <> $1
-             AND (priority = 'urgent' AND $2 = 'normal'
-                  OR priority = $2 AND (created_at, id) < ($3, $1))""",
-        request.id,
-        request.priority,
-        request.created_at,
-    )
-    position = int(ahead or 0) + 1
+    position = await queue.ahead_of(services.db, request) + 1
     # Without the matchmaker's service rates: a conservative ten minutes per chat ahead,
     # spread over the specialists online. The matchmaker's next cycle refines it.
     try:

@@ -1,5 +1,16 @@
-"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue; and
-`current_stats`, that snapshot read now."""
+"""`queue_stats`, the supervisor's picture of load, from one snapshot of the queue (the one
+definition; docs/protocol.md describes it); and `current_stats`, that snapshot read now.
+
+- ``waiting``: open requests (waiting, or on offer to someone); ``longest_wait_s`` the
+  oldest's whole seconds.
+- ``by_tag``: the same two numbers per requested tag; a request counts under each of its
+  tags, an untagged one under ``(none)``.
+- ``specialists``, online ones only: ``busy`` at capacity (active chats ≥ ``max_chats``,
+  pending offers not counted) whatever their status; ``available`` status available with
+  a free slot; ``away`` status away with a free slot.
+- ``alerts``: the open alerts from PostgreSQL, oldest first (chat/safety/alerting.py;
+  docs/safety.md): raised once per event and open until a supervisor acknowledges them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +23,11 @@ from chat.services import Services
 from chat.store import conversations, profiles, queue
 from chat.store.profiles import Profile
 from chat.store.queue import Request
+from matching.lifecycle import REQUEST_TRANSITIONS, RequestState, is_final
 from protocol import frames as f
+
+# Requests still in line: the lifecycle's states a request can leave.
+OPEN_REQUEST_STATES = frozenset(s.value for s in RequestState if not is_final(REQUEST_TRANSITIONS, s))
 
 
 def queue_stats(
@@ -24,7 +39,7 @@ def queue_stats(
     alerts: list[f.Alert],
 ) -> f.QueueStats:
     """`alerts`: the open ones, from PostgreSQL (chat/safety/alerting.py)."""
-    waiting = [r for r in requests if r.state in ("waiting", "offered")]
+    waiting = [r for r in requests if r.state in OPEN_REQUEST_STATES]
     waits = {r.id: views.waited_s(r.created_at, now) for r in waiting}
     by_tag: dict[str, f.TagLoad] = {}
     for r in waiting:

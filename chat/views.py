@@ -7,9 +7,11 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Literal, cast
 
+from chat.people import Person
 from chat.store.conversations import Conversation, StoredMessage
 from chat.store.db import iso
 from chat.store.queue import Offer, Request
+from matching.lifecycle import ConversationState
 from protocol import frames as f
 
 
@@ -33,12 +35,12 @@ def conversation_info(c: Conversation) -> f.ConversationInfo:
     )
 
 
-def summary_for(c: Conversation, user_id: str) -> f.ConversationSummary:
-    if user_id == c.member_id:
+def summary_for(c: Conversation, person: Person) -> f.ConversationSummary:
+    if person == c.member:
         peer = f.Peer(role="specialist", name=c.specialist_name, id=c.specialist_id)
     else:
         peer = f.Peer(role="member", name=c.member_alias)
-    state: Literal["active", "ended"] = "active" if c.state == "active" else "ended"
+    state: Literal["active", "ended"] = "active" if c.state == ConversationState.ACTIVE else "ended"
     return f.ConversationSummary(id=c.id, peer=peer, last_seq=c.last_seq, tags=c.tags, state=state)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from matching.model import Offer, Priority
+from matching.model import Offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,18 +14,6 @@ class QueueEstimate:
     request_id: str
     position: int
     estimated_wait_s: int
-
-
-@dataclass(frozen=True, slots=True)
-class WaitingRequest:
-    """One line of the manual-pick ``queue`` frame."""
-
-    request_id: str
-    tags: frozenset[str]
-    language: str | None
-    waited_s: int
-    priority: Priority
-    offered: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from matching.decisions import NO_DECISIONS, Decisions, QueueEstimate, WaitingRequest
+from matching.decisions import NO_DECISIONS, Decisions, QueueEstimate
 from matching.estimate import ServiceRates, estimated_wait_s, shown_wait_s
 from matching.lifecycle import (
     OFFER_TRANSITIONS,
@@ -41,7 +41,6 @@ from matching.model import (
     Status,
     queue_key,
 )
-from matching.stats import QueueStats, queue_stats
 
 Key = tuple[int, float, str]
 # Where requests wait and where specialists with room are found, by what they match:
@@ -291,57 +290,6 @@ class Engine:
             return None
         return self._estimate(request_id, now)
 
-    def waiting(
-        self, now: float, languages: Iterable[str] | None = None, limit: int | None = None
-    ) -> list[WaitingRequest]:
-        """Waiting requests in queue order, for the manual-pick ``queue`` frame.
-
-        ``languages`` keeps only requests a speaker of those languages may claim.
-        O(n): call it when a watcher needs it, not per event.
-        """
-        spoken = None if languages is None else frozenset(languages)
-        out: list[WaitingRequest] = []
-        for key in self._queue:
-            r = self._requests[key[2]]
-            if spoken is not None and r.language is not None and r.language not in spoken:
-                continue
-            out.append(
-                WaitingRequest(
-                    request_id=r.id,
-                    tags=r.tags,
-                    language=r.language,
-                    waited_s=max(0, int(now - r.created_at)),
-                    priority=r.priority,
-                    offered=r.id in self._offer_for,
-                )
-            )
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-
-    def can_claim(self, request_id: str, specialist_id: str) -> bool:
-        """Whether a hand claim may go ahead: the request waits, the specialist has a
-        free slot (pending offers do not count; the newest is revoked if needed), speaks
-        the language and is not avoided. The database has the last word."""
-        r = self._requests.get(request_id)
-        s = self._specialists.get(specialist_id)
-        if r is None or s is None or s.status is Status.OFFLINE:
-            return False
-        language_ok = r.language is None or r.language in s.languages
-        # The urgent-load cap does not apply to a hand claim (PRODUCT.md §8); wrap-up does.
-        wrapping_up = s.wrap_up_until > self._clock
-        return language_ok and s.active_chats < s.max_chats and s.id not in r.avoid and not wrapping_up
-
-    def queue_stats(self, now: float, active_conversations: int) -> QueueStats:
-        """Supervisor view of the current snapshot (O(n); coalesce calls)."""
-        return queue_stats(
-            self._requests.values(),
-            self._specialists.values(),
-            active_conversations,
-            now,
-            pending_offers={sid: len(held) for sid, held in self._offers_held.items()},
-        )
-
     @property
     def requests(self) -> Mapping[str, Request]:
         """Waiting requests (offered or not), with the engine's ``avoid`` sets."""
@@ -355,10 +303,6 @@ class Engine:
     def offers(self) -> Mapping[str, Offer]:
         """Pending offers by id."""
         return MappingProxyType(self._offers)
-
-    def pending_offer_for(self, request_id: str) -> Offer | None:
-        offer_id = self._offer_for.get(request_id)
-        return None if offer_id is None else self._offers[offer_id]
 
     # ------------------------------------------------------------- internals
 
@@ -381,7 +325,8 @@ class Engine:
             if kind == _RELAX:
                 self._relax(request_id, out)
             elif request_id in self._preference_open:
-                holder = self.pending_offer_for(request_id)
+                held = self._offer_for.get(request_id)
+                holder = None if held is None else self._offers[held]
                 preferred = self._requests[request_id].prefer_specialist
                 # While the preferred specialist holds the offer, their answer decides.
                 if holder is None or holder.specialist_id != preferred:
@@ -705,6 +650,10 @@ class Engine:
 
     def _set_specialist(self, s: Specialist, now: float, out: _Out) -> None:
         old = self._specialists.get(s.id)
+        if old is None or s.missed_offers != old.missed_offers:
+            # The stored streak moved (an expiry carried out, a reply, back to available):
+            # it is the one that survives a new leader or a reload, so it wins.
+            self._missed[s.id] = s.missed_offers
         if old is not None:
             if s.active_chats < old.active_chats:
                 self._rates.completed(_pools(old), now, old.active_chats - s.active_chats)

@@ -49,6 +49,8 @@ class Specialist:
     ``active_chats`` counts active conversations only; pending offers are counted by the
     engine, which knows them. ``idle_since`` is when they were last assigned a
     conversation (or came on shift): the longest idle is preferred among equals.
+    ``missed_offers`` is the stored streak of offers let expire in a row (PostgreSQL's,
+    which outlives a leader and a reload); the engine takes it up whenever it changes.
     ``urgent_chats`` counts their active conversations that are urgent or at high risk
     (PRODUCT.md §8, the urgent-load cap); ``wrap_up_until`` is when their wrap-up after a
     conversation ends (no offers until then; 0 for none).
@@ -61,6 +63,7 @@ class Specialist:
     active_chats: int
     status: Status
     idle_since: float
+    missed_offers: int = 0
     urgent_chats: int = 0
     wrap_up_until: float = 0.0
 

@@ -1,8 +1,9 @@
-"""Ending a conversation, and telling every device of both participants."""
+"""Ending a conversation, and telling every device of both participants; the one builder of
+`conversation_ended`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from msgspec.structs import replace
 
@@ -13,6 +14,17 @@ from protocol import frames as f
 from protocol.codec import encode
 
 EndedBy = Literal["member", "specialist", "supervisor", "system"]
+
+
+def ended_frame(conversation_id: str, by: EndedBy, reason: str) -> f.ConversationEnded:
+    return f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)
+
+
+def ended_outbound(c: conversations.Conversation) -> Outbound:
+    """A stored conversation's end, for a socket that missed it (a resume, a repair)."""
+    by = cast(EndedBy, c.ended_by or "system")
+    frame = ended_frame(c.id, by, c.end_reason or "ended")
+    return Outbound(encode(frame), c.id, None, ends_conversation=True)
 
 
 async def end_conversation(
@@ -29,10 +41,12 @@ async def end_conversation(
     ended = await conversations.end(services.db, conversation_id, by=by, reason=reason)
     if ended is None:
         return None
-    frame = f.ConversationEnded(conversation_id=conversation_id, by=by, reason=reason)
+    frame = ended_frame(conversation_id, by, reason)
     if asked is not None:
         asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
-    for user in (ended.member_id, ended.specialist_id):
-        services.hub.to_user(user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked)
+    for person in ended.participants:
+        services.hub.to_user(
+            person, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
+        )
     await services.poke_matchmaker()
     return ended

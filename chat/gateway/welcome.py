@@ -9,14 +9,15 @@ from typing import Literal
 from msgspec import structs
 
 from chat import positions, views
-from chat.gateway.session import CatchUp, Outbound, Session
+from chat.delivery import ended
+from chat.gateway.session import CatchUp, Session
 from chat.openness import alternatives_for, openness
 from chat.privacy import access
 from chat.services import Services
 from chat.store import conversations, members, profiles, queue
 from chat.store.db import iso
+from matching.lifecycle import ConversationState
 from protocol import frames as f
-from protocol.codec import encode
 
 RESUME_ENDED_WITHIN_S = 24 * 3600
 
@@ -48,18 +49,18 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                     estimated_wait_s=wait,
                 )
             )
-    mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    mine = await conversations.of_person(db, session.person, ended_within_s=RESUME_ENDED_WITHIN_S)
     # A resume of a conversation the user may no longer read (a specialist past the access
     # window) is ignored, as one they never took part in.
     at, windows = datetime.now(UTC), access.windows_of(services.settings)
     mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
     for c in mine:
-        services.participants[c.id] = (c.member_id, c.specialist_id)
-    active = [c for c in mine if c.state == "active"]
+        services.participants[c.id] = c.participants
+    active = [c for c in mine if c.state == ConversationState.ACTIVE]
     state = openness(services.settings)
     past_peers = None
     alternatives = None
-    summaries = [views.summary_for(c, user_id) for c in active]
+    summaries = [views.summary_for(c, session.person) for c in active]
     if active:
         peer_role = "specialist" if session.role == "member" else "member"
         read = await members.read_positions(db, [c.id for c in active], peer_role)
@@ -102,17 +103,8 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
             # Everything after the client's last seq, then live messages, gap-free.
             session.seen[c.id] = min(resume[c.id], c.last_seq)
             session.push(CatchUp(c.id))
-            if c.state == "ended":
+            if c.state == ConversationState.ENDED:
                 # It ended while this device was away: say so after its last messages.
-                session.push(ended_outbound(c))
-        elif c.state == "active":
+                session.push(ended.ended_outbound(c))
+        elif c.state == ConversationState.ACTIVE:
             session.seen[c.id] = c.last_seq
-
-
-def ended_outbound(c: conversations.Conversation) -> Outbound:
-    frame = f.ConversationEnded(
-        conversation_id=c.id,
-        by=c.ended_by or "system",  # type: ignore[arg-type]
-        reason=c.end_reason or "ended",
-    )
-    return Outbound(encode(frame), c.id, None, ends_conversation=True)

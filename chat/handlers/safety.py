@@ -31,9 +31,7 @@ async def on_flag(services: Services, session: Session, frame: f.Flag) -> None:
     if frame.level == "high":
         await risk_watch.mark_high(services, conv.id, level="high")
     session.push_frame(f.Flagged(conversation_id=conv.id, alert_id=raised.id, ref=frame.ref))
-    services.hub.to_user(
-        session.user_id, f.Flagged(conversation_id=conv.id, alert_id=raised.id), skip=session
-    )
+    services.hub.to_user(session.person, f.Flagged(conversation_id=conv.id, alert_id=raised.id), skip=session)
     await services.poke_matchmaker()
 
 

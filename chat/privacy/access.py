@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from chat.config import Settings
+from matching.lifecycle import ConversationState
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,7 @@ def may_read(role: str, state: str, ended_at: datetime | None, now: datetime, wi
     it; a supervisor's read is governed by the audit (a reason), not by these windows."""
     if role == "supervisor":
         return True
-    if state == "active" or ended_at is None:
+    if state == ConversationState.ACTIVE or ended_at is None:
         return True
     if role == "specialist":
         return now - ended_at <= timedelta(hours=windows.specialist_access_h)

@@ -15,6 +15,7 @@ import logging
 import time
 
 from chat.metrics import METRICS
+from chat.people import Person
 from chat.safety import alerting
 from chat.services import Services
 from chat.store import alerts
@@ -35,12 +36,12 @@ RETRIES = 5
 
 
 def after_member_message(
-    services: Services, conversation_id: str, seq: int, body: str, specialist_id: str
+    services: Services, conversation_id: str, seq: int, body: str, specialist: Person
 ) -> None:
     """Schedule the check of a committed member message; returns at once."""
     if conversation_id in _KNOWN_HIGH:
         return
-    asyncio.get_running_loop().call_soon(_check, services, conversation_id, seq, body, specialist_id)
+    asyncio.get_running_loop().call_soon(_check, services, conversation_id, seq, body, specialist)
 
 
 def known_high(conversation_id: str) -> None:
@@ -49,18 +50,18 @@ def known_high(conversation_id: str) -> None:
     _KNOWN_HIGH.add(conversation_id)
 
 
-def _check(services: Services, conversation_id: str, seq: int, body: str, specialist_id: str) -> None:
+def _check(services: Services, conversation_id: str, seq: int, body: str, specialist: Person) -> None:
     started = time.perf_counter()
     hit = RISK.matches(body)
     METRICS.risk_checks_seconds.observe(time.perf_counter() - started)
     if not hit or conversation_id in _KNOWN_HIGH:
         return
-    task = asyncio.get_running_loop().create_task(_mark(services, conversation_id, seq, specialist_id))
+    task = asyncio.get_running_loop().create_task(_mark(services, conversation_id, seq, specialist))
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
 
 
-async def _mark(services: Services, conversation_id: str, seq: int, specialist_id: str) -> None:
+async def _mark(services: Services, conversation_id: str, seq: int, specialist: Person) -> None:
     for attempt in range(RETRIES):
         try:
             first = await mark_high(services, conversation_id, level="high")
@@ -74,7 +75,7 @@ async def _mark(services: Services, conversation_id: str, seq: int, specialist_i
         return
     if first:
         log.warning("conversation %s marked risk high by a member message", conversation_id[:8])
-        services.hub.to_user(specialist_id, f.Risk(conversation_id=conversation_id, level="high", seq=seq))
+        services.hub.to_user(specialist, f.Risk(conversation_id=conversation_id, level="high", seq=seq))
         await services.poke_matchmaker()
 
 

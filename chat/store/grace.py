@@ -14,6 +14,7 @@ import asyncpg
 from chat.store.conversations import Conversation, end_in
 from chat.store.db import Db
 from chat.store.queue import _REQ, Request, new_id
+from chat.store.states import CONVERSATION_ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,8 @@ class PeerGone:
 async def specialists_in_conversation(db: Db) -> dict[str, list[tuple[str, str]]]:
     """Specialist id → (conversation id, member id) of each of their active conversations."""
     rows = await db.fetch(
-        "SELECT id, member_id, specialist_id FROM conversations WHERE state = 'active' ORDER BY id"
+        f"""SELECT id, member_id, specialist_id FROM conversations
+            WHERE state = {CONVERSATION_ACTIVE} ORDER BY id"""
     )
     found: dict[str, list[tuple[str, str]]] = {}
     for row in rows:

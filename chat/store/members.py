@@ -10,7 +10,7 @@ import asyncpg
 
 from chat.store.db import Db, FromRow
 from chat.store.queue import _OFFER, IN_LINE, Offer
-from chat.store.states import OFFER_REVOKED, REQUEST_CANCELLED
+from chat.store.states import CONVERSATION_ACTIVE, OFFER_REVOKED, REQUEST_CANCELLED
 
 ABANDONED = "abandoned"
 
@@ -115,7 +115,7 @@ async def members_at_stake(db: Db) -> dict[str, Stake]:
     for row in await db.fetch(f"SELECT member_id, id FROM requests WHERE state IN {IN_LINE}"):
         found.setdefault(row["member_id"], Stake([], [])).requests.append(row["id"])
     for row in await db.fetch(
-        "SELECT member_id, id, specialist_id FROM conversations WHERE state = 'active'"
+        f"SELECT member_id, id, specialist_id FROM conversations WHERE state = {CONVERSATION_ACTIVE}"
     ):
         found.setdefault(row["member_id"], Stake([], [])).conversations.append(
             (row["id"], row["specialist_id"])

@@ -18,6 +18,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chat.store.db import Db
+from chat.store.queue import IN_LINE
+from chat.store.states import CONVERSATION_ACTIVE
 
 # A connection (not a pool): these functions open transactions or cursors on it.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -165,13 +167,13 @@ class Erasure:
     """What `erase_member` found: nothing at all makes a second erasure a no-op. `busy`:
     an open request or an active conversation appeared meanwhile; end it and call again."""
 
-    conversations: int
+    rows: int  # conversations, requests and feedback rows that named the member
     messages: int
     busy: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.conversations or self.messages)
+        return not (self.rows or self.messages)
 
 
 async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure:
@@ -182,9 +184,9 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
     another device), nothing is changed and `busy` is returned."""
     async with conn.transaction():
         open_ = await conn.fetchval(
-            """SELECT (SELECT count(*) FROM conversations WHERE member_id = $1 AND state = 'active')
-                    + (SELECT count(*) FROM requests
-                        WHERE member_id = $1 AND state IN ('waiting', 'offered'))""",
+            f"""SELECT (SELECT count(*) FROM conversations
+                        WHERE member_id = $1 AND state = {CONVERSATION_ACTIVE})
+                    + (SELECT count(*) FROM requests WHERE member_id = $1 AND state IN {IN_LINE})""",
             member_id,
         )
         if open_:
@@ -205,7 +207,7 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
                    VALUES ('', 'member', 'a member', 'erase', NULL, $1)""",
                 audit_reason,
             )
-    return Erasure(conversations=touched, messages=messages)
+    return Erasure(rows=touched, messages=messages)
 
 
 async def forget_leftovers(db: Db, member_id: str) -> None:

@@ -16,6 +16,7 @@ import asyncpg
 
 from chat.store.db import Db, FromRow
 from chat.store.states import (
+    CONVERSATION_ACTIVE,
     OFFER_ACCEPTED,
     OFFER_REVOKED,
     REQUEST_ASSIGNED,
@@ -80,7 +81,7 @@ async def create_request(
 ) -> Request:
     async with db.acquire() as conn, conn.transaction():
         busy = await conn.fetchval(
-            "SELECT 1 FROM conversations WHERE member_id = $1 AND state = 'active'", member_id
+            f"SELECT 1 FROM conversations WHERE member_id = $1 AND state = {CONVERSATION_ACTIVE}", member_id
         )
         if busy:
             raise AlreadyOpen
@@ -392,3 +393,16 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
         specialist_name=spec["name"],
         revoked=[Offer.of(r) for r in revoked],
     )
+
+
+async def ahead_of(db: Db, request: Request) -> int:
+    """Requests in line before this one: urgent before normal, then oldest first."""
+    ahead = await db.fetchval(
+        f"""SELECT count(*) FROM requests WHERE state IN {IN_LINE} AND id <> $1
+             AND (priority = 'urgent' AND $2 = 'normal'
+                  OR priority = $2 AND (created_at, id) < ($3, $1))""",
+        request.id,
+        request.priority,
+        request.created_at,
+    )
+    return int(ahead or 0)

@@ -17,6 +17,7 @@ from matching.lifecycle import (
     OFFER_TRANSITIONS,
     REQUEST_TRANSITIONS,
     ConversationEvent,
+    ConversationState,
     OfferEvent,
     RequestEvent,
     Transitions,
@@ -63,3 +64,5 @@ OFFER_DECLINED = move(OFFER_TRANSITIONS, OfferEvent.DECLINE)
 OFFER_EXPIRED = move(OFFER_TRANSITIONS, OfferEvent.EXPIRE)
 OFFER_REVOKED = move(OFFER_TRANSITIONS, OfferEvent.REVOKE)
 CONVERSATION_ENDED = move(CONVERSATION_TRANSITIONS, ConversationEvent.END)
+# The one state a conversation is open in, as an SQL literal ('active').
+CONVERSATION_ACTIVE = _literal(ConversationState.ACTIVE)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
+from chat.safety import alerting
+from chat.safety.alerting import LONG_WAIT_ALERT_S
 from chat.store import alerts, conversations, profiles, queue
 from chat.store.alerts import Acked, AlertKind
 from chat.store.conversation_list import list_conversations
@@ -91,3 +94,31 @@ async def test_conversation_list_filters_and_pages_newest_first(db: Pool) -> Non
     older = await list_conversations(db, limit=2, before=ids[3])
     assert [c.id for c in older or []] == [ids[2], ids[1]]
     assert await list_conversations(db, before="unknown") is None
+
+
+async def test_long_waits_raise_one_alert_each_and_a_waiting_request_shows_its_wait_now(db: Pool) -> None:
+    await profiles.put(db, "s1", name="Sam", tags=[], languages=["en"], max_chats=20)
+    made = [
+        await queue.create_request(
+            db,
+            member_id=f"m{i}",
+            member_alias="a",
+            tags=["grief"],
+            language=None,
+            note=None,
+            priority="normal",
+            prefer_specialist=None,
+        )
+        for i in range(2)
+    ]
+    now = made[0].created_at + timedelta(seconds=LONG_WAIT_ALERT_S - 1)
+    await alerting.long_waits(db, made, now)
+    assert await alerts.open_alerts(db) == []
+    later = datetime.now(UTC) + timedelta(seconds=LONG_WAIT_ALERT_S)
+    for _ in range(3):
+        await alerting.long_waits(db, made, later)
+    opened = await alerts.open_alerts(db)
+    assert sorted(a.request_id or "" for a in opened) == sorted(r.id for r in made)
+    assert {a.kind for a in opened} == {"long_wait"}
+    # Shown with the wait PostgreSQL measures now (the request still waits), not a stale one.
+    assert all(a.waited_s is not None and 0 <= a.waited_s < 60 for a in opened)

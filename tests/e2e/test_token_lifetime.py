@@ -35,6 +35,13 @@ def _raw_token(claims: dict[str, Any]) -> str:
     return jwt.encode(body, JWT_SECRET, algorithm="HS256")
 
 
+async def _metric(live: LiveService, line_start: str) -> float:
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        text = (await http.get("/metrics")).text
+    found = [line for line in text.splitlines() if line.startswith(line_start)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
 async def _http_status(live: LiveService, tok: str) -> int:
     async with httpx.AsyncClient(base_url=live.http) as http:
         r = await http.get("/api/crisis-resources")  # open to all: proves the server answers
@@ -120,6 +127,7 @@ async def test_the_socket_closes_at_exp(live: LiveService) -> None:
     assert (await other.call({"type": "history", "conversation_id": "c-none"}, "history"))["type"] == "error"
     assert (await until_closed(live, hello(short))).code == 4001
     assert await _http_status(live, short) == 401
+    assert await _metric(live, 'peerchat_token_socket_closes_total{why="expired"}') == 1
     await other.close()
     assert_clean_log(live, short)
 
@@ -266,6 +274,7 @@ async def test_the_socket_cap_holds_across_processes_and_recovers(
         assert refused.code == 4029
         assert [f["type"] for f in refused.frames] == ["error"]
         assert refused.frames[0]["code"] == "too_many_connections"
+    assert await _metric(a, "peerchat_socket_cap_refusals_total") == 1
     # Another person (same sub, other role) is counted apart.
     other, _ = await Client.connect(b.ws, token("specialist", "acct-cap"))
     # The counts are keyed by a keyed HMAC of (role, sub): two keys, neither naming the account.

@@ -160,6 +160,18 @@ class Driver:
         self.now += seconds
         return self._apply(self.engine.tick(self.now))
 
+    def may_claim(self, rid: str, sid: str) -> bool:
+        """A hand claim this "database" would allow: the request waits; the specialist is
+        online with a free slot (pending offers do not count), speaks its language and is not
+        in its avoid set; not in wrap-up. The urgent-load cap does not apply to a hand claim
+        (PRODUCT.md §8)."""
+        r, s = self.requests.get(rid), self.specialists.get(sid)
+        if r is None or s is None or s.status is Status.OFFLINE:
+            return False
+        language_ok = r.language is None or r.language in s.languages
+        wrapping_up = s.wrap_up_until > self.now
+        return language_ok and s.active_chats < s.max_chats and s.id not in r.avoid and not wrapping_up
+
     def pending_for(self, rid: str) -> Offer | None:
         return next((o for o in self.offers.values() if o.request_id == rid), None)
 

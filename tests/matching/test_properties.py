@@ -84,7 +84,7 @@ def run(
             d.accept(oid) if kind == "accept" else d.decline(oid)
         elif kind == "claim":
             rid, sid = _pick(sorted(d.requests), a), _pick(sids, b)
-            if rid and sid and d.engine.can_claim(rid, sid):
+            if rid and sid and d.may_claim(rid, sid):
                 d.claim(rid, sid)
         elif kind == "end" and (sid := _pick(sids, a)) and d.specialists[sid].active_chats:
             # Sometimes an urgent one, sometimes followed by a wrap-up (PRODUCT.md §8).
