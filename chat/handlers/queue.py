@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from msgspec import structs
 
 from chat import positions, views
+from chat.delivery.hub import QUEUE_CHANNEL
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, error, handles
 from chat.openness import alternatives_for, openness
@@ -91,7 +92,7 @@ async def on_queue_watch(services: Services, session: Session, frame: f.QueueWat
     now = datetime.now(UTC)
     waiting = [r for r in await queue.open_requests(services.db) if r.state == RequestState.WAITING]
     if not services.hub.queue_watchers:
-        await services.bus.subscribe("pc:queue")
+        await services.bus.subscribe(QUEUE_CHANNEL)
     services.hub.queue_watchers.add(session)
     away = await members.away_since(services.db, [r.member_id for r in waiting])
     session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))
