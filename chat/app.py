@@ -32,6 +32,7 @@ from chat.presence_redis import RedisPresence
 from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
+from chat.safety import risk_watch
 from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.socket_cap import SocketCap
@@ -131,6 +132,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # still be there.
         await services.appender.close()
         await send.settle()
+        await risk_watch.settle()
         await bus.close()
         await close_backends(client, db)
 
