@@ -25,6 +25,7 @@ from chat import views
 from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
 from chat.openness import during_long_wait
 from chat.people import member, specialist
+from chat.safety import alerting
 from chat.services import Services
 from chat.store import conversations, members, profiles, queue
 from chat.store.queue import OfferOutcome
@@ -319,7 +320,10 @@ class Matchmaker:
             asyncio.get_running_loop().call_later(wait, self.poke)
             return
         active = await conversations.active_count(self.s.db)
-        current = stats_view.queue_stats(requests, specialists, online, active, now_dt)
+        # The leader raises long waits (once each) and shows every open alert, from PostgreSQL.
+        await alerting.long_waits(self.s.db, requests, now_dt)
+        alerts = await alerting.open_alert_frames(self.s.db)
+        current = stats_view.queue_stats(requests, specialists, online, active, now_dt, alerts)
         if current != self._last_stats or now - self._last_stats_at > 5:
             self._last_stats, self._last_stats_at = current, now
             await hub.broadcast(STATS_CHANNEL, current)
