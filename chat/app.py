@@ -49,6 +49,7 @@ from chat.web import (
     conversations,
     crisis,
     dev,
+    feedback,
     health,
     me,
     revocations,
@@ -159,6 +160,9 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/api/specialists", specialists.list_specialists, methods=["GET"]),
             Route("/api/specialists/me", specialists.my_profile, methods=["GET"]),
             Route("/api/specialists/{specialist_id}", specialists.put_specialist, methods=["PUT"]),
+            Route(
+                "/api/specialists/{specialist_id}/status", specialists.put_specialist_status, methods=["PUT"]
+            ),
             Route("/api/stats", stats.stats, methods=["GET"]),
             Route("/api/stats/history", stats.stats_history, methods=["GET"]),
             Route(
@@ -168,6 +172,8 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
             Route("/api/conversations", conversations.list_conversations, methods=["GET"]),
+            Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
+            Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),

@@ -30,6 +30,18 @@ from protocol import frames as f
 OPEN_REQUEST_STATES = frozenset(s.value for s in RequestState if not is_final(REQUEST_TRANSITIONS, s))
 
 
+def roster_state(profile: Profile, online: set[str]) -> str:
+    """A specialist's state on the supervisor's roster, and what `queue_stats.specialists`
+    counts (the one definition of both): `offline` when no device of theirs is online;
+    `busy` when online and at capacity (active chats >= `max_chats`; pending offers do not
+    count) whatever their status; otherwise their status, `available` or `away`."""
+    if profile.id not in online:
+        return "offline"
+    if profile.active_chats >= profile.max_chats:
+        return "busy"
+    return "away" if profile.status == "away" else "available"
+
+
 def queue_stats(
     requests: list[Request],
     specialists: list[Profile],
@@ -50,17 +62,9 @@ def queue_stats(
                 waiting=(load.waiting if load else 0) + 1,
                 longest_wait_s=max(load.longest_wait_s if load else 0, wait),
             )
+    states = [roster_state(p, online) for p in specialists]
     counts = f.SpecialistCounts(
-        # Busy: online and at capacity, whatever their status; available: could take one more.
-        available=sum(
-            1
-            for p in specialists
-            if p.id in online and p.status == "available" and p.active_chats < p.max_chats
-        ),
-        busy=sum(1 for p in specialists if p.id in online and p.active_chats >= p.max_chats),
-        away=sum(
-            1 for p in specialists if p.id in online and p.status == "away" and p.active_chats < p.max_chats
-        ),
+        available=states.count("available"), busy=states.count("busy"), away=states.count("away")
     )
     return f.QueueStats(
         waiting=len(waiting),
