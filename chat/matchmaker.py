@@ -27,8 +27,9 @@ from chat import views
 from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
 from chat.openness import during_long_wait
 from chat.people import member, specialist
+from chat.safety import alerting
 from chat.services import Services
-from chat.store import conversations, members, profiles, queue
+from chat.store import conversation_list, conversations, members, profiles, queue
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
@@ -64,6 +65,7 @@ class Matchmaker:
             offer_timeout_s=settings.offer_timeout_s,
             relax_after_s=settings.relax_after_s,
             prefer_window_s=settings.prefer_window_s,
+            max_urgent_per_specialist=settings.max_urgent_per_specialist,
         )
         self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
         self._needs_load = True
@@ -165,6 +167,7 @@ class Matchmaker:
             specialists = await profiles.list_all(conn)
             pending = await queue.pending_offers(conn)
             self._away = set(await members.away_since(conn))
+            urgent = await conversation_list.urgent_chats_by_specialist(conn)
         try:
             online = await self.s.presence.online_specialists(now)
             self._last_online = online
@@ -173,7 +176,7 @@ class Matchmaker:
             # the queue; offers to someone who left simply expire.
             online = self._last_online
         snap_requests = {r.id: self._request(r) for r in requests}
-        snap_specs = {p.id: self._specialist(p, online) for p in specialists}
+        snap_specs = {p.id: self._specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
         snap_offers = {
             o.id: Offer(o.id, o.request_id, o.specialist_id, _epoch(o.created_at), _epoch(o.expires_at))
             for o in pending
@@ -321,7 +324,10 @@ class Matchmaker:
             asyncio.get_running_loop().call_later(wait, self.poke)
             return
         active = await conversations.active_count(self.s.db)
-        current = stats_view.queue_stats(requests, specialists, online, active, now_dt)
+        # The leader raises long waits (once each) and shows every open alert, from PostgreSQL.
+        await alerting.long_waits(self.s.db, requests, now_dt)
+        alerts = await alerting.open_alert_frames(self.s.db)
+        current = stats_view.queue_stats(requests, specialists, online, active, now_dt, alerts)
         if current != self._last_stats or now - self._last_stats_at > 5:
             self._last_stats, self._last_stats_at = current, now
             await hub.broadcast(STATS_CHANNEL, current)
@@ -340,7 +346,7 @@ class Matchmaker:
         )
 
     @staticmethod
-    def _specialist(p: profiles.Profile, online: set[str]) -> Specialist:
+    def _specialist(p: profiles.Profile, online: set[str], urgent_chats: int) -> Specialist:
         if p.id not in online:
             status = Status.OFFLINE
         else:
@@ -354,4 +360,5 @@ class Matchmaker:
             status=status,
             idle_since=_epoch(p.idle_since),
             missed_offers=p.missed_offers,
+            urgent_chats=urgent_chats,
         )

@@ -13,9 +13,11 @@ from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, error, handles
 from chat.openness import alternatives_for, openness
 from chat.people import specialist
+from chat.safety import alerting
 from chat.services import Services
 from chat.store import members, queue
 from matching.lifecycle import RequestState
+from matching.model import CRISIS_TAG
 from matching.risk import default_phrases
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -34,7 +36,8 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
         session.push_frame(structs.replace(refusal, opens_at=state.opens_at, alternatives=alternatives))
         return
     tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
-    urgent = RISK.matches(frame.note or "")
+    # A risk phrase in the note, or the member saying they are in crisis (PRODUCT.md §8).
+    urgent = CRISIS_TAG in tags or RISK.matches(frame.note or "")
     try:
         request = await queue.create_request(
             services.db,
@@ -49,6 +52,7 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     except queue.AlreadyOpen:
         raise Refuse(ErrorCode.INVALID_STATE, "you already have an open request or conversation") from None
     if urgent:
+        await alerting.urgent_request(services.db, request)
         log.warning("urgent request %s queued: supervisors alerted", request.id[:8])
     position, wait = await positions.position_of(services, request)
     reply = f.Queued(

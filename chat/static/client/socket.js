@@ -5,17 +5,17 @@
 // conversations.js.
 
 import { CloseCode } from '../codes.js';
+import { reconnectDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { Reauth } from './reauth.js';
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 30000;
 const WELCOME_TIMEOUT_MS = 15000;
 const MAX_REFS = 500;
 // Our own close code for a socket that never got its `welcome` (never sent by the server).
 const CLOSE_NO_WELCOME = 4000;
 
-/** @typedef {{type: string, ref?: string, [field: string]: any}} Frame */
+/** @typedef {import('./events.js').Frame} Frame */
+/** @typedef {import('./events.js').ClientEvents} ClientEvents */
 
 export function socketUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -27,6 +27,7 @@ export function socketUrl() {
  * auth_failed (close 4001: the page needs a new token), forbidden (close 4003); the frames
  * themselves are handed to handle(), which subclasses extend.
  */
+/** @extends {Emitter<ClientEvents>} */
 export class SocketClient extends Emitter {
   /**
    * @param {string} token
@@ -151,18 +152,7 @@ export class SocketClient extends Emitter {
   /** @param {number} code */
   scheduleReconnect(code) {
     if (this.timer || this.stopped) return;
-    let delay;
-    if (navigator.onLine === false) {
-      // No network: every try would fail (and log an error). The `online` event reconnects
-      // at once; the slow retry only covers a browser whose onLine flag is wrong.
-      delay = BACKOFF_CAP_MS;
-    } else if (code === CloseCode.SERVER_RESTARTING) {
-      delay = Math.random() * 1000; // restart: go at once, spread over a second
-    } else {
-      // Exponential back-off with "equal jitter": half fixed, half random.
-      const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-      delay = ceiling / 2 + Math.random() * (ceiling / 2);
-    }
+    const delay = reconnectDelay({ attempt: this.attempt, code, online: navigator.onLine !== false });
     this.attempt += 1;
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -201,7 +191,11 @@ export class SocketClient extends Emitter {
     this.send(frame);
   }
 
-  /** @param {Frame} frame */
+  /**
+   * A frame from the server, as parsed: the server's frames obey docs/protocol.schema.json,
+   * so from here on each is typed by its `type` (ClientEvents).
+   * @param {any} frame
+   */
   receive(frame) {
     const request = frame.ref ? this.refs.get(frame.ref) : undefined;
     if (frame.ref) this.refs.delete(frame.ref);
@@ -218,7 +212,7 @@ export class SocketClient extends Emitter {
 
   /**
    * One server frame; the base class hands every frame to its listeners by type (and '*').
-   * @param {Frame} frame
+   * @param {any} frame a server frame
    * @param {Frame | undefined} request the client frame whose ref it carries
    */
   handle(frame, request) {
