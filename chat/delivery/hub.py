@@ -2,7 +2,8 @@
 
 `to_user()` delivers to the user's sockets here at once and rings the user's channel for
 the others; a process ignores its own rings. Each ring carries the encoded frame with a
-small header (origin, conversation, seq) so receivers need not parse it. A ring lost
+small header (origin, conversation, seq) so receivers need not parse it
+(chat/delivery/doorbell.py). A ring lost
 while Redis is down is repaired by sequence: the next message, a resume, or the catch-up
 that follows a bus reconnect reads what is missing from PostgreSQL.
 
@@ -26,6 +27,8 @@ import uuid
 from collections import defaultdict, deque
 
 from chat.bus import Bus
+from chat.delivery import doorbell
+from chat.delivery.doorbell import Mark
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from protocol.codec import encode
@@ -48,36 +51,6 @@ REPLAY_MAX = 32
 
 def user_channel(user_id: str) -> str:
     return f"pc:user:{user_id}"
-
-
-def _header(origin: str, out: Outbound) -> bytes:
-    conv = out.conversation_id or ""
-    seq = "" if out.seq is None else str(out.seq)
-    mark = "1" if out.starts_conversation else "2" if out.ends_conversation else ""
-    return f"{origin}|{conv}|{seq}|{mark}\n".encode()
-
-
-def _join(origin: str) -> bytes:
-    return f"{origin}|||J\n".encode()
-
-
-def _close(origin: str, code: int, role: str) -> bytes:
-    """Close the user's sockets of `role` with `code` (the conversation field carries the
-    role, the seq field the code)."""
-    return f"{origin}|{role}|{code}|C\n".encode()
-
-
-def _parse(data: bytes) -> tuple[str, Outbound, str] | None:
-    """(origin, frame, mark): mark "J" is a join ring, "C" a close (code in `seq`)."""
-    head, sep, body = data.partition(b"\n")
-    if not sep:
-        return None
-    try:
-        origin, conv, seq, mark = head.decode().split("|")
-        out = Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
-        return origin, out, mark
-    except ValueError:
-        return None
 
 
 class Hub:
@@ -107,7 +80,7 @@ class Hub:
             self._changes += 1
             channel = user_channel(session.user_id)
             await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
-            self.bus.post(channel, _join(self.origin))
+            self.bus.post(channel, doorbell.join_ring(self.origin))
 
     async def detach(self, session: Session) -> None:
         self.queue_watchers.discard(session)
@@ -146,7 +119,7 @@ class Hub:
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(user_id, out, skip)
-        ring = _header(self.origin, out) + data
+        ring = doorbell.frame_ring(self.origin, out)
         channel = user_channel(user_id)
         if out.seq is None:
             self.bus.post(channel, ring)
@@ -199,14 +172,14 @@ class Hub:
         for user_id in list(self._solo | set(self._skipped)):
             self._unsolo(user_id)
         for user_id in self.sessions:
-            self.bus.post(user_channel(user_id), _join(self.origin))
+            self.bus.post(user_channel(user_id), doorbell.join_ring(self.origin))
 
     def close_user(self, user_id: str, role: str, code: int) -> None:
         """Close every socket of the user in `role` with `code`, here now and on every other
         process through the user's channel (after the frames already rung to it). Only that
         role's: a specialist whose `sub` is the same is another person (PRODUCT.md §4)."""
         self._close_local(user_id, role, code)
-        self.bus.post(user_channel(user_id), _close(self.origin, code, role))
+        self.bus.post(user_channel(user_id), doorbell.close_ring(self.origin, role, code))
 
     def _close_local(self, user_id: str, role: str, code: int) -> None:
         for session in list(self.sessions.get(user_id, ())):
@@ -217,27 +190,24 @@ class Hub:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
         data = encode(frame)
         self._deliver_watchers(channel, data)
-        await self.bus.publish(channel, _header(self.origin, Outbound(data)) + data)
+        await self.bus.publish(channel, doorbell.frame_ring(self.origin, Outbound(data)))
 
     def on_bus(self, channel: str, data: bytes) -> None:
-        parsed = _parse(data)
-        if parsed is None:
-            return
-        origin, out, mark = parsed
-        if origin == self.origin:
+        ring = doorbell.parse(data)
+        if ring is None or ring.origin == self.origin:
             return
         if channel.startswith("pc:user:"):
             user_id = channel.removeprefix("pc:user:")
-            if mark == "J":
+            if ring.mark is Mark.JOIN:
                 self._changes += 1
                 self._unsolo(user_id)
                 return
-            if mark == "C":
-                self._close_local(user_id, out.conversation_id or "", out.seq or CloseCode.FORBIDDEN)
+            if ring.mark is Mark.CLOSE:
+                self._close_local(user_id, ring.role, ring.code or CloseCode.FORBIDDEN)
                 return
-            self._deliver_local(user_id, out)
+            self._deliver_local(user_id, ring.out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
-            self._deliver_watchers(channel, out.data)
+            self._deliver_watchers(channel, ring.out.data)
 
     def _deliver_local(self, user_id: str, out: Outbound, skip: Session | None = None) -> None:
         for session in list(self.sessions.get(user_id, ())):
