@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -28,8 +29,10 @@ from chat.gateway.endpoint import websocket_endpoint
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
+from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.socket_cap import SocketCap
 from chat.store.appender import Appender
@@ -67,14 +70,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     db = await _connect_db(settings.database_url)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     bus = RedisBus(settings.redis_url)
-    hub = Hub(bus)
+    name = functools.partial(identity_key, settings)
+    hub = Hub(bus, name, Sealer(seal_key(settings.identity_hmac_key)))
     services = Services(
         settings=settings,
         db=db,
         redis=client,
         bus=bus,
         hub=hub,
-        presence=RedisPresence(client, settings.presence_ttl_s),
+        presence=RedisPresence(client, settings.presence_ttl_s, name),
         appender=Appender(db),
         admission=Admission(settings, Revocations(db, bus, settings), SocketCap(client, settings)),
     )

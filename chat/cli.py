@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> None:
             print(asyncio.run(sweep_retention(url, days, batch)), flush=True)
         elif args.command == "token":
             settings = config.from_env({**os.environ, "DATABASE_URL": "-", "REDIS_URL": "-"})
+            if not 0 < args.ttl <= settings.max_token_ttl_s:
+                # The service would refuse it: say so now rather than with a 4001 later.
+                raise config.ConfigError(
+                    f"--ttl must be from 1 to PEERCHAT_MAX_TOKEN_TTL_S ({settings.max_token_ttl_s:g} s)"
+                )
             print(mint(settings, sub=args.sub, role=args.role, name=args.name, ttl_s=args.ttl))
     except config.ConfigError as exc:
         print(f"peerchat: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from chat import stats as stats_view
 from chat import views
 from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
 from chat.openness import during_long_wait
+from chat.people import member, specialist
 from chat.services import Services
 from chat.store import conversations, members, profiles, queue
 from chat.store.queue import OfferOutcome
@@ -225,12 +226,16 @@ class Matchmaker:
         db, hub = self.s.db, self.s.hub
         for revoked in decisions.revoked:
             if await queue.revoke_offer(db, revoked.id):
-                hub.to_user(revoked.specialist_id, f.OfferRevoked(offer_id=revoked.id, reason="withdrawn"))
+                hub.to_user(
+                    specialist(revoked.specialist_id), f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
+                )
         for expired in decisions.expired:
             await self._close_offer(expired.id, OfferOutcome.EXPIRED)
         for specialist_id in decisions.set_away:
             if await profiles.set_status(db, specialist_id, "away"):
-                hub.to_user(specialist_id, f.AvailabilityChanged(status="away", reason="missed_offers"))
+                hub.to_user(
+                    specialist(specialist_id), f.AvailabilityChanged(status="away", reason="missed_offers")
+                )
         for decided in decisions.offers:
             request = self._requests_by_id.get(decided.request_id)
             made = None
@@ -245,13 +250,13 @@ class Matchmaker:
             if made is None or request is None:
                 self._needs_load = True  # the database refused: start the next cycle afresh
                 continue
-            hub.to_user(made.specialist_id, views.offer_made(request, made, now, self._away))
+            hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now, self._away))
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
             if request is not None and estimate is not None:
                 hub.to_user(
-                    request.member_id,
+                    member(request.member_id),
                     f.QueueUpdate(
                         request_id=request_id,
                         position=estimate.position,
@@ -264,7 +269,7 @@ class Matchmaker:
             request = self._requests_by_id.get(estimate.request_id)
             if request is not None:
                 hub.to_user(
-                    request.member_id,
+                    member(request.member_id),
                     f.QueueUpdate(
                         request_id=estimate.request_id,
                         position=estimate.position,
@@ -289,7 +294,9 @@ class Matchmaker:
         if closed is None:
             return
         offer, _missed = closed
-        self.s.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="expired"))
+        self.s.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="expired")
+        )
 
     async def _broadcast(
         self, requests: list[queue.Request], specialists: list[profiles.Profile], online: set[str], now: float

@@ -64,6 +64,11 @@ class Metrics:
             "Message rings not published: only this process holds the user (docs/decisions.md)",
             registry=r,
         )
+        self.rings_unopened = Counter(
+            "peerchat_bus_rings_unopened",
+            "Bus rings dropped because they did not open with this process's key (chat/seal.py)",
+            registry=r,
+        )
         self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)
         # The privacy lifecycle (docs/privacy.md).
         self.retention_swept = Counter(

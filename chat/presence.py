@@ -28,20 +28,23 @@ class Presence(Protocol):
         """Drop one lease; True if the user has no live lease left (a specialist is then
         marked absent from `now`)."""
 
-    async def is_online(self, user_id: str, now: float) -> bool: ...
+    async def is_online(self, user_id: str, role: str, now: float) -> bool:
+        """Whether the person (role, user_id) has a live lease: a member and a specialist
+        with the same id are two people (PRODUCT.md §4)."""
 
     async def forget(self, user_id: str, role: str) -> None:
-        """Drop everything kept about the user in `role` (an erasure, PRODUCT.md §10). Close
-        their sockets first, or the next heartbeat writes their lease again."""
+        """Drop everything kept about the person (role, user_id) (an erasure, PRODUCT.md
+        §10). Close their sockets first, or the next heartbeat writes their lease again."""
 
     async def online_specialists(self, now: float) -> set[str]: ...
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool
     ) -> dict[str, tuple[float, bool]]:
-        """For users known to be offline: since when they have been absent, and whether this
-        call is the one that marked them (`mark=True` records `now` for any not yet marked;
-        exactly one caller across all processes sees True). Unmarked users are left out."""
+        """For specialists (by id) known to be offline: since when they have been absent,
+        and whether this call is the one that marked them (`mark=True` records `now` for
+        any not yet marked; exactly one caller across all processes sees True). Unmarked
+        specialists are left out."""
 
     async def settled(self, now: float) -> bool:
         """False during the first TTL after the store came up empty (a fresh or wiped Redis):

@@ -1,6 +1,12 @@
-"""Presence in Redis: one sorted set of leases per user (member = socket id, score = expiry)
-and one sorted set of specialists (score = their latest lease expiry), so "who is online"
-is one ZRANGEBYSCORE and a dead process's leases simply age out.
+"""Presence in Redis: one sorted set of leases per person (member = socket id, score =
+expiry) and one sorted set of specialists (score = their latest lease expiry), so "who is
+online" is one ZRANGEBYSCORE and a dead process's leases simply age out.
+
+A person's keys are named by a keyed HMAC of (role, sub) (chat/redis_keys.py): Redis
+never holds a member's account id, and a member and a specialist with the same `sub` are
+two people here too (PRODUCT.md §2, §4). The specialists' set holds specialist ids in
+clear: the matchmaker reads them back, and they are staff ids every one of their members
+is shown anyway (docs/security.md).
 
 A specialist's absence is one key (`SET NX`, so the first to notice wins) removed by their
 next lease. `pc:presence:epoch` is set by the first reader after Redis came up empty; for
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import redis.asyncio as redis
@@ -30,19 +36,19 @@ HEARTBEAT_CHUNK = 500
 _HEARTBEAT_LUA = (Path(__file__).parent / "presence_heartbeat.lua").read_text()
 
 
-def _key(user_id: str) -> str:
-    return f"pc:presence:user:{user_id}"
-
-
-def _absent(user_id: str) -> str:
-    return f"pc:presence:absent:{user_id}"
-
-
 class RedisPresence:
-    def __init__(self, client: redis.Redis, ttl_s: float) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: float, name: Callable[[str, str], str]) -> None:
+        """`name`: (role, sub) → the person's keyed name (chat/redis_keys.identity_key)."""
         self._redis = client
         self.ttl_s = ttl_s
+        self._name = name
         self._heartbeat = client.register_script(_HEARTBEAT_LUA)
+
+    def _key(self, user_id: str, role: str) -> str:
+        return f"pc:presence:user:{self._name(role, user_id)}"
+
+    def _absent(self, specialist_id: str) -> str:
+        return f"pc:presence:absent:{self._name('specialist', specialist_id)}"
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
         try:
@@ -57,7 +63,7 @@ class RedisPresence:
         keep = str(int(self.ttl_s * 2) + 1)
         args: list[str] = []
         for user_id, role, conn_id in leases:
-            args += (user_id, conn_id, "1" if role == "specialist" else "0")
+            args += (self._name(role, user_id), conn_id, user_id if role == "specialist" else "")
             if len(args) >= 3 * HEARTBEAT_CHUNK:
                 await self._heartbeat(args=[expiry, keep, *args])
                 args = []
@@ -66,10 +72,11 @@ class RedisPresence:
             await self._heartbeat(args=[expiry, keep, *args])
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
+        key = self._key(user_id, role)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(_key(user_id), conn_id)
-        pipe.zremrangebyscore(_key(user_id), "-inf", now)
-        pipe.zrange(_key(user_id), 0, -1, withscores=True)
+        pipe.zrem(key, conn_id)
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zrange(key, 0, -1, withscores=True)
         results = await pipe.execute()
         remaining = results[2]
         if remaining:
@@ -80,22 +87,20 @@ class RedisPresence:
         if role == "specialist":
             pipe = self._redis.pipeline(transaction=False)
             pipe.zrem(_SPECIALISTS, user_id)
-            pipe.set(_absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
+            pipe.set(self._absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
             await pipe.execute()
         return True
 
     async def forget(self, user_id: str, role: str) -> None:
-        # Leases are keyed by id alone today: a same-`sub` specialist's lease goes too, and
-        # comes back with their next heartbeat (TTL/3).
         pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(_key(user_id))
+        pipe.delete(self._key(user_id, role))
         if role == "specialist":
-            pipe.delete(_absent(user_id))
+            pipe.delete(self._absent(user_id))
             pipe.zrem(_SPECIALISTS, user_id)
         await pipe.execute()
 
-    async def is_online(self, user_id: str, now: float) -> bool:
-        return int(await self._redis.zcount(_key(user_id), f"({now}", "+inf")) > 0
+    async def is_online(self, user_id: str, role: str, now: float) -> bool:
+        return int(await self._redis.zcount(self._key(user_id, role), f"({now}", "+inf")) > 0
 
     async def online_specialists(self, now: float) -> set[str]:
         members = await self._redis.zrangebyscore(_SPECIALISTS, f"({now}", "+inf")
@@ -109,8 +114,8 @@ class RedisPresence:
         pipe = self._redis.pipeline(transaction=False)
         for user_id in user_ids:
             if mark:
-                pipe.set(_absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
-            pipe.get(_absent(user_id))
+                pipe.set(self._absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
+            pipe.get(self._absent(user_id))
         results = await pipe.execute()
         found: dict[str, tuple[float, bool]] = {}
         step = 2 if mark else 1

@@ -12,6 +12,7 @@ from chat.admission import Admission
 from chat.bus import Bus
 from chat.config import Settings
 from chat.delivery.hub import POKE_CHANNEL, Hub
+from chat.people import Participants
 from chat.presence import Presence
 from chat.store.appender import Appender
 
@@ -44,8 +45,9 @@ class Services:
     wake_matchmaker: Callable[[], None] = _nothing
     queue_position: QueuePositions = _unknown
     draining: bool = False
-    # conversation id → (member id, specialist id): never changes, so safe to cache.
-    participants: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # conversation id → (member, specialist), each the pair (role, sub) (chat/people.py):
+    # never changes, so safe to cache.
+    participants: dict[str, Participants] = field(default_factory=dict)
 
     async def poke_matchmaker(self) -> None:
         """Something the matchmaker should look at happened (here or, via the bus, anywhere)."""

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Literal, cast
 
+from chat.people import Person
 from chat.store.conversations import Conversation, StoredMessage
 from chat.store.db import iso
 from chat.store.queue import Offer, Request
@@ -34,8 +35,8 @@ def conversation_info(c: Conversation) -> f.ConversationInfo:
     )
 
 
-def summary_for(c: Conversation, user_id: str) -> f.ConversationSummary:
-    if user_id == c.member_id:
+def summary_for(c: Conversation, person: Person) -> f.ConversationSummary:
+    if person == c.member:
         peer = f.Peer(role="specialist", name=c.specialist_name, id=c.specialist_id)
     else:
         peer = f.Peer(role="member", name=c.member_alias)

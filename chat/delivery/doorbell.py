@@ -3,24 +3,26 @@
 
 A ring is one ASCII header line, then the body:
 
-    {origin}|{field1}|{field2}|{mark}\\n{body}
+    {origin}|{conversation}|{number}|{mark}\n{body}
 
 - ``origin``: the sending process's hub id (12 hex digits); a process drops its own rings.
 - ``mark`` (a `Mark`) says what the ring is and what the two fields hold:
 
   ===========  ==================  ================  =================================
-  mark         field1              field2            body
+  mark         conversation        number            body
   ===========  ==================  ================  =================================
-  ``""``       conversation or ""  seq or ""         an encoded frame for the sockets
-  ``"1"``      conversation        ""                ``conversation_started``
-  ``"2"``      conversation        ""                ``conversation_ended``
+  ``""``       conversation or ""  seq or ""         a sealed frame for the sockets
+  ``"1"``      conversation        ""                sealed ``conversation_started``
+  ``"2"``      conversation        ""                sealed ``conversation_ended``
   ``"J"``      ""                  ""                none: a process joined the channel
-  ``"C"``      role                close code        none: close that role's sockets
+  ``"C"``      ""                  close code        sealed, empty: close the sockets
   ===========  ==================  ================  =================================
 
-Fields never hold ``|`` or a newline: origins are hex, conversation ids are server-made
-hex, roles and codes are from closed sets. A ring that does not parse is dropped (the
-repair by sequence covers anything a lost ring carried).
+The header is in the clear (ids and numbers only) and is authenticated with the channel
+alongside the sealed body (chat/seal.py, chat/delivery/hub.py). Fields never hold ``|``
+or a newline: origins are hex, conversation ids are server-made hex, codes are numbers. A
+ring that does not parse is dropped (the repair by sequence covers anything a lost ring
+carried).
 """
 
 from __future__ import annotations
@@ -44,30 +46,31 @@ _MARKS = {m.value: m for m in Mark}
 
 @dataclass(frozen=True, slots=True)
 class Ring:
-    """A parsed ring. Frame rings (FRAME, STARTS, ENDS) carry `out`; a CLOSE carries `role`
-    and `code` (0 if the ring named none)."""
+    """A parsed ring: `header` (the clear line, newline included, as authenticated) and
+    `out`, whose data is the body still sealed. A CLOSE carries its `code` (0 if none)."""
 
     origin: str
     mark: Mark
+    header: bytes
     out: Outbound
-    role: str = ""
     code: int = 0
 
 
-def frame_ring(origin: str, out: Outbound) -> bytes:
-    """The ring for a frame: header and `out.data`. On every message's path: kept cheap."""
+def frame_header(origin: str, out: Outbound) -> bytes:
+    """The header for a frame ring. On every message's path: kept cheap."""
     conv = out.conversation_id or ""
     seq = "" if out.seq is None else str(out.seq)
     mark = "1" if out.starts_conversation else "2" if out.ends_conversation else ""
-    return f"{origin}|{conv}|{seq}|{mark}\n".encode() + out.data
+    return f"{origin}|{conv}|{seq}|{mark}\n".encode()
 
 
 def join_ring(origin: str) -> bytes:
     return f"{origin}|||J\n".encode()
 
 
-def close_ring(origin: str, role: str, code: int) -> bytes:
-    return f"{origin}|{role}|{code}|C\n".encode()
+def close_header(origin: str, code: int) -> bytes:
+    """Close the person's sockets with `code`; the channel says whose."""
+    return f"{origin}||{code}|C\n".encode()
 
 
 def parse(data: bytes) -> Ring | None:
@@ -76,12 +79,13 @@ def parse(data: bytes) -> Ring | None:
     if not sep:
         return None
     try:
-        origin, first, second, raw_mark = head.decode().split("|")
+        origin, conv, second, raw_mark = head.decode().split("|")
         mark = _MARKS[raw_mark]
         number = int(second) if second else None
     except (ValueError, KeyError):  # UnicodeDecodeError is a ValueError
         return None
+    header = data[: len(head) + 1]
     if mark is Mark.CLOSE:
-        return Ring(origin, mark, Outbound(b""), role=first, code=number or 0)
-    out = Outbound(body, first or None, number, mark is Mark.STARTS, mark is Mark.ENDS)
-    return Ring(origin, mark, out)
+        return Ring(origin, mark, header, Outbound(body), code=number or 0)
+    out = Outbound(body, conv or None, number, mark is Mark.STARTS, mark is Mark.ENDS)
+    return Ring(origin, mark, header, out)

@@ -44,7 +44,9 @@ async def end_conversation(
     frame = ended_frame(conversation_id, by, reason)
     if asked is not None:
         asked.push(Outbound(encode(replace(frame, ref=ref)), conversation_id, None, ends_conversation=True))
-    for user in (ended.member_id, ended.specialist_id):
-        services.hub.to_user(user, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked)
+    for person in ended.participants:
+        services.hub.to_user(
+            person, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
+        )
     await services.poke_matchmaker()
     return ended

@@ -1,9 +1,16 @@
 """This process's live sockets by user, and the doorbell that reaches every other process.
 
-`to_user()` delivers to the user's sockets here at once and rings the user's channel for
-the others; a process ignores its own rings. Each ring carries the encoded frame with a
+`to_user()` delivers to the person's sockets here at once and rings the person's channel
+for the others; a process ignores its own rings. Each ring carries the encoded frame with a
 small header (origin, conversation, seq) so receivers need not parse it
-(chat/delivery/doorbell.py). A ring lost
+(chat/delivery/doorbell.py).
+
+Nothing on the bus is readable (PRODUCT.md §2): a person's channel is named by a keyed
+HMAC of (role, sub) (chat/redis_keys.py), never by the account id, and the frame is sealed
+with the server's key (chat/seal.py), with the channel and the clear header (process id,
+conversation id, seq: ids and numbers only) authenticated alongside it. Sockets are
+grouped by the pair (role, sub) (chat/people.py): a member and a specialist with the same
+`sub` share nothing here. A ring lost
 while Redis is down is repaired by sequence: the next message, a resume, or the catch-up
 that follows a bus reconnect reads what is missing from PostgreSQL.
 
@@ -25,12 +32,16 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import replace
 
 from chat.bus import Bus
 from chat.delivery import doorbell
 from chat.delivery.doorbell import Mark
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
+from chat.people import Person
+from chat.seal import Sealer
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Frame
@@ -47,54 +58,84 @@ POKE_CHANNEL = "pc:poke"  # the matchmaker: something it should look at happened
 # fills the gap from PostgreSQL, as after any lost ring).
 REPLAY_S = 2.0
 REPLAY_MAX = 32
+_USER_PREFIX = "pc:user:"
+_NAMES_KEPT = 100_000  # cached channel names (an HMAC each); cleared when full
 
-
-def user_channel(user_id: str) -> str:
-    return f"pc:user:{user_id}"
+# (role, sub) → an opaque, keyed name (chat/redis_keys.identity_key with the settings bound).
+Namer = Callable[[str, str], str]
 
 
 class Hub:
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, name: Namer, sealer: Sealer) -> None:
         self.origin = uuid.uuid4().hex[:12]
         self.bus = bus
-        self.sessions: defaultdict[str, set[Session]] = defaultdict(set)
+        self._name = name
+        self._sealer = sealer
+        self._names: dict[Person, str] = {}
+        # Channel → person, for the people with a socket here (rings name only channels).
+        self._people: dict[str, Person] = {}
+        self.sessions: defaultdict[Person, set[Session]] = defaultdict(set)
         self.queue_watchers: set[Session] = set()
         self.stats_watchers: set[Session] = set()
         self._last_seqs: dict[str, int] = {}
-        # Users whose channel only this process subscribes (see the module's docstring).
-        self._solo: set[str] = set()
-        self._skipped: dict[str, deque[tuple[float, bytes]]] = {}
+        # People whose channel only this process subscribes (see the module's docstring).
+        self._solo: set[Person] = set()
+        # Skipped rings as (when, header, frame): sealed only if they are ever sent.
+        self._skipped: dict[Person, deque[tuple[float, bytes, bytes]]] = {}
+        self.rings_unopened = 0  # rings this process could not open (another key, forged)
         # Bumped by anything that could make a PUBLISH's receiver count stale: a join ring,
         # a user's first attach or last detach here, a bus reconnect. A reply counted
         # before such a change teaches nothing.
         self._changes = 0
         self.rings_skipped = 0  # for tests and the bench
 
+    # ------------------------------------------------------------------ names
+
+    def channel(self, person: Person) -> str:
+        """The person's bus channel: an opaque name, the same on every process."""
+        name = self._names.get(person)
+        if name is None:
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            name = self._names[person] = _USER_PREFIX + self._name(person.role, person.id)
+        return name
+
+    def _ring(self, channel: str, header: bytes, data: bytes) -> bytes:
+        return header + self._sealer.seal(data, channel.encode() + header)
+
+    def sessions_of(self, person: Person) -> set[Session]:
+        return self.sessions.get(person, set())
+
     # ------------------------------------------------------------------ sockets
 
     async def attach(self, session: Session) -> None:
         """Call before reading the user's state, so nothing falls between read and ring."""
-        first = not self.sessions[session.user_id]
-        self.sessions[session.user_id].add(session)
+        person = session.person
+        first = not self.sessions[person]
+        self.sessions[person].add(session)
         if first:
             self._changes += 1
-            channel = user_channel(session.user_id)
+            channel = self.channel(person)
+            self._people[channel] = person
             await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
             self.bus.post(channel, doorbell.join_ring(self.origin))
 
     async def detach(self, session: Session) -> None:
         self.queue_watchers.discard(session)
         self.stats_watchers.discard(session)
-        mine = self.sessions.get(session.user_id)
+        person = session.person
+        mine = self.sessions.get(person)
         if mine is None:
             return
         mine.discard(session)
         if not mine:
-            del self.sessions[session.user_id]
+            del self.sessions[person]
             self._changes += 1
-            self._solo.discard(session.user_id)
-            self._skipped.pop(session.user_id, None)
-            await self.bus.unsubscribe(user_channel(session.user_id))
+            self._solo.discard(person)
+            self._skipped.pop(person, None)
+            channel = self.channel(person)
+            self._people.pop(channel, None)
+            await self.bus.unsubscribe(channel)
 
     def all_sessions(self) -> list[Session]:
         return [s for group in self.sessions.values() for s in group]
@@ -103,7 +144,7 @@ class Hub:
 
     def to_user(
         self,
-        user_id: str,
+        person: Person,
         frame: Frame | bytes,
         *,
         conversation_id: str | None = None,
@@ -112,105 +153,132 @@ class Hub:
         ends_conversation: bool = False,
         skip: Session | None = None,
     ) -> None:
-        """To every socket of the user, on every process, without waiting: the sockets
+        """To every socket of the person, on every process, without waiting: the sockets
         here get it now, and the ring for the others is posted, not awaited (Redis's
         answer matters only to the solo bookkeeping). `skip`: a socket here that already
         got its own copy (the direct reply, with its `ref`)."""
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
-        self._deliver_local(user_id, out, skip)
-        ring = doorbell.frame_ring(self.origin, out)
-        channel = user_channel(user_id)
+        self._deliver_local(person, out, skip)
+        header = doorbell.frame_header(self.origin, out)
+        channel = self.channel(person)
         if out.seq is None:
-            self.bus.post(channel, ring)
-        elif user_id in self._solo and self.bus.healthy:
-            self._skip(user_id, ring)
-        elif user_id in self.sessions and self.bus.confirmed(channel):
+            self.bus.post(channel, self._ring(channel, header, data))
+        elif person in self._solo and self.bus.healthy:
+            self._skip(person, header, data)
+        elif person in self.sessions and self.bus.confirmed(channel):
             sent_at = self._changes
-            self.bus.post(channel, ring, lambda receivers: self._learn(user_id, sent_at, receivers))
+            self.bus.post(
+                channel,
+                self._ring(channel, header, data),
+                lambda receivers: self._learn(person, sent_at, receivers),
+            )
         else:
-            self.bus.post(channel, ring)
+            self.bus.post(channel, self._ring(channel, header, data))
 
-    def _learn(self, user_id: str, sent_at: int, receivers: int) -> None:
+    def _learn(self, person: Person, sent_at: int, receivers: int) -> None:
         """The PUBLISH reached `receivers` subscribers. One, with our SUBSCRIBE confirmed
         before it went out and nothing changed since: only we hold the channel."""
         if (
             receivers == 1
             and sent_at == self._changes
-            and user_id in self.sessions
-            and self.bus.confirmed(user_channel(user_id))
+            and person in self.sessions
+            and self.bus.confirmed(self.channel(person))
         ):
-            self._solo.add(user_id)
+            self._solo.add(person)
 
-    def _skip(self, user_id: str, ring: bytes) -> None:
+    def _skip(self, person: Person, header: bytes, data: bytes) -> None:
         now = time.monotonic()
-        kept = self._skipped.get(user_id)
+        kept = self._skipped.get(person)
         if kept is None:
-            kept = self._skipped[user_id] = deque(maxlen=REPLAY_MAX)
+            kept = self._skipped[person] = deque(maxlen=REPLAY_MAX)
         while kept and kept[0][0] < now - REPLAY_S:
             kept.popleft()
-        kept.append((now, ring))
+        kept.append((now, header, data))
         self.rings_skipped += 1
         METRICS.rings_skipped.inc()
 
-    def _unsolo(self, user_id: str) -> None:
+    def _unsolo(self, person: Person) -> None:
         """Someone else holds the channel now (or may): ring again, and re-send what was
         skipped lately so a newcomer that subscribed meanwhile gets it."""
-        self._solo.discard(user_id)
-        kept = self._skipped.pop(user_id, None)
+        self._solo.discard(person)
+        kept = self._skipped.pop(person, None)
         if kept:
-            channel = user_channel(user_id)
+            channel = self.channel(person)
             horizon = time.monotonic() - REPLAY_S
-            for at, ring in kept:
+            for at, header, data in kept:
                 if at >= horizon:
-                    self.bus.post(channel, ring)
+                    self.bus.post(channel, self._ring(channel, header, data))
 
     def bus_reconnected(self) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
         skipped is sent, and this process joins every channel it holds again."""
         self._changes += 1
-        for user_id in list(self._solo | set(self._skipped)):
-            self._unsolo(user_id)
-        for user_id in self.sessions:
-            self.bus.post(user_channel(user_id), doorbell.join_ring(self.origin))
+        for person in list(self._solo | set(self._skipped)):
+            self._unsolo(person)
+        for person in self.sessions:
+            self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
 
-    def close_user(self, user_id: str, role: str, code: int) -> None:
-        """Close every socket of the user in `role` with `code`, here now and on every other
-        process through the user's channel (after the frames already rung to it). Only that
-        role's: a specialist whose `sub` is the same is another person (PRODUCT.md §4)."""
-        self._close_local(user_id, role, code)
-        self.bus.post(user_channel(user_id), doorbell.close_ring(self.origin, role, code))
+    def close_user(self, person: Person, code: int) -> None:
+        """Close every socket of the person with `code`, here now and on every other
+        process through the person's channel (after the frames already rung to it)."""
+        self._close_local(person, code)
+        channel = self.channel(person)
+        self.bus.post(channel, self._ring(channel, doorbell.close_header(self.origin, code), b""))
 
-    def _close_local(self, user_id: str, role: str, code: int) -> None:
-        for session in list(self.sessions.get(user_id, ())):
-            if session.role == role:
-                session.close_soon(code, "closed by the server")
+    def _close_local(self, person: Person, code: int) -> None:
+        for session in list(self.sessions.get(person, ())):
+            session.close_soon(code, "closed by the server")
 
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
         data = encode(frame)
         self._deliver_watchers(channel, data)
-        await self.bus.publish(channel, doorbell.frame_ring(self.origin, Outbound(data)))
+        await self.bus.publish(
+            channel, self._ring(channel, doorbell.frame_header(self.origin, Outbound(data)), data)
+        )
 
     def on_bus(self, channel: str, data: bytes) -> None:
         ring = doorbell.parse(data)
         if ring is None or ring.origin == self.origin:
             return
-        if channel.startswith("pc:user:"):
-            user_id = channel.removeprefix("pc:user:")
+        header, out = ring.header, ring.out
+        if channel.startswith(_USER_PREFIX):
+            person = self._people.get(channel)
+            if person is None:
+                return  # nobody of that channel here (any more)
             if ring.mark is Mark.JOIN:
                 self._changes += 1
-                self._unsolo(user_id)
+                self._unsolo(person)
+                return
+            opened = self._open(channel, header, out.data)
+            if opened is None:
                 return
             if ring.mark is Mark.CLOSE:
-                self._close_local(user_id, ring.role, ring.code or CloseCode.FORBIDDEN)
+                # Sealed (empty) like any frame: someone who can write to Redis cannot
+                # close a person's sockets.
+                self._close_local(person, ring.code or CloseCode.FORBIDDEN)
                 return
-            self._deliver_local(user_id, ring.out)
+            self._deliver_local(person, replace(out, data=opened))
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
-            self._deliver_watchers(channel, ring.out.data)
+            opened = self._open(channel, header, out.data)
+            if opened is not None:
+                self._deliver_watchers(channel, opened)
 
-    def _deliver_local(self, user_id: str, out: Outbound, skip: Session | None = None) -> None:
-        for session in list(self.sessions.get(user_id, ())):
+    def _open(self, channel: str, header: bytes, sealed: bytes) -> bytes | None:
+        """A ring this process cannot open (sealed under another key during a rotation, or
+        forged by someone who can write to Redis) is dropped: what it carried is read
+        from PostgreSQL by the repair that follows (docs/operations.md)."""
+        opened = self._sealer.open(sealed, channel.encode() + header)
+        if opened is None:
+            self.rings_unopened += 1
+            METRICS.rings_unopened.inc()
+            if self.rings_unopened in (1, 10, 100) or self.rings_unopened % 1000 == 0:
+                log.warning("dropped %d bus rings that did not open with this key", self.rings_unopened)
+        return opened
+
+    def _deliver_local(self, person: Person, out: Outbound, skip: Session | None = None) -> None:
+        for session in list(self.sessions.get(person, ())):
             if session is not skip:
                 session.deliver(out)
 

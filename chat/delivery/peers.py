@@ -48,10 +48,10 @@ async def _tell_peers(
     if session.role == "supervisor":
         return
     try:
-        mine = await conversations.of_user(services.db, session.user_id)
+        mine = await conversations.of_person(services.db, session.person)
         for conv in mine:
             if conv.state == ConversationState.ACTIVE:
-                peer = conv.peer_of(session.user_id)
+                peer = conv.peer_of(session.person)
                 services.hub.to_user(
                     peer,
                     f.PeerStatus(conversation_id=conv.id, status=status),

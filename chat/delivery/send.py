@@ -22,6 +22,7 @@ from chat import views
 from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, failure, may_send
 from chat.metrics import METRICS
+from chat.people import Participants
 from chat.services import Services
 from chat.store import conversations
 from chat.store.conversations import Appended
@@ -54,7 +55,7 @@ def send_now(services: Services, session: Session, frame: f.Send, admit: Callabl
     if len(body) > services.settings.max_body_chars or not body.strip():
         return False
     pair = services.participants.get(frame.conversation_id)
-    if pair is None or session.user_id not in pair or len(session.sending) >= SENDS_IN_FLIGHT:
+    if pair is None or session.person not in pair or len(session.sending) >= SENDS_IN_FLIGHT:
         return False
     if not admit():
         return False
@@ -63,7 +64,7 @@ def send_now(services: Services, session: Session, frame: f.Send, admit: Callabl
     return True
 
 
-def submit(services: Services, session: Session, frame: f.Send, pair: tuple[str, str]) -> None:
+def submit(services: Services, session: Session, frame: f.Send, pair: Participants) -> None:
     """To the group commit; the ack and the fan-out follow when its batch commits."""
     done = services.appender.submit(
         conversation_id=frame.conversation_id,
@@ -81,7 +82,7 @@ def _stored(
     services: Services,
     session: Session,
     frame: f.Send,
-    pair: tuple[str, str],
+    pair: Participants,
     started: float,
     done: asyncio.Future[tuple[Appended, int, datetime]],
 ) -> None:
@@ -133,19 +134,19 @@ def _stored(
         )
         # The sending socket gets the ack and its own copy together (one write).
         session.push(ack, Outbound(data, frame.conversation_id, seq))
-        for user in pair:
+        for person in pair:
             services.hub.to_user(
-                user,
+                person,
                 data,
                 conversation_id=frame.conversation_id,
                 seq=seq,
-                skip=session if user == session.user_id else None,
+                skip=session if person == session.person else None,
             )
     except Exception as exc:
         session.push_frame(failure(f.Send, exc, frame.ref))
 
 
-async def _fan_out_stored(services: Services, frame: f.Send, pair: tuple[str, str], seq: int) -> None:
+async def _fan_out_stored(services: Services, frame: f.Send, pair: Participants, seq: int) -> None:
     try:
         stored = await conversations.get_message(services.db, frame.conversation_id, seq)
     except Exception as exc:
@@ -154,5 +155,5 @@ async def _fan_out_stored(services: Services, frame: f.Send, pair: tuple[str, st
     if stored is None:
         return
     data = encode(views.message(stored))
-    for user in pair:
-        services.hub.to_user(user, data, conversation_id=frame.conversation_id, seq=seq)
+    for person in pair:
+        services.hub.to_user(person, data, conversation_id=frame.conversation_id, seq=seq)

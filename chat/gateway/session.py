@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.metrics import METRICS
+from chat.people import Person
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Frame, Role
@@ -90,6 +91,8 @@ class Session:
         self.id = uuid.uuid4().hex
         self.user_id = user_id
         self.role: Role = role
+        # Who this is: the pair, never the `sub` alone (chat/people.py).
+        self.person = Person(role, user_id)
         self.name = name
         self._send_text = send_text
         self._send_now = send_now

@@ -49,18 +49,18 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                     estimated_wait_s=wait,
                 )
             )
-    mine = await conversations.of_user(db, user_id, ended_within_s=RESUME_ENDED_WITHIN_S)
+    mine = await conversations.of_person(db, session.person, ended_within_s=RESUME_ENDED_WITHIN_S)
     # A resume of a conversation the user may no longer read (a specialist past the access
     # window) is ignored, as one they never took part in.
     at, windows = datetime.now(UTC), access.windows_of(services.settings)
     mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
     for c in mine:
-        services.participants[c.id] = (c.member_id, c.specialist_id)
+        services.participants[c.id] = c.participants
     active = [c for c in mine if c.state == ConversationState.ACTIVE]
     state = openness(services.settings)
     past_peers = None
     alternatives = None
-    summaries = [views.summary_for(c, user_id) for c in active]
+    summaries = [views.summary_for(c, session.person) for c in active]
     if active:
         peer_role = "specialist" if session.role == "member" else "member"
         read = await members.read_positions(db, [c.id for c in active], peer_role)

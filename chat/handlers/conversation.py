@@ -10,6 +10,7 @@ from chat.delivery import send
 from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
+from chat.people import Participants
 from chat.privacy import access
 from chat.services import Services
 from chat.store import audit, conversations, members
@@ -18,18 +19,19 @@ from protocol import frames as f
 from protocol.codes import ErrorCode
 
 
-async def participant(services: Services, session: Session, conversation_id: str) -> tuple[str, str]:
-    """(member id, specialist id) if this user is in the conversation, else `forbidden`."""
+async def participant(services: Services, session: Session, conversation_id: str) -> Participants:
+    """(member, specialist) if this person (role and sub) is in the conversation, else
+    `forbidden`: a member whose `sub` is the specialist's id is someone else."""
     pair = services.participants.get(conversation_id)
     if pair is None:
         conv = await conversations.get(services.db, conversation_id)
         if conv is None:
             raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
-        pair = (conv.member_id, conv.specialist_id)
+        pair = conv.participants
         if len(services.participants) > 50_000:
             services.participants.clear()
         services.participants[conversation_id] = pair
-    if session.user_id not in pair:
+    if session.person not in pair:
         raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
     return pair
 
@@ -49,14 +51,14 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
 @handles(f.Typing, "member", "specialist")
 async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
     pair = await participant(services, session, frame.conversation_id)
-    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    peer = pair[1] if session.person == pair[0] else pair[0]
     services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
 
 
 @handles(f.Read, "member", "specialist")
 async def on_read(services: Services, session: Session, frame: f.Read) -> None:
     pair = await participant(services, session, frame.conversation_id)
-    peer = pair[1] if session.user_id == pair[0] else pair[0]
+    peer = pair[1] if session.person == pair[0] else pair[0]
     # Stored first (never backwards, never past the last message), so a reload still shows it.
     seq = await members.mark_read(services.db, frame.conversation_id, session.role, frame.seq)
     services.hub.to_user(peer, f.PeerRead(conversation_id=frame.conversation_id, seq=seq, role=session.role))
@@ -66,7 +68,7 @@ async def on_read(services: Services, session: Session, frame: f.Read) -> None:
 async def on_history(services: Services, session: Session, frame: f.HistoryQuery) -> None:
     await participant(services, session, frame.conversation_id)
     conv = await conversations.get(services.db, frame.conversation_id)
-    if conv is None or not conv.has(session.user_id):
+    if conv is None or not conv.has(session.person):
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     now, windows = datetime.now(UTC), access.windows_of(services.settings)
     if not access.may_read_conversation(session.role, conv, now, windows):

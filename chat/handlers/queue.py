@@ -11,6 +11,7 @@ from chat import positions, views
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, error, handles
 from chat.openness import alternatives_for, openness
+from chat.people import specialist
 from chat.services import Services
 from chat.store import members, queue
 from matching.lifecycle import RequestState
@@ -60,7 +61,7 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     )
     session.push_frame(reply)
     services.hub.to_user(
-        session.user_id,
+        session.person,
         f.QueueUpdate(request_id=request.id, position=position, estimated_wait_s=wait),
         skip=session,
     )
@@ -73,9 +74,11 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
     if revoked is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no open request of yours with that id")
     session.push_frame(f.Cancelled(request_id=frame.request_id, ref=frame.ref))
-    services.hub.to_user(session.user_id, f.Cancelled(request_id=frame.request_id), skip=session)
+    services.hub.to_user(session.person, f.Cancelled(request_id=frame.request_id), skip=session)
     for offer in revoked:
-        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+        services.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
+        )
     await services.poke_matchmaker()
 
 

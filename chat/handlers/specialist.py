@@ -8,6 +8,7 @@ from msgspec.structs import replace
 from chat import views
 from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, handles
+from chat.people import specialist
 from chat.services import Services
 from chat.store import conversations, profiles, queue
 from chat.store.queue import Assignment, OfferOutcome, Refusal
@@ -22,7 +23,7 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
     if profile is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no profile")
     session.push_frame(f.AvailabilityChanged(status=frame.status, ref=frame.ref))
-    services.hub.to_user(session.user_id, f.AvailabilityChanged(status=frame.status), skip=session)
+    services.hub.to_user(session.person, f.AvailabilityChanged(status=frame.status), skip=session)
     await services.poke_matchmaker()
 
 
@@ -55,14 +56,16 @@ async def _started(
         raise Refuse(code, message)
     conv = await conversations.get(services.db, result.conversation_id)
     assert conv is not None
-    services.participants[conv.id] = (conv.member_id, conv.specialist_id)
+    services.participants[conv.id] = conv.participants
     started = f.ConversationStarted(conversation=views.conversation_info(conv))
     # The direct reply carries the ref; the fan-out (other devices, the member) does not.
     session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
-    for user in (conv.specialist_id, conv.member_id):
-        services.hub.to_user(user, started, conversation_id=conv.id, starts_conversation=True, skip=session)
+    for person in (conv.specialist, conv.member):
+        services.hub.to_user(person, started, conversation_id=conv.id, starts_conversation=True, skip=session)
     for offer in result.revoked:
-        services.hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="claimed"))
+        services.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="claimed")
+        )
     await services.poke_matchmaker()
 
 

@@ -13,6 +13,7 @@ import logging
 
 from chat.delivery.ended import end_conversation
 from chat.metrics import METRICS
+from chat.people import member, specialist
 from chat.services import Services
 from chat.store import conversations, queue
 from chat.store import privacy as store
@@ -23,6 +24,13 @@ from protocol.codes import CloseCode
 log = logging.getLogger("peerchat.erasure")
 
 REASON = "erased"
+
+
+class StillBusy(Exception):
+    """Another device of the member kept opening requests faster than they were ended:
+    nothing was erased; retry."""
+
+
 AUDIT_REASON = "the member asked for their data to be erased"
 ATTEMPTS = 5
 
@@ -32,14 +40,14 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     for _ in range(ATTEMPTS):
         await _close_open_business(services, member_id)
         # After `conversation_ended` reached their devices (the close rides behind it).
-        services.hub.close_user(member_id, "member", CloseCode.FORBIDDEN)
+        services.hub.close_user(member(member_id), CloseCode.FORBIDDEN)
         async with services.db.acquire() as conn:
             erased = await store.erase_member(conn, member_id, AUDIT_REASON)
         if not erased.busy:
             break
         # Another device asked for a peer, or was matched, meanwhile: end that too.
     else:
-        raise RuntimeError("the member's request or conversation kept reopening")
+        raise StillBusy("the member's request or conversation kept reopening")
     await services.presence.forget(member_id, "member")
     # Sockets on other processes close a moment after their close ring, and a departure
     # may write again (a lease renewed just before; `members_away`): forget twice more,
@@ -50,7 +58,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     if not erased.empty:
         METRICS.erasures.inc()
         # Counts only: never who.
-        log.info("erasure: %d rows, %d messages", erased.conversations, erased.messages)
+        log.info("erasure: %d rows, %d messages", erased.rows, erased.messages)
     return erased
 
 
@@ -73,13 +81,13 @@ async def _close_open_business(services: Services, member_id: str) -> None:
     if request is not None:
         revoked = await queue.cancel_request(services.db, request.id, member_id)
         if revoked is not None:
-            services.hub.to_user(member_id, f.Cancelled(request_id=request.id, reason=REASON))
+            services.hub.to_user(member(member_id), f.Cancelled(request_id=request.id, reason=REASON))
             for offer in revoked:
                 services.hub.to_user(
-                    offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled")
+                    specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
                 )
             await services.poke_matchmaker()
-    for conv in await conversations.of_user(services.db, member_id):
-        if conv.state == ConversationState.ACTIVE and conv.member_id == member_id:
+    for conv in await conversations.of_person(services.db, member(member_id)):
+        if conv.state == ConversationState.ACTIVE:
             await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)

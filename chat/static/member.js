@@ -2,7 +2,9 @@
 // click away in the header on every screen. Each screen is its own module in member/.
 
 import { setupCrisisPanel } from './member/crisis.js';
+import { elsewherePanel } from './member/elsewhere.js';
 import { setupMyData } from './member/mydata.js';
+import { pastPeersPanel } from './member/past-peers.js';
 import { ratingPanel } from './member/rating.js';
 import { requestPanel } from './member/request.js';
 import { Screens } from './member/screens.js';
@@ -23,7 +25,9 @@ function main({ token, client, notice }) {
   const screens = new Screens();
   /** @type {ChatView | null} the current (or just ended) conversation */
   let chat = null;
-  const request = requestPanel(client, screens, notice);
+  const elsewhere = elsewherePanel(client);
+  const pastPeers = pastPeersPanel(client);
+  const request = requestPanel(client, screens, notice, () => pastPeers.preferredId);
   const rating = ratingPanel(client, screens, {
     chatId: () => (chat ? chat.id : null),
     onAgain: () => {
@@ -86,7 +90,9 @@ function main({ token, client, notice }) {
 
   client.on('error', (e) => {
     const type = e.request && e.request.type;
-    if (type === 'request') request.refused(e);
+    if (type === 'request') {
+      if (!elsewhere.refused(e)) request.refused(e);
+    }
     else if (type === 'feedback') rating.refused(e);
     else if (type === 'cancel') notice(e.message || 'The request could not be cancelled.');
     else if (type === 'end') notice(e.message || 'The conversation could not be ended.');

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from chat.people import Participants, Person, member, specialist
 from chat.store.db import Db, FromRow, Row
 from chat.store.states import CONVERSATION_ACTIVE, CONVERSATION_ENDED
 
@@ -27,11 +28,26 @@ class Conversation(FromRow):
     ended_by: str | None
     end_reason: str | None
 
-    def has(self, user_id: str) -> bool:
-        return user_id in (self.member_id, self.specialist_id)
+    @property
+    def member(self) -> Person:
+        return member(self.member_id)
 
-    def peer_of(self, user_id: str) -> str:
-        return self.specialist_id if user_id == self.member_id else self.member_id
+    @property
+    def specialist(self) -> Person:
+        return specialist(self.specialist_id)
+
+    @property
+    def participants(self) -> Participants:
+        return (self.member, self.specialist)
+
+    def has(self, person: Person) -> bool:
+        """Whether `person` takes part: the pair (role, sub), never the `sub` alone
+        (PRODUCT.md §4)."""
+        return person in (self.member, self.specialist)
+
+    def peer_of(self, person: Person) -> Person:
+        """The other participant of `person`, who must take part."""
+        return self.specialist if person == self.member else self.member
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +76,18 @@ async def get_many(db: Db, conversation_ids: list[str]) -> list[Conversation]:
     return [Conversation.of(r) for r in rows]
 
 
-async def of_user(db: Db, user_id: str, *, ended_within_s: float = 0) -> list[Conversation]:
-    """The user's active conversations, plus those ended within `ended_within_s`."""
+async def of_person(db: Db, person: Person, *, ended_within_s: float = 0) -> list[Conversation]:
+    """The person's active conversations, plus those ended within `ended_within_s`: as a
+    member or as a specialist, by their role; a supervisor takes part in none."""
+    column = {"member": "member_id", "specialist": "specialist_id"}.get(person.role)
+    if column is None:
+        return []
     rows = await db.fetch(
         f"""SELECT {_CONV} FROM conversations
-            WHERE (member_id = $1 OR specialist_id = $1)
+            WHERE {column} = $1
               AND (state = {CONVERSATION_ACTIVE} OR ended_at > now() - make_interval(secs => $2))
             ORDER BY started_at""",
-        user_id,
+        person.id,
         ended_within_s,
     )
     return [Conversation.of(r) for r in rows]

@@ -167,13 +167,13 @@ class Erasure:
     """What `erase_member` found: nothing at all makes a second erasure a no-op. `busy`:
     an open request or an active conversation appeared meanwhile; end it and call again."""
 
-    conversations: int
+    rows: int  # conversations, requests and feedback rows that named the member
     messages: int
     busy: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.conversations or self.messages)
+        return not (self.rows or self.messages)
 
 
 async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure:
@@ -207,7 +207,7 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
                    VALUES ('', 'member', 'a member', 'erase', NULL, $1)""",
                 audit_reason,
             )
-    return Erasure(conversations=touched, messages=messages)
+    return Erasure(rows=touched, messages=messages)
 
 
 async def forget_leftovers(db: Db, member_id: str) -> None:

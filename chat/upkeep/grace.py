@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from chat import positions
 from chat.delivery.ended import ended_frame
 from chat.metrics import METRICS
+from chat.people import member
 from chat.services import Services
 from chat.store import grace as store
 from protocol import frames as f
@@ -87,11 +88,12 @@ class ReconnectGrace:
                 # Nobody saw this specialist leave (their process died); tell the members now.
                 for conversation_id, member_id in by_specialist[sid]:
                     self.s.hub.to_user(
-                        member_id, f.PeerStatus(conversation_id=conversation_id, status="reconnecting")
+                        member(member_id),
+                        f.PeerStatus(conversation_id=conversation_id, status="reconnecting"),
                     )
             if now - since < self.grace_s:
                 continue
-            if await presence.is_online(sid, time.time()):
+            if await presence.is_online(sid, "specialist", time.time()):
                 continue  # came back a moment ago
             for conversation_id, _member in by_specialist[sid]:
                 if await self._end(conversation_id):
@@ -106,14 +108,14 @@ class ReconnectGrace:
         METRICS.peer_gone.inc()
         log.info("conversation %s ended: specialist did not return within the grace", conv.id[:8])
         hub = self.s.hub
-        hub.to_user(conv.member_id, f.PeerStatus(conversation_id=conv.id, status="gone"))
+        hub.to_user(conv.member, f.PeerStatus(conversation_id=conv.id, status="gone"))
         ended = ended_frame(conv.id, "system", "peer_gone")
-        for user in (conv.member_id, conv.specialist_id):
-            hub.to_user(user, ended, conversation_id=conv.id, ends_conversation=True)
+        for person in conv.participants:
+            hub.to_user(person, ended, conversation_id=conv.id, ends_conversation=True)
         if gone.request is not None:
             position, wait = await positions.position_of(self.s, gone.request)
             hub.to_user(
-                conv.member_id,
+                conv.member,
                 f.QueueUpdate(request_id=gone.request.id, position=position, estimated_wait_s=wait),
             )
         await self.s.poke_matchmaker()

@@ -21,6 +21,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat.delivery.ended import end_conversation
+from chat.people import specialist
 from chat.services import Services
 from chat.store import members as store
 from chat.upkeep.grace import sweep_interval
@@ -64,7 +65,7 @@ class MemberGrace:
         online: set[str] = set()
         for i in range(0, len(member_ids), _ONLINE_BATCH):
             chunk = member_ids[i : i + _ONLINE_BATCH]
-            answers = await asyncio.gather(*(presence.is_online(m, now) for m in chunk))
+            answers = await asyncio.gather(*(presence.is_online(m, "member", now) for m in chunk))
             online.update(m for m, yes in zip(chunk, answers, strict=True) if yes)
         return online
 
@@ -86,13 +87,14 @@ class MemberGrace:
             for member_id in await store.mark_away(db, offline):
                 for conversation_id, specialist_id in stake[member_id].conversations:
                     hub.to_user(
-                        specialist_id, f.PeerStatus(conversation_id=conversation_id, status="reconnecting")
+                        specialist(specialist_id),
+                        f.PeerStatus(conversation_id=conversation_id, status="reconnecting"),
                     )
         closed = 0
         for member_id, since in (await store.away_since(db, offline)).items():
             if now - since.timestamp() < self.grace_s:
                 continue
-            if await presence.is_online(member_id, time.time()):
+            if await presence.is_online(member_id, "member", time.time()):
                 continue  # came back a moment ago
             closed += await self._let_go(member_id, stake[member_id])
         return closed
@@ -107,13 +109,17 @@ class MemberGrace:
             closed += 1
             log.info("request %s cancelled: the member did not return within the grace", request_id[:8])
             for offer in revoked:
-                hub.to_user(offer.specialist_id, f.OfferRevoked(offer_id=offer.id, reason="cancelled"))
+                hub.to_user(
+                    specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
+                )
             await self.s.poke_matchmaker()
         for conversation_id, specialist_id in stake.conversations:
             ended = await end_conversation(self.s, conversation_id, by="system", reason="peer_gone")
             if ended is not None:
                 closed += 1
-                hub.to_user(specialist_id, f.PeerStatus(conversation_id=conversation_id, status="gone"))
+                hub.to_user(
+                    specialist(specialist_id), f.PeerStatus(conversation_id=conversation_id, status="gone")
+                )
                 log.info(
                     "conversation %s ended: the member did not return within the grace", conversation_id[:8]
                 )

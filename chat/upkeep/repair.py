@@ -37,8 +37,8 @@ def _repair_ends(services: Services, ended: list[conversations.Conversation]) ->
     processes: the member would go on typing into a closed conversation."""
     told = 0
     for conv in ended:
-        for user in (conv.member_id, conv.specialist_id):
-            for session in list(services.hub.sessions.get(user, ())):
+        for person in conv.participants:
+            for session in list(services.hub.sessions_of(person)):
                 if conv.id in session.seen and conv.id not in session.ended:
                     session.deliver(CatchUp(conv.id))
                     session.deliver(ended_outbound(conv))
@@ -59,8 +59,8 @@ async def _repair_starts(services: Services) -> int:
     told = 0
     for conv in started:
         frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
-        for user in (conv.member_id, conv.specialist_id):
-            for session in list(services.hub.sessions.get(user, ())):
+        for person in conv.participants:
+            for session in list(services.hub.sessions_of(person)):
                 if conv.id not in session.seen:
                     session.deliver(Outbound(frame, conv.id, None, True))
                     session.deliver(CatchUp(conv.id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +16,10 @@ from chat.store import privacy as store
 from chat.store.db import STORAGE_DOWN, iso
 from chat.web.common import auth, services_of
 
-log = logging.getLogger("peerchat.privacy")
 _encode = msgspec.json.Encoder().encode
+# An erasure that did not happen yet: the member retries; nothing was half done that a
+# retry would not finish.
+_NOT_YET: tuple[type[BaseException], ...] = (*STORAGE_DOWN, erasure.StillBusy)
 
 
 def _times(row: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +93,6 @@ async def erase_me(request: Request) -> Response:
     identity = auth(request, "member")
     try:
         erased = await erasure.erase(services_of(request), identity.user_id)
-    except STORAGE_DOWN:
-        return JSONResponse({"error": "storage unavailable; nothing was erased yet, retry"}, status_code=503)
+    except _NOT_YET:
+        return JSONResponse({"error": "not erased yet; retry in a moment"}, status_code=503)
     return JSONResponse({"erased": not erased.empty}, status_code=202)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chat import views
+from chat.people import Person
 from chat.privacy import access
 from chat.store import audit, conversations
 from chat.web.common import auth, bounded_int, has_nul, problem, services_of
@@ -52,7 +53,7 @@ async def conversation_messages(request: Request) -> Response:
             conversation_id=conv.id,
             reason=reason,
         )
-    elif conv is None or not conv.has(identity.user_id):
+    elif conv is None or not conv.has(Person(identity.role, identity.user_id)):
         return problem(404, "no such conversation")
     elif not access.may_read_conversation(
         identity.role, conv, datetime.now(UTC), access.windows_of(services.settings)

@@ -8,15 +8,35 @@ from typing import Any
 
 import pytest
 
+from chat.bus import Bus
 from chat.bus_memory import MemoryBus, MemoryExchange
-from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub, user_channel
+from chat.config import Settings
+from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL, Hub
 from chat.gateway.session import Session
+from chat.people import member, specialist
+from chat.redis_keys import identity_key
+from chat.seal import Sealer, seal_key
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Error, Role
 from tests.chat.test_session import Wire, message, settle, started
 
 CONV = "c1"
+SETTINGS = Settings(database_url="-", redis_url="-", jwt_secret="h" * 32)
+KEY = seal_key(SETTINGS.identity_hmac_key)
+U1 = member("u1")
+
+
+def name(role: str, sub: str) -> str:
+    return identity_key(SETTINGS, role, sub)
+
+
+U1_CHANNEL = "pc:user:" + name("member", "u1")
+
+
+def _new_hub(bus: Bus) -> Hub:
+    """A `web` process's hub: every process of a cluster shares the names and the key."""
+    return Hub(bus, name, Sealer(KEY))
 
 
 @pytest.fixture
@@ -25,7 +45,7 @@ def exchange() -> MemoryExchange:
 
 
 async def _hub(exchange: MemoryExchange) -> Hub:
-    hub = Hub(MemoryBus(exchange))
+    hub = _new_hub(MemoryBus(exchange))
 
     async def reconnected() -> None:
         hub.catch_up_everyone()
@@ -65,13 +85,13 @@ async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hu
     laptop, laptop_wire = await _socket(b, "u1")
     tablet, tablet_wire = await _socket(a, "u1")
     _, other_wire = await _socket(b, "u2")
-    a.to_user("u1", Error(code="x", message="hello"))
+    a.to_user(U1, Error(code="x", message="hello"))
     await settle()
     for wire in (phone_wire, laptop_wire, tablet_wire):
         assert _errors(wire) == ["hello"]
     assert other_wire.sent == []
     # `skip` leaves out the one socket that already got its direct reply.
-    b.to_user("u1", Error(code="x", message="fan-out"), skip=laptop)
+    b.to_user(U1, Error(code="x", message="fan-out"), skip=laptop)
     await settle()
     assert _errors(laptop_wire) == ["hello"]
     assert _errors(phone_wire) == _errors(tablet_wire) == ["hello", "fan-out"]
@@ -87,8 +107,8 @@ async def test_close_user_closes_every_socket_of_that_user_on_every_process_afte
     _, there = await _socket(b, "u1")
     _, other = await _socket(b, "u2")
     _, same_sub_other_role = await _socket(b, "u1", role="specialist")
-    a.to_user("u1", Error(code="x", message="last words"))
-    a.close_user("u1", "member", 4003)
+    a.to_user(U1, Error(code="x", message="last words"))
+    a.close_user(U1, 4003)
     await settle()
     for wire in (here, there):
         assert _errors(wire) == ["last words"], "the frames rung before the close arrive first"
@@ -101,10 +121,10 @@ async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -
     a, b = hubs
     here, here_wire = await _socket(a, "u1")
     there, there_wire = await _socket(b, "u1")
-    a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
-        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
-    a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # a repeat
+        a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
+    a.to_user(U1, message(2).data, conversation_id=CONV, seq=2)  # a repeat
     await settle()
     assert here_wire.seqs() == there_wire.seqs() == [1, 2, 3]
     assert here.seen == there.seen == {CONV: 3}
@@ -116,7 +136,7 @@ async def test_attach_and_detach_hold_one_subscription_per_user(
     exchange: MemoryExchange, hubs: tuple[Hub, Hub]
 ) -> None:
     a, _ = hubs
-    channel = user_channel("u1")
+    channel = U1_CHANNEL
     first, _ = await _socket(a, "u1")
     second, _ = await _socket(a, "u1")
     assert exchange.subscribers[channel] == {a.bus}
@@ -125,7 +145,7 @@ async def test_attach_and_detach_hold_one_subscription_per_user(
     assert exchange.subscribers[channel] == {a.bus}, "one socket is still here"
     await a.detach(second)
     assert exchange.subscribers[channel] == set()
-    assert a.all_sessions() == [] and "u1" not in a.sessions
+    assert a.all_sessions() == [] and U1 not in a.sessions
     await a.detach(second)  # twice is harmless
     for s in (first, second):
         await s.stop()
@@ -156,10 +176,10 @@ async def test_bus_noise_is_ignored(hubs: tuple[Hub, Hub]) -> None:
     a, _ = hubs
     session, wire = await _socket(a, "u1")
     for data in (b"", b"no header", b"too|few\n{}", b"o|c|not-a-number|\n{}"):
-        a.on_bus(user_channel("u1"), data)
+        a.on_bus(U1_CHANNEL, data)
     a.on_bus("pc:somewhere-else", b"o|||\n{}")
     # The hub's own rings come back from the bus and are dropped: it delivered locally already.
-    a.on_bus(user_channel("u1"), f"{a.origin}|||\n".encode() + encode(Error(code="x", message="own")))
+    a.on_bus(U1_CHANNEL, f"{a.origin}|||\n".encode() + encode(Error(code="x", message="own")))
     await settle()
     assert wire.sent == []
     await session.stop()
@@ -171,11 +191,11 @@ async def test_after_a_bus_outage_every_socket_catches_up_from_the_store(
     a, b = hubs
     session, wire = await _socket(b, "u1")
     wire.stored[CONV] = [1, 2]
-    b.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
-    b.to_user("u1", message(1).data, conversation_id=CONV, seq=1)
+    b.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
+    b.to_user(U1, message(1).data, conversation_id=CONV, seq=1)
     exchange.up = False
     wire.stored[CONV] += [3, 4]
-    a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)  # lost: the bus is down
+    a.to_user(U1, message(3).data, conversation_id=CONV, seq=3)  # lost: the bus is down
     await settle()
     assert wire.seqs() == [1]
     exchange.up = True
@@ -192,7 +212,7 @@ async def test_a_slow_socket_does_not_hold_up_the_others(hubs: tuple[Hub, Hub]) 
     fast, fast_wire = await _socket(a, "u1", max_queue=50)
     slow_wire.gate.clear()
     for seq in range(1, 41):
-        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
     await settle()
     assert fast_wire.seqs() == list(range(1, 41))
     assert slow_wire.closes == [(CloseCode.SLOW_CONSUMER, "slow consumer")]
@@ -216,7 +236,7 @@ async def test_fan_out_before_start_follows_the_welcome(hubs: tuple[Hub, Hub]) -
         max_queue=50,
     )
     await a.attach(session)
-    b.to_user("u1", message(2).data, conversation_id=CONV, seq=2)  # rings in early
+    b.to_user(U1, message(2).data, conversation_id=CONV, seq=2)  # rings in early
     session.push_frame(Error(code="x", message="welcome"))
     session.seen[CONV] = 1  # the welcome said last_seq 1
     session.start()
@@ -233,9 +253,9 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     this process, message rings for that user are skipped; other frames still ring."""
     a, _ = hubs
     session, wire = await _socket(a, "u1")
-    a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
-        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
     await settle()
     assert wire.seqs() == [1, 2, 3], "the local socket gets everything"
     assert a.rings_skipped == 2, "the first ring taught it; the next two were skipped"
@@ -244,10 +264,13 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     eavesdrop = MemoryBus(exchange)
     heard: list[bytes] = []
     await eavesdrop.start(lambda _channel, data: heard.append(data), _nothing)
-    await eavesdrop.subscribe(user_channel("u1"))
-    a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
-    a.to_user("u1", Error(code="x", message="not a message"))
-    assert len(heard) == 1 and b"not a message" in heard[0]
+    await eavesdrop.subscribe(U1_CHANNEL)
+    a.to_user(U1, message(4).data, conversation_id=CONV, seq=4)
+    a.to_user(U1, Error(code="x", message="not a message"))
+    assert len(heard) == 1 and b"not a message" not in heard[0], "sealed"
+    header = heard[0][: heard[0].index(b"\n") + 1]
+    opened = Sealer(KEY).open(heard[0][len(header) :], U1_CHANNEL.encode() + header)
+    assert opened is not None and b"not a message" in opened
     await session.stop()
 
 
@@ -258,9 +281,9 @@ async def _nothing() -> None:
 async def test_a_newcomer_gets_what_was_skipped_and_everything_after(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
     here, here_wire = await _socket(a, "u1")
-    a.to_user("u1", started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
-        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
     assert a.rings_skipped == 2
     # A second device on the other process; its state read (the welcome) saw seq 1 only.
     wire = Wire()
@@ -268,7 +291,7 @@ async def test_a_newcomer_gets_what_was_skipped_and_everything_after(hubs: tuple
     there.seen[CONV] = 1
     await b.attach(there)  # subscribes, then rings the join: a re-sends 2 and 3
     there.start()
-    a.to_user("u1", message(4).data, conversation_id=CONV, seq=4)
+    a.to_user(U1, message(4).data, conversation_id=CONV, seq=4)
     await settle()
     assert wire.seqs() == [2, 3, 4]
     assert wire.backfills == [], "nothing had to be read from the store"
@@ -284,18 +307,20 @@ async def test_a_bus_reconnect_ends_solo_and_resends_what_was_skipped(
     a, _ = hubs
     session, _ = await _socket(a, "u1")
     for seq in (1, 2):
-        a.to_user("u1", message(seq).data, conversation_id=CONV, seq=seq)
+        a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
     assert a.rings_skipped == 1
     # Someone subscribed while a's connection was down and its join was lost.
     late = MemoryBus(exchange)
     heard: list[bytes] = []
     await late.start(lambda _channel, data: heard.append(data), _nothing)
-    await late.subscribe(user_channel("u1"))
+    await late.subscribe(U1_CHANNEL)
     a.bus_reconnected()
-    assert any(b'"seq": 2' in ring for ring in heard), "the skipped ring was sent after all"
+    assert any(ring.startswith(f"{a.origin}|{CONV}|2|".encode()) for ring in heard), (
+        "the skipped ring was sent"
+    )
     assert any(ring.endswith(b"|J\n") for ring in heard), "and a joined again"
-    a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
-    assert any(b'"seq": 3' in ring for ring in heard)
+    a.to_user(U1, message(3).data, conversation_id=CONV, seq=3)
+    assert any(ring.startswith(f"{a.origin}|{CONV}|3|".encode()) for ring in heard)
     assert a.rings_skipped == 1
     await session.stop()
 
@@ -322,17 +347,71 @@ async def test_a_reply_counted_before_a_change_teaches_nothing(exchange: MemoryE
     """A PUBLISH that reached only us, answered after the user's sockets here went and came
     back (another process may have joined meanwhile), must not make the user solo."""
     bus = _LateReplies(exchange)
-    a = Hub(bus)
+    a = _new_hub(bus)
     await bus.start(a.on_bus, _nothing)
     first, _ = await _socket(a, "u1")
-    a.to_user("u1", message(1).data, conversation_id=CONV, seq=1)  # reply held
+    a.to_user(U1, message(1).data, conversation_id=CONV, seq=1)  # reply held
     await a.detach(first)
     second, _ = await _socket(a, "u1")
     bus.release()  # the stale "1 receiver" arrives now
-    a.to_user("u1", message(2).data, conversation_id=CONV, seq=2)
+    a.to_user(U1, message(2).data, conversation_id=CONV, seq=2)
     assert a.rings_skipped == 0, "the stale count was ignored"
     bus.release()  # a fresh count: now it may learn
-    a.to_user("u1", message(3).data, conversation_id=CONV, seq=3)
+    a.to_user(U1, message(3).data, conversation_id=CONV, seq=3)
     assert a.rings_skipped == 1
     for s in (first, second):
         await s.stop()
+
+
+async def test_a_member_and_a_specialist_with_one_sub_are_two_people(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    """PRODUCT.md §4: sockets and channels are keyed by (role, sub), here and across processes."""
+    a, b = hubs
+    rosa_here, rosa_wire = await _socket(a, "same", role="specialist")
+    mallory_here, mallory_here_wire = await _socket(a, "same", role="member")
+    mallory_there, mallory_there_wire = await _socket(b, "same", role="member")
+    assert a.channel(specialist("same")) != a.channel(member("same"))
+    assert "same" not in a.channel(member("same"))
+    a.to_user(specialist("same"), Error(code="x", message="for Rosa"))
+    b.to_user(member("same"), Error(code="x", message="for Mallory"))
+    await settle()
+    assert _errors(rosa_wire) == ["for Rosa"]
+    assert _errors(mallory_here_wire) == _errors(mallory_there_wire) == ["for Mallory"]
+    for s in (rosa_here, mallory_here, mallory_there):
+        await s.stop()
+
+
+async def test_a_ring_sealed_under_another_key_or_altered_is_dropped(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    a, b = hubs
+    session, wire = await _socket(a, "u1")
+    stranger = Hub(MemoryBus(exchange), name, Sealer(seal_key(b"z" * 32)))
+    await stranger.bus.start(stranger.on_bus, _nothing)
+    stranger.to_user(U1, Error(code="x", message="forged"))
+    eavesdrop = MemoryBus(exchange)
+    heard: list[bytes] = []
+    await eavesdrop.start(lambda _channel, data: heard.append(data), _nothing)
+    await eavesdrop.subscribe(U1_CHANNEL)
+    b.to_user(U1, Error(code="x", message="genuine"))
+    altered = bytearray(heard[-1])
+    altered[-1] ^= 1
+    a.on_bus(U1_CHANNEL, bytes(altered))
+    # Moved to another person's channel: the channel is authenticated with the frame.
+    a.on_bus(a.channel(member("u2")), heard[-1])
+    await settle()
+    assert _errors(wire) == ["genuine"]
+    assert a.rings_unopened == 2
+    await session.stop()
+
+
+async def test_a_close_ring_not_sealed_with_the_key_closes_nothing(hubs: tuple[Hub, Hub]) -> None:
+    """Someone who can write to Redis cannot close a person's sockets."""
+    a, _ = hubs
+    session, wire = await _socket(a, "u1")
+    a.on_bus(U1_CHANNEL, b"someone||4003|C\n")
+    a.on_bus(U1_CHANNEL, b"someone||4003|C\n" + b"\x01" * 60)
+    await settle()
+    assert wire.closes == []
+    await session.stop()

@@ -10,17 +10,24 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
+from chat.config import Settings
 from chat.presence import Presence
 from chat.presence_memory import MemoryPresence
 from chat.presence_redis import RedisPresence
+from chat.redis_keys import identity_key
 
 TTL = 30.0
+SETTINGS = Settings(database_url="-", redis_url="-", jwt_secret="p" * 32)
+
+
+def name(role: str, sub: str) -> str:
+    return identity_key(SETTINGS, role, sub)
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def presence(request: pytest.FixtureRequest, redis_client: redis.Redis) -> AsyncIterator[Presence]:
     # Both backends take the (flushed) test Redis, so each case starts from nothing.
-    yield MemoryPresence(TTL) if request.param == "memory" else RedisPresence(redis_client, TTL)
+    yield MemoryPresence(TTL) if request.param == "memory" else RedisPresence(redis_client, TTL, name)
 
 
 @pytest.fixture
@@ -30,18 +37,18 @@ def t0() -> float:
 
 
 async def test_a_connected_user_is_online_until_the_ttl_passes(presence: Presence, t0: float) -> None:
-    assert not await presence.is_online("u1", t0)
+    assert not await presence.is_online("u1", "member", t0)
     await presence.connect("u1", "member", "c1", t0)
-    assert await presence.is_online("u1", t0)
-    assert await presence.is_online("u1", t0 + TTL - 1)
-    assert not await presence.is_online("u1", t0 + TTL + 1)
-    assert not await presence.is_online("someone-else", t0)
+    assert await presence.is_online("u1", "member", t0)
+    assert await presence.is_online("u1", "member", t0 + TTL - 1)
+    assert not await presence.is_online("u1", "member", t0 + TTL + 1)
+    assert not await presence.is_online("someone-else", "member", t0)
 
 
 async def test_heartbeats_keep_leases_alive(presence: Presence, t0: float) -> None:
     await presence.connect("s1", "specialist", "c1", t0)
     await presence.heartbeat([("s1", "specialist", "c1")], t0 + 20)
-    assert await presence.is_online("s1", t0 + 40)
+    assert await presence.is_online("s1", "specialist", t0 + 40)
     assert await presence.online_specialists(t0 + 40) == {"s1"}
     assert await presence.online_specialists(t0 + 20 + TTL + 1) == set()
 
@@ -49,7 +56,7 @@ async def test_heartbeats_keep_leases_alive(presence: Presence, t0: float) -> No
 async def test_a_heartbeat_recreates_leases_it_has_never_seen(presence: Presence, t0: float) -> None:
     """After a Redis wipe the process still holds its sockets: the next heartbeat restores them."""
     await presence.heartbeat([("s1", "specialist", "c1"), ("m1", "member", "c2")], t0)
-    assert await presence.is_online("s1", t0) and await presence.is_online("m1", t0)
+    assert await presence.is_online("s1", "specialist", t0) and await presence.is_online("m1", "member", t0)
     assert await presence.online_specialists(t0) == {"s1"}
     await presence.heartbeat([], t0)  # nothing to renew is fine
 
@@ -67,10 +74,10 @@ async def test_disconnect_reports_whether_the_user_is_gone(presence: Presence, t
     await presence.connect("s1", "specialist", "phone", t0)
     await presence.connect("s1", "specialist", "laptop", t0 + 1)
     assert await presence.disconnect("s1", "specialist", "phone", t0 + 2) is False
-    assert await presence.is_online("s1", t0 + 2)
+    assert await presence.is_online("s1", "specialist", t0 + 2)
     assert await presence.online_specialists(t0 + 2) == {"s1"}
     assert await presence.disconnect("s1", "specialist", "laptop", t0 + 3) is True
-    assert not await presence.is_online("s1", t0 + 3)
+    assert not await presence.is_online("s1", "specialist", t0 + 3)
     assert await presence.online_specialists(t0 + 3) == set()
 
 
@@ -89,20 +96,20 @@ async def test_the_horizon_follows_the_remaining_lease(presence: Presence, t0: f
     # Only the early lease remains: online until t0 + TTL, not t0 + 20 + TTL.
     assert await presence.online_specialists(t0 + TTL - 1) == {"s1"}
     assert await presence.online_specialists(t0 + TTL + 1) == set()
-    assert not await presence.is_online("s1", t0 + TTL + 1)
+    assert not await presence.is_online("s1", "specialist", t0 + TTL + 1)
 
 
 async def test_disconnecting_an_unknown_lease_is_harmless(presence: Presence, t0: float) -> None:
     assert await presence.disconnect("ghost", "member", "c", t0) is True
     await presence.connect("m1", "member", "c1", t0)
     assert await presence.disconnect("m1", "member", "other", t0) is False
-    assert await presence.is_online("m1", t0)
+    assert await presence.is_online("m1", "member", t0)
 
 
 async def test_reconnecting_renews_the_same_lease(presence: Presence, t0: float) -> None:
     await presence.connect("m1", "member", "c1", t0)
     await presence.connect("m1", "member", "c1", t0 + 25)
-    assert await presence.is_online("m1", t0 + 50)
+    assert await presence.is_online("m1", "member", t0 + 50)
     assert await presence.disconnect("m1", "member", "c1", t0 + 50) is True
 
 
@@ -160,14 +167,46 @@ async def test_a_heartbeat_of_thousands_renews_every_lease(presence: Presence, t
     await presence.heartbeat(leases, t0 + 20)
     assert await presence.online_specialists(t0 + 40) == {f"s{i}" for i in range(400)}
     for user in ("m0", "m499", "m500", "m1099", "s0", "s399"):
-        assert await presence.is_online(user, t0 + 40), user
-        assert not await presence.is_online(user, t0 + 20 + TTL + 1), user
+        assert await presence.is_online(user, "specialist" if user.startswith("s") else "member", t0 + 40), (
+            user
+        )
+        assert not await presence.is_online(
+            user, "specialist" if user.startswith("s") else "member", t0 + 20 + TTL + 1
+        ), user
 
 
 async def test_a_late_heartbeat_never_shortens_a_specialists_horizon(presence: Presence, t0: float) -> None:
     await presence.heartbeat([("s1", "specialist", "c1"), ("s1", "specialist", "c2")], t0 + 20)
     await presence.heartbeat([("s1", "specialist", "c1")], t0)  # an older renewal arriving late
     assert await presence.online_specialists(t0 + 40) == {"s1"}
+
+
+async def test_a_member_and_a_specialist_with_one_sub_are_two_people(presence: Presence, t0: float) -> None:
+    """PRODUCT.md §4: presence is keyed by (role, sub)."""
+    await presence.connect("same", "specialist", "c1", t0)
+    assert await presence.is_online("same", "specialist", t0)
+    assert not await presence.is_online("same", "member", t0)
+    await presence.connect("same", "member", "c2", t0)
+    assert await presence.disconnect("same", "member", "c2", t0 + 1) is True, "the member is gone"
+    assert await presence.is_online("same", "specialist", t0 + 1), "the specialist is not"
+    assert await presence.online_specialists(t0 + 1) == {"same"}
+    await presence.forget("same", "member")
+    assert await presence.is_online("same", "specialist", t0 + 1), (
+        "forgetting the member spares the specialist"
+    )
+
+
+async def test_redis_keys_name_no_account_id(redis_client: redis.Redis, t0: float) -> None:
+    presence = RedisPresence(redis_client, TTL, name)
+    await presence.connect("acct-4711", "member", "c1", t0)
+    await presence.connect("spec-9", "specialist", "c2", t0)
+    await presence.disconnect("spec-9", "specialist", "c2", t0 + 1)
+    keys = [k.decode() if isinstance(k, bytes) else k for k in await redis_client.keys("*")]
+    assert any(name("member", "acct-4711") in k for k in keys), keys
+    assert not [k for k in keys if "4711" in k or "spec-9" in k], keys
+    for key in keys:
+        if (await redis_client.type(key)) == b"zset":
+            assert b"acct-4711" not in await redis_client.zrange(key, 0, -1)
 
 
 async def test_forget_drops_every_trace_of_a_user(presence: Presence, t0: float) -> None:
@@ -179,7 +218,7 @@ async def test_forget_drops_every_trace_of_a_user(presence: Presence, t0: float)
     await presence.connect("m1", "member", "c3", t0)
     await presence.forget("s1", "specialist")
     await presence.forget("m1", "member")
-    assert not await presence.is_online("m1", t0)
+    assert not await presence.is_online("m1", "member", t0)
     assert await presence.absent_since(["s1"], t0 + 2, mark=False) == {}
     assert await presence.online_specialists(t0) == {"s2"}
     await presence.forget("never-seen", "member")  # nothing to forget is fine

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
+from chat.people import Person, member, specialist
 from chat.store import audit, conversations, profiles, queue
 from chat.store.conversations import Appended
 from chat.store.db import iso
@@ -160,8 +161,22 @@ async def test_end_frees_the_slot_once(db: Pool) -> None:
     assert (await profiles.get(db, "s1")).active_chats == 0  # type: ignore[union-attr]
     assert await conversations.end(db, "nope", by="member", reason="ended") is None
     assert await conversations.active_count(db) == 0
-    assert [c.id for c in await conversations.of_user(db, "m1")] == [], "ended ones only when asked"
-    assert [c.id for c in await conversations.of_user(db, "m1", ended_within_s=3600)] == [conv.id]
+    assert [c.id for c in await conversations.of_person(db, member("m1"))] == [], "ended ones only when asked"
+    assert [c.id for c in await conversations.of_person(db, member("m1"), ended_within_s=3600)] == [conv.id]
+
+
+async def test_a_conversation_is_found_by_the_pair_role_and_sub(db: Pool) -> None:
+    """PRODUCT.md §4: a member whose sub is the specialist's id is someone else."""
+    conv = await _conversation(db)
+    assert [c.id for c in await conversations.of_person(db, specialist("s1"))] == [conv.id]
+    assert [c.id for c in await conversations.of_person(db, member("m1"))] == [conv.id]
+    assert await conversations.of_person(db, member("s1")) == []
+    assert await conversations.of_person(db, specialist("m1")) == []
+    assert await conversations.of_person(db, Person("supervisor", "s1")) == []
+    assert conv.has(member("m1")) and conv.has(specialist("s1"))
+    assert not conv.has(member("s1")) and not conv.has(specialist("m1"))
+    assert conv.peer_of(member("m1")) == specialist("s1")
+    assert conv.peer_of(specialist("s1")) == member("m1")
 
 
 async def test_feedback_last_rating_counts(db: Pool) -> None:

@@ -505,11 +505,12 @@ INSERT INTO feedback (conversation_id, member_id, rating, comment)
 SELECT 'k' || g, 'acct-k-' || g, 3, 'comment-k-' || g FROM generate_series(1, {n}) g;
 """
 
-# A conversation is whole (three messages, its member, alias and comment) or swept (none
-# of them, and marked): anything else is a half-erased row.
+# A synthetic conversation (ids 'k…'; live ones are hex) is whole (three messages, its
+# member, alias and comment) or swept (none of them, and marked): anything else is a
+# half-erased row.
 HALF_ERASED = """
 SELECT count(*) FROM conversations c
- WHERE NOT (
+ WHERE c.id LIKE 'k%' AND NOT (
    (c.swept_at IS NULL AND c.member_id <> '' AND c.member_alias <> ''
      AND (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) = 3
      AND (SELECT comment FROM feedback f WHERE f.conversation_id = c.id) IS NOT NULL)
@@ -602,3 +603,61 @@ async def test_one_sweep_at_a_time_the_release_step_skips_while_another_holds_th
         assert "0 conversations, 0 messages, 0 requests swept" in ran.stdout, ran.stdout
     finally:
         await holder.close()
+
+
+async def test_live_conversations_keep_flowing_while_a_sweep_runs(
+    live: LiveService, database_url: str
+) -> None:
+    n = 3000
+    db = await asyncpg.connect(database_url)
+    try:
+        await db.execute(SYNTHETIC.replace("{n}", str(n)))
+        pair = await matched(live, member_id="acct-live", specialist_id="spec-live")
+        # One conversation per transaction: the slowest sweep there is, so it is surely
+        # still running while the chat goes on.
+        env = service_env(database_url, "redis://unused", PEERCHAT_RETENTION_BATCH_MESSAGES="1")
+        sweeper = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "chat.cli",
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+        async def swept() -> int:
+            return int(await db.fetchval("SELECT count(*) FROM conversations WHERE swept_at IS NOT NULL"))
+
+        await wait_until(lambda: swept(), timeout=60, every=0.01)
+        before = await swept()
+        slowest = 0.0
+        for i in range(20):
+            began = time.monotonic()
+            ack = await pair.member.call(
+                {
+                    "type": "send",
+                    "conversation_id": pair.conversation_id,
+                    "client_msg_id": f"l{i}",
+                    "body": "hi",
+                },
+                "ack",
+            )
+            assert ack["type"] == "ack", ack
+            slowest = max(slowest, time.monotonic() - began)
+        after = await swept()
+        assert before < after < n, f"the sweep ran meanwhile ({before} → {after} of {n})"
+        assert slowest < 2.0, f"a send waited {slowest:.2f} s behind the sweep"
+        out, err = await asyncio.wait_for(sweeper.communicate(), 120)
+        assert sweeper.returncode == 0, (out + err).decode()[-3000:]
+        assert await swept() == n
+        assert await db.fetchval(HALF_ERASED) == 0
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM messages WHERE conversation_id = $1", pair.conversation_id
+            )
+            == 20
+        )
+        await pair.close()
+    finally:
+        await db.close()

@@ -11,8 +11,9 @@ import { $ } from '../ui/dom.js';
  * @param {PeerChatClient} client
  * @param {Screens} screens
  * @param {(...parts: (Node | string)[]) => void} notice
+ * @param {() => string | null} [preferred] the past peer the member asked for again, if any
  */
-export function requestPanel(client, screens, notice) {
+export function requestPanel(client, screens, notice, preferred = () => null) {
   const form = $('#request-form');
   const button = /** @type {HTMLButtonElement} */ ($('#request-button'));
   const error = $('#request-error');
@@ -64,6 +65,8 @@ export function requestPanel(client, screens, notice) {
     const frame = { type: 'request', tags };
     if (language) frame.language = language;
     if (note) frame.note = note;
+    const prefer = preferred();
+    if (prefer) frame.prefer_specialist = prefer;
     if (!client.send(frame)) {
       error.textContent = 'Not connected yet. Please try again in a moment.';
       return;
@@ -84,6 +87,15 @@ export function requestPanel(client, screens, notice) {
     else update(f.position, f.estimated_wait_s);
   });
   client.on('cancelled', (f) => {
+    if (f.reason === 'abandoned' && screens.view !== 'chat') {
+      // Told after `welcome` on the first connection since the member's grace ran out.
+      if (f.request_id === requestId || screens.view === 'start') {
+        requestId = null;
+        screens.set('start');
+        notice('You were away for a while, so your place in line was given up. You can ask again.');
+      }
+      return;
+    }
     if (f.request_id !== requestId) return;
     requestId = null;
     screens.set('start');

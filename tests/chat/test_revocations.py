@@ -1,0 +1,122 @@
+"""chat/revocations.py against the real test PostgreSQL, with two "processes" (two mirrors
+on one in-memory bus): a revocation refuses older tokens everywhere, tells each process
+whose sockets to close, and reaches a process that missed the ring by its poll."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chat.bus_memory import MemoryBus, MemoryExchange
+from chat.config import Settings
+from chat.revocations import Revocations
+from chat.store import revocations as store
+from chat.tokens import Identity
+from tests.chat.conftest import Pool
+from tests.support.servers import wait_until
+
+SETTINGS = Settings(database_url="-", redis_url="-", jwt_secret="s" * 32)
+
+
+async def _mirror(db: Pool, exchange: MemoryExchange) -> tuple[Revocations, list[tuple[str, str, float]]]:
+    bus = MemoryBus(exchange)
+    mirror = Revocations(db, bus, SETTINGS)
+    await bus.start(lambda channel, data: mirror.on_bus(data), _nothing)
+    seen: list[tuple[str, str, float]] = []
+    mirror.on_revoked = lambda role, sub, at: seen.append((role, sub, at))
+    await mirror.start()
+    return mirror, seen
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.fixture
+async def mirrors(db: Pool) -> AsyncIterator[tuple[MemoryExchange, list[Revocations]]]:
+    exchange = MemoryExchange()
+    made: list[Revocations] = []
+    yield exchange, made
+    for m in made:
+        await m.stop()
+
+
+def _who(sub: str, issued_at: float, role: str = "member") -> Identity:
+    return Identity(user_id=sub, role=role, name="x", issued_at=issued_at, expires_at=issued_at + 60)  # type: ignore[arg-type]
+
+
+async def _revoke(db: Pool, mirror: Revocations, sub: str, role: str = "member") -> store.Revocation:
+    row = await store.add(
+        db, role=role, sub=sub, actor_id="sup-1", actor_role="supervisor", actor_name="Lee", reason="test"
+    )
+    await mirror.revoke(row)
+    return row
+
+
+async def test_older_tokens_refused_everywhere_newer_ones_not(
+    db: Pool, mirrors: tuple[MemoryExchange, list[Revocations]]
+) -> None:
+    exchange, made = mirrors
+    here, seen_here = await _mirror(db, exchange)
+    there, seen_there = await _mirror(db, exchange)
+    made += [here, there]
+    row = await _revoke(db, here, "acct-1")
+    at = row.revoked_at.timestamp()
+    assert here.refuses(_who("acct-1", at - 10)) and here.refuses(_who("acct-1", at))
+    assert not here.refuses(_who("acct-1", at + 1)), "issued after the revocation"
+    assert not here.refuses(_who("acct-1", at - 10, role="specialist")), "another person"
+    assert not here.refuses(_who("acct-2", at - 10))
+    await wait_until(lambda: there.refuses(_who("acct-1", at - 10)), timeout=5)
+    assert seen_here == [("member", "acct-1", at)]
+    await wait_until(lambda: seen_there == [("member", "acct-1", at)], timeout=5)
+
+
+async def test_a_process_that_missed_the_ring_catches_up_by_polling(
+    db: Pool, mirrors: tuple[MemoryExchange, list[Revocations]]
+) -> None:
+    exchange, made = mirrors
+    here, _ = await _mirror(db, exchange)
+    deaf, seen = await _mirror(db, MemoryExchange())  # another Redis: it hears no ring
+    made += [here, deaf]
+    row = await _revoke(db, here, "acct-3")
+    await wait_until(lambda: bool(seen), timeout=5)  # the 1 s poll
+    assert deaf.refuses(_who("acct-3", row.revoked_at.timestamp()))
+
+
+async def test_a_new_process_loads_what_still_matters(
+    db: Pool, mirrors: tuple[MemoryExchange, list[Revocations]]
+) -> None:
+    exchange, made = mirrors
+    here, _ = await _mirror(db, exchange)
+    made.append(here)
+    row = await _revoke(db, here, "acct-4")
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO revocations (role, sub, revoked_at, revoked_by)"
+            " VALUES ('member', 'acct-old', now() - interval '3 days', 'x')"
+        )
+    later, seen = await _mirror(db, exchange)
+    made.append(later)
+    assert later.refuses(_who("acct-4", row.revoked_at.timestamp() - 1))
+    # Older than any token can live: nothing it could refuse is still valid.
+    assert not later.refuses(_who("acct-old", 0))
+    await asyncio.sleep(1.5)
+    assert seen == [], "loading at start closes nothing: no socket is open yet"
+
+
+async def test_the_audit_row_names_the_revocation_not_the_account(db: Pool) -> None:
+    row = await store.add(
+        db,
+        role="member",
+        sub="acct-5",
+        actor_id="sup-1",
+        actor_role="supervisor",
+        actor_name="Lee",
+        reason="",
+    )
+    audit = await db.fetchrow("SELECT action, target, reason, detail::text AS detail FROM audit_log")
+    assert audit is not None
+    assert (audit["action"], audit["target"], audit["reason"]) == ("revoke", f"revocation:{row.id}", None)
+    assert "acct-5" not in audit["detail"]

@@ -1,0 +1,68 @@
+"""chat/socket_cap.py against the real test Redis: a cap per identity, shared by every
+process (two SocketCap objects here), with leases that a dead process cannot hold for long."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as redis
+
+from chat.config import Settings
+from chat.socket_cap import SocketCap
+
+SETTINGS = Settings(
+    database_url="-", redis_url="-", jwt_secret="s" * 32, max_sockets_per_user=2, presence_ttl_s=1.0
+)
+
+
+async def test_the_cap_is_per_identity_and_shared(redis_client: redis.Redis) -> None:
+    here, there = SocketCap(redis_client, SETTINGS), SocketCap(redis_client, SETTINGS)
+    assert await here.take("member", "m1", "s1")
+    assert await there.take("member", "m1", "s2")
+    assert not await here.take("member", "m1", "s3")
+    assert not await there.take("member", "m1", "s3")
+    # Another sub, or the same sub in another role, is another person.
+    assert await here.take("member", "m2", "s4")
+    assert await here.take("specialist", "m1", "s5")
+    # Taking again with a socket that holds a slot is not one more.
+    assert await here.take("member", "m1", "s1")
+    await there.give_back("member", "m1", "s2")
+    assert await here.take("member", "m1", "s3")
+
+
+async def test_a_lease_not_renewed_ages_out(redis_client: redis.Redis) -> None:
+    cap = SocketCap(redis_client, SETTINGS)
+    assert await cap.take("member", "m1", "dead-1")
+    assert await cap.take("member", "m1", "live-1")
+    await asyncio.sleep(0.6)
+    await cap.renew([("member", "m1", "live-1")])
+    await asyncio.sleep(0.6)
+    # dead-1's lease (1 s) ran out; live-1's was renewed.
+    assert await cap.take("member", "m1", "new-1")
+    assert not await cap.take("member", "m1", "new-2")
+
+
+async def test_a_renewal_never_brings_back_a_lease_given_back(redis_client: redis.Redis) -> None:
+    cap = SocketCap(redis_client, SETTINGS)
+    assert await cap.take("member", "m1", "s1")
+    await cap.give_back("member", "m1", "s1")
+    await cap.renew([("member", "m1", "s1")])  # a renewal that read its list just before
+    # The cap is 2: both fit only if s1 holds no slot any more.
+    assert await cap.take("member", "m1", "s2")
+    assert await cap.take("member", "m1", "s3")
+
+
+async def test_keys_never_name_the_account(redis_client: redis.Redis) -> None:
+    cap = SocketCap(redis_client, SETTINGS)
+    assert await cap.take("member", "acct-secret-77", "s1")
+    keys = [k async for k in redis_client.scan_iter("*")]
+    assert keys and not any(b"acct-secret-77" in k for k in keys)
+
+
+async def test_without_redis_the_socket_is_let_in() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    try:
+        assert await SocketCap(dead, SETTINGS).take("member", "m1", "s1")
+        await SocketCap(dead, SETTINGS).give_back("member", "m1", "s1")  # no raise
+    finally:
+        await dead.aclose()
