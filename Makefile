@@ -38,7 +38,7 @@ lint: install js-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	node_modules/.bin/eslint --max-warnings 0 chat/static eslint.config.js
+	node_modules/.bin/eslint --max-warnings 0 chat/static tests/js eslint.config.js
 	node_modules/.bin/tsc -p jsconfig.json
 
 format: install

@@ -33,6 +33,11 @@ export default [
     },
   },
   {
+    files: ['tests/js/**/*.js'],
+    languageOptions: { ecmaVersion: 2022, sourceType: 'module', globals: { ...globals.node } },
+    rules: { eqeqeq: ['error', 'always'], 'no-var': 'error', 'prefer-const': 'error' },
+  },
+  {
     files: ['eslint.config.js'],
     languageOptions: { sourceType: 'module', globals: { ...globals.node } },
   },

@@ -1,18 +1,22 @@
 """Per-ring cost of keeping Redis unreadable (chat/seal.py, chat/redis_keys.py): sealing a
 frame on the sending process, opening it on the receiving one, and naming a person's
-channel. Each step timed over many rounds with ``time.perf_counter_ns`` on a typical
+channel; and the hub's whole send side (`to_user` for a person held elsewhere) with and
+without the seal. Each step timed over many rounds with ``time.perf_counter_ns`` on a typical
 `message` frame and on a large one. Run: ``python -m bench.seal_bench``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import statistics
 import time
 from collections.abc import Callable
 
+from chat.bus import Receivers
 from chat.config import Settings
+from chat.delivery.hub import Hub
 from chat.people import member
 from chat.redis_keys import identity_key
 from chat.seal import Sealer, seal_key
@@ -35,6 +39,25 @@ def _frame(body: str) -> bytes:
             sent_at="2026-12-04T23:00:00.000Z",
         )
     )
+
+
+class _NullBus:
+    """Takes every publish and sends nothing: what is left is the hub's own work."""
+
+    healthy = True
+
+    def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
+        pass
+
+    def confirmed(self, channel: str) -> bool:
+        return False
+
+
+class _ClearSealer(Sealer):
+    """The hub as it was before: the frame goes out as it is."""
+
+    def seal(self, data: bytes, context: bytes) -> bytes:
+        return data
 
 
 def _per_call_ns(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
@@ -74,6 +97,12 @@ def main() -> None:
         for name, fn in steps:
             median, p99 = _per_call_ns(fn, args.rounds)
             print(f"{name:<40} {median / 1000:>10.2f} {p99 / 1000:>8.2f}")
+    frame = _frame("x" * 60)
+    for name, sealer in (("to_user, frame sealed", sender), ("to_user, frame in clear", _ClearSealer(key))):
+        hub = Hub(_NullBus(), lambda role, sub: identity_key(SETTINGS, role, sub), sealer)  # type: ignore[arg-type]
+        send: Callable[[], None] = functools.partial(hub.to_user, person, frame, conversation_id="c", seq=1)
+        median, p99 = _per_call_ns(send, args.rounds)
+        print(f"{name:<40} {median / 1000:>10.2f} {p99 / 1000:>8.2f}")
     for name, fn in (
         ("channel name, HMAC computed", lambda: identity_key(SETTINGS, "member", "acct-4711")),
         ("channel name, cached", lambda: names[person]),

@@ -171,6 +171,11 @@ class Admission:
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self._settings.presence_ttl_s / RENEW_EVERY)
+            # Timers run on the monotonic clock; `exp` is wall-clock time. Should the wall
+            # clock jump ahead, a timer would fire late: this sweep bounds how late.
+            now = time.time()
+            for held in [h for h in self._held.values() if h.expires_at <= now and h.deadline is not None]:
+                self._expel(held, "token expired", "expired")
             leases = [(h.role, h.sub, socket_id) for socket_id, h in self._held.items()]
             try:
                 await self._cap.renew(leases)

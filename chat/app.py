@@ -32,6 +32,7 @@ from chat.presence_redis import RedisPresence
 from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
+from chat.safety import risk_watch
 from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.socket_cap import SocketCap
@@ -43,7 +44,7 @@ from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
 from chat.upkeep.member_grace import MemberGrace
-from chat.web import audit, crisis, dev, health, me, revocations, specialists, stats, transcripts
+from chat.web import audit, crisis, dev, feedback, health, me, revocations, specialists, stats, transcripts
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
 from chat.web.ratelimit import SupervisorRateLimit
@@ -131,6 +132,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # still be there.
         await services.appender.close()
         await send.settle()
+        await risk_watch.settle()
         await bus.close()
         await close_backends(client, db)
 
@@ -146,6 +148,9 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/api/specialists", specialists.list_specialists, methods=["GET"]),
             Route("/api/specialists/me", specialists.my_profile, methods=["GET"]),
             Route("/api/specialists/{specialist_id}", specialists.put_specialist, methods=["PUT"]),
+            Route(
+                "/api/specialists/{specialist_id}/status", specialists.put_specialist_status, methods=["PUT"]
+            ),
             Route("/api/stats", stats.stats, methods=["GET"]),
             Route("/api/stats/history", stats.stats_history, methods=["GET"]),
             Route(
@@ -154,6 +159,8 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
+            Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),

@@ -67,9 +67,9 @@ class Settings:
 
     @property
     def identity_hmac_key(self) -> bytes:
-        """`PEERCHAT_REDIS_KEY`, or else one derived from the JWT key. Derived from an HS256
-        secret it is as secret as the secret; from a public key it is not secret at all,
-        which docs/operations.md warns about (with an identity provider, set the variable)."""
+        """`PEERCHAT_REDIS_KEY`, or else one derived from the HS256 secret (as secret as the
+        secret). With a public key the variable is required (`from_env` refuses to start
+        without it), since a key derived from a public value would not be secret."""
         if self.redis_key:
             return self.redis_key
         seed = (self.jwt_secret or self.jwt_public_key or "").encode()
@@ -207,10 +207,17 @@ def _dev(env: Mapping[str, str]) -> bool:
     )
 
 
-def _redis_key(env: Mapping[str, str]) -> bytes:
+def _redis_key(env: Mapping[str, str], public_key: str | None) -> bytes:
     raw = env.get("PEERCHAT_REDIS_KEY", "")
     if raw and len(raw.encode()) < 32:
         raise ConfigError("PEERCHAT_REDIS_KEY must be at least 32 bytes")
+    if not raw and public_key:
+        # Derived from a public key, the HMAC key would be public too: anyone reading Redis
+        # could test guessed account ids against the tags (PRODUCT.md §2).
+        raise ConfigError(
+            "set PEERCHAT_REDIS_KEY (32 bytes or more) when tokens use PEERCHAT_JWT_PUBLIC_KEY: "
+            "a key derived from a public key would not be secret"
+        )
     return raw.encode()
 
 
@@ -259,7 +266,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         member_grace_s=_float(env, "PEERCHAT_MEMBER_GRACE_S", 300.0),
         max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
         max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
-        redis_key=_redis_key(env),
+        redis_key=_redis_key(env, public_key),
         retention_days=retention_days(env),
         specialist_access_h=_window(env, "PEERCHAT_SPECIALIST_ACCESS_H", 24.0, "hours"),
         retention_sweep_s=_float(env, "PEERCHAT_RETENTION_SWEEP_S", 600.0),

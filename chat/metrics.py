@@ -90,6 +90,26 @@ class Metrics:
         self.erasures = Counter(
             "peerchat_erasures", "Members' erasures carried out (DELETE /api/me)", registry=r
         )
+        # Safety (PRODUCT.md §8, docs/safety.md).
+        self.alerts_raised = Counter(
+            "peerchat_alerts_raised", "Supervisor alerts raised, by kind", ["kind"], registry=r
+        )
+        self.alerts_acked = Counter(
+            "peerchat_alerts_acked", "Supervisor alerts acknowledged, by kind", ["kind"], registry=r
+        )
+        self.alert_ack_seconds = Histogram(
+            "peerchat_alert_ack_seconds",
+            "Time from an alert being raised to its acknowledgement, by kind",
+            ["kind"],
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
+            registry=r,
+        )
+        self.risk_checks_seconds = Histogram(
+            "peerchat_risk_check_seconds",
+            "Time to check one member message against the risk phrases (off the send path)",
+            buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
+            registry=r,
+        )
 
 
 METRICS = Metrics()

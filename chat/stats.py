@@ -8,8 +8,8 @@ definition; docs/protocol.md describes it); and `current_stats`, that snapshot r
 - ``specialists``, online ones only: ``busy`` at capacity (active chats ≥ ``max_chats``,
   pending offers not counted) whatever their status; ``available`` status available with
   a free slot; ``away`` status away with a free slot.
-- ``alerts``: ``urgent_request`` for each open urgent request, ``long_wait`` for each
-  other one waiting ``LONG_WAIT_ALERT_S`` or more, in the snapshot's order.
+- ``alerts``: the open alerts from PostgreSQL, oldest first (chat/safety/alerting.py;
+  docs/safety.md): raised once per event and open until a supervisor acknowledges them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from datetime import UTC, datetime
 
 from chat import views
+from chat.safety import alerting
 from chat.services import Services
 from chat.store import conversations, profiles, queue
-from chat.store.db import iso
 from chat.store.profiles import Profile
 from chat.store.queue import Request
 from matching.lifecycle import REQUEST_TRANSITIONS, RequestState, is_final
@@ -28,7 +28,18 @@ from protocol import frames as f
 
 # Requests still in line: the lifecycle's states a request can leave.
 OPEN_REQUEST_STATES = frozenset(s.value for s in RequestState if not is_final(REQUEST_TRANSITIONS, s))
-LONG_WAIT_ALERT_S = 300  # a wait this long is a person being let down: tell a human
+
+
+def roster_state(profile: Profile, online: set[str]) -> str:
+    """A specialist's state on the supervisor's roster, and what `queue_stats.specialists`
+    counts (the one definition of both): `offline` when no device of theirs is online;
+    `busy` when online and at capacity (active chats >= `max_chats`; pending offers do not
+    count) whatever their status; otherwise their status, `available` or `away`."""
+    if profile.id not in online:
+        return "offline"
+    if profile.active_chats >= profile.max_chats:
+        return "busy"
+    return "away" if profile.status == "away" else "available"
 
 
 def queue_stats(
@@ -37,7 +48,9 @@ def queue_stats(
     online: set[str],
     active_conversations: int,
     now: datetime,
+    alerts: list[f.Alert],
 ) -> f.QueueStats:
+    """`alerts`: the open ones, from PostgreSQL (chat/safety/alerting.py)."""
     waiting = [r for r in requests if r.state in OPEN_REQUEST_STATES]
     waits = {r.id: views.waited_s(r.created_at, now) for r in waiting}
     by_tag: dict[str, f.TagLoad] = {}
@@ -49,29 +62,10 @@ def queue_stats(
                 waiting=(load.waiting if load else 0) + 1,
                 longest_wait_s=max(load.longest_wait_s if load else 0, wait),
             )
+    states = [roster_state(p, online) for p in specialists]
     counts = f.SpecialistCounts(
-        # Busy: online and at capacity, whatever their status; available: could take one more.
-        available=sum(
-            1
-            for p in specialists
-            if p.id in online and p.status == "available" and p.active_chats < p.max_chats
-        ),
-        busy=sum(1 for p in specialists if p.id in online and p.active_chats >= p.max_chats),
-        away=sum(
-            1 for p in specialists if p.id in online and p.status == "away" and p.active_chats < p.max_chats
-        ),
+        available=states.count("available"), busy=states.count("busy"), away=states.count("away")
     )
-    alerts = [
-        f.Alert(
-            kind="urgent_request" if r.priority == "urgent" else "long_wait",
-            request_id=r.id,
-            at=iso(r.created_at),
-            waited_s=waits[r.id],
-            tags=r.tags,
-        )
-        for r in waiting
-        if r.priority == "urgent" or waits[r.id] >= LONG_WAIT_ALERT_S
-    ]
     return f.QueueStats(
         waiting=len(waiting),
         longest_wait_s=max(waits.values(), default=0),
@@ -88,4 +82,5 @@ async def current_stats(services: Services) -> f.QueueStats:
     specialists = await profiles.list_all(services.db)
     online = await services.presence.online_specialists(time.time())
     active = await conversations.active_count(services.db)
-    return queue_stats(requests, specialists, online, active, datetime.now(UTC))
+    alerts = await alerting.open_alert_frames(services.db)
+    return queue_stats(requests, specialists, online, active, datetime.now(UTC), alerts)

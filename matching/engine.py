@@ -129,6 +129,10 @@ class Engine:
         self._rates = ServiceRates(self._config.rate_window_s, self._config.default_handle_s)
         self._reported: dict[str, tuple[int, int]] = {}
         self._sweep_after: Key | None = None
+        # Wrap-ups still running, soonest end first, and the latest `now` seen (never
+        # going backwards), against which a specialist's wrap-up is judged.
+        self._wrap_ups: list[tuple[float, str]] = []
+        self._clock = -math.inf
 
     # ---------------------------------------------------------------- events
 
@@ -194,10 +198,11 @@ class Engine:
         if offer_id is not None and self._offers[offer_id].specialist_id == specialist_id:
             return self.offer_accepted(offer_id, now)
         out = _Out()
+        urgent = self._requests[request_id].priority is Priority.URGENT
         self._remove_request(request_id, RequestEvent.ASSIGN, out)
         s = self._specialists.get(specialist_id)
         if s is not None:
-            self._set_specialist(replace(s, active_chats=s.active_chats + 1, idle_since=now), now, out)
+            self._set_specialist(self._took_one(s, urgent, now), now, out)
         return self._finish(now, out)
 
     def specialist_changed(self, s: Specialist, now: float) -> Decisions:
@@ -212,8 +217,11 @@ class Engine:
         self._set_specialist(s, now, out)
         return self._finish(now, out)
 
-    def conversation_ended(self, specialist_id: str, now: float) -> Decisions:
-        """One of this specialist's conversations ended: one slot frees up.
+    def conversation_ended(
+        self, specialist_id: str, now: float, *, urgent: bool = False, wrap_up_until: float = 0.0
+    ) -> Decisions:
+        """One of this specialist's conversations ended: one slot frees up (one urgent
+        slot too, if it was urgent or at high risk), after their wrap-up, if any.
 
         Same as :meth:`specialist_changed` with ``active_chats - 1``; calling that with
         the fresh row afterwards is harmless.
@@ -222,7 +230,13 @@ class Engine:
         if s is None:
             return NO_DECISIONS
         out = _Out()
-        self._set_specialist(replace(s, active_chats=max(0, s.active_chats - 1)), now, out)
+        ended = replace(
+            s,
+            active_chats=max(0, s.active_chats - 1),
+            urgent_chats=max(0, s.urgent_chats - 1) if urgent else s.urgent_chats,
+            wrap_up_until=max(s.wrap_up_until, wrap_up_until),
+        )
+        self._set_specialist(ended, now, out)
         return self._finish(now, out)
 
     def offer_accepted(self, offer_id: str, now: float) -> Decisions:
@@ -232,13 +246,23 @@ class Engine:
         if offer is None:
             return NO_DECISIONS
         out = _Out()
+        urgent = self._requests[offer.request_id].priority is Priority.URGENT
         self._end_offer(offer_id, OfferEvent.ACCEPT, now, out)
         self._remove_request(offer.request_id, RequestEvent.ASSIGN, out)
         self._missed[offer.specialist_id] = 0
         s = self._specialists.get(offer.specialist_id)
         if s is not None:
-            self._set_specialist(replace(s, active_chats=s.active_chats + 1, idle_since=now), now, out)
+            self._set_specialist(self._took_one(s, urgent, now), now, out)
         return self._finish(now, out)
+
+    @staticmethod
+    def _took_one(s: Specialist, urgent: bool, now: float) -> Specialist:
+        return replace(
+            s,
+            active_chats=s.active_chats + 1,
+            urgent_chats=s.urgent_chats + 1 if urgent else s.urgent_chats,
+            idle_since=now,
+        )
 
     def offer_declined(self, offer_id: str, now: float) -> Decisions:
         """The holder declined: they are never offered this request again, and it goes
@@ -283,6 +307,12 @@ class Engine:
     # ------------------------------------------------------------- internals
 
     def _tick(self, now: float, out: _Out) -> Decisions:
+        self._clock = max(self._clock, now)
+        while self._wrap_ups and self._wrap_ups[0][0] <= now:
+            _, sid = heapq.heappop(self._wrap_ups)
+            if sid in self._specialists:
+                self._refresh_open(sid)
+                out.specs.add(sid)
         while self._expiries and self._expiries[0][0] <= now:
             _, offer_id = heapq.heappop(self._expiries)
             offer = self._offers.get(offer_id)
@@ -368,6 +398,7 @@ class Engine:
     def _first_for(self, specialist_id: str) -> Key | None:
         """First request in queue order that this specialist may be offered."""
         languages = self._specialists[specialist_id].languages
+        no_urgent = self._urgent_full(specialist_id)
         best: Key | None = None
         for bucket in self._search[specialist_id]:
             keys = self._buckets.get(bucket)
@@ -379,6 +410,8 @@ class Engine:
                     break
                 r = self._requests[key[2]]
                 if specialist_id in r.avoid:
+                    continue
+                if no_urgent and r.priority is Priority.URGENT:
                     continue
                 if held and r.language is not None and r.language not in languages:
                     continue
@@ -393,9 +426,15 @@ class Engine:
         anyone = self._open.get(("any", r.language, ""))
         if not anyone:
             return None
+        urgent = r.priority is Priority.URGENT
         if r.id in self._held:
             preferred = r.prefer_specialist
-            if preferred is not None and preferred in anyone and preferred not in r.avoid:
+            if (
+                preferred is not None
+                and preferred in anyone
+                and preferred not in r.avoid
+                and not (urgent and self._urgent_full(preferred))
+            ):
                 return self._specialists[preferred]
             return None
         wanted = wanted_tags(r)
@@ -410,7 +449,7 @@ class Engine:
         best: Specialist | None = None
         best_rank: tuple[bool, int, int, float, str] | None = None
         for sid in candidates:
-            if sid in r.avoid:
+            if sid in r.avoid or (urgent and self._urgent_full(sid)):
                 continue
             s = self._specialists[sid]
             rank = (
@@ -423,6 +462,16 @@ class Engine:
             if best_rank is None or rank < best_rank:
                 best, best_rank = s, rank
         return best
+
+    def _urgent_full(self, specialist_id: str) -> bool:
+        """At the urgent-load cap: urgent or high-risk chats plus pending urgent offers."""
+        s = self._specialists[specialist_id]
+        held = sum(
+            1
+            for offer_id in self._offers_held.get(specialist_id, ())
+            if self._requests[self._offers[offer_id].request_id].priority is Priority.URGENT
+        )
+        return s.urgent_chats + held >= self._config.max_urgent_per_specialist
 
     def _make_offer(self, r: Request, s: Specialist, now: float, out: _Out) -> None:
         offer = Offer(
@@ -613,6 +662,9 @@ class Engine:
         if s.status is Status.AVAILABLE:
             self._rates.add_slots(_pools(s), s.max_chats)
         self._specialists[s.id] = s
+        self._clock = max(self._clock, now)
+        if s.wrap_up_until > now and (old is None or old.wrap_up_until != s.wrap_up_until):
+            heapq.heappush(self._wrap_ups, (s.wrap_up_until, s.id))
         if old is None or old.tags != s.tags or old.languages != s.languages:
             buckets = _specialist_buckets(s)
             self._specialist_buckets[s.id] = buckets
@@ -639,6 +691,7 @@ class Engine:
             s is not None
             and s.status is Status.AVAILABLE
             and s.active_chats + len(self._offers_held.get(specialist_id, ())) < s.max_chats
+            and s.wrap_up_until <= self._clock
         )
         have = self._opened.get(specialist_id)
         if want and have is buckets:

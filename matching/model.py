@@ -51,6 +51,9 @@ class Specialist:
     conversation (or came on shift): the longest idle is preferred among equals.
     ``missed_offers`` is the stored streak of offers let expire in a row (PostgreSQL's,
     which outlives a leader and a reload); the engine takes it up whenever it changes.
+    ``urgent_chats`` counts their active conversations that are urgent or at high risk
+    (PRODUCT.md §8, the urgent-load cap); ``wrap_up_until`` is when their wrap-up after a
+    conversation ends (no offers until then; 0 for none).
     """
 
     id: str
@@ -61,6 +64,8 @@ class Specialist:
     status: Status
     idle_since: float
     missed_offers: int = 0
+    urgent_chats: int = 0
+    wrap_up_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,9 @@ class MatchConfig:
     rate_window_s: float = 900.0
     default_handle_s: float = 600.0
     queue_refresh_batch: int = 100
+    # A specialist holding this many urgent or high-risk conversations is offered no more
+    # urgent requests (PEERCHAT_MAX_URGENT_PER_SPECIALIST); they may still claim one by hand.
+    max_urgent_per_specialist: int = 1
 
 
 def queue_key(r: Request) -> tuple[int, float, str]:

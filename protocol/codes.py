@@ -8,6 +8,9 @@ Close codes tell a client whether reconnecting can help:
 - 4008, 4029: reconnect after a back-off; resume from the last `seq`. After a 4029 that
   followed `error too_many_connections`, close another of the person's sockets first.
 - 1012: the server is restarting; reconnect at once (with jitter) to any process.
+
+The pages use the same codes from chat/static/codes.js, generated from this file: after a
+change here, run `python -m protocol.jscodes > chat/static/codes.js` (a test checks it).
 """
 
 from __future__ import annotations

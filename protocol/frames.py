@@ -110,6 +110,21 @@ class Reauth(Frame, tag="reauth", frozen=True):
     token: Annotated[str, Meta(max_length=8192)]
 
 
+class Flag(Frame, tag="flag", frozen=True):
+    """The conversation's specialist asks supervisors for support (PRODUCT.md §8); `high`
+    also marks the conversation `risk: "high"`. The note goes to supervisors only."""
+
+    conversation_id: Id
+    level: Literal["concern", "high"]
+    note: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class AckAlert(Frame, tag="ack_alert", frozen=True):
+    """A supervisor closes an open alert for every supervisor."""
+
+    alert_id: Id
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -127,6 +142,8 @@ ClientFrame = (
     | Feedback
     | WatchQueues
     | Reauth
+    | Flag
+    | AckAlert
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -229,12 +246,24 @@ class TagLoad(Struct, frozen=True):
     longest_wait_s: int
 
 
+AlertKind = Literal["urgent_request", "risk_message", "flagged", "long_wait", "report", "block"]
+AlertLevel = Literal["concern", "high"]
+
+
 class Alert(Struct, frozen=True):
-    kind: Literal["urgent_request", "long_wait"]
-    request_id: str
+    """An open supervisor alert (PRODUCT.md §8), stored until one supervisor acks it.
+    `waited_s` is how long the request had waited when the alert was raised; `level` and
+    `note` come with a `flagged` alert (`level: "high"` with `risk_message`)."""
+
+    id: str
+    kind: AlertKind
     at: str
-    waited_s: int
-    tags: list[str] = []
+    request_id: str | None = None
+    conversation_id: str | None = None
+    tags: list[str] | None = None
+    waited_s: int | None = None
+    level: AlertLevel | None = None
+    note: str | None = None  # a flag's note, for supervisors
 
 
 class Welcome(Frame, tag="welcome", frozen=True):
@@ -384,6 +413,31 @@ class Error(Frame, tag="error", frozen=True):
     alternatives: list[Alternative] | None = None
 
 
+class Risk(Frame, tag="risk", frozen=True):
+    """To the specialist's devices (and monitoring supervisors): the member message `seq`
+    matched the risk phrase list; the conversation is now `risk: "high"` for good."""
+
+    conversation_id: str
+    level: Literal["high"]
+    seq: Seq
+
+
+class Flagged(Frame, tag="flagged", frozen=True):
+    conversation_id: str
+    alert_id: str
+
+
+class AckedBy(Struct, frozen=True):
+    name: str
+
+
+class AlertAcked(Frame, tag="alert_acked", frozen=True):
+    """To every watching supervisor on every process: the alert is closed."""
+
+    alert_id: str
+    by: AckedBy
+
+
 ServerFrame = (
     Welcome
     | Queued
@@ -405,6 +459,9 @@ ServerFrame = (
     | PeerStatus
     | QueueStats
     | Reauthed
+    | Risk
+    | Flagged
+    | AlertAcked
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

@@ -48,8 +48,11 @@ from protocol.frames import Frame
 
 log = logging.getLogger("peerchat.hub")
 
-QUEUE_CHANNEL = "pc:queue"  # manual-pick watchers: the waiting list changed
-STATS_CHANNEL = "pc:stats"  # supervisors: queue_stats changed
+# Their payloads are sealed (chat/seal.py). The names changed with the seal, so that during
+# a rolling upgrade a process of the version before, which would hand a payload to its
+# watchers as it came, never hears a sealed one (nor the new ones its clear ones).
+QUEUE_CHANNEL = "pc:sealed:queue"  # manual-pick watchers: the waiting list changed
+STATS_CHANNEL = "pc:sealed:stats"  # supervisors: queue_stats changed
 POKE_CHANNEL = "pc:poke"  # the matchmaker: something it should look at happened
 
 

@@ -23,6 +23,7 @@ from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, failure, may_send
 from chat.metrics import METRICS
 from chat.people import Participants
+from chat.safety import risk_watch
 from chat.services import Services
 from chat.store import conversations
 from chat.store.conversations import Appended
@@ -142,6 +143,9 @@ def _stored(
                 seq=seq,
                 skip=session if person == session.person else None,
             )
+        if session.role == "member":
+            # After the ack and the fan-out, in a later turn of the loop (PRODUCT.md §8).
+            risk_watch.after_member_message(services, frame.conversation_id, seq, frame.body, pair[1])
     except Exception as exc:
         session.push_frame(failure(f.Send, exc, frame.ref))
 

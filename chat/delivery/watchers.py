@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from chat import stats as stats_view
 from chat import views
 from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL
+from chat.safety import alerting
 from chat.services import Services
 from chat.store import conversations, profiles, queue
 from matching.lifecycle import RequestState
@@ -54,7 +55,10 @@ class Broadcasts:
             asyncio.get_running_loop().call_later(wait, self._again)
             return
         active = await conversations.active_count(self.s.db)
-        current = stats_view.queue_stats(requests, specialists, online, active, now_dt)
+        # The leader raises long waits (once each) and shows every open alert, from PostgreSQL.
+        await alerting.long_waits(self.s.db, requests, now_dt)
+        alerts = await alerting.open_alert_frames(self.s.db)
+        current = stats_view.queue_stats(requests, specialists, online, active, now_dt, alerts)
         if current != self._last_stats or now - self._last_stats_at > 5:
             self._last_stats, self._last_stats_at = current, now
             await hub.broadcast(STATS_CHANNEL, current)

@@ -8,13 +8,16 @@ from datetime import UTC, datetime
 from msgspec import structs
 
 from chat import positions, views
+from chat.delivery.hub import QUEUE_CHANNEL
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, error, handles
 from chat.openness import alternatives_for, openness
 from chat.people import specialist
+from chat.safety import alerting
 from chat.services import Services
 from chat.store import members, queue
 from matching.lifecycle import RequestState
+from matching.model import CRISIS_TAG
 from matching.risk import default_phrases
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -33,7 +36,8 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
         session.push_frame(structs.replace(refusal, opens_at=state.opens_at, alternatives=alternatives))
         return
     tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
-    urgent = RISK.matches(frame.note or "")
+    # A risk phrase in the note, or the member saying they are in crisis (PRODUCT.md §8).
+    urgent = CRISIS_TAG in tags or RISK.matches(frame.note or "")
     try:
         request = await queue.create_request(
             services.db,
@@ -48,6 +52,7 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     except queue.AlreadyOpen:
         raise Refuse(ErrorCode.INVALID_STATE, "you already have an open request or conversation") from None
     if urgent:
+        await alerting.urgent_request(services.db, request)
         log.warning("urgent request %s queued: supervisors alerted", request.id[:8])
     position, wait = await positions.position_of(services, request)
     reply = f.Queued(
@@ -87,7 +92,7 @@ async def on_queue_watch(services: Services, session: Session, frame: f.QueueWat
     now = datetime.now(UTC)
     waiting = [r for r in await queue.open_requests(services.db) if r.state == RequestState.WAITING]
     if not services.hub.queue_watchers:
-        await services.bus.subscribe("pc:queue")
+        await services.bus.subscribe(QUEUE_CHANNEL)
     services.hub.queue_watchers.add(session)
     away = await members.away_since(services.db, [r.member_id for r in waiting])
     session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chat import stats
+from chat.delivery.hub import STATS_CHANNEL
 from chat.gateway.session import Session
 from chat.handlers.registry import handles
 from chat.services import Services
@@ -12,7 +13,7 @@ from protocol import frames as f
 @handles(f.WatchQueues, "supervisor")
 async def on_watch_queues(services: Services, session: Session, frame: f.WatchQueues) -> None:
     if not services.hub.stats_watchers:
-        await services.bus.subscribe("pc:stats")
+        await services.bus.subscribe(STATS_CHANNEL)
     services.hub.stats_watchers.add(session)
     current = await stats.current_stats(services)
     session.push_frame(

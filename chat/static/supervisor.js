@@ -1,9 +1,12 @@
-// Supervisor dashboard: live queue load, alerts, an hour's chart, specialist profiles,
-// transcripts read with a reason, and the audit log those reads write. Each panel is a
-// module in supervisor/.
+// Supervisor dashboard: live queue load, alerts, an hour's chart, the specialist roster
+// (live state, load, set away, profiles), members' feedback by week, transcripts read with
+// a reason, and the audit log (filtered, paged, exported). Each panel is a module in
+// supervisor/.
 
 import { api } from './client/http.js';
+import { auditPanel } from './supervisor/audit.js';
 import { chartPanel } from './supervisor/chart.js';
+import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
 import { statsPanel } from './supervisor/stats.js';
 import { transcriptPanel } from './supervisor/transcript.js';
@@ -27,10 +30,20 @@ function main({ token, client, notice }) {
     }
   };
 
+  /** @param {string} path */
+  const download = async (path) => {
+    const res = await fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' });
+    if (res.status === 401) client.emit('auth_failed', {});
+    if (!res.ok) throw new Error(((await res.json().catch(() => null)) || {}).error || `HTTP ${res.status}`);
+    return res.blob();
+  };
+
   const stats = statsPanel();
   const chart = chartPanel();
-  const specialists = specialistsPanel(call, notice);
-  const transcript = transcriptPanel(call);
+  const feedback = feedbackPanel(call);
+  const specialists = specialistsPanel(call, notice, feedback.specialists);
+  const audit = auditPanel(call, download);
+  transcriptPanel(call, audit.load);
 
   client.on('queue_stats', (f) => {
     const at = stats.render(f);
@@ -51,5 +64,6 @@ function main({ token, client, notice }) {
   chart.draw();
   chart.prefill(call);
   specialists.load();
-  transcript.loadAudit();
+  feedback.load();
+  audit.load();
 }

@@ -4,6 +4,7 @@ refuses UPDATE, DELETE and TRUNCATE (migration 0010), so this module only insert
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,21 +60,53 @@ async def record(
     )
 
 
-async def page(db: Db, *, before: int | None = None, limit: int = PAGE_DEFAULT) -> list[AuditEntry]:
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Only entries matching every given field: `action` exactly, `actor` the actor's id
+    exactly, `conversation` the conversation id exactly."""
+
+    action: str | None = None
+    actor: str | None = None
+    conversation: str | None = None
+
+
+async def page(
+    db: Db, *, before: int | None = None, limit: int = PAGE_DEFAULT, where: AuditFilter | None = None
+) -> list[AuditEntry]:
     """Newest first; with `before`, only entries older than that entry id."""
+    w = where or AuditFilter()
     rows = await db.fetch(
         """SELECT id, at, actor_id, actor_name, action, conversation_id, target, reason,
                   detail::text AS detail
            FROM audit_log
-           WHERE $1::bigint IS NULL OR id < $1::bigint
+           WHERE ($1::bigint IS NULL OR id < $1::bigint)
+             AND ($3::text IS NULL OR action = $3::text)
+             AND ($4::text IS NULL OR actor_id = $4::text)
+             AND ($5::text IS NULL OR conversation_id = $5::text)
            ORDER BY id DESC LIMIT $2""",
         before,
         limit,
+        w.action,
+        w.actor,
+        w.conversation,
     )
     return [
         AuditEntry(**{**dict(r), "detail": None if r["detail"] is None else msgspec.json.decode(r["detail"])})
         for r in rows
     ]
+
+
+async def everything(db: Db, where: AuditFilter, batch: int = PAGE_MAX) -> AsyncIterator[list[AuditEntry]]:
+    """Every matching entry, newest first, a page at a time (each page its own short query,
+    so an export of the whole log holds no connection or transaction open while it is sent)."""
+    before: int | None = None
+    while True:
+        entries = await page(db, before=before, limit=batch, where=where)
+        if entries:
+            yield entries
+        if len(entries) < batch:
+            return
+        before = entries[-1].id
 
 
 async def recent(db: Db, limit: int = 200) -> list[AuditEntry]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from chat import people
+from chat.stats import roster_state
 from chat.store import audit, profiles
 from chat.web.common import auth, has_control, has_nul, problem, services_of
 from protocol import frames as f
@@ -25,7 +27,8 @@ def _profile_json(p: profiles.Profile, online: set[str]) -> dict[str, Any]:
         "tags": p.tags,
         "languages": p.languages,
         "max_chats": p.max_chats,
-        "status": p.status if p.id in online else "offline",
+        # offline / available / away / busy: chat/stats.py, shared with queue_stats.
+        "status": roster_state(p, online),
         "active_chats": p.active_chats,
     }
 
@@ -109,6 +112,49 @@ async def put_specialist(request: Request) -> Response:
             target=specialist_id,
             detail={"before": _profile_values(before), "after": _profile_values(profile)},
         )
+    await services.poke_matchmaker()
+    online = await services.presence.online_specialists(time.time())
+    return JSONResponse(_profile_json(profile, online))
+
+
+class StatusEdit(msgspec.Struct, forbid_unknown_fields=True):
+    # Only "away" (end of shift): a supervisor may take someone off shift, never put an
+    # absent person on it (they would be offered members they cannot see).
+    status: Literal["away"]
+
+
+async def put_specialist_status(request: Request) -> Response:
+    """PUT /api/specialists/{id}/status {"status":"away"}: the supervisor's "set away". Stored
+    and audited together (`set_away`, target the specialist), then echoed to every device of
+    theirs on every process as `availability`, as if they had set it themselves."""
+    identity = auth(request, "supervisor")
+    specialist_id = request.path_params["specialist_id"]
+    if not 0 < len(specialist_id) <= 64 or has_nul(specialist_id) or has_control(specialist_id):
+        return problem(400, "bad specialist id")
+    try:
+        edit = msgspec.json.decode(await request.body(), type=StatusEdit)
+    except msgspec.DecodeError as exc:
+        return problem(400, f"bad status: {exc}")
+    services = services_of(request)
+    async with services.db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('specialist:' || $1))", specialist_id)
+        before = await profiles.get(conn, specialist_id)
+        if before is None:
+            return problem(404, "no such specialist")
+        profile = await profiles.set_status(conn, specialist_id, edit.status)
+        assert profile is not None
+        await audit.record(
+            conn,
+            actor_id=identity.user_id,
+            actor_role=identity.role,
+            actor_name=identity.name,
+            action="set_away",
+            target=specialist_id,
+            detail={"before": before.status, "after": profile.status},
+        )
+    services.hub.to_user(
+        people.specialist(specialist_id), f.AvailabilityChanged(status=edit.status, reason="supervisor")
+    )
     await services.poke_matchmaker()
     online = await services.presence.online_specialists(time.time())
     return JSONResponse(_profile_json(profile, online))

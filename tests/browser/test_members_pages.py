@@ -154,3 +154,21 @@ async def test_a_member_away_past_the_grace_is_told_their_place_was_given_up(
         "You were away for a while, so your place in line was given up. You can ask again.", timeout=15_000
     )
     await expect(member.get_by_test_id("start-view")).to_be_visible()
+
+
+async def test_an_offer_says_when_the_member_is_away(web: Web, live: LiveService) -> None:
+    member = await web.page("member")
+    await web.login_token(member, "member", "Eve", "member-eve")
+    await member.get_by_test_id("tag-family").check()
+    await member.get_by_role("button", name="Ask for a peer").click()
+    await expect(member.get_by_test_id("queue-position")).to_have_text("1")
+    await member.goto("/login")  # the member's only socket closes; their place is kept
+    await put_profile(live, "spec-fay", "Fay", ["family"])
+    spec = await web.page("specialist")
+    await web.login_token(spec, "specialist", "Fay", "spec-fay")
+    await spec.get_by_role("switch").click()
+    offer = spec.get_by_test_id("offer")
+    await expect(offer).to_have_count(1)
+    await expect(offer.get_by_test_id("offer-member-away")).to_have_text(
+        "The member is away right now and may not answer at once."
+    )

@@ -89,10 +89,18 @@ def test_a_public_key_selects_the_asymmetric_algorithms() -> None:
         **BASE,
         "PEERCHAT_JWT_SECRET": "",
         "PEERCHAT_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----...",
+        "PEERCHAT_REDIS_KEY": "k" * 32,
     }
     s = from_env(env)
     assert s.jwt_secret is None and s.jwt_public_key is not None
     assert s.jwt_algorithms == ["RS256", "ES256"]
+
+
+def test_a_public_key_without_a_redis_key_stops_the_process() -> None:
+    # An HMAC key derived from a public key would let anyone reading Redis test guessed ids.
+    env = {**BASE, "PEERCHAT_JWT_SECRET": "", "PEERCHAT_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----..."}
+    with pytest.raises(ConfigError, match="PEERCHAT_REDIS_KEY"):
+        from_env(env)
 
 
 def test_empty_values_mean_the_default() -> None:

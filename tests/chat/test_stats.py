@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chat.stats import LONG_WAIT_ALERT_S, queue_stats
+from chat.stats import queue_stats
 from chat.store.profiles import Profile
 from chat.store.queue import Request
 
@@ -50,7 +50,7 @@ def test_open_requests_count_by_tag_with_untagged_under_none() -> None:
         request("c", 10),
         request("gone", 900, state="assigned"),  # not in line: not counted anywhere
     ]
-    stats = queue_stats(requests, [], set(), 4, NOW)
+    stats = queue_stats(requests, [], set(), 4, NOW, [])
     assert (stats.waiting, stats.longest_wait_s, stats.active_conversations) == (3, 100, 4)
     assert {tag: (load.waiting, load.longest_wait_s) for tag, load in stats.by_tag.items()} == {
         "(none)": (1, 10),
@@ -69,24 +69,10 @@ def test_specialists_online_only_and_busy_whatever_their_status() -> None:
         profile("offline", active=0),
     ]
     online = {"free", "full", "away-full", "away"}
-    counts = queue_stats([], specialists, online, 0, NOW).specialists
+    counts = queue_stats([], specialists, online, 0, NOW, []).specialists
     assert (counts.available, counts.busy, counts.away) == (1, 2, 1)
 
 
-def test_alerts_are_urgent_requests_and_long_waits_in_snapshot_order() -> None:
-    requests = [
-        request("urgent", 5, urgent=True, tags=("crisis",)),
-        request("short", LONG_WAIT_ALERT_S - 1),
-        request("long", LONG_WAIT_ALERT_S),
-    ]
-    alerts = queue_stats(requests, [], set(), 0, NOW).alerts
-    assert [(a.kind, a.request_id, a.waited_s) for a in alerts] == [
-        ("urgent_request", "urgent", 5),
-        ("long_wait", "long", LONG_WAIT_ALERT_S),
-    ]
-    assert alerts[0].tags == ["crisis"] and alerts[0].at == "2026-12-04T11:59:55.000Z"
-
-
 def test_an_empty_snapshot() -> None:
-    stats = queue_stats([], [], set(), 0, NOW)
+    stats = queue_stats([], [], set(), 0, NOW, [])
     assert (stats.waiting, stats.longest_wait_s, stats.by_tag, stats.alerts) == (0, 0, {}, [])

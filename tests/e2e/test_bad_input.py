@@ -273,7 +273,9 @@ async def test_rs256_service_accepts_its_providers_tokens_and_refuses_the_key_co
     service_factory: Any, redis_client: object, rsa_keys: tuple[str, str]
 ) -> None:
     private, public = rsa_keys
-    live: LiveService = service_factory(PEERCHAT_JWT_SECRET="", PEERCHAT_JWT_PUBLIC_KEY=public)
+    live: LiveService = service_factory(
+        PEERCHAT_JWT_SECRET="", PEERCHAT_JWT_PUBLIC_KEY=public, PEERCHAT_REDIS_KEY="r" * 32
+    )
 
     good = jwt.encode(_claims(sub="member-rs", name="Ada"), private, algorithm="RS256")
     member, welcome = await Client.connect(live.ws, good)

@@ -104,6 +104,11 @@ async def test_redis_holds_nothing_readable_while_two_processes_carry_a_chat(
         assert queued["type"] == "queued", queued
         offer = await specialist.expect("offer")
         assert offer["note"] == NOTE
+        # The queue broadcast (sealed, from whichever process leads matching) was opened.
+        listed = await watching.expect(
+            "queue", where=lambda q: queued["request_id"] in [r["request_id"] for r in q["requests"]]
+        )
+        assert listed["requests"][0]["tags"] == ["grief"]
         await specialist.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
         conv = (await phone.expect("conversation_started"))["conversation"]["id"]
         await laptop.expect("conversation_started")

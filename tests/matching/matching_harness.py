@@ -108,9 +108,9 @@ class Driver:
 
     def accept(self, offer_id: str) -> Decisions:
         offer = self.offers.pop(offer_id)
-        self.requests.pop(offer.request_id)
+        r = self.requests.pop(offer.request_id)
         s = self.specialists[offer.specialist_id]
-        self.specialists[s.id] = replace(s, active_chats=s.active_chats + 1, idle_since=self.now)
+        self.specialists[s.id] = self._took(s, r)
         self.streak[s.id] = 0
         return self._apply(self.engine.offer_accepted(offer_id, self.now))
 
@@ -122,18 +122,32 @@ class Driver:
         return self._apply(self.engine.offer_declined(offer_id, self.now))
 
     def claim(self, rid: str, sid: str) -> Decisions:
-        self.requests.pop(rid)
+        r = self.requests.pop(rid)
         mine = [o for o in self.offers.values() if o.request_id == rid and o.specialist_id == sid]
         for o in mine:
             del self.offers[o.id]
-        s = self.specialists[sid]
-        self.specialists[sid] = replace(s, active_chats=s.active_chats + 1, idle_since=self.now)
+        self.specialists[sid] = self._took(self.specialists[sid], r)
         return self._apply(self.engine.request_claimed(rid, sid, self.now))
 
-    def end_conversation(self, sid: str) -> Decisions:
+    def _took(self, s: Specialist, r: Request) -> Specialist:
+        urgent = 1 if r.priority is Priority.URGENT else 0
+        return replace(
+            s, active_chats=s.active_chats + 1, urgent_chats=s.urgent_chats + urgent, idle_since=self.now
+        )
+
+    def end_conversation(self, sid: str, *, urgent: bool = False, wrap_up_s: float = 0.0) -> Decisions:
+        """End one of their conversations (an urgent one if they hold only urgent ones),
+        with a wrap-up of `wrap_up_s` after it."""
         s = self.specialists[sid]
-        self.specialists[sid] = replace(s, active_chats=max(0, s.active_chats - 1))
-        return self._apply(self.engine.conversation_ended(sid, self.now))
+        urgent = s.urgent_chats > 0 and (urgent or s.urgent_chats >= s.active_chats)
+        until = self.now + wrap_up_s if wrap_up_s else 0.0
+        self.specialists[sid] = replace(
+            s,
+            active_chats=max(0, s.active_chats - 1),
+            urgent_chats=s.urgent_chats - 1 if urgent else s.urgent_chats,
+            wrap_up_until=max(s.wrap_up_until, until),
+        )
+        return self._apply(self.engine.conversation_ended(sid, self.now, urgent=urgent, wrap_up_until=until))
 
     def reload(self) -> Decisions:
         """Leader failover: the engine rebuilds from the driver's "database"."""
@@ -149,12 +163,14 @@ class Driver:
     def may_claim(self, rid: str, sid: str) -> bool:
         """A hand claim this "database" would allow: the request waits; the specialist is
         online with a free slot (pending offers do not count), speaks its language and is not
-        in its avoid set."""
+        in its avoid set; not in wrap-up. The urgent-load cap does not apply to a hand claim
+        (PRODUCT.md §8)."""
         r, s = self.requests.get(rid), self.specialists.get(sid)
         if r is None or s is None or s.status is Status.OFFLINE:
             return False
         language_ok = r.language is None or r.language in s.languages
-        return language_ok and s.active_chats < s.max_chats and s.id not in r.avoid
+        wrapping_up = s.wrap_up_until > self.now
+        return language_ok and s.active_chats < s.max_chats and s.id not in r.avoid and not wrapping_up
 
     def pending_for(self, rid: str) -> Offer | None:
         return next((o for o in self.offers.values() if o.request_id == rid), None)
@@ -206,6 +222,10 @@ class Driver:
             raise RuleBroken(f"{r.id} offered to {s.id}, who is in its avoid set")
         if r.language is not None and r.language not in s.languages:
             raise RuleBroken(f"{r.id} ({r.language}) offered to {s.id} {sorted(s.languages)}")
+        if s.wrap_up_until > self.now:
+            raise RuleBroken(f"{r.id} offered to {s.id} during their wrap-up")
+        if r.priority is Priority.URGENT and self.urgent_full(s):
+            raise RuleBroken(f"urgent {r.id} offered to {s.id} at the urgent-load cap")
         if offer.expires_at != self.now + self.config.offer_timeout_s:
             raise RuleBroken(f"{offer} expiry is not now + timeout")
 
@@ -213,9 +233,23 @@ class Driver:
         pending = sum(1 for o in self.offers.values() if o.specialist_id == s.id)
         return s.max_chats - s.active_chats - pending
 
+    def urgent_full(self, s: Specialist) -> bool:
+        """At the urgent-load cap: urgent or high-risk chats plus pending urgent offers."""
+        urgent_held = sum(
+            1
+            for o in self.offers.values()
+            if o.specialist_id == s.id and self.requests[o.request_id].priority is Priority.URGENT
+        )
+        return s.urgent_chats + urgent_held >= self.config.max_urgent_per_specialist
+
     def eligible(self, r: Request, s: Specialist, *, need_room: bool = True) -> bool:
         """§7 eligibility, written out again independently of the engine."""
         if s.status is not Status.AVAILABLE or (need_room and self.room(s) <= 0):
+            return False
+        # Wrap-up: no offers at all until it ends (PRODUCT.md §8).
+        if s.wrap_up_until > self.now:
+            return False
+        if r.priority is Priority.URGENT and self.urgent_full(s):
             return False
         if r.language is not None and r.language not in s.languages:
             return False
@@ -249,6 +283,9 @@ class Driver:
                 raise RuleBroken(f"{s.id} over capacity with offers pending")
             if engine.specialists[s.id].active_chats != s.active_chats:
                 raise RuleBroken(f"active chats of {s.id} disagree")
+            if engine.specialists[s.id].urgent_chats != s.urgent_chats:
+                raise RuleBroken(f"urgent chats of {s.id} disagree")
+
         offered = {o.request_id for o in self.offers.values()}
         unoffered = [r for r in self.requests.values() if r.id not in offered]
         # No starvation: nobody left in line while an eligible specialist has room.

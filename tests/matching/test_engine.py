@@ -337,3 +337,42 @@ def test_estimates_follow_service_rate() -> None:
     estimate = d.engine.queue_position("r39", d.now)
     assert estimate is not None and estimate.position == 10
     assert 10 * 30 * 0.8 <= estimate.estimated_wait_s <= 10 * 30 * 1.25
+
+
+def test_urgent_load_cap_holds_urgent_offers_but_not_claims_or_normal_offers() -> None:
+    d = Driver()
+    d.add_specialist(make_specialist("s1", max_chats=3))
+    d.add_request(make_request("r1", d.now, urgent=True))
+    (offer,) = d.engine.offers.values()
+    d.accept(offer.id)
+    assert d.engine.specialists["s1"].urgent_chats == 1
+    out = d.add_request(make_request("r2", d.now, urgent=True))
+    assert out.offers == ()  # at the cap (1): no second urgent offer
+    d.add_request(make_request("r3", d.now))
+    assert only_offer(d) == ("r3", "s1")  # normal requests still come
+    d.add_specialist(make_specialist("s2"))
+    assert only_offer(d) == ("r2", "s2")
+
+
+def test_urgent_load_cap_frees_when_the_urgent_conversation_ends() -> None:
+    d = Driver(config=MatchConfig(max_urgent_per_specialist=2))
+    d.add_specialist(make_specialist("s1", max_chats=3))
+    for rid in ("r1", "r2", "r3"):
+        d.add_request(make_request(rid, d.now, urgent=True))
+        if d.engine.offers:
+            d.accept(next(iter(d.engine.offers)))
+    assert d.engine.specialists["s1"].urgent_chats == 2
+    assert "r3" in d.engine.requests and not d.engine.offers
+    d.end_conversation("s1", urgent=True)
+    assert only_offer(d) == ("r3", "s1")
+
+
+def test_wrap_up_holds_offers_and_claims_until_it_ends() -> None:
+    d = Driver()
+    d.add_specialist(make_specialist("s1"))
+    d.add_request(make_request("r1", d.now))
+    d.accept(next(iter(d.engine.offers)))
+    d.end_conversation("s1", wrap_up_s=120)
+    assert d.add_request(make_request("r2", d.now)).offers == ()
+    assert d.advance(119).offers == ()
+    assert [o.request_id for o in d.advance(1).offers] == ["r2"]

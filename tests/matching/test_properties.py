@@ -87,7 +87,8 @@ def run(
             if rid and sid and d.may_claim(rid, sid):
                 d.claim(rid, sid)
         elif kind == "end" and (sid := _pick(sids, a)) and d.specialists[sid].active_chats:
-            d.end_conversation(sid)
+            # Sometimes an urgent one, sometimes followed by a wrap-up (PRODUCT.md §8).
+            d.end_conversation(sid, urgent=b % 2 == 0, wrap_up_s=(0.0, 0.0, 5.0, 30.0)[c % 4])
         elif kind == "status" and (sid := _pick(sids, a)):
             status = (Status.AVAILABLE, Status.AVAILABLE, Status.AWAY, Status.OFFLINE)[b % 4]
             d.change_specialist(replace(d.specialists[sid], status=status))

@@ -169,19 +169,12 @@ export class PeerChatClient extends SocketClient {
     if (line.last === null) line.last = 0;
     const before = line.last;
     for (const m of messages) this.accept(m);
-    if (line.buffer.size === 0) return;
-    if (messages.length === HISTORY_PAGE || line.last > before) {
-      this.fill(id);
-      return;
-    }
+    const after = line.afterHistory(messages.length === HISTORY_PAGE, before);
+    if (after === 'done') return;
+    if (after === 'more') return void this.fill(id);
     // The server had nothing to fill the gap with: report it and move on rather than stall.
-    const from = line.last + 1;
-    const next = Math.min(...line.buffer.keys());
-    this.emit('gap', { conversation_id: id, from, to: next - 1 });
-    line.last = next - 1;
-    const first = /** @type {Message} */ (line.buffer.get(next));
-    line.buffer.delete(next); // held back, not a duplicate: take it out before handing it on
-    this.accept(first);
+    this.emit('gap', { conversation_id: id, from: after.from, to: after.to });
+    this.accept(after.next);
   }
 
   /**

@@ -48,4 +48,24 @@ export class ConversationLine {
     for (const s of this.buffer.keys()) if (s <= upTo) this.buffer.delete(s);
     return { ready, fill: false };
   }
+
+  /**
+   * After a `history` page: 'done' when nothing is held back; 'more' when another page may
+   * fill the gap (this one was full, or it moved the line on); otherwise the server has
+   * nothing for the gap, and rather than stall the line skips it: {from, to} is what is
+   * missing and `next` the first held-back message, taken out of the buffer to hand on.
+   * @param {boolean} full the page held as many messages as were asked for
+   * @param {number} before the last seq shown before the page
+   * @returns {'done' | 'more' | {from: number, to: number, next: Message}}
+   */
+  afterHistory(full, before) {
+    if (this.buffer.size === 0) return 'done';
+    const last = this.last ?? 0;
+    if (full || last > before) return 'more';
+    const seq = Math.min(...this.buffer.keys());
+    const next = /** @type {Message} */ (this.buffer.get(seq));
+    this.buffer.delete(seq); // held back, not a duplicate: out of the buffer before handing on
+    this.last = seq - 1;
+    return { from: last + 1, to: seq - 1, next };
+  }
 }

@@ -5,11 +5,10 @@
 // conversations.js.
 
 import { CloseCode } from '../codes.js';
+import { reconnectDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { Reauth } from './reauth.js';
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 30000;
 const WELCOME_TIMEOUT_MS = 15000;
 const MAX_REFS = 500;
 // Our own close code for a socket that never got its `welcome` (never sent by the server).
@@ -151,18 +150,7 @@ export class SocketClient extends Emitter {
   /** @param {number} code */
   scheduleReconnect(code) {
     if (this.timer || this.stopped) return;
-    let delay;
-    if (navigator.onLine === false) {
-      // No network: every try would fail (and log an error). The `online` event reconnects
-      // at once; the slow retry only covers a browser whose onLine flag is wrong.
-      delay = BACKOFF_CAP_MS;
-    } else if (code === CloseCode.SERVER_RESTARTING) {
-      delay = Math.random() * 1000; // restart: go at once, spread over a second
-    } else {
-      // Exponential back-off with "equal jitter": half fixed, half random.
-      const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-      delay = ceiling / 2 + Math.random() * (ceiling / 2);
-    }
+    const delay = reconnectDelay({ attempt: this.attempt, code, online: navigator.onLine !== false });
     this.attempt += 1;
     this.timer = setTimeout(() => {
       this.timer = null;

@@ -50,6 +50,10 @@ export function offersPanel(client, { notice, shout, onCount }) {
       h('p', { class: 'offer-topics', testid: 'offer-topics' }, summary),
       frame.note ? h('p', { class: 'offer-note', dir: 'auto', testid: 'offer-note' }, frame.note) : null,
       h('p', { class: 'hint' }, `Waited ${formatDuration(frame.waited_s)} so far`),
+      // PRODUCT.md §5 v1.1: the member has no live connection (they keep their place a while).
+      frame.member_online === false
+        ? h('p', { class: 'hint', testid: 'offer-member-away' }, 'The member is away right now and may not answer at once.')
+        : null,
       countdown,
       h('div', { class: 'button-row' }, accept, decline),
     );

@@ -55,6 +55,7 @@ export function profilePanel(client, token, { notice, activeChats }) {
   client.on('availability', (f) => {
     setAvailability(f.status);
     if (f.reason === 'missed_offers') notice('You were set to away because offers went unanswered.');
+    else if (f.reason === 'supervisor') notice('A supervisor set you to away (end of shift).');
     else if (f.reason) notice(`You are now ${f.status} (${f.reason.replace(/_/g, ' ')}).`);
   });
 

@@ -1,15 +1,25 @@
-// Supervisor page, specialists: GET /api/specialists (every 30 s, when the counts in
-// queue_stats change, or on Refresh) and the edit form → PUT /api/specialists/{id}.
+// Supervisor page, the specialist roster: GET /api/specialists (every 30 s, when the counts
+// in queue_stats change, or on Refresh) with each one's live state (available / busy / away /
+// offline) and load (active chats of max); "Set away" (end of shift) → PUT
+// /api/specialists/{id}/status; the edit form → PUT /api/specialists/{id}.
 
 import { $, bidi, clear, h, show } from '../ui/dom.js';
 
 const REFRESH_MS = 30000;
 
+const STATUS_TEXT = /** @type {Record<string, string>} */ ({
+  available: 'available',
+  busy: 'busy (at capacity)',
+  away: 'away',
+  offline: 'offline',
+});
+
 /**
  * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
  * @param {(...parts: (Node | string)[]) => void} notice
+ * @param {(list: any[]) => void} [loaded] each time the roster loads
  */
-export function specialistsPanel(call, notice) {
+export function specialistsPanel(call, notice, loaded = () => {}) {
   const body = $('#specialists');
   const form = $('#specialist-form');
   const error = $('#edit-error');
@@ -30,6 +40,7 @@ export function specialistsPanel(call, notice) {
       const list = await call('/api/specialists');
       listError.textContent = '';
       render(Array.isArray(list) ? list : []);
+      loaded(Array.isArray(list) ? list : []);
     } catch (err) {
       listError.textContent = `Could not load specialists: ${/** @type {Error} */ (err).message}`;
     }
@@ -43,23 +54,47 @@ export function specialistsPanel(call, notice) {
     clear(body);
     list.sort((a, b) => String(a.name).localeCompare(String(b.name)));
     for (const sp of list) {
-      const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: sp.id } }, 'Edit');
+      const state = String(sp.status || 'offline');
+      const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: sp.id, act: 'edit' } }, 'Edit');
       edit.setAttribute('aria-label', `Edit ${sp.name}`);
       edit.addEventListener('click', () => open(sp, edit));
+      // Only someone on shift can be taken off it.
+      const away =
+        state === 'available' || state === 'busy'
+          ? h('button', { type: 'button', testid: 'set-away', dataset: { specialistId: sp.id, act: 'away' } }, 'Set away')
+          : null;
+      if (away) {
+        away.setAttribute('aria-label', `Set ${sp.name} away (end of shift)`);
+        away.addEventListener('click', () => setAway(sp));
+      }
       body.append(
         h(
           'tr',
-          { testid: 'specialist-row', dataset: { specialistId: sp.id, status: sp.status || 'offline' } },
+          { testid: 'specialist-row', dataset: { specialistId: sp.id, status: state } },
           h('th', { scope: 'row', dir: 'auto' }, String(sp.name || sp.id)),
-          h('td', { testid: 'specialist-status' }, h('span', { class: ['status-pill', `status-${sp.status || 'offline'}`] }, sp.status || 'offline')),
-          h('td', {}, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
+          h('td', { testid: 'specialist-status' }, h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] || state)),
+          h('td', { testid: 'specialist-load' }, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
           h('td', {}, (sp.tags || []).join(', ') || '–'),
           h('td', {}, (sp.languages || []).join(', ') || '–'),
-          h('td', {}, edit),
+          h('td', { class: 'actions' }, away, ' ', edit),
         ),
       );
-      if (focusedId === sp.id) edit.focus();
+      if (focused && focusedId === sp.id) {
+        const again = focused.dataset.act === 'away' && away ? away : edit;
+        again.focus();
+      }
     }
+  }
+
+  /** @param {any} sp */
+  async function setAway(sp) {
+    try {
+      await call(`/api/specialists/${encodeURIComponent(sp.id)}/status`, { method: 'PUT', body: { status: 'away' } });
+      notice(bidi(sp.name || sp.id), ' is now away.');
+    } catch (err) {
+      $('#specialists-error').textContent = `Could not set away: ${/** @type {Error} */ (err).message}`;
+    }
+    await load();
   }
 
   /**

@@ -1,12 +1,15 @@
-// Supervisor page, transcripts and the audit log: a read needs a conversation id and a
-// reason (GET /api/conversations/{id}/messages, the reason in X-Peerchat-Reason); every read shows up in the
-// audit log (GET /api/audit), which reloads after each one.
+// Supervisor page, transcripts: a read needs a conversation id and a reason
+// (GET /api/conversations/{id}/messages, the reason in X-Peerchat-Reason); every read shows
+// up in the audit log (supervisor/audit.js), which `read()` reloads after each one.
 
 import { formatDateTime } from '../ui/format.js';
 import { $, clear, h, show } from '../ui/dom.js';
 
-/** @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call */
-export function transcriptPanel(call) {
+/**
+ * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
+ * @param {() => void} read after every attempt to read (the audit log reloads)
+ */
+export function transcriptPanel(call, read) {
   const result = $('#transcript-result');
 
   /** @param {any} data */
@@ -31,31 +34,6 @@ export function transcriptPanel(call) {
     title.focus();
   }
 
-  async function loadAudit() {
-    const error = $('#audit-error');
-    try {
-      const data = await call('/api/audit');
-      error.textContent = '';
-      const body = clear($('#audit'));
-      for (const e of data && Array.isArray(data.entries) ? data.entries : []) {
-        body.append(
-          h(
-            'tr',
-            { testid: 'audit-row' },
-            h('td', {}, h('time', { datetime: e.at || '' }, formatDateTime(e.at))),
-            h('td', { dir: 'auto' }, `${e.actor_name || ''} (${e.actor_id || ''})`),
-            h('td', {}, String(e.action || 'read_transcript').replace(/_/g, ' ')),
-            // What was acted on: the conversation, or else the target (a specialist's id, …).
-            h('td', { class: 'mono' }, String(e.conversation_id || e.target || '')),
-            h('td', { testid: 'audit-reason', dir: 'auto' }, String(e.reason || '')),
-          ),
-        );
-      }
-    } catch (err) {
-      error.textContent = `Could not load the audit log: ${/** @type {Error} */ (err).message}`;
-    }
-  }
-
   $('#transcript-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const id = /** @type {HTMLInputElement} */ ($('#transcript-id')).value.trim();
@@ -74,9 +52,6 @@ export function transcriptPanel(call) {
       const status = /** @type {{status?: number, message: string}} */ (err);
       error.textContent = status.status === 404 ? 'No conversation with that id.' : `Could not read the transcript: ${status.message}`;
     }
-    loadAudit();
+    read();
   });
-  $('#audit-refresh').addEventListener('click', loadAudit);
-
-  return { loadAudit };
 }

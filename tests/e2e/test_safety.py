@@ -1,0 +1,225 @@
+"""Safety inside the conversation (PRODUCT.md §8), end to end over two real processes:
+the risk check on every member message, persistent alerts and their acknowledgement,
+the `crisis` tag, flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from tests.support.client import Client, token
+from tests.support.flows import assert_clean_log, matched
+from tests.support.servers import LiveService, wait_until
+
+
+def _has_alert(kind: str, **fields: Any) -> Any:
+    def check(frame: dict[str, Any]) -> bool:
+        return any(
+            a["kind"] == kind and all(a.get(k) == v for k, v in fields.items()) for a in frame["alerts"]
+        )
+
+    return check
+
+
+async def _supervisor(live: LiveService, sub: str = "sup-1", name: str = "Dana") -> Client:
+    supervisor, _ = await Client.connect(live.ws, token("supervisor", sub, name))
+    await supervisor.call({"type": "watch_queues"}, "queue_stats")
+    return supervisor
+
+
+async def _row(database_url: str, sql: str, *args: Any) -> Any:
+    db = await asyncpg.connect(database_url)
+    try:
+        return await db.fetchrow(sql, *args)
+    finally:
+        await db.close()
+
+
+async def test_a_risk_phrase_hidden_with_a_zero_width_space_reaches_specialist_and_supervisors(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    # The specialist's second device and the supervisor live on the other process.
+    specialist_b, _ = await Client.connect(b.ws, token("specialist", pair.specialist_id, "Rosa"))
+    supervisor = await _supervisor(b)
+
+    hidden = "honestly I want to k\u200bill my\u200dself tonight"
+    ack = await pair.member.call(
+        {"type": "send", "conversation_id": pair.conversation_id, "client_msg_id": "m1", "body": hidden},
+        "ack",
+    )
+    assert ack["type"] == "ack" and ack["seq"] == 1
+    own = await pair.member.expect("message", where=lambda m: m["seq"] == 1)
+    assert own["body"] == hidden  # stored and delivered unchanged
+
+    for device in (pair.specialist, specialist_b):
+        message = await device.expect("message", where=lambda m: m["seq"] == 1)
+        assert message["body"] == hidden
+        risk = await device.expect("risk", timeout=20)
+        assert risk == {"type": "risk", "conversation_id": pair.conversation_id, "level": "high", "seq": 1}
+    stats = await supervisor.expect(
+        "queue_stats", where=_has_alert("risk_message", conversation_id=pair.conversation_id), timeout=20
+    )
+    [alert] = [x for x in stats["alerts"] if x["kind"] == "risk_message"]
+    assert alert["level"] == "high" and alert["id"]
+    assert "body" not in alert
+
+    # Sticky and once: a second disclosure raises nothing new; the member never hears of it.
+    ack2 = await pair.member.call(
+        {
+            "type": "send",
+            "conversation_id": pair.conversation_id,
+            "client_msg_id": "m2",
+            "body": "I want to die",
+        },
+        "ack",
+    )
+    assert ack2["seq"] == 2
+    await pair.specialist.expect("message", where=lambda m: m["seq"] == 2)
+    ack3 = await pair.specialist.call(
+        {"type": "send", "conversation_id": pair.conversation_id, "client_msg_id": "s1", "body": "I'm here"},
+        "ack",
+    )
+    await pair.member.expect("message", where=lambda m: m["seq"] == ack3["seq"])
+    assert [f["type"] for f in pair.member.inbox if f["type"] in ("risk", "flagged", "alert_acked")] == []
+    row = await _row(database_url, "SELECT risk FROM conversations WHERE id = $1", pair.conversation_id)
+    assert row["risk"] == "high"
+    count = await _row(
+        database_url, "SELECT count(*) AS n FROM alerts WHERE conversation_id = $1", pair.conversation_id
+    )
+    assert count["n"] == 1
+    assert pair.specialist.drain("risk") == []
+    # The specialist's own words are never checked (it is the member's disclosure that counts).
+    await pair.specialist.call(
+        {"type": "send", "conversation_id": pair.conversation_id, "client_msg_id": "s2", "body": "suicide?"},
+        "ack",
+    )
+    for client in (pair.member, pair.specialist, specialist_b, supervisor):
+        await client.close()
+    assert_clean_log(a, hidden, "I want to die")
+    assert_clean_log(b, hidden)
+
+
+async def test_a_crisis_request_alerts_and_the_alert_survives_restarts_until_acknowledged(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    member, _ = await Client.connect(a.ws, token("member", "acct-9", "Kim"))
+    queued = await member.call({"type": "request", "tags": ["crisis"]}, "queued")
+    request_id = queued["request_id"]
+    row = await _row(database_url, "SELECT priority FROM requests WHERE id = $1", request_id)
+    assert row["priority"] == "urgent"  # the crisis tag alone makes it urgent
+    watcher = await _supervisor(b, "sup-1", "Dana")
+    stats = await watcher.expect("queue_stats", where=_has_alert("urgent_request", request_id=request_id))
+    [alert] = [x for x in stats["alerts"] if x["request_id"] == request_id]
+    await member.close()
+    await watcher.close()
+
+    # Every web process restarts: the alert is still open.
+    a.stop()
+    b.stop()
+    c: LiveService = service_factory()
+    d: LiveService = service_factory()
+    acker = await _supervisor(c, "sup-2", "Lee")
+    other = await _supervisor(d, "sup-3", "Ola")
+    stats = await acker.call({"type": "watch_queues"}, "queue_stats")
+    [still] = [x for x in stats["alerts"] if x["id"] == alert["id"]]
+    assert still["kind"] == "urgent_request" and still["waited_s"] >= alert["waited_s"]  # it still waits
+
+    acked = await acker.call({"type": "ack_alert", "alert_id": alert["id"]}, "alert_acked")
+    assert acked["type"] == "alert_acked", acked
+    assert acked["by"] == {"name": "Lee"}
+    seen = await other.expect("alert_acked", where=lambda x: x["alert_id"] == alert["id"], timeout=15)
+    assert seen["by"] == {"name": "Lee"} and "ref" not in seen
+    await other.expect(
+        "queue_stats", where=lambda x: all(y["id"] != alert["id"] for y in x["alerts"]), timeout=20
+    )
+
+    again = await other.call({"type": "ack_alert", "alert_id": alert["id"]}, "alert_acked")
+    assert again["type"] == "error" and again["code"] == "invalid_state"
+    unknown = await other.call({"type": "ack_alert", "alert_id": "nope"}, "alert_acked")
+    assert unknown["type"] == "error" and unknown["code"] == "not_found"
+    specialist, _ = await Client.connect(c.ws, token("specialist", "spec-7", "Rosa"))
+    refused = await specialist.call({"type": "ack_alert", "alert_id": alert["id"]}, "alert_acked")
+    assert refused["type"] == "error" and refused["code"] == "forbidden"
+    audit = await _row(database_url, "SELECT actor_name, target FROM audit_log WHERE action = 'ack_alert'")
+    assert (audit["actor_name"], audit["target"]) == ("Lee", alert["id"])
+    # Still connected after every refusal.
+    assert (await other.call({"type": "watch_queues"}, "queue_stats"))["type"] == "queue_stats"
+    for client in (acker, other, specialist):
+        await client.close()
+
+
+async def test_a_specialist_flags_for_support_and_others_may_not(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    supervisor = await _supervisor(b)
+    flagged = await pair.specialist.call(
+        {
+            "type": "flag",
+            "conversation_id": pair.conversation_id,
+            "level": "concern",
+            "note": "mentions a plan",
+        },
+        "flagged",
+    )
+    assert flagged["type"] == "flagged" and flagged["conversation_id"] == pair.conversation_id
+    stats = await supervisor.expect(
+        "queue_stats", where=_has_alert("flagged", id=flagged["alert_id"]), timeout=20
+    )
+    [alert] = [x for x in stats["alerts"] if x["id"] == flagged["alert_id"]]
+    assert (alert["level"], alert["note"], alert["conversation_id"]) == (
+        "concern",
+        "mentions a plan",
+        pair.conversation_id,
+    )
+    row = await _row(
+        database_url, "SELECT risk, flags FROM conversations WHERE id = $1", pair.conversation_id
+    )
+    assert (row["risk"], row["flags"]) == (None, ["concern"])
+
+    by_member = await pair.member.call(
+        {"type": "flag", "conversation_id": pair.conversation_id, "level": "high"}, "flagged"
+    )
+    assert by_member["code"] == "forbidden"
+    stranger, _ = await Client.connect(b.ws, token("specialist", "spec-other", "Ann"))
+    by_stranger = await stranger.call(
+        {"type": "flag", "conversation_id": pair.conversation_id, "level": "high"}, "flagged"
+    )
+    assert by_stranger["code"] == "forbidden"
+    unknown = await stranger.call({"type": "flag", "conversation_id": "nope", "level": "high"}, "flagged")
+    assert unknown["code"] == "not_found"
+    row = await _row(
+        database_url, "SELECT risk, flags FROM conversations WHERE id = $1", pair.conversation_id
+    )
+    assert (row["risk"], row["flags"]) == (None, ["concern"])  # nothing stored by the refusals
+
+    high = await pair.specialist.call(
+        {"type": "flag", "conversation_id": pair.conversation_id, "level": "high"}, "flagged"
+    )
+    assert high["type"] == "flagged"
+    await supervisor.expect(
+        "queue_stats", where=_has_alert("risk_message", conversation_id=pair.conversation_id), timeout=20
+    )
+
+    async def marked() -> bool:
+        got = await _row(database_url, "SELECT risk FROM conversations WHERE id = $1", pair.conversation_id)
+        return bool(got["risk"] == "high")
+
+    await wait_until(marked)
+    # Every refused client is still connected.
+    for client in (pair.member, stranger):
+        assert (await client.call({"type": "history", "conversation_id": "nope"}, "history"))[
+            "type"
+        ] == "error"
+    for client in (pair.member, pair.specialist, stranger, supervisor):
+        await client.close()
+    assert_clean_log(a, "mentions a plan")
+    assert_clean_log(b, "mentions a plan")
