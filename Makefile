@@ -39,6 +39,8 @@ lint: install js-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	node_modules/.bin/eslint --max-warnings 0 chat/static tests/js eslint.config.js
+	@mkdir -p build/pages
+	$(BIN)/python -m protocol.jstypes > build/pages/protocol.d.ts
 	node_modules/.bin/tsc -p jsconfig.json
 
 format: install

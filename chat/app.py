@@ -44,7 +44,19 @@ from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
 from chat.upkeep.member_grace import MemberGrace
-from chat.web import audit, crisis, dev, feedback, health, me, revocations, specialists, stats, transcripts
+from chat.web import (
+    audit,
+    conversations,
+    crisis,
+    dev,
+    feedback,
+    health,
+    me,
+    revocations,
+    specialists,
+    stats,
+    transcripts,
+)
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
 from chat.web.ratelimit import SupervisorRateLimit
@@ -159,6 +171,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/conversations", conversations.list_conversations, methods=["GET"]),
             Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
             Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),

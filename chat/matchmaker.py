@@ -26,7 +26,7 @@ from chat.delivery.watchers import Broadcasts
 from chat.openness import during_long_wait
 from chat.people import member, specialist
 from chat.services import Services
-from chat.store import members, profiles, queue
+from chat.store import conversation_list, members, profiles, queue
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
@@ -56,6 +56,7 @@ class Matchmaker:
             offer_timeout_s=settings.offer_timeout_s,
             relax_after_s=settings.relax_after_s,
             prefer_window_s=settings.prefer_window_s,
+            max_urgent_per_specialist=settings.max_urgent_per_specialist,
         )
         self.engine = Engine(self.config, new_id=lambda: uuid.uuid4().hex)
         self._needs_load = True
@@ -154,6 +155,7 @@ class Matchmaker:
             specialists = await profiles.list_all(conn)
             pending = await queue.pending_offers(conn)
             self._away = set(await members.away_since(conn))
+            urgent = await conversation_list.urgent_chats_by_specialist(conn)
         try:
             online = await self.s.presence.online_specialists(now)
             self._last_online = online
@@ -162,7 +164,7 @@ class Matchmaker:
             # the queue; offers to someone who left simply expire.
             online = self._last_online
         snap_requests = {r.id: snapshot.as_request(r) for r in requests}
-        snap_specs = {p.id: snapshot.as_specialist(p, online) for p in specialists}
+        snap_specs = {p.id: snapshot.as_specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
         snap_offers = {o.id: snapshot.as_offer(o) for o in pending}
         self._requests_by_id = {r.id: r for r in requests}
         if self._needs_load:

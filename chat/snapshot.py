@@ -26,8 +26,9 @@ def as_request(r: queue.Request) -> Request:
     )
 
 
-def as_specialist(p: profiles.Profile, online: set[str]) -> Specialist:
-    """Offline unless presence says online; then available or away as stored."""
+def as_specialist(p: profiles.Profile, online: set[str], urgent_chats: int = 0) -> Specialist:
+    """Offline unless presence says online; then available or away as stored.
+    `urgent_chats`: their active conversations that began urgent (the urgent-load cap)."""
     if p.id not in online:
         status = Status.OFFLINE
     else:
@@ -41,6 +42,7 @@ def as_specialist(p: profiles.Profile, online: set[str]) -> Specialist:
         status=status,
         idle_since=epoch(p.idle_since),
         missed_offers=p.missed_offers,
+        urgent_chats=urgent_chats,
     )
 
 

@@ -21,6 +21,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat.delivery.ended import end_conversation
+from chat.metrics import METRICS
 from chat.people import specialist
 from chat.services import Services
 from chat.store import members as store
@@ -107,6 +108,7 @@ class MemberGrace:
             if revoked is None:
                 continue  # matched, cancelled or claimed meanwhile
             closed += 1
+            METRICS.member_gone.labels("request").inc()
             log.info("request %s cancelled: the member did not return within the grace", request_id[:8])
             for offer in revoked:
                 hub.to_user(
@@ -117,6 +119,7 @@ class MemberGrace:
             ended = await end_conversation(self.s, conversation_id, by="system", reason="peer_gone")
             if ended is not None:
                 closed += 1
+                METRICS.member_gone.labels("conversation").inc()
                 hub.to_user(
                     specialist(specialist_id), f.PeerStatus(conversation_id=conversation_id, status="gone")
                 )
