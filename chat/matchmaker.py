@@ -1,6 +1,8 @@
 """The matchmaker: one process at a time turns the queue into offers.
 
-Leadership is a PostgreSQL session advisory lock held on a dedicated connection: if that
+Leadership is a PostgreSQL session advisory lock held on a dedicated connection (to
+PostgreSQL itself, `Settings.session_database_url`: behind a transaction pooler a session
+lock would stay with whichever server session ran it, and never free): if that
 process dies its connection drops, the lock frees, and another process takes over within
 `_ELECTION_EVERY_S`. The leader wakes on a poke (any process, via the bus) or every
 second, reads a snapshot from PostgreSQL, lets `matching` decide, and applies each decision
@@ -95,7 +97,7 @@ class Matchmaker:
             return True
         await self._resign()
         try:
-            conn = await asyncpg.connect(self.s.settings.database_url, timeout=3)
+            conn = await asyncpg.connect(self.s.settings.session_database_url, timeout=3)
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):

@@ -35,6 +35,7 @@ export function elsewherePanel(client) {
   const button = /** @type {HTMLButtonElement} */ ($('#request-button'));
   const panel = $('#alternatives-panel');
   const list = $('#alternatives-list');
+  const hint = $('#alternatives-hint');
   /** @type {ReturnType<typeof setTimeout> | null} */
   let reopen = null;
 
@@ -70,6 +71,9 @@ export function elsewherePanel(client) {
     show(closed, !isOpen);
     button.disabled = !isOpen;
     closed.dataset.open = String(isOpen);
+    hint.textContent = isOpen
+      ? 'If you are waiting, you keep your place in line while you look.'
+      : 'While we are closed, these are open to you.';
     if (isOpen) return;
     const at = formatOpening(when);
     opensAt.textContent = at ? `We open again ${at}.` : 'We will open again soon.';
