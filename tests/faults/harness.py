@@ -76,7 +76,9 @@ class Cluster:
             await _make_synchronous(self.pg.url)
         if pgbouncer:
             # Debian's package, installed here if `make test` did not already (never a skip).
-            subprocess.run(["bash", str(Path(__file__).parent / "install-pgbouncer.sh")], check=True)
+            await asyncio.to_thread(
+                subprocess.run, ["bash", str(Path(__file__).parent / "install-pgbouncer.sh")], check=True
+            )
             # Fewer server connections than the processes' pools hold between them, so
             # consecutive transactions of one client connection do change server sessions.
             self.bouncer = PgBouncerServer(self.base / "pgbouncer", backend_port=self.pg.port, pool_size=6)
