@@ -44,7 +44,19 @@ from chat.upkeep.grace import ReconnectGrace
 from chat.upkeep.heartbeat import heartbeat_once, heartbeats
 from chat.upkeep.loop_lag import watch_loop_lag
 from chat.upkeep.member_grace import MemberGrace
-from chat.web import audit, crisis, dev, feedback, health, me, revocations, specialists, stats, transcripts
+from chat.web import (
+    audit,
+    conversations,
+    crisis,
+    dev,
+    feedback,
+    health,
+    me,
+    revocations,
+    specialists,
+    stats,
+    transcripts,
+)
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
 from chat.web.ratelimit import SupervisorRateLimit
@@ -53,10 +65,12 @@ from chat.web.security_headers import SecurityHeaders
 log = logging.getLogger("peerchat.app")
 
 
-async def _connect_db(url: str, attempts: int = 60) -> asyncpg.Pool[asyncpg.Record]:
+async def _connect_db(
+    url: str, attempts: int = 60, *, behind_pooler: bool = False
+) -> asyncpg.Pool[asyncpg.Record]:
     for attempt in range(attempts):
         try:
-            return await open_pool(url)
+            return await open_pool(url, behind_pooler=behind_pooler)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             if attempt == attempts - 1:
                 raise
@@ -68,7 +82,7 @@ async def _connect_db(url: str, attempts: int = 60) -> asyncpg.Pool[asyncpg.Reco
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
-    db = await _connect_db(settings.database_url)
+    db = await _connect_db(settings.database_url, behind_pooler=settings.behind_pooler)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     bus = RedisBus(settings.redis_url)
     name = functools.partial(identity_key, settings)
@@ -159,6 +173,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),
+            Route("/api/conversations", conversations.list_conversations, methods=["GET"]),
             Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
             Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),

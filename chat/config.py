@@ -57,6 +57,9 @@ class Settings:
     alternatives: tuple[Alternative, ...] = ()
     # How long a member with no live connection anywhere keeps their place (PRODUCT.md §5).
     member_grace_s: float = 300.0
+    # Urgent or high-risk conversations a specialist may hold before no more urgent requests
+    # are offered to them (PRODUCT.md §8; a hand claim is still allowed).
+    max_urgent_per_specialist: int = 1
     # A token whose `exp - iat` exceeds this is refused (PRODUCT.md §4).
     max_token_ttl_s: float = 86400.0
     # Live sockets per identity (role, sub), counted across every process.
@@ -64,6 +67,21 @@ class Settings:
     # `PEERCHAT_REDIS_KEY`: the key of the HMACs that name identities in Redis
     # (chat/redis_keys.py). Empty: derived from the JWT key (see identity_hmac_key).
     redis_key: bytes = b""
+    # `PEERCHAT_DATABASE_DIRECT_URL`: PostgreSQL itself, when DATABASE_URL goes through a
+    # transaction pooler (PgBouncer). Session-level work (the matching leader's lock, the
+    # retention sweep's lock, migrations) uses it; empty: DATABASE_URL is direct.
+    database_direct_url: str = ""
+
+    @property
+    def session_database_url(self) -> str:
+        """Where session-level state (advisory locks held across transactions) is safe."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def behind_pooler(self) -> bool:
+        """DATABASE_URL reaches PostgreSQL through a transaction pooler: consecutive
+        transactions of one pooled connection may run on different server sessions."""
+        return bool(self.database_direct_url) and self.database_direct_url != self.database_url
 
     @property
     def identity_hmac_key(self) -> bytes:
@@ -243,6 +261,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("PEERCHAT_MAX_BODY_CHARS must be a positive whole number")
     return Settings(
         database_url=database_url,
+        database_direct_url=env.get("PEERCHAT_DATABASE_DIRECT_URL", ""),
         redis_url=redis_url,
         jwt_secret=secret,
         jwt_public_key=public_key,
@@ -264,6 +283,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         hours=_hours(env),
         alternatives=_alternatives(env.get("PEERCHAT_ALTERNATIVES", "")),
         member_grace_s=_float(env, "PEERCHAT_MEMBER_GRACE_S", 300.0),
+        max_urgent_per_specialist=_count(env, "PEERCHAT_MAX_URGENT_PER_SPECIALIST", 1),
         max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
         max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
         redis_key=_redis_key(env, public_key),

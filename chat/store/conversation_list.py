@@ -59,3 +59,15 @@ async def list_conversations(
         limit,
     )
     return [ListedConversation(**dict(r)) for r in rows]
+
+
+async def urgent_chats_by_specialist(db: Db) -> dict[str, int]:
+    """Per specialist, their active conversations that are urgent or at high risk (the
+    urgent-load cap, PRODUCT.md §8)."""
+    rows = await db.fetch(
+        """SELECT c.specialist_id, count(*) AS n
+             FROM conversations c LEFT JOIN requests r ON r.id = c.request_id
+            WHERE c.state = 'active' AND (c.risk IS NOT NULL OR r.priority = 'urgent')
+            GROUP BY c.specialist_id"""
+    )
+    return {r["specialist_id"]: r["n"] for r in rows}

@@ -9,10 +9,11 @@ from datetime import datetime
 import asyncpg
 
 from chat.store.db import Db, FromRow
-from chat.store.queue import _OFFER, IN_LINE, Offer
+from chat.store.queue import IN_LINE, Offer
 from chat.store.states import CONVERSATION_ACTIVE, OFFER_REVOKED, REQUEST_CANCELLED
 
 ABANDONED = "abandoned"
+_OFFER = Offer.columns()
 
 
 async def mark_read(db: Db, conversation_id: str, role: str, seq: int) -> int:

@@ -30,6 +30,8 @@ CONTENT: tuple[str, ...] = (
     "UPDATE feedback SET comment = NULL, member_id = '' WHERE conversation_id = ANY($1::text[])",
     """UPDATE requests SET note = NULL, member_id = '', member_alias = '', swept_at = now()
        WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
+    # A specialist's flag note (PRODUCT.md §8); the alert keeps its kind, level and times.
+    "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
 )
 # What names a member outside their conversations (requests that never became one,
 # feedback left behind, the mark of a member who went away). Runs inside the erasure's

@@ -349,10 +349,20 @@ async def claim_request(
 async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_language: bool) -> Assignment:
     # The caller holds the request row's lock (see _lock_request_of_offer). The capacity
     # check is a compare-and-set on the specialist row, so no process can overfill them.
+    # The specialist's pending offers for other requests hold slots too (PRODUCT.md §7): a
+    # claim may not take the slot an offer holds, or that offer could no longer be accepted
+    # (issue 18). The row is locked first, so the count below sees every offer committed
+    # before it (make_offer takes the same lock).
+    await conn.execute("SELECT 1 FROM specialists WHERE id = $1 FOR UPDATE", specialist_id)
     spec = await conn.fetchrow(
-        """UPDATE specialists SET active_chats = active_chats + 1, missed_offers = 0, idle_since = now()
-           WHERE id = $1 AND active_chats < max_chats RETURNING name, languages""",
+        f"""UPDATE specialists s SET active_chats = active_chats + 1, missed_offers = 0, idle_since = now()
+            WHERE id = $1 AND active_chats + (
+                SELECT count(*) FROM offers o
+                WHERE o.specialist_id = s.id AND o.state IN {PENDING} AND o.expires_at > now()
+                  AND o.request_id <> $2) < max_chats
+            RETURNING name, languages""",
         specialist_id,
+        request_id,
     )
     if spec is None:
         exists = await conn.fetchval("SELECT 1 FROM specialists WHERE id = $1", specialist_id)

@@ -581,3 +581,29 @@ def test_iso_is_utc_with_a_z_whatever_came_before() -> None:
         "2026-11-27T14:00:00.124Z",
         "2026-11-27T14:00:00.123Z",
     ]
+
+
+async def test_a_claim_never_takes_the_slot_a_pending_offer_holds(db: Pool) -> None:
+    """Issue 18: with capacity 1 and an offer out, a claim by hand used to take the slot, and
+    the offer then answered `accept` with `invalid_state`. The offer holds the slot."""
+    await _specialist(db, "s1", max_chats=1)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    offered, other = await _request(db, "m1"), await _request(db, "m2")
+    assert await queue.make_offer(
+        db, offer_id="o1", request_id=offered.id, specialist_id="s1", expires_at=soon
+    )
+    assert await queue.claim_request(db, other.id, "s1") is Refusal.NO_SLOT
+    assert isinstance(await queue.accept_offer(db, "o1", "s1"), Assignment), "the offer can still be taken"
+    # With room for the offer and one more, a claim fits beside it.
+    await _specialist(db, "s2", max_chats=2)
+    third = await _request(db, "m3")
+    assert await queue.make_offer(db, offer_id="o3", request_id=third.id, specialist_id="s2", expires_at=soon)
+    assert isinstance(await queue.claim_request(db, other.id, "s2"), Assignment)
+    assert isinstance(await queue.accept_offer(db, "o3", "s2"), Assignment)
+    # Claiming the very request on offer to you is not blocked by that offer.
+    await _specialist(db, "s3", max_chats=1)
+    fourth = await _request(db, "m4")
+    assert await queue.make_offer(
+        db, offer_id="o4", request_id=fourth.id, specialist_id="s3", expires_at=soon
+    )
+    assert isinstance(await queue.claim_request(db, fourth.id, "s3"), Assignment)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import httpx
 
 from tests.support.client import Client, token
-from tests.support.flows import assert_clean_log, matched
+from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService, wait_until
 
 
@@ -223,3 +224,87 @@ async def test_a_specialist_flags_for_support_and_others_may_not(
         await client.close()
     assert_clean_log(a, "mentions a plan")
     assert_clean_log(b, "mentions a plan")
+
+
+async def test_supervisors_list_conversations_by_state_and_risk_without_bodies(live: LiveService) -> None:
+    calm = await matched(live, member_id="acct-calm", specialist_id="spec-a", tag="grief")
+    risky = await matched(live, member_id="acct-risky", specialist_id="spec-b", tag="alcohol")
+    body = "a very private sentence"
+    await calm.member.call(
+        {"type": "send", "conversation_id": calm.conversation_id, "client_msg_id": "x", "body": body}, "ack"
+    )
+    await risky.specialist.call(
+        {"type": "flag", "conversation_id": risky.conversation_id, "level": "high", "note": "plan"}, "flagged"
+    )
+    await calm.member.call({"type": "end", "conversation_id": calm.conversation_id}, "conversation_ended")
+    headers = {"Authorization": f"Bearer {token('supervisor', 'sup-9', 'Dana')}"}
+    async with httpx.AsyncClient(base_url=live.http, headers=headers) as http:
+        everything = await http.get("/api/conversations")
+        assert everything.status_code == 200, everything.text
+        listed = everything.json()["conversations"]
+        assert [c["id"] for c in listed] == [risky.conversation_id, calm.conversation_id]  # newest first
+        first = listed[0]
+        assert first["risk"] == "high" and first["flags"] == ["high"] and first["state"] == "active"
+        assert first["member"] == {"alias": "Sam"}
+        assert first["specialist"] == {"id": "spec-b", "name": "Rosa"}
+        assert first["priority"] == "normal" and first["tags"] == ["alcohol"] and first["ended_at"] is None
+        assert listed[1]["state"] == "ended" and listed[1]["ended_at"] and listed[1]["risk"] is None
+        for secret in (body, "acct-calm", "acct-risky", "plan"):
+            assert secret not in everything.text
+
+        at_risk = (await http.get("/api/conversations", params={"risk": "high", "state": "active"})).json()
+        assert [c["id"] for c in at_risk["conversations"]] == [risky.conversation_id]
+        ended = (await http.get("/api/conversations", params={"state": "ended"})).json()
+        assert [c["id"] for c in ended["conversations"]] == [calm.conversation_id]
+        page = (await http.get("/api/conversations", params={"limit": "1"})).json()["conversations"]
+        older = await http.get("/api/conversations", params={"limit": "1", "before": page[0]["id"]})
+        assert [c["id"] for c in older.json()["conversations"]] == [calm.conversation_id]
+
+        for bad, status in [
+            ({"state": "open"}, 422),
+            ({"risk": "low"}, 422),
+            ({"limit": "0"}, 400),
+            ({"limit": "501"}, 400),
+            ({"limit": "ten"}, 400),
+            ({"before": "nope"}, 422),
+            ({"before": "x" * 65}, 400),
+            ({"order": "asc"}, 400),
+        ]:
+            refused = await http.get("/api/conversations", params=bad)
+            assert refused.status_code == status, (bad, refused.text)
+        as_member = await http.get(
+            "/api/conversations", headers={"Authorization": f"Bearer {token('member', 'acct-calm')}"}
+        )
+        assert as_member.status_code == 403
+        assert (await http.get("/api/conversations", headers={"Authorization": ""})).status_code == 401
+    for pair in (calm, risky):
+        await pair.close()
+
+
+async def test_a_specialist_at_the_urgent_cap_gets_normal_offers_only_but_may_claim_urgent(
+    live: LiveService,
+) -> None:
+    await put_profile(live, "spec-c", name="Rosa", tags=["crisis"], max_chats=3)
+    specialist, _ = await Client.connect(live.ws, token("specialist", "spec-c", "Rosa"))
+    await specialist.call({"type": "availability", "status": "available"}, "availability")
+    first, _ = await Client.connect(live.ws, token("member", "acct-u1", "Ann"))
+    q1 = await first.call({"type": "request", "note": "I want to die"}, "queued")
+    offer = await specialist.expect("offer", where=lambda o: o["request_id"] == q1["request_id"], timeout=15)
+    assert offer["priority"] == "urgent"
+    await specialist.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+
+    # At the cap (1 urgent conversation): a second urgent request waits, first in line...
+    second, _ = await Client.connect(live.ws, token("member", "acct-u2", "Bo"))
+    q2 = await second.call({"type": "request", "note": "I can\u2019t go on"}, "queued")
+    third, _ = await Client.connect(live.ws, token("member", "acct-n3", "Cy"))
+    q3 = await third.call({"type": "request"}, "queued")
+    assert q3["position"] == 2  # behind the urgent one
+    # ...and the normal request behind it is offered to the specialist instead.
+    offered = await specialist.expect("offer", timeout=15)
+    assert offered["request_id"] == q3["request_id"], offered
+    assert not [o for o in specialist.inbox if o["type"] == "offer" and o["request_id"] == q2["request_id"]]
+    # A hand claim is still allowed.
+    claimed = await specialist.call({"type": "claim", "request_id": q2["request_id"]}, "conversation_started")
+    assert claimed["type"] == "conversation_started", claimed
+    for client in (specialist, first, second, third):
+        await client.close()

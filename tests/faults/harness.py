@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from chat.devservers import PostgresServer, RedisServer
+from chat.devservers import PgBouncerServer, PostgresServer, RedisServer
 from chat.store.migrate import migrate
 from tests.support.client import token
 from tests.support.servers import LiveService, service_env
@@ -36,13 +37,25 @@ class Cluster:
     pg: PostgresServer | None = None
     redis: RedisServer | None = None
     web: list[LiveService] = field(default_factory=list)
+    # With `start(standby=True)`: a streaming standby of `pg`, synchronously replicated, and
+    # DATABASE_URL lists both hosts with target_session_attrs=read-write.
+    standby: PostgresServer | None = None
+    # With `start(pgbouncer=True)`: the web processes reach PostgreSQL through PgBouncer in
+    # transaction-pooling mode (DATABASE_URL), and directly for session-level work
+    # (PEERCHAT_DATABASE_DIRECT_URL). `database_url` stays the direct one, for the tests.
+    bouncer: PgBouncerServer | None = None
 
     @property
     def database_url(self) -> str:
         assert self.pg is not None
+        if self.standby is not None:
+            return (
+                f"postgresql://postgres@127.0.0.1:{self.pg.port},127.0.0.1:{self.standby.port}"
+                "/peerchat?target_session_attrs=read-write"
+            )
         return f"postgresql://postgres@127.0.0.1:{self.pg.port}/peerchat"
 
-    async def start(self, processes: int) -> None:
+    async def start(self, processes: int, *, standby: bool = False, pgbouncer: bool = False) -> None:
         self.pg = PostgresServer(self.base / "pg", durable=False)
         self.redis = RedisServer()
         self.pg.start()
@@ -57,13 +70,31 @@ class Cluster:
             await migrate(conn)
         finally:
             await conn.close()
+        if standby:
+            self.standby = self.pg.standby(self.base / "pg-standby")
+            self.standby.start()
+            await _make_synchronous(self.pg.url)
+        if pgbouncer:
+            # Debian's package, installed here if `make test` did not already (never a skip).
+            await asyncio.to_thread(
+                subprocess.run, ["bash", str(Path(__file__).parent / "install-pgbouncer.sh")], check=True
+            )
+            # Fewer server connections than the processes' pools hold between them, so
+            # consecutive transactions of one client connection do change server sessions.
+            self.bouncer = PgBouncerServer(self.base / "pgbouncer", backend_port=self.pg.port, pool_size=6)
+            self.bouncer.start()
         for _ in range(processes):
             self.add_process()
 
     def add_process(self) -> LiveService:
         assert self.redis is not None
+        env = dict(self.env)
+        url = self.database_url
+        if self.bouncer is not None:
+            env["PEERCHAT_DATABASE_DIRECT_URL"] = url
+            url = self.bouncer.url
         svc = LiveService(
-            env=service_env(self.database_url, self.redis.url, **self.env),
+            env=service_env(url, self.redis.url, **env),
             log_path=self.base / f"web-{len(self.web)}.log",
         )
         self.web.append(svc)
@@ -73,13 +104,33 @@ class Cluster:
     def stop(self) -> None:
         for svc in self.web:
             svc.stop()
+        if self.bouncer is not None:
+            self.bouncer.stop()
         if self.redis is not None:
             self.redis.stop()
         if self.pg is not None:
             self.pg.stop()
+        if self.standby is not None:
+            self.standby.stop()
 
     def logs(self) -> str:
         return "".join(svc.output() for svc in self.web)
+
+
+async def _make_synchronous(primary_url: str) -> None:
+    """Synchronous replication to the standby (application_name `standby`): from now on a
+    commit, and so an ack, waits until the standby has it, so promoting the standby loses
+    nothing acked. Set after the standby is up (before, every commit would wait for it)."""
+    conn = await asyncpg.connect(primary_url)
+    try:
+        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+        await conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while await conn.fetchval("SELECT sync_state FROM pg_stat_replication") != "sync":
+            assert time.monotonic() < deadline, "the standby never became synchronous"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
 
 
 def alive(svc: LiveService) -> bool:
