@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # package-lock.json; reinstalled only when the lockfile changes.
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: install js-deps run test lint format bench browser-deps clean
+.PHONY: install js-deps run test lint format bench browser-deps pgbouncer-deps cluster clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ run: install
 	$(BIN)/peerchat dev
 
 ## The whole suite: lint, types, then every test against real servers (browser tests included).
-test: install browser-deps lint
+test: install browser-deps pgbouncer-deps lint
 	$(BIN)/python -m pytest
 
 lint: install js-deps
@@ -39,6 +39,8 @@ lint: install js-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	node_modules/.bin/eslint --max-warnings 0 chat/static tests/js eslint.config.js
+	@mkdir -p build/pages
+	$(BIN)/python -m protocol.jstypes > build/pages/protocol.d.ts
 	node_modules/.bin/tsc -p jsconfig.json
 
 format: install
@@ -51,6 +53,10 @@ bench: install
 ## Debian's Chromium for the Playwright tests (a test tool's own browser download cannot work here).
 browser-deps:
 	@bash tests/browser/install-chromium.sh
+
+## Debian's PgBouncer for the pooling fault test and `make cluster`.
+pgbouncer-deps:
+	@bash tests/faults/install-pgbouncer.sh
 
 clean:
 	rm -rf $(VENV) node_modules .devdata .pytest_cache .mypy_cache .ruff_cache test-artifacts

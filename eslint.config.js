@@ -8,6 +8,11 @@ const NO_HTML = [
   { selector: "CallExpression[callee.property.name=/^(insertAdjacentHTML|write|writeln)$/]", message: 'No HTML strings in the pages.' },
   { selector: "NewExpression[callee.name='Function']", message: 'The CSP forbids eval; so do we.' },
 ];
+// Error codes come from the generated codes.js (ErrorCode.X), never from strings typed here.
+const NO_COPIED_CODES = ['left', 'right'].map((side) => ({
+  selector: `BinaryExpression[operator=/^[!=]==?$/][${side}.property.name='code'][${side === 'left' ? 'right' : 'left'}.type='Literal']`,
+  message: 'Compare codes with ErrorCode.X / CloseCode.X from codes.js.',
+}));
 
 export default [
   { ignores: ['node_modules/**', '.venv/**', 'test-artifacts/**'] },
@@ -25,7 +30,7 @@ export default [
       'prefer-const': 'error',
       'no-eval': 'error',
       'no-implied-eval': 'error',
-      'no-restricted-syntax': ['error', ...NO_HTML],
+      'no-restricted-syntax': ['error', ...NO_HTML, ...NO_COPIED_CODES],
       'no-unused-vars': ['error', { args: 'after-used', argsIgnorePattern: '^_' }],
       'no-shadow': 'error',
       'no-use-before-define': ['error', { functions: false, classes: true, variables: false }],

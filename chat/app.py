@@ -66,10 +66,12 @@ from chat.web.security_headers import SecurityHeaders
 log = logging.getLogger("peerchat.app")
 
 
-async def _connect_db(url: str, attempts: int = 60) -> asyncpg.Pool[asyncpg.Record]:
+async def _connect_db(
+    url: str, attempts: int = 60, *, behind_pooler: bool = False
+) -> asyncpg.Pool[asyncpg.Record]:
     for attempt in range(attempts):
         try:
-            return await open_pool(url)
+            return await open_pool(url, behind_pooler=behind_pooler)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             if attempt == attempts - 1:
                 raise
@@ -81,7 +83,7 @@ async def _connect_db(url: str, attempts: int = 60) -> asyncpg.Pool[asyncpg.Reco
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
-    db = await _connect_db(settings.database_url)
+    db = await _connect_db(settings.database_url, behind_pooler=settings.behind_pooler)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     bus = RedisBus(settings.redis_url)
     name = functools.partial(identity_key, settings)

@@ -151,7 +151,7 @@ def dev(port: int, host: str = "127.0.0.1", seed_demo: bool = True) -> None:
         if not os.environ.get("PEERCHAT_DEV"):
             os.environ["PEERCHAT_DEV"] = "1"
         settings = config.from_env()
-        asyncio.run(run_migrations(settings.database_url))
+        asyncio.run(run_migrations(settings.session_database_url))
         if seed_demo:
             asyncio.run(seed(settings.database_url))
         base = f"http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}"
@@ -210,7 +210,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "serve":
             serve(args.port)
         elif args.command == "migrate":
-            url = os.environ.get("DATABASE_URL")
+            # Migrations and the sweep hold session advisory locks: PostgreSQL itself, not a
+            # transaction pooler (docs/scaling.md).
+            url = os.environ.get("PEERCHAT_DATABASE_DIRECT_URL") or os.environ.get("DATABASE_URL")
             if not url:
                 raise config.ConfigError("DATABASE_URL must be set")
             # Read before anything runs: a bad retention stops the release step unchanged.

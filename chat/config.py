@@ -67,6 +67,21 @@ class Settings:
     # `PEERCHAT_REDIS_KEY`: the key of the HMACs that name identities in Redis
     # (chat/redis_keys.py). Empty: derived from the JWT key (see identity_hmac_key).
     redis_key: bytes = b""
+    # `PEERCHAT_DATABASE_DIRECT_URL`: PostgreSQL itself, when DATABASE_URL goes through a
+    # transaction pooler (PgBouncer). Session-level work (the matching leader's lock, the
+    # retention sweep's lock, migrations) uses it; empty: DATABASE_URL is direct.
+    database_direct_url: str = ""
+
+    @property
+    def session_database_url(self) -> str:
+        """Where session-level state (advisory locks held across transactions) is safe."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def behind_pooler(self) -> bool:
+        """DATABASE_URL reaches PostgreSQL through a transaction pooler: consecutive
+        transactions of one pooled connection may run on different server sessions."""
+        return bool(self.database_direct_url) and self.database_direct_url != self.database_url
 
     @property
     def identity_hmac_key(self) -> bytes:
@@ -246,6 +261,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("PEERCHAT_MAX_BODY_CHARS must be a positive whole number")
     return Settings(
         database_url=database_url,
+        database_direct_url=env.get("PEERCHAT_DATABASE_DIRECT_URL", ""),
         redis_url=redis_url,
         jwt_secret=secret,
         jwt_public_key=public_key,

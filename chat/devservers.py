@@ -94,6 +94,8 @@ class PostgresServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     durable: bool = True  # tests pass False: fsync off, nothing to keep
+    # More `-c name=value` settings (a primary's synchronous_standby_names, say).
+    settings: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -144,6 +146,8 @@ class PostgresServer:
         ]
         if not self.durable:
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        for setting in self.settings:
+            settings += ["-c", setting]
         log = open(self.data_dir.parent / f"postgres-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port), *settings],
@@ -174,6 +178,135 @@ class PostgresServer:
 
     def kill(self) -> None:
         _terminate(self.proc, signal.SIGKILL, 10.0)
+        self.proc = None
+
+    def standby(self, data_dir: Path, name: str = "standby") -> PostgresServer:
+        """A streaming standby of this (running) server in `data_dir`, not yet started:
+        `pg_basebackup -R` copies the cluster and writes standby.signal and primary_conninfo
+        (initdb's pg_hba already trusts replication from 127.0.0.1). `name` is its
+        application_name, what a primary's synchronous_standby_names refers to."""
+        ids = _run_as()
+        if not (data_dir / "PG_VERSION").exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.chmod(0o700)
+            if ids:
+                _open_path_for(data_dir.parent)
+                os.chown(data_dir, *ids)
+            done = subprocess.run(
+                [
+                    pg_bin("pg_basebackup"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(data_dir),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-d",
+                    f"host=127.0.0.1 port={self.port} user=postgres application_name={name}",
+                ],
+                check=False,
+                capture_output=True,
+                user=ids[0] if ids else None,
+                group=ids[1] if ids else None,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"pg_basebackup failed: {done.stderr.decode(errors='replace').strip()}")
+        return PostgresServer(data_dir, durable=self.durable)
+
+    def promote(self, timeout: float = 30.0) -> None:
+        """Make this standby a primary (`pg_ctl promote -w`): returns once it accepts writes."""
+        ids = _run_as()
+        subprocess.run(
+            [pg_bin("pg_ctl"), "promote", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir)],
+            check=True,
+            capture_output=True,
+            user=ids[0] if ids else None,
+            group=ids[1] if ids else None,
+        )
+
+
+def pgbouncer_bin() -> str:
+    """Debian's PgBouncer (`apt-get install pgbouncer`; tests/faults/install-pgbouncer.sh)."""
+    found = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if found is None:
+        raise RuntimeError(
+            "pgbouncer is not installed; run `bash tests/faults/install-pgbouncer.sh` (as root)"
+        )
+    return found
+
+
+@dataclass
+class PgBouncerServer:
+    """PgBouncer in transaction-pooling mode on 127.0.0.1:`port`, in front of `database` on
+    the PostgreSQL at `backend_port`. Trust authentication, as the dev servers use. Like
+    PostgreSQL it will not run as root, so as root it runs as the same system user."""
+
+    base: Path
+    backend_port: int
+    database: str = "peerchat"
+    port: int = field(default_factory=free_port)
+    pool_size: int = 20
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _write_config(self, ids: tuple[int, int] | None) -> Path:
+        self.base.mkdir(parents=True, exist_ok=True)
+        users = self.base / "users.txt"
+        users.write_text('"postgres" ""\n')
+        ini = self.base / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"{self.database} = host=127.0.0.1 port={self.backend_port}"
+            f" dbname={self.database} user=postgres\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {users}\n"
+            "pool_mode = transaction\n"
+            "max_client_conn = 1000\n"
+            f"default_pool_size = {self.pool_size}\n"
+            "server_reset_query =\n"
+            "ignore_startup_parameters = extra_float_digits\n"
+            "admin_users = postgres\n"
+        )
+        if ids:
+            _open_path_for(self.base)
+            for path in (self.base, users, ini):
+                os.chown(path, *ids)
+        return ini
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        ids = _run_as()
+        ini = self._write_config(ids)
+        log = open(self.base / "pgbouncer.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [pgbouncer_bin(), str(ini)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=ids[0] if ids else None,
+            group=ids[1] if ids else None,
+            start_new_session=True,
+        )
+        log.close()
+        _wait_for_port(self.port, self.proc, timeout, "pgbouncer")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Immediate shutdown (SIGTERM in 1.18): every client and server connection drops."""
+        _terminate(self.proc, signal.SIGTERM, timeout)
         self.proc = None
 
 

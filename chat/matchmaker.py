@@ -1,6 +1,8 @@
 """The matchmaker: one process at a time turns the queue into offers.
 
-Leadership is a PostgreSQL session advisory lock held on a dedicated connection: if that
+Leadership is a PostgreSQL session advisory lock held on a dedicated connection (to
+PostgreSQL itself, `Settings.session_database_url`: behind a transaction pooler a session
+lock would stay with whichever server session ran it, and never free): if that
 process dies its connection drops, the lock frees, and another process takes over within
 `_ELECTION_EVERY_S`. The leader wakes on a poke (any process, via the bus) or every
 second, reads a snapshot from PostgreSQL, lets `matching` decide, and applies each decision
@@ -20,19 +22,17 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.exceptions import RedisError
 
-from chat import stats as stats_view
-from chat import views
-from chat.delivery.hub import POKE_CHANNEL, QUEUE_CHANNEL, STATS_CHANNEL
+from chat import snapshot, views
+from chat.delivery.hub import POKE_CHANNEL
+from chat.delivery.watchers import Broadcasts
 from chat.openness import during_long_wait
 from chat.people import member, specialist
-from chat.safety import alerting
 from chat.services import Services
-from chat.store import conversation_list, conversations, members, profiles, queue
+from chat.store import conversation_list, members, profiles, queue
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
-from matching.lifecycle import RequestState
-from matching.model import MatchConfig, Offer, Priority, Request, Specialist, Status
+from matching.model import MatchConfig, Offer, Request, Specialist
 from protocol import frames as f
 
 log = logging.getLogger("peerchat.matchmaker")
@@ -44,11 +44,6 @@ _CLOSE_S = 2.0
 # With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
 # load with 2,000 specialists (docs/performance.md): re-read this often instead.
 _IDLE_CYCLE_S = 5.0
-_STATS_MIN_INTERVAL_S = 0.25
-
-
-def _epoch(ts: datetime) -> float:
-    return ts.timestamp()
 
 
 class Matchmaker:
@@ -72,10 +67,7 @@ class Matchmaker:
         self._requests_by_id: dict[str, queue.Request] = {}
         # Members with no live connection, as of the last snapshot (offers and the queue say so).
         self._away: set[str] = set()
-        self._last_queue: list[f.QueueEntry] | None = None
-        self._last_queue_at = 0.0
-        self._last_stats: f.QueueStats | None = None
-        self._last_stats_at = 0.0
+        self._broadcasts = Broadcasts(services, self.poke)
 
     def poke(self) -> None:
         self._wake.set()
@@ -105,7 +97,7 @@ class Matchmaker:
             return True
         await self._resign()
         try:
-            conn = await asyncpg.connect(self.s.settings.database_url, timeout=3)
+            conn = await asyncpg.connect(self.s.settings.session_database_url, timeout=3)
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
@@ -173,12 +165,9 @@ class Matchmaker:
             # Redis is down: keep matching on who was online a moment ago rather than stall
             # the queue; offers to someone who left simply expire.
             online = self._last_online
-        snap_requests = {r.id: self._request(r) for r in requests}
-        snap_specs = {p.id: self._specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
-        snap_offers = {
-            o.id: Offer(o.id, o.request_id, o.specialist_id, _epoch(o.created_at), _epoch(o.expires_at))
-            for o in pending
-        }
+        snap_requests = {r.id: snapshot.as_request(r) for r in requests}
+        snap_specs = {p.id: snapshot.as_specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
+        snap_offers = {o.id: snapshot.as_offer(o) for o in pending}
         self._requests_by_id = {r.id: r for r in requests}
         if self._needs_load:
             self._needs_load = False
@@ -188,7 +177,7 @@ class Matchmaker:
         batch.append(self.engine.tick(now))
         for decisions in batch:
             await self._carry_out(decisions, now)
-        await self._broadcast(requests, specialists, online, now)
+        await self._broadcasts.after_cycle(requests, specialists, online, self._away, now)
 
     def _sync(
         self,
@@ -299,64 +288,4 @@ class Matchmaker:
         offer, _missed = closed
         self.s.hub.to_user(
             specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="expired")
-        )
-
-    async def _broadcast(
-        self, requests: list[queue.Request], specialists: list[profiles.Profile], online: set[str], now: float
-    ) -> None:
-        hub = self.s.hub
-        now_dt = datetime.fromtimestamp(now, UTC)
-        entries = [
-            views.queue_entry(r, now_dt, self._away) for r in requests if r.state == RequestState.WAITING
-        ]
-        same = self._last_queue is not None and [e.request_id for e in entries] == [
-            e.request_id for e in self._last_queue
-        ]
-        if not same or now - self._last_queue_at > 10:
-            self._last_queue, self._last_queue_at = entries, now
-            await hub.broadcast(QUEUE_CHANNEL, f.Queue(requests=entries))
-        wait = _STATS_MIN_INTERVAL_S - (now - self._last_stats_at)
-        if wait > 0:
-            # Coalesced: come back when the interval is up, or supervisors would see this
-            # change only at the next idle re-read, seconds later.
-            asyncio.get_running_loop().call_later(wait, self.poke)
-            return
-        active = await conversations.active_count(self.s.db)
-        # The leader raises long waits (once each) and shows every open alert, from PostgreSQL.
-        await alerting.long_waits(self.s.db, requests, now_dt)
-        alerts = await alerting.open_alert_frames(self.s.db)
-        current = stats_view.queue_stats(requests, specialists, online, active, now_dt, alerts)
-        if current != self._last_stats or now - self._last_stats_at > 5:
-            self._last_stats, self._last_stats_at = current, now
-            await hub.broadcast(STATS_CHANNEL, current)
-
-    @staticmethod
-    def _request(r: queue.Request) -> Request:
-        return Request(
-            id=r.id,
-            member_id=r.member_id,
-            tags=frozenset(r.tags),
-            language=r.language,
-            priority=Priority(r.priority),
-            created_at=_epoch(r.created_at),
-            prefer_specialist=r.prefer_specialist,
-            avoid=frozenset(r.avoid),
-        )
-
-    @staticmethod
-    def _specialist(p: profiles.Profile, online: set[str], urgent_chats: int) -> Specialist:
-        if p.id not in online:
-            status = Status.OFFLINE
-        else:
-            status = Status.AVAILABLE if p.status == "available" else Status.AWAY
-        return Specialist(
-            id=p.id,
-            tags=frozenset(p.tags),
-            languages=frozenset(p.languages),
-            max_chats=p.max_chats,
-            active_chats=p.active_chats,
-            status=status,
-            idle_since=_epoch(p.idle_since),
-            missed_offers=p.missed_offers,
-            urgent_chats=urgent_chats,
         )

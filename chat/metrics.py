@@ -59,6 +59,12 @@ class Metrics:
         self.peer_gone = Counter(
             "peerchat_peer_gone", "Conversations ended because the specialist outlived the grace", registry=r
         )
+        self.member_gone = Counter(
+            "peerchat_member_gone",
+            "Requests cancelled (abandoned) and conversations ended (peer_gone) past the member grace",
+            ["what"],
+            registry=r,
+        )
         self.rings_skipped = Counter(
             "peerchat_bus_rings_skipped",
             "Message rings not published: only this process holds the user (docs/decisions.md)",

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import unquote, urlsplit
 
 import hiredis
+from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSocketConnection
 
 Reply = object  # bytes | int | list[Reply] | hiredis.ReplyError | None
 
@@ -33,27 +33,38 @@ def command(*parts: str | bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Address:
+    """Where and how to connect, as redis-py reads the same URL."""
+
     host: str
     port: int
     unix_path: str | None
-    tls: bool
+    tls: ssl.SSLContext | None
     username: str | None
     password: str | None
+    # Read for completeness, never sent: pub/sub channels are not per database (a PUBLISH
+    # on db 2 reaches a subscriber on db 0), so the bus works whatever db the URL names.
+    db: int = 0
 
 
 def parse_url(url: str) -> Address:
-    """redis://[user:password@]host[:port][/db], rediss:// (TLS) or unix:///path.
-    Pub/sub channels are not per database, so the database number is not needed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"not a Redis URL scheme: {parts.scheme!r}")
+    """redis://, rediss:// (TLS) or unix:// read by redis-py itself
+    (`ConnectionPool.from_url`, as `redis.asyncio.Redis.from_url` does for presence), so one
+    `REDIS_URL` means the same to the bus and to presence: credentials, db, and TLS with
+    the query options redis-py honours (`ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`,
+    `ssl_cert_reqs`, `ssl_check_hostname`, ...), through the very SSL context redis-py
+    would build. Nothing connects here."""
+    pool = ConnectionPool.from_url(url)
+    connection = pool.connection_class(**pool.connection_kwargs)
+    tls = connection.ssl_context.get() if isinstance(connection, SSLConnection) else None
+    unix_path = connection.path if isinstance(connection, UnixDomainSocketConnection) else None
     return Address(
-        host=parts.hostname or "localhost",
-        port=parts.port or 6379,
-        unix_path=parts.path if parts.scheme == "unix" else None,
-        tls=parts.scheme == "rediss",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        host=getattr(connection, "host", "localhost"),
+        port=int(getattr(connection, "port", 6379)),
+        unix_path=unix_path,
+        tls=tls,
+        username=connection.username,
+        password=connection.password,
+        db=int(connection.db or 0),
     )
 
 
@@ -115,8 +126,7 @@ async def connect(address: Address, on_reply: Callable[[Reply], None], timeout: 
     if address.unix_path is not None:
         opening = loop.create_unix_connection(lambda: wire, address.unix_path)
     else:
-        context = ssl.create_default_context() if address.tls else None
-        opening = loop.create_connection(lambda: wire, address.host, address.port, ssl=context)
+        opening = loop.create_connection(lambda: wire, address.host, address.port, ssl=address.tls)
     await asyncio.wait_for(opening, timeout)
     if address.password is not None:
         if address.username is not None:

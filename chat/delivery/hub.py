@@ -2,7 +2,8 @@
 
 `to_user()` delivers to the person's sockets here at once and rings the person's channel
 for the others; a process ignores its own rings. Each ring carries the encoded frame with a
-small header (origin, conversation, seq) so receivers need not parse it.
+small header (origin, conversation, seq) so receivers need not parse it
+(chat/delivery/doorbell.py).
 
 Nothing on the bus is readable (PRODUCT.md §2): a person's channel is named by a keyed
 HMAC of (role, sub) (chat/redis_keys.py), never by the account id, and the frame is sealed
@@ -35,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from chat.bus import Bus
+from chat.delivery import doorbell
+from chat.delivery.doorbell import Mark
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from chat.people import Person
@@ -63,36 +66,6 @@ _NAMES_KEPT = 100_000  # cached channel names (an HMAC each); cleared when full
 
 # (role, sub) → an opaque, keyed name (chat/redis_keys.identity_key with the settings bound).
 Namer = Callable[[str, str], str]
-
-
-def _header(origin: str, out: Outbound) -> bytes:
-    conv = out.conversation_id or ""
-    seq = "" if out.seq is None else str(out.seq)
-    mark = "1" if out.starts_conversation else "2" if out.ends_conversation else ""
-    return f"{origin}|{conv}|{seq}|{mark}\n".encode()
-
-
-def _join(origin: str) -> bytes:
-    return f"{origin}|||J\n".encode()
-
-
-def _close(origin: str, code: int) -> bytes:
-    """Close the person's sockets with `code` (the seq field carries it); the channel says
-    whose, and the (empty) sealed body proves a process with the key sent it."""
-    return f"{origin}||{code}|C\n".encode()
-
-
-def _parse(data: bytes) -> tuple[str, Outbound, str] | None:
-    """(origin, frame, mark): mark "J" is a join ring, "C" a close (code in `seq`)."""
-    head, sep, body = data.partition(b"\n")
-    if not sep:
-        return None
-    try:
-        origin, conv, seq, mark = head.decode().split("|")
-        out = Outbound(body, conv or None, int(seq) if seq else None, mark == "1", mark == "2")
-        return origin, out, mark
-    except ValueError:
-        return None
 
 
 class Hub:
@@ -150,7 +123,7 @@ class Hub:
             channel = self.channel(person)
             self._people[channel] = person
             await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
-            self.bus.post(channel, _join(self.origin))
+            self.bus.post(channel, doorbell.join_ring(self.origin))
 
     async def detach(self, session: Session, person: Person | None = None) -> None:
         if person is None:
@@ -194,7 +167,7 @@ class Hub:
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(person, out, skip)
-        header = _header(self.origin, out)
+        header = doorbell.frame_header(self.origin, out)
         channel = self.channel(person)
         if out.seq is None:
             self.bus.post(channel, self._ring(channel, header, data))
@@ -251,14 +224,14 @@ class Hub:
         for person in list(self._solo | set(self._skipped)):
             self._unsolo(person)
         for person in self.sessions:
-            self.bus.post(self.channel(person), _join(self.origin))
+            self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
 
     def close_user(self, person: Person, code: int) -> None:
         """Close every socket of the person with `code`, here now and on every other
         process through the person's channel (after the frames already rung to it)."""
         self._close_local(person, code)
         channel = self.channel(person)
-        self.bus.post(channel, self._ring(channel, _close(self.origin, code), b""))
+        self.bus.post(channel, self._ring(channel, doorbell.close_header(self.origin, code), b""))
 
     def _close_local(self, person: Person, code: int) -> None:
         for session in list(self.sessions.get(person, ())):
@@ -268,31 +241,30 @@ class Hub:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
         data = encode(frame)
         self._deliver_watchers(channel, data)
-        await self.bus.publish(channel, self._ring(channel, _header(self.origin, Outbound(data)), data))
+        await self.bus.publish(
+            channel, self._ring(channel, doorbell.frame_header(self.origin, Outbound(data)), data)
+        )
 
     def on_bus(self, channel: str, data: bytes) -> None:
-        parsed = _parse(data)
-        if parsed is None:
+        ring = doorbell.parse(data)
+        if ring is None or ring.origin == self.origin:
             return
-        origin, out, mark = parsed
-        header = data[: len(data) - len(out.data)]
-        if origin == self.origin:
-            return
+        header, out = ring.header, ring.out
         if channel.startswith(_USER_PREFIX):
             person = self._people.get(channel)
             if person is None:
                 return  # nobody of that channel here (any more)
-            if mark == "J":
+            if ring.mark is Mark.JOIN:
                 self._changes += 1
                 self._unsolo(person)
                 return
             opened = self._open(channel, header, out.data)
             if opened is None:
                 return
-            if mark == "C":
+            if ring.mark is Mark.CLOSE:
                 # Sealed (empty) like any frame: someone who can write to Redis cannot
                 # close a person's sockets.
-                self._close_local(person, out.seq or CloseCode.FORBIDDEN)
+                self._close_local(person, ring.code or CloseCode.FORBIDDEN)
                 return
             self._deliver_local(person, replace(out, data=opened))
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):

@@ -19,13 +19,16 @@
    by what one read of the socket can carry (the frames already in it are queued before
    the pause takes effect, as upstream does), plus READ_AHEAD messages of at most 64 KiB.
 3. **Direct reads.** A text frame that finds nothing queued ahead of it is first offered
-   to `on_text`, which the application may set (chat/gateway/connection.py does, for a `send` while
-   its reader is idle): handled there, it costs no queue and no wake-up of the
+   to `on_text`, which the application may set (chat/gateway/connection.py does, for a
+   `send` while its reader is idle): handled there, it costs no queue and no wake-up of the
    application's task.
 
 uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
-these behaviours against a real server. Servers without the extension (Starlette's
-TestClient, another ASGI server) get the plain ASGI path: the gateway checks for it.
+these behaviours against a real server. What this leans on that neither uvicorn nor
+websockets documents is listed below (`UVICORN_*`, `WEBSOCKETS_*`, `UPSTREAM_SOURCES`),
+and tests/chat/test_wsproto_surface.py fails on an upgrade that changes any of it.
+Servers without the extension (Starlette's TestClient, another ASGI server) get the plain
+ASGI path: the gateway checks for it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,38 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
+
+# ---- The private surface, in one place -------------------------------------------------
+# Attributes of uvicorn's WebSocketsSansIOProtocol read or written here.
+UVICORN_ATTRIBUTES = frozenset(
+    {
+        "close_sent",
+        "conn",
+        "curr_msg_data_type",
+        "disconnected",
+        "frames",
+        "handshake_complete",
+        "logger",
+        "queue",
+        "read_paused",
+        "scope",
+        "transport",
+        "writable",
+    }
+)
+# Its methods overridden or called here.
+UVICORN_METHODS = frozenset({"handle_parser_exception", "run_asgi", "send_receive_event_to_app"})
+# Upstream methods this module copies (send_receive_event_to_app) or whose behaviour it
+# relies on (receive resumes reading only once the queue is empty), by the SHA-256 of
+# their source in the pinned uvicorn: a change there must be read before it is taken.
+UPSTREAM_SOURCES = {
+    "send_receive_event_to_app": "a2b10de91477dc1d4d0e7c9065b85388a5b2a6ebeb84d6ec1591e112ca0bfbb9",
+    "receive": "1dc0e715390021a105cfe6abb35a730af9c5be3d71043329a39bbc1c5afe66bc",
+}
+# websockets' sans-I/O protocol: `writes` (bytes it queued itself, such as a pong) is not
+# documented; `send_text`, `send_close`, `data_to_send`, `state` and `extensions` are.
+WEBSOCKETS_ATTRIBUTES = frozenset({"writes"})
+# -----------------------------------------------------------------------------------------
 
 EXTENSION = "peerchat.direct"
 READ_AHEAD = 4

@@ -65,9 +65,9 @@ function main({ token, client, notice }) {
   wireChatViews(client, chats.viewFor, { onMessage: (view, m) => chats.counted(view.id, m) });
 
   client.on('error', (e) => {
-    const req = e.request || {};
-    if (req.type === 'accept' || req.type === 'decline') offers.refused(e, req);
-    else if (req.type === 'claim') queue.refused(e, req);
+    const req = e.request;
+    if (req && (req.type === 'accept' || req.type === 'decline')) offers.refused(e, req);
+    else if (req && req.type === 'claim') queue.refused(e, req);
     else if (e.message) notice(e.message);
   });
   client.on('forbidden', () => notice('The server refused this connection. Please sign in again.'));

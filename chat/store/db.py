@@ -17,8 +17,14 @@ Row: TypeAlias = asyncpg.Record
 
 
 # What PostgreSQL being unreachable looks like from asyncpg: nothing was stored, retry.
+# With several hosts in DATABASE_URL (target_session_attrs=read-write), a failover in
+# progress looks like every host refusing (OSError), or every host answering read-only
+# (TargetServerAttributeNotMatched), or a connection that reached a node as it turned
+# read-only (ReadOnlySQLTransactionError): in each, nothing was written.
 STORAGE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     TimeoutError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
@@ -32,9 +38,22 @@ async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     return None
 
 
-async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[asyncpg.Record]:
+async def open_pool(
+    url: str, *, min_size: int = 2, max_size: int = 20, behind_pooler: bool = False
+) -> asyncpg.Pool[asyncpg.Record]:
+    """The pool. `url` may list several hosts (`postgresql://h1,h2/db?target_session_attrs=
+    read-write`): asyncpg tries them in order for every new connection and keeps the first
+    that is writable, so after a failover the connections that die with the old primary are
+    replaced by ones to the new primary, with no restart.
+
+    `behind_pooler`: `url` is a PgBouncer in transaction-pooling mode (Debian's 1.18 has no
+    `max_prepared_statements`), where a named prepared statement made in one transaction
+    may be missing in the next: turn asyncpg's statement cache off. Its unnamed statements
+    stay safe, as asyncpg sends Parse/Describe with a Flush and Bind/Execute with the Sync,
+    so one statement never spans two server sessions."""
     pool = await asyncpg.create_pool(
         url,
+        statement_cache_size=0 if behind_pooler else 100,
         min_size=min_size,
         max_size=max_size,
         command_timeout=10,

@@ -62,13 +62,14 @@ class ReconnectGrace:
 
     async def sweep_once(self) -> int:
         """One round under the sweep lock; returns how many conversations it ended."""
-        async with self.s.db.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+        # A transaction-level lock, held by a transaction left open for the round: it pins
+        # one server session even behind a transaction pooler (PgBouncer), where a session
+        # lock and its unlock could land on different sessions and the lock never free. The
+        # round's own statements run on other pooled connections; commit releases it.
+        async with self.s.db.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
                 return 0
-            try:
-                return await self.sweep(time.time())
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            return await self.sweep(time.time())
 
     async def sweep(self, now: float) -> int:
         presence = self.s.presence

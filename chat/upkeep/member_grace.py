@@ -21,6 +21,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat.delivery.ended import end_conversation
+from chat.metrics import METRICS
 from chat.people import specialist
 from chat.services import Services
 from chat.store import members as store
@@ -52,13 +53,14 @@ class MemberGrace:
 
     async def sweep_once(self) -> int:
         """One round under the sweep lock; returns how many requests and conversations it closed."""
-        async with self.s.db.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+        # A transaction-level lock, held by a transaction left open for the round: it pins
+        # one server session even behind a transaction pooler (PgBouncer), where a session
+        # lock and its unlock could land on different sessions and the lock never free. The
+        # round's own statements run on other pooled connections; commit releases it.
+        async with self.s.db.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
                 return 0
-            try:
-                return await self.sweep(time.time())
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            return await self.sweep(time.time())
 
     async def _online(self, member_ids: list[str], now: float) -> set[str]:
         presence = self.s.presence
@@ -107,6 +109,7 @@ class MemberGrace:
             if revoked is None:
                 continue  # matched, cancelled or claimed meanwhile
             closed += 1
+            METRICS.member_gone.labels("request").inc()
             log.info("request %s cancelled: the member did not return within the grace", request_id[:8])
             for offer in revoked:
                 hub.to_user(
@@ -117,6 +120,7 @@ class MemberGrace:
             ended = await end_conversation(self.s, conversation_id, by="system", reason="peer_gone")
             if ended is not None:
                 closed += 1
+                METRICS.member_gone.labels("conversation").inc()
                 hub.to_user(
                     specialist(specialist_id), f.PeerStatus(conversation_id=conversation_id, status="gone")
                 )

@@ -3,7 +3,9 @@
 
 It runs in the `release` step (`peerchat migrate`) and in the background of every `web`
 process, one process at a time (a PostgreSQL advisory lock on the sweep's own connection;
-a process that dies drops its connection and with it the lock). Each batch is one short
+a process that dies drops its connection and with it the lock; that connection goes to
+PostgreSQL itself, `Settings.session_database_url`, never through a transaction pooler,
+where the lock would outlive us on some server session). Each batch is one short
 transaction that removes the content of a few conversations and marks them swept
 (chat/store/privacy.py), so a sweep killed at any point leaves whole batches done and the
 rest untouched, and the next run simply continues. Running it again finds nothing to do.
@@ -86,7 +88,7 @@ def _count(batch: Swept) -> None:
 
 
 async def run_once(settings: Settings) -> Swept | None:
-    conn = await asyncpg.connect(settings.database_url, timeout=5)
+    conn = await asyncpg.connect(settings.session_database_url, timeout=5)
     try:
         return await sweep(conn, settings.retention_days, settings.retention_batch_messages)
     finally:
@@ -103,7 +105,7 @@ async def run_forever(settings: Settings) -> None:
         try:
             swept = await run_once(settings)
             if swept is None:
-                conn = await asyncpg.connect(settings.database_url, timeout=5)
+                conn = await asyncpg.connect(settings.session_database_url, timeout=5)
                 try:
                     METRICS.retention_backlog.set(await store.backlog(conn, settings.retention_days * 86400))
                 finally:

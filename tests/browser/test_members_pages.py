@@ -68,6 +68,9 @@ async def test_closed_hours_say_when_and_where_else_to_turn(webs: Callable[..., 
     await expect(links.first).to_have_text("SMART Recovery forum")
     await expect(links.first).to_have_attribute("href", "https://forum.example/")
     await expect(member.get_by_test_id("alternative").first).to_contain_text("Peers online all night")
+    await expect(member.get_by_test_id("alternatives-hint")).to_have_text(
+        "While we are closed, these are open to you."
+    )
     await web.shoot(member, "member-closed", show=member.get_by_test_id("alternatives-panel"))
     # The crisis resources are one click away from the closed notice.
     await member.get_by_test_id("closed-crisis").click()
@@ -125,6 +128,7 @@ async def test_a_long_wait_shows_the_alternatives_and_keeps_the_place(webs: Call
     await expect(panel).to_be_visible()
     await expect(member.get_by_test_id("alternative-link")).to_have_count(2)
     await expect(member.get_by_test_id("queue-view")).to_be_visible()
+    await expect(member.get_by_test_id("alternatives-hint")).to_contain_text("you keep your place in line")
     await web.shoot(member, "member-long-wait", show=panel)
 
 

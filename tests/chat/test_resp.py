@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+
 import hiredis
 import pytest
+from redis.asyncio.connection import ConnectionPool
 
 from chat.cli import uvicorn_options
 from chat.resp import Address, Wire, command, parse_url
@@ -20,15 +23,49 @@ def test_commands_are_resp2_arrays_of_bulk_strings_and_round_trip() -> None:
 @pytest.mark.parametrize(
     ("url", "address"),
     [
-        ("redis://127.0.0.1:6390/0", Address("127.0.0.1", 6390, None, False, None, None)),
-        ("redis://localhost", Address("localhost", 6379, None, False, None, None)),
-        ("rediss://:s%40cret@cache.example:6380", Address("cache.example", 6380, None, True, None, "s@cret")),
-        ("redis://bus:pw@10.0.0.5:6379/2", Address("10.0.0.5", 6379, None, False, "bus", "pw")),
-        ("unix:///run/redis.sock", Address("localhost", 6379, "/run/redis.sock", False, None, None)),
+        ("redis://127.0.0.1:6390/0", Address("127.0.0.1", 6390, None, None, None, None, 0)),
+        ("redis://localhost", Address("localhost", 6379, None, None, None, None, 0)),
+        ("redis://bus:pw@10.0.0.5:6379/2", Address("10.0.0.5", 6379, None, None, "bus", "pw", 2)),
+        ("redis://10.0.0.5?db=3&password=pw", Address("10.0.0.5", 6379, None, None, None, "pw", 3)),
+        ("unix:///run/redis.sock?db=1", Address("localhost", 6379, "/run/redis.sock", None, None, None, 1)),
     ],
 )
 def test_urls(url: str, address: Address) -> None:
     assert parse_url(url) == address
+
+
+def test_the_bus_reads_a_url_as_redis_py_does() -> None:
+    """Presence's client (redis-py) and the bus must agree on what one REDIS_URL means."""
+    url = "redis://bus:p%40ss@cache.example:6390/4?password=ignored"
+    kwargs = ConnectionPool.from_url(url).connection_kwargs
+    address = parse_url(url)
+    assert (address.host, address.port, address.username, address.password, address.db) == (
+        kwargs["host"],
+        kwargs["port"],
+        kwargs.get("username"),
+        kwargs.get("password"),
+        kwargs.get("db", 0),
+    )
+
+
+def test_tls_defaults_verify_the_server_and_its_name() -> None:
+    address = parse_url("rediss://:s%40cret@cache.example:6380")
+    assert (address.host, address.port, address.password) == ("cache.example", 6380, "s@cret")
+    assert address.tls is not None
+    assert address.tls.verify_mode is ssl.CERT_REQUIRED and address.tls.check_hostname
+
+
+def test_tls_options_in_the_url_are_honoured() -> None:
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    address = parse_url(f"rediss://cache.example?ssl_ca_certs={bundle}&ssl_check_hostname=false")
+    assert address.tls is not None and not address.tls.check_hostname
+    assert address.tls.get_ca_certs()  # the CA file named in the URL was loaded
+    relaxed = parse_url("rediss://cache.example?ssl_cert_reqs=none")
+    assert relaxed.tls is not None and relaxed.tls.verify_mode is ssl.CERT_NONE
+    with pytest.raises(FileNotFoundError):  # a client certificate named is a certificate used
+        parse_url(
+            "rediss://cache.example?ssl_certfile=/nonexistent/client.pem&ssl_keyfile=/nonexistent/k.pem"
+        )
 
 
 def test_other_schemes_are_refused() -> None:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import asyncpg
+import httpx
 
 from tests.support.client import Client, token
 from tests.support.flows import put_profile
@@ -34,6 +35,17 @@ async def _scalar(database_url: str, sql: str, *args: Any) -> Any:
         return await db.fetchval(sql, *args)
     finally:
         await db.close()
+
+
+async def _gone_count(processes: list[LiveService], what: str) -> float:
+    total = 0.0
+    async with httpx.AsyncClient() as http:
+        for svc in processes:
+            text = (await http.get(f"{svc.http}/metrics")).text
+            for line in text.splitlines():
+                if line.startswith(f'peerchat_member_gone_total{{what="{what}"}}'):
+                    total += float(line.split()[-1])
+    return total
 
 
 async def test_a_waiting_member_keeps_their_place_while_any_device_lives_then_is_let_go(
@@ -61,6 +73,8 @@ async def test_a_waiting_member_keeps_their_place_while_any_device_lives_then_is
         return await _request_state(database_url, request_id) == ("cancelled", "abandoned")
 
     await wait_until(abandoned, timeout=30)
+    # Counted once, by whichever process swept.
+    assert await _gone_count([a, b], "request") == 1
     # Never offered afterwards: a specialist with the right tag comes online and gets nothing.
     await put_profile(a, "spec-late", name="Late", tags=["grief"])
     specialist, _ = await Client.connect(a.ws, token("specialist", "spec-late", "Late"))
@@ -123,6 +137,7 @@ async def test_a_member_who_vanishes_mid_conversation_frees_the_specialist(
         "conversation_id"
     ] == conv
     assert await _scalar(database_url, "SELECT active_chats FROM specialists WHERE id = 'spec-1'") == 0
+    assert await _gone_count([a, b], "conversation") == 1
     # The specialist can take the next member at once (capacity 1).
     other, _ = await Client.connect(b.ws, token("member", "acct-next", "Kim"))
     nxt = await other.call({"type": "request", "tags": ["grief"]}, "queued")

@@ -36,13 +36,21 @@ class Cluster:
     pg: PostgresServer | None = None
     redis: RedisServer | None = None
     web: list[LiveService] = field(default_factory=list)
+    # With `start(standby=True)`: a streaming standby of `pg`, synchronously replicated, and
+    # DATABASE_URL lists both hosts with target_session_attrs=read-write.
+    standby: PostgresServer | None = None
 
     @property
     def database_url(self) -> str:
         assert self.pg is not None
+        if self.standby is not None:
+            return (
+                f"postgresql://postgres@127.0.0.1:{self.pg.port},127.0.0.1:{self.standby.port}"
+                "/peerchat?target_session_attrs=read-write"
+            )
         return f"postgresql://postgres@127.0.0.1:{self.pg.port}/peerchat"
 
-    async def start(self, processes: int) -> None:
+    async def start(self, processes: int, *, standby: bool = False) -> None:
         self.pg = PostgresServer(self.base / "pg", durable=False)
         self.redis = RedisServer()
         self.pg.start()
@@ -57,6 +65,10 @@ class Cluster:
             await migrate(conn)
         finally:
             await conn.close()
+        if standby:
+            self.standby = self.pg.standby(self.base / "pg-standby")
+            self.standby.start()
+            await _make_synchronous(self.pg.url)
         for _ in range(processes):
             self.add_process()
 
@@ -77,9 +89,27 @@ class Cluster:
             self.redis.stop()
         if self.pg is not None:
             self.pg.stop()
+        if self.standby is not None:
+            self.standby.stop()
 
     def logs(self) -> str:
         return "".join(svc.output() for svc in self.web)
+
+
+async def _make_synchronous(primary_url: str) -> None:
+    """Synchronous replication to the standby (application_name `standby`): from now on a
+    commit, and so an ack, waits until the standby has it, so promoting the standby loses
+    nothing acked. Set after the standby is up (before, every commit would wait for it)."""
+    conn = await asyncpg.connect(primary_url)
+    try:
+        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+        await conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while await conn.fetchval("SELECT sync_state FROM pg_stat_replication") != "sync":
+            assert time.monotonic() < deadline, "the standby never became synchronous"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
 
 
 def alive(svc: LiveService) -> bool:

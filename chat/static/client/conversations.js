@@ -160,7 +160,7 @@ export class PeerChatClient extends SocketClient {
     this.emit('message', message);
   }
 
-  /** @param {Frame} frame */
+  /** @param {import('peerchat-protocol').History} frame */
   onHistory(frame) {
     const id = frame.conversation_id;
     const line = this.line(id);
@@ -178,7 +178,7 @@ export class PeerChatClient extends SocketClient {
   }
 
   /**
-   * @param {Frame} frame
+   * @param {any} frame a server frame
    * @param {Frame | undefined} request
    */
   handle(frame, request) {

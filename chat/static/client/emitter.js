@@ -1,16 +1,16 @@
 // A tiny event emitter: a failing listener is logged and does not stop the others.
 
-/** @typedef {(payload: any) => void} Listener */
-
+/** @template {Record<string, any>} Events payload type by event name */
 export class Emitter {
   constructor() {
-    /** @type {Map<string, Listener[]>} */
+    /** @type {Map<string, ((payload: any) => void)[]>} */
     this.listeners = new Map();
   }
 
   /**
-   * @param {string} type
-   * @param {Listener} fn
+   * @template {keyof Events & string} K
+   * @param {K} type
+   * @param {(payload: Events[K]) => void} fn
    */
   on(type, fn) {
     const list = this.listeners.get(type) || [];
@@ -20,8 +20,9 @@ export class Emitter {
   }
 
   /**
-   * @param {string} type
-   * @param {unknown} payload
+   * @template {keyof Events & string} K
+   * @param {K} type
+   * @param {Events[K]} payload
    */
   emit(type, payload) {
     for (const fn of this.listeners.get(type) || []) {

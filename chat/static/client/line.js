@@ -1,14 +1,6 @@
 // What the client knows of one conversation: the last seq shown, and what came early.
 
-/**
- * @typedef {object} Message a stored message as the server sends it
- * @property {string} conversation_id
- * @property {number} seq
- * @property {string} [body]
- * @property {string} [client_msg_id]
- * @property {string} [sent_at]
- * @property {{role?: string, name?: string}} [sender]
- */
+/** @typedef {import('peerchat-protocol').Message} Message a stored message (protocol/frames.py) */
 
 export class ConversationLine {
   /** @param {number | null} last */

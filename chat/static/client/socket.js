@@ -14,7 +14,8 @@ const MAX_REFS = 500;
 // Our own close code for a socket that never got its `welcome` (never sent by the server).
 const CLOSE_NO_WELCOME = 4000;
 
-/** @typedef {{type: string, ref?: string, [field: string]: any}} Frame */
+/** @typedef {import('./events.js').Frame} Frame */
+/** @typedef {import('./events.js').ClientEvents} ClientEvents */
 
 export function socketUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -26,6 +27,7 @@ export function socketUrl() {
  * auth_failed (close 4001: the page needs a new token), forbidden (close 4003); the frames
  * themselves are handed to handle(), which subclasses extend.
  */
+/** @extends {Emitter<ClientEvents>} */
 export class SocketClient extends Emitter {
   /**
    * @param {string} token
@@ -189,7 +191,11 @@ export class SocketClient extends Emitter {
     this.send(frame);
   }
 
-  /** @param {Frame} frame */
+  /**
+   * A frame from the server, as parsed: the server's frames obey docs/protocol.schema.json,
+   * so from here on each is typed by its `type` (ClientEvents).
+   * @param {any} frame
+   */
   receive(frame) {
     const request = frame.ref ? this.refs.get(frame.ref) : undefined;
     if (frame.ref) this.refs.delete(frame.ref);
@@ -206,7 +212,7 @@ export class SocketClient extends Emitter {
 
   /**
    * One server frame; the base class hands every frame to its listeners by type (and '*').
-   * @param {Frame} frame
+   * @param {any} frame a server frame
    * @param {Frame | undefined} request the client frame whose ref it carries
    */
   handle(frame, request) {

@@ -4,6 +4,7 @@
 // `alternatives` (closed, nobody online, a long wait) they are listed, with the crisis
 // resources one click away. A long wait keeps the member's place: the list only adds.
 
+import { ErrorCode } from '../codes.js';
 import { $, clear, h, show } from '../ui/dom.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
@@ -20,7 +21,7 @@ function webUrl(url) {
   }
 }
 
-/** @param {string | undefined} iso "Monday 08:00" in the member's own time zone */
+/** @param {string | null | undefined} iso "Monday 08:00" in the member's own time zone */
 export function formatOpening(iso) {
   const d = new Date(iso ?? '');
   if (Number.isNaN(d.getTime())) return '';
@@ -34,10 +35,11 @@ export function elsewherePanel(client) {
   const button = /** @type {HTMLButtonElement} */ ($('#request-button'));
   const panel = $('#alternatives-panel');
   const list = $('#alternatives-list');
+  const hint = $('#alternatives-hint');
   /** @type {ReturnType<typeof setTimeout> | null} */
   let reopen = null;
 
-  /** @param {Alternative[] | undefined} alternatives */
+  /** @param {Alternative[] | null | undefined} alternatives */
   function showAlternatives(alternatives) {
     const items = Array.isArray(alternatives) ? alternatives : [];
     clear(list);
@@ -61,7 +63,7 @@ export function elsewherePanel(client) {
 
   /**
    * @param {boolean} isOpen
-   * @param {string | undefined} when
+   * @param {string | null | undefined} when
    */
   function setOpen(isOpen, when) {
     if (reopen) clearTimeout(reopen);
@@ -69,6 +71,9 @@ export function elsewherePanel(client) {
     show(closed, !isOpen);
     button.disabled = !isOpen;
     closed.dataset.open = String(isOpen);
+    hint.textContent = isOpen
+      ? 'If you are waiting, you keep your place in line while you look.'
+      : 'While we are closed, these are open to you.';
     if (isOpen) return;
     const at = formatOpening(when);
     opensAt.textContent = at ? `We open again ${at}.` : 'We will open again soon.';
@@ -94,9 +99,9 @@ export function elsewherePanel(client) {
   client.on('conversation_started', () => showAlternatives([]));
 
   return {
-    /** @param {{code?: string, opens_at?: string, alternatives?: Alternative[]}} e */
+    /** @param {{code?: string, opens_at?: string | null, alternatives?: Alternative[] | null}} e */
     refused(e) {
-      if (e.code !== 'closed_hours') return false;
+      if (e.code !== ErrorCode.CLOSED_HOURS) return false;
       setOpen(false, e.opens_at);
       showAlternatives(e.alternatives);
       return true;

@@ -35,7 +35,7 @@ export function pastPeersPanel(client) {
     }
   }
 
-  /** @param {PastPeer[] | undefined} peers */
+  /** @param {PastPeer[] | null | undefined} peers */
   function render(peers) {
     clear(list);
     for (const p of Array.isArray(peers) ? peers : []) {

@@ -3,7 +3,7 @@
 /**
  * "grief, family · EN", "any topic · any language"
  * @param {string[] | undefined} tags
- * @param {string | undefined} language
+ * @param {string | null | undefined} language
  */
 export function describe(tags, language) {
   const topics = tags && tags.length ? tags.join(', ') : 'any topic';

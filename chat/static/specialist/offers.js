@@ -9,9 +9,10 @@ import { describe } from './describe.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {import('../client/socket.js').Frame} Frame */
+/** @typedef {import('peerchat-protocol').OfferMade} OfferMade */
 /**
  * @typedef {object} Offer
- * @property {Frame} frame
+ * @property {OfferMade} frame
  * @property {number} deadline
  * @property {HTMLLIElement} el
  * @property {HTMLParagraphElement} countdown
@@ -33,7 +34,7 @@ export function offersPanel(client, { notice, shout, onCount }) {
   /** @type {Map<string, Offer>} offer_id -> offer */
   const offers = new Map();
 
-  /** @param {Frame} frame */
+  /** @param {OfferMade} frame */
   function add(frame) {
     if (offers.has(frame.offer_id)) return;
     const urgent = frame.priority === 'urgent';
@@ -129,7 +130,7 @@ export function offersPanel(client, { notice, shout, onCount }) {
     tickAll() {
       for (const offer of offers.values()) tick(offer);
     },
-    /** @param {Frame[]} open the offers `welcome` lists: any other one is gone */
+    /** @param {OfferMade[]} open the offers `welcome` lists: any other one is gone */
     reconcile(open) {
       const ids = new Set(open.map((o) => o.offer_id));
       for (const id of [...offers.keys()]) if (!ids.has(id)) remove(id);

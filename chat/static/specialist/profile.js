@@ -60,7 +60,7 @@ export function profilePanel(client, token, { notice, activeChats }) {
   });
 
   return {
-    /** @param {any} w */
+    /** @param {import('peerchat-protocol').Welcome} w */
     welcomed(w) {
       setAvailability(w.availability || status);
     },

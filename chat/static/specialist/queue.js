@@ -15,7 +15,7 @@ import { describe } from './describe.js';
  * @property {HTMLSpanElement} topics
  * @property {HTMLSpanElement} waited
  * @property {HTMLButtonElement} claim
- * @property {any} [entry]
+ * @property {import('peerchat-protocol').QueueEntry} [entry]
  * @property {number} [receivedAt]
  */
 
@@ -44,7 +44,7 @@ export function queuePanel(client, notice) {
     return { el, badge, topics, waited, claim };
   }
 
-  /** @param {any[]} requests */
+  /** @param {import('peerchat-protocol').QueueEntry[]} requests */
   function render(requests) {
     const now = Date.now();
     const seen = new Set();
@@ -89,7 +89,7 @@ export function queuePanel(client, notice) {
    * @param {number} now
    */
   function tick(it, now) {
-    const waited = it.entry.waited_s + Math.floor((now - (it.receivedAt || now)) / 1000);
+    const waited = (it.entry ? it.entry.waited_s : 0) + Math.floor((now - (it.receivedAt || now)) / 1000);
     it.waited.textContent = `waiting ${formatDuration(waited)}`;
   }
 

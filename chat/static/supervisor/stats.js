@@ -6,14 +6,17 @@ import { $, clear, h, show } from '../ui/dom.js';
 
 const URGENT = 'urgent_request';
 
+/** @typedef {import('peerchat-protocol').QueueStats} QueueStats */
+/** @typedef {import('peerchat-protocol').Alert} Alert */
+
 export function statsPanel() {
-  /** @type {any} the last queue_stats frame */
+  /** @type {QueueStats | null} the last queue_stats frame */
   let latest = null;
   let latestAt = 0;
   const alertKeys = new Set();
 
   /**
-   * @param {any} stats a queue_stats frame
+   * @param {QueueStats} stats
    * @returns {number} when it arrived
    */
   function render(stats) {
@@ -43,7 +46,7 @@ export function statsPanel() {
     return ((latest && latest.longest_wait_s) || 0) + extra;
   }
 
-  /** @param {Record<string, any>} byTag */
+  /** @param {Record<string, import('peerchat-protocol').TagLoad>} byTag */
   function renderByTag(byTag) {
     const body = clear($('#by-tag'));
     const rows = Object.entries(byTag).sort((a, b) => (b[1].waiting || 0) - (a[1].waiting || 0) || a[0].localeCompare(b[0]));
@@ -61,10 +64,10 @@ export function statsPanel() {
     show($('#by-tag-empty'), rows.length === 0);
   }
 
-  /** @param {any[]} alerts */
+  /** @param {Alert[]} alerts */
   function renderAlerts(alerts) {
     const list = $('#alerts');
-    const rank = (/** @type {any} */ a) => (a.kind === URGENT ? 0 : 1);
+    const rank = (/** @type {Alert} */ a) => (a.kind === URGENT ? 0 : 1);
     const sorted = [...alerts].sort((a, b) => rank(a) - rank(b) || (b.waited_s || 0) - (a.waited_s || 0));
     const keys = new Set(sorted.map((a) => `${a.kind}:${a.request_id}`));
     // Rebuild, but only when the set changed, so the live region announces new alerts once.
@@ -92,7 +95,7 @@ export function statsPanel() {
     show($('#alerts-empty'), sorted.length === 0);
   }
 
-  /** @param {any[]} alerts */
+  /** @param {Alert[]} alerts */
   function updateAlertTimes(alerts) {
     for (const a of alerts) {
       for (const li of /** @type {HTMLCollectionOf<HTMLElement>} */ ($('#alerts').children)) {

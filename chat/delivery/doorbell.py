@@ -1,0 +1,91 @@
+"""The doorbell's wire format: what one process publishes on a Redis channel for the others
+(chat/delivery/hub.py rings; chat/bus_redis.py carries the bytes).
+
+A ring is one ASCII header line, then the body:
+
+    {origin}|{conversation}|{number}|{mark}\n{body}
+
+- ``origin``: the sending process's hub id (12 hex digits); a process drops its own rings.
+- ``mark`` (a `Mark`) says what the ring is and what the two fields hold:
+
+  ===========  ==================  ================  =================================
+  mark         conversation        number            body
+  ===========  ==================  ================  =================================
+  ``""``       conversation or ""  seq or ""         a sealed frame for the sockets
+  ``"1"``      conversation        ""                sealed ``conversation_started``
+  ``"2"``      conversation        ""                sealed ``conversation_ended``
+  ``"J"``      ""                  ""                none: a process joined the channel
+  ``"C"``      ""                  close code        sealed, empty: close the sockets
+  ===========  ==================  ================  =================================
+
+The header is in the clear (ids and numbers only) and is authenticated with the channel
+alongside the sealed body (chat/seal.py, chat/delivery/hub.py). Fields never hold ``|``
+or a newline: origins are hex, conversation ids are server-made hex, codes are numbers. A
+ring that does not parse is dropped (the repair by sequence covers anything a lost ring
+carried).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from chat.gateway.session import Outbound
+
+
+class Mark(StrEnum):
+    FRAME = ""
+    STARTS = "1"
+    ENDS = "2"
+    JOIN = "J"
+    CLOSE = "C"
+
+
+_MARKS = {m.value: m for m in Mark}
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """A parsed ring: `header` (the clear line, newline included, as authenticated) and
+    `out`, whose data is the body still sealed. A CLOSE carries its `code` (0 if none)."""
+
+    origin: str
+    mark: Mark
+    header: bytes
+    out: Outbound
+    code: int = 0
+
+
+def frame_header(origin: str, out: Outbound) -> bytes:
+    """The header for a frame ring. On every message's path: kept cheap."""
+    conv = out.conversation_id or ""
+    seq = "" if out.seq is None else str(out.seq)
+    mark = "1" if out.starts_conversation else "2" if out.ends_conversation else ""
+    return f"{origin}|{conv}|{seq}|{mark}\n".encode()
+
+
+def join_ring(origin: str) -> bytes:
+    return f"{origin}|||J\n".encode()
+
+
+def close_header(origin: str, code: int) -> bytes:
+    """Close the person's sockets with `code`; the channel says whose."""
+    return f"{origin}||{code}|C\n".encode()
+
+
+def parse(data: bytes) -> Ring | None:
+    """The ring in `data`, or None if it is not one."""
+    head, sep, body = data.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        origin, conv, second, raw_mark = head.decode().split("|")
+        mark = _MARKS[raw_mark]
+        number = int(second) if second else None
+    except (ValueError, KeyError):  # UnicodeDecodeError is a ValueError
+        return None
+    header = data[: len(head) + 1]
+    if mark is Mark.CLOSE:
+        return Ring(origin, mark, header, Outbound(body), code=number or 0)
+    out = Outbound(body, conv or None, number, mark is Mark.STARTS, mark is Mark.ENDS)
+    return Ring(origin, mark, header, out)

@@ -1,0 +1,58 @@
+"""The private surface chat/gateway/wsproto.py leans on still exists, unchanged, in the
+installed uvicorn and websockets. An upgrade that renames an attribute, drops a method or
+changes a method whose behaviour the module copies fails here, before any socket does."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import textwrap
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.server import ServerProtocol
+
+from chat.gateway import wsproto
+
+
+def self_attributes(cls: type) -> set[str]:
+    """Every `self.<name>` the class's own source reads or writes."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+    }
+
+
+def test_every_uvicorn_attribute_used_is_still_one_of_its_protocol() -> None:
+    missing = wsproto.UVICORN_ATTRIBUTES - self_attributes(WebSocketsSansIOProtocol)
+    assert missing == set()
+
+
+def test_every_uvicorn_method_used_is_still_defined_upstream() -> None:
+    for name in wsproto.UVICORN_METHODS:
+        assert callable(getattr(WebSocketsSansIOProtocol, name, None)), name
+
+
+def test_upstream_methods_copied_or_relied_on_are_unchanged() -> None:
+    changed = {
+        name: hashlib.sha256(inspect.getsource(getattr(WebSocketsSansIOProtocol, name)).encode()).hexdigest()
+        for name in wsproto.UPSTREAM_SOURCES
+    }
+    assert changed == wsproto.UPSTREAM_SOURCES, "re-read the upstream change, then update wsproto.py"
+
+
+def test_websockets_undocumented_attributes_exist_on_a_server_protocol() -> None:
+    conn = ServerProtocol()
+    for name in wsproto.WEBSOCKETS_ATTRIBUTES:
+        assert hasattr(conn, name), name
+    assert isinstance(conn.writes, list)  # send_now reads it as "frames websockets queued"
+
+
+def test_the_list_names_everything_the_module_touches() -> None:
+    """Each upstream attribute the subclass uses is in the list: the list is the surface."""
+    used = self_attributes(wsproto.DirectWebSocketProtocol)
+    upstream = self_attributes(WebSocketsSansIOProtocol) | set(dir(WebSocketsSansIOProtocol))
+    own = {"on_text", "send_now"}
+    assert (used & upstream) - own <= wsproto.UVICORN_ATTRIBUTES | wsproto.UVICORN_METHODS
