@@ -33,6 +33,7 @@ from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
 from chat.safety import risk_watch
+from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.socket_cap import SocketCap
@@ -109,6 +110,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             matchmaker.poke()
         elif channel == REVOCATIONS_CHANNEL:
             services.admission.revocations.on_bus(data)
+        elif channel == MONITORS_CHANNEL:
+            monitors_changed.set()
         else:
             hub.on_bus(channel, data)
 
@@ -120,7 +123,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await heartbeat_once(services)
         matchmaker.poke()
 
+    monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)
+    await bus.subscribe(MONITORS_CHANNEL)
     await services.admission.start()
     matchmaker.start()
     tasks = [
@@ -129,6 +134,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
         asyncio.create_task(MemberGrace(services).run(), name="member-grace"),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
+        asyncio.create_task(services.monitors.run(db, monitors_changed), name="monitor-mirror"),
         asyncio.create_task(retention.run_forever(settings), name="retention-sweep"),
     ]
     restore_signals = drain_before_exit(services)

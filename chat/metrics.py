@@ -110,6 +110,7 @@ class Metrics:
             buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
             registry=r,
         )
+        self.monitors = Counter("peerchat_monitors", "Supervisors' monitor starts", registry=r)
         self.risk_checks_seconds = Histogram(
             "peerchat_risk_check_seconds",
             "Time to check one member message against the risk phrases (off the send path)",

@@ -14,6 +14,7 @@ from chat.config import Settings
 from chat.delivery.hub import POKE_CHANNEL, Hub
 from chat.people import Participants
 from chat.presence import Presence
+from chat.safety.monitoring import MonitorMirror
 from chat.store.appender import Appender
 
 # (request id, now) → (position, estimated wait) if this process leads matching and knows
@@ -48,6 +49,8 @@ class Services:
     # conversation id → (member, specialist), each the pair (role, sub) (chat/people.py):
     # never changes, so safe to cache.
     participants: dict[str, Participants] = field(default_factory=dict)
+    # Who watches which live conversation (chat/safety/monitoring.py), mirrored from PostgreSQL.
+    monitors: MonitorMirror = field(default_factory=MonitorMirror)
 
     async def poke_matchmaker(self) -> None:
         """Something the matchmaker should look at happened (here or, via the bus, anywhere)."""

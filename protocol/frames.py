@@ -121,6 +121,20 @@ class Flag(Frame, tag="flag", frozen=True):
     note: Annotated[str, Meta(max_length=1000)] | None = None
 
 
+class Monitor(Frame, tag="monitor", frozen=True):
+    """A supervisor watches a live conversation, read-only. `reason` is required and
+    audited before anything is sent; `emergency: true` records it as an emergency access
+    (42 CFR Part 2 §2.51), with the reason saying what the emergency is."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=500)] = ""
+    emergency: bool = False
+
+
+class Unmonitor(Frame, tag="unmonitor", frozen=True):
+    conversation_id: Id
+
+
 class AckAlert(Frame, tag="ack_alert", frozen=True):
     """A supervisor closes an open alert for every supervisor."""
 
@@ -146,6 +160,8 @@ ClientFrame = (
     | Reauth
     | Flag
     | AckAlert
+    | Monitor
+    | Unmonitor
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -424,6 +440,14 @@ class Risk(Frame, tag="risk", frozen=True):
     seq: Seq
 
 
+class Monitoring(Frame, tag="monitoring", frozen=True):
+    """To the conversation's specialist: a supervisor started (`watching: true`) or
+    stopped watching. Also the reply to `unmonitor`."""
+
+    conversation_id: str
+    watching: bool
+
+
 class Flagged(Frame, tag="flagged", frozen=True):
     conversation_id: str
     alert_id: str
@@ -462,6 +486,7 @@ ServerFrame = (
     | QueueStats
     | Reauthed
     | Risk
+    | Monitoring
     | Flagged
     | AlertAcked
     | Error

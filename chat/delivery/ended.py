@@ -8,8 +8,9 @@ from typing import Literal, cast
 from msgspec.structs import replace
 
 from chat.gateway.session import Outbound, Session
+from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.services import Services
-from chat.store import conversations
+from chat.store import conversations, monitors
 from protocol import frames as f
 from protocol.codec import encode
 
@@ -48,5 +49,13 @@ async def end_conversation(
         services.hub.to_user(
             person, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
         )
+    watchers = services.monitors.watchers(conversation_id)
+    for watcher in watchers:
+        services.hub.to_user(watcher, frame, conversation_id=conversation_id, ends_conversation=True)
+    if watchers:
+        # The end ends every watch of it (PRODUCT.md §8).
+        await monitors.stop_conversation(services.db, conversation_id)
+        await services.monitors.reload(services.db)
+        await services.bus.publish(MONITORS_CHANNEL, b"")
     await services.poke_matchmaker()
     return ended

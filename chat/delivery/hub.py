@@ -111,9 +111,11 @@ class Hub:
 
     # ------------------------------------------------------------------ sockets
 
-    async def attach(self, session: Session) -> None:
-        """Call before reading the user's state, so nothing falls between read and ring."""
-        person = session.person
+    async def attach(self, session: Session, person: Person | None = None) -> None:
+        """Call before reading the user's state, so nothing falls between read and ring.
+        `person`: a second delivery name for this socket (a supervisor's watch,
+        chat/safety/monitoring.py); by default the socket's own person."""
+        person = person or session.person
         first = not self.sessions[person]
         self.sessions[person].add(session)
         if first:
@@ -123,10 +125,11 @@ class Hub:
             await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
             self.bus.post(channel, doorbell.join_ring(self.origin))
 
-    async def detach(self, session: Session) -> None:
-        self.queue_watchers.discard(session)
-        self.stats_watchers.discard(session)
-        person = session.person
+    async def detach(self, session: Session, person: Person | None = None) -> None:
+        if person is None:
+            self.queue_watchers.discard(session)
+            self.stats_watchers.discard(session)
+        person = person or session.person
         mine = self.sessions.get(person)
         if mine is None:
             return
@@ -141,7 +144,8 @@ class Hub:
             await self.bus.unsubscribe(channel)
 
     def all_sessions(self) -> list[Session]:
-        return [s for group in self.sessions.values() for s in group]
+        # A watching supervisor's socket is attached under two names: count it once.
+        return list({s: None for group in self.sessions.values() for s in group})
 
     # ------------------------------------------------------------------ delivery
 

@@ -143,6 +143,8 @@ def _stored(
                 seq=seq,
                 skip=session if person == session.person else None,
             )
+        for watcher in services.monitors.watchers(frame.conversation_id):
+            services.hub.to_user(watcher, data, conversation_id=frame.conversation_id, seq=seq)
         if session.role == "member":
             # After the ack and the fan-out, in a later turn of the loop (PRODUCT.md §8).
             risk_watch.after_member_message(services, frame.conversation_id, seq, frame.body, pair[1])

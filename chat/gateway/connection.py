@@ -20,7 +20,7 @@ from chat.gateway import welcome
 from chat.gateway.flood import FloodGuard
 from chat.gateway.session import Session
 from chat.gateway.wsproto import EXTENSION, DirectWebSocketProtocol
-from chat.handlers import router
+from chat.handlers import router, safety
 from chat.handlers.registry import error
 from chat.metrics import METRICS
 from chat.services import Services
@@ -125,6 +125,8 @@ class Connection:
             if self.direct is not None:
                 self.direct.on_text = None
             await services.hub.detach(session)
+            with contextlib.suppress(Exception):
+                await safety.watcher_gone(services, session)
             await session.stop()
             with contextlib.suppress(Exception):
                 await services.admission.release(session)

@@ -129,6 +129,13 @@ class Session:
 
     def deliver(self, item: Item) -> None:
         """Fan-out from the hub (this process or the bus). Held back until `start()`."""
+        if (
+            self.role == "supervisor"
+            and isinstance(item, Outbound)
+            and item.conversation_id is not None
+            and item.conversation_id not in self.seen
+        ):
+            return  # a conversation this supervisor socket does not (or no longer) watch
         if self._early is None:
             self.push(item)
         elif len(self._early) < self._max_queue:

@@ -1,16 +1,19 @@
-"""Safety frames (PRODUCT.md §8): a specialist's `flag`, a supervisor's `ack_alert`."""
+"""Safety frames (PRODUCT.md §8): a specialist's `flag`; a supervisor's `ack_alert`,
+`monitor` and `unmonitor`."""
 
 from __future__ import annotations
 
 from msgspec import structs
 
+from chat import views
 from chat.delivery.hub import STATS_CHANNEL
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
 from chat.metrics import METRICS
-from chat.safety import alerting, risk_watch
+from chat.people import specialist
+from chat.safety import alerting, monitoring, risk_watch
 from chat.services import Services
-from chat.store import alerts, audit, conversations
+from chat.store import alerts, audit, conversations, monitors
 from chat.store.alerts import Acked, AlertKind
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -31,7 +34,10 @@ async def on_flag(services: Services, session: Session, frame: f.Flag) -> None:
     if frame.level == "high":
         await risk_watch.mark_high(services, conv.id, level="high")
     session.push_frame(f.Flagged(conversation_id=conv.id, alert_id=raised.id, ref=frame.ref))
-    services.hub.to_user(session.person, f.Flagged(conversation_id=conv.id, alert_id=raised.id), skip=session)
+    flagged = f.Flagged(conversation_id=conv.id, alert_id=raised.id)
+    services.hub.to_user(session.person, flagged, skip=session)
+    for watcher in services.monitors.watchers(conv.id):
+        services.hub.to_user(watcher, flagged, conversation_id=conv.id)
     await services.poke_matchmaker()
 
 
@@ -65,3 +71,86 @@ async def on_ack_alert(services: Services, session: Session, frame: f.AckAlert) 
     # To every watching supervisor on every process (the asker too, if watching: without ref).
     await services.hub.broadcast(STATS_CHANNEL, acked)
     await services.poke_matchmaker()
+
+
+# How much history a new watch sends at once; anything older than the last of it that is
+# missing is read by the same catch-up as a gap (chat/gateway/session.py).
+MONITOR_HISTORY = 1000
+
+
+@handles(f.Monitor, "supervisor")
+async def on_monitor(services: Services, session: Session, frame: f.Monitor) -> None:
+    reason = frame.reason.strip()
+    if not reason:
+        raise Refuse(ErrorCode.FORBIDDEN, "say why you watch this conversation (`reason`)")
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if conv.state != "active":
+        raise Refuse(ErrorCode.INVALID_STATE, "only a live conversation can be watched")
+    if conv.id in session.seen:
+        raise Refuse(ErrorCode.INVALID_STATE, "you already watch this conversation here")
+    # Audited before anything is sent (PRODUCT.md §8, §10).
+    await audit.record(
+        services.db,
+        actor_id=session.user_id,
+        actor_role=session.role,
+        actor_name=session.name,
+        action="monitor",
+        conversation_id=conv.id,
+        reason=reason,
+        detail={"emergency": frame.emergency},
+    )
+    stored = await conversations.messages_after(services.db, conv.id, 0, MONITOR_HISTORY)
+    session.push_frame(
+        f.History(conversation_id=conv.id, messages=[views.message(m) for m in stored], ref=frame.ref)
+    )
+    # From here live messages follow by seq: a repeat of the history is dropped, one that
+    # raced this watch's start is read from PostgreSQL (the resume rules).
+    session.seen[conv.id] = stored[-1].seq if stored else 0
+    watcher = monitoring.watcher_of(session)
+    await services.hub.attach(session, watcher)
+    await monitors.start(services.db, conv.id, watcher.id, session.user_id, session.name)
+    await _watches_changed(services)
+    METRICS.monitors.inc()
+    services.hub.to_user(specialist(conv.specialist_id), f.Monitoring(conversation_id=conv.id, watching=True))
+
+
+@handles(f.Unmonitor, "supervisor")
+async def on_unmonitor(services: Services, session: Session, frame: f.Unmonitor) -> None:
+    if frame.conversation_id not in session.seen:
+        raise Refuse(ErrorCode.INVALID_STATE, "you do not watch this conversation here")
+    session.seen.pop(frame.conversation_id, None)
+    watcher = monitoring.watcher_of(session)
+    await monitors.stop(services.db, frame.conversation_id, watcher.id)
+    if not session.seen:
+        await services.hub.detach(session, watcher)
+    await _watches_changed(services)
+    session.push_frame(f.Monitoring(conversation_id=frame.conversation_id, watching=False, ref=frame.ref))
+    await _tell_specialist(services, frame.conversation_id)
+
+
+async def watcher_gone(services: Services, session: Session) -> None:
+    """The supervisor's socket closed: end its watches."""
+    if session.role != "supervisor" or not session.seen:
+        return
+    watcher = monitoring.watcher_of(session)
+    await services.hub.detach(session, watcher)
+    ended = await monitors.stop_watcher(services.db, watcher.id)
+    await _watches_changed(services)
+    for conversation_id in ended:
+        await _tell_specialist(services, conversation_id)
+
+
+async def _tell_specialist(services: Services, conversation_id: str) -> None:
+    conv = await conversations.get(services.db, conversation_id)
+    if conv is not None and conv.state == "active":
+        still = await monitors.watching(services.db, conversation_id) > 0
+        services.hub.to_user(
+            specialist(conv.specialist_id), f.Monitoring(conversation_id=conversation_id, watching=still)
+        )
+
+
+async def _watches_changed(services: Services) -> None:
+    await services.monitors.reload(services.db)
+    await services.bus.publish(monitoring.CHANNEL, b"")

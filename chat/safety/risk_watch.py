@@ -75,7 +75,10 @@ async def _mark(services: Services, conversation_id: str, seq: int, specialist: 
         return
     if first:
         log.warning("conversation %s marked risk high by a member message", conversation_id[:8])
-        services.hub.to_user(specialist, f.Risk(conversation_id=conversation_id, level="high", seq=seq))
+        risk = f.Risk(conversation_id=conversation_id, level="high", seq=seq)
+        services.hub.to_user(specialist, risk)
+        for watcher in services.monitors.watchers(conversation_id):
+            services.hub.to_user(watcher, risk, conversation_id=conversation_id)
         await services.poke_matchmaker()
 
 

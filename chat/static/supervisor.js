@@ -38,7 +38,7 @@ function main({ token, client, notice }) {
     return res.blob();
   };
 
-  const stats = statsPanel();
+  const stats = statsPanel((alertId) => client.send({ type: 'ack_alert', alert_id: alertId }));
   const chart = chartPanel();
   const feedback = feedbackPanel(call);
   const specialists = specialistsPanel(call, notice, feedback.specialists);
@@ -50,6 +50,7 @@ function main({ token, client, notice }) {
     chart.add(at, f.waiting ?? 0, f.longest_wait_s ?? 0);
     specialists.countsChanged(f.specialists || {});
   });
+  client.on('alert_acked', (f) => notice(`Alert acknowledged by ${f.by?.name || 'a supervisor'}.`));
   client.on('error', (e) => e.message && notice(e.message));
   client.on('forbidden', () => notice('The server refused this connection. Please sign in again.'));
 

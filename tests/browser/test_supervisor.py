@@ -236,3 +236,18 @@ async def test_urgent_alert_appears_live_and_the_member_gets_no_automatic_reply(
         assert await conn.fetchval("SELECT priority FROM requests WHERE id = $1", request_id) == "urgent"
     finally:
         await conn.close()
+
+    # The alert stays until a supervisor acknowledges it (PRODUCT.md §8), from the keyboard.
+    ack = alert.get_by_test_id("alert-ack")
+    await expect(ack).to_have_attribute("aria-label", "Acknowledge: Urgent request")
+    await ack.focus()
+    await boss.keyboard.press("Enter")
+    await expect(boss.get_by_test_id("alert")).to_have_count(0)
+    await expect(boss.get_by_test_id("alerts-empty")).to_be_visible()
+    conn = await asyncpg.connect(database_url)
+    try:
+        acked = await conn.fetchrow("SELECT acked_by_name FROM alerts WHERE request_id = $1", request_id)
+        assert acked is not None and acked["acked_by_name"] == "Lee"
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'ack_alert'") == 1
+    finally:
+        await conn.close()

@@ -4,6 +4,7 @@ the `crisis` tag, flags."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -307,4 +308,115 @@ async def test_a_specialist_at_the_urgent_cap_gets_normal_offers_only_but_may_cl
     claimed = await specialist.call({"type": "claim", "request_id": q2["request_id"]}, "conversation_started")
     assert claimed["type"] == "conversation_started", claimed
     for client in (specialist, first, second, third):
+        await client.close()
+
+
+async def test_monitor_streams_history_then_live_with_no_gap_or_repeat_across_processes(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    conv = pair.conversation_id
+    sent = 0
+
+    async def say(client: Client, body: str) -> int:
+        nonlocal sent
+        sent += 1
+        ack = await client.call(
+            {"type": "send", "conversation_id": conv, "client_msg_id": f"c{sent}", "body": body}, "ack"
+        )
+        assert ack["type"] == "ack", ack
+        return int(ack["seq"])
+
+    for i in range(6):
+        await say(pair.member if i % 2 else pair.specialist, f"before {i}")
+
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-m", "Dana"))
+    # Refusals first: nothing is audited or sent for them, and the socket stays open.
+    for bad, code in [
+        ({"conversation_id": conv}, "forbidden"),  # no reason
+        ({"conversation_id": conv, "reason": "   "}, "forbidden"),
+        ({"conversation_id": "nope", "reason": "check"}, "not_found"),
+    ]:
+        refused = await supervisor.call({"type": "monitor", **bad}, "history")
+        assert refused["type"] == "error" and refused["code"] == code, (bad, refused)
+    by_specialist = await pair.specialist.call(
+        {"type": "monitor", "conversation_id": conv, "reason": "x"}, "history"
+    )
+    assert by_specialist["code"] == "forbidden"
+    not_watching = await supervisor.call({"type": "unmonitor", "conversation_id": conv}, "monitoring")
+    assert not_watching["code"] == "invalid_state"
+
+    async def chatter() -> None:
+        for i in range(30):
+            await say(pair.member if i % 2 else pair.specialist, f"during {i}")
+
+    talking = asyncio.create_task(chatter())
+    await asyncio.sleep(0.2)
+    history = await supervisor.call(
+        {"type": "monitor", "conversation_id": conv, "reason": "risk review", "emergency": True},
+        "history",
+        timeout=20,
+    )
+    assert history["type"] == "history", history
+    watching = await pair.specialist.expect("monitoring", timeout=15)
+    assert watching == {"type": "monitoring", "conversation_id": conv, "watching": True}
+    await talking
+    last = await say(pair.member, "I want to die")
+    risk = await supervisor.expect("risk", timeout=20)
+    assert risk["seq"] == last
+
+    await supervisor.expect("message", where=lambda m: m["seq"] == last, timeout=20)
+    live = [m["seq"] for m in supervisor.drain("message")] + [last]
+    seqs = [m["seq"] for m in history["messages"]] + live
+    assert seqs == list(range(1, last + 1)), seqs  # no gap, no repeat, in order
+    assert all(m["conversation_id"] == conv for m in history["messages"])
+    assert len(history["messages"]) >= 6
+
+    twice = await supervisor.call({"type": "monitor", "conversation_id": conv, "reason": "again"}, "history")
+    assert twice["code"] == "invalid_state"
+    # Read-only: a watching supervisor who has not joined may not send.
+    refused_send = await supervisor.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s", "body": "hi"}, "ack"
+    )
+    assert refused_send["code"] == "forbidden"
+
+    row = await _row(
+        database_url, "SELECT reason, detail::text AS detail FROM audit_log WHERE action = 'monitor'"
+    )
+    assert row["reason"] == "risk review" and '"emergency": true' in row["detail"]
+
+    await pair.member.call({"type": "end", "conversation_id": conv}, "conversation_ended")
+    ended = await supervisor.expect("conversation_ended", timeout=20)
+    assert ended["conversation_id"] == conv
+    for client in (pair.member, pair.specialist, supervisor):
+        await client.close()
+    assert_clean_log(a, "I want to die")
+    assert_clean_log(b, "I want to die")
+
+
+async def test_unmonitor_stops_the_stream_and_tells_the_specialist(service_factory: type) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    conv = pair.conversation_id
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-u", "Lee"))
+    await supervisor.call({"type": "monitor", "conversation_id": conv, "reason": "spot check"}, "history")
+    await pair.specialist.expect("monitoring", where=lambda m: m["watching"], timeout=15)
+    first = await pair.member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "m1", "body": "hello"}, "ack"
+    )
+    await supervisor.expect("message", where=lambda m: m["seq"] == first["seq"], timeout=20)
+    stopped = await supervisor.call({"type": "unmonitor", "conversation_id": conv}, "monitoring")
+    assert stopped["watching"] is False
+    await pair.specialist.expect("monitoring", where=lambda m: not m["watching"], timeout=15)
+    second = await pair.member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "m2", "body": "still here"}, "ack"
+    )
+    await pair.specialist.expect("message", where=lambda m: m["seq"] == second["seq"], timeout=15)
+    # The supervisor's socket is still open and gets nothing more of the conversation.
+    assert (await supervisor.call({"type": "watch_queues"}, "queue_stats"))["type"] == "queue_stats"
+    assert [m for m in supervisor.inbox if m.get("conversation_id") == conv] == []
+    for client in (pair.member, pair.specialist, supervisor):
         await client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from chat.devservers import PostgresServer, RedisServer
+from chat.devservers import PgBouncerServer, PostgresServer, RedisServer
 from chat.store.migrate import migrate
 from tests.support.client import token
 from tests.support.servers import LiveService, service_env
@@ -39,6 +40,10 @@ class Cluster:
     # With `start(standby=True)`: a streaming standby of `pg`, synchronously replicated, and
     # DATABASE_URL lists both hosts with target_session_attrs=read-write.
     standby: PostgresServer | None = None
+    # With `start(pgbouncer=True)`: the web processes reach PostgreSQL through PgBouncer in
+    # transaction-pooling mode (DATABASE_URL), and directly for session-level work
+    # (PEERCHAT_DATABASE_DIRECT_URL). `database_url` stays the direct one, for the tests.
+    bouncer: PgBouncerServer | None = None
 
     @property
     def database_url(self) -> str:
@@ -50,7 +55,7 @@ class Cluster:
             )
         return f"postgresql://postgres@127.0.0.1:{self.pg.port}/peerchat"
 
-    async def start(self, processes: int, *, standby: bool = False) -> None:
+    async def start(self, processes: int, *, standby: bool = False, pgbouncer: bool = False) -> None:
         self.pg = PostgresServer(self.base / "pg", durable=False)
         self.redis = RedisServer()
         self.pg.start()
@@ -69,13 +74,27 @@ class Cluster:
             self.standby = self.pg.standby(self.base / "pg-standby")
             self.standby.start()
             await _make_synchronous(self.pg.url)
+        if pgbouncer:
+            # Debian's package, installed here if `make test` did not already (never a skip).
+            await asyncio.to_thread(
+                subprocess.run, ["bash", str(Path(__file__).parent / "install-pgbouncer.sh")], check=True
+            )
+            # Fewer server connections than the processes' pools hold between them, so
+            # consecutive transactions of one client connection do change server sessions.
+            self.bouncer = PgBouncerServer(self.base / "pgbouncer", backend_port=self.pg.port, pool_size=6)
+            self.bouncer.start()
         for _ in range(processes):
             self.add_process()
 
     def add_process(self) -> LiveService:
         assert self.redis is not None
+        env = dict(self.env)
+        url = self.database_url
+        if self.bouncer is not None:
+            env["PEERCHAT_DATABASE_DIRECT_URL"] = url
+            url = self.bouncer.url
         svc = LiveService(
-            env=service_env(self.database_url, self.redis.url, **self.env),
+            env=service_env(url, self.redis.url, **env),
             log_path=self.base / f"web-{len(self.web)}.log",
         )
         self.web.append(svc)
@@ -85,6 +104,8 @@ class Cluster:
     def stop(self) -> None:
         for svc in self.web:
             svc.stop()
+        if self.bouncer is not None:
+            self.bouncer.stop()
         if self.redis is not None:
             self.redis.stop()
         if self.pg is not None:

@@ -5,11 +5,22 @@ import { formatDuration, formatTime } from '../ui/format.js';
 import { $, clear, h, show } from '../ui/dom.js';
 
 const URGENT = 'urgent_request';
+// What each alert kind is called on the dashboard (docs/safety.md).
+const KIND_LABELS = {
+  urgent_request: 'Urgent request',
+  long_wait: 'Long wait',
+  risk_message: 'Risk in a conversation',
+  flagged: 'Flagged by the specialist',
+  report: 'Report',
+  block: 'Block',
+};
+const SERIOUS = new Set([URGENT, 'risk_message', 'flagged']);
 
 /** @typedef {import('peerchat-protocol').QueueStats} QueueStats */
 /** @typedef {import('peerchat-protocol').Alert} Alert */
 
-export function statsPanel() {
+/** @param {(alertId: string) => void} acknowledge sends `ack_alert` */
+export function statsPanel(acknowledge = (_alertId) => {}) {
   /** @type {QueueStats | null} the last queue_stats frame */
   let latest = null;
   let latestAt = 0;
@@ -67,9 +78,9 @@ export function statsPanel() {
   /** @param {Alert[]} alerts */
   function renderAlerts(alerts) {
     const list = $('#alerts');
-    const rank = (/** @type {Alert} */ a) => (a.kind === URGENT ? 0 : 1);
+    const rank = (/** @type {Alert} */ a) => (SERIOUS.has(a.kind) ? 0 : 1);
     const sorted = [...alerts].sort((a, b) => rank(a) - rank(b) || (b.waited_s || 0) - (a.waited_s || 0));
-    const keys = new Set(sorted.map((a) => `${a.kind}:${a.request_id}`));
+    const keys = new Set(sorted.map((a) => a.id));
     // Rebuild, but only when the set changed, so the live region announces new alerts once.
     if (keys.size === alertKeys.size && [...keys].every((k) => alertKeys.has(k))) {
       updateAlertTimes(sorted);
@@ -79,16 +90,37 @@ export function statsPanel() {
     for (const k of keys) alertKeys.add(k);
     clear(list);
     for (const a of sorted) {
-      const urgent = a.kind === URGENT;
-      const topics = a.tags && a.tags.length ? a.tags.join(', ') : 'no topics';
+      const urgent = SERIOUS.has(a.kind);
+      const label = KIND_LABELS[/** @type {keyof typeof KIND_LABELS} */ (a.kind)] || a.kind;
+      const ack = h('button', { type: 'button', class: 'secondary', testid: 'alert-ack' }, 'Acknowledge');
+      ack.setAttribute('aria-label', `Acknowledge: ${label}`);
+      ack.addEventListener('click', () => {
+        ack.setAttribute('disabled', '');
+        acknowledge(a.id);
+      });
+      const about = a.request_id
+        ? [
+            ` · ${a.tags && a.tags.length ? a.tags.join(', ') : 'no topics'} · waiting `,
+            h('span', { class: 'alert-waited' }, formatDuration(a.waited_s ?? 0)),
+            h('span', { class: 'hint' }, ` · request ${String(a.request_id).slice(0, 8)}`),
+          ]
+        : [
+            a.level ? ` · ${a.level}` : '',
+            a.note ? h('span', { class: 'alert-note' }, ` · “${a.note}”`) : '',
+            h('span', { class: 'hint' }, ` · conversation ${String(a.conversation_id || '').slice(0, 8)}`),
+          ];
       list.append(
         h(
           'li',
-          { class: ['alert', urgent && 'urgent'], testid: 'alert', dataset: { kind: a.kind, requestId: a.request_id } },
-          h('strong', {}, urgent ? 'Urgent request' : 'Long wait'),
-          ` · ${topics} · waiting `,
-          h('span', { class: 'alert-waited' }, formatDuration(a.waited_s)),
-          h('span', { class: 'hint' }, ` · request ${String(a.request_id).slice(0, 8)}`),
+          {
+            class: ['alert', urgent && 'urgent'],
+            testid: 'alert',
+            dataset: { kind: a.kind, requestId: a.request_id || '', alertId: a.id },
+          },
+          h('strong', {}, label),
+          ...about,
+          ' ',
+          ack,
         ),
       );
     }
@@ -99,9 +131,8 @@ export function statsPanel() {
   function updateAlertTimes(alerts) {
     for (const a of alerts) {
       for (const li of /** @type {HTMLCollectionOf<HTMLElement>} */ ($('#alerts').children)) {
-        if (li.dataset.kind === a.kind && li.dataset.requestId === a.request_id) {
-          $('.alert-waited', li).textContent = formatDuration(a.waited_s);
-        }
+        const waited = li.querySelector('.alert-waited');
+        if (li.dataset.alertId === a.id && waited) waited.textContent = formatDuration(a.waited_s ?? 0);
       }
     }
   }
