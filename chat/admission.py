@@ -90,7 +90,7 @@ class Admission:
             METRICS.over_socket_cap.inc()
             limit = self._settings.max_sockets_per_user
             error = f.Error(
-                code=ErrorCode.TOO_MANY_CONNECTIONS.value,
+                code=ErrorCode.TOO_MANY_CONNECTIONS,
                 message=f"at most {limit} connections at once; close one, then reconnect",
             )
             return Refusal(CloseCode.FLOOD, "too many connections", error)

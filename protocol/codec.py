@@ -31,7 +31,7 @@ class FrameError:
     ref: str | None = None
 
     def as_frame(self) -> Error:
-        return Error(code=self.code.value, message=self.message, ref=self.ref)
+        return Error(code=self.code, message=self.message, ref=self.ref)
 
 
 def decode_client(data: str | bytes) -> ClientFrame | FrameError:

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from protocol.codes import ErrorCode
+
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
 Ref = Annotated[str, Meta(max_length=64)]
 Tag = Annotated[str, Meta(min_length=1, max_length=40)]
@@ -436,7 +438,7 @@ class Reauthed(Frame, tag="reauthed", frozen=True):
 
 
 class Error(Frame, tag="error", frozen=True):
-    code: str
+    code: ErrorCode
     message: str
     # `closed_hours` only: when the service opens, and where else to turn meanwhile.
     opens_at: str | None = None

@@ -66,7 +66,10 @@ def render() -> str:
     for name, node in defs.items():
         if name in ("ClientFrame", "ServerFrame"):
             continue
-        out.append(f"export interface {name} {_object(node)}\n")
+        if "properties" in node:
+            out.append(f"export interface {name} {_object(node)}\n")
+        else:  # a closed set of values, such as ErrorCode
+            out.append(f"export type {name} = {_ts(node)};\n")
     for union in ("ClientFrame", "ServerFrame"):
         members = [_ts(part) for part in defs[union]["anyOf"]]
         out.append(f"export type {union} = {' | '.join(members)};\n")

@@ -43,7 +43,7 @@ class Refuse(Exception):
 
 def error(code: ErrorCode, message: str, ref: str | None) -> f.Error:
     METRICS.errors.labels(code.value).inc()
-    return f.Error(code=code.value, message=message, ref=ref)
+    return f.Error(code=code, message=message, ref=ref)
 
 
 Handler = Callable[[Services, Session, Any], Awaitable[None]]

@@ -11,6 +11,7 @@ Each page opened through `Web.page()` records, for the whole test:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,11 @@ SCREENSHOTS = (
     else _ROOT / "test-artifacts" / "screenshots"
 )
 SUPERVISOR_TOKEN = token("supervisor", "sup-browser", "Lee")
+# axe-core from the npm registry (package.json / package-lock.json, installed by `make`).
+AXE_SCRIPT = _ROOT / "node_modules" / "axe-core" / "axe.min.js"
+# What fails a test: axe's two worst impact levels (moderate and minor are reported by axe
+# but are judgement calls, e.g. "all content in landmarks").
+AXE_FAILING = ("serious", "critical")
 
 # Before any page script: report CSP violations to Python through a binding (a binding is a
 # DevTools-level function, so the CSP itself cannot block the report).
@@ -165,6 +171,7 @@ class Web:
         await page.get_by_test_id("login-submit").click()
         await page.wait_for_url(f"{self.base}/{role}")
         await expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected")
+        await assert_axe_clean(page, f"{role} page, signed in through /login")
         tok = await page.evaluate("(k) => sessionStorage.getItem(k)", f"peerchat.token.{role}")
         assert isinstance(tok, str) and tok.count(".") == 2, "the login page stored no JWT"
         self.tokens.add(tok)
@@ -180,6 +187,7 @@ class Web:
         await page.evaluate("([k, v]) => sessionStorage.setItem(k, v)", [f"peerchat.token.{role}", tok])
         await page.goto(f"/{role}")
         await expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected")
+        await assert_axe_clean(page, f"{role} page, signed in")
 
     # ------------------------------------------------------------ screenshots and checks
 
@@ -200,6 +208,7 @@ class Web:
                 path=SCREENSHOTS / f"{name}-{size['width']}.png", animations="disabled", caret="hide"
             )
             await assert_no_horizontal_overflow(page, name)
+            await assert_axe_clean(page, f"{name} at {size['width']} px")
         if original is not None:
             await page.set_viewport_size(original)
         await assert_controls_named(page)
@@ -207,9 +216,20 @@ class Web:
     # ------------------------------------------------------------ the end
 
     async def close(self) -> None:
+        """Every page as the test left it goes through axe-core too, then is closed."""
+        failures: list[str] = []
+        for context, w in zip(self.contexts, self.watched, strict=False):
+            for page in context.pages:
+                if page.is_closed() or not page.url.startswith(self.base) or w.violations_expected:
+                    continue
+                try:
+                    await assert_axe_clean(page, f"{w.label} as the test left it")
+                except AssertionError as exc:
+                    failures.append(str(exc))
         for context in self.contexts:
             await context.close()
         self.contexts.clear()
+        assert not failures, "\n".join(failures)
 
     def assert_clean(self) -> None:
         violations = [
@@ -258,6 +278,28 @@ async def assert_no_horizontal_overflow(page: Page, where: str) -> None:
     body_scroll, body_client = sizes["body"]
     assert doc_scroll <= doc_client, f"{where}: page scrolls sideways at {sizes['viewport']} px: {sizes}"
     assert body_scroll <= body_client, f"{where}: body overflows at {sizes['viewport']} px: {sizes}"
+
+
+async def assert_axe_clean(page: Page, where: str) -> None:
+    """axe-core on the page as it is now (injected from node_modules over DevTools, so the
+    page's CSP does not apply to it): no serious or critical violation."""
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        source = await asyncio.to_thread(AXE_SCRIPT.read_text, encoding="utf-8")
+        await page.evaluate(f"() => {{ {source}\n }}")
+        assert await page.evaluate("() => typeof window.axe === 'object'"), "axe-core did not load"
+    found: list[dict[str, Any]] = await page.evaluate(
+        """async (failing) => {
+            const r = await axe.run(document, { resultTypes: ['violations'] });
+            return r.violations
+                .filter((v) => failing.includes(v.impact))
+                .map((v) => ({
+                    id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.slice(0, 4).map((n) => `${n.target.join(' ')}: ${n.failureSummary}`),
+                }));
+        }""",
+        list(AXE_FAILING),
+    )
+    assert not found, f"{where} ({page.url}): axe-core found {found}"
 
 
 async def assert_controls_named(page: Page) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from chat.people import member, specialist
 from chat.redis_keys import identity_key
 from chat.seal import Sealer, seal_key
 from protocol.codec import encode
-from protocol.codes import CloseCode
+from protocol.codes import CloseCode, ErrorCode
 from protocol.frames import Error, Role
 from tests.chat.test_session import Wire, message, settle, started
 
@@ -85,13 +85,13 @@ async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hu
     laptop, laptop_wire = await _socket(b, "u1")
     tablet, tablet_wire = await _socket(a, "u1")
     _, other_wire = await _socket(b, "u2")
-    a.to_user(U1, Error(code="x", message="hello"))
+    a.to_user(U1, Error(code=ErrorCode.INTERNAL, message="hello"))
     await settle()
     for wire in (phone_wire, laptop_wire, tablet_wire):
         assert _errors(wire) == ["hello"]
     assert other_wire.sent == []
     # `skip` leaves out the one socket that already got its direct reply.
-    b.to_user(U1, Error(code="x", message="fan-out"), skip=laptop)
+    b.to_user(U1, Error(code=ErrorCode.INTERNAL, message="fan-out"), skip=laptop)
     await settle()
     assert _errors(laptop_wire) == ["hello"]
     assert _errors(phone_wire) == _errors(tablet_wire) == ["hello", "fan-out"]
@@ -107,7 +107,7 @@ async def test_close_user_closes_every_socket_of_that_user_on_every_process_afte
     _, there = await _socket(b, "u1")
     _, other = await _socket(b, "u2")
     _, same_sub_other_role = await _socket(b, "u1", role="specialist")
-    a.to_user(U1, Error(code="x", message="last words"))
+    a.to_user(U1, Error(code=ErrorCode.INTERNAL, message="last words"))
     a.close_user(U1, 4003)
     await settle()
     for wire in (here, there):
@@ -159,13 +159,13 @@ async def test_watchers_get_broadcasts_from_any_process(hubs: tuple[Hub, Hub]) -
     b.stats_watchers.add(supervisor)
     for channel in (QUEUE_CHANNEL, STATS_CHANNEL):
         await b.bus.subscribe(channel)
-    await a.broadcast(QUEUE_CHANNEL, Error(code="x", message="queue changed"))
-    await a.broadcast(STATS_CHANNEL, Error(code="x", message="stats changed"))
+    await a.broadcast(QUEUE_CHANNEL, Error(code=ErrorCode.INTERNAL, message="queue changed"))
+    await a.broadcast(STATS_CHANNEL, Error(code=ErrorCode.INTERNAL, message="stats changed"))
     await settle()
     assert _errors(watcher_wire) == ["queue changed"]
     assert _errors(supervisor_wire) == ["stats changed"]
     await b.detach(watcher)
-    await a.broadcast(QUEUE_CHANNEL, Error(code="x", message="again"))
+    await a.broadcast(QUEUE_CHANNEL, Error(code=ErrorCode.INTERNAL, message="again"))
     await settle()
     assert _errors(watcher_wire) == ["queue changed"], "a detached socket is no longer a watcher"
     for s in (watcher, supervisor):
@@ -179,7 +179,7 @@ async def test_bus_noise_is_ignored(hubs: tuple[Hub, Hub]) -> None:
         a.on_bus(U1_CHANNEL, data)
     a.on_bus("pc:somewhere-else", b"o|||\n{}")
     # The hub's own rings come back from the bus and are dropped: it delivered locally already.
-    a.on_bus(U1_CHANNEL, f"{a.origin}|||\n".encode() + encode(Error(code="x", message="own")))
+    a.on_bus(U1_CHANNEL, f"{a.origin}|||\n".encode() + encode(Error(code=ErrorCode.INTERNAL, message="own")))
     await settle()
     assert wire.sent == []
     await session.stop()
@@ -237,7 +237,7 @@ async def test_fan_out_before_start_follows_the_welcome(hubs: tuple[Hub, Hub]) -
     )
     await a.attach(session)
     b.to_user(U1, message(2).data, conversation_id=CONV, seq=2)  # rings in early
-    session.push_frame(Error(code="x", message="welcome"))
+    session.push_frame(Error(code=ErrorCode.INTERNAL, message="welcome"))
     session.seen[CONV] = 1  # the welcome said last_seq 1
     session.start()
     await settle()
@@ -266,7 +266,7 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     await eavesdrop.start(lambda _channel, data: heard.append(data), _nothing)
     await eavesdrop.subscribe(U1_CHANNEL)
     a.to_user(U1, message(4).data, conversation_id=CONV, seq=4)
-    a.to_user(U1, Error(code="x", message="not a message"))
+    a.to_user(U1, Error(code=ErrorCode.INTERNAL, message="not a message"))
     assert len(heard) == 1 and b"not a message" not in heard[0], "sealed"
     header = heard[0][: heard[0].index(b"\n") + 1]
     opened = Sealer(KEY).open(heard[0][len(header) :], U1_CHANNEL.encode() + header)
@@ -373,8 +373,8 @@ async def test_a_member_and_a_specialist_with_one_sub_are_two_people(
     mallory_there, mallory_there_wire = await _socket(b, "same", role="member")
     assert a.channel(specialist("same")) != a.channel(member("same"))
     assert "same" not in a.channel(member("same"))
-    a.to_user(specialist("same"), Error(code="x", message="for Rosa"))
-    b.to_user(member("same"), Error(code="x", message="for Mallory"))
+    a.to_user(specialist("same"), Error(code=ErrorCode.INTERNAL, message="for Rosa"))
+    b.to_user(member("same"), Error(code=ErrorCode.INTERNAL, message="for Mallory"))
     await settle()
     assert _errors(rosa_wire) == ["for Rosa"]
     assert _errors(mallory_here_wire) == _errors(mallory_there_wire) == ["for Mallory"]
@@ -389,12 +389,12 @@ async def test_a_ring_sealed_under_another_key_or_altered_is_dropped(
     session, wire = await _socket(a, "u1")
     stranger = Hub(MemoryBus(exchange), name, Sealer(seal_key(b"z" * 32)))
     await stranger.bus.start(stranger.on_bus, _nothing)
-    stranger.to_user(U1, Error(code="x", message="forged"))
+    stranger.to_user(U1, Error(code=ErrorCode.INTERNAL, message="forged"))
     eavesdrop = MemoryBus(exchange)
     heard: list[bytes] = []
     await eavesdrop.start(lambda _channel, data: heard.append(data), _nothing)
     await eavesdrop.subscribe(U1_CHANNEL)
-    b.to_user(U1, Error(code="x", message="genuine"))
+    b.to_user(U1, Error(code=ErrorCode.INTERNAL, message="genuine"))
     altered = bytearray(heard[-1])
     altered[-1] ^= 1
     a.on_bus(U1_CHANNEL, bytes(altered))

@@ -15,7 +15,7 @@ import pytest
 
 import chat.gateway.session as session_module
 from chat.gateway.session import CatchUp, Outbound, Session
-from protocol.codes import CloseCode
+from protocol.codes import CloseCode, ErrorCode
 from protocol.frames import Error
 
 CONV = "c1"
@@ -114,7 +114,7 @@ async def test_frames_pushed_before_start_wait_and_keep_their_order() -> None:
     wire = Wire()
     session = wire.session()
     for i in range(50):
-        session.push_frame(Error(code="bad_frame", message=str(i)))
+        session.push_frame(Error(code=ErrorCode.BAD_FRAME, message=str(i)))
     await settle()
     assert wire.sent == [], "nothing leaves before start()"
     session.start()

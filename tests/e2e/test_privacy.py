@@ -155,6 +155,12 @@ async def test_export_streams_every_message_and_nothing_of_other_people(
     )
     second = started["conversation"]["id"]
     bodies = await _chat(pair.member, pair.specialist, second, 3, tag="second-")
+    # Staff content about the conversation: a flag's note, for supervisors only.
+    flagged = await pair.specialist.call(
+        {"type": "flag", "conversation_id": second, "level": "concern", "note": "staff-only flag note"},
+        "flagged",
+    )
+    assert flagged["type"] == "flagged", flagged
 
     async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
         response = await http.get("/api/me/export", headers=_bearer(token("member", "acct-export", "Sam")))
@@ -189,7 +195,8 @@ async def test_export_streams_every_message_and_nothing_of_other_people(
             "created_at": export["feedback"][0]["created_at"],
         }
     ]
-    # No other person's account id, anywhere in it.
+    # No staff note and no other person's account id, anywhere in it.
+    assert b"staff-only flag note" not in response.content
     assert b"spec-export" not in response.content
     await pair.close()
 

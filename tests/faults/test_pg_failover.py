@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import asyncpg
 import pytest
 
 from tests.faults.harness import Cluster, Participant, check_in_postgres, http_get, seat_participants
+from tests.support.flows import matched
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +70,18 @@ async def test_primary_stopped_and_standby_promoted_loses_and_repeats_nothing(cl
 
     await run
     done_after = time.monotonic() - promoted
+    # Matching follows too: the leader's lock connection died with the old primary, and
+    # exactly one process leads again on the new one (a request is matched).
+    pair = await matched(cluster.web[2], member_id="after-member", specialist_id="after-spec")
+    await pair.close()
+    new_primary = await asyncpg.connect(cluster.database_url)
+    try:
+        locks = await new_primary.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        )
+    finally:
+        await new_primary.close()
+    assert locks == 1, f"{locks} matching leaders on the new primary"
     for p in participants:
         assert not p.violations, p.violations[:5]
     # Read from the new primary (the old one is down; the URL finds the writable host).

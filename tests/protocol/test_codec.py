@@ -91,7 +91,7 @@ def test_every_server_frame_round_trips() -> None:
             client_msg_id="m",
             sent_at="2026-11-27T09:30:00.000Z",
         ),
-        f.Error(code="bad_frame", message="no"),
+        f.Error(code=ErrorCode.BAD_FRAME, message="no"),
         f.PeerStatus(conversation_id="c", status="reconnecting"),
     ]
     for frame in frames:

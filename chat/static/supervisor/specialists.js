@@ -64,7 +64,7 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
           ? h('button', { type: 'button', testid: 'set-away', dataset: { specialistId: sp.id, act: 'away' } }, 'Set away')
           : null;
       if (away) {
-        away.setAttribute('aria-label', `Set ${sp.name} away (end of shift)`);
+        away.setAttribute('aria-label', `Set away: ${sp.name} (end of shift)`);
         away.addEventListener('click', () => setAway(sp));
       }
       body.append(

@@ -120,7 +120,9 @@ export function messageItem({ own, selfRole, name, body, sentAt, seq, cmid }) {
   const li = /** @type {MessageItem} */ (
     h(
       'li',
-      { class: ['message', own ? 'own' : 'peer'], testid: 'message' },
+      // An item of a role="log" list is no longer a list item to assistive technology:
+      // each message is an article in the log (axe-core: listitem).
+      { class: ['message', own ? 'own' : 'peer'], role: 'article', testid: 'message' },
       h('span', { class: 'sender', dir: 'auto', testid: 'message-sender' }, own ? 'You' : name),
       h('p', { class: 'body', dir: 'auto', testid: 'message-body' }, body),
       h('span', { class: 'meta' }, sentAt ? h('time', { datetime: sentAt }, formatTime(sentAt)) : null, receipt ? ' ' : null, receipt),
