@@ -151,6 +151,20 @@ class AckAlert(Frame, tag="ack_alert", frozen=True):
     alert_id: Id
 
 
+class Note(Frame, tag="note", frozen=True):
+    """A staff note on a conversation (PRODUCT.md §9): its specialist or a supervisor.
+    Staff only; a member never sees one."""
+
+    conversation_id: Id
+    body: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class NotesQuery(Frame, tag="notes", frozen=True):
+    """A conversation's staff notes, oldest first (its specialist or a supervisor)."""
+
+    conversation_id: Id
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -173,6 +187,8 @@ ClientFrame = (
     | Monitor
     | Unmonitor
     | WrapUp
+    | Note
+    | NotesQuery
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -483,6 +499,33 @@ class AlertAcked(Frame, tag="alert_acked", frozen=True):
     by: AckedBy
 
 
+class NoteAuthor(Struct, frozen=True):
+    role: Literal["specialist", "supervisor"]
+    name: str
+
+
+class StaffNote(Struct, frozen=True):
+    id: str
+    author: NoteAuthor
+    body: str
+    at: str
+
+
+class NoteSaved(Frame, tag="note_saved", frozen=True):
+    """To every staff device of the conversation (its specialist's, monitoring
+    supervisors', the author's): a note was stored."""
+
+    conversation_id: str
+    note: StaffNote
+
+
+class Notes(Frame, tag="notes", frozen=True):
+    """The reply to `notes`: the conversation's staff notes, oldest first."""
+
+    conversation_id: str
+    notes: list[StaffNote]
+
+
 ServerFrame = (
     Welcome
     | Queued
@@ -509,6 +552,8 @@ ServerFrame = (
     | WrapUpSaved
     | Flagged
     | AlertAcked
+    | NoteSaved
+    | Notes
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__
