@@ -18,6 +18,7 @@ export const ErrorCode = Object.freeze({
   CLOSED_HOURS: "closed_hours",
   BLOCKED: "blocked",
   SUSPENDED: "suspended",
+  WRAP_UP: "wrap_up",
 });
 
 /** @typedef {(typeof ErrorCode)[keyof typeof ErrorCode]} ErrorCodeValue */

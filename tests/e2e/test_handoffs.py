@@ -113,14 +113,16 @@ def _bearer(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
 
 
+# The specialist's wrap-up after an end (PRODUCT.md §8) would answer their claim first.
+NO_WRAP_UP = {"PEERCHAT_WRAP_UP_S": "0.01", "PEERCHAT_WRAP_UP_URGENT_S": "0.01"}
 SUPERVISOR = _bearer(token("supervisor", "sup-bounds", "Dana"))
 
 
 async def test_a_block_ends_the_chat_bars_offers_and_claims_across_processes_until_lifted(
     service_factory: type, database_url: str
 ) -> None:
-    a: LiveService = service_factory()
-    b: LiveService = service_factory()
+    a: LiveService = service_factory(**NO_WRAP_UP)
+    b: LiveService = service_factory(**NO_WRAP_UP)
     pair = await matched(a, member_id="acct-blocked", specialist_id="spec-blocker", tag="anger")
     conv = pair.conversation_id
 
@@ -193,8 +195,8 @@ async def test_a_block_ends_the_chat_bars_offers_and_claims_across_processes_unt
 async def test_a_report_bars_the_pair_for_good_and_reaches_supervisors(
     service_factory: type, database_url: str
 ) -> None:
-    a: LiveService = service_factory()
-    b: LiveService = service_factory()
+    a: LiveService = service_factory(**NO_WRAP_UP)
+    b: LiveService = service_factory(**NO_WRAP_UP)
     pair = await matched(a, member_id="acct-reporter", specialist_id="spec-reported", tag="sleep")
     conv = pair.conversation_id
 
