@@ -135,6 +135,16 @@ class Unmonitor(Frame, tag="unmonitor", frozen=True):
     conversation_id: Id
 
 
+class WrapUp(Frame, tag="wrap_up", frozen=True):
+    """The specialist records how an ended conversation of theirs went; ends their wrap-up
+    now, or at its floor (half the length after an urgent or high-risk conversation)."""
+
+    conversation_id: Id
+    outcome: Annotated[str, Meta(min_length=1, max_length=200)]
+    risk_level: Literal["none", "low", "medium", "high"]
+    note: Annotated[str, Meta(max_length=2000)] | None = None
+
+
 class AckAlert(Frame, tag="ack_alert", frozen=True):
     """A supervisor closes an open alert for every supervisor."""
 
@@ -176,6 +186,7 @@ ClientFrame = (
     | AckAlert
     | Monitor
     | Unmonitor
+    | WrapUp
     | Note
     | NotesQuery
 )
@@ -273,6 +284,7 @@ class SpecialistCounts(Struct, frozen=True):
     available: int = 0
     busy: int = 0
     away: int = 0
+    wrap_up: int = 0  # online specialists in wrap-up after a conversation (PRODUCT.md §8)
 
 
 class TagLoad(Struct, frozen=True):
@@ -312,6 +324,7 @@ class Welcome(Frame, tag="welcome", frozen=True):
     # When closed, when nobody is online, or during a long wait: where else to turn.
     alternatives: list[Alternative] | None = None
     past_peers: list[PastPeer] | None = None  # members only
+    wrap_up_until: str | None = None  # specialists in wrap-up (PRODUCT.md §8)
 
 
 class Queued(Frame, tag="queued", frozen=True):
@@ -342,6 +355,7 @@ class Cancelled(Frame, tag="cancelled", frozen=True):
 class AvailabilityChanged(Frame, tag="availability", frozen=True):
     status: Literal["available", "away"]
     reason: str | None = None  # e.g. "missed_offers" when we set a specialist away
+    wrap_up_until: str | None = None  # while a wrap-up lasts: no offers, no claims until then
 
 
 class OfferMade(Frame, tag="offer", frozen=True):
@@ -464,6 +478,11 @@ class Monitoring(Frame, tag="monitoring", frozen=True):
     watching: bool
 
 
+class WrapUpSaved(Frame, tag="wrap_up_saved", frozen=True):
+    conversation_id: str
+    wrap_up_until: str
+
+
 class Flagged(Frame, tag="flagged", frozen=True):
     conversation_id: str
     alert_id: str
@@ -530,6 +549,7 @@ ServerFrame = (
     | Reauthed
     | Risk
     | Monitoring
+    | WrapUpSaved
     | Flagged
     | AlertAcked
     | NoteSaved
