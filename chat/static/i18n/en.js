@@ -131,6 +131,7 @@ export const strings = {
   "sup.state.away": "away",
   "sup.state.busy": "busy (at capacity)",
   "sup.state.offline": "offline",
+  "sup.state.wrap_up": "wrap-up until {time}",
   "sup.status": "Status",
   "sup.supervisor": "supervisor",
   "sup.supervisor_dashboard": "Supervisor dashboard",

@@ -131,6 +131,7 @@ export const strings = {
   "sup.state.away": "ausente",
   "sup.state.busy": "ocupado (al máximo)",
   "sup.state.offline": "sin conexión",
+  "sup.state.wrap_up": "cierre hasta las {time}",
   "sup.status": "Estado",
   "sup.supervisor": "supervisión",
   "sup.supervisor_dashboard": "Panel de supervisión",
