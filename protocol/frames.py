@@ -135,6 +135,14 @@ class Unmonitor(Frame, tag="unmonitor", frozen=True):
     conversation_id: Id
 
 
+class Whisper(Frame, tag="whisper", frozen=True):
+    """A supervisor who watches the conversation (on this socket) writes to its specialist
+    only; stored as a staff note of kind `whisper`, never shown to the member."""
+
+    conversation_id: Id
+    body: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
 class WrapUp(Frame, tag="wrap_up", frozen=True):
     """The specialist records how an ended conversation of theirs went; ends their wrap-up
     now, or at its floor (half the length after an urgent or high-risk conversation)."""
@@ -186,6 +194,7 @@ ClientFrame = (
     | AckAlert
     | Monitor
     | Unmonitor
+    | Whisper
     | WrapUp
     | Note
     | NotesQuery
@@ -478,6 +487,20 @@ class Monitoring(Frame, tag="monitoring", frozen=True):
     watching: bool
 
 
+class WhisperFrom(Struct, frozen=True):
+    name: str
+
+
+class Whispered(Frame, tag="whisper", frozen=True):
+    """To every device of the conversation's specialist (and, with its `ref`, to the
+    whispering supervisor): words from a supervisor, for the specialist only."""
+
+    conversation_id: str
+    body: str
+    sent_at: str
+    from_: WhisperFrom = msgspec.field(name="from")
+
+
 class WrapUpSaved(Frame, tag="wrap_up_saved", frozen=True):
     conversation_id: str
     wrap_up_until: str
@@ -549,6 +572,7 @@ ServerFrame = (
     | Reauthed
     | Risk
     | Monitoring
+    | Whispered
     | WrapUpSaved
     | Flagged
     | AlertAcked

@@ -13,7 +13,7 @@ from chat.metrics import METRICS
 from chat.people import specialist
 from chat.safety import alerting, monitoring, risk_watch
 from chat.services import Services
-from chat.store import alerts, audit, conversations, monitors, wrap_up
+from chat.store import alerts, audit, conversations, monitors, notes, wrap_up
 from chat.store.alerts import Acked, AlertKind
 from chat.store.db import iso
 from protocol import frames as f
@@ -174,3 +174,32 @@ async def on_wrap_up(services: Services, session: Session, frame: f.WrapUp) -> N
         session.person, f.WrapUpSaved(conversation_id=conv.id, wrap_up_until=until), skip=session
     )
     await services.poke_matchmaker()
+
+
+@handles(f.Whisper, "supervisor")
+async def on_whisper(services: Services, session: Session, frame: f.Whisper) -> None:
+    if frame.conversation_id not in session.seen:
+        raise Refuse(ErrorCode.FORBIDDEN, "monitor the conversation (on this socket) to whisper")
+    body = frame.body.strip()
+    if not body:
+        raise Refuse(ErrorCode.BAD_FRAME, "an empty whisper")
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if conv.state != "active":
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
+    stored = await notes.add(
+        services.db,
+        conv.id,
+        author_role=session.role,
+        author_id=session.user_id,
+        author_name=session.name,
+        body=body,
+        kind="whisper",
+    )
+    whispered = f.Whispered(
+        conversation_id=conv.id, body=body, sent_at=iso(stored.at), from_=f.WhisperFrom(name=session.name)
+    )
+    session.push_frame(structs.replace(whispered, ref=frame.ref))
+    # The specialist's devices only: never the member's (PRODUCT.md §8).
+    services.hub.to_user(specialist(conv.specialist_id), whispered)

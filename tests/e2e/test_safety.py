@@ -498,3 +498,44 @@ async def test_an_urgent_wrap_up_keeps_half_its_length(service_factory: type) ->
     assert kept - datetime.now(UTC) > timedelta(seconds=20)
     for client in (specialist, member):
         await client.close()
+
+
+async def test_a_watching_supervisor_whispers_to_the_specialist_only(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    conv = pair.conversation_id
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-w", "Dana"))
+    words = "Ask about their safety plan."
+    refused = await supervisor.call({"type": "whisper", "conversation_id": conv, "body": words}, "whisper")
+    assert refused["code"] == "forbidden"  # not watching
+    by_specialist = await pair.specialist.call(
+        {"type": "whisper", "conversation_id": conv, "body": "x"}, "whisper"
+    )
+    assert by_specialist["code"] == "forbidden"
+    await supervisor.call({"type": "monitor", "conversation_id": conv, "reason": "coaching"}, "history")
+
+    echo = await supervisor.call({"type": "whisper", "conversation_id": conv, "body": words}, "whisper")
+    assert echo["type"] == "whisper" and echo["body"] == words
+    got = await pair.specialist.expect("whisper", timeout=15)
+    assert got["from"] == {"name": "Dana"} and got["body"] == words and got["conversation_id"] == conv
+    assert "ref" not in got
+    # The member sees nothing of it: a round trip after it shows only the normal frames.
+    ack = await pair.specialist.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s1", "body": "How are you keeping safe?"},
+        "ack",
+    )
+    await pair.member.expect("message", where=lambda m: m["seq"] == ack["seq"], timeout=15)
+    assert [f for f in pair.member.inbox if f["type"] in ("whisper", "note_saved", "monitoring")] == []
+    row = await _row(
+        database_url, "SELECT kind, body, author_name FROM staff_notes WHERE conversation_id = $1", conv
+    )
+    assert (row["kind"], row["body"], row["author_name"]) == ("whisper", words, "Dana")
+    member_history = await pair.member.call({"type": "history", "conversation_id": conv}, "history")
+    assert words not in str(member_history)
+    for client in (pair.member, pair.specialist, supervisor):
+        await client.close()
+    assert_clean_log(a, words)
+    assert_clean_log(b, words)
