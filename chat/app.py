@@ -37,6 +37,7 @@ from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.socket_cap import SocketCap
+from chat.store import wrap_up
 from chat.store.appender import Appender
 from chat.store.db import open_pool
 from chat.upkeep import retention
@@ -47,6 +48,7 @@ from chat.upkeep.loop_lag import watch_loop_lag
 from chat.upkeep.member_grace import MemberGrace
 from chat.web import (
     audit,
+    boundaries,
     conversations,
     crisis,
     dev,
@@ -84,6 +86,7 @@ async def _connect_db(
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
+    wrap_up.configure(settings.wrap_up_s, settings.wrap_up_urgent_s)
     db = await _connect_db(settings.database_url, behind_pooler=settings.behind_pooler)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     bus = RedisBus(settings.redis_url)
@@ -184,6 +187,19 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
             Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
+            Route("/api/blocks", boundaries.list_blocks, methods=["GET"]),
+            Route("/api/blocks/{block_id}", boundaries.lift_block, methods=["DELETE"]),
+            Route("/api/reports", boundaries.list_reports, methods=["GET"]),
+            Route(
+                "/api/members/{member_id}/suspension",
+                boundaries.put_suspension,
+                methods=["PUT"],
+            ),
+            Route(
+                "/api/members/{member_id}/suspension",
+                boundaries.delete_suspension,
+                methods=["DELETE"],
+            ),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),
             Route("/api/languages", languages.languages, methods=["GET"]),
