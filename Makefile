@@ -54,6 +54,11 @@ bench: install
 browser-deps:
 	@bash tests/browser/install-chromium.sh
 
+## A PostgreSQL primary with a synchronous streaming standby, PgBouncer, Redis and 3 web
+## processes on this machine, fresh each time, to try failovers (docs/scaling.md).
+cluster: install pgbouncer-deps
+	$(BIN)/python -m chat.devcluster
+
 ## Debian's PgBouncer for the pooling fault test and `make cluster`.
 pgbouncer-deps:
 	@bash tests/faults/install-pgbouncer.sh

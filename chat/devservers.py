@@ -204,6 +204,7 @@ class PostgresServer:
                     "-D",
                     str(data_dir),
                     "-R",
+                    "--checkpoint=fast",  # not a spread checkpoint: minutes on an idle server
                     "-X",
                     "stream",
                     "-d",
@@ -278,6 +279,9 @@ class PgBouncerServer:
             "max_client_conn = 1000\n"
             f"default_pool_size = {self.pool_size}\n"
             "server_reset_query =\n"
+            # After a failed server connection PgBouncer waits this long before the next
+            # try (default 15 s): the whole recovery time after a primary comes back.
+            "server_login_retry = 1\n"
             "ignore_startup_parameters = extra_float_digits\n"
             "admin_users = postgres\n"
         )

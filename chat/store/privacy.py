@@ -32,6 +32,8 @@ CONTENT: tuple[str, ...] = (
        WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
     # A specialist's flag note (PRODUCT.md §8); the alert keeps its kind, level and times.
     "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
+    # Staff notes and whispers (PRODUCT.md §9, §8): staff content about the conversation.
+    "DELETE FROM staff_notes WHERE conversation_id = ANY($1::text[])",
 )
 # What names a member outside their conversations (requests that never became one,
 # feedback left behind, the mark of a member who went away). Runs inside the erasure's

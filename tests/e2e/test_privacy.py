@@ -296,6 +296,10 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         {"type": "flag", "conversation_id": active, "level": "concern", "note": "flag note zqf"}, "flagged"
     )
     assert flagged["type"] == "flagged", flagged
+    noted = await specialist.call(
+        {"type": "note", "conversation_id": active, "body": "staff note zqh"}, "note_saved"
+    )
+    assert noted["type"] == "note_saved", noted
 
     async with httpx.AsyncClient(base_url=a.http) as http:
         member_auth = _bearer(token("member", sub, alias))
@@ -319,7 +323,7 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         assert await member.closed() == 4003
         assert await other_device.closed() == 4003
 
-        needles = [sub, alias, *ended_bodies, *active_bodies, "note zq", "zqc", "zqn", "zqs", "zqf"]
+        needles = [sub, alias, *ended_bodies, *active_bodies, "note zq", "zqc", "zqn", "zqs", "zqf", "zqh"]
 
         async def nothing_left() -> bool:
             return not await _search_postgres(database_url, needles) and not await _search_redis(
