@@ -160,7 +160,7 @@ class Admission:
         if held.deadline is not None:
             held.deadline.cancel()
             held.deadline = None
-        held.session.close_soon(CloseCode.BAD_TOKEN, reason)
+        held.session.refuse(CloseCode.BAD_TOKEN, reason)
 
     def _revoked(self, role: str, sub: str, at: float) -> None:
         for socket_id in list(self._by_identity.get((role, sub), ())):

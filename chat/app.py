@@ -37,6 +37,7 @@ from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.seal import Sealer, seal_key
 from chat.services import Services
 from chat.socket_cap import SocketCap
+from chat.store import wrap_up
 from chat.store.appender import Appender
 from chat.store.db import open_pool
 from chat.upkeep import retention
@@ -52,6 +53,7 @@ from chat.web import (
     dev,
     feedback,
     health,
+    languages,
     me,
     revocations,
     specialists,
@@ -83,6 +85,7 @@ async def _connect_db(
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
+    wrap_up.configure(settings.wrap_up_s, settings.wrap_up_urgent_s)
     db = await _connect_db(settings.database_url, behind_pooler=settings.behind_pooler)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     bus = RedisBus(settings.redis_url)
@@ -185,6 +188,7 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),
+            Route("/api/languages", languages.languages, methods=["GET"]),
             Route("/api/crisis-resources", crisis.crisis_resources, methods=["GET"]),
             page("member"),
             page("specialist"),

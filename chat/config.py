@@ -60,6 +60,9 @@ class Settings:
     # Urgent or high-risk conversations a specialist may hold before no more urgent requests
     # are offered to them (PRODUCT.md §8; a hand claim is still allowed).
     max_urgent_per_specialist: int = 1
+    # Wrap-up after a conversation ends for a specialist (PRODUCT.md §8).
+    wrap_up_s: float = 120.0
+    wrap_up_urgent_s: float = 600.0
     # A token whose `exp - iat` exceeds this is refused (PRODUCT.md §4).
     max_token_ttl_s: float = 86400.0
     # Live sockets per identity (role, sub), counted across every process.
@@ -284,6 +287,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         alternatives=_alternatives(env.get("PEERCHAT_ALTERNATIVES", "")),
         member_grace_s=_float(env, "PEERCHAT_MEMBER_GRACE_S", 300.0),
         max_urgent_per_specialist=_count(env, "PEERCHAT_MAX_URGENT_PER_SPECIALIST", 1),
+        wrap_up_s=_float(env, "PEERCHAT_WRAP_UP_S", 120.0),
+        wrap_up_urgent_s=_float(env, "PEERCHAT_WRAP_UP_URGENT_S", 600.0),
         max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),
         max_sockets_per_user=_count(env, "PEERCHAT_MAX_SOCKETS_PER_USER", 8),
         redis_key=_redis_key(env, public_key),

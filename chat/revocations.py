@@ -2,9 +2,15 @@
 
 `POST /api/revocations` adds a row (chat/store/revocations.py), applies it here, and rings
 the doorbell `pc:revocations` with the row's id only: nobody reading Redis learns whose
-access ended. Every process, on the ring, reads the rows after the last one it has seen,
-in id order, and applies each: the identity's tokens issued at or before that moment are
-refused from now on, and its sockets here are closed (the `on_revoked` callback).
+access ended. Every process, on the ring, re-reads every row young enough to matter and
+applies each one it has not applied yet: the identity's tokens issued at or before that
+moment are refused from now on, and its sockets here are closed (the `on_revoked` callback).
+
+Not "the rows after the last id seen": a bigserial id is taken at insert but the row only
+becomes visible at commit, so a lower id can commit after a higher one was read, and a
+reader that only looks above the highest id would miss it for good. Re-reading the whole
+window (the same query at start, at every ring and every poll) and remembering which ids
+were applied makes the order of commits irrelevant; applying a row is an idempotent max.
 
 The hot path (every `hello`, every HTTP request) asks `refuses(identity)`: a dict lookup,
 no query. The mirror holds every revocation young enough to matter (a token lives at
@@ -45,7 +51,7 @@ class Revocations:
         self._bus = bus
         self._settings = settings
         self._latest: dict[tuple[str, str], float] = {}
-        self._last_id = 0
+        self._applied: dict[int, float] = {}  # row id → its revoked_at (epoch seconds)
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._rung: asyncio.Task[None] | None = None
@@ -56,10 +62,9 @@ class Revocations:
         """Load the revocations that still matter; then follow PostgreSQL. Call before
         serving."""
         await self._bus.subscribe(CHANNEL)
-        horizon = datetime.now(UTC) - timedelta(seconds=self._settings.max_token_ttl_s + 60)
-        rows, self._last_id = await store.since(self._db, horizon)
-        for row in rows:
+        for row in await store.since(self._db, self._horizon()):
             self._remember(row)
+            self._applied[row.id] = row.revoked_at.timestamp()
         self._poller = asyncio.create_task(self._poll(), name="revocations-poll")
 
     async def stop(self) -> None:
@@ -92,16 +97,18 @@ class Revocations:
             await self._catch_up_quietly()
 
     async def catch_up(self) -> None:
-        """Apply every row added since the last one seen, in order."""
+        """Apply every row of the window not applied yet, whatever order they committed in."""
         async with self._lock:
-            while True:
-                rows = await store.after(self._db, self._last_id)
-                for row in rows:
-                    self._last_id = row.id
-                    at = self._remember(row)
-                    self.on_revoked(row.role, row.sub, at)
-                if len(rows) < 1000:
-                    return
+            for row in await store.since(self._db, self._horizon()):
+                if row.id in self._applied:
+                    continue
+                at = self._remember(row)
+                self._applied[row.id] = row.revoked_at.timestamp()
+                self.on_revoked(row.role, row.sub, at)
+
+    def _horizon(self) -> datetime:
+        """Revocations older than this can only refuse tokens that have expired anyway."""
+        return datetime.now(UTC) - timedelta(seconds=self._settings.max_token_ttl_s + 60)
 
     def _remember(self, row: store.Revocation) -> float:
         at = row.revoked_at.timestamp()
@@ -125,3 +132,7 @@ class Revocations:
         horizon = datetime.now(UTC).timestamp() - self._settings.max_token_ttl_s - 60
         for key in [k for k, at in self._latest.items() if at < horizon]:
             del self._latest[key]
+        # A minute more for the ids: one forgotten while the query still returns it would
+        # be applied again (harmless, but it would close sockets for nothing).
+        for row_id in [i for i, at in self._applied.items() if at < horizon - 60]:
+            del self._applied[row_id]

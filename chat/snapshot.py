@@ -43,6 +43,7 @@ def as_specialist(p: profiles.Profile, online: set[str], urgent_chats: int = 0) 
         idle_since=epoch(p.idle_since),
         missed_offers=p.missed_offers,
         urgent_chats=urgent_chats,
+        wrap_up_until=epoch(p.wrap_up_until) if p.wrap_up_until else 0.0,
     )
 
 

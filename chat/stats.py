@@ -64,7 +64,11 @@ def queue_stats(
             )
     states = [roster_state(p, online) for p in specialists]
     counts = f.SpecialistCounts(
-        available=states.count("available"), busy=states.count("busy"), away=states.count("away")
+        available=states.count("available"),
+        busy=states.count("busy"),
+        away=states.count("away"),
+        # In wrap-up after a conversation (also counted above by their status).
+        wrap_up=sum(1 for p in specialists if p.id in online and p.wrap_up_until and p.wrap_up_until > now),
     )
     return f.QueueStats(
         waiting=len(waiting),

@@ -135,6 +135,24 @@ class Unmonitor(Frame, tag="unmonitor", frozen=True):
     conversation_id: Id
 
 
+class Whisper(Frame, tag="whisper", frozen=True):
+    """A supervisor who watches the conversation (on this socket) writes to its specialist
+    only; stored as a staff note of kind `whisper`, never shown to the member."""
+
+    conversation_id: Id
+    body: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class WrapUp(Frame, tag="wrap_up", frozen=True):
+    """The specialist records how an ended conversation of theirs went; ends their wrap-up
+    now, or at its floor (half the length after an urgent or high-risk conversation)."""
+
+    conversation_id: Id
+    outcome: Annotated[str, Meta(min_length=1, max_length=200)]
+    risk_level: Literal["none", "low", "medium", "high"]
+    note: Annotated[str, Meta(max_length=2000)] | None = None
+
+
 class AckAlert(Frame, tag="ack_alert", frozen=True):
     """A supervisor closes an open alert for every supervisor."""
 
@@ -176,6 +194,8 @@ ClientFrame = (
     | AckAlert
     | Monitor
     | Unmonitor
+    | Whisper
+    | WrapUp
     | Note
     | NotesQuery
 )
@@ -273,6 +293,7 @@ class SpecialistCounts(Struct, frozen=True):
     available: int = 0
     busy: int = 0
     away: int = 0
+    wrap_up: int = 0  # online specialists in wrap-up after a conversation (PRODUCT.md §8)
 
 
 class TagLoad(Struct, frozen=True):
@@ -312,6 +333,7 @@ class Welcome(Frame, tag="welcome", frozen=True):
     # When closed, when nobody is online, or during a long wait: where else to turn.
     alternatives: list[Alternative] | None = None
     past_peers: list[PastPeer] | None = None  # members only
+    wrap_up_until: str | None = None  # specialists in wrap-up (PRODUCT.md §8)
 
 
 class Queued(Frame, tag="queued", frozen=True):
@@ -342,6 +364,7 @@ class Cancelled(Frame, tag="cancelled", frozen=True):
 class AvailabilityChanged(Frame, tag="availability", frozen=True):
     status: Literal["available", "away"]
     reason: str | None = None  # e.g. "missed_offers" when we set a specialist away
+    wrap_up_until: str | None = None  # while a wrap-up lasts: no offers, no claims until then
 
 
 class OfferMade(Frame, tag="offer", frozen=True):
@@ -464,6 +487,25 @@ class Monitoring(Frame, tag="monitoring", frozen=True):
     watching: bool
 
 
+class WhisperFrom(Struct, frozen=True):
+    name: str
+
+
+class Whispered(Frame, tag="whisper", frozen=True):
+    """To every device of the conversation's specialist (and, with its `ref`, to the
+    whispering supervisor): words from a supervisor, for the specialist only."""
+
+    conversation_id: str
+    body: str
+    sent_at: str
+    from_: WhisperFrom = msgspec.field(name="from")
+
+
+class WrapUpSaved(Frame, tag="wrap_up_saved", frozen=True):
+    conversation_id: str
+    wrap_up_until: str
+
+
 class Flagged(Frame, tag="flagged", frozen=True):
     conversation_id: str
     alert_id: str
@@ -530,6 +572,8 @@ ServerFrame = (
     | Reauthed
     | Risk
     | Monitoring
+    | Whispered
+    | WrapUpSaved
     | Flagged
     | AlertAcked
     | NoteSaved

@@ -8,9 +8,11 @@ from typing import Literal, cast
 from msgspec.structs import replace
 
 from chat.gateway.session import Outbound, Session
+from chat.people import specialist
 from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.services import Services
-from chat.store import conversations, monitors
+from chat.store import conversations, monitors, wrap_up
+from chat.store.db import iso
 from protocol import frames as f
 from protocol.codec import encode
 
@@ -48,6 +50,18 @@ async def end_conversation(
     for person in ended.participants:
         services.hub.to_user(
             person, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
+        )
+    # Their wrap-up has begun (chat/store/wrap_up.py): the specialist's devices learn until when.
+    wrapping = await wrap_up.until(services.db, ended.specialist_id)
+    if wrapping is not None:
+        status = await services.db.fetchval(
+            "SELECT status FROM specialists WHERE id = $1", ended.specialist_id
+        )
+        services.hub.to_user(
+            specialist(ended.specialist_id),
+            f.AvailabilityChanged(
+                status="available" if status == "available" else "away", wrap_up_until=iso(wrapping)
+            ),
         )
     watchers = services.monitors.watchers(conversation_id)
     for watcher in watchers:

@@ -235,7 +235,7 @@ class Hub:
 
     def _close_local(self, person: Person, code: int) -> None:
         for session in list(self.sessions.get(person, ())):
-            session.close_soon(code, "closed by the server")
+            session.refuse(code, "closed by the server")
 
     async def broadcast(self, channel: str, frame: Frame) -> None:
         """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""

@@ -60,6 +60,7 @@ class Connection:
             backfill=self._backfill,
             max_queue=self.settings.outbound_queue_frames,
             send_now=self.direct.send_now if self.direct is not None else None,
+            abort_socket=self._abort_socket,
         )
 
     async def _send_text(self, data: bytes) -> None:
@@ -70,6 +71,14 @@ class Connection:
         if self.ws.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await self.ws.close(code, reason)
+
+    def _abort_socket(self) -> None:
+        """A refused socket whose close frame could not be written in time: cut it. The
+        read loop then sees the disconnect and the socket is detached as usual."""
+        self.closing.set()
+        if self.direct is not None and not self.direct.transport.is_closing():
+            log.info("socket %s did not take its close in time; cut", self.session.id[:8])
+            self.direct.transport.abort()
 
     async def _backfill(self, conversation_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         stored = await conversations.messages_after(self.services.db, conversation_id, after, limit)
@@ -84,7 +93,12 @@ class Connection:
         task (send.send_now); anything else goes to the reader. Order holds: the reader is
         idle, so every earlier frame has been handled."""
         try:
-            if not self.reader_idle or self.closing.is_set() or len(text) > self.settings.max_frame_bytes:
+            if (
+                not self.reader_idle
+                or self.closing.is_set()
+                or self.session.refused  # the reader drops it (chat/handlers/router.py)
+                or len(text) > self.settings.max_frame_bytes
+            ):
                 return False
             if '"send"' not in text:  # not a send (or an oddly escaped one): the reader
                 return False  # decodes it, once

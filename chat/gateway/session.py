@@ -60,7 +60,13 @@ SendText = Callable[[bytes], Awaitable[None]]
 # nothing sent) if it cannot yet.
 SendNow = Callable[[list[bytes]], bool]
 CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
+# Cut the connection now, without a close frame.
+AbortSocket = Callable[[], None]
 
+
+# How long a refused socket's close frame may wait behind its queued frames (a client that
+# stopped reading) before the connection is cut without it.
+CLOSE_GRACE_S = 5.0
 
 # How long a message ahead of a gap waits for the missing ones to ring before they are read
 # from PostgreSQL.
@@ -87,6 +93,7 @@ class Session:
         backfill: Backfill,
         max_queue: int,
         send_now: SendNow | None = None,
+        abort_socket: AbortSocket | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.user_id = user_id
@@ -97,6 +104,8 @@ class Session:
         self._send_text = send_text
         self._send_now = send_now
         self._close_socket = close_socket
+        self._abort_socket = abort_socket
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._backfill = backfill
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
         self._max_queue = max_queue
@@ -114,6 +123,8 @@ class Session:
         # Conversations this socket has been told ended.
         self.ended: set[str] = set()
         self.closed = False
+        # The server ended this socket's right to act (see `refuse`): its frames are dropped.
+        self.refused = False
         # This socket's sends still being committed (chat/delivery/send.py).
         self.sending: set[asyncio.Future[Any]] = set()
         self.watching_queue = False
@@ -210,8 +221,22 @@ class Session:
             self.closed = True
             asyncio.get_running_loop().create_task(self._close_socket(code, reason))
 
+    def refuse(self, code: int, reason: str) -> None:
+        """The socket may do nothing more: its token expired or was revoked, its `reauth`
+        was refused, the person was erased. From now on every frame it sends is dropped
+        (chat/handlers/router.py, the gateway's direct path); what was queued for it is
+        still sent, then the close. The close frame waits behind that queue, and a client
+        that stopped reading would hold it there for ever, so after CLOSE_GRACE_S the
+        connection is cut without it."""
+        self.refused = True
+        self.close_soon(code, reason)
+        if self._abort_timer is None and self._abort_socket is not None:
+            self._abort_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._abort_socket)
+
     async def stop(self) -> None:
         self.closed = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -14,7 +14,7 @@ from chat.gateway.session import CatchUp, Session
 from chat.openness import alternatives_for, openness
 from chat.privacy import access
 from chat.services import Services
-from chat.store import conversations, members, profiles, queue
+from chat.store import conversations, members, profiles, queue, wrap_up
 from chat.store.db import iso
 from matching.lifecycle import ConversationState
 from protocol import frames as f
@@ -25,11 +25,14 @@ RESUME_ENDED_WITHIN_S = 24 * 3600
 async def greet(services: Services, session: Session, hello: f.Hello) -> None:
     db, user_id = services.db, session.user_id
     availability: Literal["available", "away"] | None = None
+    wrap_up_until: str | None = None
     offers: list[f.OfferMade] = []
     requests: list[f.RequestInfo] = []
     if session.role == "specialist":
         profile = await profiles.ensure(db, user_id, session.name)
         availability = "available" if profile.status == "available" else "away"
+        wrapping = await wrap_up.until(db, user_id)
+        wrap_up_until = iso(wrapping) if wrapping else None
         now = time.time()
         for offer in await queue.pending_offers(db, user_id):
             request = await queue.get_request(db, offer.request_id)
@@ -90,6 +93,7 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
             opens_at=state.opens_at,
             alternatives=alternatives,
             past_peers=past_peers,
+            wrap_up_until=wrap_up_until,
             ref=hello.ref,
         )
     )

@@ -18,6 +18,8 @@ from protocol.codes import ErrorCode
 
 
 async def handle(services: Services, session: Session, text: str) -> None:
+    if session.refused:  # its token expired or was revoked, or it was erased: it is closing
+        return
     frame = decode_client(text)
     if isinstance(frame, FrameError):
         session.push_frame(error(frame.code, frame.message, frame.ref))
@@ -26,6 +28,8 @@ async def handle(services: Services, session: Session, text: str) -> None:
 
 
 async def handle_frame(services: Services, session: Session, frame: f.ClientFrame) -> None:
+    if session.refused:
+        return
     kind = type(frame)
     METRICS.frames_in.labels(kind.__struct_config__.tag).inc()
     handler = HANDLERS.get(kind)

@@ -13,8 +13,9 @@ from chat.metrics import METRICS
 from chat.people import specialist
 from chat.safety import alerting, monitoring, risk_watch
 from chat.services import Services
-from chat.store import alerts, audit, conversations, monitors
+from chat.store import alerts, audit, conversations, monitors, notes, wrap_up
 from chat.store.alerts import Acked, AlertKind
+from chat.store.db import iso
 from protocol import frames as f
 from protocol.codes import ErrorCode
 
@@ -154,3 +155,51 @@ async def _tell_specialist(services: Services, conversation_id: str) -> None:
 async def _watches_changed(services: Services) -> None:
     await services.monitors.reload(services.db)
     await services.bus.publish(monitoring.CHANNEL, b"")
+
+
+@handles(f.WrapUp, "specialist")
+async def on_wrap_up(services: Services, session: Session, frame: f.WrapUp) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None or conv.specialist_id != session.user_id:
+        raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
+    if conv.state != "ended":
+        raise Refuse(ErrorCode.INVALID_STATE, "wrap-up comes after the conversation ends")
+    async with services.db.acquire() as conn, conn.transaction():
+        saved = await wrap_up.save(
+            conn, conv.id, session.user_id, frame.outcome, frame.risk_level, frame.note
+        )
+    until = iso(saved.wrap_up_until)
+    session.push_frame(f.WrapUpSaved(conversation_id=conv.id, wrap_up_until=until, ref=frame.ref))
+    services.hub.to_user(
+        session.person, f.WrapUpSaved(conversation_id=conv.id, wrap_up_until=until), skip=session
+    )
+    await services.poke_matchmaker()
+
+
+@handles(f.Whisper, "supervisor")
+async def on_whisper(services: Services, session: Session, frame: f.Whisper) -> None:
+    if frame.conversation_id not in session.seen:
+        raise Refuse(ErrorCode.FORBIDDEN, "monitor the conversation (on this socket) to whisper")
+    body = frame.body.strip()
+    if not body:
+        raise Refuse(ErrorCode.BAD_FRAME, "an empty whisper")
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if conv.state != "active":
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
+    stored = await notes.add(
+        services.db,
+        conv.id,
+        author_role=session.role,
+        author_id=session.user_id,
+        author_name=session.name,
+        body=body,
+        kind="whisper",
+    )
+    whispered = f.Whispered(
+        conversation_id=conv.id, body=body, sent_at=iso(stored.at), from_=f.WhisperFrom(name=session.name)
+    )
+    session.push_frame(structs.replace(whispered, ref=frame.ref))
+    # The specialist's devices only: never the member's (PRODUCT.md §8).
+    services.hub.to_user(specialist(conv.specialist_id), whispered)

@@ -10,7 +10,8 @@ from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, handles
 from chat.people import specialist
 from chat.services import Services
-from chat.store import conversations, profiles, queue
+from chat.store import conversations, profiles, queue, wrap_up
+from chat.store.db import iso
 from chat.store.queue import Assignment, OfferOutcome, Refusal
 from protocol import frames as f
 from protocol.codec import encode
@@ -22,8 +23,10 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
     profile = await profiles.set_status(services.db, session.user_id, frame.status)
     if profile is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no profile")
-    session.push_frame(f.AvailabilityChanged(status=frame.status, ref=frame.ref))
-    services.hub.to_user(session.person, f.AvailabilityChanged(status=frame.status), skip=session)
+    wrapping = await wrap_up.until(services.db, session.user_id)
+    changed = f.AvailabilityChanged(status=frame.status, wrap_up_until=iso(wrapping) if wrapping else None)
+    session.push_frame(replace(changed, ref=frame.ref))
+    services.hub.to_user(session.person, changed, skip=session)
     await services.poke_matchmaker()
 
 
@@ -45,6 +48,7 @@ _REFUSALS = {
     Refusal.NO_SLOT: (ErrorCode.INVALID_STATE, "you are at your chat capacity"),
     Refusal.LANGUAGE: (ErrorCode.INVALID_STATE, "that request asks for a language you do not list"),
     Refusal.NOT_FOUND: (ErrorCode.NOT_FOUND, "no such request"),
+    Refusal.WRAP_UP: (ErrorCode.WRAP_UP, "you are in wrap-up after a conversation; see wrap_up_until"),
 }
 
 

@@ -16,6 +16,7 @@ export const ErrorCode = Object.freeze({
   INTERNAL: "internal",
   TOO_MANY_CONNECTIONS: "too_many_connections",
   CLOSED_HOURS: "closed_hours",
+  WRAP_UP: "wrap_up",
 });
 
 /** @typedef {(typeof ErrorCode)[keyof typeof ErrorCode]} ErrorCodeValue */

@@ -10,11 +10,16 @@ import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
 import { statsPanel } from './supervisor/stats.js';
 import { transcriptPanel } from './supervisor/transcript.js';
+import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
+import { loadLanguage, t } from './ui/i18n.js';
 
 const ROLE = 'supervisor';
 const SAMPLE_EVERY_MS = 15000; // repeat the last value so the chart's line runs up to "now"
 
+// Without a token the page goes to /login at once; with one, the language is loaded before
+// anything renders text.
+if (getToken(ROLE)) await loadLanguage();
 const page = startPage(ROLE);
 if (page) main(page);
 
@@ -50,9 +55,9 @@ function main({ token, client, notice }) {
     chart.add(at, f.waiting ?? 0, f.longest_wait_s ?? 0);
     specialists.countsChanged(f.specialists || {});
   });
-  client.on('alert_acked', (f) => notice(`Alert acknowledged by ${f.by?.name || 'a supervisor'}.`));
+  client.on('alert_acked', (f) => notice(t('sup.alert_acked', { name: f.by?.name || t('sup.a_supervisor') })));
   client.on('error', (e) => e.message && notice(e.message));
-  client.on('forbidden', () => notice('The server refused this connection. Please sign in again.'));
+  client.on('forbidden', () => notice(t('common.forbidden')));
 
   setInterval(() => {
     const now = stats.now();

@@ -9,6 +9,7 @@ from enum import StrEnum
 import asyncpg
 
 from chat.people import Participants, Person, member, specialist
+from chat.store import wrap_up
 from chat.store.db import Db, FromRow, Row
 from chat.store.states import CONVERSATION_ACTIVE, CONVERSATION_ENDED
 
@@ -139,6 +140,7 @@ async def end_in(conn: Db, conversation_id: str, *, by: str, reason: str) -> Row
            WHERE id = $1""",
         row["specialist_id"],
     )
+    await wrap_up.begin(conn, conversation_id, row["specialist_id"])
     return row
 
 

@@ -22,6 +22,8 @@ class Profile(FromRow):
     active_chats: int
     missed_offers: int
     idle_since: datetime
+    # When their wrap-up after a conversation ends (past or None: not in wrap-up).
+    wrap_up_until: datetime | None = None
 
 
 _COLUMNS = Profile.columns()

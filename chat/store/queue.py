@@ -295,6 +295,7 @@ class Refusal(StrEnum):
     NO_SLOT = "no_slot"
     LANGUAGE = "language"
     NOT_FOUND = "not_found"
+    WRAP_UP = "wrap_up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +342,11 @@ async def claim_request(
     try:
         async with db.acquire() as conn, conn.transaction():
             await _lock_request(conn, request_id)
+            # In wrap-up after a conversation: no claims either (PRODUCT.md §8).
+            if await conn.fetchval(
+                "SELECT wrap_up_until > now() FROM specialists WHERE id = $1", specialist_id
+            ):
+                raise _Abort(Refusal.WRAP_UP)
             return await _assign(conn, request_id, specialist_id, check_language=True)
     except _Abort as abort:
         return abort.refusal

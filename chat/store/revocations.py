@@ -56,20 +56,9 @@ async def add(
     return Revocation(**dict(row))
 
 
-async def after(db: Db, last_id: int, limit: int = 1000) -> list[Revocation]:
-    """Rows added after `last_id`, oldest first."""
-    rows = await db.fetch(
-        "SELECT id, role, sub, revoked_at FROM revocations WHERE id > $1 ORDER BY id LIMIT $2",
-        last_id,
-        limit,
-    )
-    return [Revocation(**dict(r)) for r in rows]
-
-
-async def since(db: Db, moment: datetime) -> tuple[list[Revocation], int]:
-    """Rows revoked after `moment`, and the highest id of all."""
+async def since(db: Db, moment: datetime) -> list[Revocation]:
+    """Every row revoked after `moment`, committed so far (in any order), oldest first."""
     rows = await db.fetch(
         "SELECT id, role, sub, revoked_at FROM revocations WHERE revoked_at > $1 ORDER BY id", moment
     )
-    last = await db.fetchval("SELECT coalesce(max(id), 0) FROM revocations")
-    return [Revocation(**dict(r)) for r in rows], int(last)
+    return [Revocation(**dict(r)) for r in rows]

@@ -112,13 +112,13 @@ class Web:
     def base(self) -> str:
         return self.live.http
 
-    async def page(self, label: str, viewport: dict[str, int] | None = None) -> Page:
+    async def page(self, label: str, viewport: dict[str, int] | None = None, locale: str = "en-US") -> Page:
         """A new browser context (its own sessionStorage: a separate person) with one page."""
         vp = viewport or DESKTOP
         context = await self.browser.new_context(
             viewport={"width": vp["width"], "height": vp["height"]},
             base_url=self.base,
-            locale="en-US",
+            locale=locale,
             timezone_id="UTC",
             reduced_motion="reduce",
         )

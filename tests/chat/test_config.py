@@ -236,3 +236,23 @@ def test_privacy_windows_refuse_zero_negative_and_nonsense(name: str, raw: str) 
     with pytest.raises(ConfigError, match=name) as refused:
         from_env({**BASE, name: raw})
     assert "positive number" in str(refused.value)
+
+
+def test_without_a_direct_url_session_work_uses_database_url_and_the_cache_stays_on() -> None:
+    s = from_env(BASE)
+    assert s.session_database_url == "postgresql://db/x"
+    assert not s.behind_pooler
+
+
+def test_a_direct_url_takes_the_session_locks_and_marks_database_url_as_a_pooler() -> None:
+    direct = "postgresql://db1,db2/x?target_session_attrs=read-write"
+    s = from_env(
+        {**BASE, "DATABASE_URL": "postgresql://pgbouncer:6432/x", "PEERCHAT_DATABASE_DIRECT_URL": direct}
+    )
+    assert s.session_database_url == direct
+    assert s.behind_pooler  # asyncpg's statement cache goes off (docs/scaling.md)
+
+
+def test_a_direct_url_equal_to_database_url_is_no_pooler() -> None:
+    s = from_env({**BASE, "PEERCHAT_DATABASE_DIRECT_URL": "postgresql://db/x"})
+    assert not s.behind_pooler

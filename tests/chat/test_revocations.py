@@ -120,3 +120,31 @@ async def test_the_audit_row_names_the_revocation_not_the_account(db: Pool) -> N
     assert audit is not None
     assert (audit["action"], audit["target"], audit["reason"]) == ("revoke", f"revocation:{row.id}", None)
     assert "acct-5" not in audit["detail"]
+
+
+async def test_a_revocation_committed_after_a_later_one_is_still_applied(
+    db: Pool, mirrors: tuple[MemoryExchange, list[Revocations]]
+) -> None:
+    """bigserial ids are taken at insert, rows appear at commit: id 1 can commit after id 2
+    was read. A mirror that only read `id > last seen` lost such a revocation for good."""
+    exchange, made = mirrors
+    here, seen = await _mirror(db, exchange)
+    made.append(here)
+    async with db.acquire() as slow, db.acquire() as fast:
+        late = slow.transaction()
+        await late.start()
+        await slow.execute(
+            "INSERT INTO revocations (role, sub, revoked_by) VALUES ('member', 'victim-a', 's')"
+        )
+        async with fast.transaction():
+            await fast.execute(
+                "INSERT INTO revocations (role, sub, revoked_by) VALUES ('member', 'other-b', 's')"
+            )
+        await here.catch_up()  # a poll in between sees only the higher id
+        assert [s for _, s, _ in seen] == ["other-b"]
+        await late.commit()
+    await here.catch_up()  # the next poll (or ring)
+    assert here.refuses(_who("victim-a", 1.0)), "the revocation that committed late was lost"
+    assert [s for _, s, _ in seen] == ["other-b", "victim-a"], "each row applied once"
+    await here.catch_up()
+    assert len(seen) == 2, "re-reading the window applies nothing twice"

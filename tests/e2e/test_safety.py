@@ -5,6 +5,7 @@ the `crisis` tag, flags."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -420,3 +421,121 @@ async def test_unmonitor_stops_the_stream_and_tells_the_specialist(service_facto
     assert [m for m in supervisor.inbox if m.get("conversation_id") == conv] == []
     for client in (pair.member, pair.specialist, supervisor):
         await client.close()
+
+
+async def test_wrap_up_holds_offers_and_claims_until_saved_or_over(service_factory: type) -> None:
+    live: LiveService = service_factory(PEERCHAT_WRAP_UP_S="60", PEERCHAT_WRAP_UP_URGENT_S="8")
+    pair = await matched(live)
+    supervisor = await _supervisor(live)
+    early = await pair.specialist.call(
+        {"type": "wrap_up", "conversation_id": pair.conversation_id, "outcome": "x", "risk_level": "none"},
+        "wrap_up_saved",
+    )
+    assert early["code"] == "invalid_state"  # not ended yet
+    await pair.member.call({"type": "end", "conversation_id": pair.conversation_id}, "conversation_ended")
+    notice = await pair.specialist.expect("availability", where=lambda a: a.get("wrap_up_until"), timeout=15)
+    assert notice["status"] == "available"
+    await supervisor.expect("queue_stats", where=lambda s: s["specialists"].get("wrap_up") == 1, timeout=20)
+
+    # A new member asks: no offer during the wrap-up, and a claim is refused.
+    other, _ = await Client.connect(live.ws, token("member", "acct-next", "Jo"))
+    queued = await other.call({"type": "request", "tags": ["grief"]}, "queued")
+    claim = await pair.specialist.call(
+        {"type": "claim", "request_id": queued["request_id"]}, "conversation_started"
+    )
+    assert claim["type"] == "error" and claim["code"] == "wrap_up"
+    # The welcome of a new device says so too.
+    second, welcome = await Client.connect(live.ws, token("specialist", pair.specialist_id, "Rosa"))
+    assert welcome["wrap_up_until"] == notice["wrap_up_until"]
+    assert not [f for f in pair.specialist.inbox if f["type"] == "offer"]
+
+    stranger, _ = await Client.connect(live.ws, token("specialist", "spec-x", "Ann"))
+    not_theirs = await stranger.call(
+        {"type": "wrap_up", "conversation_id": pair.conversation_id, "outcome": "x", "risk_level": "low"},
+        "wrap_up_saved",
+    )
+    assert not_theirs["code"] == "not_found"
+    saved = await pair.specialist.call(
+        {
+            "type": "wrap_up",
+            "conversation_id": pair.conversation_id,
+            "outcome": "talked it through",
+            "risk_level": "low",
+            "note": "follow up next week",
+        },
+        "wrap_up_saved",
+    )
+    assert saved["type"] == "wrap_up_saved" and saved["wrap_up_until"] < notice["wrap_up_until"]
+    # Ended early (not urgent): the waiting request is offered now.
+    offer = await pair.specialist.expect(
+        "offer", where=lambda o: o["request_id"] == queued["request_id"], timeout=20
+    )
+    assert offer["priority"] == "normal"
+    for client in (pair.member, pair.specialist, supervisor, other, second, stranger):
+        await client.close()
+
+
+async def test_an_urgent_wrap_up_keeps_half_its_length(service_factory: type) -> None:
+    live: LiveService = service_factory(PEERCHAT_WRAP_UP_S="1", PEERCHAT_WRAP_UP_URGENT_S="60")
+    await put_profile(live, "spec-u", name="Rosa", tags=["crisis"], max_chats=2)
+    specialist, _ = await Client.connect(live.ws, token("specialist", "spec-u", "Rosa"))
+    await specialist.call({"type": "availability", "status": "available"}, "availability")
+    member, _ = await Client.connect(live.ws, token("member", "acct-u", "Ann"))
+    await member.call({"type": "request", "note": "I want to end my life"}, "queued")
+    offer = await specialist.expect("offer", timeout=15)
+    started = await specialist.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    conv = started["conversation"]["id"]
+    ended = await specialist.call({"type": "end", "conversation_id": conv}, "conversation_ended")
+    assert ended["type"] == "conversation_ended"
+    notice = await specialist.expect("availability", where=lambda a: a.get("wrap_up_until"), timeout=15)
+    saved = await specialist.call(
+        {"type": "wrap_up", "conversation_id": conv, "outcome": "safety plan made", "risk_level": "high"},
+        "wrap_up_saved",
+    )
+    full = datetime.fromisoformat(notice["wrap_up_until"])
+    kept = datetime.fromisoformat(saved["wrap_up_until"])
+    assert timedelta(seconds=25) <= full - kept <= timedelta(seconds=35)  # half of 60 s is kept
+    assert kept - datetime.now(UTC) > timedelta(seconds=20)
+    for client in (specialist, member):
+        await client.close()
+
+
+async def test_a_watching_supervisor_whispers_to_the_specialist_only(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    conv = pair.conversation_id
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-w", "Dana"))
+    words = "Ask about their safety plan."
+    refused = await supervisor.call({"type": "whisper", "conversation_id": conv, "body": words}, "whisper")
+    assert refused["code"] == "forbidden"  # not watching
+    by_specialist = await pair.specialist.call(
+        {"type": "whisper", "conversation_id": conv, "body": "x"}, "whisper"
+    )
+    assert by_specialist["code"] == "forbidden"
+    await supervisor.call({"type": "monitor", "conversation_id": conv, "reason": "coaching"}, "history")
+
+    echo = await supervisor.call({"type": "whisper", "conversation_id": conv, "body": words}, "whisper")
+    assert echo["type"] == "whisper" and echo["body"] == words
+    got = await pair.specialist.expect("whisper", timeout=15)
+    assert got["from"] == {"name": "Dana"} and got["body"] == words and got["conversation_id"] == conv
+    assert "ref" not in got
+    # The member sees nothing of it: a round trip after it shows only the normal frames.
+    ack = await pair.specialist.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s1", "body": "How are you keeping safe?"},
+        "ack",
+    )
+    await pair.member.expect("message", where=lambda m: m["seq"] == ack["seq"], timeout=15)
+    assert [f for f in pair.member.inbox if f["type"] in ("whisper", "note_saved", "monitoring")] == []
+    row = await _row(
+        database_url, "SELECT kind, body, author_name FROM staff_notes WHERE conversation_id = $1", conv
+    )
+    assert (row["kind"], row["body"], row["author_name"]) == ("whisper", words, "Dana")
+    member_history = await pair.member.call({"type": "history", "conversation_id": conv}, "history")
+    assert words not in str(member_history)
+    for client in (pair.member, pair.specialist, supervisor):
+        await client.close()
+    assert_clean_log(a, words)
+    assert_clean_log(b, words)

@@ -6,6 +6,8 @@ revocation across processes, and the socket cap across processes."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 from datetime import datetime
 from typing import Any
@@ -17,7 +19,14 @@ import redis.asyncio as redis
 import websockets
 
 from tests.support.client import Client, token
-from tests.support.flows import assert_clean_log, assert_still_serving, hello, put_profile, until_closed
+from tests.support.flows import (
+    assert_clean_log,
+    assert_still_serving,
+    hello,
+    matched,
+    put_profile,
+    until_closed,
+)
 from tests.support.servers import JWT_SECRET, LiveService, wait_until
 
 YEAR = 365 * 86400
@@ -130,6 +139,66 @@ async def test_the_socket_closes_at_exp(live: LiveService) -> None:
     assert await _metric(live, 'peerchat_token_socket_closes_total{why="expired"}') == 1
     await other.close()
     assert_clean_log(live, short)
+
+
+async def test_an_expired_socket_that_stops_reading_can_do_nothing_more(live: LiveService) -> None:
+    """Review finding 2: the close at `exp` waited behind frames queued for a client that
+    stopped reading, and until the writer reached it the server went on handling that
+    client's frames: 3 s after `exp` its `send` and `typing` still reached the member. Now
+    the socket is refused at once (its frames dropped) and cut if it cannot take its close."""
+    pair = await matched(live)
+    conv, member = pair.conversation_id, pair.member
+    for i in range(30):
+        await member.call(
+            {"type": "send", "conversation_id": conv, "client_msg_id": f"m{i}", "body": "x" * 3900}, "ack"
+        )
+    port = int(live.ws.split(":")[2].split("/")[0])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    ttl = 8
+    issued = time.time()
+    tok = token("specialist", pair.specialist_id, "Rosa", ttl_s=ttl, now=issued)
+    exp = int(issued) + ttl
+    ws = await websockets.connect(live.ws, sock=sock, max_queue=1, ping_interval=None, max_size=None)
+    try:
+        await ws.send(json.dumps({"type": "hello", "token": tok}))
+        await ws.recv()  # the welcome; from now on this client never reads again
+        for _ in range(45):  # megabytes of history: the server's writer is stuck behind them
+            await ws.send(json.dumps({"type": "history", "conversation_id": conv, "limit": 500}))
+        await asyncio.sleep(max(0.0, exp - time.time()) + 1.5)  # waiting for exp, not asserting
+        member.inbox.clear()
+        for i in range(3):
+            late = {
+                "type": "send",
+                "conversation_id": conv,
+                "client_msg_id": f"late{i}",
+                "body": f"after exp {i}",
+            }
+            await ws.send(json.dumps(late))
+            await ws.send(json.dumps({"type": "typing", "conversation_id": conv}))
+        # The server cuts the socket that cannot take its close (CLOSE_GRACE_S after exp).
+        try:
+            await wait_until(lambda: "did not take its close in time; cut" in live.output(), timeout=40)
+            cut = True
+        except TimeoutError:
+            cut = False
+        # Anything the member would get from those frames would come with its own frames:
+        # a round trip of the member's own shows the server has handled what came before.
+        await member.call({"type": "history", "conversation_id": conv, "limit": 1}, "history")
+        got = [(f["type"], f.get("body")) for f in member.inbox if f["type"] in ("message", "peer_typing")]
+        assert got == [], f"frames of an expired socket reached the member: {got}"
+        db = await asyncpg.connect(live.env["DATABASE_URL"])
+        try:
+            stored = await db.fetchval("SELECT count(*) FROM messages WHERE body LIKE 'after exp%'")
+        finally:
+            await db.close()
+        assert stored == 0
+        assert cut, "a socket that does not read its close is cut"
+    finally:
+        ws.transport.abort()
+    assert await _metric(live, 'peerchat_token_socket_closes_total{why="expired"}') == 1
+    assert_clean_log(live, tok, "after exp")
 
 
 async def test_reauth_moves_the_deadline(live: LiveService) -> None:

@@ -1,6 +1,7 @@
 """PostgreSQL primary failover (PRODUCT.md §11): DATABASE_URL lists a primary and its
 streaming standby with target_session_attrs=read-write. While conversations run across
-three web processes the primary is stopped, and a few seconds later the standby promoted.
+three web processes the primary is stopped (or killed), and a few seconds later the
+standby promoted.
 No web process is restarted."""
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ def _unavailable(participants: list[Participant]) -> int:
     return sum(p.errors.count("unavailable") for p in participants)
 
 
-async def test_primary_stopped_and_standby_promoted_loses_and_repeats_nothing(cluster: Cluster) -> None:
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_primary_lost_and_standby_promoted_loses_and_repeats_nothing(
+    cluster: Cluster, how: str
+) -> None:
+    """`stop`: a fast shutdown (it sends the standby everything first). `kill`: SIGKILL to
+    every PostgreSQL process at once, a crash: only synchronous replication keeps an acked
+    commit, and a commit in flight may be on the standby without its ack having gone out
+    (the client's resend of the same client_msg_id is then acked, not stored twice)."""
     cluster.env = {"PEERCHAT_RATE_LIMIT_PER_10S": "100000"}
     await cluster.start(processes=3, standby=True)
     assert cluster.pg is not None and cluster.standby is not None
@@ -42,7 +50,8 @@ async def test_primary_stopped_and_standby_promoted_loses_and_repeats_nothing(cl
         assert time.monotonic() < deadline, "no traffic before the failover"
         await asyncio.sleep(0.05)
 
-    await asyncio.to_thread(cluster.pg.stop)  # fast shutdown; returns once it has exited
+    # Returns once the server has exited.
+    await asyncio.to_thread(cluster.pg.stop if how == "stop" else cluster.pg.kill)
     stopped = time.monotonic()
     # Acks for commits that completed just before the stop may still be on the wire.
     await asyncio.sleep(0.5)
@@ -89,7 +98,7 @@ async def test_primary_stopped_and_standby_promoted_loses_and_repeats_nothing(cl
     assert counts["acked"] == len(participants) * sends
     # Every process wrote again after the promotion (each pair of devices spans two).
     print(
-        f"\nPostgreSQL failover: no primary for {promoted - stopped:.1f} s, {refused} sends answered "
+        f"\nPostgreSQL failover ({how}): no primary for {promoted - stopped:.1f} s, {refused} sends answered "
         f"`unavailable` meanwhile, none acked; first ack {first_ack_after:.2f} s after the promotion, "
         f"all 3 processes ready {all_ready_after:.2f} s after it; all {counts['messages']} messages "
         f"stored once and delivered in order {done_after:.1f} s after it"

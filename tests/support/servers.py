@@ -67,6 +67,10 @@ def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, st
         PEERCHAT_DEV="1",
         PEERCHAT_HOST="127.0.0.1",
         PEERCHAT_LOG_LEVEL="warning",
+        # Wrap-up (PRODUCT.md §8) would hold a specialist for 2-10 minutes after every end;
+        # tests that are not about it run with a wrap-up too short to notice.
+        PEERCHAT_WRAP_UP_S="0.001",
+        PEERCHAT_WRAP_UP_URGENT_S="0.001",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -4,8 +4,16 @@
 
 import { formatDateTime } from '../ui/format.js';
 import { $, clear, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 const PAGE = 50;
+
+/** @param {string} action e.g. read_transcript → "read transcript" (or its translation) */
+function actionName(action) {
+  const key = `sup.action.${action}`;
+  const text = t(key);
+  return text === key ? action.replace(/_/g, ' ') : text;
+}
 
 /**
  * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
@@ -35,7 +43,7 @@ export function auditPanel(call, download) {
       { testid: 'audit-row', dataset: { action: e.action || '' } },
       h('td', {}, h('time', { datetime: e.at || '' }, formatDateTime(e.at))),
       h('td', { dir: 'auto' }, `${e.actor_name || ''} (${e.actor_id || ''})`),
-      h('td', { testid: 'audit-action-cell' }, String(e.action || '').replace(/_/g, ' ')),
+      h('td', { testid: 'audit-action-cell' }, actionName(String(e.action || ''))),
       // What was acted on: the conversation, or else the target (a specialist's id, …).
       h('td', { class: 'mono', dir: 'auto' }, String(e.conversation_id || e.target || '')),
       h('td', { testid: 'audit-reason', dir: 'auto' }, String(e.reason || '')),
@@ -59,9 +67,9 @@ export function auditPanel(call, download) {
       shown += entries.length;
       if (entries.length) oldest = entries[entries.length - 1].id;
       show(more, entries.length === PAGE);
-      status.textContent = shown ? `${shown} entr${shown === 1 ? 'y' : 'ies'} shown.` : 'No entries match.';
+      status.textContent = shown ? t(shown === 1 ? 'sup.audit_shown_one' : 'sup.audit_shown', { n: shown }) : t('sup.audit_none');
     } catch (err) {
-      error.textContent = `Could not load the audit log: ${/** @type {Error} */ (err).message}`;
+      error.textContent = t('sup.audit_load_failed', { error: /** @type {Error} */ (err).message });
     }
   }
 
@@ -74,9 +82,9 @@ export function auditPanel(call, download) {
       link.click();
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10000);
-      status.textContent = 'The audit log was exported as audit.csv.';
+      status.textContent = t('sup.audit_exported');
     } catch (err) {
-      error.textContent = `Could not export the audit log: ${/** @type {Error} */ (err).message}`;
+      error.textContent = t('sup.audit_export_failed', { error: /** @type {Error} */ (err).message });
     }
   }
 

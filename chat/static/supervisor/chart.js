@@ -3,6 +3,7 @@
 // text summary for screen readers.
 
 import { $, clear, s } from '../ui/dom.js';
+import { t as say } from '../ui/i18n.js';
 
 const HOUR_MS = 3600 * 1000;
 const COALESCE_MS = 5000; // several queue_stats within this window make one sample
@@ -45,7 +46,7 @@ export function chartPanel() {
       );
     }
     for (const [mins, anchor] of /** @type {[number, string][]} */ ([[60, 'start'], [30, 'middle'], [0, 'end']])) {
-      el.append(s('text', { x: x(now - mins * 60000), y: H - 6, class: 'axis-label', 'text-anchor': anchor, text: mins ? `−${mins} min` : 'now' }));
+      el.append(s('text', { x: x(now - mins * 60000), y: H - 6, class: 'axis-label', 'text-anchor': anchor, text: mins ? say('sup.chart_minutes_ago', { n: mins }) : say('sup.chart_now') }));
     }
     if (samples.length) {
       // A step line: each value holds until the next sample, and the last one until now.
@@ -60,15 +61,15 @@ export function chartPanel() {
     const current = values.length ? values[values.length - 1] : 0;
     const peak = values.length ? Math.max(...values) : 0;
     const fmt = (/** @type {number} */ v) => (Number.isInteger(v) ? String(v) : v.toFixed(1));
-    desc.textContent = `Now ${fmt(current)} ${unitLabel}; highest in the last hour ${fmt(peak)} ${unitLabel}.`;
+    desc.textContent = say('sup.chart_desc', { now: fmt(current), peak: fmt(peak), unit: unitLabel });
   }
 
   /** @param {string} selector */
   const svg = (selector) => /** @type {SVGSVGElement} */ (document.querySelector(selector));
 
   function draw() {
-    drawChart(svg('#chart-waiting'), $('#chart-waiting-desc'), 'waiting', (v) => v, 'waiting', 'People waiting over the last hour');
-    drawChart(svg('#chart-wait'), $('#chart-wait-desc'), 'longest', (v) => v / 60, 'min', 'Longest wait over the last hour, in minutes');
+    drawChart(svg('#chart-waiting'), $('#chart-waiting-desc'), 'waiting', (v) => v, say('sup.chart_unit_waiting'), say('sup.chart_title_waiting'));
+    drawChart(svg('#chart-wait'), $('#chart-wait-desc'), 'longest', (v) => v / 60, say('sup.chart_unit_min'), say('sup.chart_title_wait'));
   }
 
   return {

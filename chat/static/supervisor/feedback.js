@@ -3,6 +3,7 @@
 
 import { formatDateTime } from '../ui/format.js';
 import { $, bidi, clear, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call */
 export function feedbackPanel(call) {
@@ -53,7 +54,7 @@ export function feedbackPanel(call) {
       clear(body).append(...found.map(row));
       show($('#feedback-empty'), found.length === 0);
     } catch (err) {
-      error.textContent = `Could not load feedback: ${/** @type {Error} */ (err).message}`;
+      error.textContent = t('sup.feedback_load_failed', { error: /** @type {Error} */ (err).message });
     }
   }
 
@@ -70,7 +71,7 @@ export function feedbackPanel(call) {
       const options = [...list]
         .sort((a, b) => String(a.name).localeCompare(String(b.name)))
         .map((sp) => h('option', { value: sp.id, selected: sp.id === chosen }, `${sp.name} (${sp.id})`));
-      picker.replaceChildren(h('option', { value: '' }, 'Everyone'), ...options);
+      picker.replaceChildren(h('option', { value: '' }, t('sup.everyone')), ...options);
     },
   };
 }

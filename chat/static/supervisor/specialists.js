@@ -4,14 +4,15 @@
 // /api/specialists/{id}/status; the edit form → PUT /api/specialists/{id}.
 
 import { $, bidi, clear, h, show } from '../ui/dom.js';
+import { t, tParts } from '../ui/i18n.js';
 
 const REFRESH_MS = 30000;
 
 const STATUS_TEXT = /** @type {Record<string, string>} */ ({
-  available: 'available',
-  busy: 'busy (at capacity)',
-  away: 'away',
-  offline: 'offline',
+  available: 'sup.state.available',
+  busy: 'sup.state.busy',
+  away: 'sup.state.away',
+  offline: 'sup.state.offline',
 });
 
 /**
@@ -42,7 +43,7 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
       render(Array.isArray(list) ? list : []);
       loaded(Array.isArray(list) ? list : []);
     } catch (err) {
-      listError.textContent = `Could not load specialists: ${/** @type {Error} */ (err).message}`;
+      listError.textContent = t('sup.specialists_load_failed', { error: /** @type {Error} */ (err).message });
     }
     timer = setTimeout(load, REFRESH_MS);
   }
@@ -55,16 +56,16 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
     list.sort((a, b) => String(a.name).localeCompare(String(b.name)));
     for (const sp of list) {
       const state = String(sp.status || 'offline');
-      const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: sp.id, act: 'edit' } }, 'Edit');
-      edit.setAttribute('aria-label', `Edit ${sp.name}`);
+      const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: sp.id, act: 'edit' } }, t('sup.edit'));
+      edit.setAttribute('aria-label', t('sup.edit_name', { name: sp.name }));
       edit.addEventListener('click', () => open(sp, edit));
       // Only someone on shift can be taken off it.
       const away =
         state === 'available' || state === 'busy'
-          ? h('button', { type: 'button', testid: 'set-away', dataset: { specialistId: sp.id, act: 'away' } }, 'Set away')
+          ? h('button', { type: 'button', testid: 'set-away', dataset: { specialistId: sp.id, act: 'away' } }, t('sup.set_away_button'))
           : null;
       if (away) {
-        away.setAttribute('aria-label', `Set away: ${sp.name} (end of shift)`);
+        away.setAttribute('aria-label', t('sup.set_away_name', { name: sp.name }));
         away.addEventListener('click', () => setAway(sp));
       }
       body.append(
@@ -72,7 +73,7 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
           'tr',
           { testid: 'specialist-row', dataset: { specialistId: sp.id, status: state } },
           h('th', { scope: 'row', dir: 'auto' }, String(sp.name || sp.id)),
-          h('td', { testid: 'specialist-status' }, h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] || state)),
+          h('td', { testid: 'specialist-status' }, h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] ? t(STATUS_TEXT[state]) : state)),
           h('td', { testid: 'specialist-load' }, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
           h('td', {}, (sp.tags || []).join(', ') || '–'),
           h('td', {}, (sp.languages || []).join(', ') || '–'),
@@ -90,9 +91,9 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
   async function setAway(sp) {
     try {
       await call(`/api/specialists/${encodeURIComponent(sp.id)}/status`, { method: 'PUT', body: { status: 'away' } });
-      notice(bidi(sp.name || sp.id), ' is now away.');
+      notice(...tParts('sup.now_away', { name: bidi(sp.name || sp.id) }));
     } catch (err) {
-      $('#specialists-error').textContent = `Could not set away: ${/** @type {Error} */ (err).message}`;
+      $('#specialists-error').textContent = t('sup.set_away_failed', { error: /** @type {Error} */ (err).message });
     }
     await load();
   }
@@ -105,7 +106,7 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
     editing = sp;
     editOpener = opener;
     $('#edit-id').textContent = sp.id;
-    $('#edit-heading').replaceChildren('Edit ', bidi(sp.name || sp.id));
+    $('#edit-heading').replaceChildren(...tParts('sup.edit_heading', { name: bidi(sp.name || sp.id) }));
     input('#edit-name').value = sp.name || '';
     input('#edit-tags').value = (sp.tags || []).join(', ');
     input('#edit-languages').value = (sp.languages || []).join(', ');
@@ -132,18 +133,18 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
       languages: splitList(input('#edit-languages').value),
       max_chats: Number(input('#edit-max').value),
     };
-    if (!changes.name) return void (error.textContent = 'A name is required.');
-    if (!changes.languages.length) return void (error.textContent = 'At least one language is required.');
+    if (!changes.name) return void (error.textContent = t('sup.name_required'));
+    if (!changes.languages.length) return void (error.textContent = t('sup.language_required'));
     if (!Number.isInteger(changes.max_chats) || changes.max_chats < 1 || changes.max_chats > 20) {
-      return void (error.textContent = 'Maximum chats must be a whole number from 1 to 20.');
+      return void (error.textContent = t('sup.max_chats_range'));
     }
     try {
       await call(`/api/specialists/${encodeURIComponent(editing.id)}`, { method: 'PUT', body: changes });
-      notice('Saved ', bidi(changes.name), '.');
+      notice(...tParts('sup.saved', { name: bidi(changes.name) }));
       await load();
       close();
     } catch (err) {
-      error.textContent = `Could not save: ${/** @type {Error} */ (err).message}`;
+      error.textContent = t('sup.save_failed', { error: /** @type {Error} */ (err).message });
     }
   });
   $('#edit-cancel').addEventListener('click', close);

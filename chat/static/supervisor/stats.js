@@ -3,16 +3,17 @@
 
 import { formatDuration, formatTime } from '../ui/format.js';
 import { $, clear, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 const URGENT = 'urgent_request';
 // What each alert kind is called on the dashboard (docs/safety.md).
 const KIND_LABELS = {
-  urgent_request: 'Urgent request',
-  long_wait: 'Long wait',
-  risk_message: 'Risk in a conversation',
-  flagged: 'Flagged by the specialist',
-  report: 'Report',
-  block: 'Block',
+  urgent_request: 'sup.alert.urgent_request',
+  long_wait: 'sup.alert.long_wait',
+  risk_message: 'sup.alert.risk_message',
+  flagged: 'sup.alert.flagged',
+  report: 'sup.alert.report',
+  block: 'sup.alert.block',
 };
 const SERIOUS = new Set([URGENT, 'risk_message', 'flagged']);
 
@@ -40,7 +41,7 @@ export function statsPanel(acknowledge = (_alertId) => {}) {
     $('#stat-busy').textContent = String(sp.busy ?? 0);
     $('#stat-away').textContent = String(sp.away ?? 0);
     tickLongest();
-    $('#stats-updated').textContent = `Updated ${formatTime(new Date().toISOString())}`;
+    $('#stats-updated').textContent = t('sup.updated_at', { time: formatTime(new Date().toISOString()) });
     renderByTag(stats.by_tag || {});
     renderAlerts(Array.isArray(stats.alerts) ? stats.alerts : []);
     return latestAt;
@@ -91,23 +92,24 @@ export function statsPanel(acknowledge = (_alertId) => {}) {
     clear(list);
     for (const a of sorted) {
       const urgent = SERIOUS.has(a.kind);
-      const label = KIND_LABELS[/** @type {keyof typeof KIND_LABELS} */ (a.kind)] || a.kind;
-      const ack = h('button', { type: 'button', class: 'secondary', testid: 'alert-ack' }, 'Acknowledge');
-      ack.setAttribute('aria-label', `Acknowledge: ${label}`);
+      const labelKey = KIND_LABELS[/** @type {keyof typeof KIND_LABELS} */ (a.kind)];
+      const label = labelKey ? t(labelKey) : a.kind;
+      const ack = h('button', { type: 'button', class: 'secondary', testid: 'alert-ack' }, t('sup.acknowledge'));
+      ack.setAttribute('aria-label', t('sup.acknowledge_label', { label }));
       ack.addEventListener('click', () => {
         ack.setAttribute('disabled', '');
         acknowledge(a.id);
       });
       const about = a.request_id
         ? [
-            ` · ${a.tags && a.tags.length ? a.tags.join(', ') : 'no topics'} · waiting `,
+            ` · ${a.tags && a.tags.length ? a.tags.join(', ') : t('sup.no_topics')} · ${t('sup.waiting_for')} `,
             h('span', { class: 'alert-waited' }, formatDuration(a.waited_s ?? 0)),
-            h('span', { class: 'hint' }, ` · request ${String(a.request_id).slice(0, 8)}`),
+            h('span', { class: 'hint' }, ` · ${t('sup.request_short', { id: String(a.request_id).slice(0, 8) })}`),
           ]
         : [
             a.level ? ` · ${a.level}` : '',
             a.note ? h('span', { class: 'alert-note' }, ` · “${a.note}”`) : '',
-            h('span', { class: 'hint' }, ` · conversation ${String(a.conversation_id || '').slice(0, 8)}`),
+            h('span', { class: 'hint' }, ` · ${t('sup.conversation_short', { id: String(a.conversation_id || '').slice(0, 8) })}`),
           ];
       list.append(
         h(

@@ -4,6 +4,7 @@
 
 import { formatDateTime } from '../ui/format.js';
 import { $, clear, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /**
  * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
@@ -29,7 +30,7 @@ export function transcriptPanel(call, read) {
       );
     }
     const title = $('#transcript-title');
-    title.textContent = `Conversation ${data.conversation_id}: ${messages.length} message${messages.length === 1 ? '' : 's'}`;
+    title.textContent = t(messages.length === 1 ? 'sup.transcript_title_one' : 'sup.transcript_title', { id: data.conversation_id, n: messages.length });
     show(result, true);
     title.focus();
   }
@@ -40,8 +41,8 @@ export function transcriptPanel(call, read) {
     const reason = /** @type {HTMLTextAreaElement} */ ($('#transcript-reason')).value.trim();
     const error = $('#transcript-error');
     error.textContent = '';
-    if (!id) return void (error.textContent = 'Enter a conversation id.');
-    if (!reason) return void (error.textContent = 'A reason is required to read a transcript.');
+    if (!id) return void (error.textContent = t('sup.enter_conversation_id'));
+    if (!reason) return void (error.textContent = t('sup.reason_required'));
     try {
       // The reason goes in a header, not the URL: proxies log query strings (PRODUCT.md §6).
       // Percent-encoded, as header values carry only ASCII safely; the server decodes it.
@@ -50,7 +51,7 @@ export function transcriptPanel(call, read) {
     } catch (err) {
       show(result, false);
       const status = /** @type {{status?: number, message: string}} */ (err);
-      error.textContent = status.status === 404 ? 'No conversation with that id.' : `Could not read the transcript: ${status.message}`;
+      error.textContent = status.status === 404 ? t('sup.no_such_conversation') : t('sup.transcript_failed', { error: status.message });
     }
     read();
   });

@@ -4,14 +4,15 @@
 import { PeerChatClient } from '../client/conversations.js';
 import { clearToken, hasRememberedLogin, loginUrl, requireToken } from '../client/tokens.js';
 import { $, announce, bidi, h } from './dom.js';
+import { t, tParts } from './i18n.js';
 
 /** @typedef {import('../client/tokens.js').Role} Role */
 
 const STATUS_TEXT = {
-  connecting: 'Connecting…',
-  connected: 'Connected',
-  reconnecting: 'Reconnecting…',
-  closed: 'Disconnected',
+  connecting: 'common.connecting',
+  connected: 'common.connected',
+  reconnecting: 'common.reconnecting',
+  closed: 'common.disconnected',
 };
 
 /**
@@ -20,7 +21,7 @@ const STATUS_TEXT = {
  */
 export function bindConnectionStatus(client, el) {
   client.on('status', (/** @type {{state: keyof STATUS_TEXT}} */ { state }) => {
-    el.textContent = STATUS_TEXT[state] || state;
+    el.textContent = STATUS_TEXT[state] ? t(STATUS_TEXT[state]) : state;
     el.dataset.state = state;
   });
 }
@@ -56,7 +57,7 @@ export function bindAuthFailure(client, role) {
     const notice = h(
       'div',
       { class: 'notice', role: 'alert', testid: 'signed-out' },
-      'You are signed out: your sign-in expired or was ended. Sign in again through your organisation to continue.',
+      t('common.signed_out'),
     );
     if (main) main.replaceChildren(notice);
     else document.body.prepend(notice);
@@ -86,7 +87,7 @@ export function startPage(role) {
   bindAuthFailure(client, role);
   const userName = $('#user-name');
   client.on('welcome', (w) => {
-    if (w.user && w.user.name) userName.replaceChildren('Signed in as ', bidi(w.user.name));
+    if (w.user && w.user.name) userName.replaceChildren(...tParts('common.signed_in_as', { name: bidi(w.user.name) }));
     else userName.textContent = '';
   });
   const noticeEl = $('#notice');

@@ -1,0 +1,59 @@
+// The page catalogues (chat/static/i18n/<code>.js): every language has exactly English's
+// keys, with the same {placeholders}; every key the markup (data-i18n, data-i18n-attr) and
+// the scripts (t('…'), tParts('…')) use exists in English.
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { strings as en } from '../../chat/static/i18n/en.js';
+
+const STATIC = new URL('../../chat/static/', import.meta.url).pathname;
+const placeholders = (text) => [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+
+const languages = readdirSync(join(STATIC, 'i18n')).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3));
+
+test('Spanish is shipped next to English', () => {
+  assert.ok(languages.includes('en') && languages.includes('es'), languages.join(', '));
+});
+
+for (const code of languages.filter((c) => c !== 'en')) {
+  test(`${code}: every key of en, no stray keys, same placeholders, nothing left empty`, async () => {
+    const { strings } = await import(`../../chat/static/i18n/${code}.js`);
+    const missing = Object.keys(en).filter((k) => !(k in strings));
+    const stray = Object.keys(strings).filter((k) => !(k in en));
+    assert.deepEqual(missing, [], `${code} lacks keys`);
+    assert.deepEqual(stray, [], `${code} has keys en does not`);
+    for (const [key, text] of Object.entries(strings)) {
+      assert.ok(typeof text === 'string' && text.trim(), `${code}: ${key} is empty`);
+      assert.deepEqual(placeholders(text), placeholders(en[key]), `${code}: ${key} placeholders`);
+    }
+  });
+}
+
+function* files(dir) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* files(path);
+    else yield path;
+  }
+}
+
+test('every key the pages use is in en', () => {
+  const used = new Set();
+  for (const path of files(STATIC)) {
+    const text = readFileSync(path, 'utf8');
+    if (path.endsWith('.html')) {
+      for (const m of text.matchAll(/data-i18n="([^"]+)"/g)) used.add(m[1]);
+      for (const m of text.matchAll(/data-i18n-attr="([^"]+)"/g)) {
+        for (const pair of m[1].split(';')) used.add(pair.split(':')[1].trim());
+      }
+    } else if (path.endsWith('.js') && !path.includes('/i18n/')) {
+      for (const m of text.matchAll(/\b(?:t|tParts|say)\('([a-z_.0-9]+)'/g)) used.add(m[1]);
+    }
+  }
+  assert.ok(used.size > 100, `only ${used.size} keys found: the scan is broken`);
+  const unknown = [...used].filter((k) => !(k in en));
+  assert.deepEqual(unknown, [], 'keys used but not in en.js');
+});
