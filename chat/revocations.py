@@ -34,6 +34,7 @@ import asyncpg
 
 from chat.bus import Bus
 from chat.config import Settings
+from chat.redis_keys import identity_key
 from chat.store import revocations as store
 from chat.tokens import Identity
 
@@ -41,8 +42,16 @@ log = logging.getLogger("peerchat.revocations")
 
 CHANNEL = "pc:revocations"
 POLL_S = 1.0
+ERASED = "erased:"  # `sub` of a revocation whose person was erased: this, then their HMAC
 # Revoked identity → the latest moment its tokens stopped counting (epoch seconds).
 OnRevoked = Callable[[str, str, float], None]
+
+
+def erased_sub(settings: Settings, role: str, sub: str) -> str:
+    """What an erasure writes over `sub` in the person's revocations: no account id, but
+    still the same person to every process (the keyed HMAC of chat/redis_keys.py), so
+    their tokens issued before the revocation stay refused."""
+    return ERASED + identity_key(settings, role, sub)
 
 
 class Revocations:
@@ -75,8 +84,12 @@ class Revocations:
                     await task
 
     def refuses(self, identity: Identity) -> bool:
-        """Whether a revocation covers this token (issued at or before it)."""
-        at = self._latest.get((identity.role, identity.user_id))
+        """Whether a revocation covers this token (issued at or before it). A row of an
+        erased member names them by `erased_sub` (chat/store/privacy.py), not their sub."""
+        role = identity.role
+        at = self._latest.get((role, identity.user_id))
+        if at is None and self._latest:
+            at = self._latest.get((role, erased_sub(self._settings, role, identity.user_id)))
         return at is not None and identity.issued_at <= at
 
     async def revoke(self, row: store.Revocation) -> None:

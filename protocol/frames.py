@@ -173,6 +173,25 @@ class NotesQuery(Frame, tag="notes", frozen=True):
     conversation_id: Id
 
 
+class BlockMember(Frame, tag="block", frozen=True):
+    """The conversation's specialist blocks its member (PRODUCT.md §9): for
+    PEERCHAT_BLOCK_DAYS the pair is never matched, claimed or transferred. `end: true` also
+    ends the conversation if it is active."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=500)] = ""
+    end: bool = False
+
+
+class Report(Frame, tag="report", frozen=True):
+    """The member reports the specialist of their conversation, during or after it: the pair
+    is never matched again."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=200)] = ""
+    details: Annotated[str, Meta(max_length=4000)] = ""
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -198,6 +217,8 @@ ClientFrame = (
     | WrapUp
     | Note
     | NotesQuery
+    | BlockMember
+    | Report
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -343,6 +364,8 @@ class Queued(Frame, tag="queued", frozen=True):
     open: bool | None = None
     opens_at: str | None = None
     alternatives: list[Alternative] | None = None
+    # `suspended` only: when the member's suspension ends.
+    until: str | None = None
 
 
 class QueueUpdate(Frame, tag="queue_update", frozen=True):
@@ -468,6 +491,8 @@ class Error(Frame, tag="error", frozen=True):
     # `closed_hours` only: when the service opens, and where else to turn meanwhile.
     opens_at: str | None = None
     alternatives: list[Alternative] | None = None
+    # `suspended` only: when the member's suspension ends.
+    until: str | None = None
 
 
 class Risk(Frame, tag="risk", frozen=True):
@@ -549,6 +574,15 @@ class Notes(Frame, tag="notes", frozen=True):
     notes: list[StaffNote]
 
 
+class Blocked(Frame, tag="blocked", frozen=True):
+    block_id: str
+    until: str
+
+
+class Reported(Frame, tag="reported", frozen=True):
+    report_id: str
+
+
 ServerFrame = (
     Welcome
     | Queued
@@ -578,6 +612,8 @@ ServerFrame = (
     | AlertAcked
     | NoteSaved
     | Notes
+    | Blocked
+    | Reported
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

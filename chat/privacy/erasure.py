@@ -14,6 +14,7 @@ import logging
 from chat.delivery.ended import end_conversation
 from chat.metrics import METRICS
 from chat.people import member, specialist
+from chat.revocations import erased_sub
 from chat.services import Services
 from chat.store import conversations, queue
 from chat.store import privacy as store
@@ -42,7 +43,13 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
         # After `conversation_ended` reached their devices (the close rides behind it).
         services.hub.close_user(member(member_id), CloseCode.FORBIDDEN)
         async with services.db.acquire() as conn:
-            erased = await store.erase_member(conn, member_id, AUDIT_REASON)
+            erased = await store.erase_member(
+                conn,
+                member_id,
+                AUDIT_REASON,
+                erased_sub=erased_sub(services.settings, "member", member_id),
+                max_token_ttl_s=services.settings.max_token_ttl_s,
+            )
         if not erased.busy:
             break
         # Another device asked for a peer, or was matched, meanwhile: end that too.

@@ -6,6 +6,7 @@
 import { api } from './client/http.js';
 import { auditPanel } from './supervisor/audit.js';
 import { chartPanel } from './supervisor/chart.js';
+import { conversationsPanel } from './supervisor/conversations.js';
 import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
 import { statsPanel } from './supervisor/stats.js';
@@ -48,7 +49,8 @@ function main({ token, client, notice }) {
   const feedback = feedbackPanel(call);
   const specialists = specialistsPanel(call, notice, feedback.specialists);
   const audit = auditPanel(call, download);
-  transcriptPanel(call, audit.load);
+  const transcript = transcriptPanel(call, audit.load);
+  const conversations = conversationsPanel(call, transcript.prefill);
 
   client.on('queue_stats', (f) => {
     const at = stats.render(f);
@@ -70,6 +72,7 @@ function main({ token, client, notice }) {
   chart.draw();
   chart.prefill(call);
   specialists.load();
+  conversations.load();
   feedback.load();
   audit.load();
 }

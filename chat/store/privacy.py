@@ -34,6 +34,12 @@ CONTENT: tuple[str, ...] = (
     "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
     # Staff notes and whispers (PRODUCT.md §9, §8): staff content about the conversation.
     "DELETE FROM staff_notes WHERE conversation_id = ANY($1::text[])",
+    # What a specialist wrote when blocking, what a member wrote when reporting (§9).
+    """DELETE FROM blocks
+       WHERE conversation_id = ANY($1::text[]) AND (lifted_at IS NOT NULL OR until <= now())""",
+    "UPDATE blocks SET reason = NULL WHERE conversation_id = ANY($1::text[]) AND reason IS NOT NULL",
+    """UPDATE reports SET reason = NULL, details = NULL
+       WHERE conversation_id = ANY($1::text[]) AND (reason IS NOT NULL OR details IS NOT NULL)""",
 )
 # What names a member outside their conversations (requests that never became one,
 # feedback left behind, the mark of a member who went away). Runs inside the erasure's
@@ -44,6 +50,10 @@ MEMBER_ROWS: tuple[str, ...] = (
            closed_at = coalesce(closed_at, now())
        WHERE member_id = $1""",
     "UPDATE feedback SET comment = NULL, member_id = '' WHERE member_id = $1",
+    # Blocks, reports and suspensions name the member (§9): they go with them.
+    "DELETE FROM blocks WHERE member_id = $1",
+    "DELETE FROM reports WHERE member_id = $1",
+    "DELETE FROM suspensions WHERE member_id = $1",
 )
 _SWEPT = """UPDATE conversations SET member_id = '', member_alias = '', swept_at = now()
             WHERE id = ANY($1::text[])"""
@@ -180,12 +190,19 @@ class Erasure:
         return not (self.rows or self.messages)
 
 
-async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure:
+async def erase_member(
+    conn: Conn, member_id: str, audit_reason: str, *, erased_sub: str, max_token_ttl_s: float
+) -> Erasure:
     """Remove, in one transaction, everything stored that names the member or holds what
     they wrote or was written to them; record the erasure in the audit log without naming
     them. The caller first cancels their open request and ends their active conversations
     through the paths that tell the other side; if one is still open here (a race with
-    another device), nothing is changed and `busy` is returned."""
+    another device), nothing is changed and `busy` is returned.
+
+    The member's revocations stay (removing them would let their older tokens in again) but
+    stop naming them: `sub` becomes `erased_sub`, the keyed HMAC the revocation mirror
+    compares (chat/revocations.py), and the free-text reason goes; a row too old to refuse
+    any living token is deleted."""
     async with conn.transaction():
         open_ = await conn.fetchval(
             f"""SELECT (SELECT count(*) FROM conversations
@@ -205,6 +222,18 @@ async def erase_member(conn: Conn, member_id: str, audit_reason: str) -> Erasure
         # erasure must still be a no-op.
         for statement in LEFTOVERS:
             await conn.execute(statement, member_id)
+        # Not counted either: erasing a revoked member who never chatted is no row of theirs.
+        await conn.execute(
+            """DELETE FROM revocations WHERE role = 'member' AND sub = $1
+                 AND revoked_at < now() - make_interval(secs => $2)""",
+            member_id,
+            max_token_ttl_s + 60,
+        )
+        await conn.execute(
+            "UPDATE revocations SET sub = $2, reason = '' WHERE role = 'member' AND sub = $1",
+            member_id,
+            erased_sub,
+        )
         if touched:
             await conn.execute(
                 """INSERT INTO audit_log (actor_id, actor_role, actor_name, action, conversation_id, reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -12,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from chat import people
 from chat.stats import roster_state
 from chat.store import audit, profiles
+from chat.store.db import iso
 from chat.web.common import auth, has_control, has_nul, problem, services_of
 from protocol import frames as f
 
@@ -30,6 +32,13 @@ def _profile_json(p: profiles.Profile, online: set[str]) -> dict[str, Any]:
         # offline / available / away / busy: chat/stats.py, shared with queue_stats.
         "status": roster_state(p, online),
         "active_chats": p.active_chats,
+        # In wrap-up after a conversation (the safety issue): until when; absent otherwise.
+        # Shown next to the state, which stays the queue_stats one (available, busy, away).
+        **(
+            {"wrap_up_until": iso(p.wrap_up_until)}
+            if p.id in online and p.wrap_up_until and p.wrap_up_until > datetime.now(UTC)
+            else {}
+        ),
     }
 
 

@@ -110,6 +110,35 @@ async def test_roster_set_away_and_feedback(web: Web) -> None:
     await boss.get_by_test_id("feedback-show").click()
     await expect(fb).to_have_count(1)
     await web.shoot(boss, "supervisor-feedback", show=boss.get_by_test_id("feedback-panel"))
+
+    # The conversation list: the active one, then the ended one; "Read…" fills the transcript
+    # form with its id and asks for the reason.
+    conv = boss.get_by_test_id("conversation-row")
+    await expect(conv).to_have_count(1)
+    await expect(conv).to_have_attribute("data-state", "active")
+    await expect(conv).to_contain_text("Sam")
+    await expect(conv).to_contain_text("Rosa")
+    await expect(conv).to_contain_text("grief")
+    await boss.get_by_test_id("conversations-state").select_option("ended")
+    await boss.get_by_test_id("conversations-show").click()
+    await expect(conv).to_have_attribute("data-state", "ended")
+    ended_id = await conv.get_attribute("data-conversation-id")
+    assert ended_id
+    await conv.get_by_test_id("conversation-read").click()
+    await expect(boss.get_by_test_id("transcript-conversation-id")).to_have_value(ended_id)
+    await expect(boss.get_by_test_id("transcript-reason")).to_be_focused()
+    await boss.keyboard.type("Quality review of a rated chat")
+    await boss.get_by_test_id("transcript-submit").click()
+    await expect(boss.get_by_test_id("transcript-title")).to_have_text(f"Conversation {ended_id}: 0 messages")
+    await boss.get_by_test_id("conversations-risk").check()
+    await boss.get_by_test_id("conversations-show").click()
+    await expect(conv).to_have_count(0)
+    await expect(boss.get_by_test_id("conversations-empty")).to_be_visible()
+    await boss.get_by_test_id("conversations-risk").uncheck()
+    await boss.get_by_test_id("conversations-state").select_option("")
+    await boss.get_by_test_id("conversations-show").click()
+    await expect(conv).to_have_count(2)
+    await web.shoot(boss, "supervisor-conversations", show=boss.get_by_test_id("conversations-panel"))
     for c in (busy, member, on_shift):
         await c.close()
 

@@ -11,7 +11,8 @@ import pytest
 
 from chat.bus_memory import MemoryBus, MemoryExchange
 from chat.config import Settings
-from chat.revocations import Revocations
+from chat.revocations import Revocations, erased_sub
+from chat.store import privacy
 from chat.store import revocations as store
 from chat.tokens import Identity
 from tests.chat.conftest import Pool
@@ -148,3 +149,45 @@ async def test_a_revocation_committed_after_a_later_one_is_still_applied(
     assert [s for _, s, _ in seen] == ["other-b", "victim-a"], "each row applied once"
     await here.catch_up()
     assert len(seen) == 2, "re-reading the window applies nothing twice"
+
+
+async def test_an_erasure_leaves_no_account_id_in_revocations_and_old_tokens_stay_refused(
+    db: Pool, mirrors: tuple[MemoryExchange, list[Revocations]]
+) -> None:
+    """Review finding 3: `revocations` kept the erased member's account id and the free-text
+    reason. Now the erasure writes the keyed HMAC over the sub (the mirror compares it) and
+    drops the reason; a row too old to refuse a living token goes."""
+    exchange, made = mirrors
+    here, _ = await _mirror(db, exchange)
+    made.append(here)
+    row = await _revoke(db, here, "acct-erased")  # its reason: "test"
+    await _revoke(db, here, "acct-kept")
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO revocations (role, sub, revoked_at, revoked_by, reason)"
+            " VALUES ('member', 'acct-erased', now() - interval '3 days', 'x', 'old reason')"
+        )
+        await conn.execute(
+            "INSERT INTO revocations (role, sub, revoked_by) VALUES ('specialist', 'acct-erased', 'x')"
+        )
+        await privacy.erase_member(
+            conn,
+            "acct-erased",
+            "asked",
+            erased_sub=erased_sub(SETTINGS, "member", "acct-erased"),
+            max_token_ttl_s=SETTINGS.max_token_ttl_s,
+        )
+    rows = [tuple(r) for r in await db.fetch("SELECT role, sub, reason FROM revocations ORDER BY id")]
+    assert ("member", "acct-erased") not in [r[:2] for r in rows], rows
+    assert [r for r in rows if r[0] == "member" and r[1].startswith("erased:")] == [
+        ("member", erased_sub(SETTINGS, "member", "acct-erased"), "")
+    ], "the recent row stays, without the account id or reason; the 3-day-old one is gone"
+    assert ("member", "acct-kept", "test") in rows and ("specialist", "acct-erased", "") in rows
+    # A process started after the erasure still refuses the member's older tokens.
+    later, _ = await _mirror(db, exchange)
+    made.append(later)
+    at = row.revoked_at.timestamp()
+    assert later.refuses(_who("acct-erased", at - 10))
+    assert not later.refuses(_who("acct-erased", at + 1))
+    assert later.refuses(_who("acct-kept", at - 10))
+    assert not later.refuses(_who("acct-other", at - 10))

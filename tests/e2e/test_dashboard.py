@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -289,3 +290,20 @@ async def test_audit_csv_streams_more_than_a_page(live: LiveService, database_ur
     assert rows[0][6] == "spec-1203" and rows[-1][6] == "spec-1"
     assert rows[0][7] == "'-1203"
     assert len({r[0] for r in rows}) == 1203
+
+
+async def test_the_roster_shows_wrap_up_after_a_conversation(service_factory: Any) -> None:
+    live: LiveService = service_factory(PEERCHAT_WRAP_UP_S="300", PEERCHAT_WRAP_UP_URGENT_S="600")
+    pair = await matched(live, specialist_id="spec-1")
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        rows = {sp["id"]: sp for sp in (await http.get("/api/specialists", headers=SUPERVISOR)).json()}
+        assert "wrap_up_until" not in rows["spec-1"], "no wrap-up while chatting"
+        await pair.specialist.call(
+            {"type": "end", "conversation_id": pair.conversation_id}, "conversation_ended"
+        )
+        rows = {sp["id"]: sp for sp in (await http.get("/api/specialists", headers=SUPERVISOR)).json()}
+    row = rows["spec-1"]
+    until = datetime.fromisoformat(row["wrap_up_until"].replace("Z", "+00:00"))
+    assert 200 < (until - datetime.now(UTC)).total_seconds() <= 300
+    assert row["status"] == "available", "the state stays the queue_stats one"
+    await pair.close()

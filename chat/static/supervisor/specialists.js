@@ -4,6 +4,7 @@
 // /api/specialists/{id}/status; the edit form → PUT /api/specialists/{id}.
 
 import { $, bidi, clear, h, show } from '../ui/dom.js';
+import { formatTime } from '../ui/format.js';
 import { t, tParts } from '../ui/i18n.js';
 
 const REFRESH_MS = 30000;
@@ -73,7 +74,14 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
           'tr',
           { testid: 'specialist-row', dataset: { specialistId: sp.id, status: state } },
           h('th', { scope: 'row', dir: 'auto' }, String(sp.name || sp.id)),
-          h('td', { testid: 'specialist-status' }, h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] ? t(STATUS_TEXT[state]) : state)),
+          h(
+            'td',
+            { testid: 'specialist-status' },
+            h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] ? t(STATUS_TEXT[state]) : state),
+            sp.wrap_up_until
+              ? [' ', h('span', { class: 'status-pill status-wrap-up', testid: 'specialist-wrap-up' }, t('sup.state.wrap_up', { time: formatTime(sp.wrap_up_until) }))]
+              : null,
+          ),
           h('td', { testid: 'specialist-load' }, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
           h('td', {}, (sp.tags || []).join(', ') || '–'),
           h('td', {}, (sp.languages || []).join(', ') || '–'),

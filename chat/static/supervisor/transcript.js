@@ -55,4 +55,12 @@ export function transcriptPanel(call, read) {
     }
     read();
   });
+
+  return {
+    /** @param {string} conversationId from the conversation list: fill the id, ask the reason */
+    prefill(conversationId) {
+      /** @type {HTMLInputElement} */ ($('#transcript-id')).value = conversationId;
+      $('#transcript-reason').focus();
+    },
+  };
 }

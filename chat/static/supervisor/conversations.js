@@ -1,0 +1,72 @@
+// Supervisor page, the conversation list: GET /api/conversations?state=&risk=&limit=&before=
+// (who is talking with whom, since when, at what risk; never a message or a member id).
+// "Read…" on a row puts its id into the transcript form and moves focus to the reason, so a
+// supervisor finds a conversation without pasting its id.
+
+import { formatDateTime } from '../ui/format.js';
+import { $, bidi, clear, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
+
+const PAGE = 50;
+
+/**
+ * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
+ * @param {(conversationId: string) => void} read opens the transcript form for that id
+ */
+export function conversationsPanel(call, read) {
+  const body = $('#conversations');
+  const more = $('#conversations-more');
+  const error = $('#conversations-error');
+  /** @type {string | null} */
+  let oldest = null;
+
+  /** @param {any} c */
+  function row(c) {
+    const button = h('button', { type: 'button', testid: 'conversation-read', dataset: { conversationId: c.id } }, t('sup.read_button'));
+    const who = (c.member && c.member.alias) || '?';
+    button.setAttribute('aria-label', t('sup.read_label', { member: who, specialist: (c.specialist && c.specialist.name) || '?' }));
+    button.addEventListener('click', () => read(c.id));
+    const risk = [c.risk ? t('sup.risk_level', { level: c.risk }) : '', ...(c.flags || []), c.priority === 'urgent' ? t('sup.alert.urgent_request') : '']
+      .filter(Boolean)
+      .join(', ');
+    return h(
+      'tr',
+      { testid: 'conversation-row', dataset: { conversationId: c.id, state: c.state, risk: c.risk || '' } },
+      h('td', {}, h('time', { datetime: c.started_at || '' }, formatDateTime(c.started_at)), c.state === 'ended' ? ` (${t('sup.ended')})` : ''),
+      h('td', {}, bidi(who)),
+      h('td', {}, bidi((c.specialist && c.specialist.name) || '?')),
+      h('td', {}, (c.tags || []).join(', ') || '–'),
+      h('td', { class: c.risk ? 'risk-high' : '' }, risk || '–'),
+      h('td', { class: 'actions' }, button),
+    );
+  }
+
+  /** @param {boolean} older */
+  async function load(older = false) {
+    const q = new URLSearchParams({ limit: String(PAGE) });
+    const state = /** @type {HTMLSelectElement} */ ($('#conversations-state')).value;
+    if (state) q.set('state', state);
+    if (/** @type {HTMLInputElement} */ ($('#conversations-risk')).checked) q.set('risk', 'high');
+    if (older && oldest) q.set('before', oldest);
+    try {
+      const data = await call(`/api/conversations?${q}`);
+      const found = data && Array.isArray(data.conversations) ? data.conversations : [];
+      error.textContent = '';
+      if (!older) clear(body);
+      body.append(...found.map(row));
+      if (found.length) oldest = found[found.length - 1].id;
+      show(more, found.length === PAGE);
+      show($('#conversations-empty'), body.children.length === 0);
+    } catch (err) {
+      error.textContent = t('sup.conversations_load_failed', { error: /** @type {Error} */ (err).message });
+    }
+  }
+
+  $('#conversations-filters').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    load();
+  });
+  $('#conversations-refresh').addEventListener('click', () => load());
+  more.addEventListener('click', () => load(true));
+  return { load: () => load() };
+}
