@@ -38,6 +38,7 @@ class Leadership:
         self._url = database_url
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._last_beat = 0.0
+        self._told = False
         self.leading = False
 
     async def hold(self) -> bool | None:
@@ -56,7 +57,18 @@ class Leadership:
                 timeout=3,
                 server_settings={"idle_session_timeout": str(int(_LEASE_S * 1000))},
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except asyncpg.PostgresError as exc:
+            # Refused by what answered, not unreachable: PgBouncer, for one, refuses the
+            # lease's startup parameter. Say what to do, once (it would repeat every 2 s).
+            if not self._told:
+                self._told = True
+                log.error(
+                    "matching cannot take the lead (%s); behind a transaction pooler, set "
+                    "PEERCHAT_DATABASE_DIRECT_URL to PostgreSQL itself (docs/scaling.md)",
+                    type(exc).__name__,
+                )
+            return False
+        except (OSError, TimeoutError):
             return False
         try:
             won = await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY, timeout=_BEAT_TIMEOUT_S)

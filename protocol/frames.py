@@ -19,7 +19,8 @@ Id = Annotated[str, Meta(min_length=1, max_length=64)]
 Ref = Annotated[str, Meta(max_length=64)]
 Tag = Annotated[str, Meta(min_length=1, max_length=40)]
 Language = Annotated[str, Meta(min_length=2, max_length=16)]
-Seq = Annotated[int, Meta(ge=0)]
+# PostgreSQL stores seqs as `integer`: a larger one is a bad frame, not a failed query.
+Seq = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Role = Literal["member", "specialist", "supervisor"]
 Priority = Literal["urgent", "normal"]
 
