@@ -113,7 +113,7 @@ async def test_bad_frames_get_an_error_with_the_ref_and_the_socket_stays_open(
             "seq-big",
         ),
         (
-            f'{{"type": "history", "conversation_id": "{conv}", "after_seq": 2147483648, "ref": "after-big"}}',
+            f'{{"type": "history", "conversation_id": "{conv}", "after_seq": {2**31}, "ref": "after-big"}}',
             "bad_frame",
             "after-big",
         ),
