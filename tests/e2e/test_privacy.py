@@ -303,6 +303,24 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         {"type": "note", "conversation_id": active, "body": "staff note zqh"}, "note_saved"
     )
     assert noted["type"] == "note_saved", noted
+    # Boundaries name the member (PRODUCT.md §9): a report, a block and a suspension.
+    reported = await member.call(
+        {"type": "report", "conversation_id": ended, "reason": "reason zqr", "details": "details zqd"},
+        "reported",
+    )
+    assert reported["type"] == "reported", reported
+    blocked = await specialist.call(
+        {"type": "block", "conversation_id": active, "reason": "block zqk"}, "blocked"
+    )
+    assert blocked["type"] == "blocked", blocked
+    async with httpx.AsyncClient(base_url=b.http) as http:
+        suspended = await http.put(
+            f"/api/members/{sub}/suspension",
+            json={"until": "2099-01-01T00:00:00Z", "reason": "suspension zqu"},
+            headers=_bearer(token("supervisor", "sup-erase")),
+        )
+        assert suspended.status_code == 200, suspended.text
+        await http.delete(f"/api/members/{sub}/suspension", headers=_bearer(token("supervisor", "sup-erase")))
 
     async with httpx.AsyncClient(base_url=a.http) as http:
         member_auth = _bearer(token("member", sub, alias))
@@ -326,14 +344,32 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         assert await member.closed() == 4003
         assert await other_device.closed() == 4003
 
-        needles = [sub, alias, *ended_bodies, *active_bodies, "note zq", "zqc", "zqn", "zqs", "zqf", "zqh"]
+        needles = [
+            sub,
+            alias,
+            *ended_bodies,
+            *active_bodies,
+            "note zq",
+            "zqc",
+            "zqn",
+            "zqs",
+            "zqf",
+            "zqh",
+            "zqr",
+            "zqd",
+            "zqk",
+            "zqu",
+        ]
 
         async def nothing_left() -> bool:
             return not await _search_postgres(database_url, needles) and not await _search_redis(
                 redis_client, needles
             )
 
-        await wait_until(nothing_left, timeout=10, every=0.25)
+        try:
+            await wait_until(nothing_left, timeout=10, every=0.25)
+        except TimeoutError:
+            raise AssertionError(await _search_postgres(database_url, needles)) from None
         assert time.monotonic() - began < 10
 
         # Statistics survive: the conversations, their times, tags, counts and the rating.
