@@ -48,6 +48,7 @@ from chat.upkeep.loop_lag import watch_loop_lag
 from chat.upkeep.member_grace import MemberGrace
 from chat.web import (
     audit,
+    boundaries,
     conversations,
     crisis,
     dev,
@@ -186,6 +187,19 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route("/api/audit.csv", audit.audit_csv, methods=["GET"]),
             Route("/api/feedback", feedback.feedback_by_week, methods=["GET"]),
             Route("/api/revocations", revocations.post_revocation, methods=["POST"]),
+            Route("/api/blocks", boundaries.list_blocks, methods=["GET"]),
+            Route("/api/blocks/{block_id}", boundaries.lift_block, methods=["DELETE"]),
+            Route("/api/reports", boundaries.list_reports, methods=["GET"]),
+            Route(
+                "/api/members/{member_id}/suspension",
+                boundaries.put_suspension,
+                methods=["PUT"],
+            ),
+            Route(
+                "/api/members/{member_id}/suspension",
+                boundaries.delete_suspension,
+                methods=["DELETE"],
+            ),
             Route("/api/me/export", me.export_me, methods=["GET"]),
             Route("/api/me", me.erase_me, methods=["DELETE"]),
             Route("/api/languages", languages.languages, methods=["GET"]),

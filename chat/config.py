@@ -60,6 +60,8 @@ class Settings:
     # Urgent or high-risk conversations a specialist may hold before no more urgent requests
     # are offered to them (PRODUCT.md §8; a hand claim is still allowed).
     max_urgent_per_specialist: int = 1
+    # How long a specialist's `block` of a member lasts (PRODUCT.md §9), in days.
+    block_days: float = 30.0
     # Wrap-up after a conversation ends for a specialist (PRODUCT.md §8).
     wrap_up_s: float = 120.0
     wrap_up_urgent_s: float = 600.0
@@ -287,6 +289,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         alternatives=_alternatives(env.get("PEERCHAT_ALTERNATIVES", "")),
         member_grace_s=_float(env, "PEERCHAT_MEMBER_GRACE_S", 300.0),
         max_urgent_per_specialist=_count(env, "PEERCHAT_MAX_URGENT_PER_SPECIALIST", 1),
+        block_days=_window(env, "PEERCHAT_BLOCK_DAYS", 30.0, "days"),
         wrap_up_s=_float(env, "PEERCHAT_WRAP_UP_S", 120.0),
         wrap_up_urgent_s=_float(env, "PEERCHAT_WRAP_UP_URGENT_S", 600.0),
         max_token_ttl_s=_float(env, "PEERCHAT_MAX_TOKEN_TTL_S", 86400.0),

@@ -1,10 +1,8 @@
 """The matchmaker: one process at a time turns the queue into offers.
 
-Leadership is a PostgreSQL session advisory lock held on a dedicated connection (to
-PostgreSQL itself, `Settings.session_database_url`: behind a transaction pooler a session
-lock would stay with whichever server session ran it, and never free): if that
-process dies its connection drops, the lock frees, and another process takes over within
-`_ELECTION_EVERY_S`. The leader wakes on a poke (any process, via the bus) or every
+Leadership (chat/leadership.py) is a PostgreSQL session advisory lock on a connection of
+its own, with a lease: if the leading process dies or loses PostgreSQL, another takes over
+within a few seconds. The leader wakes on a poke (any process, via the bus) or every
 second, reads a snapshot from PostgreSQL, lets `matching` decide, and applies each decision
 as a compare-and-set, so even two leaders at once (a network partition) could not offer a
 request twice or overfill a specialist: the database refuses the second.
@@ -25,6 +23,7 @@ from redis.exceptions import RedisError
 from chat import snapshot, views
 from chat.delivery.hub import POKE_CHANNEL
 from chat.delivery.watchers import Broadcasts
+from chat.leadership import ELECTION_EVERY_S, Leadership
 from chat.openness import during_long_wait
 from chat.people import member, specialist
 from chat.services import Services
@@ -37,8 +36,6 @@ from protocol import frames as f
 
 log = logging.getLogger("peerchat.matchmaker")
 
-_LOCK_KEY = 0x6D61746368  # "match"
-_ELECTION_EVERY_S = 2.0
 _TICK_S = 1.0
 _CLOSE_S = 2.0
 # With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
@@ -51,8 +48,7 @@ class Matchmaker:
         self.s = services
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._lock_conn: asyncpg.Connection[asyncpg.Record] | None = None
-        self.leading = False
+        self._leadership = Leadership(services.settings.session_database_url)
         settings = services.settings
         self.config = MatchConfig(
             offer_timeout_s=settings.offer_timeout_s,
@@ -81,40 +77,25 @@ class Matchmaker:
             # Bounded: a query cancelled on a hung PostgreSQL leaves its pooled connection
             # to be reset, which never answers; the pool's terminate() ends it later.
             await asyncio.wait({self._task}, timeout=_CLOSE_S)
-        await self._resign()
+        await self._leadership.resign()
 
-    async def _resign(self) -> None:
-        self.leading = False
-        if self._lock_conn is not None:
-            # Bounded: a hung PostgreSQL never answers a graceful close (asyncpg aborts
-            # the connection when the timeout passes).
-            with contextlib.suppress(Exception):
-                await self._lock_conn.close(timeout=_CLOSE_S)
-            self._lock_conn = None
+    @property
+    def leading(self) -> bool:
+        return self._leadership.leading
 
     async def _elect(self) -> bool:
-        if self._lock_conn is not None and not self._lock_conn.is_closed():
-            return True
-        await self._resign()
-        try:
-            conn = await asyncpg.connect(self.s.settings.session_database_url, timeout=3)
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            return False
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
-            self._lock_conn = conn
-            self.leading = True
+        held = await self._leadership.hold()
+        if held is None:  # just took the lead
             self._needs_load = True
             await self.s.bus.subscribe(POKE_CHANNEL)
-            log.info("this process now leads matching")
             return True
-        await conn.close()
-        return False
+        return held
 
     async def _run(self) -> None:
         while True:
             try:
                 if not await self._elect():
-                    await asyncio.sleep(_ELECTION_EVERY_S)
+                    await asyncio.sleep(ELECTION_EVERY_S)
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _TICK_S)
@@ -126,7 +107,7 @@ class Matchmaker:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, RedisError) as exc:
                 log.warning("matching cycle failed: %s; retrying", type(exc).__name__)
-                await self._resign()
+                await self._leadership.resign()
                 await asyncio.sleep(0.5)
             except Exception:
                 log.exception("matching cycle failed")

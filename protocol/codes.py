@@ -35,6 +35,8 @@ class ErrorCode(StrEnum):
     # Sent just before close 4029: the identity holds PEERCHAT_MAX_SOCKETS_PER_USER sockets.
     TOO_MANY_CONNECTIONS = "too_many_connections"
     CLOSED_HOURS = "closed_hours"  # outside PEERCHAT_HOURS; the error carries `opens_at`
+    BLOCKED = "blocked"  # a block or report keeps this member and specialist apart (PRODUCT.md §9)
+    SUSPENDED = "suspended"  # the member may not ask for a peer until `until` (PRODUCT.md §9)
     WRAP_UP = "wrap_up"  # a claim during the specialist's wrap-up (PRODUCT.md §8)
 
     @property

@@ -19,7 +19,8 @@ Id = Annotated[str, Meta(min_length=1, max_length=64)]
 Ref = Annotated[str, Meta(max_length=64)]
 Tag = Annotated[str, Meta(min_length=1, max_length=40)]
 Language = Annotated[str, Meta(min_length=2, max_length=16)]
-Seq = Annotated[int, Meta(ge=0)]
+# PostgreSQL stores seqs as `integer`: a larger one is a bad frame, not a failed query.
+Seq = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Role = Literal["member", "specialist", "supervisor"]
 Priority = Literal["urgent", "normal"]
 
@@ -135,6 +136,19 @@ class Unmonitor(Frame, tag="unmonitor", frozen=True):
     conversation_id: Id
 
 
+class Join(Frame, tag="join", frozen=True):
+    """A supervisor becomes a visible third participant: may `send`; both sides are told.
+    `reason` required and audited before anything is sent; `emergency` as for `monitor`."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=500)] = ""
+    emergency: bool = False
+
+
+class Leave(Frame, tag="leave", frozen=True):
+    conversation_id: Id
+
+
 class Whisper(Frame, tag="whisper", frozen=True):
     """A supervisor who watches the conversation (on this socket) writes to its specialist
     only; stored as a staff note of kind `whisper`, never shown to the member."""
@@ -173,6 +187,25 @@ class NotesQuery(Frame, tag="notes", frozen=True):
     conversation_id: Id
 
 
+class BlockMember(Frame, tag="block", frozen=True):
+    """The conversation's specialist blocks its member (PRODUCT.md §9): for
+    PEERCHAT_BLOCK_DAYS the pair is never matched, claimed or transferred. `end: true` also
+    ends the conversation if it is active."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=500)] = ""
+    end: bool = False
+
+
+class Report(Frame, tag="report", frozen=True):
+    """The member reports the specialist of their conversation, during or after it: the pair
+    is never matched again."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=200)] = ""
+    details: Annotated[str, Meta(max_length=4000)] = ""
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -195,9 +228,13 @@ ClientFrame = (
     | Monitor
     | Unmonitor
     | Whisper
+    | Join
+    | Leave
     | WrapUp
     | Note
     | NotesQuery
+    | BlockMember
+    | Report
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -343,6 +380,8 @@ class Queued(Frame, tag="queued", frozen=True):
     open: bool | None = None
     opens_at: str | None = None
     alternatives: list[Alternative] | None = None
+    # `suspended` only: when the member's suspension ends.
+    until: str | None = None
 
 
 class QueueUpdate(Frame, tag="queue_update", frozen=True):
@@ -468,6 +507,8 @@ class Error(Frame, tag="error", frozen=True):
     # `closed_hours` only: when the service opens, and where else to turn meanwhile.
     opens_at: str | None = None
     alternatives: list[Alternative] | None = None
+    # `suspended` only: when the member's suspension ends.
+    until: str | None = None
 
 
 class Risk(Frame, tag="risk", frozen=True):
@@ -485,6 +526,20 @@ class Monitoring(Frame, tag="monitoring", frozen=True):
 
     conversation_id: str
     watching: bool
+
+
+class ParticipantJoined(Frame, tag="participant_joined", frozen=True):
+    """To every device of the member and the specialist (and the joining supervisor)."""
+
+    conversation_id: str
+    role: Literal["supervisor"]
+    name: str
+
+
+class ParticipantLeft(Frame, tag="participant_left", frozen=True):
+    conversation_id: str
+    role: Literal["supervisor"]
+    name: str
 
 
 class WhisperFrom(Struct, frozen=True):
@@ -549,6 +604,15 @@ class Notes(Frame, tag="notes", frozen=True):
     notes: list[StaffNote]
 
 
+class Blocked(Frame, tag="blocked", frozen=True):
+    block_id: str
+    until: str
+
+
+class Reported(Frame, tag="reported", frozen=True):
+    report_id: str
+
+
 ServerFrame = (
     Welcome
     | Queued
@@ -572,12 +636,16 @@ ServerFrame = (
     | Reauthed
     | Risk
     | Monitoring
+    | ParticipantJoined
+    | ParticipantLeft
     | Whispered
     | WrapUpSaved
     | Flagged
     | AlertAcked
     | NoteSaved
     | Notes
+    | Blocked
+    | Reported
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

@@ -15,7 +15,8 @@ from chat.openness import alternatives_for, openness
 from chat.people import specialist
 from chat.safety import alerting
 from chat.services import Services
-from chat.store import members, queue
+from chat.store import boundaries, members, queue
+from chat.store.db import iso
 from matching.lifecycle import RequestState
 from matching.model import CRISIS_TAG
 from matching.risk import default_phrases
@@ -34,6 +35,12 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
         refusal = error(ErrorCode.CLOSED_HOURS, "we are closed now; see opens_at", frame.ref)
         alternatives = await alternatives_for(services, state)
         session.push_frame(structs.replace(refusal, opens_at=state.opens_at, alternatives=alternatives))
+        return
+    suspension = await boundaries.suspension_of(services.db, session.user_id)
+    if suspension is not None:
+        # Nothing stored; the member page still shows crisis resources (PRODUCT.md §9).
+        refusal = error(ErrorCode.SUSPENDED, "you cannot ask for a peer until `until`", frame.ref)
+        session.push_frame(structs.replace(refusal, until=iso(suspension.until)))
         return
     tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
     # A risk phrase in the note, or the member saying they are in crisis (PRODUCT.md §8).

@@ -8,7 +8,16 @@ import asyncio
 from chat.gateway.session import Session
 
 # Imported for their `@handles` registrations.
-from chat.handlers import access, conversation, notes, queue, safety, specialist, supervisor  # noqa: F401
+from chat.handlers import (  # noqa: F401
+    access,
+    boundaries,
+    conversation,
+    notes,
+    queue,
+    safety,
+    specialist,
+    supervisor,
+)
 from chat.handlers.registry import HANDLERS, ROLES, error, failure
 from chat.metrics import METRICS
 from chat.services import Services

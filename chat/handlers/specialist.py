@@ -48,6 +48,7 @@ _REFUSALS = {
     Refusal.NO_SLOT: (ErrorCode.INVALID_STATE, "you are at your chat capacity"),
     Refusal.LANGUAGE: (ErrorCode.INVALID_STATE, "that request asks for a language you do not list"),
     Refusal.NOT_FOUND: (ErrorCode.NOT_FOUND, "no such request"),
+    Refusal.BLOCKED: (ErrorCode.BLOCKED, "a block or report keeps you and this member apart"),
     Refusal.WRAP_UP: (ErrorCode.WRAP_UP, "you are in wrap-up after a conversation; see wrap_up_until"),
 }
 

@@ -16,6 +16,8 @@ export const ErrorCode = Object.freeze({
   INTERNAL: "internal",
   TOO_MANY_CONNECTIONS: "too_many_connections",
   CLOSED_HOURS: "closed_hours",
+  BLOCKED: "blocked",
+  SUSPENDED: "suspended",
   WRAP_UP: "wrap_up",
 });
 

@@ -5,6 +5,7 @@ import { chatsPanel } from './specialist/chats.js';
 import { offersPanel } from './specialist/offers.js';
 import { profilePanel } from './specialist/profile.js';
 import { queuePanel } from './specialist/queue.js';
+import { safetyPanel } from './specialist/safety.js';
 import { wireChatViews } from './ui/chat-wiring.js';
 import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
@@ -66,6 +67,8 @@ function main({ token, client, notice }) {
       if (chats.selected === conversation.id) chat.view.focus();
     }
   });
+
+  safetyPanel(client, chats, { notice, shout });
 
   wireChatViews(client, chats.viewFor, { onMessage: (view, m) => chats.counted(view.id, m) });
 

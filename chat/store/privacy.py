@@ -34,6 +34,12 @@ CONTENT: tuple[str, ...] = (
     "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
     # Staff notes and whispers (PRODUCT.md §9, §8): staff content about the conversation.
     "DELETE FROM staff_notes WHERE conversation_id = ANY($1::text[])",
+    # What a specialist wrote when blocking, what a member wrote when reporting (§9).
+    """DELETE FROM blocks
+       WHERE conversation_id = ANY($1::text[]) AND (lifted_at IS NOT NULL OR until <= now())""",
+    "UPDATE blocks SET reason = NULL WHERE conversation_id = ANY($1::text[]) AND reason IS NOT NULL",
+    """UPDATE reports SET reason = NULL, details = NULL
+       WHERE conversation_id = ANY($1::text[]) AND (reason IS NOT NULL OR details IS NOT NULL)""",
 )
 # What names a member outside their conversations (requests that never became one,
 # feedback left behind, the mark of a member who went away). Runs inside the erasure's
@@ -44,6 +50,10 @@ MEMBER_ROWS: tuple[str, ...] = (
            closed_at = coalesce(closed_at, now())
        WHERE member_id = $1""",
     "UPDATE feedback SET comment = NULL, member_id = '' WHERE member_id = $1",
+    # Blocks, reports and suspensions name the member (§9): they go with them.
+    "DELETE FROM blocks WHERE member_id = $1",
+    "DELETE FROM reports WHERE member_id = $1",
+    "DELETE FROM suspensions WHERE member_id = $1",
 )
 _SWEPT = """UPDATE conversations SET member_id = '', member_alias = '', swept_at = now()
             WHERE id = ANY($1::text[])"""

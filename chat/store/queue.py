@@ -14,6 +14,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from chat.store import boundaries
 from chat.store.db import Db, FromRow
 from chat.store.states import (
     CONVERSATION_ACTIVE,
@@ -88,8 +89,9 @@ async def create_request(
         try:
             row = await conn.fetchrow(
                 f"""INSERT INTO requests (id, member_id, member_alias, tags, language, note, priority,
-                        prefer_specialist)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_REQ}""",
+                        prefer_specialist, avoid)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {boundaries.BARRED_FOR.format(m="$2")})
+                    RETURNING {_REQ}""",
                 new_id(),
                 member_id,
                 member_alias,
@@ -295,6 +297,7 @@ class Refusal(StrEnum):
     NO_SLOT = "no_slot"
     LANGUAGE = "language"
     NOT_FOUND = "not_found"
+    BLOCKED = "blocked"  # a block or report bars this pair (PRODUCT.md §9)
     WRAP_UP = "wrap_up"
 
 
@@ -382,6 +385,8 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
         exists = await conn.fetchval("SELECT 1 FROM requests WHERE id = $1", request_id)
         raise _Abort(Refusal.ALREADY_CLAIMED if exists else Refusal.NOT_FOUND)
     request = Request.of(row)
+    if await boundaries.is_barred(conn, request.member_id, specialist_id):
+        raise _Abort(Refusal.BLOCKED)
     if check_language and request.language and request.language not in spec["languages"]:
         raise _Abort(Refusal.LANGUAGE)
     revoked = await conn.fetch(

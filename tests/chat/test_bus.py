@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 import redis.asyncio as redis
 
-from chat import bus_redis
+from chat import bus_publisher
 from chat.bus import Bus
 from chat.bus_memory import MemoryBus, MemoryExchange
 from chat.bus_redis import RedisBus
@@ -247,9 +247,9 @@ async def test_redis_publishes_unanswered_when_the_publisher_drops_are_sent_agai
         heard: list[int] = []
         for i in range(3):
             a.post("pc:user:u9", b"ring %d" % i, heard.append)
-        a._flush()  # written now, answered later
-        assert a._publisher is not None
-        a._publisher.abort()
+        a.publisher._flush()  # written now, answered later
+        assert a.publisher._publisher is not None
+        a.publisher._publisher.abort()
         await wait_until(lambda: len(heard) == 3, timeout=10)
         assert heard == [1, 1, 1], "answered on the new connection: one subscriber each"
         rings = [d for d in b_in.on("pc:user:u9") if d.startswith(b"ring")]
@@ -262,8 +262,8 @@ async def test_redis_publishes_in_the_retry_window_wait_for_it(servers: Servers)
     """Just after Redis refused the publisher, new rings (the joins a reconnect sends, say)
     wait for the next attempt instead of being dropped."""
     async with _redis_pair(servers.redis.url, "pc:user:u8") as (a, _, b_in):
-        a._drop_publisher()
-        a._retry_at = time.monotonic() + 0.3  # as after a refused connect
+        a.publisher._drop_publisher()
+        a.publisher._retry_at = time.monotonic() + 0.3  # as after a refused connect
         assert await a.publish("pc:user:u8", b"in the window") is True
         await wait_until(lambda: b"in the window" in b_in.on("pc:user:u8"), timeout=5)
 
@@ -286,7 +286,7 @@ async def test_a_redis_publisher_that_never_answers_is_dropped(tmp_path: object)
     try:
         started = time.monotonic()
         assert await asyncio.wait_for(bus.publish("pc:user:u7", b"x"), 10) is False
-        assert time.monotonic() - started < 2 * bus_redis.PUBLISH_TIMEOUT_S + 2
+        assert time.monotonic() - started < 2 * bus_publisher.PUBLISH_TIMEOUT_S + 2
         assert sum(w.count(b"PUBLISH") for w in writes) == 2, "written once, then once more"
         assert not bus.healthy, "a lost ring drops the subscriber: the owner will catch up"
     finally:

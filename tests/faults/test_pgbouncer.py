@@ -15,6 +15,7 @@ import pytest
 
 from tests.faults.harness import Cluster, Participant, check_in_postgres, http_get, seat_participants
 from tests.support.flows import matched
+from tests.support.servers import LiveService, service_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +121,23 @@ async def test_match_chat_and_a_pgbouncer_restart_under_load(cluster: Cluster) -
     )
     for p in participants:
         await p.close()
+
+
+async def test_behind_pgbouncer_without_a_direct_url_matching_says_what_to_set(cluster: Cluster) -> None:
+    """The leader's session lock cannot live behind a transaction pooler. Without
+    PEERCHAT_DATABASE_DIRECT_URL no process may lead through it (two could, on one shared
+    server session), and the log says which variable is missing."""
+    await cluster.start(processes=0, pgbouncer=True)
+    assert cluster.bouncer is not None and cluster.redis is not None
+    svc = LiveService(
+        env=service_env(cluster.bouncer.url, cluster.redis.url), log_path=cluster.base / "web-nodirect.log"
+    )
+    cluster.web.append(svc)
+    svc.start()
+    await wait_until(lambda: "PEERCHAT_DATABASE_DIRECT_URL" in svc.output(), 20, 0.1)
+    await asyncio.sleep(5)  # two more elections' worth: it must not lead, nor repeat itself
+    assert "now leads matching" not in svc.output()
+    assert await _advisory_lock_ports(cluster.database_url) == []
+    assert svc.output().count("matching cannot take the lead") == 1  # said once, not every 2 s
+    status, _ = http_get(svc.http + "/readyz")
+    assert status == 200  # everything else works through PgBouncer

@@ -1,0 +1,63 @@
+"""Boundaries (PRODUCT.md §9): a specialist's `block` of the member of their conversation,
+a member's `report` of its specialist. Both bar the pair from matching, claim and transfer
+(chat/store/boundaries.py) and raise a supervisor alert. Reasons and details are never
+logged."""
+
+from __future__ import annotations
+
+from chat.delivery.ended import end_conversation
+from chat.gateway.session import Session
+from chat.handlers.registry import Refuse, handles
+from chat.safety import alerting
+from chat.services import Services
+from chat.store import boundaries, conversations
+from chat.store.alerts import AlertKind
+from chat.store.db import iso
+from protocol import frames as f
+from protocol.codes import ErrorCode
+
+
+@handles(f.BlockMember, "specialist")
+async def on_block(services: Services, session: Session, frame: f.BlockMember) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if conv.specialist_id != session.user_id or not conv.member_id:
+        raise Refuse(ErrorCode.FORBIDDEN, "only the conversation's specialist may block its member")
+    block = await boundaries.add_block(
+        services.db,
+        conversation_id=conv.id,
+        member_id=conv.member_id,
+        specialist_id=conv.specialist_id,
+        reason=frame.reason.strip() or None,
+        days=services.settings.block_days,
+    )
+    if block is None:
+        raise Refuse(ErrorCode.INVALID_STATE, "this member is already blocked from this conversation")
+    await alerting.raise_alert(services.db, AlertKind.BLOCK, conversation_id=conv.id)
+    session.push_frame(f.Blocked(block_id=block.id, until=iso(block.until), ref=frame.ref))
+    if frame.end and conv.state == "active":
+        await end_conversation(services, conv.id, by="specialist", reason="ended")
+    await services.poke_matchmaker()
+
+
+@handles(f.Report, "member")
+async def on_report(services: Services, session: Session, frame: f.Report) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if conv.member_id != session.user_id:
+        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    report = await boundaries.add_report(
+        services.db,
+        conversation_id=conv.id,
+        member_id=conv.member_id,
+        specialist_id=conv.specialist_id,
+        reason=frame.reason.strip() or None,
+        details=frame.details.strip() or None,
+    )
+    if report is None:
+        raise Refuse(ErrorCode.INVALID_STATE, "you have reported this conversation already")
+    await alerting.raise_alert(services.db, AlertKind.REPORT, conversation_id=conv.id)
+    session.push_frame(f.Reported(report_id=report.id, ref=frame.ref))
+    await services.poke_matchmaker()

@@ -1,0 +1,229 @@
+"""Blocks, reports and suspensions (PRODUCT.md §9): the boundaries between a member and a
+specialist, and a member's suspension.
+
+A pair is *barred* while a block of it is in force (not lifted, `until` ahead) or once the
+member reported the specialist. A barred specialist is in the `avoid` set of the member's
+open request (written when the request is made, and when a block or report lands while a
+request is open, under the request row's lock), so the pure engine never offers it; the
+assignment itself checks the bar again (`is_barred`), so no claim, accept or transfer
+slips past one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from chat.store.db import Db, FromRow
+from chat.store.states import open_states
+from matching.lifecycle import REQUEST_TRANSITIONS, RequestState
+
+REQUEST_IN_LINE = open_states(REQUEST_TRANSITIONS, RequestState)  # waiting or offered
+
+# The specialists barred for member $1 (blocks in force, reports), as one text[].
+BARRED_FOR = """ARRAY(SELECT specialist_id FROM blocks
+                       WHERE member_id = {m} AND lifted_at IS NULL AND until > now()
+                      UNION
+                      SELECT specialist_id FROM reports WHERE member_id = {m})"""
+
+
+@dataclass(frozen=True, slots=True)
+class Block(FromRow):
+    id: str
+    conversation_id: str
+    member_id: str
+    specialist_id: str
+    reason: str | None
+    at: datetime
+    until: datetime
+    lifted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Report(FromRow):
+    id: str
+    conversation_id: str
+    member_id: str
+    specialist_id: str
+    reason: str | None
+    details: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension(FromRow):
+    id: str
+    member_id: str
+    until: datetime
+    reason: str | None
+    at: datetime
+    lifted_at: datetime | None
+
+
+_BLOCK = Block.columns()
+_REPORT = Report.columns()
+_SUSPENSION = Suspension.columns()
+
+
+async def is_barred(db: Db, member_id: str, specialist_id: str) -> bool:
+    found = await db.fetchval(
+        """SELECT 1 FROM blocks WHERE member_id = $1 AND specialist_id = $2
+                                  AND lifted_at IS NULL AND until > now()
+           UNION ALL
+           SELECT 1 FROM reports WHERE member_id = $1 AND specialist_id = $2
+           LIMIT 1""",
+        member_id,
+        specialist_id,
+    )
+    return bool(found)
+
+
+async def _bar_open_request(conn: Db, member_id: str, specialist_id: str) -> None:
+    """Lock the member's open request (if any) and add the specialist to its `avoid`."""
+    await conn.execute(
+        f"""UPDATE requests SET avoid = array_append(avoid, $2)
+            WHERE member_id = $1 AND state IN {REQUEST_IN_LINE} AND NOT ($2 = ANY(avoid))""",
+        member_id,
+        specialist_id,
+    )
+
+
+async def add_block(
+    db: asyncpg.Pool[asyncpg.Record],
+    *,
+    conversation_id: str,
+    member_id: str,
+    specialist_id: str,
+    reason: str | None,
+    days: float,
+) -> Block | None:
+    """A new block in force for `days`; None if this conversation's block is already in force."""
+    async with db.acquire() as conn, conn.transaction():
+        # Lock order as everywhere: the request row first (a claim holds it while it checks the bar).
+        await conn.execute(
+            f"SELECT 1 FROM requests WHERE member_id = $1 AND state IN {REQUEST_IN_LINE} FOR UPDATE",
+            member_id,
+        )
+        # An expired block of this conversation no longer counts: close it so a new one may start.
+        await conn.execute(
+            """UPDATE blocks SET lifted_at = until
+               WHERE conversation_id = $1 AND lifted_at IS NULL AND until <= now()""",
+            conversation_id,
+        )
+        try:
+            row = await conn.fetchrow(
+                f"""INSERT INTO blocks (id, conversation_id, member_id, specialist_id, reason, until)
+                    VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING {_BLOCK}""",
+                uuid.uuid4().hex,
+                conversation_id,
+                member_id,
+                specialist_id,
+                reason,
+                days * 86400.0,
+            )
+        except asyncpg.UniqueViolationError:
+            return None
+        await _bar_open_request(conn, member_id, specialist_id)
+    assert row is not None
+    return Block.of(row)
+
+
+async def blocks_in_force(db: Db, limit: int = 500) -> list[Block]:
+    rows = await db.fetch(
+        f"""SELECT {_BLOCK} FROM blocks WHERE lifted_at IS NULL AND until > now()
+            ORDER BY at DESC, id LIMIT $1""",
+        limit,
+    )
+    return [Block.of(r) for r in rows]
+
+
+async def lift_block(db: Db, block_id: str, by: str) -> Block | None:
+    """Lift a block in force; None if there is none by that id."""
+    row = await db.fetchrow(
+        f"""UPDATE blocks SET lifted_at = now(), lifted_by = $2
+            WHERE id = $1 AND lifted_at IS NULL AND until > now() RETURNING {_BLOCK}""",
+        block_id,
+        by,
+    )
+    return Block.of(row) if row else None
+
+
+async def add_report(
+    db: asyncpg.Pool[asyncpg.Record],
+    *,
+    conversation_id: str,
+    member_id: str,
+    specialist_id: str,
+    reason: str | None,
+    details: str | None,
+) -> Report | None:
+    """A new report; None if this conversation was reported already."""
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"SELECT 1 FROM requests WHERE member_id = $1 AND state IN {REQUEST_IN_LINE} FOR UPDATE",
+            member_id,
+        )
+        try:
+            row = await conn.fetchrow(
+                f"""INSERT INTO reports (id, conversation_id, member_id, specialist_id, reason, details)
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_REPORT}""",
+                uuid.uuid4().hex,
+                conversation_id,
+                member_id,
+                specialist_id,
+                reason,
+                details,
+            )
+        except asyncpg.UniqueViolationError:
+            return None
+        await _bar_open_request(conn, member_id, specialist_id)
+    assert row is not None
+    return Report.of(row)
+
+
+async def all_reports(db: Db, limit: int = 500) -> list[Report]:
+    rows = await db.fetch(f"SELECT {_REPORT} FROM reports ORDER BY at DESC, id LIMIT $1", limit)
+    return [Report.of(r) for r in rows]
+
+
+async def suspend(
+    db: asyncpg.Pool[asyncpg.Record], member_id: str, until: datetime, reason: str | None
+) -> Suspension:
+    """Suspend the member until `until`, replacing any suspension of theirs."""
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE suspensions SET lifted_at = now() WHERE member_id = $1 AND lifted_at IS NULL", member_id
+        )
+        row = await conn.fetchrow(
+            f"""INSERT INTO suspensions (id, member_id, until, reason) VALUES ($1, $2, $3, $4)
+                RETURNING {_SUSPENSION}""",
+            uuid.uuid4().hex,
+            member_id,
+            until,
+            reason,
+        )
+    assert row is not None
+    return Suspension.of(row)
+
+
+async def lift_suspension(db: Db, member_id: str) -> Suspension | None:
+    """Lift the member's suspension in force; None if there is none."""
+    row = await db.fetchrow(
+        f"""UPDATE suspensions SET lifted_at = now()
+            WHERE member_id = $1 AND lifted_at IS NULL AND until > now() RETURNING {_SUSPENSION}""",
+        member_id,
+    )
+    return Suspension.of(row) if row else None
+
+
+async def suspension_of(db: Db, member_id: str) -> Suspension | None:
+    """The member's suspension in force, if any."""
+    row = await db.fetchrow(
+        f"""SELECT {_SUSPENSION} FROM suspensions
+            WHERE member_id = $1 AND lifted_at IS NULL AND until > now()""",
+        member_id,
+    )
+    return Suspension.of(row) if row else None
