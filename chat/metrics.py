@@ -111,6 +111,7 @@ class Metrics:
             registry=r,
         )
         self.monitors = Counter("peerchat_monitors", "Supervisors' monitor starts", registry=r)
+        self.joins = Counter("peerchat_joins", "Supervisors' joins of a conversation", registry=r)
         self.risk_checks_seconds = Histogram(
             "peerchat_risk_check_seconds",
             "Time to check one member message against the risk phrases (off the send path)",

@@ -8,7 +8,9 @@ Every process renews its sockets' leases every lease/3 and removes a socket's le
 it closes; a process that dies simply stops renewing, and its leases age out within one
 lease (PEERCHAT_PRESENCE_TTL_S), so a crash never leaks a count for long.
 
-If Redis cannot answer, the socket is let in (and counted when the next renewal runs):
+If Redis cannot answer, the socket is let in (and counted from the next renewal that
+reaches Redis on: a socket let in that way is renewed with a plain ZADD, the others with
+ZADD XX, which never brings back a lease given back meanwhile):
 the cap protects the service from a runaway client, while refusing every member in the
 middle of a Redis failover would shut out people who may be in crisis.
 """
@@ -53,6 +55,8 @@ class SocketCap:
         self._settings = settings
         self._lease_ms = int(settings.presence_ttl_s * 1000)
         self._take = client.register_script(_TAKE)
+        # Sockets let in while Redis failed, that no renewal has leased yet.
+        self._unleased: set[str] = set()
 
     async def take(self, role: str, sub: str, socket_id: str) -> bool:
         """Whether the socket may open: False when the identity already holds the cap."""
@@ -70,15 +74,23 @@ class SocketCap:
             )
         except (RedisError, OSError) as exc:
             log.warning("socket cap not checked (Redis: %s); letting the socket in", type(exc).__name__)
+            self._unleased.add(socket_id)
             return True
         return bool(took)
 
     async def give_back(self, role: str, sub: str, socket_id: str) -> None:
+        self._unleased.discard(socket_id)
         try:
             await self._redis.zrem(_key(self._settings, role, sub), socket_id)
         except (RedisError, OSError) as exc:
             # The lease ages out by itself within one lease.
             log.warning("socket lease not removed (Redis: %s)", type(exc).__name__)
+
+    async def forget(self, role: str, sub: str) -> None:
+        """Drop the identity's socket set (an erasure, PRODUCT.md §10): its leases would
+        otherwise stay up to two leases after its sockets went. A socket of it still
+        closing elsewhere is not leased again: its renewal is a ZADD XX."""
+        await self._redis.delete(_key(self._settings, role, sub))
 
     async def renew(self, held: Iterable[tuple[str, str, str]]) -> None:
         """Renew the leases of this process's sockets: (role, sub, socket id) each."""
@@ -86,10 +98,20 @@ class SocketCap:
         batch = list(held)
         for start in range(0, len(batch), RENEW_CHUNK):
             pipe = self._redis.pipeline(transaction=False)
+            first: list[tuple[str, str]] = []  # (key, socket id) leased for the first time
             for role, sub, socket_id in batch[start : start + RENEW_CHUNK]:
                 key = _key(self._settings, role, sub)
-                # XX: a lease removed meanwhile (its socket closed during this renewal)
-                # must not come back and hold a slot until it ages out.
-                pipe.zadd(key, {socket_id: expiry}, xx=True)
+                if socket_id in self._unleased:
+                    first.append((key, socket_id))
+                    pipe.zadd(key, {socket_id: expiry})
+                else:
+                    # XX: a lease removed meanwhile (its socket closed during this renewal)
+                    # must not come back and hold a slot until it ages out.
+                    pipe.zadd(key, {socket_id: expiry}, xx=True)
                 pipe.pexpire(key, 2 * self._lease_ms)
             await pipe.execute()
+            for key, socket_id in first:
+                if socket_id in self._unleased:
+                    self._unleased.discard(socket_id)
+                else:  # given back while this renewal ran: it must not hold a slot
+                    await self._redis.zrem(key, socket_id)

@@ -19,7 +19,8 @@ Id = Annotated[str, Meta(min_length=1, max_length=64)]
 Ref = Annotated[str, Meta(max_length=64)]
 Tag = Annotated[str, Meta(min_length=1, max_length=40)]
 Language = Annotated[str, Meta(min_length=2, max_length=16)]
-Seq = Annotated[int, Meta(ge=0)]
+# PostgreSQL stores seqs as `integer`: a larger one is a bad frame, not a failed query.
+Seq = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Role = Literal["member", "specialist", "supervisor"]
 Priority = Literal["urgent", "normal"]
 
@@ -135,6 +136,19 @@ class Unmonitor(Frame, tag="unmonitor", frozen=True):
     conversation_id: Id
 
 
+class Join(Frame, tag="join", frozen=True):
+    """A supervisor becomes a visible third participant: may `send`; both sides are told.
+    `reason` required and audited before anything is sent; `emergency` as for `monitor`."""
+
+    conversation_id: Id
+    reason: Annotated[str, Meta(max_length=500)] = ""
+    emergency: bool = False
+
+
+class Leave(Frame, tag="leave", frozen=True):
+    conversation_id: Id
+
+
 class Whisper(Frame, tag="whisper", frozen=True):
     """A supervisor who watches the conversation (on this socket) writes to its specialist
     only; stored as a staff note of kind `whisper`, never shown to the member."""
@@ -214,6 +228,8 @@ ClientFrame = (
     | Monitor
     | Unmonitor
     | Whisper
+    | Join
+    | Leave
     | WrapUp
     | Note
     | NotesQuery
@@ -512,6 +528,20 @@ class Monitoring(Frame, tag="monitoring", frozen=True):
     watching: bool
 
 
+class ParticipantJoined(Frame, tag="participant_joined", frozen=True):
+    """To every device of the member and the specialist (and the joining supervisor)."""
+
+    conversation_id: str
+    role: Literal["supervisor"]
+    name: str
+
+
+class ParticipantLeft(Frame, tag="participant_left", frozen=True):
+    conversation_id: str
+    role: Literal["supervisor"]
+    name: str
+
+
 class WhisperFrom(Struct, frozen=True):
     name: str
 
@@ -606,6 +636,8 @@ ServerFrame = (
     | Reauthed
     | Risk
     | Monitoring
+    | ParticipantJoined
+    | ParticipantLeft
     | Whispered
     | WrapUpSaved
     | Flagged

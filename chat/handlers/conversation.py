@@ -9,6 +9,7 @@ from chat import views
 from chat.delivery import send
 from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
+from chat.handlers import safety
 from chat.handlers.registry import Refuse, handles
 from chat.people import Participants
 from chat.privacy import access
@@ -36,12 +37,16 @@ async def participant(services: Services, session: Session, conversation_id: str
     return pair
 
 
-@handles(f.Send, "member", "specialist")
+@handles(f.Send, "member", "specialist", "supervisor")
 async def on_send(services: Services, session: Session, frame: f.Send) -> None:
     if len(frame.body) > services.settings.max_body_chars:
         raise Refuse(ErrorCode.TOO_LARGE, f"a message may hold {services.settings.max_body_chars} characters")
     if not frame.body.strip():
         raise Refuse(ErrorCode.BAD_FRAME, "an empty message")
+    if session.role == "supervisor":
+        # Only one who joined (PRODUCT.md §8); stored outside the group commit.
+        await safety.supervisor_send(services, session, frame)
+        return
     pair = await participant(services, session, frame.conversation_id)
     if len(session.sending) >= send.SENDS_IN_FLIGHT:
         await asyncio.wait(set(session.sending), return_when=asyncio.FIRST_COMPLETED)

@@ -7,16 +7,18 @@ from msgspec import structs
 
 from chat import views
 from chat.delivery.hub import STATS_CHANNEL
-from chat.gateway.session import Session
+from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, handles
 from chat.metrics import METRICS
 from chat.people import specialist
 from chat.safety import alerting, monitoring, risk_watch
 from chat.services import Services
-from chat.store import alerts, audit, conversations, monitors, notes, wrap_up
+from chat.store import alerts, audit, conversations, joins, monitors, notes, wrap_up
 from chat.store.alerts import Acked, AlertKind
+from chat.store.conversations import Appended, Conversation
 from chat.store.db import iso
 from protocol import frames as f
+from protocol.codec import encode
 from protocol.codes import ErrorCode
 
 
@@ -79,32 +81,38 @@ async def on_ack_alert(services: Services, session: Session, frame: f.AckAlert) 
 MONITOR_HISTORY = 1000
 
 
-@handles(f.Monitor, "supervisor")
-async def on_monitor(services: Services, session: Session, frame: f.Monitor) -> None:
-    reason = frame.reason.strip()
-    if not reason:
-        raise Refuse(ErrorCode.FORBIDDEN, "say why you watch this conversation (`reason`)")
-    conv = await conversations.get(services.db, frame.conversation_id)
+async def _reasoned_live_conversation(services: Services, conversation_id: str, reason: str) -> Conversation:
+    if not reason.strip():
+        raise Refuse(ErrorCode.FORBIDDEN, "say why (`reason`): it is recorded in the audit log")
+    conv = await conversations.get(services.db, conversation_id)
     if conv is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     if conv.state != "active":
-        raise Refuse(ErrorCode.INVALID_STATE, "only a live conversation can be watched")
-    if conv.id in session.seen:
-        raise Refuse(ErrorCode.INVALID_STATE, "you already watch this conversation here")
-    # Audited before anything is sent (PRODUCT.md §8, §10).
+        raise Refuse(ErrorCode.INVALID_STATE, "only a live conversation can be watched or joined")
+    return conv
+
+
+async def _audit(
+    services: Services, session: Session, action: str, conv: Conversation, frame: f.Monitor | f.Join
+) -> None:
+    # Before anything is sent (PRODUCT.md §8, §10); an emergency is recorded as such.
     await audit.record(
         services.db,
         actor_id=session.user_id,
         actor_role=session.role,
         actor_name=session.name,
-        action="monitor",
+        action=action,
         conversation_id=conv.id,
-        reason=reason,
+        reason=frame.reason.strip(),
         detail={"emergency": frame.emergency},
     )
+
+
+async def _watch(services: Services, session: Session, conv: Conversation, ref: str | None) -> None:
+    """History, then the live stream by seq, on this socket (the caller audited it)."""
     stored = await conversations.messages_after(services.db, conv.id, 0, MONITOR_HISTORY)
     session.push_frame(
-        f.History(conversation_id=conv.id, messages=[views.message(m) for m in stored], ref=frame.ref)
+        f.History(conversation_id=conv.id, messages=[views.message(m) for m in stored], ref=ref)
     )
     # From here live messages follow by seq: a repeat of the history is dropped, one that
     # raced this watch's start is read from PostgreSQL (the resume rules).
@@ -113,8 +121,94 @@ async def on_monitor(services: Services, session: Session, frame: f.Monitor) -> 
     await services.hub.attach(session, watcher)
     await monitors.start(services.db, conv.id, watcher.id, session.user_id, session.name)
     await _watches_changed(services)
-    METRICS.monitors.inc()
     services.hub.to_user(specialist(conv.specialist_id), f.Monitoring(conversation_id=conv.id, watching=True))
+
+
+@handles(f.Monitor, "supervisor")
+async def on_monitor(services: Services, session: Session, frame: f.Monitor) -> None:
+    conv = await _reasoned_live_conversation(services, frame.conversation_id, frame.reason)
+    if conv.id in session.seen:
+        raise Refuse(ErrorCode.INVALID_STATE, "you already watch this conversation here")
+    await _audit(services, session, "monitor", conv, frame)
+    await _watch(services, session, conv, frame.ref)
+    METRICS.monitors.inc()
+
+
+@handles(f.Join, "supervisor")
+async def on_join(services: Services, session: Session, frame: f.Join) -> None:
+    conv = await _reasoned_live_conversation(services, frame.conversation_id, frame.reason)
+    if await joins.joined(services.db, conv.id, session.user_id):
+        raise Refuse(ErrorCode.INVALID_STATE, "you already joined this conversation")
+    await _audit(services, session, "join", conv, frame)
+    if not await joins.join(services.db, conv.id, session.user_id, session.name):
+        raise Refuse(ErrorCode.INVALID_STATE, "you already joined this conversation")
+    if conv.id not in session.seen:
+        await _watch(services, session, conv, None)  # a joined supervisor sees the whole chat
+    METRICS.joins.inc()
+    joined = f.ParticipantJoined(conversation_id=conv.id, role="supervisor", name=session.name)
+    session.push_frame(structs.replace(joined, ref=frame.ref))
+    for person in conv.participants:
+        services.hub.to_user(person, joined, conversation_id=conv.id)
+
+
+@handles(f.Leave, "supervisor")
+async def on_leave(services: Services, session: Session, frame: f.Leave) -> None:
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is None:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if not await joins.leave(services.db, conv.id, session.user_id):
+        raise Refuse(ErrorCode.INVALID_STATE, "you have not joined this conversation")
+    left = f.ParticipantLeft(conversation_id=conv.id, role="supervisor", name=session.name)
+    session.push_frame(structs.replace(left, ref=frame.ref))
+    for person in conv.participants:
+        services.hub.to_user(person, left, conversation_id=conv.id)
+
+
+async def supervisor_send(services: Services, session: Session, frame: f.Send) -> None:
+    """A joined supervisor's `send` (chat/handlers/conversation.py hands it here)."""
+    if frame.conversation_id not in session.seen:
+        raise Refuse(ErrorCode.FORBIDDEN, "join the conversation (on this socket) to send")
+    outcome, seq, sent_at = await joins.append(
+        services.db, frame.conversation_id, session.user_id, session.name, frame.client_msg_id, frame.body
+    )
+    if outcome is Appended.NOT_FOUND:
+        raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
+    if outcome is Appended.FORBIDDEN:
+        raise Refuse(ErrorCode.FORBIDDEN, "join the conversation to send")
+    if outcome is Appended.ENDED:
+        raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
+    ack = Outbound(
+        encode(
+            f.Ack(
+                conversation_id=frame.conversation_id,
+                client_msg_id=frame.client_msg_id,
+                seq=seq,
+                ref=frame.ref,
+            )
+        )
+    )
+    if outcome is Appended.DUPLICATE or sent_at is None:
+        session.push(ack)
+        return
+    data = encode(
+        f.Message(
+            conversation_id=frame.conversation_id,
+            seq=seq,
+            sender=f.Sender(role="supervisor", name=session.name),
+            body=frame.body,
+            client_msg_id=frame.client_msg_id,
+            sent_at=iso(sent_at),
+        )
+    )
+    session.push(ack, Outbound(data, frame.conversation_id, seq))
+    conv = await conversations.get(services.db, frame.conversation_id)
+    if conv is not None:
+        for person in conv.participants:
+            services.hub.to_user(person, data, conversation_id=conv.id, seq=seq)
+    own = monitoring.watcher_of(session)
+    for watcher in services.monitors.watchers(frame.conversation_id):
+        if watcher != own:
+            services.hub.to_user(watcher, data, conversation_id=frame.conversation_id, seq=seq)
 
 
 @handles(f.Unmonitor, "supervisor")

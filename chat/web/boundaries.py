@@ -1,7 +1,7 @@
 """Boundaries over HTTP (PRODUCT.md §9), supervisors only: the blocks in force and lifting
 one, the reports, and a member's suspension. Lifting and suspending are audited; an audit
 row never holds a member's account id (it is kept forever): a suspension is named by its
-own id."""
+own id, and holds no suspension reason (that stays on the suspension row)."""
 
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ async def put_suspension(request: Request) -> Response:
         actor_name=identity.name,
         action="suspend",
         target=suspension.id,
-        reason=reason or None,
+        # Not the reason: it is about the member, and an audit row outlives their erasure;
+        # it stays on the suspension row, which goes with them.
     )
     return JSONResponse({"id": suspension.id, "until": iso(suspension.until)})
 

@@ -8,6 +8,7 @@ import asyncio
 import redis.asyncio as redis
 
 from chat.config import Settings
+from chat.devservers import free_port
 from chat.socket_cap import SocketCap
 
 SETTINGS = Settings(
@@ -66,3 +67,52 @@ async def test_without_redis_the_socket_is_let_in() -> None:
         await SocketCap(dead, SETTINGS).give_back("member", "m1", "s1")  # no raise
     finally:
         await dead.aclose()
+
+
+async def test_a_socket_let_in_while_redis_failed_is_counted_once_redis_is_back(
+    redis_client: redis.Redis,
+) -> None:
+    """Review finding 6: a socket let in without a lease (Redis unreachable at `take`) was
+    never counted: the renewal's ZADD XX only touches leases that exist."""
+    kw = redis_client.connection_pool.connection_kwargs
+    port = free_port()
+    flaky = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1.0)
+    proxy: asyncio.Server | None = None
+    try:
+        cap = SocketCap(flaky, SETTINGS)
+        assert await cap.take("member", "m1", "outage-1"), "let in while Redis is unreachable"
+        proxy = await _redis_on(port, kw["host"], int(kw["port"]))  # Redis is back
+        await cap.renew([("member", "m1", "outage-1")])
+        # The cap is 2: outage-1 now holds a slot.
+        assert await cap.take("member", "m1", "s2")
+        assert not await cap.take("member", "m1", "s3")
+        # Given back, it frees its slot; a later renewal that still lists it does not
+        # bring it back.
+        await cap.give_back("member", "m1", "outage-1")
+        await cap.renew([("member", "m1", "outage-1")])
+        assert await cap.take("member", "m1", "s3")
+    finally:
+        await flaky.aclose()
+        if proxy is not None:
+            proxy.close()
+            await proxy.wait_closed()
+
+
+async def _redis_on(port: int, host: str, target: int) -> asyncio.Server:
+    """Redis reachable on `port` from now on (a plain TCP relay to the test Redis)."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, target)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(relay, "127.0.0.1", port)

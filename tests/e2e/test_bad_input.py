@@ -106,6 +106,17 @@ async def test_bad_frames_get_an_error_with_the_ref_and_the_socket_stays_open(
         ('{"type": "typing", "conversation_id": 12, "ref": "wrong-type"}', "bad_frame", "wrong-type"),
         ('{"type": "read", "conversation_id": "c", "seq": "3", "ref": "seq-str"}', "bad_frame", "seq-str"),
         ('{"type": "read", "conversation_id": "c", "seq": -1, "ref": "seq-neg"}', "bad_frame", "seq-neg"),
+        # Past PostgreSQL's integer: was `internal` and an ERROR log line (review finding 5).
+        (
+            f'{{"type": "read", "conversation_id": "{conv}", "seq": 3000000000, "ref": "seq-big"}}',
+            "bad_frame",
+            "seq-big",
+        ),
+        (
+            f'{{"type": "history", "conversation_id": "{conv}", "after_seq": {2**31}, "ref": "after-big"}}',
+            "bad_frame",
+            "after-big",
+        ),
         ('{"type": "send", "conversation_id": "c", "body": "b", "ref": "missing"}', "bad_frame", "missing"),
         ('{"type": "history", "ref": "no-conv"}', "bad_frame", "no-conv"),
         ('{"type": "feedback", "conversation_id": "c", "rating": 9, "ref": "rating"}', "bad_frame", "rating"),
@@ -433,8 +444,9 @@ async def test_hostile_json_is_a_bad_frame_not_a_crash(live: LiveService, databa
         assert err["code"] == "bad_frame", (raw[:80], err)
         if ref is not None:
             assert err.get("ref") == ref, err
-    # Numbers past PostgreSQL's integer: nothing is after them, not "storage unavailable".
-    far = await member.call({"type": "history", "conversation_id": conv, "after_seq": 10**12}, "history")
+    # The largest seq the protocol takes (PostgreSQL's integer; past it is a bad frame, above):
+    # nothing is after it, and it is no "storage unavailable".
+    far = await member.call({"type": "history", "conversation_id": conv, "after_seq": 2**31 - 1}, "history")
     assert far["type"] == "history" and far["messages"] == [], far
     # The text "\u0000" written out is fine.
     ok = await member.call(

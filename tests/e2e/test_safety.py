@@ -539,3 +539,77 @@ async def test_a_watching_supervisor_whispers_to_the_specialist_only(
         await client.close()
     assert_clean_log(a, words)
     assert_clean_log(b, words)
+
+
+async def test_a_supervisor_joins_speaks_as_supervisor_and_leaves(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a)
+    conv = pair.conversation_id
+    await pair.member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "m1", "body": "hi"}, "ack"
+    )
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-j", "Dana"))
+    no_reason = await supervisor.call({"type": "join", "conversation_id": conv}, "participant_joined")
+    assert no_reason["code"] == "forbidden"
+    by_member = await pair.member.call(
+        {"type": "join", "conversation_id": conv, "reason": "x"}, "participant_joined"
+    )
+    assert by_member["code"] == "forbidden"
+    not_joined = await supervisor.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s0", "body": "hello"}, "ack"
+    )
+    assert not_joined["code"] == "forbidden"
+
+    joined = await supervisor.call(
+        {"type": "join", "conversation_id": conv, "reason": "the member asked for more help"},
+        "participant_joined",
+    )
+    assert joined == {
+        "type": "participant_joined",
+        "conversation_id": conv,
+        "role": "supervisor",
+        "name": "Dana",
+        "ref": joined["ref"],
+    }
+    history = await supervisor.expect("history")
+    assert [m["seq"] for m in history["messages"]] == [1]
+    for side in (pair.member, pair.specialist):
+        told = await side.expect("participant_joined", timeout=15)
+        assert (told["role"], told["name"]) == ("supervisor", "Dana")
+    again = await supervisor.call(
+        {"type": "join", "conversation_id": conv, "reason": "again"}, "participant_joined"
+    )
+    assert again["code"] == "invalid_state"
+
+    ack = await supervisor.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s1", "body": "I'm Dana, a supervisor."},
+        "ack",
+    )
+    assert ack["type"] == "ack" and ack["seq"] == 2
+    for side in (pair.member, pair.specialist):
+        message = await side.expect("message", where=lambda m: m["seq"] == 2, timeout=15)
+        assert message["sender"] == {"role": "supervisor", "name": "Dana"}
+    # The pair's next message follows on, and the supervisor sees it live.
+    reply = await pair.member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "m2", "body": "ok"}, "ack"
+    )
+    assert reply["seq"] == 3
+    await supervisor.expect("message", where=lambda m: m["seq"] == 3, timeout=20)
+    row = await _row(database_url, "SELECT count(*) AS n FROM audit_log WHERE action = 'join'")
+    assert row["n"] == 1
+
+    left = await supervisor.call({"type": "leave", "conversation_id": conv}, "participant_left")
+    assert left["type"] == "participant_left"
+    for side in (pair.member, pair.specialist):
+        await side.expect("participant_left", timeout=15)
+    after = await supervisor.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "s2", "body": "x"}, "ack"
+    )
+    assert after["code"] == "forbidden"
+    twice = await supervisor.call({"type": "leave", "conversation_id": conv}, "participant_left")
+    assert twice["code"] == "invalid_state"
+    for client in (pair.member, pair.specialist, supervisor):
+        await client.close()
