@@ -128,6 +128,10 @@ class Admission:
         exp = iso(datetime.fromtimestamp(identity.expires_at, UTC))
         session.push_frame(f.Reauthed(exp=exp, ref=frame.ref))
 
+    async def forget(self, role: str, sub: str) -> None:
+        """The identity's socket count in Redis goes (an erasure)."""
+        await self._cap.forget(role, sub)
+
     async def release(self, session: Session) -> None:
         held = self._held.pop(session.id, None)
         if held is None:

@@ -86,6 +86,12 @@ class SocketCap:
             # The lease ages out by itself within one lease.
             log.warning("socket lease not removed (Redis: %s)", type(exc).__name__)
 
+    async def forget(self, role: str, sub: str) -> None:
+        """Drop the identity's socket set (an erasure, PRODUCT.md §10): its leases would
+        otherwise stay up to two leases after its sockets went. A socket of it still
+        closing elsewhere is not leased again: its renewal is a ZADD XX."""
+        await self._redis.delete(_key(self._settings, role, sub))
+
     async def renew(self, held: Iterable[tuple[str, str, str]]) -> None:
         """Renew the leases of this process's sockets: (role, sub, socket id) each."""
         expiry = int(time.time() * 1000) + self._lease_ms

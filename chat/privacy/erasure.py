@@ -56,6 +56,7 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
     else:
         raise StillBusy("the member's request or conversation kept reopening")
     await services.presence.forget(member_id, "member")
+    await services.admission.forget("member", member_id)  # pc:sockets:<hmac>
     # Sockets on other processes close a moment after their close ring, and a departure
     # may write again (a lease renewed just before; `members_away`): forget twice more,
     # 2 and 7 s on, well within the 10 s PRODUCT.md §10 allows.
@@ -78,6 +79,7 @@ async def _forget_later(services: Services, member_id: str) -> None:
         await asyncio.sleep(wait)
         try:
             await services.presence.forget(member_id, "member")
+            await services.admission.forget("member", member_id)
             await store.forget_leftovers(services.db, member_id)
         except Exception as exc:
             log.warning("erasure: leftovers not forgotten: %s", type(exc).__name__)

@@ -7,6 +7,7 @@ import { api } from './client/http.js';
 import { auditPanel } from './supervisor/audit.js';
 import { chartPanel } from './supervisor/chart.js';
 import { conversationsPanel } from './supervisor/conversations.js';
+import { boundariesPanel } from './supervisor/boundaries.js';
 import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
 import { statsPanel } from './supervisor/stats.js';
@@ -51,6 +52,7 @@ function main({ token, client, notice }) {
   const audit = auditPanel(call, download);
   const transcript = transcriptPanel(call, audit.load);
   const conversations = conversationsPanel(call, transcript.prefill);
+  const boundaries = boundariesPanel(call, notice);
 
   client.on('queue_stats', (f) => {
     const at = stats.render(f);
@@ -74,5 +76,6 @@ function main({ token, client, notice }) {
   specialists.load();
   conversations.load();
   feedback.load();
+  boundaries.load();
   audit.load();
 }

@@ -17,10 +17,13 @@ import httpx
 import msgspec
 import redis.asyncio as redis
 
+from chat.config import Settings
+from chat.redis_keys import identity_key
+from chat.socket_cap import SocketCap
 from chat.upkeep.retention import LOCK_KEY
 from tests.support.client import Client, token
 from tests.support.flows import assert_clean_log, matched, put_profile
-from tests.support.servers import LiveService, service_env, wait_until
+from tests.support.servers import JWT_SECRET, LiveService, service_env, wait_until
 
 
 def _bearer(tok: str) -> dict[str, str]:
@@ -724,3 +727,26 @@ async def test_live_conversations_keep_flowing_while_a_sweep_runs(
         await pair.close()
     finally:
         await db.close()
+
+
+async def test_erasure_drops_the_members_socket_count_from_redis(
+    live: LiveService, redis_client: redis.Redis
+) -> None:
+    """Review finding 10: the member's `pc:sockets:<hmac>` stayed in Redis up to two leases
+    (60 s) after an erasure, past the 10 s of PRODUCT.md §10. A lease is taken here as a
+    process would for a socket of theirs that has not closed yet (or whose process died)."""
+    sub = "acct-erase-cap"
+    settings = Settings(database_url="-", redis_url="-", jwt_secret=JWT_SECRET)
+    key = f"pc:sockets:{identity_key(settings, 'member', sub)}"
+    assert await SocketCap(redis_client, settings).take("member", sub, "socket-elsewhere")
+    assert await redis_client.exists(key)
+    async with httpx.AsyncClient(base_url=live.http) as http:
+        erased = await http.delete("/api/me", headers=_bearer(token("member", sub)))
+        assert erased.status_code == 202, erased.text
+    began = time.monotonic()
+
+    async def gone() -> bool:
+        return not await redis_client.exists(key)
+
+    await wait_until(gone, timeout=20, every=0.25)
+    assert time.monotonic() - began < 10
