@@ -10,9 +10,10 @@ keep the lock as long as PostgreSQL keeps its session: hours, until TCP keepaliv
 up. So the leader says something on the lock connection every `_BEAT_S`, and PostgreSQL
 ends a lock session silent for `_LEASE_S` (idle_session_timeout, PostgreSQL 14+): the lock
 frees and another process leads within `_LEASE_S + ELECTION_EVERY_S`, inside the 10 s of
-PRODUCT.md §11. A beat unanswered within `_BEAT_TIMEOUT_S` raises, and the caller resigns,
-so the old leader stops offering about when the lease runs out. (Two leaders for a moment
-would still offer nothing twice: every offer is a compare-and-set.)
+PRODUCT.md §11. A beat unanswered within `_BEAT_TIMEOUT_S` raises and the caller resigns;
+if the old leader was in the middle of a cycle, it resigns when that cycle's query gives
+up (the pool's 10 s command timeout). Cut off, it could not write meanwhile, and two
+leaders at once would still offer nothing twice: every offer is a compare-and-set.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import asyncpg
 
 log = logging.getLogger("peerchat.matchmaker")
 
-_LOCK_KEY = 0x6D61746368  # "match"
+LOCK_KEY = 0x6D61746368  # "match"
 ELECTION_EVERY_S = 2.0
 _CLOSE_S = 2.0
 _BEAT_S = 1.0
@@ -71,7 +72,7 @@ class Leadership:
         except (OSError, TimeoutError):
             return False
         try:
-            won = await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY, timeout=_BEAT_TIMEOUT_S)
+            won = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=_BEAT_TIMEOUT_S)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             conn.terminate()
             return False

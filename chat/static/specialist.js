@@ -7,10 +7,15 @@ import { profilePanel } from './specialist/profile.js';
 import { queuePanel } from './specialist/queue.js';
 import { safetyPanel } from './specialist/safety.js';
 import { wireChatViews } from './ui/chat-wiring.js';
+import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
 import { $, announce } from './ui/dom.js';
+import { loadLanguage, t } from './ui/i18n.js';
 
 const ROLE = 'specialist';
+// Without a token the page goes to /login at once; with one, the language is loaded before
+// anything renders text.
+if (getToken(ROLE)) await loadLanguage();
 const BASE_TITLE = document.title;
 
 const page = startPage(ROLE);
@@ -34,8 +39,8 @@ function main({ token, client, notice }) {
 
   function renderTitle() {
     const parts = [];
-    if (offers.size) parts.push(`${offers.size} offer${offers.size > 1 ? 's' : ''}`);
-    if (chats.unread) parts.push(`${chats.unread} unread`);
+    if (offers.size) parts.push(t(offers.size > 1 ? 'spec.title_offers' : 'spec.title_offer', { n: offers.size }));
+    if (chats.unread) parts.push(t('spec.title_unread', { n: chats.unread }));
     document.title = parts.length ? `(${parts.join(', ')}) ${BASE_TITLE}` : BASE_TITLE;
   }
 
@@ -58,7 +63,7 @@ function main({ token, client, notice }) {
     const fresh = !chats.chats.has(conversation.id);
     const chat = chats.ensure(conversation.id, conversation.member && conversation.member.alias, conversation.tags);
     if (fresh) {
-      shout(`New chat with ${chat.name}.`);
+      shout(t('spec.new_chat', { name: chat.name }));
       if (chats.selected === conversation.id) chat.view.focus();
     }
   });
@@ -73,7 +78,7 @@ function main({ token, client, notice }) {
     else if (req && req.type === 'claim') queue.refused(e, req);
     else if (e.message) notice(e.message);
   });
-  client.on('forbidden', () => notice('The server refused this connection. Please sign in again.'));
+  client.on('forbidden', () => notice(t('common.forbidden')));
 
   setInterval(() => {
     offers.tickAll();

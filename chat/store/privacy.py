@@ -18,7 +18,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chat.store.db import Db
-from chat.store.queue import IN_LINE
+from chat.store.queue import IN_LINE, lock_member
 from chat.store.states import CONVERSATION_ACTIVE
 
 # A connection (not a pool): these functions open transactions or cursors on it.
@@ -204,6 +204,10 @@ async def erase_member(
     compares (chat/revocations.py), and the free-text reason goes; a row too old to refuse
     any living token is deleted."""
     async with conn.transaction():
+        # No request of theirs can be created between the count below and the updates
+        # (create_request takes the same lock): it would be scrubbed and left waiting.
+        # A conversation only comes from a request in line, which the count sees.
+        await lock_member(conn, member_id)
         open_ = await conn.fetchval(
             f"""SELECT (SELECT count(*) FROM conversations
                         WHERE member_id = $1 AND state = {CONVERSATION_ACTIVE})

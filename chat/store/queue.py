@@ -81,6 +81,9 @@ async def create_request(
     prefer_specialist: str | None,
 ) -> Request:
     async with db.acquire() as conn, conn.transaction():
+        # Not while the member is being erased: the erasure would find no open request,
+        # then scrub this one's member id and leave it waiting (chat/store/privacy.py).
+        await lock_member(conn, member_id)
         busy = await conn.fetchval(
             f"SELECT 1 FROM conversations WHERE member_id = $1 AND state = {CONVERSATION_ACTIVE}", member_id
         )
@@ -105,6 +108,16 @@ async def create_request(
             raise AlreadyOpen from None
     assert row is not None
     return Request.of(row)
+
+
+# Advisory lock class of "a member's requests" (the two-key form: it never meets the
+# single-key locks of the matchmaker, the retention sweep or migrations).
+MEMBER_LOCK_CLASS = 1_700_017
+
+
+async def lock_member(conn: Db, member_id: str) -> None:
+    """Serialise, until the transaction ends, a member's new requests with their erasure."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", MEMBER_LOCK_CLASS, member_id)
 
 
 async def _lock_request_of_offer(conn: Db, offer_id: str) -> str | None:

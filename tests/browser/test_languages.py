@@ -1,4 +1,4 @@
-"""The supervisor page in two languages (issue 18): a browser that prefers Spanish gets the
+"""The supervisor and specialist pages in two languages (issue 18): a browser that prefers Spanish gets the
 page in Spanish; the switch in the header changes the language and the choice is
 remembered over a reload, ahead of the browser's preference; a browser language we do not
 have falls back to English."""
@@ -9,7 +9,8 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import Web
+from tests.browser.support import Web, put_profile
+from tests.support.client import Client, token
 
 pytestmark = pytest.mark.browser
 
@@ -54,3 +55,28 @@ async def test_a_language_we_lack_falls_back_to_english(web: Web) -> None:
     await expect(boss.locator("html")).to_have_attribute("lang", "en")
     await expect(boss.locator("#specialists-heading")).to_have_text("Specialists")
     await expect(boss.get_by_test_id("language")).to_have_value("en")
+
+
+async def test_the_specialist_page_in_spanish_with_an_offer_and_a_chat(web: Web) -> None:
+    await put_profile(web.live, "spec-es", "Ana", ["grief"])
+    spec = await web.page("specialist-es", locale="es-MX")
+    await web.login_token(spec, "specialist", "Ana", "spec-es")
+    await expect(spec.locator("html")).to_have_attribute("lang", "es")
+    await expect(spec.locator("#offers-heading")).to_contain_text("Ofertas")
+    await expect(spec.get_by_test_id("availability-status")).to_have_text("Ausente")
+    await spec.get_by_test_id("availability-toggle").click()
+    await expect(spec.get_by_test_id("availability-status")).to_have_text("Disponible")
+    member, _ = await Client.connect(web.live.ws, token("member", "acct-es", "Sam"))
+    await member.call({"type": "request", "tags": ["grief"]}, "queued")
+    offer = spec.get_by_test_id("offer")
+    await expect(offer.get_by_test_id("offer-accept")).to_have_text("Aceptar")
+    await expect(offer.get_by_test_id("offer-countdown")).to_contain_text("Caduca en")
+    await offer.get_by_test_id("offer-accept").click()
+    await expect(spec.get_by_test_id("chat-title")).to_have_text("Chat con Sam")
+    await expect(spec.get_by_test_id("send-button")).to_have_text("Enviar")
+    await expect(spec.get_by_test_id("end-button")).to_have_text("Terminar chat")
+    await spec.get_by_test_id("composer-input").fill("Hola, Sam.")
+    await spec.get_by_test_id("composer-input").press("Enter")
+    await expect(spec.get_by_test_id("receipt")).to_have_text("Enviado")
+    await web.shoot(spec, "specialist-es", show=spec.get_by_test_id("chats-panel"))
+    await member.close()

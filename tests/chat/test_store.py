@@ -11,11 +11,12 @@ import asyncpg
 import pytest
 
 from chat.people import Person, member, specialist
-from chat.store import audit, conversations, profiles, queue
+from chat.store import audit, conversations, privacy, profiles, queue
 from chat.store.conversations import Appended
 from chat.store.db import iso
 from chat.store.queue import Assignment, OfferOutcome, Refusal
 from tests.chat.conftest import Pool
+from tests.support.servers import wait_until
 
 
 async def _request(
@@ -607,3 +608,50 @@ async def test_a_claim_never_takes_the_slot_a_pending_offer_holds(db: Pool) -> N
         db, offer_id="o4", request_id=fourth.id, specialist_id="s3", expires_at=soon
     )
     assert isinstance(await queue.claim_request(db, fourth.id, "s3"), Assignment)
+
+
+async def test_a_request_made_while_the_member_is_erased_is_not_left_waiting_without_them(db: Pool) -> None:
+    """Review finding 7: a `request` from another device that committed between the
+    erasure's count of open business and its updates was scrubbed (member_id '') and left
+    waiting, to be offered; two such broke the one-open-request index. The erasure is held
+    here right after its count (another transaction locks the member's old conversation)."""
+    conv = await _conversation(db, "m-erase")
+    assert await conversations.end(db, conv.id, by="member", reason="done") is not None
+    async with db.acquire() as holder, db.acquire() as eraser:
+        blocking = holder.transaction()
+        await blocking.start()
+        await holder.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conv.id)
+        erasing = asyncio.create_task(
+            privacy.erase_member(eraser, "m-erase", "asked", erased_sub="x", max_token_ttl_s=60)
+        )
+        await wait_until(lambda: _waiting_on_a_lock(db, "FOR UPDATE"), timeout=30)
+        requesting = asyncio.create_task(_request(db, "m-erase"))
+        # The request either commits now (the race) or waits for the erasure.
+        await wait_until(lambda: requesting.done() or _waiting_on_a_lock(db, "advisory"), timeout=30)
+        await blocking.rollback()
+        erased = await asyncio.wait_for(erasing, 30)
+        request = await asyncio.wait_for(requesting, 30)
+    assert not erased.busy and erased.rows >= 1
+    orphans = await db.fetch(
+        "SELECT id FROM requests WHERE member_id = '' AND state IN ('waiting', 'offered')"
+    )
+    assert orphans == [], "a waiting request that names no one"
+    # The request came after the erasure: the member's, untouched, a fresh start.
+    assert request.member_id == "m-erase"
+    assert [r.id for r in await queue.open_requests(db)] == [request.id]
+
+
+async def _waiting_on_a_lock(db: Pool, what: str) -> bool:
+    """Whether some session waits for a lock: a row lock (`FOR UPDATE` in its query) or
+    an advisory lock."""
+    if what == "advisory":
+        return bool(
+            await db.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        )
+    return bool(
+        await db.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'""",
+            what,
+        )
+    )

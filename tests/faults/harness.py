@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from chat.devservers import PgBouncerServer, PostgresServer, RedisServer
+from chat.leadership import LOCK_KEY
 from chat.store.migrate import migrate
 from tests.support.client import token
 from tests.support.servers import LiveService, service_env
@@ -131,6 +132,14 @@ async def _make_synchronous(primary_url: str) -> None:
             await asyncio.sleep(0.1)
     finally:
         await conn.close()
+
+
+# pg_locks rows of the matching leader's lock (a bigint key is split in two there); other
+# advisory locks, such as a grace sweep's for the length of its round, are not leaders.
+LEADER_LOCK = (
+    f"locktype = 'advisory' AND granted AND classid = {LOCK_KEY >> 32}"
+    f" AND objid = {LOCK_KEY & 0xFFFFFFFF} AND objsubid = 1"
+)
 
 
 def alive(svc: LiveService) -> bool:

@@ -12,7 +12,14 @@ import time
 import asyncpg
 import pytest
 
-from tests.faults.harness import Cluster, Participant, check_in_postgres, http_get, seat_participants
+from tests.faults.harness import (
+    LEADER_LOCK,
+    Cluster,
+    Participant,
+    check_in_postgres,
+    http_get,
+    seat_participants,
+)
 from tests.support.flows import matched
 
 pytestmark = pytest.mark.slow
@@ -85,9 +92,7 @@ async def test_primary_lost_and_standby_promoted_loses_and_repeats_nothing(
     await pair.close()
     new_primary = await asyncpg.connect(cluster.database_url)
     try:
-        locks = await new_primary.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        )
+        locks = await new_primary.fetchval(f"SELECT count(*) FROM pg_locks WHERE {LEADER_LOCK}")
     finally:
         await new_primary.close()
     assert locks == 1, f"{locks} matching leaders on the new primary"

@@ -13,7 +13,14 @@ import asyncpg
 import psutil
 import pytest
 
-from tests.faults.harness import Cluster, Participant, check_in_postgres, http_get, seat_participants
+from tests.faults.harness import (
+    LEADER_LOCK,
+    Cluster,
+    Participant,
+    check_in_postgres,
+    http_get,
+    seat_participants,
+)
 from tests.support.flows import matched
 from tests.support.servers import LiveService, service_env, wait_until
 
@@ -31,8 +38,7 @@ async def _advisory_lock_ports(database_url: str) -> list[int]:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted"
+            f"SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE {LEADER_LOCK}"
         )
         return [int(r["client_port"]) for r in rows]
     finally:

@@ -3,6 +3,7 @@
 
 import { ChatView } from '../ui/chat-view.js';
 import { $, bidi, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /**
@@ -40,7 +41,7 @@ export function chatsPanel(client, role, { onChange }) {
   function ensure(id, alias, tags) {
     const known = chats.get(id);
     if (known) return known;
-    const name = alias || 'Member';
+    const name = alias || t('chat.member');
     const badge = h('span', { class: 'badge', testid: 'unread-count', hidden: true }, '0');
     const label = h('span', { class: 'tab-name' }, bidi(name));
     const status = h('span', { class: 'tab-state', testid: 'chat-tab-state' });
@@ -96,7 +97,7 @@ export function chatsPanel(client, role, { onChange }) {
     chat.unread = n;
     chat.badge.textContent = String(n);
     show(chat.badge, n > 0);
-    chat.button.setAttribute('aria-label', `${chat.name}${n ? `, ${n} unread` : ''}${chat.view.isEnded ? ', ended' : ''}`);
+    chat.button.setAttribute('aria-label', `${chat.name}${n ? `, ${t('spec.unread', { n })}` : ''}${chat.view.isEnded ? `, ${t('spec.ended')}` : ''}`);
     onChange();
   }
 
@@ -105,7 +106,7 @@ export function chatsPanel(client, role, { onChange }) {
     chat.status.textContent = ' (ended)';
     chat.button.classList.add('ended');
     setUnread(chat, chat.unread);
-    const close = h('button', { type: 'button', class: 'close-chat', testid: 'close-chat' }, 'Close this chat');
+    const close = h('button', { type: 'button', class: 'close-chat', testid: 'close-chat' }, t('spec.close_chat'));
     close.addEventListener('click', () => closeChat(chat.id));
     chat.view.root.append(close);
     onChange();

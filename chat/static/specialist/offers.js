@@ -6,6 +6,7 @@ import { ErrorCode } from '../codes.js';
 import { formatDuration } from '../ui/format.js';
 import { $, h, show } from '../ui/dom.js';
 import { describe } from './describe.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {import('../client/socket.js').Frame} Frame */
@@ -39,21 +40,21 @@ export function offersPanel(client, { notice, shout, onCount }) {
     if (offers.has(frame.offer_id)) return;
     const urgent = frame.priority === 'urgent';
     const countdown = h('p', { class: 'countdown', role: 'timer', testid: 'offer-countdown' });
-    const accept = h('button', { type: 'button', class: 'primary', testid: 'offer-accept' }, 'Accept');
-    const decline = h('button', { type: 'button', testid: 'offer-decline' }, 'Decline');
+    const accept = h('button', { type: 'button', class: 'primary', testid: 'offer-accept' }, t('spec.accept'));
+    const decline = h('button', { type: 'button', testid: 'offer-decline' }, t('spec.decline'));
     const summary = describe(frame.tags, frame.language);
-    accept.setAttribute('aria-label', `Accept offer: ${summary}`);
-    decline.setAttribute('aria-label', `Decline offer: ${summary}`);
+    accept.setAttribute('aria-label', t('spec.accept_offer', { summary }));
+    decline.setAttribute('aria-label', t('spec.decline_offer', { summary }));
     const el = h(
       'li',
       { class: ['offer', urgent && 'urgent'], testid: 'offer', dataset: { offerId: frame.offer_id, priority: frame.priority || 'normal' } },
-      urgent ? h('p', { class: 'priority-badge', testid: 'offer-priority' }, 'Urgent') : null,
+      urgent ? h('p', { class: 'priority-badge', testid: 'offer-priority' }, t('spec.urgent')) : null,
       h('p', { class: 'offer-topics', testid: 'offer-topics' }, summary),
       frame.note ? h('p', { class: 'offer-note', dir: 'auto', testid: 'offer-note' }, frame.note) : null,
-      h('p', { class: 'hint' }, `Waited ${formatDuration(frame.waited_s)} so far`),
+      h('p', { class: 'hint' }, t('spec.waited_so_far', { time: formatDuration(frame.waited_s) })),
       // PRODUCT.md §5 v1.1: the member has no live connection (they keep their place a while).
       frame.member_online === false
-        ? h('p', { class: 'hint', testid: 'offer-member-away' }, 'The member is away right now and may not answer at once.')
+        ? h('p', { class: 'hint', testid: 'offer-member-away' }, t('spec.member_away'))
         : null,
       countdown,
       h('div', { class: 'button-row' }, accept, decline),
@@ -61,13 +62,13 @@ export function offersPanel(client, { notice, shout, onCount }) {
     /** @type {Offer} */
     const offer = { frame, deadline: Date.now() + Math.max(0, Number(frame.expires_in_s) || 0) * 1000, el, countdown, accept, decline, phase: 'open' };
     accept.addEventListener('click', () => {
-      if (!client.send({ type: 'accept', offer_id: frame.offer_id })) return notice('Not connected.');
+      if (!client.send({ type: 'accept', offer_id: frame.offer_id })) return notice(t('common.not_connected'));
       offer.phase = 'accepting';
       accept.disabled = decline.disabled = true;
-      accept.textContent = 'Accepting…';
+      accept.textContent = t('spec.accepting');
     });
     decline.addEventListener('click', () => {
-      if (!client.send({ type: 'decline', offer_id: frame.offer_id })) return notice('Not connected.');
+      if (!client.send({ type: 'decline', offer_id: frame.offer_id })) return notice(t('common.not_connected'));
       offer.phase = 'declining';
       accept.disabled = decline.disabled = true;
     });
@@ -75,7 +76,7 @@ export function offersPanel(client, { notice, shout, onCount }) {
     list.append(el);
     tick(offer);
     renderCount();
-    shout(`${urgent ? 'Urgent offer' : 'New offer'}: ${summary}. Expires in ${frame.expires_in_s} seconds.`);
+    shout(t(urgent ? 'spec.shout_urgent_offer' : 'spec.shout_offer', { summary, n: frame.expires_in_s }));
   }
 
   /**
@@ -97,12 +98,12 @@ export function offersPanel(client, { notice, shout, onCount }) {
   function tick(offer) {
     const left = Math.ceil((offer.deadline - Date.now()) / 1000);
     if (left > 0) {
-      offer.countdown.textContent = `Expires in ${left} s`;
+      offer.countdown.textContent = t('spec.expires_in', { n: left });
       return;
     }
     if (offer.phase === 'gone') return;
     offer.phase = 'gone';
-    offer.countdown.textContent = 'Expired';
+    offer.countdown.textContent = t('spec.expired');
     offer.el.classList.add('expired');
     offer.accept.disabled = offer.decline.disabled = true;
     setTimeout(() => remove(offer.frame.offer_id), EXPIRED_SHOWN_MS);
@@ -117,10 +118,9 @@ export function offersPanel(client, { notice, shout, onCount }) {
   }
 
   client.on('offer', add);
-  client.on('declined', (f) => remove(f.offer_id, 'Offer declined.'));
+  client.on('declined', (f) => remove(f.offer_id, t('spec.offer_declined')));
   client.on('offer_revoked', (f) => {
-    const why = f.reason === 'cancelled' ? 'the member cancelled' : 'someone else took the request';
-    remove(f.offer_id, `An offer was withdrawn: ${why}.`);
+    remove(f.offer_id, t(f.reason === 'cancelled' ? 'spec.withdrawn_cancelled' : 'spec.withdrawn_taken'));
   });
 
   return {
@@ -149,12 +149,12 @@ export function offersPanel(client, { notice, shout, onCount }) {
     refused(e, req) {
       const offer = offers.get(req.offer_id);
       if (e.code === ErrorCode.OFFER_EXPIRED || e.code === ErrorCode.NOT_FOUND) {
-        remove(req.offer_id, 'That offer has expired or was taken by someone else.');
+        remove(req.offer_id, t('spec.offer_gone'));
       } else if (offer) {
         offer.phase = 'open';
         offer.accept.disabled = offer.decline.disabled = false;
-        offer.accept.textContent = 'Accept';
-        notice(e.message || 'The offer could not be accepted.');
+        offer.accept.textContent = t('spec.accept');
+        notice(e.message || t('spec.accept_failed'));
       }
     },
   };

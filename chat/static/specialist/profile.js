@@ -4,6 +4,7 @@
 
 import { api } from '../client/http.js';
 import { $ } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 
@@ -25,7 +26,7 @@ export function profilePanel(client, token, { notice, activeChats }) {
     const on = status === 'available';
     toggle.setAttribute('aria-checked', String(on));
     toggle.dataset.status = status;
-    toggleText.textContent = on ? 'Available' : 'Away';
+    toggleText.textContent = on ? t('spec.available') : t('spec.away');
     toggle.disabled = false;
   }
 
@@ -50,13 +51,13 @@ export function profilePanel(client, token, { notice, activeChats }) {
 
   toggle.addEventListener('click', () => {
     const next = status === 'available' ? 'away' : 'available';
-    if (!client.send({ type: 'availability', status: next })) notice('Not connected. Please try again in a moment.');
+    if (!client.send({ type: 'availability', status: next })) notice(t('common.not_connected_retry'));
   });
   client.on('availability', (f) => {
     setAvailability(f.status);
-    if (f.reason === 'missed_offers') notice('You were set to away because offers went unanswered.');
-    else if (f.reason === 'supervisor') notice('A supervisor set you to away (end of shift).');
-    else if (f.reason) notice(`You are now ${f.status} (${f.reason.replace(/_/g, ' ')}).`);
+    if (f.reason === 'missed_offers') notice(t('spec.away_missed_offers'));
+    else if (f.reason === 'supervisor') notice(t('spec.away_supervisor'));
+    else if (f.reason) notice(t('spec.now_status', { status: t(f.status === 'available' ? 'spec.available' : 'spec.away'), reason: f.reason.replace(/_/g, ' ') }));
   });
 
   return {

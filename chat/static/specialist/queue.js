@@ -5,6 +5,7 @@ import { ErrorCode } from '../codes.js';
 import { formatDuration } from '../ui/format.js';
 import { $, h, show } from '../ui/dom.js';
 import { describe } from './describe.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {import('../client/socket.js').Frame} Frame */
@@ -31,15 +32,15 @@ export function queuePanel(client, notice) {
 
   /** @param {string} requestId */
   function item(requestId) {
-    const badge = h('span', { class: 'priority-badge', testid: 'queue-priority', hidden: true }, 'Urgent');
+    const badge = h('span', { class: 'priority-badge', testid: 'queue-priority', hidden: true }, t('spec.urgent'));
     const topics = h('span', { class: 'queue-topics', testid: 'queue-topics' });
     const waited = h('span', { class: 'waited', testid: 'queue-waited' });
-    const claim = h('button', { type: 'button', testid: 'claim-button' }, 'Claim');
+    const claim = h('button', { type: 'button', testid: 'claim-button' }, t('spec.claim'));
     const el = h('li', { class: 'queue-item', testid: 'queue-item', dataset: { requestId } }, badge, topics, waited, claim);
     claim.addEventListener('click', () => {
-      if (!client.send({ type: 'claim', request_id: requestId })) return notice('Not connected.');
+      if (!client.send({ type: 'claim', request_id: requestId })) return notice(t('common.not_connected'));
       claim.disabled = true;
-      claim.textContent = 'Claiming…';
+      claim.textContent = t('spec.claiming');
     });
     return { el, badge, topics, waited, claim };
   }
@@ -62,7 +63,7 @@ export function queuePanel(client, notice) {
       it.el.classList.toggle('urgent', urgent);
       it.el.dataset.priority = entry.priority || 'normal';
       const summary = describe(entry.tags, entry.language);
-      it.claim.setAttribute('aria-label', `Claim request: ${urgent ? 'urgent, ' : ''}${summary}`);
+      it.claim.setAttribute('aria-label', t(urgent ? 'spec.claim_urgent' : 'spec.claim_request', { summary }));
       show(it.badge, urgent);
       it.topics.textContent = summary;
       tick(it, now);
@@ -90,7 +91,7 @@ export function queuePanel(client, notice) {
    */
   function tick(it, now) {
     const waited = (it.entry ? it.entry.waited_s : 0) + Math.floor((now - (it.receivedAt || now)) / 1000);
-    it.waited.textContent = `waiting ${formatDuration(waited)}`;
+    it.waited.textContent = t('spec.waiting_for', { time: formatDuration(waited) });
   }
 
   client.on('queue', (f) => render(Array.isArray(f.requests) ? f.requests : []));
@@ -109,9 +110,9 @@ export function queuePanel(client, notice) {
       const it = items.get(req.request_id);
       if (it) {
         it.claim.disabled = false;
-        it.claim.textContent = 'Claim';
+        it.claim.textContent = t('spec.claim');
       }
-      notice(e.code === ErrorCode.ALREADY_CLAIMED ? 'Someone else already took that request.' : e.message || 'Could not claim that request.');
+      notice(e.code === ErrorCode.ALREADY_CLAIMED ? t('spec.already_claimed') : e.message || t('spec.claim_failed'));
     },
   };
 }

@@ -3,6 +3,7 @@
 
 import { formatTime } from './format.js';
 import { bidi, h, show } from './dom.js';
+import { t, tParts } from './i18n.js';
 
 const MAX_BODY_CHARS = 4000;
 
@@ -13,14 +14,14 @@ const MAX_BODY_CHARS = 4000;
  */
 export function buildChat(peerName, conversationId, tags) {
   const uid = 'c' + Math.random().toString(36).slice(2, 9);
-  const heading = h('h2', { id: `${uid}-h`, class: 'chat-title', testid: 'chat-title' }, 'Chat with ', bidi(peerName));
+  const heading = h('h2', { id: `${uid}-h`, class: 'chat-title', testid: 'chat-title' }, ...tParts('chat.chat_with', { name: bidi(peerName) }));
   const peerStatusEl = h('p', { class: 'peer-status', role: 'status', testid: 'peer-status' });
   const list = h('ol', {
     class: 'messages',
     role: 'log',
     'aria-live': 'polite',
     'aria-relevant': 'additions',
-    'aria-label': `Messages with ${peerName}`,
+    'aria-label': t('chat.messages_with', { name: peerName }),
     tabindex: '0',
     testid: 'messages',
   });
@@ -35,27 +36,27 @@ export function buildChat(peerName, conversationId, tags) {
     testid: 'composer-input',
     'aria-describedby': `${uid}-hint`,
   });
-  const sendButton = h('button', { type: 'submit', class: 'primary', testid: 'send-button' }, 'Send');
+  const sendButton = h('button', { type: 'submit', class: 'primary', testid: 'send-button' }, t('chat.send'));
   const form = h(
     'form',
-    { class: 'composer', testid: 'composer', 'aria-label': 'Write a message' },
-    h('label', { for: `${uid}-input`, class: 'visually-hidden' }, 'Message to ', bidi(peerName)),
+    { class: 'composer', testid: 'composer', 'aria-label': t('chat.write_a_message') },
+    h('label', { for: `${uid}-input`, class: 'visually-hidden' }, ...tParts('chat.message_to', { name: bidi(peerName) })),
     input,
     sendButton,
-    h('p', { id: `${uid}-hint`, class: 'hint' }, 'Enter sends, Shift+Enter starts a new line.'),
+    h('p', { id: `${uid}-hint`, class: 'hint' }, t('chat.enter_hint')),
   );
-  const endButton = h('button', { type: 'button', class: 'danger', testid: 'end-button' }, 'End chat');
-  const confirmYes = h('button', { type: 'button', class: 'danger', testid: 'end-confirm' }, 'Yes, end it');
-  const confirmNo = h('button', { type: 'button', testid: 'end-cancel' }, 'Keep chatting');
+  const endButton = h('button', { type: 'button', class: 'danger', testid: 'end-button' }, t('chat.end_chat'));
+  const confirmYes = h('button', { type: 'button', class: 'danger', testid: 'end-confirm' }, t('chat.yes_end_it'));
+  const confirmNo = h('button', { type: 'button', testid: 'end-cancel' }, t('chat.keep_chatting'));
   const confirmBox = h(
     'div',
-    { class: 'confirm', role: 'group', 'aria-label': 'Confirm ending the chat', hidden: true },
-    h('span', {}, 'End this conversation?'),
+    { class: 'confirm', role: 'group', 'aria-label': t('chat.confirm_end'), hidden: true },
+    h('span', {}, t('chat.end_this')),
     confirmYes,
     confirmNo,
   );
   const actions = h('div', { class: 'chat-actions' }, endButton, confirmBox);
-  const tagLine = tags.length ? h('p', { class: 'tags', testid: 'chat-tags' }, 'Topics: ', tags.join(', ')) : null;
+  const tagLine = tags.length ? h('p', { class: 'tags', testid: 'chat-tags' }, t('chat.topics', { topics: tags.join(', ') })) : null;
   const root = h(
     'section',
     { class: 'chat', 'aria-labelledby': `${uid}-h`, testid: 'chat', dataset: { conversationId } },
@@ -103,7 +104,7 @@ export function wireControls(view) {
     view.client.send({ type: 'end', conversation_id: view.id });
     view.closeConfirm(false);
     endButton.disabled = true;
-    endButton.textContent = 'Ending…';
+    endButton.textContent = t('chat.ending');
   });
 }
 
@@ -123,7 +124,7 @@ export function messageItem({ own, selfRole, name, body, sentAt, seq, cmid }) {
       // An item of a role="log" list is no longer a list item to assistive technology:
       // each message is an article in the log (axe-core: listitem).
       { class: ['message', own ? 'own' : 'peer'], role: 'article', testid: 'message' },
-      h('span', { class: 'sender', dir: 'auto', testid: 'message-sender' }, own ? 'You' : name),
+      h('span', { class: 'sender', dir: 'auto', testid: 'message-sender' }, own ? t('chat.you') : name),
       h('p', { class: 'body', dir: 'auto', testid: 'message-body' }, body),
       h('span', { class: 'meta' }, sentAt ? h('time', { datetime: sentAt }, formatTime(sentAt)) : null, receipt ? ' ' : null, receipt),
     )
@@ -141,7 +142,7 @@ export function messageItem({ own, selfRole, name, body, sentAt, seq, cmid }) {
  * @returns {(Node | string)[]}
  */
 export function endedText({ by, reason, selfRole, peerName }) {
-  const who = by === selfRole ? 'You' : by === 'system' ? 'The service' : by === 'supervisor' ? 'A supervisor' : bidi(peerName);
+  const who = by === selfRole ? t('chat.you') : by === 'system' ? t('chat.the_service') : by === 'supervisor' ? t('chat.a_supervisor') : bidi(peerName);
   const why = reason && reason !== 'ended' ? ` (${reason.replace(/_/g, ' ')})` : '';
-  return [who, ` ended the conversation${why}.`];
+  return tParts('chat.ended_by', { who, why });
 }

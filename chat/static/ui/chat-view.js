@@ -4,15 +4,16 @@
 import { ErrorCode } from '../codes.js';
 import { buildChat, endedText, messageItem, wireControls } from './chat-dom.js';
 import { bidi, show } from './dom.js';
+import { t, tParts } from './i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {import('../client/line.js').Message} Message */
 /** @typedef {import('./chat-dom.js').MessageItem} MessageItem */
 
 const PEER_STATUS_TEXT = {
-  connected: 'is connected',
-  reconnecting: 'lost their connection and is reconnecting…',
-  gone: 'has left (their connection did not come back)',
+  connected: 'chat.peer_connected',
+  reconnecting: 'chat.peer_reconnecting',
+  gone: 'chat.peer_gone',
 };
 const TYPING_SHOWN_MS = 5000;
 
@@ -30,7 +31,7 @@ export class ChatView {
     this.client = client;
     this.id = conversationId;
     this.selfRole = selfRole;
-    this.peerName = peerName || (selfRole === 'member' ? 'Your peer' : 'Member');
+    this.peerName = peerName || (selfRole === 'member' ? t('chat.your_peer') : t('chat.member'));
     this.isShown = isShown;
     this.onEnded = onEnded;
     this.isEnded = false;
@@ -82,9 +83,9 @@ export class ChatView {
    */
   addPending(cmid, body) {
     if (this.pendingNodes.has(cmid)) return;
-    const li = messageItem({ own: true, selfRole: this.selfRole, name: 'You', body, cmid });
+    const li = messageItem({ own: true, selfRole: this.selfRole, name: t('chat.you'), body, cmid });
     li.classList.add('pending');
-    if (li.receipt) li.receipt.textContent = 'Sending…';
+    if (li.receipt) li.receipt.textContent = t('chat.sending');
     li.dataset.state = 'pending';
     this.pendingNodes.set(cmid, li);
     this.list.append(li);
@@ -102,7 +103,7 @@ export class ChatView {
     const li = messageItem({
       own,
       selfRole: this.selfRole,
-      name: (m.sender && m.sender.name) || 'Peer',
+      name: (m.sender && m.sender.name) || t('chat.peer'),
       body: typeof m.body === 'string' ? m.body : '',
       sentAt: m.sent_at,
       seq: m.seq,
@@ -140,7 +141,7 @@ export class ChatView {
     li.classList.remove('pending');
     li.classList.add('failed');
     li.dataset.state = 'failed';
-    li.receipt.textContent = code === ErrorCode.TOO_LARGE ? 'Not sent: the message is too long.' : `Not sent: ${message || code}`;
+    li.receipt.textContent = code === ErrorCode.TOO_LARGE ? t('chat.not_sent_too_long') : t('chat.not_sent', { why: message || code || '' });
   }
 
   /**
@@ -150,7 +151,7 @@ export class ChatView {
   updateReceipt(li, seq) {
     if (!li.receipt) return;
     const read = seq <= this.peerReadSeq;
-    li.receipt.textContent = read ? 'Read' : 'Sent';
+    li.receipt.textContent = read ? t('chat.read') : t('chat.sent');
     li.dataset.state = read ? 'read' : 'sent';
     li.classList.toggle('read', read);
   }
@@ -167,7 +168,7 @@ export class ChatView {
 
   peerTyping() {
     if (this.isEnded) return;
-    this.ui.typingEl.replaceChildren(bidi(this.peerName), ' is typing…');
+    this.ui.typingEl.replaceChildren(...tParts('chat.typing', { name: bidi(this.peerName) }));
     show(this.ui.typingEl, true);
     clearTimeout(this.typingTimer);
     this.typingTimer = setTimeout(() => this.hideTyping(), TYPING_SHOWN_MS);
@@ -183,7 +184,7 @@ export class ChatView {
     const text = PEER_STATUS_TEXT[/** @type {keyof PEER_STATUS_TEXT} */ (status)];
     if (!text) return;
     const el = this.ui.peerStatusEl;
-    el.replaceChildren(bidi(this.peerName), ` ${text}`);
+    el.replaceChildren(...tParts(text, { name: bidi(this.peerName) }));
     el.dataset.status = status;
     // "connected" is the normal case: say it once, then fade to nothing.
     if (status === 'connected') {
