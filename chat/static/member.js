@@ -6,6 +6,7 @@ import { elsewherePanel } from './member/elsewhere.js';
 import { setupMyData } from './member/mydata.js';
 import { pastPeersPanel } from './member/past-peers.js';
 import { ratingPanel } from './member/rating.js';
+import { reportPanel } from './member/report.js';
 import { requestPanel } from './member/request.js';
 import { Screens } from './member/screens.js';
 import { ChatView } from './ui/chat-view.js';
@@ -28,6 +29,7 @@ function main({ token, client, notice }) {
   const elsewhere = elsewherePanel(client);
   const pastPeers = pastPeersPanel(client);
   const request = requestPanel(client, screens, notice, () => pastPeers.preferredId);
+  const report = reportPanel(client, () => rating.feedbackFor);
   const rating = ratingPanel(client, screens, {
     chatId: () => (chat ? chat.id : null),
     onAgain: () => {
@@ -45,7 +47,10 @@ function main({ token, client, notice }) {
    */
   function openChat(id, peerName, tags) {
     if (chat && chat.id === id) return chat;
-    const view = new ChatView({ client, conversationId: id, selfRole: ROLE, peerName, tags: tags || [], onEnded: () => rating.show(id) });
+    const view = new ChatView({ client, conversationId: id, selfRole: ROLE, peerName, tags: tags || [], onEnded: () => {
+      rating.show(id);
+      report.reset();
+    } });
     chat = view;
     clear(screens.chatSlot).append(view.root);
     screens.set('chat');
@@ -94,6 +99,7 @@ function main({ token, client, notice }) {
       if (!elsewhere.refused(e)) request.refused(e);
     }
     else if (type === 'feedback') rating.refused(e);
+    else if (type === 'report') report.refused(e);
     else if (type === 'cancel') notice(e.message || 'The request could not be cancelled.');
     else if (type === 'end') notice(e.message || 'The conversation could not be ended.');
     else if (e.message) notice(e.message);

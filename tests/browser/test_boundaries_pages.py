@@ -1,12 +1,15 @@
-"""Blocks and reports on the supervisor dashboard in a real browser (PRODUCT.md §9): the
-blocks in force and the members' reports, shown by alias with their text, and "Lift"."""
+"""Blocks and reports in a real browser (PRODUCT.md §9): the supervisor dashboard's blocks
+in force and members' reports, shown by alias with their text, and "Lift"; the member's
+"Report this conversation" after it ends."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from playwright.async_api import expect
 
 from tests.browser.support import Web, put_profile
+from tests.browser.test_specialist import ask, conversation_id
 from tests.support.client import Client, token
 
 pytestmark = pytest.mark.browser
@@ -59,4 +62,48 @@ async def test_supervisor_sees_blocks_and_reports_and_lifts_a_block(web: Web) ->
     await expect(panel.get_by_test_id("report-row")).to_have_count(1)
     for client in (spec, quinn, wren):
         await client.close()
+    web.assert_clean()
+
+
+async def test_a_member_reports_the_conversation_after_it_ends(web: Web, database_url: str) -> None:
+    await put_profile(web.live, "spec-rep", "Rosa", ["grief"])
+    spec, _ = await Client.connect(web.live.ws, token("specialist", "spec-rep", "Rosa"))
+    await spec.call({"type": "availability", "status": "available"}, "availability")
+    member = await web.page("member")
+    await web.login_token(member, "member", "Sam", "acct-rep-page")
+    await ask(member, "grief")
+    offer = await spec.expect("offer", timeout=20)
+    await spec.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    cid = await conversation_id(member)
+    await spec.call({"type": "end", "conversation_id": cid}, "conversation_ended")
+
+    await expect(member.get_by_test_id("rating-view")).to_be_visible()
+    await member.get_by_test_id("report-open").click()
+    await member.get_by_test_id("report-reason").select_option("unsafe")
+    await member.get_by_test_id("report-details").fill("They pushed me to talk about things I said no to.")
+    await web.shoot(member, "member-report-conversation", member.get_by_test_id("report"))
+    await member.get_by_test_id("report-submit").click()
+    await expect(member.get_by_test_id("report-status")).to_contain_text(
+        "will not be matched with this peer again"
+    )
+    await expect(member.get_by_test_id("report-submit")).to_be_disabled()
+
+    db = await asyncpg.connect(database_url)
+    try:
+        row = await db.fetchrow(
+            "SELECT specialist_id, reason, details FROM reports WHERE conversation_id = $1", cid
+        )
+    finally:
+        await db.close()
+    assert row is not None
+    assert (row["specialist_id"], row["reason"], row["details"]) == (
+        "spec-rep",
+        "unsafe",
+        "They pushed me to talk about things I said no to.",
+    )
+    # The rating still works after a report.
+    await member.get_by_test_id("rating-4").check()
+    await member.get_by_test_id("rating-submit").click()
+    await expect(member.get_by_test_id("thanks-view")).to_be_visible()
+    await spec.close()
     web.assert_clean()

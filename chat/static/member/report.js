@@ -1,0 +1,55 @@
+// Member page, "Report this conversation" (PRODUCT.md §9), under the rating after a
+// conversation ends: what happened and, optionally, more → `report`. The member is then
+// never matched with that peer again, and a supervisor reads it.
+
+import { ErrorCode } from '../codes.js';
+import { $ } from '../ui/dom.js';
+
+/** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
+
+/**
+ * @param {PeerChatClient} client
+ * @param {() => string | null} conversationId the conversation just ended
+ */
+export function reportPanel(client, conversationId) {
+  const box = /** @type {HTMLDetailsElement} */ ($('#report'));
+  const form = /** @type {HTMLFormElement} */ ($('#report-form'));
+  const submit = /** @type {HTMLButtonElement} */ ($('#report-submit'));
+  const status = $('#report-status');
+
+  /** @param {string} text @param {boolean} done */
+  function say(text, done) {
+    status.textContent = text;
+    submit.disabled = done;
+  }
+
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const id = conversationId();
+    if (!id) return;
+    const reason = /** @type {HTMLSelectElement} */ ($('#report-reason')).value;
+    const details = /** @type {HTMLTextAreaElement} */ ($('#report-details')).value.trim();
+    /** @type {import('../client/socket.js').Frame} */
+    const frame = { type: 'report', conversation_id: id, reason };
+    if (details) frame.details = details;
+    if (client.send(frame)) say('Sending…', true);
+    else say('Not connected. Please try again in a moment.', false);
+  });
+  client.on('reported', () =>
+    say('Thank you. A supervisor will read this, and you will not be matched with this peer again.', true),
+  );
+
+  return {
+    /** A new conversation ended: a fresh, closed form. */
+    reset() {
+      form.reset();
+      box.open = false;
+      say('', false);
+    },
+    /** @param {{code?: string, message?: string}} e an error for our `report` */
+    refused(e) {
+      if (e.code === ErrorCode.INVALID_STATE) say('You have already reported this conversation. Thank you.', true);
+      else say(e.message || 'Your report could not be sent. Please try again.', false);
+    },
+  };
+}

@@ -1,0 +1,229 @@
+"""chat/matchmaker.py carries out the engine's decisions against a real PostgreSQL: each write
+is a compare-and-set the database may refuse, a refused write tells nobody anything and makes
+the next cycle reload, and one batch is acted on in the order `Decisions` documents (revoked,
+expired, set_away, offers). The hub is a recorder: what the matchmaker would send, to whom."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import cast
+
+from chat.config import Settings
+from chat.matchmaker import Matchmaker
+from chat.people import Person, member, specialist
+from chat.services import Services
+from chat.store import profiles, queue
+from matching.decisions import Decisions, QueueEstimate
+from matching.model import Offer
+from protocol import frames as f
+from tests.chat.conftest import Pool
+
+
+@dataclass
+class Recorder:
+    sent: list[tuple[Person, object]] = field(default_factory=list)
+
+    def to_user(self, person: Person, frame: object, **_: object) -> None:
+        self.sent.append((person, frame))
+
+
+@dataclass
+class FakeServices:
+    settings: Settings
+    db: Pool
+    hub: Recorder = field(default_factory=Recorder)
+
+
+def _matchmaker(db: Pool, database_url: str) -> tuple[Matchmaker, Recorder]:
+    services = FakeServices(Settings(database_url=database_url, redis_url="redis://127.0.0.1:1"), db)
+    mm = Matchmaker(cast(Services, services))
+    mm._needs_load = False
+    return mm, services.hub
+
+
+async def _waiting(db: Pool, member_id: str) -> queue.Request:
+    return await queue.create_request(
+        db,
+        member_id=member_id,
+        member_alias=f"alias-{member_id}",
+        tags=[],
+        language=None,
+        note=None,
+        priority="normal",
+        prefer_specialist=None,
+    )
+
+
+async def _specialist(db: Pool, specialist_id: str, max_chats: int = 3) -> None:
+    await profiles.put(
+        db, specialist_id, name=f"name-{specialist_id}", tags=[], languages=["en"], max_chats=max_chats
+    )
+    await profiles.set_status(db, specialist_id, "available")
+
+
+def _offer(offer_id: str, request_id: str, specialist_id: str) -> Offer:
+    now = time.time()
+    return Offer(
+        id=offer_id, request_id=request_id, specialist_id=specialist_id, created_at=now, expires_at=now + 30
+    )
+
+
+async def _known(mm: Matchmaker, db: Pool) -> None:
+    """What a cycle's snapshot gives `_carry_out`: the open requests by id."""
+    mm._requests_by_id = {r.id: r for r in await queue.open_requests(db)}
+
+
+async def test_an_offer_is_written_then_sent_to_its_specialist(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    request = await _waiting(db, "m1")
+    await _known(mm, db)
+    await mm._carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
+    stored = await queue.pending_offers(db, "s1")
+    assert [o.id for o in stored] == ["o1"]
+    assert len(hub.sent) == 1
+    person, frame = hub.sent[0]
+    assert person == specialist("s1")
+    assert isinstance(frame, f.OfferMade) and frame.offer_id == "o1" and frame.request_id == request.id
+    assert mm._needs_load is False
+
+
+async def test_a_second_leaders_offer_of_the_same_request_is_refused_and_told_to_nobody(
+    db: Pool, database_url: str
+) -> None:
+    """Two leaders at once (a partition): the database takes the first offer only."""
+    first, first_hub = _matchmaker(db, database_url)
+    second, second_hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    request = await _waiting(db, "m1")
+    await _known(first, db)
+    await _known(second, db)
+    await first._carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
+    await second._carry_out(Decisions(offers=(_offer("o2", request.id, "s2"),)), time.time())
+    assert [o.id for o in await queue.pending_offers(db)] == ["o1"]
+    assert len(first_hub.sent) == 1
+    assert second_hub.sent == [], "a refused offer is never sent"
+    assert second._needs_load is True, "a refusal makes the next cycle start afresh"
+
+
+async def test_an_offer_beyond_the_specialists_capacity_is_refused(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1", max_chats=1)
+    a = await _waiting(db, "m1")
+    b = await _waiting(db, "m2")
+    await _known(mm, db)
+    await mm._carry_out(
+        Decisions(offers=(_offer("o1", a.id, "s1"), _offer("o2", b.id, "s1"))),
+        time.time(),
+    )
+    assert [o.id for o in await queue.pending_offers(db, "s1")] == ["o1"]
+    assert [frame.offer_id for _, frame in hub.sent if isinstance(frame, f.OfferMade)] == ["o1"]
+    assert mm._needs_load is True
+    still = await queue.get_request(db, b.id)
+    assert still is not None and still.state == "waiting", "the refused request keeps waiting"
+
+
+async def test_an_offer_for_a_request_the_snapshot_lacks_is_not_written(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    request = await _waiting(db, "m1")
+    mm._requests_by_id = {}  # cancelled between the snapshot and the decision
+    await mm._carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
+    assert await queue.pending_offers(db) == []
+    assert hub.sent == []
+    assert mm._needs_load is True
+
+
+async def test_revoking_is_a_compare_and_set_on_pending(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    request = await _waiting(db, "m1")
+    await _known(mm, db)
+    offer = _offer("o1", request.id, "s1")
+    await mm._carry_out(Decisions(offers=(offer,)), time.time())
+    hub.sent.clear()
+    await mm._carry_out(Decisions(revoked=(offer,)), time.time())
+    assert hub.sent == [(specialist("s1"), f.OfferRevoked(offer_id="o1", reason="withdrawn"))]
+    back = await queue.get_request(db, request.id)
+    assert back is not None and back.state == "waiting"
+    assert "s1" not in back.avoid, "a withdrawn offer is not held against the specialist"
+    hub.sent.clear()
+    await mm._carry_out(Decisions(revoked=(offer,)), time.time())
+    assert hub.sent == [], "an offer no longer pending is not revoked twice"
+
+
+async def test_an_expired_offer_is_closed_once_and_the_request_avoids_that_specialist(
+    db: Pool, database_url: str
+) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    request = await _waiting(db, "m1")
+    await _known(mm, db)
+    offer = _offer("o1", request.id, "s1")
+    await mm._carry_out(Decisions(offers=(offer,)), time.time())
+    hub.sent.clear()
+    await mm._carry_out(Decisions(expired=(offer,)), time.time())
+    assert hub.sent == [(specialist("s1"), f.OfferRevoked(offer_id="o1", reason="expired"))]
+    back = await queue.get_request(db, request.id)
+    assert back is not None and back.state == "waiting" and "s1" in back.avoid
+    profile = await profiles.get(db, "s1")
+    assert profile is not None and profile.missed_offers == 1
+    hub.sent.clear()
+    await mm._carry_out(Decisions(expired=(offer,)), time.time())
+    assert hub.sent == []
+
+
+async def test_set_away_stores_the_status_and_tells_the_specialist(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    await mm._carry_out(Decisions(set_away=("s1",)), time.time())
+    profile = await profiles.get(db, "s1")
+    assert profile is not None and profile.status == "away"
+    assert hub.sent == [(specialist("s1"), f.AvailabilityChanged(status="away", reason="missed_offers"))]
+
+
+async def test_one_batch_is_carried_out_in_the_documented_order(db: Pool, database_url: str) -> None:
+    """Revoked, then expired, then set_away, then offers: an expiry that frees a request is
+    written before the offer that reuses it, so the new offer is not refused."""
+    mm, hub = _matchmaker(db, database_url)
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    await _specialist(db, "s3")
+    a = await _waiting(db, "m1")
+    b = await _waiting(db, "m2")
+    await _known(mm, db)
+    to_revoke, to_expire = _offer("o1", a.id, "s1"), _offer("o2", b.id, "s2")
+    await mm._carry_out(Decisions(offers=(to_revoke, to_expire)), time.time())
+    hub.sent.clear()
+    await _known(mm, db)
+    reoffer = _offer("o3", b.id, "s3")
+    await mm._carry_out(
+        Decisions(offers=(reoffer,), set_away=("s2",), expired=(to_expire,), revoked=(to_revoke,)),
+        time.time(),
+    )
+    kinds = [(type(frame).__name__, person.id) for person, frame in hub.sent]
+    assert kinds == [
+        ("OfferRevoked", "s1"),
+        ("OfferRevoked", "s2"),
+        ("AvailabilityChanged", "s2"),
+        ("OfferMade", "s3"),
+    ]
+    assert [o.id for o in await queue.pending_offers(db)] == ["o3"]
+    assert mm._needs_load is False
+
+
+async def test_queue_updates_go_to_the_requests_member(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url)
+    request = await _waiting(db, "m1")
+    await _known(mm, db)
+    await mm._carry_out(
+        Decisions(queue_updates=(QueueEstimate(request.id, 2, 90), QueueEstimate("gone", 1, 10))),
+        time.time(),
+    )
+    assert len(hub.sent) == 1, "an update for a request the snapshot lacks is dropped"
+    person, frame = hub.sent[0]
+    assert person == member("m1")
+    assert isinstance(frame, f.QueueUpdate)
+    assert (frame.request_id, frame.position, frame.estimated_wait_s) == (request.id, 2, 90)
