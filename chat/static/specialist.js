@@ -5,6 +5,7 @@ import { chatsPanel } from './specialist/chats.js';
 import { offersPanel } from './specialist/offers.js';
 import { profilePanel } from './specialist/profile.js';
 import { queuePanel } from './specialist/queue.js';
+import { notesPanel } from './specialist/notes.js';
 import { safetyPanel } from './specialist/safety.js';
 import { wireChatViews } from './ui/chat-wiring.js';
 import { getToken } from './client/tokens.js';
@@ -69,6 +70,7 @@ function main({ token, client, notice }) {
   });
 
   safetyPanel(client, chats, { notice, shout });
+  notesPanel(client, chats, { notice });
 
   wireChatViews(client, chats.viewFor, { onMessage: (view, m) => chats.counted(view.id, m) });
 

@@ -9,7 +9,6 @@ member is one more line in one of them (and a row in the data map).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
@@ -291,18 +290,19 @@ async def export_conversations(conn: Db, member_id: str) -> list[ExportedConvers
 
 
 async def export_messages(
-    conn: Conn, conversation_id: str, prefetch: int = 200
-) -> AsyncIterator[dict[str, object]]:
-    """The conversation's messages in order, read through a cursor (`prefetch` rows at a
-    time): call inside a transaction."""
-    cursor = conn.cursor(
+    db: Db, conversation_id: str, after_seq: int, limit: int
+) -> list[dict[str, object]]:
+    """One page of the conversation's messages after `after_seq`, in order. A page per
+    query, no transaction across pages: a slow reader of the export holds no connection
+    while it reads (chat/web/me.py)."""
+    rows = await db.fetch(
         """SELECT seq, sender_role, sender_name, body, sent_at FROM messages
-            WHERE conversation_id = $1 ORDER BY seq""",
+            WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
         conversation_id,
-        prefetch=prefetch,
+        after_seq,
+        limit,
     )
-    async for row in cursor:
-        yield dict(row)
+    return [dict(row) for row in rows]
 
 
 async def export_feedback(conn: Db, member_id: str) -> list[dict[str, object]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -776,3 +778,66 @@ async def test_erasure_drops_the_members_socket_count_from_redis(
 
     await wait_until(gone, timeout=20, every=0.25)
     assert time.monotonic() - began < 10
+
+
+async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_most(
+    live: LiveService, database_url: str
+) -> None:
+    """Review finding 9: the export held a pool connection and a transaction open for as
+    long as the client took to read it; ~20 clients that stop reading took the whole pool.
+    Now each page is its own short query, and a member runs at most two exports at once."""
+    pair = await matched(live, member_id="acct-slow", specialist_id="spec-slow")
+    conv = pair.conversation_id
+    # About 6 MB: more than the kernel buffers of both ends, so a reader that stops stalls it.
+    await _execute(
+        database_url,
+        f"""INSERT INTO messages (conversation_id, seq, sender_id, sender_role, sender_name,
+                                  client_msg_id, body)
+            SELECT '{conv}', g, 'acct-slow', 'member', 'Sam', 'x' || g, repeat('b', 3990) || g
+              FROM generate_series(1, 1500) g;
+            UPDATE conversations SET last_seq = 1500 WHERE id = '{conv}'""",
+    )
+    tok = token("member", "acct-slow", "Sam")
+    stalled = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", live.port))
+        sock.sendall(
+            f"GET /api/me/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n".encode()
+        )
+        stalled.append(sock)  # and never read from again
+    try:
+        async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
+
+            async def third_refused() -> bool:
+                r = await http.get("/api/me/export", headers=_bearer(tok))
+                return r.status_code == 429
+
+            try:
+                await wait_until(third_refused, timeout=30, every=0.5)
+                limited = True
+            except TimeoutError:
+                limited = False
+            held = await _sql(
+                database_url,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%'",
+            )
+            assert held == [], "a stalled export holds a pool connection in a transaction"
+            assert limited, "a third export of one member while two run: 429"
+            # Another member is not limited by them.
+            other = await http.get("/api/me/export", headers=_bearer(token("member", "acct-other")))
+            assert other.status_code == 200
+    finally:
+        for sock in stalled:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset: the server's next write fails and the export ends
+
+    async with httpx.AsyncClient(base_url=live.http, timeout=60) as http:
+
+        async def exports_again() -> bool:
+            return (await http.get("/api/me/export", headers=_bearer(tok))).status_code == 200
+
+        await wait_until(exports_again, timeout=30, every=0.5)  # the two gave their count back
+    assert_clean_log(live)
