@@ -31,6 +31,8 @@ CONTENT: tuple[str, ...] = (
        WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
     # A specialist's flag note (PRODUCT.md §8); the alert keeps its kind, level and times.
     "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
+    # A specialist's wrap-up note (PRODUCT.md §8); outcome and risk level stay as statistics.
+    "UPDATE wrap_ups SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
     # Staff notes and whispers (PRODUCT.md §9, §8): staff content about the conversation.
     "DELETE FROM staff_notes WHERE conversation_id = ANY($1::text[])",
     # What a specialist wrote when blocking, what a member wrote when reporting (§9).

@@ -287,6 +287,18 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
     ended, ended_bodies = await converse("first note zq", "zqa-")
     await member.send({"type": "end", "conversation_id": ended})
     await specialist.expect("conversation_ended", where=lambda f: f["conversation_id"] == ended)
+    # The specialist's wrap-up note on it (PRODUCT.md §8) is content about the member.
+    wrapped = await specialist.call(
+        {
+            "type": "wrap_up",
+            "conversation_id": ended,
+            "outcome": "ok",
+            "risk_level": "none",
+            "note": "wrap zqw",
+        },
+        "wrap_up_saved",
+    )
+    assert wrapped["type"] == "wrap_up_saved", wrapped
     await member.call(
         {"type": "feedback", "conversation_id": ended, "rating": 2, "comment": "comment zqc"},
         "feedback_saved",
@@ -361,6 +373,7 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
             "zqd",
             "zqk",
             "zqu",
+            "zqw",
         ]
 
         async def nothing_left() -> bool:
@@ -475,6 +488,17 @@ async def test_the_release_step_sweeps_aged_conversations_and_keeps_their_statis
         {"type": "flag", "conversation_id": old, "level": "concern", "note": "aged flag note"}, "flagged"
     )
     assert flagged["type"] == "flagged", flagged
+    wrapped = await pair.specialist.call(
+        {
+            "type": "wrap_up",
+            "conversation_id": old,
+            "outcome": "talked",
+            "risk_level": "low",
+            "note": "aged wrap note",
+        },
+        "wrap_up_saved",
+    )
+    assert wrapped["type"] == "wrap_up_saved", wrapped
     queued = await pair.member.call({"type": "request", "tags": ["grief"], "note": "recent note"}, "queued")
     offer = await pair.specialist.expect("offer", where=lambda f: f["request_id"] == queued["request_id"])
     started = await pair.specialist.call(
@@ -510,6 +534,8 @@ async def test_the_release_step_sweeps_aged_conversations_and_keeps_their_statis
     assert [tuple(r) for r in feedback] == [(5, None, "")]
     flags = await _sql(database_url, "SELECT kind, level, note FROM alerts WHERE kind = 'flagged'")
     assert [tuple(r) for r in flags] == [("flagged", "concern", None)], "the alert stays, its note goes"
+    wraps = await _sql(database_url, "SELECT conversation_id, outcome, risk_level, note FROM wrap_ups")
+    assert [tuple(r) for r in wraps] == [(old, "talked", "low", None)], "the wrap-up stays, its note goes"
     notes = await _sql(database_url, "SELECT note, member_id FROM requests ORDER BY created_at")
     assert [tuple(r) for r in notes] == [(None, ""), ("recent note", "acct-aged")]
 
