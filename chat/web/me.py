@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from chat.privacy import access, erasure
 from chat.services import Services
-from chat.store import privacy as store
+from chat.store import export as store
 from chat.store.db import STORAGE_DOWN, iso
 from chat.web.common import auth, services_of
 

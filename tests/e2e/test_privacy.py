@@ -841,3 +841,42 @@ async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_m
 
         await wait_until(exports_again, timeout=30, every=0.5)  # the two gave their count back
     assert_clean_log(live)
+
+
+async def test_after_an_erasure_a_new_token_of_the_member_cannot_type_or_read_in_the_old_conversation(
+    service_factory: Any,
+) -> None:
+    """Review finding 8: `typing` and `read` trusted the process's participants cache, which
+    the erasure (asked of another process) did not clear: a new token of the same `sub` on
+    the process that had cached the pair still sent `typing`/`read` to the
+    specialist of the erased conversation."""
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a, member_id="acct-stale", specialist_id="spec-stale")
+    conv = pair.conversation_id
+    await pair.member.send({"type": "typing", "conversation_id": conv})  # A caches the pair
+    await pair.specialist.expect("typing")
+    ack = await pair.member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "c1", "body": "hello"}, "ack"
+    )
+    await pair.specialist.expect("message")
+    async with httpx.AsyncClient(base_url=b.http) as http:  # erased through the other process
+        erased = await http.delete("/api/me", headers=_bearer(token("member", "acct-stale")))
+        assert erased.status_code == 202, erased.text
+    await pair.specialist.expect("conversation_ended")
+    assert await pair.member.closed() == 4003
+    again, _ = await Client.connect(a.ws, token("member", "acct-stale"))
+    pair.specialist.inbox.clear()
+    typing = await again.call({"type": "typing", "conversation_id": conv, "ref": "t1"}, "error")
+    assert typing["type"] == "error" and typing["code"] in ("invalid_state", "forbidden"), typing
+    read = await again.call(
+        {"type": "read", "conversation_id": conv, "seq": ack["seq"], "ref": "r1"}, "error"
+    )
+    assert read["type"] == "error" and read["code"] == "forbidden", read
+    # A round trip of the specialist's own: anything those frames caused has arrived by now.
+    await pair.specialist.call({"type": "history", "conversation_id": conv, "limit": 1}, "history")
+    told = [f["type"] for f in pair.specialist.inbox if f["type"] in ("typing", "read")]
+    assert told == [], "the specialist was told of the erased member's new socket"
+    await again.close()
+    for svc in (a, b):
+        assert_clean_log(svc)
