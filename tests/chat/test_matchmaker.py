@@ -5,6 +5,7 @@ expired, set_away, offers). The hub is a recorder: what the matchmaker would sen
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -12,6 +13,7 @@ from typing import cast
 from chat.config import Settings
 from chat.matchmaker import Matchmaker
 from chat.people import Person, member, specialist
+from chat.presence_memory import MemoryPresence
 from chat.services import Services
 from chat.store import profiles, queue
 from matching.decisions import Decisions, QueueEstimate
@@ -23,9 +25,13 @@ from tests.chat.conftest import Pool
 @dataclass
 class Recorder:
     sent: list[tuple[Person, object]] = field(default_factory=list)
+    broadcasts: list[tuple[str, object]] = field(default_factory=list)
 
     def to_user(self, person: Person, frame: object, **_: object) -> None:
         self.sent.append((person, frame))
+
+    async def broadcast(self, channel: str, frame: object) -> None:
+        self.broadcasts.append((channel, frame))
 
 
 @dataclass
@@ -33,10 +39,15 @@ class FakeServices:
     settings: Settings
     db: Pool
     hub: Recorder = field(default_factory=Recorder)
+    presence: MemoryPresence = field(default_factory=lambda: MemoryPresence(30.0))
 
 
-def _matchmaker(db: Pool, database_url: str) -> tuple[Matchmaker, Recorder]:
+def _matchmaker(
+    db: Pool, database_url: str, presence: MemoryPresence | None = None
+) -> tuple[Matchmaker, Recorder]:
     services = FakeServices(Settings(database_url=database_url, redis_url="redis://127.0.0.1:1"), db)
+    if presence is not None:
+        services.presence = presence
     mm = Matchmaker(cast(Services, services))
     mm._needs_load = False
     return mm, services.hub
@@ -227,3 +238,82 @@ async def test_queue_updates_go_to_the_requests_member(db: Pool, database_url: s
     assert person == member("m1")
     assert isinstance(frame, f.QueueUpdate)
     assert (frame.request_id, frame.position, frame.estimated_wait_s) == (request.id, 2, 90)
+
+
+# ------------------------------------------------------------------ whole cycles
+
+
+def _offers_made(hub: Recorder) -> list[f.OfferMade]:
+    return [frame for _, frame in hub.sent if isinstance(frame, f.OfferMade)]
+
+
+async def test_a_cycle_offers_a_waiting_request_to_an_online_specialist_once(
+    db: Pool, database_url: str
+) -> None:
+    presence = MemoryPresence(30.0)
+    await presence.connect("s1", "specialist", "c1", time.time())
+    mm, hub = _matchmaker(db, database_url, presence)
+    mm._needs_load = True  # as on taking the lead
+    await _specialist(db, "s1")
+    request = await _waiting(db, "m1")
+    await mm.cycle()
+    pending = await queue.pending_offers(db)
+    assert [(o.request_id, o.specialist_id) for o in pending] == [(request.id, "s1")]
+    assert [o.offer_id for o in _offers_made(hub)] == [pending[0].id]
+    await mm.cycle()
+    assert len(await queue.pending_offers(db)) == 1, "the next cycle does not offer it again"
+    assert len(_offers_made(hub)) == 1
+
+
+async def test_a_declined_offer_goes_to_another_specialist_next_cycle(db: Pool, database_url: str) -> None:
+    presence = MemoryPresence(30.0)
+    for sid in ("s1", "s2"):
+        await presence.connect(sid, "specialist", f"c-{sid}", time.time())
+    mm, hub = _matchmaker(db, database_url, presence)
+    mm._needs_load = True
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    request = await _waiting(db, "m1")
+    await mm.cycle()
+    [first] = await queue.pending_offers(db)
+    assert await queue.close_offer(db, first.id, queue.OfferOutcome.DECLINED, first.specialist_id) is not None
+    await mm.cycle()
+    [second] = await queue.pending_offers(db)
+    assert second.request_id == request.id
+    assert second.specialist_id != first.specialist_id, "never offered again to who declined it"
+
+
+async def test_nobody_online_means_no_offer(db: Pool, database_url: str) -> None:
+    mm, hub = _matchmaker(db, database_url, MemoryPresence(30.0))
+    mm._needs_load = True
+    await _specialist(db, "s1")
+    await _waiting(db, "m1")
+    await mm.cycle()
+    assert await queue.pending_offers(db) == []
+    assert _offers_made(hub) == []
+
+
+async def test_two_leaders_cycling_at_once_never_offer_a_request_twice_nor_overfill(
+    db: Pool, database_url: str
+) -> None:
+    """A network partition: two leaders, each with its own engine, on the same database."""
+    presence = MemoryPresence(30.0)
+    for sid in ("s1", "s2", "s3"):
+        await presence.connect(sid, "specialist", f"c-{sid}", time.time())
+        await _specialist(db, sid, max_chats=1)
+    for i in range(6):
+        await _waiting(db, f"m{i}")
+    first, first_hub = _matchmaker(db, database_url, presence)
+    second, second_hub = _matchmaker(db, database_url, presence)
+    first._needs_load = second._needs_load = True
+    await asyncio.gather(first.cycle(), second.cycle())
+    await asyncio.gather(first.cycle(), second.cycle())
+    pending = await queue.pending_offers(db)
+    assert len({o.request_id for o in pending}) == len(pending), "one pending offer per request"
+    per_specialist = [o.specialist_id for o in pending]
+    assert sorted(per_specialist) == sorted(set(per_specialist)), "max_chats 1: one offer each"
+    assert len(pending) == 3, "every free slot is offered"
+    sent = {o.offer_id for o in _offers_made(first_hub) + _offers_made(second_hub)}
+    assert {o.id for o in pending} <= sent, "every pending offer was told to its specialist"
+    stored = {r["id"] for r in await db.fetch("SELECT id FROM offers")}
+    assert sent <= stored, "only offers the database took were sent"
