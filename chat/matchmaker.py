@@ -146,9 +146,9 @@ class Matchmaker:
             # Redis is down: keep matching on who was online a moment ago rather than stall
             # the queue; offers to someone who left simply expire.
             online = self._last_online
-        snap_requests = {r.id: snapshot.as_request(r) for r in requests}
+        snap_requests: dict[str, Request] = {r.id: snapshot.as_request(r) for r in requests}
         snap_specs = {p.id: snapshot.as_specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
-        snap_offers = {o.id: snapshot.as_offer(o) for o in pending}
+        snap_offers: dict[str, Offer] = {o.id: snapshot.as_offer(o) for o in pending}
         self._requests_by_id = {r.id: r for r in requests}
         if self._needs_load:
             self._needs_load = False

@@ -29,15 +29,15 @@ everything else always rings. See docs/decisions.md.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 
 from chat.bus import Bus
 from chat.delivery import doorbell
 from chat.delivery.doorbell import Mark
+from chat.delivery.solo import Solo
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from chat.people import Person
@@ -56,11 +56,6 @@ STATS_CHANNEL = "pc:sealed:stats"  # supervisors: queue_stats changed
 POKE_CHANNEL = "pc:poke"  # the matchmaker: something it should look at happened
 
 
-# Skipped rings kept for a newcomer: far longer than a join takes to arrive, and at most
-# REPLAY_MAX per user so a flood cannot grow memory (a newcomer that misses one then
-# fills the gap from PostgreSQL, as after any lost ring).
-REPLAY_S = 2.0
-REPLAY_MAX = 32
 _USER_PREFIX = "pc:user:"
 _NAMES_KEPT = 100_000  # cached channel names (an HMAC each); cleared when full
 
@@ -81,16 +76,14 @@ class Hub:
         self.queue_watchers: set[Session] = set()
         self.stats_watchers: set[Session] = set()
         self._last_seqs: dict[str, int] = {}
-        # People whose channel only this process subscribes (see the module's docstring).
-        self._solo: set[Person] = set()
-        # Skipped rings as (when, header, frame): sealed only if they are ever sent.
-        self._skipped: dict[Person, deque[tuple[float, bytes, bytes]]] = {}
+        # Who is held only here, and their skipped rings (chat/delivery/solo.py).
+        self._solo = Solo()
         self.rings_unopened = 0  # rings this process could not open (another key, forged)
-        # Bumped by anything that could make a PUBLISH's receiver count stale: a join ring,
-        # a user's first attach or last detach here, a bus reconnect. A reply counted
-        # before such a change teaches nothing.
-        self._changes = 0
-        self.rings_skipped = 0  # for tests and the bench
+
+    @property
+    def rings_skipped(self) -> int:
+        """Message rings not sent because only this process holds the person (tests, bench)."""
+        return self._solo.rings_skipped
 
     # ------------------------------------------------------------------ names
 
@@ -119,7 +112,7 @@ class Hub:
         first = not self.sessions[person]
         self.sessions[person].add(session)
         if first:
-            self._changes += 1
+            self._solo.changed()
             channel = self.channel(person)
             self._people[channel] = person
             await self.bus.subscribe(channel)  # returns once Redis confirmed it (or gave up)
@@ -136,9 +129,8 @@ class Hub:
         mine.discard(session)
         if not mine:
             del self.sessions[person]
-            self._changes += 1
-            self._solo.discard(person)
-            self._skipped.pop(person, None)
+            self._solo.changed()
+            self._solo.forget(person)
             channel = self.channel(person)
             self._people.pop(channel, None)
             await self.bus.unsubscribe(channel)
@@ -172,9 +164,9 @@ class Hub:
         if out.seq is None:
             self.bus.post(channel, self._ring(channel, header, data))
         elif person in self._solo and self.bus.healthy:
-            self._skip(person, header, data)
+            self._solo.skip(person, header, data)
         elif person in self.sessions and self.bus.confirmed(channel):
-            sent_at = self._changes
+            sent_at = self._solo.changes
             self.bus.post(
                 channel,
                 self._ring(channel, header, data),
@@ -186,42 +178,21 @@ class Hub:
     def _learn(self, person: Person, sent_at: int, receivers: int) -> None:
         """The PUBLISH reached `receivers` subscribers. One, with our SUBSCRIBE confirmed
         before it went out and nothing changed since: only we hold the channel."""
-        if (
-            receivers == 1
-            and sent_at == self._changes
-            and person in self.sessions
-            and self.bus.confirmed(self.channel(person))
-        ):
-            self._solo.add(person)
-
-    def _skip(self, person: Person, header: bytes, data: bytes) -> None:
-        now = time.monotonic()
-        kept = self._skipped.get(person)
-        if kept is None:
-            kept = self._skipped[person] = deque(maxlen=REPLAY_MAX)
-        while kept and kept[0][0] < now - REPLAY_S:
-            kept.popleft()
-        kept.append((now, header, data))
-        self.rings_skipped += 1
-        METRICS.rings_skipped.inc()
+        still_ours = person in self.sessions and self.bus.confirmed(self.channel(person))
+        self._solo.learn(person, sent_at, receivers, still_ours=still_ours)
 
     def _unsolo(self, person: Person) -> None:
         """Someone else holds the channel now (or may): ring again, and re-send what was
         skipped lately so a newcomer that subscribed meanwhile gets it."""
-        self._solo.discard(person)
-        kept = self._skipped.pop(person, None)
-        if kept:
-            channel = self.channel(person)
-            horizon = time.monotonic() - REPLAY_S
-            for at, header, data in kept:
-                if at >= horizon:
-                    self.bus.post(channel, self._ring(channel, header, data))
+        channel = self.channel(person)
+        for header, data in self._solo.end(person):
+            self.bus.post(channel, self._ring(channel, header, data))
 
     def bus_reconnected(self) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
         skipped is sent, and this process joins every channel it holds again."""
-        self._changes += 1
-        for person in list(self._solo | set(self._skipped)):
+        self._solo.changed()
+        for person in self._solo.everyone():
             self._unsolo(person)
         for person in self.sessions:
             self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
@@ -255,7 +226,7 @@ class Hub:
             if person is None:
                 return  # nobody of that channel here (any more)
             if ring.mark is Mark.JOIN:
-                self._changes += 1
+                self._solo.changed()
                 self._unsolo(person)
                 return
             opened = self._open(channel, header, out.data)

@@ -5,7 +5,8 @@ queued ahead of it and the socket can take it, and otherwise queues it for one w
 task that sends in order.
 Message frames carry (conversation_id, seq): the writer drops one it has already sent,
 and when one arrives ahead of a gap it first reads the missing messages from PostgreSQL,
-so each device sees each conversation as one gap-free sequence whatever the bus did.
+so each device sees each conversation as one gap-free sequence whatever the bus did (the
+bookkeeping of that order is chat/gateway/ordering.py).
 A client that stops reading fills its queue and is closed with 4008, keeping our memory
 bounded.
 """
@@ -20,6 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from chat.gateway.ordering import Ordering
+from chat.gateway.ordering import Outbound as Outbound  # re-exported: every importer takes it from here
 from chat.metrics import METRICS
 from chat.people import Person
 from protocol.codec import encode
@@ -27,15 +30,6 @@ from protocol.codes import CloseCode
 from protocol.frames import Frame, Role
 
 log = logging.getLogger("peerchat.session")
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    data: bytes
-    conversation_id: str | None = None
-    seq: int | None = None  # set on `message` frames only
-    starts_conversation: bool = False  # a `conversation_started`: its seq line begins at 0
-    ends_conversation: bool = False  # a `conversation_ended`
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +61,6 @@ AbortSocket = Callable[[], None]
 # How long a refused socket's close frame may wait behind its queued frames (a client that
 # stopped reading) before the connection is cut without it.
 CLOSE_GRACE_S = 5.0
-
-# How long a message ahead of a gap waits for the missing ones to ring before they are read
-# from PostgreSQL.
-GAP_WAIT_S = 0.25
 
 
 class SlowConsumer(Exception):
@@ -116,12 +106,13 @@ class Session:
         # The writer is between taking an item and finishing it (an await in progress).
         self._busy = False
         self._closer: asyncio.Task[None] | None = None  # a reference, so it is not collected
-        # Highest seq this socket has been sent, per conversation it knows about.
-        self.seen: dict[str, int] = {}
-        # Messages that arrived ahead of a gap, by conversation and seq (see _hold).
-        self._held: dict[str, dict[int, Outbound]] = {}
-        # Conversations this socket has been told ended.
-        self.ended: set[str] = set()
+        # The gap-free order per conversation (chat/gateway/ordering.py); `seen` (highest
+        # seq sent, per conversation this socket knows about) and `ended` (conversations it
+        # has been told ended) are read and written by the handlers too.
+        self._order = Ordering(on_gap=self._gap_timeout)
+        self.seen = self._order.seen
+        self.ended = self._order.ended
+        self._held = self._order.held
         self.closed = False
         # The server ended this socket's right to act (see `refuse`): its frames are dropped.
         self.refused = False
@@ -178,7 +169,7 @@ class Session:
                 for rest in items[i:]:
                     self._enqueue(rest)
                 return
-            payloads += self._plan(item)
+            payloads += self._order.plan(item)
         self._send_or_queue(payloads)
 
     def _send_or_queue(self, payloads: list[bytes]) -> None:
@@ -242,31 +233,6 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._writer
 
-    def _plan(self, item: Outbound) -> list[bytes]:
-        """What sending `item` now puts on the wire, in order, with the bookkeeping done:
-        nothing (a repeat, or held ahead of a gap), the frame, or the frame and the held
-        messages that now follow it. Needs no await; the caller sends the result."""
-        conv = item.conversation_id
-        if item.starts_conversation and conv is not None:
-            if conv in self.seen:
-                return []  # told already (the doorbell and a repair can both bring it)
-            self.seen[conv] = 0
-        if item.ends_conversation and conv is not None:
-            if conv in self.ended:
-                return []
-            self.ended.add(conv)
-        if item.seq is not None and conv is not None:
-            seen = self.seen.get(conv, 0)
-            if item.seq <= seen:
-                return []  # already sent: a duplicate from the bus or a catch-up
-            if item.seq > seen + 1:
-                self._hold(conv, item)
-                return []
-            self.seen[conv] = item.seq
-            if conv in self._held:
-                return [item.data, *self._releasable(conv)]
-        return [item.data]
-
     async def _drain(self) -> None:
         try:
             while True:
@@ -284,7 +250,7 @@ class Session:
                     # Anything else about a conversation with messages held (its end, say)
                     # must not overtake them: fill the gap from PostgreSQL first.
                     await self._fill(item.conversation_id)
-                for data in self._plan(item):
+                for data in self._order.plan(item):
                     await self._send_text(data)
         except asyncio.CancelledError:
             raise
@@ -299,44 +265,15 @@ class Session:
             log.debug("writer %s stopped: %s", self.id[:8], type(exc).__name__)
             self.closed = True
 
-    def _hold(self, conversation_id: str, item: Outbound) -> None:
-        """A message ahead of a gap. Under load the two participants' processes ring in
-        either order, so the missing ones usually arrive within milliseconds: wait up to
-        GAP_WAIT_S before reading them from PostgreSQL. (Reading at once turned every
-        reordering into a query; at 4,000 msgs/s that fed on itself.)"""
-        held = self._held.get(conversation_id)
-        if held is None:
-            held = self._held[conversation_id] = {}
-            asyncio.get_running_loop().call_later(GAP_WAIT_S, self._gap_timeout, conversation_id)
-        held[item.seq or 0] = item
-
     def _gap_timeout(self, conversation_id: str) -> None:
-        if conversation_id in self._held:
-            self.push(CatchUp(conversation_id))
-
-    def _releasable(self, conversation_id: str) -> list[bytes]:
-        """Held messages that now follow on, marked sent; the caller sends them in order."""
-        held = self._held.get(conversation_id)
-        if held is None:
-            return []
-        out = []
-        seen = self.seen.get(conversation_id, 0)
-        while (item := held.pop(seen + 1, None)) is not None:
-            out.append(item.data)
-            seen += 1
-        self.seen[conversation_id] = seen
-        for stale in [s for s in held if s <= seen]:
-            del held[stale]
-        if not held:
-            del self._held[conversation_id]
-        return out
+        self.push(CatchUp(conversation_id))
 
     async def _fill(self, conversation_id: str) -> None:
         """Read what is missing from PostgreSQL: up to the last held message if any are
         held (then send those), else everything after what this socket has seen."""
         held = self._held.get(conversation_id)
         await self._catch_up(conversation_id, max(held) - 1 if held else None)
-        for data in self._releasable(conversation_id):
+        for data in self._order.releasable(conversation_id):
             await self._send_text(data)
 
     async def _catch_up(self, conversation_id: str, upto: int | None) -> None:

@@ -11,7 +11,7 @@ from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
 from chat.handlers import safety
 from chat.handlers.registry import Refuse, handles
-from chat.people import Participants
+from chat.people import Participants, Person
 from chat.privacy import access
 from chat.services import Services
 from chat.store import audit, conversations, members
@@ -56,16 +56,27 @@ async def on_send(services: Services, session: Session, frame: f.Send) -> None:
 @handles(f.Typing, "member", "specialist")
 async def on_typing(services: Services, session: Session, frame: f.Typing) -> None:
     pair = await participant(services, session, frame.conversation_id)
+    # Only in a conversation this socket knows is active: the participants cache of this
+    # process may outlive an end or an erasure it was not told of (no socket of theirs was
+    # here), while the socket itself was told (welcome, conversation_started/_ended).
+    if frame.conversation_id not in session.seen or frame.conversation_id in session.ended:
+        raise Refuse(ErrorCode.INVALID_STATE, "not an active conversation of this connection")
     peer = pair[1] if session.person == pair[0] else pair[0]
     services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
 
 
 @handles(f.Read, "member", "specialist")
 async def on_read(services: Services, session: Session, frame: f.Read) -> None:
-    pair = await participant(services, session, frame.conversation_id)
-    peer = pair[1] if session.person == pair[0] else pair[0]
-    # Stored first (never backwards, never past the last message), so a reload still shows it.
-    seq = await members.mark_read(services.db, frame.conversation_id, session.role, frame.seq)
+    await participant(services, session, frame.conversation_id)
+    # Stored first (never backwards, never past the last message), so a reload still shows it;
+    # the participation and the peer as PostgreSQL has them, not as the cache remembers.
+    stored = await members.mark_read(
+        services.db, frame.conversation_id, session.role, session.user_id, frame.seq
+    )
+    if stored is None:
+        raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    seq, peer_sub = stored
+    peer = Person("specialist" if session.role == "member" else "member", peer_sub)
     services.hub.to_user(peer, f.PeerRead(conversation_id=frame.conversation_id, seq=seq, role=session.role))
 
 

@@ -1,6 +1,6 @@
 """Supervisors watching a live conversation (PRODUCT.md §8 `monitor`).
 
-A watching socket gets its own delivery name, the person ("supervisor", "monitor:<socket
+A watching socket gets its own delivery name, the person ("supervisor", "monitor\\x1f<socket
 id>"), attached to the hub beside its own; every process mirrors the open watches from
 PostgreSQL (a doorbell on CHANNEL, and a poll every POLL_S for a lost ring), and sends a
 watched conversation's live frames to those names too. So the watcher sees the history,
@@ -27,7 +27,7 @@ POLL_S = 5.0
 
 
 def watcher_of(session: Session) -> Person:
-    return Person("supervisor", f"monitor:{session.id}")
+    return Person("supervisor", f"monitor\x1f{session.id}")  # a control character: no token carries it
 
 
 class MonitorMirror:

@@ -5,7 +5,9 @@ import { chatsPanel } from './specialist/chats.js';
 import { offersPanel } from './specialist/offers.js';
 import { profilePanel } from './specialist/profile.js';
 import { queuePanel } from './specialist/queue.js';
+import { notesPanel } from './specialist/notes.js';
 import { safetyPanel } from './specialist/safety.js';
+import { wrapUpPanel } from './specialist/wrapup.js';
 import { wireChatViews } from './ui/chat-wiring.js';
 import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
@@ -69,6 +71,8 @@ function main({ token, client, notice }) {
   });
 
   safetyPanel(client, chats, { notice, shout });
+  const wrapUp = wrapUpPanel(client, chats, { notice });
+  notesPanel(client, chats, { notice });
 
   wireChatViews(client, chats.viewFor, { onMessage: (view, m) => chats.counted(view.id, m) });
 
@@ -82,6 +86,7 @@ function main({ token, client, notice }) {
 
   setInterval(() => {
     offers.tickAll();
+    wrapUp.tickAll();
     queue.tickAll(Date.now());
   }, 1000);
 

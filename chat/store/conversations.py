@@ -12,14 +12,15 @@ from chat.people import Participants, Person, member, specialist
 from chat.store import wrap_up
 from chat.store.db import Db, FromRow, Row
 from chat.store.states import CONVERSATION_ACTIVE, CONVERSATION_ENDED
+from protocol.ids import ConversationId, UserId
 
 
 @dataclass(frozen=True, slots=True)
 class Conversation(FromRow):
-    id: str
-    member_id: str
+    id: ConversationId
+    member_id: UserId
     member_alias: str
-    specialist_id: str
+    specialist_id: UserId
     specialist_name: str
     tags: list[str]
     state: str

@@ -16,19 +16,27 @@ ABANDONED = "abandoned"
 _OFFER = Offer.columns()
 
 
-async def mark_read(db: Db, conversation_id: str, role: str, seq: int) -> int:
-    """Record that `role` has read up to `seq` (never backwards, never past the last
-    message); returns the stored position."""
-    stored = await db.fetchval(
-        """INSERT INTO read_receipts AS r (conversation_id, role, seq)
-           SELECT c.id, $2, LEAST($3, c.last_seq) FROM conversations c WHERE c.id = $1
-           ON CONFLICT (conversation_id, role) DO UPDATE SET seq = GREATEST(r.seq, EXCLUDED.seq)
-           RETURNING seq""",
+async def mark_read(db: Db, conversation_id: str, role: str, sub: str, seq: int) -> tuple[int, str] | None:
+    """Record that (role, sub) has read up to `seq` (never backwards, never past the last
+    message); returns the stored position and the peer's sub, or None if the conversation
+    does not name them (any more: an erasure blanks the member's id)."""
+    row = await db.fetchrow(
+        """WITH c AS (
+               SELECT id, last_seq, member_id, specialist_id FROM conversations
+                WHERE id = $1 AND (CASE WHEN $2 = 'member' THEN member_id ELSE specialist_id END) = $4),
+           r AS (
+               INSERT INTO read_receipts AS r (conversation_id, role, seq)
+               SELECT c.id, $2, LEAST($3, c.last_seq) FROM c
+               ON CONFLICT (conversation_id, role) DO UPDATE SET seq = GREATEST(r.seq, EXCLUDED.seq)
+               RETURNING seq)
+           SELECT r.seq, CASE WHEN $2 = 'member' THEN c.specialist_id ELSE c.member_id END AS peer
+             FROM r, c""",
         conversation_id,
         role,
         seq,
+        sub,
     )
-    return int(stored or 0)
+    return None if row is None else (int(row["seq"]), str(row["peer"]))
 
 
 async def read_positions(db: Db, conversation_ids: list[str], role: str) -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""SQL of the privacy lifecycle (PRODUCT.md §10): the retention sweep's batches, a
-member's erasure, and the reads behind their export. docs/privacy.md is the data map.
+"""SQL of the privacy lifecycle (PRODUCT.md §10): the retention sweep's batches and a
+member's erasure (the reads behind their export are chat/store/export.py). docs/privacy.md
+is the data map.
 
 A conversation's content is removed by the statements in CONTENT, each taking the
 conversation ids as $1; a member's rows that belong to no conversation by those in
@@ -9,9 +10,7 @@ member is one more line in one of them (and a row in the data map).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeAlias
 
 import asyncpg
@@ -32,6 +31,8 @@ CONTENT: tuple[str, ...] = (
        WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
     # A specialist's flag note (PRODUCT.md §8); the alert keeps its kind, level and times.
     "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
+    # A specialist's wrap-up note (PRODUCT.md §8); outcome and risk level stay as statistics.
+    "UPDATE wrap_ups SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
     # Staff notes and whispers (PRODUCT.md §9, §8): staff content about the conversation.
     "DELETE FROM staff_notes WHERE conversation_id = ANY($1::text[])",
     # What a specialist wrote when blocking, what a member wrote when reporting (§9).
@@ -252,61 +253,3 @@ async def forget_leftovers(db: Db, member_id: str) -> None:
     the erasure's transaction: run again once they are surely closed."""
     for statement in LEFTOVERS:
         await db.execute(statement, member_id)
-
-
-# --------------------------------------------------------------------------- export
-
-
-@dataclass(frozen=True, slots=True)
-class ExportedConversation:
-    id: str
-    tags: list[str]
-    state: str
-    started_at: datetime
-    ended_at: datetime | None
-    ended_by: str | None
-    end_reason: str | None
-    member_alias: str
-    specialist_name: str
-
-
-async def export_requests(conn: Db, member_id: str) -> list[dict[str, object]]:
-    rows = await conn.fetch(
-        """SELECT id, tags, language, note, priority, state, created_at, closed_at, cancel_reason
-             FROM requests WHERE member_id = $1 ORDER BY created_at, id""",
-        member_id,
-    )
-    return [dict(r) for r in rows]
-
-
-async def export_conversations(conn: Db, member_id: str) -> list[ExportedConversation]:
-    rows = await conn.fetch(
-        """SELECT id, tags, state, started_at, ended_at, ended_by, end_reason, member_alias, specialist_name
-             FROM conversations WHERE member_id = $1 ORDER BY started_at, id""",
-        member_id,
-    )
-    return [ExportedConversation(**dict(r)) for r in rows]
-
-
-async def export_messages(
-    conn: Conn, conversation_id: str, prefetch: int = 200
-) -> AsyncIterator[dict[str, object]]:
-    """The conversation's messages in order, read through a cursor (`prefetch` rows at a
-    time): call inside a transaction."""
-    cursor = conn.cursor(
-        """SELECT seq, sender_role, sender_name, body, sent_at FROM messages
-            WHERE conversation_id = $1 ORDER BY seq""",
-        conversation_id,
-        prefetch=prefetch,
-    )
-    async for row in cursor:
-        yield dict(row)
-
-
-async def export_feedback(conn: Db, member_id: str) -> list[dict[str, object]]:
-    rows = await conn.fetch(
-        """SELECT conversation_id, rating, comment, created_at FROM feedback
-            WHERE member_id = $1 ORDER BY created_at""",
-        member_id,
-    )
-    return [dict(r) for r in rows]

@@ -27,6 +27,7 @@ from chat.store.states import (
     open_states,
 )
 from matching.lifecycle import OFFER_TRANSITIONS, REQUEST_TRANSITIONS, OfferState, RequestState
+from protocol.ids import OfferId, RequestId, UserId
 
 IN_LINE = open_states(REQUEST_TRANSITIONS, RequestState)  # waiting or offered
 PENDING = open_states(OFFER_TRANSITIONS, OfferState)
@@ -38,8 +39,8 @@ def new_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Request(FromRow):
-    id: str
-    member_id: str
+    id: RequestId
+    member_id: UserId
     member_alias: str
     tags: list[str]
     language: str | None
@@ -53,9 +54,9 @@ class Request(FromRow):
 
 @dataclass(frozen=True, slots=True)
 class Offer(FromRow):
-    id: str
-    request_id: str
-    specialist_id: str
+    id: OfferId
+    request_id: RequestId
+    specialist_id: UserId
     state: str
     created_at: datetime
     expires_at: datetime

@@ -1,6 +1,7 @@
 """Blocks and reports in a real browser (PRODUCT.md §9): the supervisor dashboard's blocks
 in force and members' reports, shown by alias with their text, and "Lift"; the member's
-"Report this conversation" after it ends."""
+"Report this conversation" after it ends; the specialist console's staff notes and "Block
+this member"."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.support import Web, put_profile
-from tests.browser.test_specialist import ask, conversation_id
+from tests.browser.test_specialist import ask, chat, conversation_id
 from tests.support.client import Client, token
 
 pytestmark = pytest.mark.browser
@@ -106,4 +107,54 @@ async def test_a_member_reports_the_conversation_after_it_ends(web: Web, databas
     await member.get_by_test_id("rating-submit").click()
     await expect(member.get_by_test_id("thanks-view")).to_be_visible()
     await spec.close()
+    web.assert_clean()
+
+
+async def test_specialist_console_notes_from_staff_and_block_with_end(web: Web, database_url: str) -> None:
+    await put_profile(web.live, "spec-notes-page", "Ana", ["grief"])
+    spec = await web.page("specialist")
+    await web.login_token(spec, "specialist", "Ana", "spec-notes-page")
+    await spec.get_by_role("switch").click()
+    member, _ = await Client.connect(web.live.ws, token("member", "acct-notes-page", "Sam"))
+    await member.call({"type": "request", "tags": ["grief"]}, "queued")
+    await expect(spec.get_by_test_id("offer")).to_have_count(1)
+    await spec.get_by_test_id("offer-accept").click()
+    started = await member.expect("conversation_started", timeout=20)
+    cid = started["conversation"]["id"]
+
+    view = chat(spec, cid)
+    panel = view.get_by_test_id("notes-panel")
+    await panel.locator("summary").click()
+    await panel.get_by_test_id("note-input").fill("Mentions her sister often; ask about the visit.")
+    await panel.get_by_test_id("note-save").click()
+    await expect(panel.get_by_test_id("staff-note-body")).to_have_text(
+        ["Mentions her sister often; ask about the visit."]
+    )
+    supervisor, _ = await Client.connect(web.live.ws, token("supervisor", "sup-notes-page", "Dana"))
+    saved = await supervisor.call(
+        {"type": "note", "conversation_id": cid, "body": "Check in tomorrow."}, "note_saved"
+    )
+    assert saved["type"] == "note_saved", saved
+    await expect(panel.get_by_test_id("staff-note")).to_have_count(2)
+    await expect(panel.get_by_test_id("staff-note").nth(1)).to_contain_text("Dana (supervisor)")
+    await web.shoot(spec, "specialist-notes-and-block", view)
+
+    block = view.get_by_test_id("block-panel")
+    await block.locator("summary").click()
+    await block.get_by_test_id("block-reason").fill("threats")
+    await block.get_by_test_id("block-button").click()
+    ended = await member.expect("conversation_ended", timeout=20)
+    assert ended["by"] == "specialist"
+    await expect(view.get_by_test_id("ended-notice")).to_be_visible()
+    db = await asyncpg.connect(database_url)
+    try:
+        row = await db.fetchrow("SELECT specialist_id, reason FROM blocks WHERE conversation_id = $1", cid)
+    finally:
+        await db.close()
+    assert row is not None and (row["specialist_id"], row["reason"]) == ("spec-notes-page", "threats")
+    # The member was told nothing of the notes.
+    assert not [f for f in member.inbox if f["type"] in ("note_saved", "notes")]
+    assert "sister" not in str(member.inbox)
+    for client in (member, supervisor):
+        await client.close()
     web.assert_clean()

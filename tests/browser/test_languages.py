@@ -113,7 +113,9 @@ async def test_the_member_page_in_spanish_asks_chats_and_remembers_the_switch(we
     await expect(page.get_by_test_id("queue-topics")).to_have_text("Temas: Duelo y pérdida")
     started = await rosa.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
     cid = started["conversation"]["id"]
-    await expect(page.get_by_test_id("notice")).to_have_text("Rosa se ha unido. Ya puedes empezar a escribir.")
+    await expect(page.get_by_test_id("notice")).to_have_text(
+        "Rosa se ha unido. Ya puedes empezar a escribir."
+    )
     await expect(page.get_by_test_id("send-button")).to_have_text("Enviar")
     await page.get_by_test_id("composer-input").fill("Hola, Rosa.")
     await page.get_by_test_id("composer-input").press("Enter")

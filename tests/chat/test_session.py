@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-import chat.gateway.session as session_module
+import chat.gateway.ordering as ordering_module
 from chat.gateway.session import CatchUp, Outbound, Session
 from protocol.codes import CloseCode, ErrorCode
 from protocol.frames import Error
@@ -140,7 +140,7 @@ async def test_a_seq_already_sent_is_dropped() -> None:
 async def test_a_gap_is_filled_from_the_store_before_the_next_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "GAP_WAIT_S", 0.01)
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 0.01)
     wire = Wire()
     wire.stored[CONV] = [1, 2, 3, 4, 5]
     session = wire.session()
@@ -190,7 +190,7 @@ async def test_catch_up_sends_everything_after_what_was_seen_in_batches() -> Non
 async def test_a_message_for_an_unknown_conversation_first_reads_its_past(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "GAP_WAIT_S", 0.01)
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 0.01)
     wire = Wire()
     wire.stored[CONV] = [1, 2, 3]
     session = wire.session()
@@ -266,7 +266,7 @@ async def test_a_failing_socket_stops_the_writer_quietly() -> None:
 async def test_a_failed_backfill_closes_the_socket_so_the_client_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "GAP_WAIT_S", 0.01)
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 0.01)
     wire = Wire(fail_backfill=True)
     session = wire.session()
     session.start()
@@ -299,7 +299,7 @@ async def test_a_start_or_an_end_told_twice_reaches_the_client_once() -> None:
 async def test_messages_rung_out_of_order_need_no_read(monkeypatch: pytest.MonkeyPatch) -> None:
     # Two processes ring seq 2 and 3 in either order: 3 waits briefly for 2 instead of
     # sending PostgreSQL a query for it.
-    monkeypatch.setattr(session_module, "GAP_WAIT_S", 1.0)
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 1.0)
     wire = Wire()
     wire.stored[CONV] = [1, 2, 3]
     session = wire.session()
@@ -315,7 +315,7 @@ async def test_messages_rung_out_of_order_need_no_read(monkeypatch: pytest.Monke
 
 
 async def test_an_end_does_not_overtake_held_messages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session_module, "GAP_WAIT_S", 5.0)
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 5.0)
     wire = Wire()
     wire.stored[CONV] = [1, 2, 3]
     session = wire.session()
@@ -363,7 +363,7 @@ async def test_direct_sends_go_at_once_and_a_full_socket_keeps_the_order(send_pa
 async def test_held_messages_released_by_a_direct_send_follow_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "GAP_WAIT_S", 5.0)
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 5.0)
     wire = Wire()
     session = wire.session()
     session.start()

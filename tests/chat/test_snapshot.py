@@ -8,6 +8,7 @@ from chat import snapshot
 from chat.store.profiles import Profile
 from chat.store.queue import Offer, Request
 from matching.model import Priority, Status
+from protocol.ids import OfferId, RequestId, UserId
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -46,8 +47,8 @@ def test_the_stored_streak_and_the_rest_of_the_profile_reach_the_engine() -> Non
 def test_requests_and_offers_in_epoch_seconds() -> None:
     r = snapshot.as_request(
         Request(
-            id="r1",
-            member_id="m1",
+            id=RequestId("r1"),
+            member_id=UserId("m1"),
             member_alias="Sam",
             tags=["grief"],
             language=None,
@@ -65,5 +66,7 @@ def test_requests_and_offers_in_epoch_seconds() -> None:
         frozenset({"s2"}),
         "s1",
     )
-    o = snapshot.as_offer(Offer("o1", "r1", "s1", "pending", NOW, NOW + timedelta(seconds=30)))
+    o = snapshot.as_offer(
+        Offer(OfferId("o1"), RequestId("r1"), UserId("s1"), "pending", NOW, NOW + timedelta(seconds=30))
+    )
     assert (o.created_at, o.expires_at) == (NOW.timestamp(), NOW.timestamp() + 30)

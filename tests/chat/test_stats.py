@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from chat.stats import queue_stats
 from chat.store.profiles import Profile
 from chat.store.queue import Request
+from protocol.ids import RequestId, UserId
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -15,8 +16,8 @@ def request(
     rid: str, waited_s: float, *, tags: tuple[str, ...] = (), urgent: bool = False, state: str = "waiting"
 ) -> Request:
     return Request(
-        id=rid,
-        member_id=f"m-{rid}",
+        id=RequestId(rid),
+        member_id=UserId(f"m-{rid}"),
         member_alias="Sam",
         tags=list(tags),
         language=None,

@@ -11,13 +11,14 @@ from chat import views
 from chat.people import member, specialist
 from chat.store.conversations import Conversation
 from chat.store.queue import Offer, Request
+from protocol.ids import ConversationId, OfferId, RequestId, UserId
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 CONV = Conversation(
-    id="c1",
-    member_id="acct-12345",
+    id=ConversationId("c1"),
+    member_id=UserId("acct-12345"),
     member_alias="Sam",
-    specialist_id="spec-1",
+    specialist_id=UserId("spec-1"),
     specialist_name="Ana",
     tags=["grief"],
     state="active",
@@ -28,8 +29,8 @@ CONV = Conversation(
     end_reason=None,
 )
 REQUEST = Request(
-    id="r1",
-    member_id="acct-12345",
+    id=RequestId("r1"),
+    member_id=UserId("acct-12345"),
     member_alias="Sam",
     tags=["grief"],
     language="en",
@@ -60,9 +61,9 @@ def test_queue_entries_and_offers_carry_the_wait_not_the_member() -> None:
     entry = views.queue_entry(REQUEST, NOW, away={"acct-12345"})
     assert (entry.waited_s, entry.priority, entry.member_online) == (90, "urgent", False)
     offer = Offer(
-        id="o1",
-        request_id="r1",
-        specialist_id="spec-1",
+        id=OfferId("o1"),
+        request_id=RequestId("r1"),
+        specialist_id=UserId("spec-1"),
         state="pending",
         created_at=NOW,
         expires_at=NOW + timedelta(seconds=30),

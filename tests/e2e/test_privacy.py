@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -285,6 +287,18 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
     ended, ended_bodies = await converse("first note zq", "zqa-")
     await member.send({"type": "end", "conversation_id": ended})
     await specialist.expect("conversation_ended", where=lambda f: f["conversation_id"] == ended)
+    # The specialist's wrap-up note on it (PRODUCT.md §8) is content about the member.
+    wrapped = await specialist.call(
+        {
+            "type": "wrap_up",
+            "conversation_id": ended,
+            "outcome": "ok",
+            "risk_level": "none",
+            "note": "wrap zqw",
+        },
+        "wrap_up_saved",
+    )
+    assert wrapped["type"] == "wrap_up_saved", wrapped
     await member.call(
         {"type": "feedback", "conversation_id": ended, "rating": 2, "comment": "comment zqc"},
         "feedback_saved",
@@ -359,6 +373,7 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
             "zqd",
             "zqk",
             "zqu",
+            "zqw",
         ]
 
         async def nothing_left() -> bool:
@@ -473,6 +488,17 @@ async def test_the_release_step_sweeps_aged_conversations_and_keeps_their_statis
         {"type": "flag", "conversation_id": old, "level": "concern", "note": "aged flag note"}, "flagged"
     )
     assert flagged["type"] == "flagged", flagged
+    wrapped = await pair.specialist.call(
+        {
+            "type": "wrap_up",
+            "conversation_id": old,
+            "outcome": "talked",
+            "risk_level": "low",
+            "note": "aged wrap note",
+        },
+        "wrap_up_saved",
+    )
+    assert wrapped["type"] == "wrap_up_saved", wrapped
     queued = await pair.member.call({"type": "request", "tags": ["grief"], "note": "recent note"}, "queued")
     offer = await pair.specialist.expect("offer", where=lambda f: f["request_id"] == queued["request_id"])
     started = await pair.specialist.call(
@@ -508,6 +534,8 @@ async def test_the_release_step_sweeps_aged_conversations_and_keeps_their_statis
     assert [tuple(r) for r in feedback] == [(5, None, "")]
     flags = await _sql(database_url, "SELECT kind, level, note FROM alerts WHERE kind = 'flagged'")
     assert [tuple(r) for r in flags] == [("flagged", "concern", None)], "the alert stays, its note goes"
+    wraps = await _sql(database_url, "SELECT conversation_id, outcome, risk_level, note FROM wrap_ups")
+    assert [tuple(r) for r in wraps] == [(old, "talked", "low", None)], "the wrap-up stays, its note goes"
     notes = await _sql(database_url, "SELECT note, member_id FROM requests ORDER BY created_at")
     assert [tuple(r) for r in notes] == [(None, ""), ("recent note", "acct-aged")]
 
@@ -750,3 +778,105 @@ async def test_erasure_drops_the_members_socket_count_from_redis(
 
     await wait_until(gone, timeout=20, every=0.25)
     assert time.monotonic() - began < 10
+
+
+async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_most(
+    live: LiveService, database_url: str
+) -> None:
+    """Review finding 9: the export held a pool connection and a transaction open for as
+    long as the client took to read it; ~20 clients that stop reading took the whole pool.
+    Now each page is its own short query, and a member runs at most two exports at once."""
+    pair = await matched(live, member_id="acct-slow", specialist_id="spec-slow")
+    conv = pair.conversation_id
+    # About 6 MB: more than the kernel buffers of both ends, so a reader that stops stalls it.
+    await _execute(
+        database_url,
+        f"""INSERT INTO messages (conversation_id, seq, sender_id, sender_role, sender_name,
+                                  client_msg_id, body)
+            SELECT '{conv}', g, 'acct-slow', 'member', 'Sam', 'x' || g, repeat('b', 3990) || g
+              FROM generate_series(1, 1500) g;
+            UPDATE conversations SET last_seq = 1500 WHERE id = '{conv}'""",
+    )
+    tok = token("member", "acct-slow", "Sam")
+    stalled = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", live.port))
+        sock.sendall(
+            f"GET /api/me/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n".encode()
+        )
+        stalled.append(sock)  # and never read from again
+    try:
+        async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
+
+            async def third_refused() -> bool:
+                r = await http.get("/api/me/export", headers=_bearer(tok))
+                return r.status_code == 429
+
+            try:
+                await wait_until(third_refused, timeout=30, every=0.5)
+                limited = True
+            except TimeoutError:
+                limited = False
+            held = await _sql(
+                database_url,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%'",
+            )
+            assert held == [], "a stalled export holds a pool connection in a transaction"
+            assert limited, "a third export of one member while two run: 429"
+            # Another member is not limited by them.
+            other = await http.get("/api/me/export", headers=_bearer(token("member", "acct-other")))
+            assert other.status_code == 200
+    finally:
+        for sock in stalled:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset: the server's next write fails and the export ends
+
+    async with httpx.AsyncClient(base_url=live.http, timeout=60) as http:
+
+        async def exports_again() -> bool:
+            return (await http.get("/api/me/export", headers=_bearer(tok))).status_code == 200
+
+        await wait_until(exports_again, timeout=30, every=0.5)  # the two gave their count back
+    assert_clean_log(live)
+
+
+async def test_after_an_erasure_a_new_token_of_the_member_cannot_type_or_read_in_the_old_conversation(
+    service_factory: Any,
+) -> None:
+    """Review finding 8: `typing` and `read` trusted the process's participants cache, which
+    the erasure (asked of another process) did not clear: a new token of the same `sub` on
+    the process that had cached the pair still sent `typing`/`read` to the
+    specialist of the erased conversation."""
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a, member_id="acct-stale", specialist_id="spec-stale")
+    conv = pair.conversation_id
+    await pair.member.send({"type": "typing", "conversation_id": conv})  # A caches the pair
+    await pair.specialist.expect("typing")
+    ack = await pair.member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "c1", "body": "hello"}, "ack"
+    )
+    await pair.specialist.expect("message")
+    async with httpx.AsyncClient(base_url=b.http) as http:  # erased through the other process
+        erased = await http.delete("/api/me", headers=_bearer(token("member", "acct-stale")))
+        assert erased.status_code == 202, erased.text
+    await pair.specialist.expect("conversation_ended")
+    assert await pair.member.closed() == 4003
+    again, _ = await Client.connect(a.ws, token("member", "acct-stale"))
+    pair.specialist.inbox.clear()
+    typing = await again.call({"type": "typing", "conversation_id": conv, "ref": "t1"}, "error")
+    assert typing["type"] == "error" and typing["code"] in ("invalid_state", "forbidden"), typing
+    read = await again.call(
+        {"type": "read", "conversation_id": conv, "seq": ack["seq"], "ref": "r1"}, "error"
+    )
+    assert read["type"] == "error" and read["code"] == "forbidden", read
+    # A round trip of the specialist's own: anything those frames caused has arrived by now.
+    await pair.specialist.call({"type": "history", "conversation_id": conv, "limit": 1}, "history")
+    told = [f["type"] for f in pair.specialist.inbox if f["type"] in ("typing", "read")]
+    assert told == [], "the specialist was told of the erased member's new socket"
+    await again.close()
+    for svc in (a, b):
+        assert_clean_log(svc)

@@ -1,0 +1,253 @@
+"""The two graces, one sweep at a time, against a real PostgreSQL with presence in memory
+(chat/presence_memory.py, the same contract as Redis): chat/upkeep/grace.py (a specialist who
+dropped out has `reconnect_grace_s` to return) and chat/upkeep/member_grace.py (a member with
+no live connection keeps their place for `member_grace_s`). Time is passed in, never slept."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from chat.config import Settings
+from chat.people import Person, member, specialist
+from chat.presence_memory import MemoryPresence
+from chat.safety.monitoring import MonitorMirror
+from chat.services import Services
+from chat.store import conversations, profiles, queue
+from chat.store.queue import Assignment
+from chat.upkeep.grace import ReconnectGrace, sweep_interval
+from chat.upkeep.member_grace import MemberGrace
+from protocol import frames as f
+from tests.chat.conftest import Pool
+
+GRACE_S = 60.0
+TTL_S = 30.0
+
+
+@dataclass
+class Recorder:
+    sent: list[tuple[Person, object]] = field(default_factory=list)
+
+    def to_user(self, person: Person, frame: object, **_: object) -> None:
+        self.sent.append((person, frame))
+
+    def frames_to(self, person: Person) -> list[object]:
+        return [frame for p, frame in self.sent if p == person]
+
+
+@dataclass
+class FakeServices:
+    settings: Settings
+    db: Pool
+    presence: MemoryPresence = field(default_factory=lambda: MemoryPresence(TTL_S))
+    hub: Recorder = field(default_factory=Recorder)
+    monitors: MonitorMirror = field(default_factory=MonitorMirror)
+    pokes: int = 0
+
+    def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
+        return None
+
+    async def poke_matchmaker(self) -> None:
+        self.pokes += 1
+
+
+def _services(db: Pool, database_url: str) -> FakeServices:
+    settings = Settings(
+        database_url=database_url,
+        redis_url="redis://127.0.0.1:1",
+        reconnect_grace_s=GRACE_S,
+        member_grace_s=GRACE_S,
+        presence_ttl_s=TTL_S,
+    )
+    return FakeServices(settings, db)
+
+
+async def _request(db: Pool, member_id: str) -> queue.Request:
+    return await queue.create_request(
+        db,
+        member_id=member_id,
+        member_alias=f"alias-{member_id}",
+        tags=["grief"],
+        language=None,
+        note=None,
+        priority="normal",
+        prefer_specialist=None,
+    )
+
+
+async def _conversation(db: Pool, member_id: str, specialist_id: str) -> tuple[str, queue.Request]:
+    await profiles.put(
+        db, specialist_id, name=f"name-{specialist_id}", tags=[], languages=["en"], max_chats=3
+    )
+    request = await _request(db, member_id)
+    assigned = await queue.claim_request(db, request.id, specialist_id)
+    assert isinstance(assigned, Assignment)
+    return assigned.conversation_id, request
+
+
+async def _state(db: Pool, conversation_id: str) -> tuple[str, str | None]:
+    conv = await conversations.get(db, conversation_id)
+    assert conv is not None
+    return conv.state, conv.end_reason
+
+
+def test_sweep_interval_is_a_quarter_of_the_grace_within_bounds() -> None:
+    assert sweep_interval(60.0, 30.0) == 5.0
+    assert sweep_interval(8.0, 30.0) == 2.0
+    assert sweep_interval(60.0, 6.0) == 2.0
+    assert sweep_interval(0.1, 0.1) == 0.2
+
+
+# ------------------------------------------------------------------ specialist's reconnect grace
+
+
+async def test_a_specialist_back_within_the_grace_keeps_the_conversation(db: Pool, database_url: str) -> None:
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    grace = ReconnectGrace(cast(Services, s))
+    t0 = time.time()
+    await s.presence.connect("s1", "specialist", "c1", t0)
+    await s.presence.disconnect("s1", "specialist", "c1", t0)
+    assert await grace.sweep(t0 + GRACE_S - 1) == 0
+    assert await _state(db, conv_id) == ("active", None)
+    await s.presence.connect("s1", "specialist", "c2", time.time())
+    assert await grace.sweep(t0 + GRACE_S + 1) == 0, "back in time: nothing ends"
+    assert await _state(db, conv_id) == ("active", None)
+
+
+async def test_past_the_grace_the_conversation_ends_once_and_the_member_is_queued_again(
+    db: Pool, database_url: str
+) -> None:
+    s = _services(db, database_url)
+    conv_id, original = await _conversation(db, "m1", "s1")
+    grace = ReconnectGrace(cast(Services, s))
+    t0 = time.time() - GRACE_S - 5  # the specialist left more than a grace ago
+    await s.presence.connect("s1", "specialist", "c1", t0)
+    await s.presence.disconnect("s1", "specialist", "c1", t0)
+    assert await grace.sweep(time.time()) == 1
+    assert await _state(db, conv_id) == ("ended", "peer_gone")
+    to_member = s.hub.frames_to(member("m1"))
+    assert f.PeerStatus(conversation_id=conv_id, status="gone") in to_member
+    assert any(isinstance(x, f.ConversationEnded) and x.reason == "peer_gone" for x in to_member)
+    assert any(isinstance(x, f.ConversationEnded) for x in s.hub.frames_to(specialist("s1")))
+    again = await queue.open_request_of(db, "m1")
+    assert again is not None and again.id != original.id
+    assert again.prefer_specialist == "s1" and again.tags == ["grief"]
+    assert again.created_at == original.created_at, "the member keeps their place in line"
+    updates = [x for x in to_member if isinstance(x, f.QueueUpdate)]
+    assert [u.request_id for u in updates] == [again.id]
+    assert s.pokes == 1
+    # A second process sweeping the same absence ends nothing twice.
+    s.hub.sent.clear()
+    assert await ReconnectGrace(cast(Services, s)).sweep(time.time()) == 0
+    assert s.hub.sent == []
+
+
+async def test_an_unseen_departure_is_told_to_the_member_and_timed_from_the_first_sweep(
+    db: Pool, database_url: str
+) -> None:
+    """The specialist's process died: no socket recorded the absence. Once presence has settled,
+    the first sweep to notice marks it, tells the member `reconnecting`, and starts the grace."""
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    grace = ReconnectGrace(cast(Services, s))
+    t0 = time.time()
+    assert await s.presence.settled(t0) is False
+    assert await grace.sweep(t0) == 0
+    assert s.hub.sent == [], "until leases have had a TTL to rebuild, absence is not marked"
+    noticed = t0 + TTL_S
+    assert await grace.sweep(noticed) == 0
+    assert s.hub.sent == [(member("m1"), f.PeerStatus(conversation_id=conv_id, status="reconnecting"))]
+    assert await grace.sweep(noticed + GRACE_S - 1) == 0
+    assert await _state(db, conv_id) == ("active", None)
+    assert await grace.sweep(noticed + GRACE_S + 1) == 1
+    assert await _state(db, conv_id) == ("ended", "peer_gone")
+
+
+async def test_sweep_once_skips_the_round_while_another_process_holds_the_lock(
+    db: Pool, database_url: str
+) -> None:
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    t0 = time.time() - GRACE_S - 5
+    await s.presence.connect("s1", "specialist", "c1", t0)
+    await s.presence.disconnect("s1", "specialist", "c1", t0)
+    grace = ReconnectGrace(cast(Services, s))
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x6772616365)
+        assert await grace.sweep_once() == 0
+    assert await _state(db, conv_id) == ("active", None)
+    assert await grace.sweep_once() == 1
+
+
+# ------------------------------------------------------------------ member grace
+
+
+async def test_a_waiting_member_away_past_the_grace_has_the_request_abandoned(
+    db: Pool, database_url: str
+) -> None:
+    s = _services(db, database_url)
+    request = await _request(db, "m1")
+    grace = MemberGrace(cast(Services, s))
+    await db.execute(
+        "INSERT INTO members_away (member_id, since) VALUES ($1, $2)",
+        "m1",
+        datetime.now(UTC) - timedelta(seconds=GRACE_S - 10),
+    )
+    assert await grace.sweep(time.time()) == 0, "still within the grace"
+    assert await queue.open_request_of(db, "m1") is not None
+    assert await grace.sweep(time.time() + 11) == 1
+    assert await queue.open_request_of(db, "m1") is None
+    gone = await queue.get_request(db, request.id)
+    assert gone is not None and gone.state == "cancelled"
+    assert s.pokes == 1
+    assert await grace.sweep(time.time() + 11) == 0, "cancelled once"
+
+
+async def test_a_member_online_again_keeps_their_place_and_their_absence_is_cleared(
+    db: Pool, database_url: str
+) -> None:
+    s = _services(db, database_url)
+    await _request(db, "m1")
+    grace = MemberGrace(cast(Services, s))
+    await db.execute(
+        "INSERT INTO members_away (member_id, since) VALUES ($1, $2)",
+        "m1",
+        datetime.now(UTC) - timedelta(seconds=GRACE_S * 2),
+    )
+    await s.presence.connect("m1", "member", "c1", time.time())
+    assert await grace.sweep(time.time()) == 0
+    assert await queue.open_request_of(db, "m1") is not None
+    assert await db.fetchval("SELECT count(*) FROM members_away") == 0
+
+
+async def test_a_member_gone_past_the_grace_ends_the_conversation_and_frees_the_specialist(
+    db: Pool, database_url: str
+) -> None:
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    before = await profiles.get(db, "s1")
+    assert before is not None and before.active_chats == 1
+    grace = MemberGrace(cast(Services, s))
+    t0 = time.time()
+    assert await s.presence.settled(t0) is False
+    assert await grace.sweep(t0) == 0
+    assert s.hub.sent == [], "absence is not marked before presence has settled"
+    noticed = t0 + TTL_S
+    assert await grace.sweep(noticed) == 0
+    assert s.hub.sent == [(specialist("s1"), f.PeerStatus(conversation_id=conv_id, status="reconnecting"))]
+    # The grace runs from the stored mark (the database's clock).
+    await db.execute(
+        "UPDATE members_away SET since = $2 WHERE member_id = $1",
+        "m1",
+        datetime.now(UTC) - timedelta(seconds=GRACE_S + 1),
+    )
+    s.hub.sent.clear()
+    assert await grace.sweep(time.time()) == 1
+    assert await _state(db, conv_id) == ("ended", "peer_gone")
+    assert f.PeerStatus(conversation_id=conv_id, status="gone") in s.hub.frames_to(specialist("s1"))
+    after = await profiles.get(db, "s1")
+    assert after is not None and after.active_chats == 0
+    assert await queue.open_request_of(db, "m1") is None, "a member who left is not queued again"
