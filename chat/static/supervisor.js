@@ -12,9 +12,11 @@ import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
 import { statsPanel } from './supervisor/stats.js';
 import { transcriptPanel } from './supervisor/transcript.js';
+import { monitorPanel } from './supervisor/monitor.js';
 import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
 import { loadLanguage, t } from './ui/i18n.js';
+import { $ } from './ui/dom.js';
 
 const ROLE = 'supervisor';
 const SAMPLE_EVERY_MS = 15000; // repeat the last value so the chart's line runs up to "now"
@@ -45,13 +47,17 @@ function main({ token, client, notice }) {
     return res.blob();
   };
 
-  const stats = statsPanel((alertId) => client.send({ type: 'ack_alert', alert_id: alertId }));
+  const monitor = monitorPanel(client, notice, $('[data-testid="conversations-panel"]'));
+  const stats = statsPanel(
+    (alertId) => client.send({ type: 'ack_alert', alert_id: alertId }),
+    (conversationId) => monitor.open(conversationId),
+  );
   const chart = chartPanel();
   const feedback = feedbackPanel(call);
   const specialists = specialistsPanel(call, notice, feedback.specialists);
   const audit = auditPanel(call, download);
   const transcript = transcriptPanel(call, audit.load);
-  const conversations = conversationsPanel(call, transcript.prefill);
+  const conversations = conversationsPanel(call, transcript.prefill, (conversationId) => monitor.open(conversationId));
   const boundaries = boundariesPanel(call, notice);
 
   client.on('queue_stats', (f) => {

@@ -12,8 +12,9 @@ const PAGE = 50;
 /**
  * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
  * @param {(conversationId: string) => void} read opens the transcript form for that id
+ * @param {(conversationId: string) => void} [watch] opens the monitor form for a live one
  */
-export function conversationsPanel(call, read) {
+export function conversationsPanel(call, read, watch) {
   const body = $('#conversations');
   const more = $('#conversations-more');
   const error = $('#conversations-error');
@@ -26,6 +27,11 @@ export function conversationsPanel(call, read) {
     const who = (c.member && c.member.alias) || '?';
     button.setAttribute('aria-label', t('sup.read_label', { member: who, specialist: (c.specialist && c.specialist.name) || '?' }));
     button.addEventListener('click', () => read(c.id));
+    const monitor = watch && c.state === 'active' ? h('button', { type: 'button', class: 'secondary', testid: 'conversation-monitor' }, t('mon.monitor')) : null;
+    if (monitor && watch) {
+      monitor.setAttribute('aria-label', t('mon.monitor_conversation', { member: who, specialist: (c.specialist && c.specialist.name) || '?' }));
+      monitor.addEventListener('click', () => watch(c.id));
+    }
     const risk = [c.risk ? t('sup.risk_level', { level: c.risk }) : '', ...(c.flags || []), c.priority === 'urgent' ? t('sup.alert.urgent_request') : '']
       .filter(Boolean)
       .join(', ');
@@ -37,7 +43,7 @@ export function conversationsPanel(call, read) {
       h('td', {}, bidi((c.specialist && c.specialist.name) || '?')),
       h('td', {}, (c.tags || []).join(', ') || '–'),
       h('td', { class: c.risk ? 'risk-high' : '' }, risk || '–'),
-      h('td', { class: 'actions' }, button),
+      h('td', { class: 'actions' }, button, monitor ? [' ', monitor] : null),
     );
   }
 

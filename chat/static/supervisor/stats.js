@@ -20,8 +20,11 @@ const SERIOUS = new Set([URGENT, 'risk_message', 'flagged']);
 /** @typedef {import('peerchat-protocol').QueueStats} QueueStats */
 /** @typedef {import('peerchat-protocol').Alert} Alert */
 
-/** @param {(alertId: string) => void} acknowledge sends `ack_alert` */
-export function statsPanel(acknowledge = (_alertId) => {}) {
+/**
+ * @param {(alertId: string) => void} acknowledge sends `ack_alert`
+ * @param {(conversationId: string) => void} watch opens the monitor form for a conversation
+ */
+export function statsPanel(acknowledge = (_alertId) => {}, watch = (_conversationId) => {}) {
   /** @type {QueueStats | null} the last queue_stats frame */
   let latest = null;
   let latestAt = 0;
@@ -111,6 +114,13 @@ export function statsPanel(acknowledge = (_alertId) => {}) {
             a.note ? h('span', { class: 'alert-note' }, ` · “${a.note}”`) : '',
             h('span', { class: 'hint' }, ` · ${t('sup.conversation_short', { id: String(a.conversation_id || '').slice(0, 8) })}`),
           ];
+      const monitor = a.conversation_id
+        ? h('button', { type: 'button', class: 'secondary', testid: 'alert-monitor' }, t('mon.monitor'))
+        : null;
+      if (monitor) {
+        monitor.setAttribute('aria-label', t('mon.monitor_label', { label }));
+        monitor.addEventListener('click', () => watch(String(a.conversation_id)));
+      }
       list.append(
         h(
           'li',
@@ -123,6 +133,7 @@ export function statsPanel(acknowledge = (_alertId) => {}) {
           ...about,
           ' ',
           ack,
+          monitor ? [' ', monitor] : null,
         ),
       );
     }
