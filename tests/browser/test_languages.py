@@ -5,14 +5,38 @@ have falls back to English."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
 import httpx
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
 from tests.browser.support import Web, put_profile
 from tests.support.client import Client, token
+from tests.support.servers import LiveService
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def webs(
+    service_factory: Callable[..., LiveService], browser: Browser
+) -> AsyncIterator[Callable[..., Web]]:
+    """Like the `web` fixture, for a service started with its own environment."""
+    made: list[Web] = []
+
+    def start(**env: str) -> Web:
+        harness = Web(service_factory(**env), browser)
+        made.append(harness)
+        return harness
+
+    try:
+        yield start
+    finally:
+        for harness in made:
+            await harness.close()
+    for harness in made:
+        harness.assert_clean()
 
 
 async def test_languages_are_the_catalogue_files(web: Web) -> None:
@@ -151,3 +175,40 @@ async def test_the_login_page_in_spanish(web: Web) -> None:
     await page.get_by_test_id("login-submit").click()
     await page.wait_for_url(f"{web.base}/member")
     await expect(page.locator("#start-heading")).to_have_text("Habla con un compañero")
+
+
+async def test_a_preferred_peer_who_cannot_join_is_told_plainly_in_spanish(webs: Callable[..., Web]) -> None:
+    web = webs(PEERCHAT_PREFER_WINDOW_S="2")
+    await put_profile(web.live, "spec-rosa-es", "Rosa", ["grief"])
+    await put_profile(web.live, "spec-omar-es", "Omar", ["grief"])
+    # A first conversation with Rosa makes her a past peer of this member.
+    rosa, _ = await Client.connect(web.live.ws, token("specialist", "spec-rosa-es", "Rosa"))
+    await rosa.call({"type": "availability", "status": "available"}, "availability")
+    sam, _ = await Client.connect(web.live.ws, token("member", "acct-pref-es", "Sam"))
+    await sam.call({"type": "request", "tags": ["grief"]}, "queued")
+    offer = await rosa.expect("offer", timeout=30)
+    started = await rosa.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    await sam.call({"type": "end", "conversation_id": started["conversation"]["id"]}, "conversation_ended")
+    await sam.close()
+    await rosa.call({"type": "availability", "status": "away"}, "availability")
+    omar, _ = await Client.connect(web.live.ws, token("specialist", "spec-omar-es", "Omar"))
+    await omar.call({"type": "availability", "status": "available"}, "availability")
+
+    page = await web.page("member-es-preferred", locale="es-ES")
+    await web.login_token(page, "member", "Sam", "acct-pref-es")
+    await expect(page.locator("#past-peers-heading")).to_have_text("Compañeros con los que has hablado")
+    await page.get_by_role("button", name="Pedir de nuevo a Rosa").click()
+    await expect(page.get_by_test_id("preferred-peer")).to_contain_text(
+        "Pedirás de nuevo a Rosa. Si no puede unirse pronto, lo hará otro compañero."
+    )
+    await page.get_by_test_id("tag-grief").check()
+    await page.get_by_test_id("request-button").click()
+    await expect(page.locator("#queue-heading")).to_have_text("Esperando a un compañero")
+    await omar.expect("offer", timeout=30)  # after Rosa's window, the next free peer
+    await expect(page.get_by_test_id("notice")).to_have_text(
+        "El compañero que pediste no pudo unirse a tiempo, así que hablarás con el siguiente que esté libre."
+        " No pierdes tu lugar en la fila.",
+        timeout=15000,
+    )
+    await omar.close()
+    await rosa.close()
