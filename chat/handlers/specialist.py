@@ -10,9 +10,10 @@ from chat.gateway.session import Outbound, Session
 from chat.handlers.registry import Refuse, handles
 from chat.people import specialist
 from chat.services import Services
-from chat.store import conversations, profiles, queue, wrap_up
+from chat.store import assignment, conversations, profiles, queue, wrap_up
+from chat.store.assignment import Assignment, Refusal
 from chat.store.db import iso
-from chat.store.queue import Assignment, OfferOutcome, Refusal
+from chat.store.queue import OfferOutcome
 from protocol import frames as f
 from protocol.codec import encode
 from protocol.codes import ErrorCode
@@ -32,13 +33,13 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
 
 @handles(f.Accept, "specialist")
 async def on_accept(services: Services, session: Session, frame: f.Accept) -> None:
-    result = await queue.accept_offer(services.db, frame.offer_id, session.user_id)
+    result = await assignment.accept_offer(services.db, frame.offer_id, session.user_id)
     await _started(services, session, result, frame.ref)
 
 
 @handles(f.Claim, "specialist")
 async def on_claim(services: Services, session: Session, frame: f.Claim) -> None:
-    result = await queue.claim_request(services.db, frame.request_id, session.user_id)
+    result = await assignment.claim_request(services.db, frame.request_id, session.user_id)
     await _started(services, session, result, frame.ref)
 
 

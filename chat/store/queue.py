@@ -1,4 +1,5 @@
-"""Requests waiting for a peer, the offers made for them, and turning one into a conversation.
+"""Requests waiting for a peer and the offers made for them (turning one into a
+conversation, by accept or claim, is chat/store/assignment.py).
 
 Every function that changes state is a compare-and-set on the row's current state inside
 one transaction, so two processes racing (two accepts, an accept and a claim, a claim and
@@ -18,9 +19,7 @@ from chat.store import boundaries
 from chat.store.db import Db, FromRow
 from chat.store.states import (
     CONVERSATION_ACTIVE,
-    OFFER_ACCEPTED,
     OFFER_REVOKED,
-    REQUEST_ASSIGNED,
     REQUEST_BACK_IN_LINE,
     REQUEST_CANCELLED,
     REQUEST_OFFERED,
@@ -121,7 +120,7 @@ async def lock_member(conn: Db, member_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", MEMBER_LOCK_CLASS, member_id)
 
 
-async def _lock_request_of_offer(conn: Db, offer_id: str) -> str | None:
+async def lock_request_of_offer(conn: Db, offer_id: str) -> str | None:
     """Lock order everywhere: request row, then offer rows, then the specialist row.
     Taking the request first (by way of the offer's request id, read without a lock)
     is what keeps accept, claim, decline and expiry from deadlocking one another."""
@@ -131,7 +130,7 @@ async def _lock_request_of_offer(conn: Db, offer_id: str) -> str | None:
     return request_id
 
 
-async def _lock_request(conn: Db, request_id: str) -> None:
+async def lock_request(conn: Db, request_id: str) -> None:
     await conn.execute("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", request_id)
 
 
@@ -190,6 +189,10 @@ async def pending_offers(db: Db, specialist_id: str | None = None) -> list[Offer
     return [Offer.of(r) for r in rows]
 
 
+class _NoSlot(Exception):
+    """Raised inside make_offer's transaction to roll the request's move back."""
+
+
 async def make_offer(
     db: asyncpg.Pool[asyncpg.Record],
     *,
@@ -228,7 +231,7 @@ async def make_offer(
                 specialist_id,
             )
             if room is None or room < 1:
-                raise _Abort(Refusal.NO_SLOT)  # rolls the request's move back: still waiting
+                raise _NoSlot  # rolls the request's move back: still waiting
             try:
                 row = await conn.fetchrow(
                     f"""INSERT INTO offers (id, request_id, specialist_id, expires_at)
@@ -240,7 +243,7 @@ async def make_offer(
                 )
             except asyncpg.UniqueViolationError:
                 raise AssertionError("request was waiting yet had a pending offer") from None
-    except _Abort:
+    except _NoSlot:
         return None
     assert row is not None
     return Offer.of(row)
@@ -258,7 +261,7 @@ async def close_offer(
     (created_at is untouched) and is never offered to this specialist again. Returns the
     offer and the specialist's count of offers missed in a row, or None if it was not pending."""
     async with db.acquire() as conn, conn.transaction():
-        await _lock_request_of_offer(conn, offer_id)
+        await lock_request_of_offer(conn, offer_id)
         row = await conn.fetchrow(
             f"""UPDATE offers SET state = $2, decided_at = now()
                 WHERE id = $1 AND state IN {PENDING} AND ($3::text IS NULL OR specialist_id = $3)
@@ -289,7 +292,7 @@ async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
     """Withdraw a pending offer without holding it against the specialist (they went away,
     or their capacity was cut); the request goes back to waiting."""
     async with db.acquire() as conn, conn.transaction():
-        await _lock_request_of_offer(conn, offer_id)
+        await lock_request_of_offer(conn, offer_id)
         request_id = await conn.fetchval(
             f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
                 WHERE id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING request_id""",
@@ -303,131 +306,6 @@ async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
             request_id,
         )
     return True
-
-
-class Refusal(StrEnum):
-    OFFER_EXPIRED = "offer_expired"
-    ALREADY_CLAIMED = "already_claimed"
-    NO_SLOT = "no_slot"
-    LANGUAGE = "language"
-    NOT_FOUND = "not_found"
-    BLOCKED = "blocked"  # a block or report bars this pair (PRODUCT.md §9)
-    WRAP_UP = "wrap_up"
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    conversation_id: str
-    request: Request
-    specialist_id: str
-    specialist_name: str
-    revoked: list[Offer]
-
-
-async def accept_offer(
-    db: asyncpg.Pool[asyncpg.Record], offer_id: str, specialist_id: str
-) -> Assignment | Refusal:
-    try:
-        async with db.acquire() as conn, conn.transaction():
-            await _lock_request_of_offer(conn, offer_id)
-            request_id = await conn.fetchval(
-                f"""UPDATE offers SET state = {OFFER_ACCEPTED.to}, decided_at = now()
-                    WHERE id = $1 AND specialist_id = $2 AND state IN {OFFER_ACCEPTED.from_}
-                      AND expires_at > now()
-                   RETURNING request_id""",
-                offer_id,
-                specialist_id,
-            )
-            if request_id is None:
-                return Refusal.OFFER_EXPIRED
-            # A refusal rolls the whole transaction back: the offer stays pending until it expires.
-            return await _assign(conn, request_id, specialist_id, check_language=False)
-    except _Abort as abort:
-        return abort.refusal
-
-
-class _Abort(Exception):
-    """Raised inside a transaction to roll it back with a refusal for the caller."""
-
-    def __init__(self, refusal: Refusal) -> None:
-        self.refusal = refusal
-
-
-async def claim_request(
-    db: asyncpg.Pool[asyncpg.Record], request_id: str, specialist_id: str
-) -> Assignment | Refusal:
-    try:
-        async with db.acquire() as conn, conn.transaction():
-            await _lock_request(conn, request_id)
-            # In wrap-up after a conversation: no claims either (PRODUCT.md §8).
-            if await conn.fetchval(
-                "SELECT wrap_up_until > now() FROM specialists WHERE id = $1", specialist_id
-            ):
-                raise _Abort(Refusal.WRAP_UP)
-            return await _assign(conn, request_id, specialist_id, check_language=True)
-    except _Abort as abort:
-        return abort.refusal
-
-
-async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_language: bool) -> Assignment:
-    # The caller holds the request row's lock (see _lock_request_of_offer). The capacity
-    # check is a compare-and-set on the specialist row, so no process can overfill them.
-    # The specialist's pending offers for other requests hold slots too (PRODUCT.md §7): a
-    # claim may not take the slot an offer holds, or that offer could no longer be accepted
-    # (issue 18). The row is locked first, so the count below sees every offer committed
-    # before it (make_offer takes the same lock).
-    await conn.execute("SELECT 1 FROM specialists WHERE id = $1 FOR UPDATE", specialist_id)
-    spec = await conn.fetchrow(
-        f"""UPDATE specialists s SET active_chats = active_chats + 1, missed_offers = 0, idle_since = now()
-            WHERE id = $1 AND active_chats + (
-                SELECT count(*) FROM offers o
-                WHERE o.specialist_id = s.id AND o.state IN {PENDING} AND o.expires_at > now()
-                  AND o.request_id <> $2) < max_chats
-            RETURNING name, languages""",
-        specialist_id,
-        request_id,
-    )
-    if spec is None:
-        exists = await conn.fetchval("SELECT 1 FROM specialists WHERE id = $1", specialist_id)
-        raise _Abort(Refusal.NO_SLOT if exists else Refusal.NOT_FOUND)
-    row = await conn.fetchrow(
-        f"""UPDATE requests SET state = {REQUEST_ASSIGNED.to}, closed_at = now()
-            WHERE id = $1 AND state IN {REQUEST_ASSIGNED.from_} RETURNING {_REQ}""",
-        request_id,
-    )
-    if row is None:
-        exists = await conn.fetchval("SELECT 1 FROM requests WHERE id = $1", request_id)
-        raise _Abort(Refusal.ALREADY_CLAIMED if exists else Refusal.NOT_FOUND)
-    request = Request.of(row)
-    if await boundaries.is_barred(conn, request.member_id, specialist_id):
-        raise _Abort(Refusal.BLOCKED)
-    if check_language and request.language and request.language not in spec["languages"]:
-        raise _Abort(Refusal.LANGUAGE)
-    revoked = await conn.fetch(
-        f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
-            WHERE request_id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING {_OFFER}""",
-        request_id,
-    )
-    conversation_id = new_id()
-    await conn.execute(
-        """INSERT INTO conversations (id, request_id, member_id, member_alias, specialist_id,
-               specialist_name, tags)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        conversation_id,
-        request.id,
-        request.member_id,
-        request.member_alias,
-        specialist_id,
-        spec["name"],
-        request.tags,
-    )
-    return Assignment(
-        conversation_id=conversation_id,
-        request=request,
-        specialist_id=specialist_id,
-        specialist_name=spec["name"],
-        revoked=[Offer.of(r) for r in revoked],
-    )
 
 
 async def ahead_of(db: Db, request: Request) -> int:

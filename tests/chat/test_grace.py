@@ -15,8 +15,8 @@ from chat.people import Person, member, specialist
 from chat.presence_memory import MemoryPresence
 from chat.safety.monitoring import MonitorMirror
 from chat.services import Services
-from chat.store import conversations, profiles, queue
-from chat.store.queue import Assignment
+from chat.store import assignment, conversations, profiles, queue
+from chat.store.assignment import Assignment
 from chat.upkeep.grace import ReconnectGrace, sweep_interval
 from chat.upkeep.member_grace import MemberGrace
 from protocol import frames as f
@@ -82,7 +82,7 @@ async def _conversation(db: Pool, member_id: str, specialist_id: str) -> tuple[s
         db, specialist_id, name=f"name-{specialist_id}", tags=[], languages=["en"], max_chats=3
     )
     request = await _request(db, member_id)
-    assigned = await queue.claim_request(db, request.id, specialist_id)
+    assigned = await assignment.claim_request(db, request.id, specialist_id)
     assert isinstance(assigned, Assignment)
     return assigned.conversation_id, request
 

@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 
 from chat.people import Person, member, specialist
-from chat.store import audit, conversations, privacy, profiles, queue
+from chat.store import assignment, audit, conversations, privacy, profiles, queue
+from chat.store.assignment import Assignment, Refusal
 from chat.store.conversations import Appended
 from chat.store.db import iso
-from chat.store.queue import Assignment, OfferOutcome, Refusal
+from chat.store.queue import OfferOutcome
 from tests.chat.conftest import Pool
 from tests.support.servers import wait_until
 
@@ -52,7 +53,7 @@ async def _conversation(
 ) -> conversations.Conversation:
     await _specialist(db, specialist_id)
     request = await _request(db, member_id)
-    assigned = await queue.claim_request(db, request.id, specialist_id)
+    assigned = await assignment.claim_request(db, request.id, specialist_id)
     assert isinstance(assigned, Assignment)
     conv = await conversations.get(db, assigned.conversation_id)
     assert conv is not None
@@ -200,7 +201,7 @@ async def test_one_open_request_per_member(db: Pool) -> None:
     assert all(isinstance(r, queue.Request | queue.AlreadyOpen) for r in results)
     # Once assigned, the active conversation blocks a new request too.
     await _specialist(db, "s1")
-    assert isinstance(await queue.claim_request(db, first.id, "s1"), Assignment)
+    assert isinstance(await assignment.claim_request(db, first.id, "s1"), Assignment)
     with pytest.raises(queue.AlreadyOpen):
         await _request(db, "m1")
     assert (await queue.open_request_of(db, "m1")) is None
@@ -211,7 +212,7 @@ async def test_many_claims_on_one_request_exactly_one_wins(db: Pool) -> None:
     request = await _request(db, "m1")
     for i in range(20):
         await _specialist(db, f"s{i}")
-    results = await asyncio.gather(*(queue.claim_request(db, request.id, f"s{i}") for i in range(20)))
+    results = await asyncio.gather(*(assignment.claim_request(db, request.id, f"s{i}") for i in range(20)))
     winners = [r for r in results if isinstance(r, Assignment)]
     assert len(winners) == 1
     assert all(r is Refusal.ALREADY_CLAIMED for r in results if not isinstance(r, Assignment))
@@ -243,8 +244,8 @@ async def test_accepts_and_claims_race_for_one_request(db: Pool) -> None:
         is None
     ), "one offer per request at a time"
     results = await asyncio.gather(
-        *(queue.accept_offer(db, "o1", "s0") for _ in range(5)),
-        *(queue.claim_request(db, request.id, f"s{i}") for i in range(1, 10)),
+        *(assignment.accept_offer(db, "o1", "s0") for _ in range(5)),
+        *(assignment.claim_request(db, request.id, f"s{i}") for i in range(1, 10)),
     )
     winners = [r for r in results if isinstance(r, Assignment)]
     assert len(winners) == 1
@@ -252,7 +253,7 @@ async def test_accepts_and_claims_race_for_one_request(db: Pool) -> None:
     assert await db.fetchval("SELECT sum(active_chats) FROM specialists") == 1
     # Whoever won, the offer is no longer pending and a late accept is refused.
     assert await queue.pending_offers(db) == []
-    assert await queue.accept_offer(db, "o1", "s0") is Refusal.OFFER_EXPIRED
+    assert await assignment.accept_offer(db, "o1", "s0") is Refusal.OFFER_EXPIRED
     if winners[0].specialist_id != "s0":
         assert [o.id for o in winners[0].revoked] == ["o1"], "the holder learns their offer was withdrawn"
 
@@ -263,28 +264,28 @@ async def test_accept_refusals(db: Pool) -> None:
     request = await _request(db, "m1")
     past = datetime.now(UTC) - timedelta(seconds=1)
     await queue.make_offer(db, offer_id="late", request_id=request.id, specialist_id="s1", expires_at=past)
-    assert await queue.accept_offer(db, "late", "s1") is Refusal.OFFER_EXPIRED, "past its expiry"
+    assert await assignment.accept_offer(db, "late", "s1") is Refusal.OFFER_EXPIRED, "past its expiry"
     assert [o.id for o in await queue.pending_offers(db)] == ["late"], "the refusal rolled back"
-    assert await queue.accept_offer(db, "late", "s2") is Refusal.OFFER_EXPIRED, "not their offer"
-    assert await queue.accept_offer(db, "nope", "s1") is Refusal.OFFER_EXPIRED
-    assert await queue.claim_request(db, "nope", "s1") is Refusal.NOT_FOUND
-    assert await queue.claim_request(db, request.id, "no-profile") is Refusal.NOT_FOUND
+    assert await assignment.accept_offer(db, "late", "s2") is Refusal.OFFER_EXPIRED, "not their offer"
+    assert await assignment.accept_offer(db, "nope", "s1") is Refusal.OFFER_EXPIRED
+    assert await assignment.claim_request(db, "nope", "s1") is Refusal.NOT_FOUND
+    assert await assignment.claim_request(db, request.id, "no-profile") is Refusal.NOT_FOUND
 
 
 async def test_claim_needs_the_requested_language_and_rolls_back_when_refused(db: Pool) -> None:
     await _specialist(db, "s1", languages=["en"])
     request = await _request(db, "m1", language="es")
-    assert await queue.claim_request(db, request.id, "s1") is Refusal.LANGUAGE
+    assert await assignment.claim_request(db, request.id, "s1") is Refusal.LANGUAGE
     assert (await profiles.get(db, "s1")).active_chats == 0  # type: ignore[union-attr]
     assert (await queue.get_request(db, request.id)).state == "waiting"  # type: ignore[union-attr]
     await _specialist(db, "s2", languages=["es", "en"])
-    assert isinstance(await queue.claim_request(db, request.id, "s2"), Assignment)
+    assert isinstance(await assignment.claim_request(db, request.id, "s2"), Assignment)
 
 
 async def test_capacity_holds_under_concurrent_claims(db: Pool) -> None:
     await _specialist(db, "s1", max_chats=3)
     requests = [await _request(db, f"m{i}") for i in range(12)]
-    results = await asyncio.gather(*(queue.claim_request(db, r.id, "s1") for r in requests))
+    results = await asyncio.gather(*(assignment.claim_request(db, r.id, "s1") for r in requests))
     assert sum(isinstance(r, Assignment) for r in results) == 3
     assert all(r is Refusal.NO_SLOT for r in results if not isinstance(r, Assignment))
     assert (await profiles.get(db, "s1")).active_chats == 3  # type: ignore[union-attr]
@@ -303,8 +304,8 @@ async def test_capacity_holds_when_accepts_and_claims_mix(db: Pool) -> None:
         )
     claimable = [await _request(db, f"n{i}") for i in range(4)]
     results = await asyncio.gather(
-        *(queue.accept_offer(db, f"o{i}", "s1") for i in range(2)),
-        *(queue.claim_request(db, r.id, "s1") for r in claimable),
+        *(assignment.accept_offer(db, f"o{i}", "s1") for i in range(2)),
+        *(assignment.claim_request(db, r.id, "s1") for r in claimable),
     )
     assert sum(isinstance(r, Assignment) for r in results) == 2
     assert (await profiles.get(db, "s1")).active_chats == 2  # type: ignore[union-attr]
@@ -323,7 +324,7 @@ async def test_no_offer_beyond_free_slots(db: Pool) -> None:
     assert await queue.make_offer(
         db, offer_id="o0", request_id=requests[0].id, specialist_id="s1", expires_at=soon
     )
-    claimed = await queue.claim_request(db, requests[1].id, "s1")
+    claimed = await assignment.claim_request(db, requests[1].id, "s1")
     assert isinstance(claimed, Assignment)
     # One chat and one pending offer: full.
     assert (
@@ -371,7 +372,7 @@ async def test_concurrent_offers_to_one_specialist_never_exceed_capacity(db: Poo
     assert sum(o is not None for o in made) == 3
     assert len(await queue.pending_offers(db, "s1")) == 3
     assert await db.fetchval("SELECT count(*) FROM requests WHERE state = 'waiting'") == 9
-    accepted = await asyncio.gather(*(queue.accept_offer(db, o.id, "s1") for o in made if o is not None))
+    accepted = await asyncio.gather(*(assignment.accept_offer(db, o.id, "s1") for o in made if o is not None))
     assert all(isinstance(a, Assignment) for a in accepted), "every offer made can be accepted"
 
 
@@ -384,8 +385,8 @@ async def test_cancel(db: Pool) -> None:
     revoked = await queue.cancel_request(db, request.id, "m1")
     assert revoked is not None and [(o.id, o.state) for o in revoked] == [("o1", "revoked")]
     assert await queue.cancel_request(db, request.id, "m1") is None, "already cancelled"
-    assert await queue.accept_offer(db, "o1", "s1") is Refusal.OFFER_EXPIRED
-    assert await queue.claim_request(db, request.id, "s1") is Refusal.ALREADY_CLAIMED
+    assert await assignment.accept_offer(db, "o1", "s1") is Refusal.OFFER_EXPIRED
+    assert await assignment.claim_request(db, request.id, "s1") is Refusal.ALREADY_CLAIMED
     assert await queue.open_requests(db) == []
     # The member may ask again.
     assert (await _request(db, "m1")).state == "waiting"
@@ -397,7 +398,7 @@ async def test_cancel_races_a_claim(db: Pool) -> None:
         request = await _request(db, f"m{round_}")
         cancelled, claimed = await asyncio.gather(
             queue.cancel_request(db, request.id, f"m{round_}"),
-            queue.claim_request(db, request.id, f"s{round_}"),
+            assignment.claim_request(db, request.id, f"s{round_}"),
         )
         assert (cancelled is None) == isinstance(claimed, Assignment), "exactly one of them wins"
 
@@ -593,21 +594,23 @@ async def test_a_claim_never_takes_the_slot_a_pending_offer_holds(db: Pool) -> N
     assert await queue.make_offer(
         db, offer_id="o1", request_id=offered.id, specialist_id="s1", expires_at=soon
     )
-    assert await queue.claim_request(db, other.id, "s1") is Refusal.NO_SLOT
-    assert isinstance(await queue.accept_offer(db, "o1", "s1"), Assignment), "the offer can still be taken"
+    assert await assignment.claim_request(db, other.id, "s1") is Refusal.NO_SLOT
+    assert isinstance(await assignment.accept_offer(db, "o1", "s1"), Assignment), (
+        "the offer can still be taken"
+    )
     # With room for the offer and one more, a claim fits beside it.
     await _specialist(db, "s2", max_chats=2)
     third = await _request(db, "m3")
     assert await queue.make_offer(db, offer_id="o3", request_id=third.id, specialist_id="s2", expires_at=soon)
-    assert isinstance(await queue.claim_request(db, other.id, "s2"), Assignment)
-    assert isinstance(await queue.accept_offer(db, "o3", "s2"), Assignment)
+    assert isinstance(await assignment.claim_request(db, other.id, "s2"), Assignment)
+    assert isinstance(await assignment.accept_offer(db, "o3", "s2"), Assignment)
     # Claiming the very request on offer to you is not blocked by that offer.
     await _specialist(db, "s3", max_chats=1)
     fourth = await _request(db, "m4")
     assert await queue.make_offer(
         db, offer_id="o4", request_id=fourth.id, specialist_id="s3", expires_at=soon
     )
-    assert isinstance(await queue.claim_request(db, fourth.id, "s3"), Assignment)
+    assert isinstance(await assignment.claim_request(db, fourth.id, "s3"), Assignment)
 
 
 async def test_a_request_made_while_the_member_is_erased_is_not_left_waiting_without_them(db: Pool) -> None:

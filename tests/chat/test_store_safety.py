@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from chat.safety import alerting
 from chat.safety.alerting import LONG_WAIT_ALERT_S
-from chat.store import alerts, conversations, profiles, queue
+from chat.store import alerts, assignment, conversations, profiles, queue
 from chat.store.alerts import Acked, AlertKind
+from chat.store.assignment import Assignment
 from chat.store.conversation_list import list_conversations
-from chat.store.queue import Assignment
 from tests.chat.conftest import Pool
 
 
@@ -27,7 +27,7 @@ async def _conversation(db: Pool, member_id: str, *, priority: str = "normal") -
         priority=priority,
         prefer_specialist=None,
     )
-    assigned = await queue.claim_request(db, request.id, "s1")
+    assigned = await assignment.claim_request(db, request.id, "s1")
     assert isinstance(assigned, Assignment)
     return assigned.conversation_id
 

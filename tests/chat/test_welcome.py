@@ -14,8 +14,8 @@ from chat.gateway.welcome import greet
 from chat.people import Person
 from chat.presence_memory import MemoryPresence
 from chat.services import Services
-from chat.store import conversations, members, profiles, queue
-from chat.store.queue import Assignment
+from chat.store import assignment, conversations, members, profiles, queue
+from chat.store.assignment import Assignment
 from protocol import frames as f
 from protocol.frames import Role
 from tests.chat.conftest import Pool
@@ -87,7 +87,7 @@ async def _specialist(db: Pool, specialist_id: str) -> None:
 async def _conversation(db: Pool, member_id: str, specialist_id: str) -> str:
     await _specialist(db, specialist_id)
     request = await _request(db, member_id)
-    assigned = await queue.claim_request(db, request.id, specialist_id)
+    assigned = await assignment.claim_request(db, request.id, specialist_id)
     assert isinstance(assigned, Assignment)
     return assigned.conversation_id
 
