@@ -5,6 +5,9 @@ import { api } from './client/http.js';
 import { uuid } from './client/ids.js';
 import { rememberLogin, ROLES, setToken } from './client/tokens.js';
 import { $ } from './ui/dom.js';
+import { loadLanguage, t } from './ui/i18n.js';
+
+await loadLanguage();
 
 const form = $('#login-form');
 const nameInput = /** @type {HTMLInputElement} */ ($('#login-name'));
@@ -17,7 +20,7 @@ if (wanted && /** @type {readonly string[]} */ (ROLES).includes(wanted)) {
   /** @type {HTMLInputElement} */ ($(`input[name="role"][value="${wanted}"]`, form)).checked = true;
 }
 if (params.get('why') === 'expired') {
-  $('#login-notice').textContent = 'Your session ended or the token was refused. Please sign in again.';
+  $('#login-notice').textContent = t('login.expired');
 }
 nameInput.focus();
 
@@ -27,7 +30,7 @@ form.addEventListener('submit', async (ev) => {
   const role = /** @type {HTMLInputElement} */ ($('input[name="role"]:checked', form)).value;
   const name = nameInput.value.trim();
   if (!name) {
-    error.textContent = 'Please enter a display name.';
+    error.textContent = t('login.enter_name');
     nameInput.focus();
     return;
   }
@@ -36,14 +39,14 @@ form.addEventListener('submit', async (ev) => {
   button.disabled = true;
   try {
     const data = await api(null, '/dev/token', { method: 'POST', body: { role, name, sub } });
-    if (!data || typeof data.token !== 'string') throw new Error('the server sent no token');
+    if (!data || typeof data.token !== 'string') throw new Error(t('login.no_token'));
     setToken(role, data.token);
     rememberLogin(role, name, sub);
     location.assign(`/${role}`);
   } catch (err) {
     const status = /** @type {{status?: number, message: string}} */ (err).status;
     error.textContent =
-      status === 404 ? 'Development sign-in is turned off on this server (PEERCHAT_DEV is not set).' : `Could not sign in: ${/** @type {Error} */ (err).message}`;
+      status === 404 ? t('login.dev_off') : t('login.failed', { error: /** @type {Error} */ (err).message });
     button.disabled = false;
   }
 });

@@ -13,8 +13,14 @@ import { ChatView } from './ui/chat-view.js';
 import { wireChatViews } from './ui/chat-wiring.js';
 import { startPage } from './ui/chrome.js';
 import { $, bidi, clear } from './ui/dom.js';
+import { loadLanguage, t, tParts } from './ui/i18n.js';
+import { getToken } from './client/tokens.js';
 
 const ROLE = 'member';
+
+// Without a token the page goes to /login at once; with one, the language is loaded before
+// anything renders text.
+if (getToken(ROLE)) await loadLanguage();
 
 const page = startPage(ROLE);
 if (page) main(page);
@@ -75,20 +81,20 @@ function main({ token, client, notice }) {
       return;
     }
     if (screens.view === 'queued') {
-      notice('Your request is no longer open. You can ask again.');
+      notice(t('member.request_gone'));
       screens.set('start');
       return;
     }
     if (screens.view === 'start' && rating.feedbackFor) {
       // Reloaded before rating: show that conversation again (resume replays it) and ask.
-      openChat(rating.feedbackFor, 'your peer', []).ended({ by: 'system', reason: 'ended' }, { guessed: true });
+      openChat(rating.feedbackFor, undefined, []).ended({ by: 'system', reason: 'ended' }, { guessed: true });
     }
   });
 
   client.on('conversation_started', ({ conversation }) => {
     const name = conversation.specialist && conversation.specialist.name;
     openChat(conversation.id, name, conversation.tags);
-    notice(name ? bidi(name) : 'A peer', ' has joined. You can start chatting.');
+    notice(...tParts('member.peer_joined', { name: name ? bidi(name) : t('member.a_peer') }));
   });
 
   wireChatViews(client, (id) => (chat && chat.id === id ? chat : null));
@@ -100,11 +106,11 @@ function main({ token, client, notice }) {
     }
     else if (type === 'feedback') rating.refused(e);
     else if (type === 'report') report.refused(e);
-    else if (type === 'cancel') notice(e.message || 'The request could not be cancelled.');
-    else if (type === 'end') notice(e.message || 'The conversation could not be ended.');
+    else if (type === 'cancel') notice(e.message || t('member.cancel_failed'));
+    else if (type === 'end') notice(e.message || t('member.end_failed'));
     else if (e.message) notice(e.message);
   });
-  client.on('forbidden', () => notice('This page refused the connection. Please sign in again.'));
+  client.on('forbidden', () => notice(t('common.forbidden')));
 
   document.addEventListener('visibilitychange', () => chat && chat.maybeRead());
   window.addEventListener('focus', () => chat && chat.maybeRead());

@@ -48,7 +48,7 @@ async def test_request_offer_accept_chat_end_rate_while_a_supervisor_watches(
 
     await expect(member.get_by_test_id("queue-view")).to_be_visible()
     await expect(member.get_by_test_id("queue-position")).to_have_text("1")
-    await expect(member.get_by_test_id("queue-topics")).to_have_text("Topics: alcohol, grief")
+    await expect(member.get_by_test_id("queue-topics")).to_have_text("Topics: Alcohol, Grief and loss")
     await expect(boss.get_by_test_id("stat-waiting")).to_have_text("1")
     await expect(boss.get_by_test_id("by-tag-row")).to_have_count(2)
     await expect(spec.get_by_test_id("queue-item")).to_have_count(1)

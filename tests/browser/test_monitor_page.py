@@ -36,6 +36,15 @@ async def test_alert_monitor_whisper_join_leave_on_the_dashboard(web: Web, datab
     await say(member, "hello, first message")
     await say(member, "some days I want to k\u200bill myself")
 
+    # The conversation list offers "Monitor" on the live conversation too.
+    await boss.locator("#conversations-refresh").click()
+    row = boss.locator(f'[data-testid="conversation-row"][data-conversation-id="{cid}"]')
+    await expect(row.get_by_test_id("conversation-monitor")).to_have_accessible_name(
+        "Monitor the live conversation of Sam with Ana"
+    )
+    await row.get_by_test_id("conversation-monitor").click()
+    await expect(boss.get_by_test_id("monitor-target")).to_contain_text(cid)
+
     # The risk alert reaches the dashboard (its live region) with a Monitor button.
     alert = boss.get_by_test_id("alert").filter(has=boss.get_by_test_id("alert-monitor"))
     await expect(alert).to_have_count(1, timeout=20_000)

@@ -3,17 +3,19 @@
 
 import { api } from '../client/http.js';
 import { $, clear, h, show } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
-const FALLBACK_RESOURCES = [
+/** The built-in list, in the page's language (called after the catalogue is loaded). */
+const fallbackResources = () => [
   {
-    name: '988 Suicide & Crisis Lifeline (US)',
-    contact: 'Call or text 988',
-    description: 'Free, confidential support, 24 hours a day.',
+    name: t('member.lifeline_name'),
+    contact: t('member.lifeline_contact'),
+    description: t('member.lifeline_description'),
   },
   {
-    name: 'Emergency services',
+    name: t('member.emergency_name'),
     contact: '911 (US) / 112 (EU)',
-    description: 'If you or someone else is in immediate danger.',
+    description: t('member.emergency_description'),
   },
 ];
 
@@ -40,9 +42,9 @@ export function setupCrisisPanel(token) {
       const numbers = String(r.contact || '').match(/\b\d{3,15}\b/g) || [];
       const links = h('span', { class: 'crisis-links' });
       for (const n of [...new Set(numbers)]) {
-        links.append(h('a', { href: `tel:${n}`, class: 'call-link', testid: 'crisis-call' }, `Call ${n}`));
+        links.append(h('a', { href: `tel:${n}`, class: 'call-link', testid: 'crisis-call' }, t('member.call', { n })));
         if (/text/i.test(String(r.contact || ''))) {
-          links.append(h('a', { href: `sms:${n}`, class: 'call-link' }, `Text ${n}`));
+          links.append(h('a', { href: `sms:${n}`, class: 'call-link' }, t('member.text', { n })));
         }
       }
       if (links.childNodes.length) li.append(links);
@@ -52,7 +54,7 @@ export function setupCrisisPanel(token) {
   }
 
   async function load() {
-    render(FALLBACK_RESOURCES);
+    render(fallbackResources());
     try {
       const data = await api(token, '/api/crisis-resources');
       if (data && Array.isArray(data.resources) && data.resources.length) render(data.resources);
@@ -69,7 +71,7 @@ export function setupCrisisPanel(token) {
     if (open) panel.focus();
   }
 
-  render(FALLBACK_RESOURCES);
+  render(fallbackResources());
   load();
   button.addEventListener('click', () => {
     const open = panel.hidden;

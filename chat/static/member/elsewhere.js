@@ -6,6 +6,7 @@
 
 import { ErrorCode } from '../codes.js';
 import { $, clear, h, show } from '../ui/dom.js';
+import { language, t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {{name?: unknown, url?: unknown, description?: unknown}} Alternative */
@@ -25,7 +26,7 @@ function webUrl(url) {
 export function formatOpening(iso) {
   const d = new Date(iso ?? '');
   if (Number.isNaN(d.getTime())) return '';
-  return d.toLocaleString([], { weekday: 'long', day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit' });
+  return d.toLocaleString(language(), { weekday: 'long', day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit' });
 }
 
 /** @param {PeerChatClient} client */
@@ -72,11 +73,11 @@ export function elsewherePanel(client) {
     button.disabled = !isOpen;
     closed.dataset.open = String(isOpen);
     hint.textContent = isOpen
-      ? 'If you are waiting, you keep your place in line while you look.'
-      : 'While we are closed, these are open to you.';
+      ? t('member.alternatives_waiting')
+      : t('member.alternatives_closed');
     if (isOpen) return;
     const at = formatOpening(when);
-    opensAt.textContent = at ? `We open again ${at}.` : 'We will open again soon.';
+    opensAt.textContent = at ? t('member.open_again_at', { when: at }) : t('member.open_again_soon');
     const wait = new Date(when ?? '').getTime() - Date.now();
     // At opening time, ask again (a reconnect brings a fresh welcome) rather than guess.
     if (Number.isFinite(wait) && wait > 0 && wait < 2 ** 31 - 1) {

@@ -5,6 +5,7 @@
 import { ApiError } from '../client/http.js';
 import { clearToken } from '../client/tokens.js';
 import { $, announce } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /**
  * @param {string} token
@@ -19,7 +20,7 @@ export function setupMyData(token, client, role) {
 
   download.addEventListener('click', async () => {
     download.disabled = true;
-    announce(status, 'Preparing your download…');
+    announce(status, t('member.preparing_download'));
     try {
       const res = await fetch('/api/me/export', {
         headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
@@ -36,9 +37,9 @@ export function setupMyData(token, client, role) {
       a.click();
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60000);
-      announce(status, 'Your data was downloaded as peerchat-my-data.json.');
+      announce(status, t('member.downloaded', { file: 'peerchat-my-data.json' }));
     } catch {
-      announce(status, 'The download did not work. Please try again in a moment.');
+      announce(status, t('member.download_failed'));
     } finally {
       download.disabled = false;
     }
@@ -62,7 +63,7 @@ export function setupMyData(token, client, role) {
     } catch {
       confirm.disabled = false;
       dialog.close();
-      announce(status, 'Your data could not be deleted just now. Nothing was lost; please try again.');
+      announce(status, t('member.delete_failed'));
       return;
     }
     if (client) client.stop();
@@ -73,11 +74,9 @@ export function setupMyData(token, client, role) {
     done.dataset.testid = 'data-deleted';
     const heading = document.createElement('h1');
     heading.tabIndex = -1;
-    heading.textContent = 'Your data has been deleted';
+    heading.textContent = t('member.deleted_heading');
     const text = document.createElement('p');
-    text.textContent =
-      'Your messages, notes, feedback comments, name and account id are gone from our servers. ' +
-      'You can close this page. If you come back, you start fresh.';
+    text.textContent = t('member.deleted_text');
     done.append(heading, text);
     $('#main').replaceChildren(done);
     $('#my-data').hidden = true;

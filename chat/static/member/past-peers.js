@@ -4,6 +4,7 @@
 // another peer does, and the member is told.
 
 import { $, bidi, clear, h, show } from '../ui/dom.js';
+import { language, t, tParts } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {{id: string, name: string, last_at: string}} PastPeer */
@@ -12,7 +13,7 @@ import { $, bidi, clear, h, show } from '../ui/dom.js';
 function formatDay(iso) {
   const d = new Date(iso ?? '');
   if (Number.isNaN(d.getTime())) return '';
-  return d.toLocaleDateString([], { day: 'numeric', month: 'long' });
+  return d.toLocaleDateString(language(), { day: 'numeric', month: 'long' });
 }
 
 /** @param {PeerChatClient} client */
@@ -20,7 +21,7 @@ export function pastPeersPanel(client) {
   const panel = $('#past-peers');
   const list = $('#past-peers-list');
   const chosen = $('#preferred-peer');
-  const chosenName = $('#preferred-peer-name');
+  const chosenText = $('#preferred-peer-text');
   /** @type {PastPeer | null} */
   let preferred = null;
 
@@ -28,9 +29,9 @@ export function pastPeersPanel(client) {
   function choose(peer) {
     preferred = peer;
     show(chosen, peer !== null);
-    clear(chosenName);
+    clear(chosenText);
     if (peer) {
-      chosenName.append(bidi(peer.name));
+      chosenText.append(...tParts('member.asking_again', { name: bidi(peer.name) }));
       /** @type {HTMLButtonElement} */ ($('#request-button')).focus();
     }
   }
@@ -40,9 +41,9 @@ export function pastPeersPanel(client) {
     clear(list);
     for (const p of Array.isArray(peers) ? peers : []) {
       if (!p || typeof p.id !== 'string' || !p.id) continue;
-      const name = String(p.name || 'your peer');
-      const ask = h('button', { type: 'button', class: 'secondary', testid: 'ask-again' }, 'Ask for ', bidi(name), ' again');
-      ask.setAttribute('aria-label', `Ask for ${name} again`);
+      const name = String(p.name || t('chat.your_peer'));
+      const ask = h('button', { type: 'button', class: 'secondary', testid: 'ask-again' }, ...tParts('member.ask_again', { name: bidi(name) }));
+      ask.setAttribute('aria-label', t('member.ask_again', { name }));
       ask.addEventListener('click', () => choose({ id: p.id, name, last_at: p.last_at }));
       const when = formatDay(p.last_at);
       list.append(
@@ -50,7 +51,7 @@ export function pastPeersPanel(client) {
           'li',
           { class: 'past-peer', testid: 'past-peer' },
           h('strong', { testid: 'past-peer-name' }, bidi(name)),
-          when ? h('span', { class: 'hint' }, ` — last talked ${when}`) : null,
+          when ? h('span', { class: 'hint' }, ` — ${t('member.last_talked', { when })}`) : null,
           ' ',
           ask,
         ),

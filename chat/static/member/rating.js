@@ -3,6 +3,7 @@
 
 import { ErrorCode } from '../codes.js';
 import { $ } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('./screens.js').Screens} Screens */
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
@@ -48,8 +49,8 @@ export function ratingPanel(client, screens, { chatId, onAgain }) {
 
     /** @param {{code?: string, message?: string}} e an error for our `feedback` */
     refused(e) {
-      if (e.code === ErrorCode.NOT_FOUND || e.code === ErrorCode.INVALID_STATE) panel.finish('Take care of yourself.');
-      else error.textContent = e.message || 'Your feedback could not be saved.';
+      if (e.code === ErrorCode.NOT_FOUND || e.code === ErrorCode.INVALID_STATE) panel.finish(t('member.take_care'));
+      else error.textContent = e.message || t('member.feedback_failed');
     },
   };
 
@@ -57,17 +58,17 @@ export function ratingPanel(client, screens, { chatId, onAgain }) {
     ev.preventDefault();
     const chosen = /** @type {HTMLInputElement | null} */ (form.querySelector('input[name="rating"]:checked'));
     if (!chosen) {
-      error.textContent = 'Please choose a rating from 1 to 5, or skip.';
+      error.textContent = t('member.choose_rating');
       return;
     }
     const comment = /** @type {HTMLTextAreaElement} */ ($('#rating-comment')).value.trim();
     /** @type {import('../client/socket.js').Frame} */
     const frame = { type: 'feedback', conversation_id: panel.feedbackFor, rating: Number(chosen.value) };
     if (comment) frame.comment = comment;
-    if (!client.send(frame)) error.textContent = 'Not connected. Please try again in a moment.';
+    if (!client.send(frame)) error.textContent = t('common.not_connected_retry');
   });
-  $('#rating-skip').addEventListener('click', () => panel.finish('Take care of yourself. You can come back any time.'));
+  $('#rating-skip').addEventListener('click', () => panel.finish(t('member.take_care_come_back')));
   $('#again-button').addEventListener('click', onAgain);
-  client.on('feedback_saved', () => panel.finish('Thank you for your feedback. Take care of yourself.'));
+  client.on('feedback_saved', () => panel.finish(t('member.thanks_feedback')));
   return panel;
 }

@@ -4,6 +4,7 @@
 
 import { ErrorCode } from '../codes.js';
 import { $ } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 
@@ -32,11 +33,11 @@ export function reportPanel(client, conversationId) {
     /** @type {import('../client/socket.js').Frame} */
     const frame = { type: 'report', conversation_id: id, reason };
     if (details) frame.details = details;
-    if (client.send(frame)) say('Sending…', true);
-    else say('Not connected. Please try again in a moment.', false);
+    if (client.send(frame)) say(t('chat.sending'), true);
+    else say(t('common.not_connected_retry'), false);
   });
   client.on('reported', () =>
-    say('Thank you. A supervisor will read this, and you will not be matched with this peer again.', true),
+    say(t('member.reported'), true),
   );
 
   return {
@@ -48,8 +49,8 @@ export function reportPanel(client, conversationId) {
     },
     /** @param {{code?: string, message?: string}} e an error for our `report` */
     refused(e) {
-      if (e.code === ErrorCode.INVALID_STATE) say('You have already reported this conversation. Thank you.', true);
-      else say(e.message || 'Your report could not be sent. Please try again.', false);
+      if (e.code === ErrorCode.INVALID_STATE) say(t('member.already_reported'), true);
+      else say(e.message || t('member.report_failed'), false);
     },
   };
 }

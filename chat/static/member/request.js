@@ -3,6 +3,7 @@
 
 import { formatWait } from '../ui/format.js';
 import { $ } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('./screens.js').Screens} Screens */
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
@@ -28,9 +29,15 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
     button.disabled = false;
   });
 
+  /** @param {string} tag */
+  const tagLabel = (tag) => {
+    const label = t(`member.tag.${tag}`);
+    return label.startsWith('member.tag.') ? tag : label;
+  };
+
   /** @param {string[] | undefined} tags */
   function showTopics(tags) {
-    if (tags) topics.textContent = tags.length ? `Topics: ${tags.join(', ')}` : '';
+    if (tags) topics.textContent = tags.length ? t('chat.topics', { topics: tags.map(tagLabel).join(', ') }) : '';
   }
 
   /**
@@ -59,7 +66,7 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
     ev.preventDefault();
     error.textContent = '';
     const tags = [.../** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll('input[name="tag"]:checked'))].map((i) => i.value);
-    const language = /** @type {HTMLSelectElement} */ ($('#language')).value;
+    const language = /** @type {HTMLSelectElement} */ ($('#request-language')).value;
     const note = /** @type {HTMLTextAreaElement} */ ($('#note')).value.trim();
     /** @type {import('../client/socket.js').Frame} */
     const frame = { type: 'request', tags };
@@ -68,7 +75,7 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
     const prefer = preferred();
     if (prefer) frame.prefer_specialist = prefer;
     if (!client.send(frame)) {
-      error.textContent = 'Not connected yet. Please try again in a moment.';
+      error.textContent = t('common.not_connected_retry');
       return;
     }
     button.disabled = true;
@@ -77,12 +84,14 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
 
   $('#cancel-button').addEventListener('click', () => {
     if (!requestId) return;
-    if (!client.send({ type: 'cancel', request_id: requestId })) notice('Not connected. Please try again in a moment.');
+    if (!client.send({ type: 'cancel', request_id: requestId })) notice(t('common.not_connected_retry'));
   });
 
   client.on('queued', showQueued);
   client.on('queue_update', (f) => {
     if (screens.view === 'chat') return;
+    // The past peer the member asked for could not take it in time: say so, once.
+    if (f.notice === 'preferred_unavailable') notice(t('member.preferred_unavailable'));
     if (screens.view !== 'queued' || f.request_id !== requestId) showQueued(f);
     else update(f.position, f.estimated_wait_s);
   });
@@ -92,14 +101,14 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
       if (f.request_id === requestId || screens.view === 'start') {
         requestId = null;
         screens.set('start');
-        notice('You were away for a while, so your place in line was given up. You can ask again.');
+        notice(t('member.abandoned'));
       }
       return;
     }
     if (f.request_id !== requestId) return;
     requestId = null;
     screens.set('start');
-    notice(f.reason && f.reason !== 'cancelled' ? `Your request was closed (${f.reason}).` : 'Your request was cancelled.');
+    notice(f.reason && f.reason !== 'cancelled' ? t('member.request_closed', { reason: f.reason }) : t('member.request_cancelled'));
     $('#start-heading').focus();
   });
   client.on('conversation_started', () => {
@@ -111,7 +120,7 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
     /** @param {{message?: string}} e an error for our `request` */
     refused(e) {
       button.disabled = false;
-      error.textContent = e.message || 'Your request could not be placed.';
+      error.textContent = e.message || t('member.request_failed');
     },
   };
 }

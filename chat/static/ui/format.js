@@ -1,5 +1,7 @@
 // How durations, waits and times read on the pages.
 
+import { t } from './i18n.js';
+
 /** @param {unknown} totalSeconds "42 s", "3 min 05 s", "1 h 12 min" */
 export function formatDuration(totalSeconds) {
   const s = Math.max(0, Math.round(Number(totalSeconds) || 0));
@@ -12,11 +14,10 @@ export function formatDuration(totalSeconds) {
 /** @param {unknown} totalSeconds a rough estimate for a person waiting: "about 3 minutes" */
 export function formatWait(totalSeconds) {
   const s = Math.max(0, Math.round(Number(totalSeconds) || 0));
-  if (s < 60) return 'less than a minute';
+  if (s < 60) return t('wait.under_a_minute');
   const m = Math.round(s / 60);
-  if (m < 60) return m === 1 ? 'about 1 minute' : `about ${m} minutes`;
-  const hours = Math.floor(m / 60);
-  return `about ${hours} h ${m % 60} min`;
+  if (m < 60) return m === 1 ? t('wait.one_minute') : t('wait.minutes', { n: m });
+  return t('wait.hours', { h: Math.floor(m / 60), m: m % 60 });
 }
 
 /** @param {string | undefined} iso */
