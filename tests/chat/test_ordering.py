@@ -1,0 +1,78 @@
+"""chat/gateway/ordering.py on its own: what one socket may be sent next, per conversation.
+Repeats are dropped, a message ahead of a gap is held until the gap closes, starts and ends
+are told once, and the gap timer fires only while something is still held."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import chat.gateway.ordering as ordering_module
+from chat.gateway.ordering import Ordering, Outbound
+
+
+def msg(seq: int, conv: str = "c1") -> Outbound:
+    return Outbound(f"{conv}:{seq}".encode(), conv, seq)
+
+
+async def test_in_order_messages_go_out_and_repeats_are_dropped() -> None:
+    order = Ordering(on_gap=lambda c: None)
+    order.seen["c1"] = 0
+    assert order.plan(msg(1)) == [b"c1:1"]
+    assert order.plan(msg(2)) == [b"c1:2"]
+    assert order.plan(msg(2)) == []
+    assert order.plan(msg(1)) == []
+    assert order.seen == {"c1": 2}
+
+
+async def test_a_message_ahead_of_a_gap_is_held_then_released_in_order() -> None:
+    order = Ordering(on_gap=lambda c: None)
+    order.seen["c1"] = 1
+    assert order.plan(msg(4)) == []
+    assert order.plan(msg(3)) == []
+    assert "c1" in order.held
+    assert order.plan(msg(2)) == [b"c1:2", b"c1:3", b"c1:4"]
+    assert order.seen["c1"] == 4 and "c1" not in order.held
+
+
+async def test_releasable_after_a_catch_up_sends_what_now_follows_and_drops_the_stale() -> None:
+    order = Ordering(on_gap=lambda c: None)
+    order.seen["c1"] = 1
+    order.plan(msg(3))
+    order.plan(msg(5))
+    order.seen["c1"] = 3  # the catch-up from PostgreSQL sent 2 and 3
+    assert order.releasable("c1") == []  # 3 was stale; 5 still waits for 4
+    assert order.held["c1"].keys() == {5}
+    order.seen["c1"] = 4
+    assert order.releasable("c1") == [b"c1:5"]
+    assert "c1" not in order.held
+
+
+async def test_start_and_end_are_told_once() -> None:
+    order = Ordering(on_gap=lambda c: None)
+    start = Outbound(b"start", "c1", None, starts_conversation=True)
+    end = Outbound(b"end", "c1", None, ends_conversation=True)
+    assert order.plan(start) == [b"start"] and order.seen == {"c1": 0}
+    assert order.plan(start) == []
+    assert order.plan(end) == [b"end"] and order.ended == {"c1"}
+    assert order.plan(end) == []
+
+
+async def test_the_gap_timer_fires_once_and_only_while_messages_are_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ordering_module, "GAP_WAIT_S", 0.01)
+    fired: list[str] = []
+    order = Ordering(on_gap=fired.append)
+    order.seen.update({"c1": 0, "c2": 0})
+    order.plan(msg(2, "c1"))
+    order.plan(msg(3, "c1"))  # one timer per gap, not per held message
+    order.plan(msg(2, "c2"))
+    assert order.plan(msg(1, "c2")) == [b"c2:1", b"c2:2"]  # c2's gap closed in time
+    for _ in range(200):
+        if fired:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert fired == ["c1"]
