@@ -88,7 +88,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
     wrap_up.configure(settings.wrap_up_s, settings.wrap_up_urgent_s)
     db = await _connect_db(settings.database_url, behind_pooler=settings.behind_pooler)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    # A blocking pool: a burst (thousands of sockets closing at a drain, each releasing its
+    # lease) waits up to 2 s for one of 100 connections instead of failing at once with
+    # MaxConnectionsError, which left leases behind and let sockets past the cap.
+    client = redis.Redis.from_pool(
+        redis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=100, timeout=2, socket_timeout=2, socket_connect_timeout=2
+        )
+    )
     bus = RedisBus(settings.redis_url)
     name = functools.partial(identity_key, settings)
     hub = Hub(bus, name, Sealer(seal_key(settings.identity_hmac_key)))

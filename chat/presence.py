@@ -32,6 +32,10 @@ class Presence(Protocol):
         """Whether the person (role, user_id) has a live lease: a member and a specialist
         with the same id are two people (PRODUCT.md §4)."""
 
+    async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
+        """Which of these people (all of one role) have a live lease, asked in one round trip
+        (a sweep over thousands of members must not take a connection per member)."""
+
     async def forget(self, user_id: str, role: str) -> None:
         """Drop everything kept about the person (role, user_id) (an erasure, PRODUCT.md
         §10). Close their sockets first, or the next heartbeat writes their lease again."""

@@ -38,6 +38,9 @@ class MemoryPresence:
     async def is_online(self, user_id: str, role: str, now: float) -> bool:
         return any(expiry > now for expiry in self._leases.get((role, user_id), {}).values())
 
+    async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
+        return {u for u in user_ids if await self.is_online(u, role, now)}
+
     async def online_specialists(self, now: float) -> set[str]:
         return {
             user_id

@@ -102,6 +102,15 @@ class RedisPresence:
     async def is_online(self, user_id: str, role: str, now: float) -> bool:
         return int(await self._redis.zcount(self._key(user_id, role), f"({now}", "+inf")) > 0
 
+    async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
+        if not user_ids:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.zcount(self._key(user_id, role), f"({now}", "+inf")
+        counts = await pipe.execute()
+        return {u for u, n in zip(user_ids, counts, strict=True) if int(n) > 0}
+
     async def online_specialists(self, now: float) -> set[str]:
         members = await self._redis.zrangebyscore(_SPECIALISTS, f"({now}", "+inf")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}

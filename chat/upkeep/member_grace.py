@@ -31,8 +31,11 @@ from protocol import frames as f
 log = logging.getLogger("peerchat.grace")
 
 _LOCK_KEY = 0x6D656D6265  # "membe"
-# Presence is asked one member at a time; this many questions are in flight at once.
-_ONLINE_BATCH = 200
+# Presence is asked this many members per round trip (one pipeline on one connection).
+# It was one call per member with 200 in flight: at 2,000 waiting or chatting members that
+# emptied redis-py's connection pool every sweep, so the sweep itself was skipped
+# (MaxConnectionsError) and, meanwhile, socket caps went unchecked and loop lag rose.
+_ONLINE_BATCH = 500
 
 
 class MemberGrace:
@@ -66,9 +69,7 @@ class MemberGrace:
         presence = self.s.presence
         online: set[str] = set()
         for i in range(0, len(member_ids), _ONLINE_BATCH):
-            chunk = member_ids[i : i + _ONLINE_BATCH]
-            answers = await asyncio.gather(*(presence.is_online(m, "member", now) for m in chunk))
-            online.update(m for m, yes in zip(chunk, answers, strict=True) if yes)
+            online |= await presence.online_among(member_ids[i : i + _ONLINE_BATCH], "member", now)
         return online
 
     async def sweep(self, now: float) -> int:

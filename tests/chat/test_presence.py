@@ -222,3 +222,18 @@ async def test_forget_drops_every_trace_of_a_user(presence: Presence, t0: float)
     assert await presence.absent_since(["s1"], t0 + 2, mark=False) == {}
     assert await presence.online_specialists(t0) == {"s2"}
     await presence.forget("never-seen", "member")  # nothing to forget is fine
+
+
+async def test_online_among_answers_for_thousands_in_one_call(presence: Presence, t0: float) -> None:
+    # The member-grace sweep asks about every waiting or chatting member at once; the answer
+    # must match is_online for each, per role, and expire with the lease.
+    members = [f"m{i}" for i in range(1200)]
+    for m in members[::3]:
+        await presence.connect(m, "member", f"c-{m}", t0)
+    await presence.connect("m1", "specialist", "c-spec", t0)  # same sub, another person
+    online = await presence.online_among(members, "member", t0 + 1)
+    assert online == set(members[::3])
+    assert "m1" not in online
+    assert await presence.online_among(["m1", "m2"], "specialist", t0 + 1) == {"m1"}
+    assert await presence.online_among(members, "member", t0 + TTL + 1) == set()
+    assert await presence.online_among([], "member", t0) == set()
