@@ -30,7 +30,8 @@ from pathlib import Path
 import asyncpg
 
 from chat.config import Settings
-from chat.devservers import PgBouncerServer, PostgresServer, RedisServer, pg_bin, wipe
+from chat.devbouncer import PgBouncerServer
+from chat.devservers import PostgresServer, RedisServer, pg_bin, wipe
 from chat.store.migrate import migrate
 from chat.tokens import mint
 

@@ -46,7 +46,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -59,7 +59,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, wha
     raise RuntimeError(f"{what} did not open port {port} within {timeout} s")
 
 
-def _run_as() -> tuple[int, int] | None:
+def run_as() -> tuple[int, int] | None:
     """The (uid, gid) PostgreSQL must run as, or None to run as ourselves."""
     if os.geteuid() != 0:
         return None
@@ -74,11 +74,11 @@ def _run_as() -> tuple[int, int] | None:
         entry = pwd.getpwnam(PG_SYSTEM_USER)
     # The server must also reach its own binaries and share/ files, which live in our
     # virtual environment: a checkout in a 0700 folder (mktemp -d) would hide them.
-    _open_path_for(Path(pg_bin("postgres")).parent.parent)
+    open_path_for(Path(pg_bin("postgres")).parent.parent)
     return entry.pw_uid, entry.pw_gid
 
 
-def _open_path_for(path: Path) -> None:
+def open_path_for(path: Path) -> None:
     """Let another user pass through every folder down to `path` (search permission only:
     root's home, pytest's temp folder and `mktemp -d` are 0700)."""
     for parent in [path, *path.parents]:
@@ -107,7 +107,7 @@ class PostgresServer:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if ids:
-            _open_path_for(self.data_dir.parent)
+            open_path_for(self.data_dir.parent)
             os.chown(self.data_dir, *ids)
         subprocess.run(
             [
@@ -129,7 +129,7 @@ class PostgresServer:
     def start(self, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
-        ids = _run_as()
+        ids = run_as()
         self._init(ids)
         pid_file = self.data_dir / "postmaster.pid"
         if pid_file.exists():  # left over from a crash or a killed run
@@ -158,7 +158,7 @@ class PostgresServer:
             start_new_session=True,  # Ctrl-C in `make run` reaches us, and we stop it in order
         )
         log.close()
-        _wait_for_port(self.port, self.proc, timeout, "postgres")
+        wait_for_port(self.port, self.proc, timeout, "postgres")
         # The port opens a moment before connections are accepted; pg_isready knows.
         deadline = time.monotonic() + timeout
         while (
@@ -173,11 +173,11 @@ class PostgresServer:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Fast shutdown (SIGINT): open transactions are rolled back, data is kept."""
-        _terminate(self.proc, signal.SIGINT, timeout)
+        terminate(self.proc, signal.SIGINT, timeout)
         self.proc = None
 
     def kill(self) -> None:
-        _terminate(self.proc, signal.SIGKILL, 10.0)
+        terminate(self.proc, signal.SIGKILL, 10.0)
         self.proc = None
 
     def standby(self, data_dir: Path, name: str = "standby") -> PostgresServer:
@@ -185,12 +185,12 @@ class PostgresServer:
         `pg_basebackup -R` copies the cluster and writes standby.signal and primary_conninfo
         (initdb's pg_hba already trusts replication from 127.0.0.1). `name` is its
         application_name, what a primary's synchronous_standby_names refers to."""
-        ids = _run_as()
+        ids = run_as()
         if not (data_dir / "PG_VERSION").exists():
             data_dir.mkdir(parents=True, exist_ok=True)
             data_dir.chmod(0o700)
             if ids:
-                _open_path_for(data_dir.parent)
+                open_path_for(data_dir.parent)
                 os.chown(data_dir, *ids)
             done = subprocess.run(
                 [
@@ -221,7 +221,7 @@ class PostgresServer:
 
     def promote(self, timeout: float = 30.0) -> None:
         """Make this standby a primary (`pg_ctl promote -w`): returns once it accepts writes."""
-        ids = _run_as()
+        ids = run_as()
         subprocess.run(
             [pg_bin("pg_ctl"), "promote", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir)],
             check=True,
@@ -229,89 +229,6 @@ class PostgresServer:
             user=ids[0] if ids else None,
             group=ids[1] if ids else None,
         )
-
-
-def pgbouncer_bin() -> str:
-    """Debian's PgBouncer (`apt-get install pgbouncer`; tests/faults/install-pgbouncer.sh)."""
-    found = shutil.which("pgbouncer") or (
-        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
-    )
-    if found is None:
-        raise RuntimeError(
-            "pgbouncer is not installed; run `bash tests/faults/install-pgbouncer.sh` (as root)"
-        )
-    return found
-
-
-@dataclass
-class PgBouncerServer:
-    """PgBouncer in transaction-pooling mode on 127.0.0.1:`port`, in front of `database` on
-    the PostgreSQL at `backend_port`. Trust authentication, as the dev servers use. Like
-    PostgreSQL it will not run as root, so as root it runs as the same system user."""
-
-    base: Path
-    backend_port: int
-    database: str = "peerchat"
-    port: int = field(default_factory=free_port)
-    pool_size: int = 20
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
-
-    def _write_config(self, ids: tuple[int, int] | None) -> Path:
-        self.base.mkdir(parents=True, exist_ok=True)
-        users = self.base / "users.txt"
-        users.write_text('"postgres" ""\n')
-        ini = self.base / "pgbouncer.ini"
-        ini.write_text(
-            "[databases]\n"
-            f"{self.database} = host=127.0.0.1 port={self.backend_port}"
-            f" dbname={self.database} user=postgres\n"
-            "[pgbouncer]\n"
-            "listen_addr = 127.0.0.1\n"
-            f"listen_port = {self.port}\n"
-            "unix_socket_dir =\n"
-            "auth_type = trust\n"
-            f"auth_file = {users}\n"
-            "pool_mode = transaction\n"
-            "max_client_conn = 1000\n"
-            f"default_pool_size = {self.pool_size}\n"
-            "server_reset_query =\n"
-            # After a failed server connection PgBouncer waits this long before the next
-            # try (default 15 s): the whole recovery time after a primary comes back.
-            "server_login_retry = 1\n"
-            "ignore_startup_parameters = extra_float_digits\n"
-            "admin_users = postgres\n"
-        )
-        if ids:
-            _open_path_for(self.base)
-            for path in (self.base, users, ini):
-                os.chown(path, *ids)
-        return ini
-
-    def start(self, timeout: float = 15.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        ids = _run_as()
-        ini = self._write_config(ids)
-        log = open(self.base / "pgbouncer.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [pgbouncer_bin(), str(ini)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=ids[0] if ids else None,
-            group=ids[1] if ids else None,
-            start_new_session=True,
-        )
-        log.close()
-        _wait_for_port(self.port, self.proc, timeout, "pgbouncer")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Immediate shutdown (SIGTERM in 1.18): every client and server connection drops."""
-        _terminate(self.proc, signal.SIGTERM, timeout)
-        self.proc = None
 
 
 def _stop_stale_postmaster(pid_file: Path) -> None:
@@ -325,7 +242,7 @@ def _stop_stale_postmaster(pid_file: Path) -> None:
         pass
 
 
-def _terminate(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
+def terminate(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
     if proc is None or proc.poll() is not None:
         return
     try:
@@ -375,14 +292,14 @@ class RedisServer:
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        _wait_for_port(self.port, self.proc, timeout, "redis-server")
+        wait_for_port(self.port, self.proc, timeout, "redis-server")
 
     def stop(self, timeout: float = 10.0) -> None:
-        _terminate(self.proc, signal.SIGTERM, timeout)
+        terminate(self.proc, signal.SIGTERM, timeout)
         self.proc = None
 
     def kill(self) -> None:
-        _terminate(self.proc, signal.SIGKILL, 10.0)
+        terminate(self.proc, signal.SIGKILL, 10.0)
         self.proc = None
 
 

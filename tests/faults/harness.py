@@ -22,7 +22,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from chat.devservers import PgBouncerServer, PostgresServer, RedisServer
+from chat.devbouncer import PgBouncerServer
+from chat.devservers import PostgresServer, RedisServer
 from chat.leadership import LOCK_KEY
 from chat.store.migrate import migrate
 from tests.support.client import token
