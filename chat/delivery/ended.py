@@ -51,25 +51,32 @@ async def end_conversation(
         services.hub.to_user(
             person, frame, conversation_id=conversation_id, ends_conversation=True, skip=asked
         )
+    await after_end(services, ended, frame)
+    return ended
+
+
+async def after_end(services: Services, conv: conversations.Conversation, frame: f.ConversationEnded) -> None:
+    """What follows every end, whoever ended it (a participant, a supervisor, an erasure, a
+    grace sweep): the specialist's devices learn their wrap-up, every supervisor monitoring
+    it gets the end and the watch closes (PRODUCT.md §8), and the matchmaker looks again."""
     # Their wrap-up has begun (chat/store/wrap_up.py): the specialist's devices learn until when.
-    wrapping = await wrap_up.until(services.db, ended.specialist_id)
+    wrapping = await wrap_up.until(services.db, conv.specialist_id)
     if wrapping is not None:
         status = await services.db.fetchval(
-            "SELECT status FROM specialists WHERE id = $1", ended.specialist_id
+            "SELECT status FROM specialists WHERE id = $1", conv.specialist_id
         )
         services.hub.to_user(
-            specialist(ended.specialist_id),
+            specialist(conv.specialist_id),
             f.AvailabilityChanged(
                 status="available" if status == "available" else "away", wrap_up_until=iso(wrapping)
             ),
         )
-    watchers = services.monitors.watchers(conversation_id)
+    watchers = services.monitors.watchers(conv.id)
     for watcher in watchers:
-        services.hub.to_user(watcher, frame, conversation_id=conversation_id, ends_conversation=True)
+        services.hub.to_user(watcher, frame, conversation_id=conv.id, ends_conversation=True)
     if watchers:
         # The end ends every watch of it (PRODUCT.md §8).
-        await monitors.stop_conversation(services.db, conversation_id)
+        await monitors.stop_conversation(services.db, conv.id)
         await services.monitors.reload(services.db)
         await services.bus.publish(MONITORS_CHANNEL, b"")
     await services.poke_matchmaker()
-    return ended

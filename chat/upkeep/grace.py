@@ -24,7 +24,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat import positions
-from chat.delivery.ended import ended_frame
+from chat.delivery.ended import after_end, ended_frame
 from chat.metrics import METRICS
 from chat.people import member
 from chat.services import Services
@@ -119,5 +119,6 @@ class ReconnectGrace:
                 conv.member,
                 f.QueueUpdate(request_id=gone.request.id, position=position, estimated_wait_s=wait),
             )
-        await self.s.poke_matchmaker()
+        # Wrap-up, monitoring supervisors and the matchmaker, as for any other end.
+        await after_end(self.s, conv, ended)
         return True

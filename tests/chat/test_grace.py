@@ -16,6 +16,7 @@ from chat.presence_memory import MemoryPresence
 from chat.safety.monitoring import MonitorMirror
 from chat.services import Services
 from chat.store import assignment, conversations, profiles, queue
+from chat.store import monitors as store_monitors
 from chat.store.assignment import Assignment
 from chat.upkeep.grace import ReconnectGrace, sweep_interval
 from chat.upkeep.member_grace import MemberGrace
@@ -38,12 +39,21 @@ class Recorder:
 
 
 @dataclass
+class BusRecorder:
+    published: list[str] = field(default_factory=list)
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        self.published.append(channel)
+
+
+@dataclass
 class FakeServices:
     settings: Settings
     db: Pool
     presence: MemoryPresence = field(default_factory=lambda: MemoryPresence(TTL_S))
     hub: Recorder = field(default_factory=Recorder)
     monitors: MonitorMirror = field(default_factory=MonitorMirror)
+    bus: BusRecorder = field(default_factory=BusRecorder)
     pokes: int = 0
 
     def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
@@ -251,3 +261,25 @@ async def test_a_member_gone_past_the_grace_ends_the_conversation_and_frees_the_
     after = await profiles.get(db, "s1")
     assert after is not None and after.active_chats == 0
     assert await queue.open_request_of(db, "m1") is None, "a member who left is not queued again"
+
+
+async def test_a_grace_end_reaches_monitoring_supervisors_and_closes_their_watch(
+    db: Pool, database_url: str
+) -> None:
+    # PRODUCT.md §8: a monitor lasts "until unmonitor or the end", whoever ends it; the grace
+    # sweep ended conversations without telling the watching supervisor (review finding 12).
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    assert await store_monitors.start(db, conv_id, "monitor\x1fsock", "sup1", "Sam")
+    await s.monitors.reload(db)
+    watcher = Person("supervisor", "monitor\x1fsock")
+    assert s.monitors.watchers(conv_id) == {watcher}
+    t0 = time.time() - GRACE_S - 5
+    await s.presence.connect("s1", "specialist", "c1", t0)
+    await s.presence.disconnect("s1", "specialist", "c1", t0)
+    assert await ReconnectGrace(cast(Services, s)).sweep(time.time()) == 1
+    ended = [x for x in s.hub.frames_to(watcher) if isinstance(x, f.ConversationEnded)]
+    assert [(e.conversation_id, e.by, e.reason) for e in ended] == [(conv_id, "system", "peer_gone")]
+    assert [m for m in await store_monitors.open_monitors(db) if m.conversation_id == conv_id] == []
+    assert s.monitors.watchers(conv_id) == frozenset()
+    assert s.bus.published, "other processes are told the watch closed"
