@@ -421,4 +421,12 @@ export const strings = {
   "mon.left": "You left the conversation.",
   "mon.stopped": "Monitoring stopped.",
   "mon.ended": "The conversation ended.",
+  "member.report_during": "Sending a report does not end this chat. You can keep talking, or end it whenever you want.",
+  "member.report_confirm": "Send this report to a supervisor?",
+  "member.report_yes": "Yes, send it",
+  "member.report_no": "Not now",
+  "member.handed_on_waiting": "{from} has handed your conversation on. We are connecting you with another peer. You can keep writing: they will see everything you write.",
+  "member.handed_on_waiting_short": "You are being connected to another peer. You can keep writing.",
+  "member.handed_on_joined": "{from} has handed your conversation to {to}, who can see what you've written so far.",
+  "chat.ended_transferred": "This conversation was handed on to another peer.",
 };

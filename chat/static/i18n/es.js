@@ -421,4 +421,12 @@ export const strings = {
   "mon.left": "Saliste de la conversación.",
   "mon.stopped": "Observación terminada.",
   "mon.ended": "La conversación terminó.",
+  "member.report_during": "Enviar un reporte no termina esta conversación. Puedes seguir hablando o terminarla cuando quieras.",
+  "member.report_confirm": "¿Enviar este reporte a un supervisor?",
+  "member.report_yes": "Sí, enviarlo",
+  "member.report_no": "Ahora no",
+  "member.handed_on_waiting": "{from} ha pasado tu conversación. Te estamos conectando con otro compañero. Puedes seguir escribiendo: verá todo lo que escribas.",
+  "member.handed_on_waiting_short": "Te estamos conectando con otro compañero. Puedes seguir escribiendo.",
+  "member.handed_on_joined": "{from} ha pasado tu conversación a {to}, que puede ver lo que has escrito hasta ahora.",
+  "chat.ended_transferred": "Esta conversación se pasó a otro compañero.",
 };
