@@ -223,6 +223,8 @@ export const strings = {
   "spec.waiting_queue": "Waiting queue",
   "spec.withdrawn_cancelled": "An offer was withdrawn: the member cancelled.",
   "spec.withdrawn_taken": "An offer was withdrawn: someone else took the request.",
+  "spec.withdrawn_blocked": "An offer was withdrawn: you blocked this member.",
+  "spec.withdrawn": "An offer was withdrawn.",
   "spec.you_can_take_a_request": "You can take a request by hand even while away, if you have a free slot.",
   "spec.your_chats": "Your chats",
   "spec.your_profile": "Your profile",

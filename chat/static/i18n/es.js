@@ -223,6 +223,8 @@ export const strings = {
   "spec.waiting_queue": "Cola de espera",
   "spec.withdrawn_cancelled": "Se retiró una oferta: el miembro canceló.",
   "spec.withdrawn_taken": "Se retiró una oferta: otra persona tomó la solicitud.",
+  "spec.withdrawn_blocked": "Se retiró una oferta: bloqueaste a este miembro.",
+  "spec.withdrawn": "Se retiró una oferta.",
   "spec.you_can_take_a_request": "Puede tomar una solicitud a mano incluso estando ausente, si tiene un hueco libre.",
   "spec.your_chats": "Sus chats",
   "spec.your_profile": "Su perfil",
