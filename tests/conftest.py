@@ -12,7 +12,14 @@ import pytest
 import redis.asyncio as redis
 
 from chat.devservers import PostgresServer, RedisServer
-from tests.support.servers import LiveService, Servers, fresh_database, make_template, service_env
+from tests.support.servers import (
+    LiveService,
+    Servers,
+    fresh_database,
+    make_template,
+    service_env,
+    stop_quickly,
+)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -71,8 +78,7 @@ def service_factory(
         return svc
 
     yield start  # type: ignore[misc]
-    for svc in started:
-        svc.stop()
+    stop_quickly(started)
 
 
 @pytest.fixture
