@@ -14,6 +14,9 @@ import redis.asyncio as redis
 from chat.devservers import PostgresServer, RedisServer
 from tests.support.servers import LiveService, Servers, fresh_database, make_template, service_env
 
+# `redis_sentinel` and `redis_cluster`: Debian's Redis 7 in the topologies of PRODUCT.md §11.
+pytest_plugins = ["tests.support.redis_topology"]
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
