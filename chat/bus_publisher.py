@@ -16,10 +16,11 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import hiredis
+from redis.exceptions import RedisError
 
 from chat import resp
 from chat.bus import Receivers
@@ -45,11 +46,23 @@ class _Publish:
             self.done.set_result(False)
 
 
+# Where to connect, asked before every connection: a fixed address, or the master a
+# Sentinel set names at that moment (chat/redisconn.py), so a promotion is followed.
+Resolve = Callable[[], Awaitable[resp.Address]]
+
+
+def fixed(address: resp.Address) -> Resolve:
+    async def resolve() -> resp.Address:
+        return address
+
+    return resolve
+
+
 class Publisher:
-    def __init__(self, address: resp.Address, on_lost: Callable[[], None]) -> None:
+    def __init__(self, resolve: Resolve, on_lost: Callable[[], None]) -> None:
         """`on_lost`: some rings did not go out (the bus drops its subscriber, so the owner
-        catches up from PostgreSQL)."""
-        self._address = address
+        catches up from PostgreSQL). `resolve`: where Redis is, asked before each connect."""
+        self._resolve = resolve
         self._lost_publishes = on_lost
         self._outbox: list[_Publish] = []
         self._flush_soon = False
@@ -172,8 +185,9 @@ class Publisher:
 
     async def _open_publisher(self) -> None:
         try:
-            wire = await resp.connect(self._address, self._on_publish_reply, CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
+            address = await self._resolve()
+            wire = await resp.connect(address, self._on_publish_reply, CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, RedisError) as exc:
             if self._publisher_up:
                 log.warning("redis publisher unreachable: %s", type(exc).__name__)
             self._publisher_up = False
@@ -187,7 +201,7 @@ class Publisher:
             wire.abort()
             return
         self._publisher_up = True
-        if self._address.password is not None:
+        if address.password is not None:
             self._pending.append((None, time.monotonic()))
         self._publisher = wire
         wire.on_lost = lambda: self._publisher_lost(wire)

@@ -27,7 +27,7 @@ from chat.devservers import PostgresServer, RedisServer
 from chat.leadership import LOCK_KEY
 from chat.store.migrate import migrate
 from tests.support.client import token
-from tests.support.servers import LiveService, service_env
+from tests.support.servers import LiveService, service_env, stop_quickly
 
 
 @dataclass
@@ -104,8 +104,7 @@ class Cluster:
         return svc
 
     def stop(self) -> None:
-        for svc in self.web:
-            svc.stop()
+        stop_quickly(self.web)
         if self.bouncer is not None:
             self.bouncer.stop()
         if self.redis is not None:

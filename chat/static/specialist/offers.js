@@ -23,6 +23,12 @@ import { t } from '../ui/i18n.js';
  */
 
 const EXPIRED_SHOWN_MS = 3000;
+// offer_revoked's reason → what the notice says; any other reason is a plain "withdrawn".
+const WITHDRAWN = {
+  cancelled: 'spec.withdrawn_cancelled',
+  claimed: 'spec.withdrawn_taken',
+  blocked: 'spec.withdrawn_blocked',
+};
 
 /**
  * @param {PeerChatClient} client
@@ -119,9 +125,7 @@ export function offersPanel(client, { notice, shout, onCount }) {
 
   client.on('offer', add);
   client.on('declined', (f) => remove(f.offer_id, t('spec.offer_declined')));
-  client.on('offer_revoked', (f) => {
-    remove(f.offer_id, t(f.reason === 'cancelled' ? 'spec.withdrawn_cancelled' : 'spec.withdrawn_taken'));
-  });
+  client.on('offer_revoked', (f) => remove(f.offer_id, t(WITHDRAWN[/** @type {keyof WITHDRAWN} */ (f.reason)] || 'spec.withdrawn')));
 
   return {
     get size() {
