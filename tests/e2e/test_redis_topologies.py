@@ -86,7 +86,7 @@ async def test_a_conversation_across_two_processes(service_factory: Any, redis_u
         )
     assert r.status_code == 201, r.text
     codes = await asyncio.gather(phone.closed(timeout=15), laptop.closed(timeout=15))
-    assert codes == [4001, 4001]
+    assert list(codes) == [4001, 4001]
     assert time.monotonic() - asked < 5
     assert specialist.closed_code is None
     await specialist.close()
