@@ -59,7 +59,7 @@ FULL = Plan(
         goal_rate=1.0,
         goal_s=30,
         goal_warmup_s=5,
-        steps=(4000, 5000, 6000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000),
+        steps=(4000, 5000, 6000, 8000, 10000, 12000, 16000, 20000, 24000, 32000),
         step_s=6,
         step_warmup_s=2,
         max_side_rate=4.0,
@@ -176,18 +176,22 @@ def one_run(plan: Plan, skip: list[str], artifacts: Path, mode: str, log: Any) -
                         kind, plan.load, backends, gen, conversations, artifacts, log
                     )
         if "burst" not in skip:
-            log(f"burst: {plan.burst_members} members, {plan.burst_members} specialists")
-            results["burst"] = burst.measure(
-                plan.burst_members,
-                plan.burst_members,
-                plan.burst_spread_s,
-                plan.burst_timeout_s,
-                plan.load.processes,
-                backends,
-                gen,
-                artifacts,
-                log,
-            )
+            for kind, key in (("peerchat", "burst"), ("relay", "relay_burst")):
+                if kind in skip:
+                    continue
+                log(f"burst on {kind}: {plan.burst_members} members, {plan.burst_members} specialists")
+                results[key] = burst.measure(
+                    kind,
+                    plan.burst_members,
+                    plan.burst_members,
+                    plan.burst_spread_s,
+                    plan.burst_timeout_s,
+                    plan.load.processes,
+                    backends,
+                    gen,
+                    artifacts,
+                    log,
+                )
         if "idle" not in skip:
             log(f"idle sockets: {plan.idle_sockets} per variant")
             results["idle"] = [

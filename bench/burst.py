@@ -7,6 +7,10 @@ Fresh `web` processes on the run's PostgreSQL and Redis; specialists get the pro
 first connection creates (`max_chats` 3, languages `en`) and say `availability available`;
 members ask with no tags and no language (anyone fits). Sockets land on processes at
 random, as behind a load balancer; the generator's worker processes hold them.
+
+The relay's baseline (bench/relay.py) does the same frames with the simplest matching
+there is (first free specialist), so its figure is what the sockets and the generator
+cost: the floor under peerchat's.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
 
 
 def measure(
+    kind: str,
     members: int,
     specialists: int,
     spread_s: float,
@@ -44,7 +49,8 @@ def measure(
     log: Any,
 ) -> dict[str, Any]:
     env = backends.env()
-    servers = [ServerProcess("bench.serve", env, artifacts / f"burst-{i}.log") for i in range(processes)]
+    module = "bench.serve" if kind == "peerchat" else "bench.relay"
+    servers = [ServerProcess(module, env, artifacts / f"burst-{kind}-{i}.log") for i in range(processes)]
     rng = random.Random(11)
     workers = len(gen.pipes)
     try:
@@ -53,14 +59,23 @@ def measure(
         assert backends.pg.proc is not None and backends.redis.proc is not None
         watched = [Watched(f"server{i}", s.pid) for i, s in enumerate(servers)]
         watched += [Watched(f"loadgen{i}", pid) for i, pid in enumerate(gen.pids)]
-        watched.append(Watched("postgres", backends.pg.proc.pid, children=True))
-        watched.append(Watched("redis", backends.redis.proc.pid))
+        if kind == "peerchat":
+            watched.append(Watched("postgres", backends.pg.proc.pid, children=True))
+            watched.append(Watched("redis", backends.redis.proc.pid))
 
-        def url() -> str:
+        def url(i: int) -> str:
+            # The relay has no bus: a member and the specialists it may meet share a process.
+            if kind == "relay":
+                return servers[i % len(servers)].url
             return servers[rng.randrange(len(servers))].url
 
+        def greet(sub: str, role: str, name: str) -> str:
+            if kind == "relay":
+                return '{"type":"hello","token":"' + sub + "|" + role + '"}'
+            return hello(sub, role, name)
+
         staff = [
-            Side(url(), hello(f"bench-burst-s{i}", "specialist", f"Burst specialist {i}"), "", "specialist")
+            Side(url(i), greet(f"bench-burst-s{i}", "specialist", f"Burst specialist {i}"), "", "specialist")
             for i in range(specialists)
         ]
         started = time.monotonic()
@@ -68,14 +83,14 @@ def measure(
         on = gen.available()
         ready = sum(r["available"] for r in on)
         people = [
-            Side(url(), hello(f"bench-burst-m{i}", "member", f"Burst member {i}"), "", "member")
+            Side(url(i), greet(f"bench-burst-m{i}", "member", f"Burst member {i}"), "", "member")
             for i in range(members)
         ]
         replies += gen.connect(_deal(people, workers))
         connected = sum(int(r["connected"]) for r in replies)
         connect_s = time.monotonic() - started
         log(
-            f"  burst: {connected} sockets in {connect_s:.1f} s, "
+            f"  burst {kind}: {connected} sockets in {connect_s:.1f} s, "
             f"{ready} of {specialists} specialists available"
         )
         # Let the servers finish what connecting started (presence, the matchmaker's view).
@@ -94,6 +109,7 @@ def measure(
                 errors[code] = errors.get(code, 0) + n
         p50, p99 = percentile(waits, 50), percentile(waits, 99)
         out = {
+            "kind": kind,
             "members": asked,
             "specialists_available": ready,
             "spread_s": spread_s,
@@ -118,7 +134,7 @@ def measure(
             "other_cpu_pct": usage["other_cpu_pct"],
         }
         log(
-            f"  burst: {out['matched']}/{asked} matched, request → conversation_started "
+            f"  burst {kind}: {out['matched']}/{asked} matched, request → conversation_started "
             f"p50 {p50} s, p99 {p99} s, max {out['wait_s']['max']} s; {out['queue_updates']} queue updates, "
             f"errors {errors}, cpu% {usage['cpu_pct']}"
         )

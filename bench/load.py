@@ -334,16 +334,20 @@ def _step_with_retry(target: Target, side_rate: float, plan: LoadPlan) -> dict[s
     return result
 
 
-def search(target: Target, plan: LoadPlan) -> dict[str, Any]:
+def search(target: Target, plan: LoadPlan, known: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The highest rate that holds p99 ≤ 50 ms with nothing lost (bench/stats.py,
     `RateSearch`): a coarse climb up the plan's ladder to the first step that misses, then a
     fine climb from the highest coarse step that held, in quarters of the gap (≥ 250 msgs/s),
-    to the first fine step that misses. Each step settles first and discards its warm-up."""
+    to the first fine step that misses. Each step settles first and discards its warm-up.
+    A rate in `known` (the goal load, just measured at the same rate) is not run again."""
     ladder = [r for r in plan.steps if r / target.connected <= plan.max_side_rate]
     climb = stats.RateSearch(ladder, min_fine=plan.fine_min)
     steps: list[dict[str, Any]] = []
     while (offered := climb.next()) is not None:
-        result = _step_with_retry(target, offered / target.connected, plan)
+        if known and offered in known:
+            result = {**known[offered], "reused": "goal load"}
+        else:
+            result = _step_with_retry(target, offered / target.connected, plan)
         result["phase"] = climb.phase
         steps.append(result)
         climb.record(offered, bool(result["passes_slo"]))
@@ -422,7 +426,8 @@ def run_target(
         # compared across targets; then the rate search, which ends in an overload.
         target.settle(quiet_wait_s=plan.quiet_wait_s, pause_s=plan.settle_pause_s)
         result["goal"] = target.step(plan.goal_rate, plan.goal_warmup_s, plan.goal_s, plan.drain_s)
-        result["search"] = search(target, plan)
+        goal = result["goal"]
+        result["search"] = search(target, plan, known={goal["offered_msgs_s"]: goal})
         if plan.profile_s and kind == "peerchat":
             # At the highest load it sustains: where the time goes when it is working hard.
             best = result["search"]["highest_passing_msgs_s"] or plan.steps[0]

@@ -171,7 +171,7 @@ def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, setti
         assert isinstance(client, RedisCluster)
         return ClusterBus(topology, client, settings.bus_partitions)
     if topology.kind == "sentinel":
-        return RedisBus(resolve=redisconn.master_resolver(topology))
+        return RedisBus(resolve=redisconn.MasterResolver(topology))
     return RedisBus(topology.url)
 
 

@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import hiredis
@@ -217,20 +218,41 @@ class ClusterBus:
 
     # ------------------------------------------------------------------ supervision
 
+    def _candidates(self) -> list[tuple[str, int]]:
+        """Nodes to ask for the slot map: those the keys' client knows of (it follows the
+        cluster as it changes), the masters the bus was on, then the URL's seeds."""
+        known = [(n.host, int(n.port)) for n in self._client.nodes_manager.nodes_cache.values()]
+        random.shuffle(known)
+        ours = [(link.address.host, link.address.port) for link in self._links]
+        return list(dict.fromkeys([*known, *ours, *self._topology.hosts]))
+
     async def _map(self) -> list[_Link]:
-        """Which master owns each partition now, read from the cluster's slot map."""
-        manager = self._client.nodes_manager
-        await manager.initialize()
-        by_node: dict[tuple[str, int], _Link] = {}
-        for i, name in enumerate(self.partitions):
-            node = manager.get_node_from_slot(bus_partitions.slot_of(name))
-            key = (node.host, int(node.port))
-            link = by_node.get(key)
-            if link is None:
-                address = resp.parse_url(node_url(self._topology, node.host, int(node.port)))
-                link = by_node[key] = _Link(address, [])
-            link.partitions.append(i)
-        return list(by_node.values())
+        """Which master owns each partition now, from CLUSTER SLOTS as the first node that
+        answers it with every partition's slot covered says."""
+        for host, port in self._candidates():
+            try:
+                reply = await resp.ask(
+                    resp.parse_url(node_url(self._topology, host, port)),
+                    "CLUSTER",
+                    "SLOTS",
+                    timeout=CONNECT_TIMEOUT_S,
+                )
+            except (OSError, TimeoutError):
+                continue
+            owners = _owners(reply, host)
+            by_node: dict[tuple[str, int], _Link] = {}
+            for i, name in enumerate(self.partitions):
+                owner = owners(bus_partitions.slot_of(name))
+                if owner is None:
+                    break
+                link = by_node.get(owner)
+                if link is None:
+                    address = resp.parse_url(node_url(self._topology, *owner))
+                    link = by_node[owner] = _Link(address, [])
+                link.partitions.append(i)
+            else:
+                return list(by_node.values())
+        raise OSError("no cluster node answered with a slot map covering every bus partition")
 
     async def _open(self, links: list[_Link]) -> None:
         for link in links:
@@ -322,6 +344,21 @@ class ClusterBus:
                 _fail(item)
             link.pending.clear()
             link.outbox, link.outbox_items = [], []
+
+
+def _owners(reply: resp.Reply, asked: str) -> Callable[[int], tuple[str, int] | None]:
+    """slot → its master (host, port), from a CLUSTER SLOTS reply (None: not covered)."""
+    ranges: list[tuple[int, int, tuple[str, int]]] = []
+    if isinstance(reply, list):
+        for entry in reply:
+            if isinstance(entry, list) and len(entry) >= 3 and isinstance(entry[2], list):
+                host = entry[2][0].decode() if isinstance(entry[2][0], bytes) else ""
+                ranges.append((int(entry[0]), int(entry[1]), (host or asked, int(entry[2][1]))))
+
+    def owner(slot: int) -> tuple[str, int] | None:
+        return next((node for low, high, node in ranges if low <= slot <= high), None)
+
+    return owner
 
 
 def _fail(item: _Publish) -> None:

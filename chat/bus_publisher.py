@@ -16,8 +16,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import hiredis
 from redis.exceptions import RedisError
@@ -46,16 +47,24 @@ class _Publish:
             self.done.set_result(False)
 
 
-# Where to connect, asked before every connection: a fixed address, or the master a
-# Sentinel set names at that moment (chat/redisconn.py), so a promotion is followed.
-Resolve = Callable[[], Awaitable[resp.Address]]
+class Resolve(Protocol):
+    """Where to connect, asked before every connection: a fixed address, or the master a
+    Sentinel set names at that moment (chat/redisconn.py), so a promotion is followed."""
+
+    async def __call__(self) -> resp.Address: ...
+
+    async def aclose(self) -> None: ...
 
 
-def fixed(address: resp.Address) -> Resolve:
-    async def resolve() -> resp.Address:
-        return address
+class Fixed:
+    def __init__(self, address: resp.Address) -> None:
+        self._address = address
 
-    return resolve
+    async def __call__(self) -> resp.Address:
+        return self._address
+
+    async def aclose(self) -> None:
+        return None
 
 
 class Publisher:

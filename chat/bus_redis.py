@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from chat import resp
 from chat.bus import Handler, Receivers, Reconnected
-from chat.bus_publisher import CONNECT_TIMEOUT_S, Publisher, Resolve, fixed
+from chat.bus_publisher import CONNECT_TIMEOUT_S, Fixed, Publisher, Resolve
 
 log = logging.getLogger("peerchat.bus")
 _CONTROL = "pc:control"  # always subscribed, so the subscriber is in pub/sub mode
@@ -43,7 +43,7 @@ class RedisBus:
         if resolve is None:
             if url is None:
                 raise ValueError("RedisBus needs a url or a resolve")
-            resolve = fixed(resp.parse_url(url))
+            resolve = Fixed(resp.parse_url(url))
         self._resolve = resolve
         self.publisher = Publisher(resolve, self._lost_publishes)
         self._channels: set[str] = {_CONTROL}
@@ -77,6 +77,7 @@ class RedisBus:
                     await task
         if self._subscriber is not None:
             self._subscriber.abort()
+        await self._resolve.aclose()
 
     @property
     def healthy(self) -> bool:

@@ -25,7 +25,6 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from chat import resp
-from chat.bus_publisher import Resolve
 
 Kind = Literal["single", "sentinel", "cluster"]
 # Whatever the form, the code that reads and writes keys takes one of these.
@@ -159,6 +158,17 @@ def _tls_kwargs(topology: RedisTopology) -> dict[str, object]:
     return kwargs
 
 
+class _SentinelMaster(redis.Redis):
+    """The master's client, which closes the sentinels' connections with its own."""
+
+    sentinels: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels is not None:
+            await self.sentinels.aclose()
+
+
 class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
     """Sentinel's pool (asks where the master is before each new connection) that, like the
     single-node pool, waits up to TIMEOUT_S for a free connection instead of failing."""
@@ -200,15 +210,17 @@ def client(topology: RedisTopology) -> RedisClient:
         **_tls_kwargs(topology),
     }
     if topology.kind == "sentinel":
-        master: redis.Redis = sentinel(topology).master_for(
+        sentinels = sentinel(topology)
+        master: _SentinelMaster = sentinels.master_for(
             topology.service,
-            redis_class=redis.Redis,
+            redis_class=_SentinelMaster,
             connection_pool_class=_BlockingSentinelPool,
             db=topology.db,
             max_connections=MAX_CONNECTIONS,
             timeout=TIMEOUT_S,
             **common,
         )
+        master.sentinels = sentinels
         return master
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
@@ -231,14 +243,18 @@ def node_url(topology: RedisTopology, host: str, port: int) -> str:
     return f"{scheme}://{auth}{netloc}/{topology.db}" + (f"?{query}" if query else "")
 
 
-def master_resolver(topology: RedisTopology) -> Resolve:
+class MasterResolver:
     """For the bus on a Sentinel set: the master's address as the sentinels name it now,
     asked before every (re)connect (MasterNotFoundError, a RedisError, while they have
-    none: the bus retries)."""
-    sentinels = sentinel(topology)
+    none: the bus retries). The bus closes it with itself."""
 
-    async def resolve() -> resp.Address:
-        host, port = await sentinels.discover_master(topology.service)
-        return resp.parse_url(node_url(topology, str(host), int(port)))
+    def __init__(self, topology: RedisTopology) -> None:
+        self._topology = topology
+        self._sentinels = sentinel(topology)
 
-    return resolve
+    async def __call__(self) -> resp.Address:
+        host, port = await self._sentinels.discover_master(self._topology.service)
+        return resp.parse_url(node_url(self._topology, str(host), int(port)))
+
+    async def aclose(self) -> None:
+        await self._sentinels.aclose()

@@ -67,3 +67,19 @@ def test_rates_above_the_flood_guard_are_not_offered(monkeypatch: pytest.MonkeyP
     result = load.search(Target(), replace(_plan(), max_side_rate=2.5))  # type: ignore[arg-type]
     assert offered == [4000, 5000, 6000, 8000, 10000]
     assert result["limited_by_load_shape"] is True
+
+
+def test_a_rung_already_measured_by_the_goal_load_is_not_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    offered: list[int] = []
+
+    def step(target: Any, side_rate: float, plan: LoadPlan) -> dict[str, Any]:
+        rate = round(side_rate * target.connected)
+        offered.append(rate)
+        return {"offered_msgs_s": rate, "passes_slo": rate <= 5000}
+
+    monkeypatch.setattr(load, "_step_with_retry", step)
+    goal = {"offered_msgs_s": 4000, "passes_slo": True}
+    result = load.search(Target(), _plan(), known={4000: goal})  # type: ignore[arg-type]
+    assert offered == [5000, 6000, 5250]
+    assert result["steps"][0]["reused"] == "goal load"
+    assert result["highest_passing_msgs_s"] == 5000
