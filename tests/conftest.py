@@ -21,6 +21,9 @@ from tests.support.servers import (
     stop_quickly,
 )
 
+# `redis_sentinel` and `redis_cluster`: Debian's Redis 7 in the topologies of PRODUCT.md §11.
+pytest_plugins = ["tests.support.redis_topology"]
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
