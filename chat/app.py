@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from chat import config, logs
+from chat import config, handoff, logs
 from chat.admission import Admission
 from chat.bus_redis import RedisBus
 from chat.delivery import send
@@ -123,6 +123,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             services.admission.revocations.on_bus(data)
         elif channel == MONITORS_CHANNEL:
             monitors_changed.set()
+        elif channel == handoff.PARTICIPANTS_CHANNEL:
+            handoff.on_bus(services, data)
         else:
             hub.on_bus(channel, data)
 
@@ -137,6 +139,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)
     await bus.subscribe(MONITORS_CHANNEL)
+    await bus.subscribe(handoff.PARTICIPANTS_CHANNEL)
     await services.admission.start()
     matchmaker.start()
     tasks = [
