@@ -60,6 +60,7 @@ from chat.web import (
     specialists,
     stats,
     transcripts,
+    transfers,
 )
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
@@ -190,6 +191,11 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route(
                 "/api/conversations/{conversation_id}/messages",
                 transcripts.conversation_messages,
+                methods=["GET"],
+            ),
+            Route(
+                "/api/conversations/{conversation_id}/transfer-targets",
+                transfers.transfer_targets,
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from msgspec.structs import replace
 
@@ -163,3 +164,18 @@ def warm_offer(begun: transfer.Begun, tags: list[str], expires_in_s: int) -> f.O
             conversation_id=row.conversation_id, note=begun.note, from_=f.TransferFrom(name=row.from_name)
         ),
     )
+
+
+async def warm_offers_for(services: Services, specialist_id: str) -> list[f.OfferMade]:
+    """Warm transfers offered to this specialist and still open, as `offer` frames (a
+    reconnecting device's `welcome`)."""
+    out = []
+    now = datetime.now(UTC)
+    for row in await transfer.offered_to(services.db, specialist_id):
+        conv = await conversations.get(services.db, row.conversation_id)
+        if conv is None or row.expires_at is None:
+            continue
+        origin = await transfer.origin_of(services.db, conv.id)
+        begun = transfer.Begun(row, conv, await transfer.note_of(services.db, row), origin[0], origin[1])
+        out.append(warm_offer(begun, conv.tags, max(0, int((row.expires_at - now).total_seconds()))))
+    return out

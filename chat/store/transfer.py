@@ -140,6 +140,12 @@ async def _origin(conn: Db, conversation_id: str) -> asyncpg.Record:
     return row
 
 
+async def origin_of(db: Db, conversation_id: str) -> tuple[str | None, str]:
+    """The language and priority the conversation was asked for (its first request)."""
+    row = await _origin(db, conversation_id)
+    return row["language"], row["priority"]
+
+
 async def _release(conn: Db, conversation_id: str, specialist_id: str) -> None:
     """The handing-on specialist's slot is free and their wrap-up starts (PRODUCT.md §8)."""
     await conn.execute(
@@ -443,3 +449,46 @@ async def take_queued(conn: Db, request: Request, specialist_id: str, name: str)
         specialist_id,
     )
     return Conversation.of(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Target(FromRow):
+    """A specialist who could take a warm transfer now (the transfer dialog)."""
+
+    id: str
+    name: str
+    languages: list[str]
+    tags: list[str]
+    active_chats: int
+    max_chats: int
+    status: str
+
+
+_TARGET = ", ".join(f"s.{name}" for name in Target._names())
+
+
+async def targets(db: Db, conv: Conversation, caller_id: str, online: set[str]) -> list[Target]:
+    """Who `transfer` with `to_specialist` would accept for `conv` now: online (`online`),
+    not the caller nor its holder, speaking its language, with a free slot, not in wrap-up,
+    not barred from its member; most shared tags first, then fewest chats."""
+    language = await db.fetchval(
+        "SELECT r.language FROM conversations c JOIN requests r ON r.id = c.request_id WHERE c.id = $1",
+        conv.id,
+    )
+    rows = await db.fetch(
+        f"""SELECT {_TARGET} FROM specialists s
+            WHERE s.id = ANY($1::text[]) AND s.id <> $2 AND s.id <> $3
+              AND ($4::text IS NULL OR $4 = ANY(s.languages))
+              AND COALESCE(s.wrap_up_until <= now(), true)
+              AND ({_held_slots()}) < s.max_chats
+              AND s.id <> ALL({boundaries.BARRED_FOR.format(m="$5")})
+            ORDER BY cardinality(ARRAY(SELECT unnest(s.tags) INTERSECT SELECT unnest($6::text[]))) DESC,
+                     s.active_chats, s.name, s.id""",
+        sorted(online),
+        caller_id,
+        conv.specialist_id,
+        language,
+        conv.member_id,
+        conv.tags,
+    )
+    return [Target.of(r) for r in rows]

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import httpx
 
 from tests.support.client import Client, token
 from tests.support.flows import assert_clean_log, matched, put_profile, stored_bodies
@@ -35,6 +36,10 @@ async def _say(client: Client, conversation_id: str, body: str) -> int:
     assert ack["type"] == "ack", ack
     seq: int = ack["seq"]
     return seq
+
+
+def _bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
 
 
 async def _holder(database_url: str, conversation_id: str) -> tuple[str, str]:
@@ -155,6 +160,11 @@ async def test_warm_transfer_declined_then_expired_leaves_it_with_the_sender(
         {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-busy", "note": "n"}, "transfer"
     )
     second = await ben.expect("offer", timeout=20)
+    # A device that connects meanwhile finds the open warm transfer in its `welcome`.
+    ben_again, welcome = await Client.connect(a.ws, token("specialist", "spec-busy", "Ben"))
+    [listed] = welcome["offers"]
+    assert listed["offer_id"] == second["offer_id"] and listed["transfer"]["conversation_id"] == conv
+    await ben_again.close()
     revoked = await ben.expect("offer_revoked", timeout=30)
     assert revoked["offer_id"] == second["offer_id"]
     failed = await pair.specialist.expect("transfer_failed", timeout=30)
@@ -294,6 +304,34 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     assert await _rows(database_url, "SELECT 1 FROM requests WHERE transfer_of IS NOT NULL") == []
     assert await _holder(database_url, conv) == ("active", "spec-own")
 
+    # The transfer dialog's list: only Ann fits (Eva lacks the language, Fay is full, Bo is
+    # barred, Otto is offline; the caller is never listed).
+    async with httpx.AsyncClient(base_url=a.http) as http:
+        url = f"/api/conversations/{conv}/transfer-targets"
+        mine = await http.get(url, headers=_bearer(token("specialist", "spec-own", "Rosa")))
+        by_supervisor = await http.get(url, headers=_bearer(token("supervisor", "sup-x", "Dana")))
+        not_mine = await http.get(url, headers=_bearer(token("specialist", "spec-stranger", "Ann")))
+        by_member = await http.get(url, headers=_bearer(token("member", "acct-bad", "Sam")))
+        unknown = await http.get(
+            "/api/conversations/nope/transfer-targets", headers=_bearer(token("supervisor", "sup-x", "Dana"))
+        )
+    assert mine.status_code == 200, mine.text
+    assert mine.json() == {
+        "specialists": [
+            {
+                "id": "spec-stranger",
+                "name": "Ann",
+                "languages": ["en"],
+                "tags": ["grief"],
+                "active": 0,
+                "max_chats": 2,
+                "status": "away",
+            }
+        ]
+    }
+    assert [s["id"] for s in by_supervisor.json()["specialists"]] == ["spec-stranger"]
+    assert (not_mine.status_code, by_member.status_code, unknown.status_code) == (403, 403, 404)
+
     # Already being transferred; then ended.
     first = await pair.specialist.call(t(to_specialist="spec-stranger"), "transfer")
     assert first["state"] == "waiting"
@@ -305,6 +343,12 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     after_end = await pair.specialist.call(t(), "transfer")
     assert after_end["code"] == "invalid_state"
     assert [r["state"] for r in await _rows(database_url, "SELECT state FROM transfers")] == ["cancelled"]
+    async with httpx.AsyncClient(base_url=a.http) as http:
+        ended = await http.get(
+            f"/api/conversations/{conv}/transfer-targets",
+            headers=_bearer(token("supervisor", "sup-x", "Dana")),
+        )
+    assert ended.status_code == 409
     for client in (pair.member, pair.specialist, stranger, spanish, full, barred):
         await client.close()
     assert_clean_log(a)
