@@ -17,6 +17,7 @@ import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
 import { loadLanguage, t } from './ui/i18n.js';
 import { $ } from './ui/dom.js';
+import { transferDialog } from './ui/transfer-dialog.js';
 
 const ROLE = 'supervisor';
 const SAMPLE_EVERY_MS = 15000; // repeat the last value so the chart's line runs up to "now"
@@ -57,7 +58,32 @@ function main({ token, client, notice }) {
   const specialists = specialistsPanel(call, notice, feedback.specialists);
   const audit = auditPanel(call, download);
   const transcript = transcriptPanel(call, audit.load);
-  const conversations = conversationsPanel(call, transcript.prefill, (conversationId) => monitor.open(conversationId));
+  // A supervisor may transfer any active conversation (PRODUCT.md §9; audited by the server).
+  /** @type {Set<string>} conversations this page asked to transfer */
+  const transferring = new Set();
+  const handOn = transferDialog({
+    call,
+    send: (frame) => Boolean(client.send(frame)),
+    onSent: ({ conversationId }) => {
+      transferring.add(conversationId);
+      notice(t('transfer.asking'));
+    },
+  });
+  const conversations = conversationsPanel(
+    call,
+    transcript.prefill,
+    (conversationId) => monitor.open(conversationId),
+    (conversationId, member, specialist) => handOn.open(conversationId, handOn.describe(member, specialist)),
+  );
+  client.on('transfer', (f) => {
+    if (!transferring.has(f.conversation_id)) return;
+    notice(t('transfer.asked'));
+    conversations.load();
+  });
+  client.on('transfer_failed', (f) => {
+    transferring.delete(f.conversation_id);
+    notice(t(`transfer.failed_${f.reason}`, { name: t('transfer.they') }));
+  });
   const boundaries = boundariesPanel(call, notice);
 
   client.on('queue_stats', (f) => {
@@ -66,7 +92,12 @@ function main({ token, client, notice }) {
     specialists.countsChanged(f.specialists || {});
   });
   client.on('alert_acked', (f) => notice(t('sup.alert_acked', { name: f.by?.name || t('sup.a_supervisor') })));
-  client.on('error', (e) => e.message && notice(e.message));
+  client.on('error', (e) => {
+    if (e.request && e.request.type === 'transfer') {
+      transferring.delete(e.request.conversation_id);
+      notice(t('transfer.refused', { error: e.message || e.code || '' }));
+    } else if (e.message) notice(e.message);
+  });
   client.on('forbidden', () => notice(t('common.forbidden')));
 
   setInterval(() => {
