@@ -10,6 +10,7 @@ import { conversationsPanel } from './supervisor/conversations.js';
 import { boundariesPanel } from './supervisor/boundaries.js';
 import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
+import { suspensionsPanel } from './supervisor/suspensions.js';
 import { statsPanel } from './supervisor/stats.js';
 import { transcriptPanel } from './supervisor/transcript.js';
 import { monitorPanel } from './supervisor/monitor.js';
@@ -84,7 +85,8 @@ function main({ token, client, notice }) {
     transferring.delete(f.conversation_id);
     notice(t(`transfer.failed_${f.reason}`, { name: t('transfer.they') }));
   });
-  const boundaries = boundariesPanel(call, notice);
+  const boundaries = boundariesPanel(call, notice, transcript.prefill);
+  suspensionsPanel(call);
 
   client.on('queue_stats', (f) => {
     const at = stats.render(f);

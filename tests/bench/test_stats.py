@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench import report
-from bench.burst import percentile
+from bench.burst import percentile, wait_figures
 from bench.infra import Watched
 from bench.stats import RateSearch, Times, cpu_per_message_us, over_runs, settled, tree_cpu_seconds
 
@@ -192,3 +192,17 @@ def test_a_figure_a_run_did_not_measure_is_not_passed() -> None:
     combined = report.combine([run])
     assert _figure(combined, "burst_p99_s")["pass"] is None
     assert _figure(combined, "burst_unmatched")["pass"] is None
+
+
+def test_a_burst_member_never_matched_counts_as_waiting_the_whole_timeout() -> None:
+    matched = [0.5] * 97
+    figures = wait_figures(matched, asked=100, timeout_s=45.0)
+    # Three of a hundred unmatched: the p99 is the timeout, not the best of the matched.
+    assert figures["p99"] == 45.0 and figures["p50"] == 0.5 and figures["max"] == 45.0
+    assert wait_figures([0.2, 0.1], asked=2, timeout_s=45.0) == {
+        "p50": 0.1,
+        "p99": 0.2,
+        "max": 0.2,
+        "mean": 0.15,
+    }
+    assert wait_figures([], asked=0, timeout_s=45.0)["p99"] is None

@@ -1,5 +1,6 @@
 """Blocks and reports in a real browser (PRODUCT.md §9): the supervisor dashboard's blocks
-in force and members' reports, shown by alias with their text, and "Lift"; the member's
+in force and members' reports, shown by alias with their text, "Lift", "Review…" into the
+transcript form, and suspending a member by account id until lifted; the member's
 "Report this conversation" during it (with a confirmation), still reported after the end;
 the specialist console's staff notes and "Block this member"."""
 
@@ -16,7 +17,9 @@ from tests.support.client import Client, token
 pytestmark = pytest.mark.browser
 
 
-async def test_supervisor_sees_blocks_and_reports_and_lifts_a_block(web: Web) -> None:
+async def test_supervisor_sees_blocks_and_reports_lifts_a_block_reviews_and_suspends(
+    web: Web, database_url: str
+) -> None:
     await put_profile(web.live, "spec-bound", "Rosa", ["grief"])
     spec, _ = await Client.connect(web.live.ws, token("specialist", "spec-bound", "Rosa"))
     await spec.call({"type": "availability", "status": "available"}, "availability")
@@ -61,6 +64,31 @@ async def test_supervisor_sees_blocks_and_reports_and_lifts_a_block(web: Web) ->
     await expect(panel.get_by_test_id("block-row")).to_have_count(0)
     await expect(panel.get_by_test_id("blocks-empty")).to_be_visible()
     await expect(panel.get_by_test_id("report-row")).to_have_count(1)
+
+    # "Review…" on a report opens the transcript form for that conversation, reason next.
+    await report.get_by_test_id("report-review").click()
+    await expect(page.get_by_test_id("transcript-conversation-id")).to_have_value(second)
+    await expect(page.get_by_test_id("transcript-reason")).to_be_focused()
+
+    # Suspend Quinn by account id: their request is refused with `suspended` until lifted.
+    await panel.get_by_test_id("suspend-member").fill("acct-bound-1")
+    await panel.get_by_test_id("suspend-until").fill("2099-01-01T10:00")
+    await panel.get_by_test_id("suspend-reason").fill("threats to staff")
+    await panel.get_by_test_id("suspend-submit").click()
+    await expect(panel.get_by_test_id("suspend-status")).to_contain_text("Suspended until")
+    await web.shoot(page, "supervisor-suspend-member", panel.get_by_test_id("suspend-form"))
+    refused = await quinn.call({"type": "request", "tags": ["grief"]}, "queued")
+    assert (refused["type"], refused["code"]) == ("error", "suspended"), refused
+    await panel.get_by_test_id("suspend-lift").click()
+    await expect(panel.get_by_test_id("suspend-status")).to_have_text("Suspension lifted.")
+    queued = await quinn.call({"type": "request", "tags": ["grief"]}, "queued")
+    assert queued["type"] == "queued", queued
+    db = await asyncpg.connect(database_url)
+    try:
+        actions = await db.fetch("SELECT action FROM audit_log WHERE action LIKE '%suspen%' ORDER BY id")
+    finally:
+        await db.close()
+    assert [r["action"] for r in actions] == ["suspend", "lift_suspension"]
     for client in (spec, quinn, wren):
         await client.close()
     web.assert_clean()
