@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -41,6 +42,8 @@ _CLOSE_S = 2.0
 # With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
 # load with 2,000 specialists (docs/performance.md): re-read this often instead.
 _IDLE_CYCLE_S = 5.0
+# Offers carried out at once (each its own transaction on a pooled connection).
+_OFFERS_IN_FLIGHT = 8
 
 
 class Matchmaker:
@@ -209,21 +212,8 @@ class Matchmaker:
                 hub.to_user(
                     specialist(specialist_id), f.AvailabilityChanged(status="away", reason="missed_offers")
                 )
-        for decided in decisions.offers:
-            request = self._requests_by_id.get(decided.request_id)
-            made = None
-            if request is not None:
-                made = await queue.make_offer(
-                    db,
-                    offer_id=decided.id,
-                    request_id=decided.request_id,
-                    specialist_id=decided.specialist_id,
-                    expires_at=datetime.fromtimestamp(decided.expires_at, UTC),
-                )
-            if made is None or request is None:
-                self._needs_load = True  # the database refused: start the next cycle afresh
-                continue
-            hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now, self._away))
+        if decisions.offers:
+            await self._make_offers(decisions.offers, now)
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
@@ -250,6 +240,48 @@ class Matchmaker:
                         alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
+
+    async def _make_offers(self, decided: Sequence[Offer], now: float) -> None:
+        """Each offer is its own compare-and-set; a burst's (thousands at once) go
+        `_OFFERS_IN_FLIGHT` at a time instead of one after another (2,000 in a row took
+        longer than the leadership lease), each sent to its specialist as soon as it is made."""
+        hub = self.s.hub
+        todo = iter(decided)
+        failed: list[BaseException] = []
+
+        async def worker() -> None:
+            for offer in todo:
+                if failed:
+                    return  # another worker lost the lead or the database: stop, untold
+                request = self._requests_by_id.get(offer.request_id)
+                made = None
+                if request is not None:
+                    made = await queue.make_offer(
+                        self.s.db,
+                        offer_id=offer.id,
+                        request_id=offer.request_id,
+                        specialist_id=offer.specialist_id,
+                        expires_at=datetime.fromtimestamp(offer.expires_at, UTC),
+                    )
+                if made is None or request is None:
+                    self._needs_load = True  # the database refused: start the next cycle afresh
+                    continue
+                hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now, self._away))
+                await self._leadership.beat()
+
+        async def guarded() -> None:
+            try:
+                await worker()
+            except Exception as exc:
+                failed.append(exc)
+
+        workers = min(_OFFERS_IN_FLIGHT, len(decided))
+        if workers == 1:
+            await worker()
+            return
+        await asyncio.gather(*(guarded() for _ in range(workers)))
+        if failed:
+            raise failed[0]
 
     def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
         """(position, estimated wait) if this process leads and the engine knows the request."""
