@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # package-lock.json; reinstalled only when the lockfile changes.
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: install js-deps run test lint format bench browser-deps pgbouncer-deps cluster clean
+.PHONY: install js-deps run test lint format bench browser-deps pgbouncer-deps redis-deps cluster clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,13 @@ js-deps: $(NODE_STAMP)
 run: install
 	$(BIN)/peerchat dev
 
-## The whole suite: lint, types, then every test against real servers (browser tests included).
-test: install browser-deps pgbouncer-deps lint
-	$(BIN)/python -m pytest
+## The whole suite: lint, types, then every test against real servers (browser tests included),
+## in TEST_WORKERS processes (each with its own PostgreSQL and Redis; TEST_WORKERS=0: one process).
+## worksteal: a worker that runs out takes queued tests from the other, so the slow ones at
+## the end do not leave a core idle.
+TEST_WORKERS ?= 2
+test: install browser-deps pgbouncer-deps redis-deps lint
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install js-deps
 	$(BIN)/ruff check .
@@ -56,12 +60,17 @@ browser-deps:
 
 ## A PostgreSQL primary with a synchronous streaming standby, PgBouncer, Redis and 3 web
 ## processes on this machine, fresh each time, to try failovers (docs/scaling.md).
-cluster: install pgbouncer-deps
+cluster: install pgbouncer-deps redis-deps
 	$(BIN)/python -m chat.devcluster
 
 ## Debian's PgBouncer for the pooling fault test and `make cluster`.
 pgbouncer-deps:
 	@bash tests/faults/install-pgbouncer.sh
+
+## Debian's Redis 7 (server, sentinel, cli) for the Sentinel/Cluster topologies
+## (tests/support/redis_topology.py, chat/devredis.py) and `make cluster`.
+redis-deps:
+	@bash tests/faults/install-redis.sh
 
 clean:
 	rm -rf $(VENV) node_modules .devdata .pytest_cache .mypy_cache .ruff_cache test-artifacts

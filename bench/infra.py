@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
+from bench.stats import Times, tree_cpu_seconds
 from chat.config import Settings
 from chat.devservers import PostgresServer, RedisServer, free_port
 from chat.store.migrate import migrate
@@ -232,14 +233,24 @@ class Watched:
         return procs
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for p in self._procs():
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        """CPU seconds so far; for a tree (PostgreSQL), the postmaster, every live backend
+        and every backend already reaped (bench/stats.py, `tree_cpu_seconds`)."""
+        try:
+            root = psutil.Process(self.pid)
+            # The root first: a backend that exits after this reading loses only its
+            # last moments, where reading it first could count its whole life twice.
+            t = root.cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        if not self.children:
+            return float(t.user + t.system)
+        live: list[Times] = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in root.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    c = child.cpu_times()
+                    live.append(Times(c.user, c.system))
+        return tree_cpu_seconds(Times(t.user, t.system, t.children_user, t.children_system), live)
 
     def wait_seconds(self) -> float:
         """Time the process's threads spent runnable but waiting for a core
@@ -284,7 +295,8 @@ class CpuMeter:
     def stop(self) -> dict[str, object]:
         wall = time.monotonic() - self._t0
         busy, total = self._machine()
-        per = {w.name: round(100 * (w.cpu_seconds() - self._cpu0[w.name]) / wall, 1) for w in self.watched}
+        used = {w.name: w.cpu_seconds() - self._cpu0[w.name] for w in self.watched}
+        per = {name: round(100 * s / wall, 1) for name, s in used.items()}
         waits = {
             w.name: round(100 * (w.wait_seconds() - self._wait0[w.name]) / wall, 1) for w in self.watched
         }
@@ -293,6 +305,7 @@ class CpuMeter:
         return {
             "wall_s": round(wall, 2),
             "cpu_pct": per,  # percent of one core
+            "cpu_s": {name: round(s, 4) for name, s in used.items()},  # CPU seconds in the window
             # Runnable but not running (waiting for one of the cores), in percent of the
             # window: on two shared cores, a large part of what a member waits.
             "runqueue_wait_pct": waits,

@@ -1,5 +1,10 @@
 """One target (peerchat or the bare relay) under the open-loop load: connect every socket
-once, find the highest rate that holds p99 ≤ 50 ms, run the goal load, and profile.
+once, measure the idle cost with every socket authenticated and silent, run the goal load,
+then find the highest rate that holds p99 ≤ 50 ms (a coarse climb, then a fine one, each
+step after a settle and a discarded warm-up), and optionally profile.
+
+"Server" CPU is every process the target needs to deliver a message: for peerchat the
+`web` processes, PostgreSQL (its whole process tree) and Redis; for the relay its processes.
 
 Load is counted in messages per second for the whole run (conversations * 2 sides *
 messages per second per side); each step spreads it evenly over every connected socket.
@@ -18,7 +23,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from bench import profiling
+from bench import profiling, stats
 from bench.infra import (
     Backends,
     Conversation,
@@ -42,14 +47,17 @@ class LoadPlan:
     goal_rate: float  # messages per second per side
     goal_s: float
     goal_warmup_s: float
-    steps: tuple[int, ...]  # offered messages per second, whole run
-    step_s: float
-    step_warmup_s: float
+    steps: tuple[int, ...]  # the coarse ladder: offered messages per second, whole run
+    step_s: float  # each step's length, warm-up included
+    step_warmup_s: float  # sent but not measured: the step reaches its steady state first
     max_side_rate: float  # the flood guard allows 5/s per socket unless raised
     drain_s: float
     profile_s: float  # 0: no profile
     quiet_wait_s: float = 10.0  # before each step, wait up to this long for others to quieten
     retry_contended: bool = True  # run a failed step again if others were busy during it
+    idle_s: float = 20.0  # the idle window: every socket connected, nothing sent (0: none)
+    fine_min: int = 250  # the fine climb's smallest step, msgs/s
+    settle_pause_s: float = 0.5  # after the servers went quiet, before the next step
 
 
 def _percentiles(h: HdrHistogram) -> dict[str, float]:
@@ -121,6 +129,14 @@ def passes(step: dict[str, Any], slo_ms: float = SLO_MS) -> bool:
     )
 
 
+SERVER_SIDE = ("server", "postgres", "redis")  # name prefixes of the CPU a target costs
+
+
+def server_cpu_s(cpu_s: dict[str, float]) -> float:
+    """CPU seconds of the processes that serve (not the generator's, not others')."""
+    return sum(v for k, v in cpu_s.items() if k.startswith(SERVER_SIDE))
+
+
 @dataclass
 class Target:
     kind: str  # "peerchat" | "relay"
@@ -132,18 +148,55 @@ class Target:
     connected: int = 0
     step_number: int = 0
 
-    def settle(self, quiet_pct: float = 25.0, timeout: float = 60.0, quiet_wait_s: float = 10.0) -> None:
-        """Wait for the servers to finish any backlog a previous step left behind, then
-        (for a while) for other people's work on this shared machine to quieten."""
-        deadline = time.monotonic() + timeout
-        servers = [w for w in self.watched if w.name.startswith("server")]
+    def server_side(self) -> list[Watched]:
+        return [w for w in self.watched if w.name.startswith(SERVER_SIDE)]
+
+    def settle(
+        self,
+        quiet_pct: float = 25.0,
+        timeout: float = 60.0,
+        quiet_wait_s: float = 10.0,
+        pause_s: float = 1.0,
+        sample_s: float = 0.25,
+    ) -> float:
+        """Wait for the servers (with PostgreSQL and Redis) to finish any backlog a previous
+        step left behind: four readings in a row under `quiet_pct` of a core together
+        (bench/stats.py, `settled`); then pause; then (for a while) wait for other people's
+        work on this shared machine to quieten. Returns the seconds it took."""
+        began = time.monotonic()
+        deadline = began + timeout
+        servers = self.server_side()
+        samples: list[float] = []
+        before = sum(w.cpu_seconds() for w in servers)
         while time.monotonic() < deadline:
-            before = sum(w.cpu_seconds() for w in servers)
-            time.sleep(0.5)
-            if 100 * (sum(w.cpu_seconds() for w in servers) - before) / 0.5 < quiet_pct:
+            time.sleep(sample_s)
+            now = sum(w.cpu_seconds() for w in servers)
+            samples.append(100 * (now - before) / sample_s)
+            before = now
+            if stats.settled(samples, quiet_pct, consecutive=4):
                 break
+        time.sleep(pause_s)
         if quiet_wait_s > 0:
             wait_for_quiet(self.watched, OTHER_CPU_PCT, timeout=quiet_wait_s)
+        return time.monotonic() - began
+
+    def idle(self, seconds: float) -> dict[str, Any]:
+        """Every socket connected and authenticated, nothing sent: what the servers cost
+        doing nothing (heartbeats, presence, background loops, pings)."""
+        meter = CpuMeter(self.watched)
+        meter.start()
+        time.sleep(seconds)
+        usage = meter.stop()
+        cpu_s: dict[str, float] = usage["cpu_s"]  # type: ignore[assignment]
+        wall = float(usage["wall_s"])  # type: ignore[arg-type]
+        server_pct = round(100 * server_cpu_s(cpu_s) / wall, 2)
+        result = {"sockets": self.connected, "seconds": round(wall, 1), "server_cpu_pct": server_pct, **usage}
+        self.log(
+            f"  {self.kind:8} idle, {self.connected} sockets, {wall:.0f} s: "
+            f"server side {server_pct} % of a core "
+            f"({usage.get('cpu_pct')}), others {usage.get('other_cpu_pct')}%"
+        )
+        return result
 
     def step(self, side_rate: float, warmup_s: float, duration_s: float, drain_s: float) -> dict[str, Any]:
         """One open-loop step at `side_rate` messages a second from every socket. CPU is
@@ -168,6 +221,11 @@ class Target:
         result["cpu_us_per_msg"] = {
             name: round(pct * 1e4 / delivered) for name, pct in (usage.get("cpu_pct") or {}).items()
         }
+        # The figure of issue 20: every serving process's CPU over the window, divided by
+        # the messages delivered in it.
+        result["server_cpu_us_per_msg"] = stats.cpu_per_message_us(
+            server_cpu_s(usage.get("cpu_s") or {}), result["counts"]["delivered_in_window"]
+        )
         if before:
             result["server_metrics"] = [
                 server_metrics(b, scrape(server)) for b, server in zip(before, self.servers, strict=True)
@@ -179,7 +237,8 @@ class Target:
             f"  {self.kind:8} {result['offered_msgs_s']:6d} msg/s: e2e p50/p99/p99.9 "
             f"{e2e['p50']}/{e2e['p99']}/{e2e['p999']} ms, ack p99 {ack['p99']} ms, "
             f"delivered {result['delivered_msgs_s']}/s, errors {result['errors']}, "
-            f"undelivered {result['undelivered']}, "
+            f"undelivered {result['undelivered']}, server {result['server_cpu_us_per_msg']} µs/msg, "
+            f"busy {result.get('machine_busy_pct')}%, "
             f"cpu% {result.get('cpu_pct')}, waiting% {result.get('runqueue_wait_pct')}, "
             f"others {result.get('other_cpu_pct')}%"
             + (f", servers {result['server_metrics']}" if "server_metrics" in result else "")
@@ -262,55 +321,42 @@ def _relay_hello(conversation_id: str, role: str) -> str:
 
 
 def _step_with_retry(target: Target, side_rate: float, plan: LoadPlan) -> dict[str, Any]:
-    target.settle(quiet_wait_s=plan.quiet_wait_s)
+    settle_s = target.settle(quiet_wait_s=plan.quiet_wait_s, pause_s=plan.settle_pause_s)
     result = target.step(side_rate, plan.step_warmup_s, plan.step_s, plan.drain_s)
+    result["settled_s"] = round(settle_s, 1)
     contended = result.get("other_cpu_pct", 0) > OTHER_CPU_PCT
     if not result["passes_slo"] and contended and plan.retry_contended:
         target.log(f"  (other processes used {result['other_cpu_pct']}% of a core: running it again)")
-        target.settle(quiet_wait_s=plan.quiet_wait_s)
+        target.settle(quiet_wait_s=plan.quiet_wait_s, pause_s=plan.settle_pause_s)
         again = target.step(side_rate, plan.step_warmup_s, plan.step_s, plan.drain_s)
         again["retried_after_other_cpu_pct"] = result["other_cpu_pct"]
         result = again
     return result
 
 
-def search(target: Target, plan: LoadPlan) -> dict[str, Any]:
-    """Ascending steps until one misses the SLO, then halve the gap between the highest
-    passing and the first failing step until it is within 1,000 msgs/s or an eighth of
-    the passing rate (at most three more steps)."""
+def search(target: Target, plan: LoadPlan, known: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The highest rate that holds p99 ≤ 50 ms with nothing lost (bench/stats.py,
+    `RateSearch`): a coarse climb up the plan's ladder to the first step that misses, then a
+    fine climb from the highest coarse step that held, in quarters of the gap (≥ 250 msgs/s),
+    to the first fine step that misses. Each step settles first and discards its warm-up.
+    A rate in `known` (the goal load, just measured at the same rate) is not run again."""
+    ladder = [r for r in plan.steps if r / target.connected <= plan.max_side_rate]
+    climb = stats.RateSearch(ladder, min_fine=plan.fine_min)
     steps: list[dict[str, Any]] = []
-    best: int | None = None
-    fail: int | None = None
-    shape_limited = True
-    for offered in plan.steps:
-        side_rate = offered / target.connected
-        if side_rate > plan.max_side_rate:
-            break
-        result = _step_with_retry(target, side_rate, plan)
-        steps.append(result)
-        if result["passes_slo"]:
-            best = offered
+    while (offered := climb.next()) is not None:
+        if known and offered in known:
+            result = {**known[offered], "reused": "goal load"}
         else:
-            fail, shape_limited = offered, False
-            break
-    for _ in range(3):
-        if best is None or fail is None or fail - best <= max(1000, best // 8):
-            break
-        mid = int(round((best + fail) / 2, -2))
-        if not best < mid < fail:
-            break
-        result = _step_with_retry(target, mid / target.connected, plan)
+            result = _step_with_retry(target, offered / target.connected, plan)
+        result["phase"] = climb.phase
         steps.append(result)
-        if result["passes_slo"]:
-            best = mid
-        else:
-            fail = mid
+        climb.record(offered, bool(result["passes_slo"]))
     return {
         "steps": steps,
-        "highest_passing_msgs_s": best,
-        "first_failing_msgs_s": fail,
+        "highest_passing_msgs_s": climb.best,
+        "first_failing_msgs_s": climb.first_failing,
         # Every step passed: the true limit is above what this load shape can offer.
-        "limited_by_load_shape": shape_limited and best is not None,
+        "limited_by_load_shape": climb.limited_by_ladder,
     }
 
 
@@ -372,16 +418,21 @@ def run_target(
         }
         if not target.connected:
             return result
-        result["search"] = search(target, plan)
-        if plan.profile_s and kind == "peerchat":
-            # At the highest load it sustains: where the time goes when it is working hard,
-            # without a backlog distorting the picture. The goal load comes last, as it may
-            # leave a backlog behind.
-            best = result["search"]["highest_passing_msgs_s"] or plan.steps[0]
-            target.settle(quiet_wait_s=plan.quiet_wait_s)
-            result["profile"] = profile(target, plan, best / target.connected)
-        target.settle(quiet_wait_s=plan.quiet_wait_s)
+        if plan.idle_s:
+            # First, before any message: what holding every socket costs when nothing happens.
+            target.settle(quiet_wait_s=plan.quiet_wait_s, pause_s=plan.settle_pause_s)
+            result["idle"] = target.idle(plan.idle_s)
+        # The goal load next, on a fresh system, its CPU per delivered message the figure
+        # compared across targets; then the rate search, which ends in an overload.
+        target.settle(quiet_wait_s=plan.quiet_wait_s, pause_s=plan.settle_pause_s)
         result["goal"] = target.step(plan.goal_rate, plan.goal_warmup_s, plan.goal_s, plan.drain_s)
+        goal = result["goal"]
+        result["search"] = search(target, plan, known={goal["offered_msgs_s"]: goal})
+        if plan.profile_s and kind == "peerchat":
+            # At the highest load it sustains: where the time goes when it is working hard.
+            best = result["search"]["highest_passing_msgs_s"] or plan.steps[0]
+            target.settle(quiet_wait_s=plan.quiet_wait_s, pause_s=plan.settle_pause_s)
+            result["profile"] = profile(target, plan, best / target.connected)
         gen.close_sockets()
         return result
     finally:

@@ -69,6 +69,7 @@ class _Incoming(msgspec.Struct):
     seq: int | None = None
     sender: _Sender | None = None
     code: str | None = None
+    offer_id: str | None = None
 
 
 _decode = msgspec.json.Decoder(_Incoming).decode
@@ -94,6 +95,7 @@ class _Client(asyncio.Protocol):
         self.prefix = ""  # the `send` frame up to the client_msg_id
         self.last_seq = 0
         self.lost = False
+        self.requested_at = 0  # ns: when this member's `request` was due (the burst)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports implement asyncio.Transport without
@@ -172,10 +174,24 @@ class _Step:
     window_end: int = 0
 
 
+@dataclass
+class _Burst:
+    """Matching a burst: specialists accept every offer at once, members time `request` →
+    `conversation_started` from when the request was due."""
+
+    waits_us: list[int] = field(default_factory=list)
+    available: int = 0  # `availability` echoes
+    offers: int = 0
+    queued: int = 0
+    queue_updates: int = 0
+    started_specialists: int = 0
+
+
 class Worker:
     def __init__(self) -> None:
         self.sockets: list[_Client] = []
         self.step: _Step | None = None
+        self.burst: _Burst | None = None
         self.errors: Counter[str] = Counter()
         self.unexpected_closes = 0
         self.close_codes: Counter[str] = Counter()
@@ -186,6 +202,7 @@ class Worker:
 
     async def connect(self, sides: list[Side], concurrency: int, compression: bool) -> dict[str, Any]:
         started = time.monotonic()
+        held_before = len(self.sockets)
         gate = asyncio.Semaphore(concurrency)
         failures: Counter[str] = Counter()
         extensions: Counter[str] = Counter()
@@ -221,7 +238,8 @@ class Worker:
 
         await asyncio.gather(*(one(s) for s in sides))
         return {
-            "connected": len(self.sockets),
+            # This call's sockets only: the worker may hold others from earlier calls.
+            "connected": len(self.sockets) - held_before,
             "failed": dict(failures),
             "extensions": dict(extensions),
             "seconds": time.monotonic() - started,
@@ -261,6 +279,27 @@ class Worker:
             self._measure(frame.client_msg_id, now, e2e=False)
         elif kind == "error":
             self.errors[frame.code or "?"] += 1
+        elif self.burst is not None:
+            self._on_burst(client, kind, frame, now)
+
+    def _on_burst(self, client: _Client, kind: str, frame: _Incoming, now: int) -> None:
+        burst = self.burst
+        assert burst is not None
+        if kind == "offer" and frame.offer_id is not None:
+            burst.offers += 1
+            client.send_text('{"type":"accept","offer_id":"' + frame.offer_id + '"}')
+        elif kind == "conversation_started":
+            if client.side.role != "member":
+                burst.started_specialists += 1
+            elif client.requested_at:
+                burst.waits_us.append(max(1, (now - client.requested_at) // 1000))
+                client.requested_at = 0
+        elif kind == "queued":
+            burst.queued += 1
+        elif kind == "queue_update":
+            burst.queue_updates += 1
+        elif kind == "availability":
+            burst.available += 1
 
     def _lost(self, client: _Client) -> None:
         if not self.closing:
@@ -330,6 +369,56 @@ class Worker:
             "cpu_s": cpu,
         }
 
+    # ------------------------------------------------------------------ burst
+
+    async def available(self, timeout_s: float) -> dict[str, Any]:
+        """Every specialist socket says `availability available`; wait for the echoes."""
+        self.burst = _Burst()
+        specialists = [c for c in self.sockets if c.side.role == "specialist" and not c.lost]
+        for client in specialists:
+            client.send_text('{"type":"availability","status":"available"}')
+        deadline = time.monotonic() + timeout_s
+        while self.burst.available < len(specialists) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return {"specialists": len(specialists), "available": self.burst.available}
+
+    async def request_burst(
+        self, start_ns: int, spread_s: float, timeout_s: float, seed: int
+    ) -> dict[str, Any]:
+        """Every member socket sends `request` once, at a random moment within `spread_s`
+        of `start_ns`; then wait (up to `timeout_s` from the start) until each got its
+        `conversation_started`. Waits are counted from when the request was due."""
+        burst = self.burst or _Burst()
+        self.burst = burst
+        errors_before = Counter(self.errors)
+        members = [c for c in self.sockets if c.side.role == "member" and not c.lost]
+        rng = random.Random(seed)
+        due = sorted((start_ns + rng.randrange(max(1, int(spread_s * 1e9))), i) for i in range(len(members)))
+        lag = new_histogram()
+        for at, i in due:
+            now = time.monotonic_ns()
+            if at > now:
+                await asyncio.sleep((at - now) / 1e9)
+                now = time.monotonic_ns()
+            lag.record_value(min(max(1, (now - at) // 1000), HIST_MAX_US))
+            members[i].requested_at = at
+            if not members[i].send_text('{"type":"request","tags":[]}'):
+                members[i].requested_at = 0
+        deadline = start_ns + int(timeout_s * 1e9)
+        while len(burst.waits_us) < len(members) and time.monotonic_ns() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        self.burst = None
+        return {
+            "members": len(members),
+            "waits_us": list(burst.waits_us),
+            "offers": burst.offers,
+            "queued": burst.queued,
+            "queue_updates": burst.queue_updates,
+            "started_specialists": burst.started_specialists,
+            "error_codes": dict(self.errors - errors_before),
+            "send_lag_p99_us": lag.get_value_at_percentile(99),
+        }
+
     async def _send_all(self, step: _Step, period: int, due: list[tuple[int, int]], end_ns: int) -> None:
         """One scheduler for every socket of the worker: send whatever is due, sleep until
         the next one is."""
@@ -378,6 +467,10 @@ def _serve(conn: Connection) -> None:
                     reply = await worker.run(**command)
                 elif op == "close":
                     reply = await worker.close()
+                elif op == "available":
+                    reply = await worker.available(**command)
+                elif op == "request_burst":
+                    reply = await worker.request_burst(**command)
                 else:
                     raise ValueError(f"unknown op {op!r}")
             except Exception as exc:
@@ -438,6 +531,24 @@ class Generator:
             "drain_s": drain_s,
         }
         return self._all([dict(command) for _ in self.pipes])
+
+    def available(self, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        return self._all([{"op": "available", "timeout_s": timeout_s} for _ in self.pipes])
+
+    def request_burst(self, spread_s: float, timeout_s: float) -> list[dict[str, Any]]:
+        start_ns = time.monotonic_ns() + 200_000_000
+        return self._all(
+            [
+                {
+                    "op": "request_burst",
+                    "start_ns": start_ns,
+                    "spread_s": spread_s,
+                    "timeout_s": timeout_s,
+                    "seed": i,
+                }
+                for i in range(len(self.pipes))
+            ]
+        )
 
     def close_sockets(self) -> None:
         self._all([{"op": "close"} for _ in self.pipes])

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
+import json
 import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TypeVar
 
 from matching.decisions import Decisions
@@ -174,6 +176,21 @@ def report(timings: dict[str, list[int]]) -> None:
     )
 
 
+def summary(timings: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+    """p50/p99/max in µs per event kind, and over every event ("all")."""
+    out = {}
+    everything = [t for kind_times in timings.values() for t in kind_times]
+    for kind, ts in [*timings.items(), ("all", everything)]:
+        ordered = sorted(ts)
+        out[kind] = {
+            "count": len(ordered),
+            "p50_us": round(percentile(ordered, 50), 1),
+            "p99_us": round(percentile(ordered, 99), 1),
+            "max_us": round(ordered[-1] / 1000, 1),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=20_000)
@@ -183,9 +200,13 @@ def main() -> None:
     # 20 events a second is ~9 new requests a second: about twice what 1,000
     # specialists with 3 chats of 10 minutes can serve, i.e. a queue that keeps growing.
     parser.add_argument("--rate", type=int, default=20, help="events per simulated second")
+    parser.add_argument("--json", type=Path, help="also write p50/p99/max per event kind here")
     args = parser.parse_args()
     print(f"{args.events} events at {args.rate}/s, seed {args.seed}")
-    report(run(args.events, args.seed, args.waiting, args.specialists, args.rate))
+    timings = run(args.events, args.seed, args.waiting, args.specialists, args.rate)
+    report(timings)
+    if args.json:
+        args.json.write_text(json.dumps(summary(timings), indent=1))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ It speaks just enough of protocol v1 for the load generator to drive it unchange
 memory. No storage, no Redis, no queue, no flood guard: whatever peerchat does beyond
 this is what the ratio measures. Both sockets of a pair must reach the same process.
 
+For the burst's baseline it also matches, as simply as it can: `availability` puts a
+specialist in a free list (echoed), `request` gets `queued` and an `offer` to the first
+free specialist (or waits for one), `accept` gets `conversation_started` to both. Members
+and the specialists they may meet must reach the same process.
+
     python -m bench.relay --port 8124 [--deflate]
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import signal
@@ -33,6 +39,7 @@ class Send(msgspec.Struct):
     client_msg_id: str = ""
     body: str = ""
     ref: str | None = None
+    offer_id: str = ""
 
 
 class Ack(msgspec.Struct, tag="ack", tag_field="type", omit_defaults=True):
@@ -65,6 +72,43 @@ class Relay:
     def __init__(self) -> None:
         self.pairs: dict[str, set[ServerConnection]] = {}
         self.seqs: dict[str, itertools.count[int]] = {}
+        self.free: collections.deque[ServerConnection] = collections.deque()
+        self.waiting: collections.deque[tuple[ServerConnection, str]] = collections.deque()
+        self.offers: dict[str, tuple[ServerConnection, ServerConnection]] = {}
+        self.ids = itertools.count(1)
+
+    async def _match(self) -> None:
+        while self.free and self.waiting:
+            specialist = self.free.popleft()
+            member, request_id = self.waiting.popleft()
+            offer_id = f"o{next(self.ids)}"
+            self.offers[offer_id] = (member, specialist)
+            with contextlib.suppress(ConnectionClosed):
+                await specialist.send(
+                    '{"type":"offer","offer_id":"' + offer_id + '","request_id":"' + request_id + '",'
+                    '"tags":[],"language":null,"note":null,"waited_s":0,"expires_in_s":30,"priority":"normal"}'
+                )
+
+    async def _matching_frame(self, ws: ServerConnection, frame: Send) -> None:
+        if frame.type == "availability":
+            await ws.send('{"type":"availability","status":"available"}')
+            self.free.append(ws)
+        elif frame.type == "request":
+            request_id = f"r{next(self.ids)}"
+            await ws.send(
+                '{"type":"queued","request_id":"' + request_id + '","position":1,"estimated_wait_s":0}'
+            )
+            self.waiting.append((ws, request_id))
+        elif frame.type == "accept" and frame.offer_id in self.offers:
+            member, specialist = self.offers.pop(frame.offer_id)
+            started = (
+                '{"type":"conversation_started","conversation":{"id":"c' + frame.offer_id + '",'
+                '"member":{"alias":"Member"},"specialist":{"id":"s","name":"Specialist"},"tags":[]}}'
+            )
+            for peer in (specialist, member):
+                with contextlib.suppress(ConnectionClosed):
+                    await peer.send(started)
+        await self._match()
 
     async def handle(self, ws: ServerConnection) -> None:
         try:
@@ -81,6 +125,7 @@ class Relay:
             async for raw in ws:
                 frame = _send.decode(raw)
                 if frame.type != "send":
+                    await self._matching_frame(ws, frame)
                     continue
                 n = next(seq)
                 await ws.send(_encode(Ack(frame.conversation_id, frame.client_msg_id, n, frame.ref)).decode())

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,8 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from chat import config, logs
+from chat import config, handoff, logs, redisconn
 from chat.admission import Admission
+from chat.bus import Bus
+from chat.bus_cluster import ClusterBus
 from chat.bus_redis import RedisBus
 from chat.delivery import send
 from chat.delivery.hub import POKE_CHANNEL, Hub
@@ -60,6 +62,7 @@ from chat.web import (
     specialists,
     stats,
     transcripts,
+    transfers,
 )
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
@@ -88,15 +91,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
     wrap_up.configure(settings.wrap_up_s, settings.wrap_up_urgent_s)
     db = await _connect_db(settings.database_url, behind_pooler=settings.behind_pooler)
-    # A blocking pool: a burst (thousands of sockets closing at a drain, each releasing its
-    # lease) waits up to 2 s for one of 100 connections instead of failing at once with
-    # MaxConnectionsError, which left leases behind and let sockets past the cap.
-    client = redis.Redis.from_pool(
-        redis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=100, timeout=2, socket_timeout=2, socket_connect_timeout=2
-        )
-    )
-    bus = RedisBus(settings.redis_url)
+    topology = redisconn.parse(settings.redis_url)
+    client = redisconn.client(topology)
+    bus = _bus(topology, client, settings)
     name = functools.partial(identity_key, settings)
     hub = Hub(bus, name, Sealer(seal_key(settings.identity_hmac_key)))
     services = Services(
@@ -123,6 +120,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             services.admission.revocations.on_bus(data)
         elif channel == MONITORS_CHANNEL:
             monitors_changed.set()
+        elif channel == handoff.PARTICIPANTS_CHANNEL:
+            handoff.on_bus(services, data)
         else:
             hub.on_bus(channel, data)
 
@@ -131,12 +130,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.bus_reconnected()
         hub.catch_up_everyone()
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
+        services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
         await heartbeat_once(services)
         matchmaker.poke()
 
     monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)
     await bus.subscribe(MONITORS_CHANNEL)
+    await bus.subscribe(handoff.PARTICIPANTS_CHANNEL)
     await services.admission.start()
     matchmaker.start()
     tasks = [
@@ -168,6 +169,17 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await close_backends(client, db)
 
 
+def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, settings: config.Settings) -> Bus:
+    """One Redis: the bare RESP bus (its fast path). Sentinel: the same, asking the sentinels
+    where the master is before each connect. Cluster: sharded pub/sub over partitions."""
+    if topology.kind == "cluster":
+        assert isinstance(client, RedisCluster)
+        return ClusterBus(topology, client, settings.bus_partitions)
+    if topology.kind == "sentinel":
+        return RedisBus(resolve=redisconn.MasterResolver(topology))
+    return RedisBus(topology.url)
+
+
 def create_app(settings: config.Settings | None = None) -> Starlette:
     settings = settings or config.from_env()
     app = Starlette(
@@ -187,6 +199,11 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route(
                 "/api/conversations/{conversation_id}/messages",
                 transcripts.conversation_messages,
+                methods=["GET"],
+            ),
+            Route(
+                "/api/conversations/{conversation_id}/transfer-targets",
+                transfers.transfer_targets,
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),

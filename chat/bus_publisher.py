@@ -18,8 +18,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import hiredis
+from redis.exceptions import RedisError
 
 from chat import resp
 from chat.bus import Receivers
@@ -45,11 +47,31 @@ class _Publish:
             self.done.set_result(False)
 
 
-class Publisher:
-    def __init__(self, address: resp.Address, on_lost: Callable[[], None]) -> None:
-        """`on_lost`: some rings did not go out (the bus drops its subscriber, so the owner
-        catches up from PostgreSQL)."""
+class Resolve(Protocol):
+    """Where to connect, asked before every connection: a fixed address, or the master a
+    Sentinel set names at that moment (chat/redisconn.py), so a promotion is followed."""
+
+    async def __call__(self) -> resp.Address: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Fixed:
+    def __init__(self, address: resp.Address) -> None:
         self._address = address
+
+    async def __call__(self) -> resp.Address:
+        return self._address
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Publisher:
+    def __init__(self, resolve: Resolve, on_lost: Callable[[], None]) -> None:
+        """`on_lost`: some rings did not go out (the bus drops its subscriber, so the owner
+        catches up from PostgreSQL). `resolve`: where Redis is, asked before each connect."""
+        self._resolve = resolve
         self._lost_publishes = on_lost
         self._outbox: list[_Publish] = []
         self._flush_soon = False
@@ -172,8 +194,9 @@ class Publisher:
 
     async def _open_publisher(self) -> None:
         try:
-            wire = await resp.connect(self._address, self._on_publish_reply, CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
+            address = await self._resolve()
+            wire = await resp.connect(address, self._on_publish_reply, CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, RedisError) as exc:
             if self._publisher_up:
                 log.warning("redis publisher unreachable: %s", type(exc).__name__)
             self._publisher_up = False
@@ -187,7 +210,7 @@ class Publisher:
             wire.abort()
             return
         self._publisher_up = True
-        if self._address.password is not None:
+        if address.password is not None:
             self._pending.append((None, time.monotonic()))
         self._publisher = wire
         wire.on_lost = lambda: self._publisher_lost(wire)

@@ -23,10 +23,11 @@ import random
 import time
 
 import hiredis
+from redis.exceptions import RedisError
 
 from chat import resp
 from chat.bus import Handler, Receivers, Reconnected
-from chat.bus_publisher import CONNECT_TIMEOUT_S, Publisher
+from chat.bus_publisher import CONNECT_TIMEOUT_S, Fixed, Publisher, Resolve
 
 log = logging.getLogger("peerchat.bus")
 _CONTROL = "pc:control"  # always subscribed, so the subscriber is in pub/sub mode
@@ -35,9 +36,16 @@ HEALTH_S = 5.0  # ping the subscriber this often; two silent periods mean it is 
 
 
 class RedisBus:
-    def __init__(self, url: str) -> None:
-        self._address = resp.parse_url(url)
-        self.publisher = Publisher(self._address, self._lost_publishes)
+    def __init__(self, url: str | None = None, *, resolve: Resolve | None = None) -> None:
+        """One Redis by `url`, or wherever `resolve` says before each (re)connect: a Sentinel
+        set's master of the moment (chat/redisconn.py), so a promotion is followed. On a
+        demoted master Sentinel kills our clients; the reconnect asks again."""
+        if resolve is None:
+            if url is None:
+                raise ValueError("RedisBus needs a url or a resolve")
+            resolve = Fixed(resp.parse_url(url))
+        self._resolve = resolve
+        self.publisher = Publisher(resolve, self._lost_publishes)
         self._channels: set[str] = {_CONTROL}
         self._subscriber: resp.Wire | None = None
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +77,7 @@ class RedisBus:
                     await task
         if self._subscriber is not None:
             self._subscriber.abort()
+        await self._resolve.aclose()
 
     @property
     def healthy(self) -> bool:
@@ -158,7 +167,8 @@ class RedisBus:
         while not self._closed:
             wire: resp.Wire | None = None
             try:
-                wire = await resp.connect(self._address, self._on_subscriber_reply, CONNECT_TIMEOUT_S)
+                address = await self._resolve()
+                wire = await resp.connect(address, self._on_subscriber_reply, CONNECT_TIMEOUT_S)
                 if self._closed:
                     return  # the finally drops the connection
                 self._subscriber = wire
@@ -182,7 +192,7 @@ class RedisBus:
                     log.warning("redis bus lost")
                 if self._subscribed_once:
                     delay = 0.05  # it worked for a while: the next attempt need not wait long
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, RedisError) as exc:
                 if self._healthy or first:
                     log.warning("redis bus unreachable: %s", type(exc).__name__)
             finally:

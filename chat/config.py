@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from chat import redisconn
+from chat.bus_partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from matching.hours import HoursError, Schedule, parse_hours
 
 
@@ -32,6 +34,9 @@ class Alternative:
 class Settings:
     database_url: str
     redis_url: str
+    # `PEERCHAT_BUS_PARTITIONS`: sharded channels the bus uses on a Redis Cluster
+    # (chat/bus_partitions.py); ignored on one Redis or a Sentinel set.
+    bus_partitions: int = 32
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwt_issuer: str = "peerchat"
@@ -246,12 +251,23 @@ def _redis_key(env: Mapping[str, str], public_key: str | None) -> bytes:
     return raw.encode()
 
 
+def _partitions(env: Mapping[str, str]) -> int:
+    raw = env.get("PEERCHAT_BUS_PARTITIONS", str(DEFAULT_PARTITIONS)).strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTITIONS:
+        raise ConfigError(f"PEERCHAT_BUS_PARTITIONS must be a whole number from 1 to {MAX_PARTITIONS}")
+    return int(raw)
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     database_url = env.get("DATABASE_URL", "")
     redis_url = env.get("REDIS_URL", "")
     if not database_url or not redis_url:
         raise ConfigError("DATABASE_URL and REDIS_URL must be set (`peerchat dev` starts both for you)")
+    try:
+        redisconn.parse(redis_url)
+    except redisconn.RedisUrlError as exc:
+        raise ConfigError(str(exc)) from None
     secret = env.get("PEERCHAT_JWT_SECRET") or None
     public_key = env.get("PEERCHAT_JWT_PUBLIC_KEY") or None
     if not secret and not public_key:
@@ -270,6 +286,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url,
         database_direct_url=env.get("PEERCHAT_DATABASE_DIRECT_URL", ""),
         redis_url=redis_url,
+        bus_partitions=_partitions(env),
         jwt_secret=secret,
         jwt_public_key=public_key,
         jwt_issuer=env.get("PEERCHAT_JWT_ISSUER", "peerchat"),

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.exceptions import RedisError
 
-from chat import snapshot, views
+from chat import handoff, snapshot, views
 from chat.delivery.hub import POKE_CHANNEL
 from chat.delivery.watchers import Broadcasts
 from chat.leadership import ELECTION_EVERY_S, Leadership
@@ -323,7 +323,10 @@ class Matchmaker:
                 if made is None or request is None:
                     self._needs_load = True  # the database refused: start the next cycle afresh
                     continue
-                hub.to_user(specialist(made.specialist_id), views.offer_made(request, made, now, self._away))
+                made_offer = views.offer_made(request, made, now, self._away)
+                if request.transfer_of is not None:  # a cold transfer: say whose conversation it is
+                    made_offer = await handoff.offer_transfer(self.s, request, made_offer)
+                hub.to_user(specialist(made.specialist_id), made_offer)
                 await self._leadership.beat()
 
         async def guarded() -> None:

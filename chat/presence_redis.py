@@ -11,6 +11,11 @@ is shown anyway (docs/security.md).
 A specialist's absence is one key (`SET NX`, so the first to notice wins) removed by their
 next lease. `pc:presence:epoch` is set by the first reader after Redis came up empty; for
 one TTL after it, absence is not trusted (the heartbeats are still rebuilding leases).
+
+On a Redis Cluster the person's keys spread over the slots (no hash tag: their names are
+HMACs) and no command spans two of them: the heartbeat, whose script would touch keys of
+many slots, is a pipeline there instead (redis-py splits it per master and sends the parts
+at once); every other pipeline here is of single-key commands, which it splits the same way.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
+
+from chat.redisconn import RedisClient
 
 log = logging.getLogger("peerchat.presence")
 
@@ -37,11 +44,12 @@ _HEARTBEAT_LUA = (Path(__file__).parent / "presence_heartbeat.lua").read_text()
 
 
 class RedisPresence:
-    def __init__(self, client: redis.Redis, ttl_s: float, name: Callable[[str, str], str]) -> None:
+    def __init__(self, client: RedisClient, ttl_s: float, name: Callable[[str, str], str]) -> None:
         """`name`: (role, sub) → the person's keyed name (chat/redis_keys.identity_key)."""
         self._redis = client
         self.ttl_s = ttl_s
         self._name = name
+        self._cluster = isinstance(client, RedisCluster)
         self._heartbeat = client.register_script(_HEARTBEAT_LUA)
 
     def _key(self, user_id: str, role: str) -> str:
@@ -61,6 +69,9 @@ class RedisPresence:
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
         expiry = repr(now + self.ttl_s)
         keep = str(int(self.ttl_s * 2) + 1)
+        if self._cluster:
+            await self._heartbeat_pipelined(leases, expiry, keep)
+            return
         args: list[str] = []
         for user_id, role, conn_id in leases:
             args += (self._name(role, user_id), conn_id, user_id if role == "specialist" else "")
@@ -70,6 +81,24 @@ class RedisPresence:
                 await asyncio.sleep(0)  # let the sockets' frames through between chunks
         if args:
             await self._heartbeat(args=[expiry, keep, *args])
+
+    async def _heartbeat_pipelined(
+        self, leases: Iterable[tuple[str, str, str]], expiry: str, keep: str
+    ) -> None:
+        """The heartbeat script's commands, one key each (presence_heartbeat.lua)."""
+        batch = list(leases)
+        for start in range(0, len(batch), HEARTBEAT_CHUNK):
+            pipe = self._redis.pipeline(transaction=False)
+            for user_id, role, conn_id in batch[start : start + HEARTBEAT_CHUNK]:
+                name = self._name(role, user_id)
+                key = f"pc:presence:user:{name}"
+                pipe.zadd(key, {conn_id: float(expiry)})
+                pipe.expire(key, int(keep))
+                if role == "specialist":
+                    pipe.zadd(_SPECIALISTS, {user_id: float(expiry)}, gt=True)
+                    pipe.delete(f"pc:presence:absent:{name}")
+            await pipe.execute()
+            await asyncio.sleep(0)
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
         key = self._key(user_id, role)

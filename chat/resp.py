@@ -134,3 +134,18 @@ async def connect(address: Address, on_reply: Callable[[Reply], None], timeout: 
         else:
             wire.send(command("AUTH", address.password))
     return wire
+
+
+async def ask(address: Address, *parts: str | bytes, timeout: float) -> Reply:
+    """One command on a connection of its own, closed after its reply (the AUTH's first)."""
+    replies: asyncio.Queue[Reply] = asyncio.Queue()
+    wire = await connect(address, replies.put_nowait, timeout)
+    try:
+        wire.send(command(*parts))
+        if address.password is not None:
+            auth = await asyncio.wait_for(replies.get(), timeout)
+            if isinstance(auth, hiredis.ReplyError):
+                return auth
+        return await asyncio.wait_for(replies.get(), timeout)
+    finally:
+        wire.abort()

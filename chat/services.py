@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
-import redis.asyncio as redis
 
 from chat.admission import Admission
 from chat.bus import Bus
@@ -14,6 +13,7 @@ from chat.config import Settings
 from chat.delivery.hub import POKE_CHANNEL, Hub
 from chat.people import Participants
 from chat.presence import Presence
+from chat.redisconn import RedisClient
 from chat.safety.monitoring import MonitorMirror
 from chat.store.appender import Appender
 
@@ -34,7 +34,7 @@ def _unknown(request_id: str, now: float) -> tuple[int, int] | None:
 class Services:
     settings: Settings
     db: asyncpg.Pool[asyncpg.Record]
-    redis: redis.Redis
+    redis: RedisClient
     bus: Bus
     hub: Hub
     presence: Presence

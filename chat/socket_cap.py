@@ -21,11 +21,11 @@ import logging
 import time
 from collections.abc import Iterable
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from chat.config import Settings
 from chat.redis_keys import identity_key
+from chat.redisconn import RedisClient
 
 log = logging.getLogger("peerchat.sockets")
 
@@ -50,7 +50,7 @@ def _key(settings: Settings, role: str, sub: str) -> str:
 
 
 class SocketCap:
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self._redis = client
         self._settings = settings
         self._lease_ms = int(settings.presence_ttl_s * 1000)

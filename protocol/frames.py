@@ -206,6 +206,18 @@ class Report(Frame, tag="report", frozen=True):
     details: Annotated[str, Meta(max_length=4000)] = ""
 
 
+class Transfer(Frame, tag="transfer", frozen=True):
+    """The conversation's specialist, or a supervisor, hands the conversation on
+    (PRODUCT.md §9). With `to_specialist` (warm) that specialist is offered it and the
+    sender keeps it until they accept; without (cold) the sender's part ends at once and it
+    goes back to the queue ahead of normal requests. The note reaches the next specialist
+    and is stored as a staff note of kind `transfer`; a member never sees it."""
+
+    conversation_id: Id
+    to_specialist: Id | None = None
+    note: Annotated[str, Meta(max_length=4000)] = ""
+
+
 ClientFrame = (
     Hello
     | RequestPeer
@@ -235,6 +247,7 @@ ClientFrame = (
     | NotesQuery
     | BlockMember
     | Report
+    | Transfer
 )
 CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__
 
@@ -358,6 +371,27 @@ class Alert(Struct, frozen=True):
     note: str | None = None  # a flag's note, for supervisors
 
 
+class TransferFrom(Struct, frozen=True):
+    """Who handed a conversation on, by display name."""
+
+    name: str
+
+
+class OfferTransfer(Struct, frozen=True):
+    """On an `offer` that is a transfer: whose conversation it is and their handoff note."""
+
+    conversation_id: str
+    note: str
+    from_: TransferFrom = msgspec.field(name="from")
+
+
+class StartedTransfer(Struct, frozen=True):
+    """On `conversation_started` to the specialist who takes a handed-on conversation."""
+
+    note: str
+    from_: TransferFrom = msgspec.field(name="from")
+
+
 class Welcome(Frame, tag="welcome", frozen=True):
     user: User
     conversations: list[ConversationSummary]
@@ -417,6 +451,8 @@ class OfferMade(Frame, tag="offer", frozen=True):
     priority: Priority
     # False while the member has no live connection (they keep their place for the grace).
     member_online: bool | None = None
+    # Set when the offer hands on a conversation that already started (PRODUCT.md §9).
+    transfer: OfferTransfer | None = None
 
 
 class Declined(Frame, tag="declined", frozen=True):
@@ -434,6 +470,8 @@ class Queue(Frame, tag="queue", frozen=True):
 
 class ConversationStarted(Frame, tag="conversation_started", frozen=True):
     conversation: ConversationInfo
+    # To the specialist who takes a handed-on conversation only: who handed it on and why.
+    transfer: StartedTransfer | None = None
 
 
 class Ack(Frame, tag="ack", frozen=True):
@@ -613,6 +651,24 @@ class Reported(Frame, tag="reported", frozen=True):
     report_id: str
 
 
+class TransferState(Frame, tag="transfer", frozen=True):
+    """To every device of the member: their conversation is being handed on (`waiting`:
+    nobody has it yet, their messages are kept) or has been (`joined`, with who now has it)."""
+
+    conversation_id: str
+    state: Literal["waiting", "joined"]
+    specialist: SpecialistView | None = None
+
+
+class TransferFailed(Frame, tag="transfer_failed", frozen=True):
+    """To every device of the specialist who asked for a warm transfer: it did not happen
+    (`declined`, `expired`, or `unavailable`: the chosen specialist could no longer take
+    it), and the conversation is still theirs."""
+
+    conversation_id: str
+    reason: Literal["declined", "expired", "unavailable"]
+
+
 ServerFrame = (
     Welcome
     | Queued
@@ -646,6 +702,8 @@ ServerFrame = (
     | Notes
     | Blocked
     | Reported
+    | TransferState
+    | TransferFailed
     | Error
 )
 SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__

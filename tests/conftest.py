@@ -12,7 +12,17 @@ import pytest
 import redis.asyncio as redis
 
 from chat.devservers import PostgresServer, RedisServer
-from tests.support.servers import LiveService, Servers, fresh_database, make_template, service_env
+from tests.support.servers import (
+    LiveService,
+    Servers,
+    fresh_database,
+    make_template,
+    service_env,
+    stop_quickly,
+)
+
+# `redis_sentinel` and `redis_cluster`: Debian's Redis 7 in the topologies of PRODUCT.md §11.
+pytest_plugins = ["tests.support.redis_topology"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -71,8 +81,7 @@ def service_factory(
         return svc
 
     yield start  # type: ignore[misc]
-    for svc in started:
-        svc.stop()
+    stop_quickly(started)
 
 
 @pytest.fixture

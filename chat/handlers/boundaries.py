@@ -1,6 +1,7 @@
 """Boundaries (PRODUCT.md §9): a specialist's `block` of the member of their conversation,
 a member's `report` of its specialist. Both bar the pair from matching, claim and transfer
-(chat/store/boundaries.py) and raise a supervisor alert. Reasons and details are never
+(chat/store/boundaries.py), withdraw a pending offer the barred specialist holds for the
+member's open request, and raise a supervisor alert. Reasons and details are never
 logged."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
+from chat.people import specialist
 from chat.safety import alerting
 from chat.services import Services
 from chat.store import boundaries, conversations
@@ -24,7 +26,7 @@ async def on_block(services: Services, session: Session, frame: f.BlockMember) -
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     if conv.specialist_id != session.user_id or not conv.member_id:
         raise Refuse(ErrorCode.FORBIDDEN, "only the conversation's specialist may block its member")
-    block = await boundaries.add_block(
+    added = await boundaries.add_block(
         services.db,
         conversation_id=conv.id,
         member_id=conv.member_id,
@@ -32,10 +34,12 @@ async def on_block(services: Services, session: Session, frame: f.BlockMember) -
         reason=frame.reason.strip() or None,
         days=services.settings.block_days,
     )
-    if block is None:
+    if added is None:
         raise Refuse(ErrorCode.INVALID_STATE, "this member is already blocked from this conversation")
+    block, withdrawn = added
     await alerting.raise_alert(services.db, AlertKind.BLOCK, conversation_id=conv.id)
     session.push_frame(f.Blocked(block_id=block.id, until=iso(block.until), ref=frame.ref))
+    _withdrawn(services, conv.specialist_id, withdrawn, "blocked")
     if frame.end and conv.state == "active":
         await end_conversation(services, conv.id, by="specialist", reason="ended")
     await services.poke_matchmaker()
@@ -48,7 +52,7 @@ async def on_report(services: Services, session: Session, frame: f.Report) -> No
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     if conv.member_id != session.user_id:
         raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
-    report = await boundaries.add_report(
+    added = await boundaries.add_report(
         services.db,
         conversation_id=conv.id,
         member_id=conv.member_id,
@@ -56,8 +60,18 @@ async def on_report(services: Services, session: Session, frame: f.Report) -> No
         reason=frame.reason.strip() or None,
         details=frame.details.strip() or None,
     )
-    if report is None:
+    if added is None:
         raise Refuse(ErrorCode.INVALID_STATE, "you have reported this conversation already")
+    report, withdrawn = added
     await alerting.raise_alert(services.db, AlertKind.REPORT, conversation_id=conv.id)
     session.push_frame(f.Reported(report_id=report.id, ref=frame.ref))
+    # The specialist is not told that a member reported them: a plain withdrawal.
+    _withdrawn(services, conv.specialist_id, withdrawn, "withdrawn")
     await services.poke_matchmaker()
+
+
+def _withdrawn(services: Services, specialist_id: str, offer_ids: list[str], reason: str) -> None:
+    """The bar withdrew offers the specialist held for the member's open request: gone from
+    every device of theirs; the matchmaker (poked next) offers the request to someone else."""
+    for offer_id in offer_ids:
+        services.hub.to_user(specialist(specialist_id), f.OfferRevoked(offer_id=offer_id, reason=reason))

@@ -3,6 +3,7 @@
 
 import { setupCrisisPanel } from './member/crisis.js';
 import { elsewherePanel } from './member/elsewhere.js';
+import { handedOnPanel } from './member/handed-on.js';
 import { setupMyData } from './member/mydata.js';
 import { pastPeersPanel } from './member/past-peers.js';
 import { ratingPanel } from './member/rating.js';
@@ -35,7 +36,7 @@ function main({ token, client, notice }) {
   const elsewhere = elsewherePanel(client);
   const pastPeers = pastPeersPanel(client);
   const request = requestPanel(client, screens, notice, () => pastPeers.preferredId);
-  const report = reportPanel(client, () => rating.feedbackFor);
+  const report = reportPanel(client, () => (chat ? chat.id : rating.feedbackFor));
   const rating = ratingPanel(client, screens, {
     chatId: () => (chat ? chat.id : null),
     onAgain: () => {
@@ -55,9 +56,10 @@ function main({ token, client, notice }) {
     if (chat && chat.id === id) return chat;
     const view = new ChatView({ client, conversationId: id, selfRole: ROLE, peerName, tags: tags || [], onEnded: () => {
       rating.show(id);
-      report.reset();
+      report.showFor(id, false);
     } });
     chat = view;
+    report.showFor(id, true);
     clear(screens.chatSlot).append(view.root);
     screens.set('chat');
     view.focus();
@@ -97,7 +99,10 @@ function main({ token, client, notice }) {
     notice(...tParts('member.peer_joined', { name: name ? bidi(name) : t('member.a_peer') }));
   });
 
-  wireChatViews(client, (id) => (chat && chat.id === id ? chat : null));
+  /** @param {string} id */
+  const viewFor = (id) => (chat && chat.id === id ? chat : null);
+  wireChatViews(client, viewFor);
+  handedOnPanel(client, { viewFor, notice });
 
   client.on('error', (e) => {
     const type = e.request && e.request.type;

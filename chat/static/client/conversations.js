@@ -194,7 +194,8 @@ export class PeerChatClient extends SocketClient {
         this.emit('ack', frame);
         return;
       case 'conversation_started':
-        if (frame.conversation && frame.conversation.id) this.follow(frame.conversation.id, 0);
+        // A conversation handed on to us already has messages: fetch it whole (PRODUCT.md §9).
+        if (frame.conversation && frame.conversation.id) this.follow(frame.conversation.id, frame.transfer ? null : 0);
         break;
       case 'error':
         if (this.sendError(frame, request)) return;

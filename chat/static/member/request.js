@@ -1,7 +1,8 @@
 // Member page, "Ask" and "Wait": the request form, then the place in line and estimated
 // wait until a peer joins, with "Cancel request".
 
-import { formatWait } from '../ui/format.js';
+import { ErrorCode } from '../codes.js';
+import { formatDateTime, formatWait } from '../ui/format.js';
 import { $ } from '../ui/dom.js';
 import { t } from '../ui/i18n.js';
 
@@ -117,10 +118,12 @@ export function requestPanel(client, screens, notice, preferred = () => null) {
 
   return {
     showQueued,
-    /** @param {{message?: string}} e an error for our `request` */
+    /** @param {{code?: string, message?: string, until?: string | null}} e an error for our `request` */
     refused(e) {
       button.disabled = false;
-      error.textContent = e.message || t('member.request_failed');
+      // Suspended (PRODUCT.md §9): said plainly, with the crisis resources one click away.
+      if (e.code === ErrorCode.SUSPENDED) error.textContent = t('member.suspended', { until: formatDateTime(e.until || undefined) });
+      else error.textContent = e.message || t('member.request_failed');
     },
   };
 }

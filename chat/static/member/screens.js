@@ -1,4 +1,5 @@
-// Member page: which screen shows (start, queued, chat, ended = chat + rating, thanks).
+// Member page: which screen shows (start, queued, chat, ended = chat + rating, thanks). The
+// report form goes with the chat: during it and after it ends (PRODUCT.md §9).
 
 import { $, show } from '../ui/dom.js';
 
@@ -13,6 +14,7 @@ export class Screens {
     this.queue = $('#queue-view');
     this.chatSlot = $('#chat-slot');
     this.rating = $('#rating-view');
+    this.report = $('#report');
     this.thanks = $('#thanks-view');
     /** @type {(() => void)[]} */
     this.changeHooks = [];
@@ -33,6 +35,7 @@ export class Screens {
     show(this.queue, view === 'queued');
     show(this.chatSlot, view === 'chat' || view === 'ended');
     show(this.rating, view === 'ended');
+    show(this.report, view === 'chat' || view === 'ended');
     show(this.thanks, view === 'thanks');
     for (const fn of this.changeHooks) fn();
   }

@@ -4,6 +4,7 @@
 
 import { formatDateTime } from '../ui/format.js';
 import { bidi, h } from '../ui/dom.js';
+import { t } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {ReturnType<typeof import('./chats.js').chatsPanel>} Chats */
@@ -25,7 +26,8 @@ export function notesPanel(client, chats, { notice }) {
   function add(into, n) {
     if (!n || into.seen.has(n.id)) return;
     into.seen.add(n.id);
-    const who = `${(n.author && n.author.name) || 'Staff'}${n.author && n.author.role === 'supervisor' ? ' (supervisor)' : ''}`;
+    const name = (n.author && n.author.name) || t('notes.staff');
+    const who = n.author && n.author.role === 'supervisor' ? t('notes.by_supervisor', { name }) : name;
     into.list.append(
       h(
         'li',
@@ -44,11 +46,11 @@ export function notesPanel(client, chats, { notice }) {
     if (known) return known;
     const chat = chats.chats.get(id);
     if (!chat) return null;
-    const list = h('ul', { class: 'staff-notes', testid: 'staff-notes', 'aria-label': 'Staff notes' });
+    const list = h('ul', { class: 'staff-notes', testid: 'staff-notes', 'aria-label': t('notes.list') });
     const input = /** @type {HTMLTextAreaElement} */ (
-      h('textarea', { rows: 2, maxlength: 4000, dir: 'auto', testid: 'note-input', 'aria-label': 'New note (staff only)' })
+      h('textarea', { rows: 2, maxlength: 4000, dir: 'auto', testid: 'note-input', 'aria-label': t('notes.new') })
     );
-    const save = h('button', { type: 'button', class: 'secondary', testid: 'note-save' }, 'Save note');
+    const save = h('button', { type: 'button', class: 'secondary', testid: 'note-save' }, t('notes.save'));
     save.addEventListener('click', () => {
       const body = input.value.trim();
       if (body && client.send({ type: 'note', conversation_id: id, body })) input.value = '';
@@ -56,32 +58,32 @@ export function notesPanel(client, chats, { notice }) {
     const notes = h(
       'details',
       { class: 'notes-panel', testid: 'notes-panel' },
-      h('summary', {}, 'Notes (staff only — never shown to the member)'),
+      h('summary', {}, t('notes.summary')),
       list,
       input,
       ' ',
       save,
     );
     const reason = /** @type {HTMLInputElement} */ (
-      h('input', { type: 'text', maxlength: 500, testid: 'block-reason', 'aria-label': 'Why (for supervisors)', placeholder: 'Why (for supervisors)' })
+      h('input', { type: 'text', maxlength: 500, testid: 'block-reason', 'aria-label': t('block.reason'), placeholder: t('block.reason') })
     );
     const alsoEnd = /** @type {HTMLInputElement} */ (h('input', { type: 'checkbox', testid: 'block-end', checked: true }));
-    const blockButton = h('button', { type: 'button', class: 'danger', testid: 'block-button' }, 'Block this member');
+    const blockButton = h('button', { type: 'button', class: 'danger', testid: 'block-button' }, t('block.button'));
     blockButton.addEventListener('click', () => {
       client.send({ type: 'block', conversation_id: id, reason: reason.value.trim(), end: alsoEnd.checked });
     });
     const block = h(
       'details',
       { class: 'block-panel', testid: 'block-panel' },
-      h('summary', {}, 'Block this member'),
-      h('p', { class: 'hint' }, 'They will not be offered to you, and you cannot pick them, until the block ends (you will see when). Supervisors are told.'),
+      h('summary', {}, t('block.button')),
+      h('p', { class: 'hint' }, t('block.hint')),
       reason,
       ' ',
-      h('label', {}, alsoEnd, ' End the chat too'),
+      h('label', {}, alsoEnd, ' ', t('block.end_too')),
       ' ',
       blockButton,
     );
-    chat.view.root.append(h('section', { class: 'staff-tools', 'aria-label': 'Notes and boundaries' }, notes, block));
+    chat.view.root.append(h('section', { class: 'staff-tools', 'aria-label': t('notes.tools') }, notes, block));
     const made = { list, seen: new Set() };
     boxes.set(id, made);
     client.send({ type: 'notes', conversation_id: id });
@@ -101,5 +103,5 @@ export function notesPanel(client, chats, { notice }) {
     const b = box(f.conversation_id);
     if (b) add(b, f.note);
   });
-  client.on('blocked', (f) => notice(`Blocked until ${formatDateTime(f.until)}. Supervisors were told.`));
+  client.on('blocked', (f) => notice(t('block.done', { until: formatDateTime(f.until) })));
 }

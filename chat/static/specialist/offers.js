@@ -4,9 +4,9 @@
 
 import { ErrorCode } from '../codes.js';
 import { formatDuration } from '../ui/format.js';
-import { $, h, show } from '../ui/dom.js';
+import { $, bidi, h, show } from '../ui/dom.js';
 import { describe } from './describe.js';
-import { t } from '../ui/i18n.js';
+import { t, tParts } from '../ui/i18n.js';
 
 /** @typedef {import('../client/conversations.js').PeerChatClient} PeerChatClient */
 /** @typedef {import('../client/socket.js').Frame} Frame */
@@ -23,6 +23,12 @@ import { t } from '../ui/i18n.js';
  */
 
 const EXPIRED_SHOWN_MS = 3000;
+// offer_revoked's reason → what the notice says; any other reason is a plain "withdrawn".
+const WITHDRAWN = {
+  cancelled: 'spec.withdrawn_cancelled',
+  claimed: 'spec.withdrawn_taken',
+  blocked: 'spec.withdrawn_blocked',
+};
 
 /**
  * @param {PeerChatClient} client
@@ -50,6 +56,9 @@ export function offersPanel(client, { notice, shout, onCount }) {
       { class: ['offer', urgent && 'urgent'], testid: 'offer', dataset: { offerId: frame.offer_id, priority: frame.priority || 'normal' } },
       urgent ? h('p', { class: 'priority-badge', testid: 'offer-priority' }, t('spec.urgent')) : null,
       h('p', { class: 'offer-topics', testid: 'offer-topics' }, summary),
+      // A conversation handed on (PRODUCT.md §9): who hands it on, and their note.
+      frame.transfer ? h('p', { class: 'offer-transfer', testid: 'offer-transfer' }, ...tParts('transfer.offer_from', { name: bidi(frame.transfer.from.name) })) : null,
+      frame.transfer && frame.transfer.note ? h('p', { class: 'offer-note handoff-note', dir: 'auto', testid: 'offer-transfer-note' }, frame.transfer.note) : null,
       frame.note ? h('p', { class: 'offer-note', dir: 'auto', testid: 'offer-note' }, frame.note) : null,
       h('p', { class: 'hint' }, t('spec.waited_so_far', { time: formatDuration(frame.waited_s) })),
       // PRODUCT.md §5 v1.1: the member has no live connection (they keep their place a while).
@@ -119,9 +128,7 @@ export function offersPanel(client, { notice, shout, onCount }) {
 
   client.on('offer', add);
   client.on('declined', (f) => remove(f.offer_id, t('spec.offer_declined')));
-  client.on('offer_revoked', (f) => {
-    remove(f.offer_id, t(f.reason === 'cancelled' ? 'spec.withdrawn_cancelled' : 'spec.withdrawn_taken'));
-  });
+  client.on('offer_revoked', (f) => remove(f.offer_id, t(WITHDRAWN[/** @type {keyof WITHDRAWN} */ (f.reason)] || 'spec.withdrawn')));
 
   return {
     get size() {

@@ -1,5 +1,6 @@
 // Supervisor page, boundaries (PRODUCT.md §9): the blocks in force (GET /api/blocks), each
-// with "Lift" (DELETE /api/blocks/{id}, audited), and members' reports (GET /api/reports).
+// with "Lift" (DELETE /api/blocks/{id}, audited), and members' reports (GET /api/reports),
+// each with "Review…" (the transcript form for that conversation, read with a reason).
 // Both name the member by alias only; reasons and details are shown as text.
 
 import { formatDateTime } from '../ui/format.js';
@@ -9,8 +10,10 @@ import { t } from '../ui/i18n.js';
 /**
  * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
  * @param {(text: string) => void} notice
+ * @param {(conversationId: string) => void} review opens the transcript form for a reported
+ *   conversation (a read with a reason, audited)
  */
-export function boundariesPanel(call, notice) {
+export function boundariesPanel(call, notice, review) {
   const blocks = $('#blocks');
   const reports = $('#reports');
   const error = $('#boundaries-error');
@@ -45,6 +48,9 @@ export function boundariesPanel(call, notice) {
 
   /** @param {any} r */
   function reportRow(r) {
+    const read = h('button', { type: 'button', class: 'secondary', testid: 'report-review' }, t('sup.review'));
+    read.setAttribute('aria-label', t('sup.review_label', { member: String(r.member?.alias || '?') }));
+    read.addEventListener('click', () => review(r.conversation_id));
     return h(
       'tr',
       { testid: 'report-row', dataset: { reportId: r.id } },
@@ -53,6 +59,7 @@ export function boundariesPanel(call, notice) {
       h('td', { testid: 'report-reason' }, r.reason ? bidi(r.reason) : '–'),
       h('td', { testid: 'report-details' }, r.details ? bidi(r.details) : '–'),
       h('td', {}, when(r.at)),
+      h('td', {}, read),
     );
   }
 

@@ -1,7 +1,8 @@
 // Supervisor page, the conversation list: GET /api/conversations?state=&risk=&limit=&before=
 // (who is talking with whom, since when, at what risk; never a message or a member id).
 // "Read…" on a row puts its id into the transcript form and moves focus to the reason, so a
-// supervisor finds a conversation without pasting its id.
+// supervisor finds a conversation without pasting its id. Active rows also have "Monitor"
+// and "Transfer…" (the transfer dialog, ui/transfer-dialog.js).
 
 import { formatDateTime } from '../ui/format.js';
 import { $, bidi, clear, h, show } from '../ui/dom.js';
@@ -13,8 +14,10 @@ const PAGE = 50;
  * @param {(path: string, options?: import('../client/http.js').ApiOptions) => Promise<any>} call
  * @param {(conversationId: string) => void} read opens the transcript form for that id
  * @param {(conversationId: string) => void} [watch] opens the monitor form for a live one
+ * @param {(conversationId: string, member: string, specialist: string) => void} [transfer]
+ *   opens the transfer dialog for a live one (PRODUCT.md §9: a supervisor may transfer any)
  */
-export function conversationsPanel(call, read, watch) {
+export function conversationsPanel(call, read, watch, transfer) {
   const body = $('#conversations');
   const more = $('#conversations-more');
   const error = $('#conversations-error');
@@ -32,6 +35,12 @@ export function conversationsPanel(call, read, watch) {
       monitor.setAttribute('aria-label', t('mon.monitor_conversation', { member: who, specialist: (c.specialist && c.specialist.name) || '?' }));
       monitor.addEventListener('click', () => watch(c.id));
     }
+    const handOn = transfer && c.state === 'active' ? h('button', { type: 'button', class: 'secondary', testid: 'conversation-transfer' }, t('sup.transfer')) : null;
+    if (handOn && transfer) {
+      const spec = (c.specialist && c.specialist.name) || '?';
+      handOn.setAttribute('aria-label', t('sup.transfer_label', { member: who, specialist: spec }));
+      handOn.addEventListener('click', () => transfer(c.id, who, spec));
+    }
     const risk = [c.risk ? t('sup.risk_level', { level: c.risk }) : '', ...(c.flags || []), c.priority === 'urgent' ? t('sup.alert.urgent_request') : '']
       .filter(Boolean)
       .join(', ');
@@ -43,7 +52,7 @@ export function conversationsPanel(call, read, watch) {
       h('td', {}, bidi((c.specialist && c.specialist.name) || '?')),
       h('td', {}, (c.tags || []).join(', ') || '–'),
       h('td', { class: c.risk ? 'risk-high' : '' }, risk || '–'),
-      h('td', { class: 'actions' }, button, monitor ? [' ', monitor] : null),
+      h('td', { class: 'actions' }, button, monitor ? [' ', monitor] : null, handOn ? [' ', handOn] : null),
     );
   }
 

@@ -37,10 +37,11 @@ export function buildChat(peerName, conversationId, tags) {
     'aria-describedby': `${uid}-hint`,
   });
   const sendButton = h('button', { type: 'submit', class: 'primary', testid: 'send-button' }, t('chat.send'));
+  const composerLabel = h('label', { for: `${uid}-input`, class: 'visually-hidden' }, ...tParts('chat.message_to', { name: bidi(peerName) }));
   const form = h(
     'form',
     { class: 'composer', testid: 'composer', 'aria-label': t('chat.write_a_message') },
-    h('label', { for: `${uid}-input`, class: 'visually-hidden' }, ...tParts('chat.message_to', { name: bidi(peerName) })),
+    composerLabel,
     input,
     sendButton,
     h('p', { id: `${uid}-hint`, class: 'hint' }, t('chat.enter_hint')),
@@ -68,7 +69,28 @@ export function buildChat(peerName, conversationId, tags) {
     endedEl,
     form,
   );
-  return { root, heading, peerStatusEl, list, typingEl, endedEl, input, sendButton, form, endButton, confirmYes, confirmNo, confirmBox, actions };
+  return { root, heading, peerStatusEl, list, typingEl, endedEl, input, composerLabel, sendButton, form, endButton, confirmYes, confirmNo, confirmBox, actions };
+}
+
+/**
+ * The conversation is with someone else now (handed on, PRODUCT.md §9): every place that
+ * names the peer names them.
+ * @param {ReturnType<typeof buildChat>} ui
+ * @param {string} peerName
+ */
+export function renamePeer(ui, peerName) {
+  ui.heading.replaceChildren(...tParts('chat.chat_with', { name: bidi(peerName) }));
+  ui.composerLabel.replaceChildren(...tParts('chat.message_to', { name: bidi(peerName) }));
+  ui.list.setAttribute('aria-label', t('chat.messages_with', { name: peerName }));
+}
+
+/**
+ * A line from the service in the conversation's log, between messages (e.g. "Ana has
+ * handed your conversation to Ben"): not a message, never numbered.
+ * @param {(Node | string)[]} parts
+ */
+export function serviceLine(parts) {
+  return h('li', { class: 'service-line', role: 'article', testid: 'service-line' }, ...parts);
 }
 
 /**
@@ -142,6 +164,8 @@ export function messageItem({ own, selfRole, name, body, sentAt, seq, cmid }) {
  * @returns {(Node | string)[]}
  */
 export function endedText({ by, reason, selfRole, peerName }) {
+  // The specialist who handed a conversation on (PRODUCT.md §9), whoever asked for it.
+  if (reason === 'transferred') return [t('chat.ended_transferred')];
   const who = by === selfRole ? t('chat.you') : by === 'system' ? t('chat.the_service') : by === 'supervisor' ? t('chat.a_supervisor') : bidi(peerName);
   const why = reason && reason !== 'ended' ? ` (${reason.replace(/_/g, ' ')})` : '';
   return tParts('chat.ended_by', { who, why });

@@ -2,7 +2,7 @@
 // typing indicator, read receipts, composer and end controls.
 
 import { ErrorCode } from '../codes.js';
-import { buildChat, endedText, messageItem, wireControls } from './chat-dom.js';
+import { buildChat, endedText, messageItem, renamePeer, serviceLine, wireControls } from './chat-dom.js';
 import { bidi, show } from './dom.js';
 import { t, tParts } from './i18n.js';
 
@@ -192,6 +192,19 @@ export class ChatView {
         if (el.dataset.status === 'connected') el.textContent = '';
       }, 4000);
     }
+  }
+
+  /**
+   * A line from the service in the log (after everything shown so far, before messages
+   * still being sent); with `peerName`, the peer is that person from now on.
+   * @param {(Node | string)[]} parts
+   * @param {string} [peerName]
+   */
+  serviceLine(parts, peerName) {
+    const firstPending = this.pendingNodes.values().next().value;
+    this.list.insertBefore(serviceLine(parts), firstPending || null);
+    if (peerName) renamePeer(this.ui, (this.peerName = peerName));
+    this.scrollToEnd(true);
   }
 
   /** Send `read` for the highest seq shown, when a person can actually see it. */

@@ -1,0 +1,97 @@
+"""A block or a report that lands while the barred specialist holds a pending offer for the
+member's open request withdraws that offer at once (PRODUCT.md §9, §7): the holder gets
+`offer_revoked`, and the request goes to the next candidate without waiting out an offer
+that could never be accepted. Two real processes; the offer timeout is long, so only the
+withdrawal can move the request on within the test's waits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from tests.support.client import Client, token
+from tests.support.flows import assert_clean_log, matched, put_profile
+from tests.support.servers import LiveService
+
+# No wrap-up between conversations (PRODUCT.md §8), and offers that would outlive the test.
+ENV = {"PEERCHAT_WRAP_UP_S": "0.01", "PEERCHAT_WRAP_UP_URGENT_S": "0.01", "PEERCHAT_OFFER_TIMEOUT_S": "600"}
+
+
+async def _state_of_offer(database_url: str, offer_id: str) -> Any:
+    db = await asyncpg.connect(database_url)
+    try:
+        return await db.fetchval("SELECT state FROM offers WHERE id = $1", offer_id)
+    finally:
+        await db.close()
+
+
+async def _available(live: LiveService, sid: str, name: str) -> Client:
+    await put_profile(live, sid, name=name, tags=["anger"])
+    client, _ = await Client.connect(live.ws, token("specialist", sid, name))
+    status = await client.call({"type": "availability", "status": "available"}, "availability")
+    assert status["status"] == "available", status
+    return client
+
+
+async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_offer(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory(**ENV)
+    b: LiveService = service_factory(**ENV)
+    pair = await matched(a, member_id="acct-withdraw", specialist_id="spec-rosa", tag="anger")
+    member, rosa = pair.member, pair.specialist
+    await member.call({"type": "end", "conversation_id": pair.conversation_id}, "conversation_ended")
+    await rosa.expect("conversation_ended")
+
+    # The member asks again; Rosa, the only one available, holds the offer.
+    queued = await member.call({"type": "request", "tags": ["anger"]}, "queued")
+    request_id = queued["request_id"]
+    held = await rosa.expect("offer", where=lambda m: m["request_id"] == request_id, timeout=20)
+    # Ben, on the other process, is free too, but one offer per request at a time.
+    ben = await _available(b, "spec-ben", "Ben")
+
+    # Rosa blocks the member of the ended conversation: her offer is withdrawn, Ben gets it.
+    blocked = await rosa.call(
+        {"type": "block", "conversation_id": pair.conversation_id, "reason": "threats qw1", "end": False},
+        "blocked",
+    )
+    assert blocked["type"] == "blocked", blocked
+    revoked = await rosa.expect("offer_revoked", timeout=20)
+    assert revoked == {"type": "offer_revoked", "offer_id": held["offer_id"], "reason": "blocked"}
+    assert await _state_of_offer(database_url, held["offer_id"]) == "revoked"
+    offered = await ben.expect("offer", where=lambda m: m["request_id"] == request_id, timeout=20)
+    # Too late for Rosa's accept, whichever device tries it.
+    late = await rosa.call({"type": "accept", "offer_id": held["offer_id"]}, "conversation_started")
+    assert (late["type"], late["code"]) == ("error", "offer_expired")
+    started = await ben.call({"type": "accept", "offer_id": offered["offer_id"]}, "conversation_started")
+    with_ben = started["conversation"]["id"]
+    await member.expect("conversation_started", where=lambda m: m["conversation"]["id"] == with_ben)
+
+    # After that conversation the member asks again; Ben holds the offer (Rosa is barred) when
+    # the member reports Ben's conversation: Ben's offer goes too, to Cleo on process a.
+    await member.call({"type": "end", "conversation_id": with_ben}, "conversation_ended")
+    await ben.expect("conversation_ended")
+    again = await member.call({"type": "request", "tags": ["anger"]}, "queued")
+    second = again["request_id"]
+    held_by_ben = await ben.expect("offer", where=lambda m: m["request_id"] == second, timeout=20)
+    cleo = await _available(a, "spec-cleo", "Cleo")
+    reported = await member.call(
+        {"type": "report", "conversation_id": with_ben, "reason": "rude", "details": "mocked me qw2"},
+        "reported",
+    )
+    assert reported["type"] == "reported", reported
+    withdrawn = await ben.expect("offer_revoked", timeout=20)
+    # Ben is not told why: a report is for supervisors.
+    assert withdrawn == {"type": "offer_revoked", "offer_id": held_by_ben["offer_id"], "reason": "withdrawn"}
+    assert await _state_of_offer(database_url, held_by_ben["offer_id"]) == "revoked"
+    to_cleo = await cleo.expect("offer", where=lambda m: m["request_id"] == again["request_id"], timeout=20)
+    assert to_cleo["offer_id"] != held_by_ben["offer_id"]
+
+    # Neither barred specialist was offered the member's requests again.
+    for barred, request in ((rosa, request_id), (ben, again["request_id"])):
+        assert not [m for m in barred.inbox if m["type"] == "offer" and m["request_id"] == request]
+    for client in (member, rosa, ben, cleo):
+        await client.close()
+    for svc in (a, b):
+        assert_clean_log(svc, "qw1", "qw2")

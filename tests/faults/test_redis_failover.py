@@ -1,0 +1,201 @@
+"""Redis failovers while conversations run across three web processes (PRODUCT.md §11):
+the master under Sentinel killed, a cluster master killed (its replica promoted), and slots
+moved between cluster masters under traffic, all on Debian's Redis 7
+(tests/support/redis_topology.py). No web process is restarted. Each asserts what §11
+promises: no acked message lost, none stored or delivered twice, every device gap-free by
+seq, presence back on every process within seconds, delivery prompt again within 15 s of
+the promotion; and prints the times (docs/scaling.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.faults.harness import (
+    Cluster,
+    Participant,
+    check_in_postgres,
+    delivery_after,
+    http_get,
+    presence_back,
+    seat_participants,
+)
+
+pytestmark = pytest.mark.slow
+
+SENDS = 30
+CONVERSATIONS = 6
+RESUME_S = 15.0  # PRODUCT.md §11: delivery resumes within 15 s of the promotion
+PRESENCE_S = 10.0
+ENV = {"PEERCHAT_RATE_LIMIT_PER_10S": "100000", "PEERCHAT_PRESENCE_TTL_S": "3"}
+
+
+def _report(title: str, *facts: str) -> None:
+    print(f"\n{title}: " + "; ".join(facts))
+
+
+def _one_way(participants: list[Participant]) -> list[Participant]:
+    return [p for p in participants if p.sends in (0, 2 * SENDS)]
+
+
+def _acks(participants: list[Participant]) -> int:
+    return sum(len(p.acked) for p in participants)
+
+
+async def _traffic(cluster: Cluster) -> tuple[list[Participant], asyncio.Future[list[None]]]:
+    """Conversations across the processes; in half of them only the member writes (all
+    2 x SENDS messages), so what the specialist gets rides on the bus alone (a device that
+    writes too would be caught up by its own sends, which hides a stalled bus)."""
+    participants = await seat_participants(cluster, CONVERSATIONS, SENDS)
+    for i in range(0, len(participants), 4):
+        member, specialist = participants[i], participants[i + 1]
+        assert (member.role, specialist.role) == ("member", "specialist")
+        member.sends, specialist.sends = 2 * SENDS, 0
+    run = asyncio.gather(
+        *(p.run(2 * SENDS, deadline_s=120, pace_s=0.25, resend_after=1.0) for p in participants)
+    )
+    deadline = time.monotonic() + 30
+    while _acks(participants) < len(participants) * 3:
+        assert time.monotonic() < deadline, "no traffic before the fault"
+        await asyncio.sleep(0.05)
+    return participants, run
+
+
+async def _verify(cluster: Cluster, participants: list[Participant], run: asyncio.Future[list[None]]) -> int:
+    """Everything sent was acked, stored once in order and delivered gap-free to both sides."""
+    await run
+    for p in participants:
+        assert not p.violations, p.violations[:5]
+    counts = await check_in_postgres(cluster.database_url, participants, 2 * SENDS)
+    assert counts["acked"] == len(participants) * SENDS
+    assert all(http_get(svc.http + "/readyz")[0] == 200 for svc in cluster.web)
+    for p in participants:
+        await p.close()
+    return counts["messages"]
+
+
+async def test_sentinel_master_killed(cluster: Cluster) -> None:
+    cluster.env = dict(ENV)
+    await cluster.start(processes=3, redis="sentinel")
+    s = cluster.sentinel
+    assert s is not None
+    participants, run = await _traffic(cluster)
+    specialists = {p.user_id for p in participants if p.role == "specialist"}
+
+    killed = time.monotonic()
+    old = await asyncio.to_thread(s.kill_master)
+    new = await asyncio.to_thread(s.wait_for_promotion, old)
+    promoted = time.monotonic()
+    assert new is not old
+    presence_s = await presence_back(cluster, specialists, PRESENCE_S + 20)
+    messages = await _verify(cluster, participants, run)
+    assert all(n >= 1 for n in _bus_reconnects(cluster)), "a process's bus never noticed the failover"
+    d = delivery_after(_one_way(participants), killed)
+    assert d.messages > 0
+    assert d.recovered_after_s - (promoted - killed) <= RESUME_S, d
+    assert presence_s <= PRESENCE_S, f"presence back only {presence_s:.1f} s after the promotion"
+    _report(
+        "Sentinel master killed",
+        f"promoted {promoted - killed:.1f} s later",
+        f"one-way deliveries prompt again {d.recovered_after_s:.1f} s after the kill",
+        f"worst ack→delivery {d.max_latency_s:.2f} s",
+        f"presence whole on all 3 processes {presence_s:.1f} s after the promotion",
+        f"{messages} messages, none lost or twice",
+    )
+
+
+async def test_cluster_master_killed(cluster: Cluster) -> None:
+    cluster.env = dict(ENV)
+    await cluster.start(processes=3, redis="cluster")
+    c = cluster.redis_cluster
+    assert c is not None
+    participants, run = await _traffic(cluster)
+    specialists = {p.user_id for p in participants if p.role == "specialist"}
+
+    killed = time.monotonic()
+    old = await asyncio.to_thread(c.kill_master, 0)
+    new = await asyncio.to_thread(c.wait_for_promotion, old, 0)
+    promoted = time.monotonic()
+    assert new is not old
+    presence_s = await presence_back(cluster, specialists, PRESENCE_S + 20)
+    messages = await _verify(cluster, participants, run)
+    assert all(n >= 1 for n in _bus_reconnects(cluster)), "a process's bus never noticed the failover"
+    d = delivery_after(_one_way(participants), killed)
+    assert d.messages > 0
+    assert d.recovered_after_s - (promoted - killed) <= RESUME_S, d
+    assert presence_s <= PRESENCE_S, f"presence back only {presence_s:.1f} s after the promotion"
+    _report(
+        "Cluster master killed",
+        f"replica promoted {promoted - killed:.1f} s later",
+        f"one-way deliveries prompt again {d.recovered_after_s:.1f} s after the kill",
+        f"worst ack→delivery {d.max_latency_s:.2f} s",
+        f"presence whole on all 3 processes {presence_s:.1f} s after the promotion",
+        f"{messages} messages, none lost or twice",
+    )
+
+
+def _busy_slots(cluster: Cluster, each: int = 3) -> tuple[list[int], list[int]]:
+    """Slots worth moving: `each` of the bus's live sharded channels' (their subscribers
+    are told SUNSUBSCRIBE when it moves) and `each` of the keys' in use (presence, caps)."""
+    c = cluster.redis_cluster
+    assert c is not None
+    channels: list[int] = []
+    keys: list[int] = []
+    for master in c.master_nodes():
+        for channel in master.command("PUBSUB", "SHARDCHANNELS"):
+            channels.append(c.slot_of(channel))
+        for key in master.command("SCAN", 0, "COUNT", 1000)[1]:
+            keys.append(c.slot_of(key))
+    channels = list(dict.fromkeys(channels))[:each]
+    keys = [slot for slot in dict.fromkeys(keys) if slot not in channels][:each]
+    return channels, keys
+
+
+def _bus_reconnects(cluster: Cluster) -> list[float]:
+    """peerchat_bus_reconnects_total of each process: the fault reached its bus."""
+    counts = []
+    for svc in cluster.web:
+        _, metrics = http_get(svc.http + "/metrics")
+        line = next(x for x in metrics.splitlines() if x.startswith("peerchat_bus_reconnects_total "))
+        counts.append(float(line.split()[1]))
+    return counts
+
+
+async def test_cluster_slots_move_while_traffic_flows(cluster: Cluster) -> None:
+    cluster.env = dict(ENV)
+    await cluster.start(processes=3, redis="cluster")
+    c = cluster.redis_cluster
+    assert c is not None
+    participants, run = await _traffic(cluster)
+    specialists = {p.user_id for p in participants if p.role == "specialist"}
+
+    channel_slots, key_slots = await asyncio.to_thread(_busy_slots, cluster)
+    assert channel_slots, "no sharded channel in use"
+    assert key_slots, "no key in use"
+    started = time.monotonic()
+    moved_keys = 0
+    moves = [*channel_slots, *key_slots]
+    for slot in moves:  # each to the next master along
+        masters = await asyncio.to_thread(c.master_nodes)
+        source = await asyncio.to_thread(c.master_of_slot, slot)
+        target = masters[(masters.index(source) + 1) % len(masters)]
+        moved_keys += await asyncio.to_thread(c.migrate_slot, slot, target)
+        assert await asyncio.to_thread(c.master_of_slot, slot) is target
+    moving_s = time.monotonic() - started
+    presence_s = await presence_back(cluster, specialists, PRESENCE_S + 20)
+    messages = await _verify(cluster, participants, run)
+    d = delivery_after(_one_way(participants), started)
+    assert d.messages > 0
+    assert d.recovered_after_s <= moving_s + RESUME_S, d
+    assert moved_keys > 0
+    assert all(n >= 1 for n in _bus_reconnects(cluster)), "a process's bus never noticed a partition move"
+    _report(
+        "Cluster slots moved under traffic",
+        f"{len(moves)} slots ({len(channel_slots)} bus partitions', {moved_keys} keys) in {moving_s:.1f} s",
+        f"one-way deliveries prompt again {d.recovered_after_s:.1f} s after the first move",
+        f"worst ack→delivery {d.max_latency_s:.2f} s",
+        f"presence whole {presence_s:.1f} s after the last",
+        f"{messages} messages, none lost or twice",
+    )
