@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from chat import config, logs, redisconn
+from chat import config, handoff, logs, redisconn
 from chat.admission import Admission
 from chat.bus import Bus
 from chat.bus_cluster import ClusterBus
@@ -62,6 +62,7 @@ from chat.web import (
     specialists,
     stats,
     transcripts,
+    transfers,
 )
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC, index, page
@@ -119,6 +120,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             services.admission.revocations.on_bus(data)
         elif channel == MONITORS_CHANNEL:
             monitors_changed.set()
+        elif channel == handoff.PARTICIPANTS_CHANNEL:
+            handoff.on_bus(services, data)
         else:
             hub.on_bus(channel, data)
 
@@ -127,12 +130,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.bus_reconnected()
         hub.catch_up_everyone()
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
+        services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
         await heartbeat_once(services)
         matchmaker.poke()
 
     monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)
     await bus.subscribe(MONITORS_CHANNEL)
+    await bus.subscribe(handoff.PARTICIPANTS_CHANNEL)
     await services.admission.start()
     matchmaker.start()
     tasks = [
@@ -194,6 +199,11 @@ def create_app(settings: config.Settings | None = None) -> Starlette:
             Route(
                 "/api/conversations/{conversation_id}/messages",
                 transcripts.conversation_messages,
+                methods=["GET"],
+            ),
+            Route(
+                "/api/conversations/{conversation_id}/transfer-targets",
+                transfers.transfer_targets,
                 methods=["GET"],
             ),
             Route("/api/audit", audit.audit_log, methods=["GET"]),

@@ -23,6 +23,7 @@ def as_request(r: queue.Request) -> Request:
         created_at=epoch(r.created_at),
         prefer_specialist=r.prefer_specialist,
         avoid=frozenset(r.avoid),
+        transfer_of=r.transfer_of,
     )
 
 

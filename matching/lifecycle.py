@@ -52,6 +52,25 @@ class ConversationEvent(StrEnum):
     END = "end"
 
 
+class TransferState(StrEnum):
+    """A hand-on of an active conversation (PRODUCT.md §9). The conversation itself stays
+    `active` throughout; this machine says who may take it next."""
+
+    OFFERED = "offered"  # warm: offered to one named specialist, the sender still holds it
+    QUEUED = "queued"  # cold: nobody holds it; its request waits in the queue
+    ACCEPTED = "accepted"  # the next specialist holds it
+    DECLINED = "declined"  # warm, refused: the sender kept it
+    EXPIRED = "expired"  # warm, unanswered within the offer timeout: the sender kept it
+    CANCELLED = "cancelled"  # the conversation ended first, or the target could no longer take it
+
+
+class TransferEvent(StrEnum):
+    ACCEPT = "accept"  # warm: the target accepted; cold: an offer of its request accepted, or a claim
+    DECLINE = "decline"
+    EXPIRE = "expire"
+    CANCEL = "cancel"
+
+
 S = TypeVar("S", bound=StrEnum)
 E = TypeVar("E", bound=StrEnum)
 
@@ -104,6 +123,20 @@ OFFER_TRANSITIONS: Transitions[OfferState, OfferEvent] = Transitions(
 CONVERSATION_TRANSITIONS: Transitions[ConversationState, ConversationEvent] = Transitions(
     "conversation",
     {(ConversationState.ACTIVE, ConversationEvent.END): ConversationState.ENDED},
+)
+
+
+_T, _TE = TransferState, TransferEvent
+TRANSFER_TRANSITIONS: Transitions[TransferState, TransferEvent] = Transitions(
+    "transfer",
+    {
+        (_T.OFFERED, _TE.ACCEPT): _T.ACCEPTED,
+        (_T.OFFERED, _TE.DECLINE): _T.DECLINED,
+        (_T.OFFERED, _TE.EXPIRE): _T.EXPIRED,
+        (_T.OFFERED, _TE.CANCEL): _T.CANCELLED,
+        (_T.QUEUED, _TE.ACCEPT): _T.ACCEPTED,
+        (_T.QUEUED, _TE.CANCEL): _T.CANCELLED,
+    },
 )
 
 

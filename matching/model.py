@@ -29,7 +29,8 @@ class Request:
     """A member waiting for a peer.
 
     ``avoid`` holds specialists who must never be offered this request: those who
-    declined it or let its offer expire, and any blocked by or for the member.
+    declined it or let its offer expire, any blocked by or for the member, and, for a
+    transfer, the specialist who handed it on.
     """
 
     id: str
@@ -40,6 +41,10 @@ class Request:
     created_at: float
     prefer_specialist: str | None = None
     avoid: frozenset[str] = frozenset()
+    # A cold transfer (PRODUCT.md §9): the conversation this request hands on. It is queued
+    # ahead of every request of its priority that is not one, and its ``avoid`` holds the
+    # specialist who handed it on.
+    transfer_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,5 +100,6 @@ class MatchConfig:
 
 
 def queue_key(r: Request) -> tuple[int, float, str]:
-    """Sort key of the queue: urgent before normal, then oldest first, then id."""
-    return (PRIORITY_RANK[r.priority], r.created_at, r.id)
+    """Sort key of the queue: urgent before normal; within a priority, transfers before the
+    rest (PRODUCT.md §9); then oldest first, then id."""
+    return (2 * PRIORITY_RANK[r.priority] + (0 if r.transfer_of is not None else 1), r.created_at, r.id)

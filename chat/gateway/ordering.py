@@ -16,6 +16,8 @@ from dataclasses import dataclass
 # How long a message ahead of a gap waits for the missing ones to ring before they are read
 # from PostgreSQL.
 GAP_WAIT_S = 0.25
+# In a `conversation_ended` frame: its specialist handed the conversation on.
+_TRANSFERRED = b'"reason":"transferred"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,9 @@ class Ordering:
         self.held: dict[str, dict[int, Outbound]] = {}
         # Conversations this socket has been told ended.
         self.ended: set[str] = set()
+        # ... of those, the ones handed on to another specialist (PRODUCT.md §9): nothing of
+        # them reaches this socket after that `conversation_ended`.
+        self.handed_on: set[str] = set()
         self._on_gap = on_gap
 
     def plan(self, item: Outbound) -> list[bytes]:
@@ -50,7 +55,13 @@ class Ordering:
             if conv in self.ended:
                 return []
             self.ended.add(conv)
+            # Ends are rare: a look at the frame costs nothing on the message path.
+            if _TRANSFERRED in item.data:
+                self.handed_on.add(conv)
+                self.held.pop(conv, None)
         if item.seq is not None and conv is not None:
+            if self.handed_on and conv in self.handed_on:
+                return []
             seen = self.seen.get(conv, 0)
             if item.seq <= seen:
                 return []  # already sent: a duplicate from the bus or a catch-up

@@ -271,6 +271,8 @@ class Session:
     async def _fill(self, conversation_id: str) -> None:
         """Read what is missing from PostgreSQL: up to the last held message if any are
         held (then send those), else everything after what this socket has seen."""
+        if conversation_id in self._order.handed_on:
+            return  # handed on to another specialist: nothing more of it for this socket
         held = self._held.get(conversation_id)
         await self._catch_up(conversation_id, max(held) - 1 if held else None)
         for data in self._order.releasable(conversation_id):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from msgspec import structs
 
-from chat import positions, views
+from chat import handoff, positions, views
 from chat.delivery import ended
 from chat.gateway.session import CatchUp, Session
 from chat.openness import alternatives_for, openness
@@ -38,7 +38,11 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
             request = await queue.get_request(db, offer.request_id)
             if request is not None:
                 away = await members.away_since(db, [request.member_id])
-                offers.append(views.offer_made(request, offer, now, away))
+                made = views.offer_made(request, offer, now, away)
+                if request.transfer_of is not None:  # a cold transfer (PRODUCT.md §9)
+                    made = await handoff.offer_transfer(services, request, made)
+                offers.append(made)
+        offers += await handoff.warm_offers_for(services, user_id)
     elif session.role == "member":
         request = await queue.open_request_of(db, user_id)
         if request is not None:

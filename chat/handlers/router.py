@@ -17,6 +17,7 @@ from chat.handlers import (  # noqa: F401
     safety,
     specialist,
     supervisor,
+    transfer,
 )
 from chat.handlers.registry import HANDLERS, ROLES, error, failure
 from chat.metrics import METRICS

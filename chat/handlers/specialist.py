@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
-from chat import views
+from chat import handoff, views
 from chat.gateway.session import Outbound, Session
+from chat.handlers import transfer
 from chat.handlers.registry import Refuse, handles
 from chat.people import specialist
 from chat.services import Services
@@ -33,6 +34,10 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
 
 @handles(f.Accept, "specialist")
 async def on_accept(services: Services, session: Session, frame: f.Accept) -> None:
+    handed = await transfer.is_transfer(services, frame.offer_id)
+    if handed is not None:  # a warm transfer's offer (PRODUCT.md §9)
+        await transfer.accept(services, session, handed, frame.ref)
+        return
     result = await assignment.accept_offer(services.db, frame.offer_id, session.user_id)
     await _started(services, session, result, frame.ref)
 
@@ -62,21 +67,30 @@ async def _started(
         raise Refuse(code, message)
     conv = await conversations.get(services.db, result.conversation_id)
     assert conv is not None
+    for offer in result.revoked:
+        services.hub.to_user(
+            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="claimed")
+        )
+    if result.handed_on is not None:  # a cold transfer's queue entry (PRODUCT.md §9)
+        row, note = result.handed_on
+        await handoff.taken(services, conv, row.from_name, note, asked=session, ref=ref)
+        await services.poke_matchmaker()
+        return
     services.participants[conv.id] = conv.participants
     started = f.ConversationStarted(conversation=views.conversation_info(conv))
     # The direct reply carries the ref; the fan-out (other devices, the member) does not.
     session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
     for person in (conv.specialist, conv.member):
         services.hub.to_user(person, started, conversation_id=conv.id, starts_conversation=True, skip=session)
-    for offer in result.revoked:
-        services.hub.to_user(
-            specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="claimed")
-        )
     await services.poke_matchmaker()
 
 
 @handles(f.Decline, "specialist")
 async def on_decline(services: Services, session: Session, frame: f.Decline) -> None:
+    handed = await transfer.is_transfer(services, frame.offer_id)
+    if handed is not None:
+        await transfer.decline(services, session, handed, frame.ref)
+        return
     closed = await queue.close_offer(services.db, frame.offer_id, OfferOutcome.DECLINED, session.user_id)
     if closed is None:
         raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")

@@ -12,9 +12,9 @@ from enum import StrEnum
 
 import asyncpg
 
-from chat.store import boundaries, queue
+from chat.store import boundaries, queue, transfer
 from chat.store.db import Db
-from chat.store.queue import PENDING, Offer, Request
+from chat.store.queue import PENDING, WARM_SLOTS, Offer, Request
 from chat.store.states import OFFER_ACCEPTED, OFFER_REVOKED, REQUEST_ASSIGNED
 
 _REQ = Request.columns()
@@ -38,6 +38,9 @@ class Assignment:
     specialist_id: str
     specialist_name: str
     revoked: list[Offer]
+    # A cold transfer's queue entry taken (PRODUCT.md §9): who handed it on and their note;
+    # `conversation_id` is then the handed-on conversation, which kept its id and seq.
+    handed_on: tuple[transfer.Transfer, str] | None = None
 
 
 async def accept_offer(
@@ -98,7 +101,7 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
             WHERE id = $1 AND active_chats + (
                 SELECT count(*) FROM offers o
                 WHERE o.specialist_id = s.id AND o.state IN {PENDING} AND o.expires_at > now()
-                  AND o.request_id <> $2) < max_chats
+                  AND o.request_id <> $2) + {WARM_SLOTS} < max_chats
             RETURNING name, languages""",
         specialist_id,
         request_id,
@@ -124,6 +127,20 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
             WHERE request_id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING {_OFFER}""",
         request_id,
     )
+    if request.transfer_of is not None:
+        # A cold transfer: the taker now holds the conversation that waits (its id and seq kept).
+        taken = await transfer.take_queued(conn, request, specialist_id, spec["name"])
+        if taken is None:
+            raise _Abort(Refusal.ALREADY_CLAIMED)  # it ended meanwhile
+        handed_on = await transfer.of_request(conn, request.id)
+        return Assignment(
+            conversation_id=taken.id,
+            request=request,
+            specialist_id=specialist_id,
+            specialist_name=spec["name"],
+            revoked=[Offer.of(r) for r in revoked],
+            handed_on=handed_on,
+        )
     conversation_id = queue.new_id()
     await conn.execute(
         """INSERT INTO conversations (id, request_id, member_id, member_alias, specialist_id,

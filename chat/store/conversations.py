@@ -9,7 +9,7 @@ from enum import StrEnum
 import asyncpg
 
 from chat.people import Participants, Person, member, specialist
-from chat.store import wrap_up
+from chat.store import transfer_end, wrap_up
 from chat.store.db import Db, FromRow, Row
 from chat.store.states import CONVERSATION_ACTIVE, CONVERSATION_ENDED
 from protocol.ids import ConversationId, UserId
@@ -142,6 +142,7 @@ async def end_in(conn: Db, conversation_id: str, *, by: str, reason: str) -> Row
         row["specialist_id"],
     )
     await wrap_up.begin(conn, conversation_id, row["specialist_id"])
+    await transfer_end.cancel_with_conversation(conn, conversation_id)
     return row
 
 

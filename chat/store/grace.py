@@ -13,8 +13,10 @@ import asyncpg
 
 from chat.store.conversations import Conversation, end_in
 from chat.store.db import Db
-from chat.store.queue import _REQ, Request, new_id
+from chat.store.queue import Request, new_id
 from chat.store.states import CONVERSATION_ACTIVE
+
+_REQ = Request.columns()
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +27,11 @@ class PeerGone:
 
 
 async def specialists_in_conversation(db: Db) -> dict[str, list[tuple[str, str]]]:
-    """Specialist id → (conversation id, member id) of each of their active conversations."""
+    """Specialist id → (conversation id, member id) of each of their active conversations
+    (not those waiting, after a cold transfer, for their next specialist: nobody holds them)."""
     rows = await db.fetch(
         f"""SELECT id, member_id, specialist_id FROM conversations
-            WHERE state = {CONVERSATION_ACTIVE} ORDER BY id"""
+            WHERE state = {CONVERSATION_ACTIVE} AND specialist_id <> '' ORDER BY id"""
     )
     found: dict[str, list[tuple[str, str]]] = {}
     for row in rows:
@@ -36,12 +39,22 @@ async def specialists_in_conversation(db: Db) -> dict[str, list[tuple[str, str]]
     return found
 
 
-async def end_and_requeue(db: asyncpg.Pool[asyncpg.Record], conversation_id: str) -> PeerGone | None:
+async def end_and_requeue(
+    db: asyncpg.Pool[asyncpg.Record], conversation_id: str, specialist_id: str | None = None
+) -> PeerGone | None:
     """End the active conversation (by `system`, reason `peer_gone`), free the specialist's
     slot, and queue the member again with the original request's tags, language, note and
     priority, preferring that specialist, and with the original `created_at`, so they keep
-    the place in line they had before they were matched. None if it was not active."""
+    the place in line they had before they were matched. None if it was not active, or
+    (`specialist_id` given) no longer held by that specialist: a transfer took it from the
+    one who did not come back (PRODUCT.md §9), and its new holder is not gone."""
     async with db.acquire() as conn, conn.transaction():
+        if specialist_id is not None:
+            holder = await conn.fetchval(
+                "SELECT specialist_id FROM conversations WHERE id = $1 FOR UPDATE", conversation_id
+            )
+            if holder != specialist_id:
+                return None
         row = await end_in(conn, conversation_id, by="system", reason="peer_gone")
         if row is None:
             return None

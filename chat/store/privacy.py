@@ -29,6 +29,9 @@ CONTENT: tuple[str, ...] = (
     "UPDATE feedback SET comment = NULL, member_id = '' WHERE conversation_id = ANY($1::text[])",
     """UPDATE requests SET note = NULL, member_id = '', member_alias = '', swept_at = now()
        WHERE id IN (SELECT request_id FROM conversations WHERE id = ANY($1::text[]))""",
+    # A cold transfer's queue entry (§9) names the member too.
+    """UPDATE requests SET member_id = '', member_alias = '', swept_at = now()
+       WHERE transfer_of = ANY($1::text[])""",
     # A specialist's flag note (PRODUCT.md §8); the alert keeps its kind, level and times.
     "UPDATE alerts SET note = NULL WHERE conversation_id = ANY($1::text[]) AND note IS NOT NULL",
     # A specialist's wrap-up note (PRODUCT.md §8); outcome and risk level stay as statistics.

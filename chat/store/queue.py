@@ -28,6 +28,10 @@ from chat.store.states import (
 from matching.lifecycle import OFFER_TRANSITIONS, REQUEST_TRANSITIONS, OfferState, RequestState
 from protocol.ids import OfferId, RequestId, UserId
 
+# A pending warm transfer holds one of its target's slots, as an offer does (PRODUCT.md §7, §9).
+WARM_SLOTS = """(SELECT count(*) FROM transfers t
+                 WHERE t.to_specialist_id = s.id AND t.state = 'offered' AND t.expires_at > now())"""
+
 IN_LINE = open_states(REQUEST_TRANSITIONS, RequestState)  # waiting or offered
 PENDING = open_states(OFFER_TRANSITIONS, OfferState)
 
@@ -49,6 +53,8 @@ class Request(FromRow):
     avoid: list[str]
     state: str
     created_at: datetime
+    # A cold transfer's queue entry: the conversation it hands on (chat/store/transfer.py).
+    transfer_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +153,11 @@ async def get_request(db: Db, request_id: str) -> Request | None:
 
 
 async def open_requests(db: Db) -> list[Request]:
-    """Waiting and offered requests, in queue order: urgent first, then longest waiting."""
+    """Waiting and offered requests, in queue order: urgent first, transfers first within
+    a priority (PRODUCT.md §9), then longest waiting (`matching.model.queue_key`)."""
     rows = await db.fetch(
         f"""SELECT {_REQ} FROM requests WHERE state IN {IN_LINE}
-            ORDER BY priority = 'urgent' DESC, created_at, id"""
+            ORDER BY priority = 'urgent' DESC, transfer_of IS NULL, created_at, id"""
     )
     return [Request.of(r) for r in rows]
 
@@ -227,6 +234,7 @@ async def make_offer(
                 f"""SELECT s.max_chats - s.active_chats - (
                            SELECT count(*) FROM offers o
                            WHERE o.specialist_id = s.id AND o.state IN {PENDING} AND o.expires_at > now())
+                           - {WARM_SLOTS}
                     FROM specialists s WHERE s.id = $1""",
                 specialist_id,
             )
@@ -309,13 +317,16 @@ async def revoke_offer(db: asyncpg.Pool[asyncpg.Record], offer_id: str) -> bool:
 
 
 async def ahead_of(db: Db, request: Request) -> int:
-    """Requests in line before this one: urgent before normal, then oldest first."""
+    """Requests in line before this one: urgent before normal, transfers first within a
+    priority, then oldest first."""
     ahead = await db.fetchval(
         f"""SELECT count(*) FROM requests WHERE state IN {IN_LINE} AND id <> $1
              AND (priority = 'urgent' AND $2 = 'normal'
-                  OR priority = $2 AND (created_at, id) < ($3, $1))""",
+                  OR priority = $2 AND transfer_of IS NOT NULL AND NOT $4
+                  OR priority = $2 AND (transfer_of IS NOT NULL) = $4 AND (created_at, id) < ($3, $1))""",
         request.id,
         request.priority,
         request.created_at,
+        request.transfer_of is not None,
     )
     return int(ahead or 0)

@@ -16,10 +16,13 @@ from matching.lifecycle import (
     CONVERSATION_TRANSITIONS,
     OFFER_TRANSITIONS,
     REQUEST_TRANSITIONS,
+    TRANSFER_TRANSITIONS,
     ConversationEvent,
     ConversationState,
     OfferEvent,
     RequestEvent,
+    TransferEvent,
+    TransferState,
     Transitions,
     is_final,
 )
@@ -66,3 +69,11 @@ OFFER_REVOKED = move(OFFER_TRANSITIONS, OfferEvent.REVOKE)
 CONVERSATION_ENDED = move(CONVERSATION_TRANSITIONS, ConversationEvent.END)
 # The one state a conversation is open in, as an SQL literal ('active').
 CONVERSATION_ACTIVE = _literal(ConversationState.ACTIVE)
+TRANSFER_ACCEPTED = move(TRANSFER_TRANSITIONS, TransferEvent.ACCEPT)
+TRANSFER_DECLINED = move(TRANSFER_TRANSITIONS, TransferEvent.DECLINE)
+TRANSFER_EXPIRED = move(TRANSFER_TRANSITIONS, TransferEvent.EXPIRE)
+TRANSFER_CANCELLED = move(TRANSFER_TRANSITIONS, TransferEvent.CANCEL)
+# A transfer still under way (offered or queued): one per conversation at a time.
+TRANSFER_OPEN = open_states(TRANSFER_TRANSITIONS, TransferState)
+TRANSFER_OFFERED = _literal(TransferState.OFFERED)
+TRANSFER_QUEUED = _literal(TransferState.QUEUED)

@@ -97,12 +97,12 @@ class ReconnectGrace:
             if await presence.is_online(sid, "specialist", time.time()):
                 continue  # came back a moment ago
             for conversation_id, _member in by_specialist[sid]:
-                if await self._end(conversation_id):
+                if await self._end(conversation_id, sid):
                     ended += 1
         return ended
 
-    async def _end(self, conversation_id: str) -> bool:
-        gone = await store.end_and_requeue(self.s.db, conversation_id)
+    async def _end(self, conversation_id: str, specialist_id: str | None = None) -> bool:
+        gone = await store.end_and_requeue(self.s.db, conversation_id, specialist_id)
         if gone is None:
             return False  # ended meanwhile, here or elsewhere
         conv = gone.conversation

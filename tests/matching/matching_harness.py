@@ -32,6 +32,7 @@ def make_request(
     prefer: str | None = None,
     avoid: tuple[str, ...] = (),
     member: str | None = None,
+    transfer_of: str | None = None,
 ) -> Request:
     return Request(
         id=rid,
@@ -42,6 +43,7 @@ def make_request(
         created_at=now,
         prefer_specialist=prefer,
         avoid=frozenset(avoid),
+        transfer_of=transfer_of,
     )
 
 

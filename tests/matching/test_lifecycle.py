@@ -6,6 +6,7 @@ from matching.lifecycle import (
     CONVERSATION_TRANSITIONS,
     OFFER_TRANSITIONS,
     REQUEST_TRANSITIONS,
+    TRANSFER_TRANSITIONS,
     ConversationEvent,
     ConversationState,
     IllegalTransition,
@@ -13,6 +14,8 @@ from matching.lifecycle import (
     OfferState,
     RequestEvent,
     RequestState,
+    TransferEvent,
+    TransferState,
     is_final,
     next_state,
 )
@@ -65,3 +68,37 @@ def test_conversation_ends_once() -> None:
     assert ended is ConversationState.ENDED
     with pytest.raises(IllegalTransition, match="conversation: cannot 'end' in state 'ended'"):
         next_state(CONVERSATION_TRANSITIONS, ended, ConversationEvent.END)
+
+
+def test_transfer_lifecycle() -> None:
+    assert [s.value for s in TransferState] == [
+        "offered",
+        "queued",
+        "accepted",
+        "declined",
+        "expired",
+        "cancelled",
+    ]
+    # Warm: the one named specialist answers, or time does; the conversation's end cancels it.
+    for event, after in [
+        (TransferEvent.ACCEPT, TransferState.ACCEPTED),
+        (TransferEvent.DECLINE, TransferState.DECLINED),
+        (TransferEvent.EXPIRE, TransferState.EXPIRED),
+        (TransferEvent.CANCEL, TransferState.CANCELLED),
+    ]:
+        state = next_state(TRANSFER_TRANSITIONS, TransferState.OFFERED, event)
+        assert state is after and is_final(TRANSFER_TRANSITIONS, state)
+    # Cold: nobody declines a queue entry; it is taken or the conversation ends first.
+    assert (
+        next_state(TRANSFER_TRANSITIONS, TransferState.QUEUED, TransferEvent.ACCEPT) is TransferState.ACCEPTED
+    )
+    assert (
+        next_state(TRANSFER_TRANSITIONS, TransferState.QUEUED, TransferEvent.CANCEL)
+        is TransferState.CANCELLED
+    )
+    for event in (TransferEvent.DECLINE, TransferEvent.EXPIRE):
+        with pytest.raises(IllegalTransition):
+            next_state(TRANSFER_TRANSITIONS, TransferState.QUEUED, event)
+    # Two accepts: the second finds it final.
+    with pytest.raises(IllegalTransition):
+        next_state(TRANSFER_TRANSITIONS, TransferState.ACCEPTED, TransferEvent.ACCEPT)

@@ -1,0 +1,181 @@
+"""Carrying out a transfer (PRODUCT.md §9) once PostgreSQL has recorded it: who is told
+what, in which order, on every process. The decisions and the compare-and-sets are in
+chat/store/transfer.py; the frames in handlers/transfer.py and the matchmaker come here.
+
+Order matters for the one who hands a conversation on: every process first forgets the
+conversation's cached pair (`services.participants`, rung on PARTICIPANTS_CHANNEL) so no
+later `send` fans out to them, and only then are they told `conversation_ended` (reason
+`transferred`); their sockets drop anything of that conversation after that frame
+(chat/gateway/ordering.py), so a message committed a moment before, whose ring arrives a
+moment after, does not reach them either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from msgspec.structs import replace
+
+from chat import views
+from chat.delivery.ended import ended_frame
+from chat.gateway.session import Outbound, Session
+from chat.people import Person, specialist
+from chat.services import Services
+from chat.store import conversations, transfer, wrap_up
+from chat.store.conversations import Conversation
+from chat.store.db import iso
+from chat.store.queue import Request
+from protocol import frames as f
+from protocol.codec import encode
+
+log = logging.getLogger("peerchat.transfer")
+
+# Payload: a conversation id. Every process drops its cached participants of it.
+PARTICIPANTS_CHANNEL = "pc:participants"
+# How long after a hand-over the new specialist's devices are sent what was stored in the
+# moment before every process had forgotten the old pair (a ring to the old pair is lost).
+_CATCH_UP_AFTER_S = 1.0
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def on_bus(services: Services, data: bytes) -> None:
+    """A PARTICIPANTS_CHANNEL ring: forget the conversation's pair (read again on next use)."""
+    services.participants.pop(data.decode(errors="replace"), None)
+
+
+async def forget_pair(services: Services, conversation_id: str) -> None:
+    services.participants.pop(conversation_id, None)
+    await services.bus.publish(PARTICIPANTS_CHANNEL, conversation_id.encode())
+
+
+async def hand_off(services: Services, conversation_id: str, from_specialist_id: str) -> None:
+    """The specialist no longer holds the conversation: forget the pair everywhere, then
+    tell their devices it ended for them (reason `transferred`) and that their wrap-up runs."""
+    await forget_pair(services, conversation_id)
+    old = specialist(from_specialist_id)
+    ended = ended_frame(conversation_id, "specialist", "transferred")
+    services.hub.to_user(old, ended, conversation_id=conversation_id, ends_conversation=True)
+    wrapping = await wrap_up.until(services.db, from_specialist_id)
+    if wrapping is not None:
+        status = await services.db.fetchval(
+            "SELECT status FROM specialists WHERE id = $1", from_specialist_id
+        )
+        services.hub.to_user(
+            old,
+            f.AvailabilityChanged(
+                status="available" if status == "available" else "away", wrap_up_until=iso(wrapping)
+            ),
+        )
+
+
+def waiting(conversation_id: str, ref: str | None = None) -> f.TransferState:
+    return f.TransferState(conversation_id=conversation_id, state="waiting", ref=ref)
+
+
+async def taken(
+    services: Services,
+    conv: Conversation,
+    from_name: str,
+    note: str,
+    *,
+    asked: Session | None = None,
+    ref: str | None = None,
+) -> None:
+    """`conv` (as stored now) has its new specialist: they get `conversation_started` with
+    the handoff and then the history; the member gets `transfer joined`. `asked`, the
+    socket whose accept or claim this answers, gets its copy with the `ref`."""
+    await forget_pair(services, conv.id)
+    services.participants[conv.id] = conv.participants
+    started = f.ConversationStarted(
+        conversation=views.conversation_info(conv),
+        transfer=f.StartedTransfer(note=note, from_=f.TransferFrom(name=from_name)),
+    )
+    if asked is not None:
+        asked.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))
+    services.hub.to_user(
+        conv.specialist, started, conversation_id=conv.id, starts_conversation=True, skip=asked
+    )
+    services.hub.to_user(
+        conv.member,
+        f.TransferState(
+            conversation_id=conv.id,
+            state="joined",
+            specialist=f.SpecialistView(id=conv.specialist_id, name=conv.specialist_name),
+        ),
+    )
+    await _history(services, conv.specialist, conv.id, 0)
+    task = asyncio.get_running_loop().create_task(_catch_up_later(services, conv.specialist, conv.id))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def _history(services: Services, person: Person, conversation_id: str, after: int) -> None:
+    """Everything stored so far, as `message` frames in order (the sockets drop repeats by seq)."""
+    while True:
+        batch = await conversations.messages_after(services.db, conversation_id, after, 500)
+        for m in batch:
+            services.hub.to_user(person, views.message(m), conversation_id=conversation_id, seq=m.seq)
+        if len(batch) < 500:
+            return
+        after = batch[-1].seq
+
+
+async def _catch_up_later(services: Services, person: Person, conversation_id: str) -> None:
+    await asyncio.sleep(_CATCH_UP_AFTER_S)
+    try:
+        await _history(services, person, conversation_id, 0)
+    except Exception as exc:  # the next message's gap fill covers it
+        log.info("transfer catch-up skipped: %s", type(exc).__name__)
+
+
+async def offer_transfer(services: Services, request: Request, offer: f.OfferMade) -> f.OfferMade:
+    """A cold transfer's queue entry offered: the offer says whose conversation it is."""
+    found = await transfer.of_request(services.db, request.id)
+    if found is None or request.transfer_of is None:
+        return offer
+    row, note = found
+    return _with_transfer(offer, request.transfer_of, row.from_name, note)
+
+
+def _with_transfer(offer: f.OfferMade, conversation_id: str, from_name: str, note: str) -> f.OfferMade:
+    return replace(
+        offer,
+        transfer=f.OfferTransfer(
+            conversation_id=conversation_id, note=note, from_=f.TransferFrom(name=from_name)
+        ),
+    )
+
+
+def warm_offer(begun: transfer.Begun, tags: list[str], expires_in_s: int) -> f.OfferMade:
+    """The `offer` a warm transfer's target gets: `offer_id` and `request_id` are the transfer's id."""
+    row = begun.transfer
+    return f.OfferMade(
+        offer_id=row.id,
+        request_id=row.id,
+        tags=tags,
+        language=begun.language,
+        note=None,
+        waited_s=0,
+        expires_in_s=expires_in_s,
+        priority="urgent" if begun.priority == "urgent" else "normal",
+        transfer=f.OfferTransfer(
+            conversation_id=row.conversation_id, note=begun.note, from_=f.TransferFrom(name=row.from_name)
+        ),
+    )
+
+
+async def warm_offers_for(services: Services, specialist_id: str) -> list[f.OfferMade]:
+    """Warm transfers offered to this specialist and still open, as `offer` frames (a
+    reconnecting device's `welcome`)."""
+    out = []
+    now = datetime.now(UTC)
+    for row in await transfer.offered_to(services.db, specialist_id):
+        conv = await conversations.get(services.db, row.conversation_id)
+        if conv is None or row.expires_at is None:
+            continue
+        origin = await transfer.origin_of(services.db, conv.id)
+        begun = transfer.Begun(row, conv, await transfer.note_of(services.db, row), origin[0], origin[1])
+        out.append(warm_offer(begun, conv.tags, max(0, int((row.expires_at - now).total_seconds()))))
+    return out
