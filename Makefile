@@ -30,9 +30,13 @@ js-deps: $(NODE_STAMP)
 run: install
 	$(BIN)/peerchat dev
 
-## The whole suite: lint, types, then every test against real servers (browser tests included).
+## The whole suite: lint, types, then every test against real servers (browser tests included),
+## in TEST_WORKERS processes (each with its own PostgreSQL and Redis; TEST_WORKERS=0: one process).
+## worksteal: a worker that runs out takes queued tests from the other, so the slow ones at
+## the end do not leave a core idle.
+TEST_WORKERS ?= 2
 test: install browser-deps pgbouncer-deps redis-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install js-deps
 	$(BIN)/ruff check .

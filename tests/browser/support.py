@@ -78,8 +78,11 @@ CONTROL_ROLES = {
     "textbox",
 }
 
+# While a modal <dialog> is open the rest of the page is inert (out of the accessibility
+# tree and out of reach), so only the dialog's own controls count.
 _VISIBLE_CONTROLS = """
-() => [...document.querySelectorAll('a[href], button, input, select, textarea')]
+() => [...(document.querySelector('dialog:modal') || document)
+    .querySelectorAll('a[href], button, input, select, textarea')]
   .filter((el) => el.checkVisibility() && el.type !== 'hidden')
   .map((el) => el.dataset.testid || el.id || el.tagName.toLowerCase())
 """

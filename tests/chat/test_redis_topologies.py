@@ -184,6 +184,7 @@ async def test_the_socket_cap_and_the_rate_limit_scripts(
     assert waits[:-1] == [0] * TRANSCRIPTS.per_minute and waits[-1] > 0
 
 
+@pytest.mark.slow
 async def test_the_sentinel_bus_follows_a_promotion(sentinels: SentinelSet) -> None:
     """Runs last among the Sentinel tests of this module: it moves the master."""
     parsed = redisconn.parse(sentinels.url)
@@ -214,6 +215,7 @@ async def test_the_sentinel_bus_follows_a_promotion(sentinels: SentinelSet) -> N
         await b.close()
 
 
+@pytest.mark.slow
 async def test_the_cluster_bus_follows_a_failover_and_a_slot_migration(cluster_set: RedisClusterSet) -> None:
     """Runs last in this module: it moves masters and slots."""
     parsed = redisconn.parse(cluster_set.url)

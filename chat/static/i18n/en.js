@@ -485,4 +485,5 @@ export const strings = {
   "block.hint": "They will not be offered to you, and you cannot pick them, until the block ends (you will see when). Supervisors are told.",
   "block.end_too": "End the chat too",
   "block.done": "Blocked until {until}. Supervisors were told.",
+  "member.handed_on_joined_short": "{name} is with you now.",
 };

@@ -485,4 +485,5 @@ export const strings = {
   "block.hint": "No se te ofrecerá ni podrás elegirlo hasta que termine el bloqueo (verás cuándo). Se avisa a los supervisores.",
   "block.end_too": "Terminar también el chat",
   "block.done": "Bloqueado hasta {until}. Se avisó a los supervisores.",
+  "member.handed_on_joined_short": "{name} está contigo ahora.",
 };

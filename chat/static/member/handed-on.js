@@ -26,6 +26,6 @@ export function handedOnPanel(client, { viewFor, notice }) {
     const name = f.specialist && f.specialist.name;
     if (!name) return;
     view.serviceLine(tParts('member.handed_on_joined', { from, to: bidi(name) }), name);
-    notice(...tParts('member.peer_joined', { name: bidi(name) }));
+    notice(...tParts('member.handed_on_joined_short', { name: bidi(name) }));
   });
 }
