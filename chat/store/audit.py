@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -57,6 +57,41 @@ async def record(
         target,
         reason,
         None if detail is None else msgspec.json.encode(detail).decode(),
+    )
+
+
+class Actor(Protocol):
+    """Who acts: a verified token's identity (chat/tokens.py) or a socket's session."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+async def record_by(
+    db: Db,
+    actor: Actor,
+    *,
+    action: str,
+    conversation_id: str | None = None,
+    target: str | None = None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """`record`, with the actor's id, role and name taken from who acts."""
+    await record(
+        db,
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        actor_name=actor.name,
+        action=action,
+        conversation_id=conversation_id,
+        target=target,
+        reason=reason,
+        detail=detail,
     )
 
 

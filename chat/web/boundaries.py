@@ -59,11 +59,9 @@ async def lift_block(request: Request) -> Response:
     lifted = await boundaries.lift_block(services.db, block_id, identity.user_id)
     if lifted is None:
         return problem(404, "no such block in force")
-    await audit.record(
+    await audit.record_by(
         services.db,
-        actor_id=identity.user_id,
-        actor_role=identity.role,
-        actor_name=identity.name,
+        identity,
         action="lift_block",
         conversation_id=lifted.conversation_id,
         target=lifted.id,
@@ -127,11 +125,9 @@ async def put_suspension(request: Request) -> Response:
         return problem(422, "reason is at most 500 characters")
     services = services_of(request)
     suspension = await boundaries.suspend(services.db, member_id, until, reason or None)
-    await audit.record(
+    await audit.record_by(
         services.db,
-        actor_id=identity.user_id,
-        actor_role=identity.role,
-        actor_name=identity.name,
+        identity,
         action="suspend",
         target=suspension.id,
         # Not the reason: it is about the member, and an audit row outlives their erasure;
@@ -149,11 +145,9 @@ async def delete_suspension(request: Request) -> Response:
     lifted = await boundaries.lift_suspension(services.db, member_id)
     if lifted is None:
         return problem(404, "this member is not suspended")
-    await audit.record(
+    await audit.record_by(
         services.db,
-        actor_id=identity.user_id,
-        actor_role=identity.role,
-        actor_name=identity.name,
+        identity,
         action="lift_suspension",
         target=lifted.id,
     )

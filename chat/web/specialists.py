@@ -112,11 +112,9 @@ async def put_specialist(request: Request) -> Response:
             languages=languages,
             max_chats=edit.max_chats,
         )
-        await audit.record(
+        await audit.record_by(
             conn,
-            actor_id=identity.user_id,
-            actor_role=identity.role,
-            actor_name=identity.name,
+            identity,
             action="edit_profile",
             target=specialist_id,
             detail={"before": _profile_values(before), "after": _profile_values(profile)},
@@ -152,11 +150,9 @@ async def put_specialist_status(request: Request) -> Response:
             return problem(404, "no such specialist")
         profile = await profiles.set_status(conn, specialist_id, edit.status)
         assert profile is not None
-        await audit.record(
+        await audit.record_by(
             conn,
-            actor_id=identity.user_id,
-            actor_role=identity.role,
-            actor_name=identity.name,
+            identity,
             action="set_away",
             target=specialist_id,
             detail={"before": before.status, "after": profile.status},

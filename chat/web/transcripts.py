@@ -44,11 +44,9 @@ async def conversation_messages(request: Request) -> Response:
         if conv is None:
             return problem(404, "no such conversation")
         # The audit row is written before the transcript leaves: no trace, no read.
-        await audit.record(
+        await audit.record_by(
             services.db,
-            actor_id=identity.user_id,
-            actor_role=identity.role,
-            actor_name=identity.name,
+            identity,
             action="read_transcript",
             conversation_id=conv.id,
             reason=reason,
