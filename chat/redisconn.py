@@ -17,12 +17,14 @@ apply to the Sentinel and Cluster forms as well.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import redis.asyncio as redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from chat import resp
 
@@ -158,6 +160,32 @@ def _tls_kwargs(topology: RedisTopology) -> dict[str, object]:
     return kwargs
 
 
+class ClusterUnavailable(RedisConnectionError):
+    """A cluster with slots nobody serves, or no node reachable at all. redis-py raises
+    RedisClusterException for these, which is not a RedisError; every Redis user here
+    handles "Redis is down" as RedisError or OSError, so the cluster client raises this
+    (a redis ConnectionError) instead."""
+
+
+class _Cluster(RedisCluster):
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+
 class _SentinelMaster(redis.Redis):
     """The master's client, which closes the sentinels' connections with its own."""
 
@@ -222,7 +250,7 @@ def client(topology: RedisTopology) -> RedisClient:
         )
         master.sentinels = sentinels
         return master
-    return RedisCluster(
+    return _Cluster(
         startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
         max_connections=MAX_CONNECTIONS,
         **common,  # type: ignore[arg-type]
