@@ -46,6 +46,8 @@ class Settings:
     relax_after_s: float = 60.0
     # How long a request naming `prefer_specialist` waits for that specialist alone.
     prefer_window_s: float = 20.0
+    # A waiting member hears a changed place or wait at most this often (PEERCHAT_QUEUE_UPDATE_S).
+    queue_update_s: float = 2.0
     reconnect_grace_s: float = 120.0
     presence_ttl_s: float = 30.0
     max_body_chars: int = 4000
@@ -293,6 +295,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         offer_timeout_s=_float(env, "PEERCHAT_OFFER_TIMEOUT_S", 30.0),
         relax_after_s=_float(env, "PEERCHAT_RELAX_AFTER_S", 60.0),
         prefer_window_s=_float(env, "PEERCHAT_PREFER_WINDOW_S", 20.0),
+        queue_update_s=_float(env, "PEERCHAT_QUEUE_UPDATE_S", 2.0),
         reconnect_grace_s=_float(env, "PEERCHAT_RECONNECT_GRACE_S", 120.0),
         presence_ttl_s=_float(env, "PEERCHAT_PRESENCE_TTL_S", 30.0),
         max_body_chars=int(max_body),

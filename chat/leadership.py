@@ -39,6 +39,7 @@ class Leadership:
         self._url = database_url
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._last_beat = 0.0
+        self._beating = False
         self._told = False
         self.leading = False
 
@@ -84,6 +85,18 @@ class Leadership:
         self.leading = True
         log.info("this process now leads matching")
         return None
+
+    async def beat(self) -> None:
+        """Say something on the lock connection if a beat is due, in the middle of a long
+        cycle (a burst of offers), so the lease outlives it. Raises as `hold` does."""
+        if self._conn is None or self._beating or time.monotonic() - self._last_beat < _BEAT_S:
+            return  # not due, or a beat is already on its way (one query at a time)
+        self._beating = True
+        try:
+            await self._conn.fetchval("SELECT 1", timeout=_BEAT_TIMEOUT_S)
+        finally:
+            self._beating = False
+        self._last_beat = time.monotonic()
 
     async def resign(self) -> None:
         if self.leading:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -41,6 +42,8 @@ _CLOSE_S = 2.0
 # With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
 # load with 2,000 specialists (docs/performance.md): re-read this often instead.
 _IDLE_CYCLE_S = 5.0
+# Offers carried out at once (each its own transaction on a pooled connection).
+_OFFERS_IN_FLIGHT = 8
 
 
 class Matchmaker:
@@ -64,6 +67,11 @@ class Matchmaker:
         # Members with no live connection, as of the last snapshot (offers and the queue say so).
         self._away: set[str] = set()
         self._broadcasts = Broadcasts(services, self.poke)
+        self._queue_update_s = settings.queue_update_s
+        # When each waiting member last heard their place, and what is held for them.
+        self._told_at: dict[str, float] = {}
+        self._held_updates: dict[str, tuple[str, f.QueueUpdate]] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def poke(self) -> None:
         self._wake.set()
@@ -72,6 +80,9 @@ class Matchmaker:
         self._task = asyncio.create_task(self._run(), name="matchmaker")
 
     async def stop(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._task is not None:
             self._task.cancel()
             # Bounded: a query cancelled on a hung PostgreSQL leaves its pooled connection
@@ -159,6 +170,9 @@ class Matchmaker:
         for decisions in batch:
             await self._carry_out(decisions, now)
         await self._broadcasts.after_cycle(requests, specialists, online, self._away, now)
+        if len(self._told_at) > 2 * len(self.engine.requests) + 100:
+            waiting = self.engine.requests
+            self._told_at = {rid: at for rid, at in self._told_at.items() if rid in waiting}
 
     def _sync(
         self,
@@ -209,30 +223,15 @@ class Matchmaker:
                 hub.to_user(
                     specialist(specialist_id), f.AvailabilityChanged(status="away", reason="missed_offers")
                 )
-        for decided in decisions.offers:
-            request = self._requests_by_id.get(decided.request_id)
-            made = None
-            if request is not None:
-                made = await queue.make_offer(
-                    db,
-                    offer_id=decided.id,
-                    request_id=decided.request_id,
-                    specialist_id=decided.specialist_id,
-                    expires_at=datetime.fromtimestamp(decided.expires_at, UTC),
-                )
-            if made is None or request is None:
-                self._needs_load = True  # the database refused: start the next cycle afresh
-                continue
-            offer = views.offer_made(request, made, now, self._away)
-            if request.transfer_of is not None:  # a cold transfer: say whose conversation it is
-                offer = await handoff.offer_transfer(self.s, request, offer)
-            hub.to_user(specialist(made.specialist_id), offer)
+        if decisions.offers:
+            await self._make_offers(decisions.offers, now)
         for request_id in decisions.preference_fallbacks:
             request = self._requests_by_id.get(request_id)
             estimate = self.engine.queue_position(request_id, now)
             if request is not None and estimate is not None:
-                hub.to_user(
-                    member(request.member_id),
+                # The notice is said once and at once; it carries the current place too.
+                self._tell_queue(
+                    request,
                     f.QueueUpdate(
                         request_id=request_id,
                         position=estimate.position,
@@ -240,12 +239,14 @@ class Matchmaker:
                         notice="preferred_unavailable",
                         alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
+                    at_once=True,
                 )
         for estimate in decisions.queue_updates:
             request = self._requests_by_id.get(estimate.request_id)
-            if request is not None:
-                hub.to_user(
-                    member(request.member_id),
+            # A cold transfer's member is in their conversation: told `transfer`, not a place in line.
+            if request is not None and request.transfer_of is None:
+                self._tell_queue(
+                    request,
                     f.QueueUpdate(
                         request_id=estimate.request_id,
                         position=estimate.position,
@@ -253,6 +254,95 @@ class Matchmaker:
                         alternatives=during_long_wait(self.s.settings, estimate.estimated_wait_s),
                     ),
                 )
+
+    # ------------------------------------------------------------ queue updates, coalesced
+
+    def _tell_queue(self, request: queue.Request, update: f.QueueUpdate, *, at_once: bool = False) -> None:
+        """Send a member's `queue_update` now, or, if they heard one less than
+        `queue_update_s` ago, hold it (the latest wins) until the interval is up: each match
+        moves everyone behind it, and a burst of matches re-sent every waiting member's place
+        on every one (PRODUCT.md §5's "whenever either changes", at most every few seconds)."""
+        t = time.monotonic()
+        last = self._told_at.get(request.id)
+        if at_once or last is None or t - last >= self._queue_update_s:
+            self._held_updates.pop(request.id, None)
+            self._told_at[request.id] = t
+            self.s.hub.to_user(member(request.member_id), update)
+            return
+        self._held_updates[request.id] = (request.member_id, update)
+        self._arm_flush(last + self._queue_update_s - t)
+
+    def _arm_flush(self, delay: float) -> None:
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._flush_held)
+
+    def _flush_held(self) -> None:
+        """Send the held updates whose interval is up, for requests still waiting here."""
+        self._flush_timer = None
+        if not self.leading:
+            self._held_updates.clear()
+            return
+        t = time.monotonic()
+        waiting = self.engine.requests
+        soonest: float | None = None
+        for request_id, (member_id, update) in list(self._held_updates.items()):
+            if request_id not in waiting:
+                del self._held_updates[request_id]  # matched or cancelled meanwhile: say nothing
+                continue
+            due = self._told_at.get(request_id, 0.0) + self._queue_update_s
+            if due <= t:
+                del self._held_updates[request_id]
+                self._told_at[request_id] = t
+                self.s.hub.to_user(member(member_id), update)
+            elif soonest is None or due < soonest:
+                soonest = due
+        if soonest is not None:
+            self._arm_flush(soonest - t)
+
+    async def _make_offers(self, decided: Sequence[Offer], now: float) -> None:
+        """Each offer is its own compare-and-set; a burst's (thousands at once) go
+        `_OFFERS_IN_FLIGHT` at a time instead of one after another (2,000 in a row took
+        longer than the leadership lease), each sent to its specialist as soon as it is made."""
+        hub = self.s.hub
+        todo = iter(decided)
+        failed: list[BaseException] = []
+
+        async def worker() -> None:
+            for offer in todo:
+                if failed:
+                    return  # another worker lost the lead or the database: stop, untold
+                request = self._requests_by_id.get(offer.request_id)
+                made = None
+                if request is not None:
+                    made = await queue.make_offer(
+                        self.s.db,
+                        offer_id=offer.id,
+                        request_id=offer.request_id,
+                        specialist_id=offer.specialist_id,
+                        expires_at=datetime.fromtimestamp(offer.expires_at, UTC),
+                    )
+                if made is None or request is None:
+                    self._needs_load = True  # the database refused: start the next cycle afresh
+                    continue
+                made_offer = views.offer_made(request, made, now, self._away)
+                if request.transfer_of is not None:  # a cold transfer: say whose conversation it is
+                    made_offer = await handoff.offer_transfer(self.s, request, made_offer)
+                hub.to_user(specialist(made.specialist_id), made_offer)
+                await self._leadership.beat()
+
+        async def guarded() -> None:
+            try:
+                await worker()
+            except Exception as exc:
+                failed.append(exc)
+
+        workers = min(_OFFERS_IN_FLIGHT, len(decided))
+        if workers == 1:
+            await worker()
+            return
+        await asyncio.gather(*(guarded() for _ in range(workers)))
+        if failed:
+            raise failed[0]
 
     def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
         """(position, estimated wait) if this process leads and the engine knows the request."""

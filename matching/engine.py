@@ -125,6 +125,8 @@ class Engine:
         self._search: dict[str, tuple[Bucket, ...]] = {}
         self._open: dict[Bucket, set[str]] = {}
         self._opened: dict[str, tuple[Bucket, ...]] = {}
+        # Per "any" bucket: open specialists' ranks, a heap checked lazily (`_least_loaded`).
+        self._by_rank: dict[Bucket, list[tuple[int, float, str]]] = {}
         self._missed: dict[str, int] = {}
         self._rates = ServiceRates(self._config.rate_window_s, self._config.default_handle_s)
         self._reported: dict[str, tuple[int, int]] = {}
@@ -363,17 +365,38 @@ class Engine:
         """
         pending = [self._keys[rid] for rid in set(out.reqs) if rid in self._bucketed]
         heapq.heapify(pending)
-        specs = {sid for sid in out.specs if sid in self._opened}
+        # The touched specialists' side, walked by request rather than by specialist: the
+        # least request some touched specialist may be offered is the least over the
+        # buckets they search of the first request there one of them may take. (Asking each
+        # specialist for its first request every round was O(specialists) per offer: a
+        # burst that opened 2,000 specialists at once stalled the leader for seconds.)
+        # While settling, requests only leave the buckets and specialists only lose room
+        # (making offers is all that happens here), so a request nobody touched may take
+        # now stays so until the end: each cursor only moves forward.
+        searchers: dict[Bucket, dict[str, None]] = {}
+        for sid in out.specs:
+            if sid in self._opened:
+                for bucket in self._search[sid]:
+                    searchers.setdefault(bucket, {})[sid] = None
+        cursors = [(keys[0], bucket) for bucket in searchers if (keys := self._buckets.get(bucket))]
+        heapq.heapify(cursors)
         out.reqs.clear()
         out.specs.clear()
         while True:
             choice: Key | None = None
-            for sid in list(specs):
-                key = self._first_for(sid) if sid in self._opened else None
-                if key is None:
-                    specs.discard(sid)
-                elif choice is None or key < choice:
+            while cursors:
+                key, bucket = cursors[0]
+                keys = self._buckets.get(bucket, _NO_KEYS)
+                i = bisect_left(keys, key)
+                if i < len(keys) and keys[i] == key and self._may_take(bucket, key, searchers[bucket]):
                     choice = key
+                    break
+                if i < len(keys) and keys[i] == key:
+                    i += 1  # nobody touched may take it (and nobody will, this time)
+                if i < len(keys):
+                    heapq.heapreplace(cursors, (keys[i], bucket))
+                else:
+                    heapq.heappop(cursors)
             chosen: Specialist | None = None
             while pending:
                 key = pending[0]
@@ -394,6 +417,30 @@ class Engine:
             s = chosen or self._best_specialist(r)
             assert s is not None
             self._make_offer(r, s, now, out)
+
+    def _may_take(self, bucket: Bucket, key: Key, specialist_ids: dict[str, None]) -> bool:
+        """Whether one of these specialists, who search `bucket`, may be offered the request
+        of `key` now (the conditions of `_first_for`). Those without room are dropped."""
+        r = self._requests[key[2]]
+        held = bucket[0] == "held"
+        urgent = r.priority is Priority.URGENT
+        gone = []
+        found = False
+        for sid in specialist_ids:
+            if sid not in self._opened:
+                gone.append(sid)
+                continue
+            if sid in r.avoid:
+                continue
+            if urgent and self._urgent_full(sid):
+                continue
+            if held and r.language is not None and r.language not in self._specialists[sid].languages:
+                continue
+            found = True
+            break
+        for sid in gone:
+            del specialist_ids[sid]
+        return found
 
     def _first_for(self, specialist_id: str) -> Key | None:
         """First request in queue order that this specialist may be offered."""
@@ -438,6 +485,12 @@ class Engine:
                 return self._specialists[preferred]
             return None
         wanted = wanted_tags(r)
+        if not wanted:
+            # No tags and not urgent: the preferred specialist if free, else the least loaded.
+            preferred = r.prefer_specialist
+            if preferred is not None and preferred in anyone and preferred not in r.avoid:
+                return self._specialists[preferred]
+            return self._least_loaded(("any", r.language, ""), r.avoid)
         candidates: Iterable[str]
         if r.tags and r.id not in self._relaxed:
             pools = [p for t in wanted if (p := self._open.get(("tag", r.language, t)))]
@@ -695,6 +748,8 @@ class Engine:
         )
         have = self._opened.get(specialist_id)
         if want and have is buckets:
+            assert s is not None
+            self._rank_push(s, buckets)
             return
         if have is not None:
             for bucket in have:
@@ -704,9 +759,61 @@ class Engine:
                     del self._open[bucket]
             del self._opened[specialist_id]
         if want:
+            assert s is not None
             for bucket in buckets:
                 self._open.setdefault(bucket, set()).add(specialist_id)
             self._opened[specialist_id] = buckets
+            self._rank_push(s, buckets)
+
+    def _load_rank(self, s: Specialist) -> tuple[int, float, str]:
+        """Fewest chats (pending offers count), then longest idle: `_best_specialist`'s
+        order once tags and preference have had their say."""
+        return (s.active_chats + len(self._offers_held.get(s.id, ())), s.idle_since, s.id)
+
+    def _rank_push(self, s: Specialist, buckets: tuple[Bucket, ...]) -> None:
+        """File an open specialist's current rank in the heaps of their "any" buckets.
+
+        Every change that can lower a rank or open a specialist comes through
+        `_refresh_open`, which files the new rank; entries gone stale are dropped or
+        refiled when they reach the top (`_least_loaded`)."""
+        rank = self._load_rank(s)
+        for bucket in buckets:
+            if bucket[0] != "any":
+                continue
+            heap = self._by_rank.setdefault(bucket, [])
+            if len(heap) > 2 * len(self._open.get(bucket, ())) + 64:
+                heap[:] = [self._load_rank(self._specialists[sid]) for sid in self._open.get(bucket, ())]
+                heapq.heapify(heap)
+            heapq.heappush(heap, rank)
+
+    def _least_loaded(self, bucket: Bucket, avoid: frozenset[str]) -> Specialist | None:
+        """The open specialist of `bucket` with the fewest chats, then longest idle, not in
+        `avoid`: the same choice as ranking them all, in O(log n) instead of O(n)."""
+        heap = self._by_rank.get(bucket)
+        members = self._open.get(bucket)
+        if not heap or not members:
+            return None
+        skipped = []
+        best = None
+        while heap:
+            top = heap[0]
+            sid = top[2]
+            if sid not in members:
+                heapq.heappop(heap)
+                continue
+            s = self._specialists[sid]
+            current = self._load_rank(s)
+            if current != top:
+                heapq.heapreplace(heap, current)
+                continue
+            if sid in avoid:
+                skipped.append(heapq.heappop(heap))
+                continue
+            best = s
+            break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        return best
 
     # ---------------------------------------------------------- honest waits
 

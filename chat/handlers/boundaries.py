@@ -52,11 +52,12 @@ async def on_report(services: Services, session: Session, frame: f.Report) -> No
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     if conv.member_id != session.user_id:
         raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
+    about = await boundaries.reported_specialist(services.db, conv.id, conv.specialist_id)
     added = await boundaries.add_report(
         services.db,
         conversation_id=conv.id,
         member_id=conv.member_id,
-        specialist_id=conv.specialist_id,
+        specialist_id=about,
         reason=frame.reason.strip() or None,
         details=frame.details.strip() or None,
     )
@@ -66,7 +67,7 @@ async def on_report(services: Services, session: Session, frame: f.Report) -> No
     await alerting.raise_alert(services.db, AlertKind.REPORT, conversation_id=conv.id)
     session.push_frame(f.Reported(report_id=report.id, ref=frame.ref))
     # The specialist is not told that a member reported them: a plain withdrawal.
-    _withdrawn(services, conv.specialist_id, withdrawn, "withdrawn")
+    _withdrawn(services, about, withdrawn, "withdrawn")
     await services.poke_matchmaker()
 
 

@@ -207,6 +207,19 @@ async def add_report(
     return Report.of(row), withdrawn
 
 
+async def reported_specialist(db: Db, conversation_id: str, specialist_id: str) -> str:
+    """Whom a member's report of this conversation is about: its specialist, or, while a
+    cold transfer waits and nobody holds it (specialist_id ''), the one who handed it on."""
+    if specialist_id:
+        return specialist_id
+    handed_on = await db.fetchval(
+        """SELECT from_specialist_id FROM transfers WHERE conversation_id = $1
+           ORDER BY created_at DESC, id LIMIT 1""",
+        conversation_id,
+    )
+    return str(handed_on or "")
+
+
 async def all_reports(db: Db, limit: int = 500) -> list[Report]:
     rows = await db.fetch(f"SELECT {_REPORT} FROM reports ORDER BY at DESC, id LIMIT $1", limit)
     return [Report.of(r) for r in rows]

@@ -393,6 +393,19 @@ async def close_warm(
     return Transfer.of(row) if row is not None else None
 
 
+async def handed_on_by(db: Db, conversation_id: str, specialist_id: str) -> bool:
+    """Whether the conversation ended for this specialist by their handing it on: a cold
+    transfer (they lost it when it began) or an accepted warm one (PRODUCT.md §8: their
+    wrap-up is theirs to record like any other end's)."""
+    found = await db.fetchval(
+        f"""SELECT 1 FROM transfers WHERE conversation_id = $1 AND from_specialist_id = $2
+              AND (request_id IS NOT NULL OR state = {TRANSFER_ACCEPTED.to}) LIMIT 1""",
+        conversation_id,
+        specialist_id,
+    )
+    return found is not None
+
+
 async def get(db: Db, transfer_id: str) -> Transfer | None:
     row = await db.fetchrow(f"SELECT {_TRANSFER} FROM transfers WHERE id = $1", transfer_id)
     return Transfer.of(row) if row is not None else None

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
+from chat import snapshot
 from chat.config import Settings
 from chat.matchmaker import Matchmaker
 from chat.people import Person, member, specialist
@@ -43,9 +44,12 @@ class FakeServices:
 
 
 def _matchmaker(
-    db: Pool, database_url: str, presence: MemoryPresence | None = None
+    db: Pool, database_url: str, presence: MemoryPresence | None = None, queue_update_s: float = 2.0
 ) -> tuple[Matchmaker, Recorder]:
-    services = FakeServices(Settings(database_url=database_url, redis_url="redis://127.0.0.1:1"), db)
+    settings = Settings(
+        database_url=database_url, redis_url="redis://127.0.0.1:1", queue_update_s=queue_update_s
+    )
+    services = FakeServices(settings, db)
     if presence is not None:
         services.presence = presence
     mm = Matchmaker(cast(Services, services))
@@ -238,6 +242,59 @@ async def test_queue_updates_go_to_the_requests_member(db: Pool, database_url: s
     assert person == member("m1")
     assert isinstance(frame, f.QueueUpdate)
     assert (frame.request_id, frame.position, frame.estimated_wait_s) == (request.id, 2, 90)
+
+
+async def test_a_members_queue_updates_are_coalesced_to_one_per_interval(db: Pool, database_url: str) -> None:
+    """The first update goes at once; more within `queue_update_s` are held and only the
+    latest is sent when the interval is up; one held for a request that has left is dropped."""
+    interval = 0.5
+    mm, hub = _matchmaker(db, database_url, queue_update_s=interval)
+    mm._leadership.leading = True  # held updates are sent by the leader only
+    a = await _waiting(db, "m1")
+    b = await _waiting(db, "m2")
+    await _known(mm, db)
+    now = time.time()
+    mm.engine.load([], [], [], now)
+    for request in (a, b):
+        mm.engine.request_added(snapshot.as_request(request), now)
+
+    def updates(request_id: str) -> list[tuple[int, float]]:
+        return [
+            (frame.position, at)
+            for (_, frame), at in zip(hub.sent, sent_at, strict=True)
+            if isinstance(frame, f.QueueUpdate) and frame.request_id == request_id
+        ]
+
+    sent_at: list[float] = []
+    real_to_user = hub.to_user
+
+    def stamped(person: Person, frame: object, **kw: object) -> None:
+        sent_at.append(time.monotonic())
+        real_to_user(person, frame, **kw)
+
+    hub.to_user = stamped  # type: ignore[method-assign]
+    first = time.monotonic()
+    await mm._carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 3, 90),)), now)
+    await mm._carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 2, 60),)), now)
+    await mm._carry_out(
+        Decisions(queue_updates=(QueueEstimate(a.id, 1, 30), QueueEstimate(b.id, 5, 99))), now
+    )
+    assert [p for p, _ in updates(a.id)] == [3], "the first at once, the next two held"
+    assert [p for p, _ in updates(b.id)] == [5], "another member's first is not held"
+    for _ in range(200):  # the held one is due after `interval`; generous on a busy machine
+        if len(updates(a.id)) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    told = updates(a.id)
+    assert [p for p, _ in told] == [3, 1], "only the latest of the held ones"
+    assert told[1][1] - first >= interval * 0.9
+
+    # Held, then the request leaves the line (matched): nothing more is said about it.
+    await mm._carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 7, 700),)), now)
+    mm.engine.request_removed(a.id, now)
+    await asyncio.sleep(interval * 3)
+    assert [p for p, _ in updates(a.id)] == [3, 1]
+    await mm.stop()
 
 
 # ------------------------------------------------------------------ whole cycles

@@ -95,3 +95,36 @@ async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_off
         await client.close()
     for svc in (a, b):
         assert_clean_log(svc, "qw1", "qw2")
+
+
+async def test_a_report_while_a_cold_transfer_waits_is_about_who_handed_it_on(
+    live: LiveService, database_url: str
+) -> None:
+    pair = await matched(live, member_id="acct-cold-report", specialist_id="spec-cold-rosa", tag="debt")
+    waiting = await pair.specialist.call(
+        {"type": "transfer", "conversation_id": pair.conversation_id, "note": "qw3"}, "transfer"
+    )
+    assert (waiting["type"], waiting["state"]) == ("transfer", "waiting"), waiting
+    await pair.member.expect("transfer", where=lambda m: m["state"] == "waiting", timeout=20)
+    # Nobody holds the conversation now; the member reports the one who just handed it on.
+    reported = await pair.member.call(
+        {"type": "report", "conversation_id": pair.conversation_id, "reason": "rude"}, "reported"
+    )
+    assert reported["type"] == "reported", reported
+    db = await asyncpg.connect(database_url)
+    try:
+        about = await db.fetchval(
+            "SELECT specialist_id FROM reports WHERE conversation_id = $1", pair.conversation_id
+        )
+        avoid = await db.fetchval(
+            "SELECT avoid FROM requests WHERE transfer_of = $1 AND state IN ('waiting', 'offered')",
+            pair.conversation_id,
+        )
+    finally:
+        await db.close()
+    assert about == "spec-cold-rosa"
+    # And the conversation's queue entry will never go back to her (it never would anyway).
+    assert "spec-cold-rosa" in avoid
+    for client in (pair.member, pair.specialist):
+        await client.close()
+    assert_clean_log(live, "qw3")

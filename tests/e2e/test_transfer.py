@@ -213,6 +213,11 @@ async def test_cold_transfer_goes_first_is_never_offered_back_and_keeps_every_me
     # While it waits, the member's messages are stored and acked, with their seq.
     assert [await _say(pair.member, conv, body) for body in ("two", "three", "four")] == [2, 3, 4]
 
+    # Nor may she claim it back by hand.
+    [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    back = await pair.specialist.call({"type": "claim", "request_id": entry["id"]}, "conversation_started")
+    assert (back["type"], back["code"]) == ("error", "invalid_state"), back
+
     ben = await _specialist(b, "spec-next", "Ben", max_chats=1)
     status = await ben.call({"type": "availability", "status": "available"}, "availability")
     assert status["type"] == "availability"
