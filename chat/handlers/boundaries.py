@@ -1,8 +1,8 @@
 """Boundaries (PRODUCT.md §9): a specialist's `block` of the member of their conversation,
 a member's `report` of its specialist. Both bar the pair from matching, claim and transfer
 (chat/store/boundaries.py), withdraw a pending offer the barred specialist holds for the
-member's open request or a warm transfer of theirs, and raise a supervisor alert. Reasons and details are never
-logged."""
+member's open request or a warm transfer of theirs, and raise a supervisor alert. Reasons
+and details are never logged."""
 
 from __future__ import annotations
 
