@@ -7,11 +7,12 @@ from typing import Literal, cast
 
 from msgspec.structs import replace
 
+from chat import handoff_end
 from chat.gateway.session import Outbound, Session
 from chat.people import specialist
 from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.services import Services
-from chat.store import conversations, monitors, transfer_end, wrap_up
+from chat.store import conversations, monitors, wrap_up
 from chat.store.db import iso
 from protocol import frames as f
 from protocol.codec import encode
@@ -71,10 +72,8 @@ async def after_end(services: Services, conv: conversations.Conversation, frame:
                 status="available" if status == "available" else "away", wrap_up_until=iso(wrapping)
             ),
         )
-    if conv.ended_at is not None:
-        # A transfer under way ended with it (PRODUCT.md §9): its offer is gone.
-        for offer_id, holder in await transfer_end.withdrawn_by_end(services.db, conv.id, conv.ended_at):
-            services.hub.to_user(specialist(holder), f.OfferRevoked(offer_id=offer_id, reason="cancelled"))
+    # A transfer it cancelled was on offer to someone (PRODUCT.md §9): withdrawn.
+    await handoff_end.withdraw_with_end(services, conv.id)
     watchers = services.monitors.watchers(conv.id)
     for watcher in watchers:
         services.hub.to_user(watcher, frame, conversation_id=conv.id, ends_conversation=True)
