@@ -281,8 +281,15 @@ def main(argv: list[str] | None = None) -> None:
     all_runs = []
     for k in range(1, runs + 1):
         log(f"run {k} of {runs}")
-        all_runs.append(one_run(plan, args.skip, artifacts / f"run{k}", mode, log))
+        try:
+            all_runs.append(one_run(plan, args.skip, artifacts / f"run{k}", mode, log))
+        except Exception as exc:  # one run failing must not lose the others
+            log(f"run {k} failed: {type(exc).__name__}: {exc}")
+            all_runs.append({"mode": mode, "machine": machine(), "error": f"{type(exc).__name__}: {exc}"})
+            continue
         log(f"run {k} took {all_runs[-1]['elapsed_s']} s")
+        # The table so far, after every run: a long series that is cut short still has one.
+        (artifacts / "summary.md").write_text(report.render_summary(report.combine(all_runs)))
     combined = report.combine(all_runs)
     (artifacts / "results.json").write_text(json.dumps(combined, indent=2, default=str))
     summary = report.render_summary(combined)
