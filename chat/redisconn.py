@@ -274,7 +274,12 @@ def node_url(topology: RedisTopology, host: str, port: int) -> str:
 class MasterResolver:
     """For the bus on a Sentinel set: the master's address as the sentinels name it now,
     asked before every (re)connect (MasterNotFoundError, a RedisError, while they have
-    none: the bus retries). The bus closes it with itself."""
+    none: the bus retries). The bus closes it with itself.
+
+    The node named is asked its ROLE too: a sentinel that has not heard of a promotion yet
+    can still name the old master, alive and now a replica. A PUBLISH there fails nothing,
+    yet reaches only that replica's subscribers, and Sentinel will not kill our clients on
+    it again: the bus would stay there, its rings lost, with nothing to make it move."""
 
     def __init__(self, topology: RedisTopology) -> None:
         self._topology = topology
@@ -282,7 +287,13 @@ class MasterResolver:
 
     async def __call__(self) -> resp.Address:
         host, port = await self._sentinels.discover_master(self._topology.service)
-        return resp.parse_url(node_url(self._topology, str(host), int(port)))
+        address = resp.parse_url(node_url(self._topology, str(host), int(port)))
+        role = await resp.ask(address, "ROLE", timeout=TIMEOUT_S)
+        if not (isinstance(role, list) and role and role[0] == b"master"):
+            raise RedisConnectionError(
+                f"the node Sentinel named for {self._topology.service!r} is not a master"
+            )
+        return address
 
     async def aclose(self) -> None:
         await self._sentinels.aclose()

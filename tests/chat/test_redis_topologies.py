@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from chat import bus_partitions, redisconn
 from chat.bus import Bus
@@ -180,6 +181,23 @@ async def test_the_socket_cap_and_the_rate_limit_scripts(
     limiter = Limiter(client, SETTINGS)
     waits = [await limiter.wait_ms("sup", TRANSCRIPTS) for _ in range(TRANSCRIPTS.per_minute + 1)]
     assert waits[:-1] == [0] * TRANSCRIPTS.per_minute and waits[-1] > 0
+
+
+async def test_the_sentinel_resolver_names_the_master_and_refuses_a_replica(sentinels: SentinelSet) -> None:
+    resolver = redisconn.MasterResolver(redisconn.parse(sentinels.url))
+    try:
+        master = sentinels.master_node()
+        assert (await resolver()).port == master.port
+        replica = next(n for n in sentinels.nodes if n is not master)
+
+        async def stale(service: str) -> tuple[str, int]:  # a sentinel not yet told of a promotion
+            return "127.0.0.1", replica.port
+
+        resolver._sentinels.discover_master = stale  # type: ignore[method-assign, assignment]
+        with pytest.raises(RedisError, match="not a master"):
+            await resolver()
+    finally:
+        await resolver.aclose()
 
 
 @pytest.mark.slow

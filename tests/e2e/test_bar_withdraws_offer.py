@@ -26,8 +26,8 @@ async def _state_of_offer(database_url: str, offer_id: str) -> Any:
         await db.close()
 
 
-async def _available(live: LiveService, sid: str, name: str) -> Client:
-    await put_profile(live, sid, name=name, tags=["anger"])
+async def _available(live: LiveService, sid: str, name: str, tag: str = "anger") -> Client:
+    await put_profile(live, sid, name=name, tags=[tag])
     client, _ = await Client.connect(live.ws, token("specialist", sid, name))
     status = await client.call({"type": "availability", "status": "available"}, "availability")
     assert status["status"] == "available", status
@@ -128,3 +128,46 @@ async def test_a_report_while_a_cold_transfer_waits_is_about_who_handed_it_on(
     for client in (pair.member, pair.specialist):
         await client.close()
     assert_clean_log(live, "qw3")
+
+
+async def test_a_report_withdraws_a_warm_transfer_offered_to_the_reported_specialist(
+    live: LiveService, database_url: str
+) -> None:
+    # The member talked with Ben before; now they talk with Ana, who asks Ben to take it.
+    first = await matched(live, member_id="acct-warm-bar", specialist_id="spec-warm-ben", tag="loss")
+    member, ben = first.member, first.specialist
+    await member.call({"type": "end", "conversation_id": first.conversation_id}, "conversation_ended")
+    await ben.expect("conversation_ended")
+    await ben.call({"type": "availability", "status": "away"}, "availability")
+    ana = await _available(live, "spec-warm-ana", "Ana", "loss")
+    queued = await member.call({"type": "request", "tags": ["loss"]}, "queued")
+    offer = await ana.expect("offer", where=lambda m: m["request_id"] == queued["request_id"], timeout=20)
+    started = await ana.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    second = started["conversation"]["id"]
+    await ana.call(
+        {"type": "transfer", "conversation_id": second, "to_specialist": "spec-warm-ben", "note": "qw4"},
+        "transfer",
+    )
+    warm = await ben.expect("offer", where=lambda m: m.get("transfer") is not None, timeout=20)
+
+    # The member reports their earlier conversation with Ben: the warm offer goes at once,
+    # and Ana, who keeps the conversation, is told it could not happen.
+    await member.call(
+        {"type": "report", "conversation_id": first.conversation_id, "reason": "rude"}, "reported"
+    )
+    revoked = await ben.expect("offer_revoked", timeout=20)
+    assert revoked == {"type": "offer_revoked", "offer_id": warm["offer_id"], "reason": "withdrawn"}
+    failed = await ana.expect("transfer_failed", timeout=20)
+    assert failed == {"type": "transfer_failed", "conversation_id": second, "reason": "unavailable"}
+    db = await asyncpg.connect(database_url)
+    try:
+        state = await db.fetchval("SELECT state FROM transfers WHERE id = $1", warm["offer_id"])
+        owner = await db.fetchval("SELECT specialist_id FROM conversations WHERE id = $1", second)
+    finally:
+        await db.close()
+    assert (state, owner) == ("cancelled", "spec-warm-ana")
+    late = await ben.call({"type": "accept", "offer_id": warm["offer_id"]}, "conversation_started")
+    assert late["type"] == "error", late
+    for client in (member, ben, ana):
+        await client.close()
+    assert_clean_log(live, "qw4")

@@ -487,4 +487,5 @@ export const strings = {
   "block.done": "Blocked until {until}. Supervisors were told.",
   "member.handed_on_joined_short": "{name} is with you now.",
   "member.next_peer": "your next peer",
+  "spec.open_chats": "Open chats",
 };
