@@ -379,3 +379,36 @@ async def recorded(page: Page, testid: str) -> list[str]:
     seen: list[str] = await page.evaluate("(id) => window.__seen[id]", testid)
     placeholder = "\u2013"  # the en dash a tile shows before its first value
     return [v for v in seen if v not in ("", placeholder)]
+
+
+# A member asks, a specialist answers: the steps most page tests share.
+
+
+async def ask(member: Page, tag: str, note: str = "") -> None:
+    await member.get_by_test_id(f"tag-{tag}").check()
+    if note:
+        await member.get_by_test_id("note-input").fill(note)
+    await member.get_by_test_id("request-button").click()
+    await expect(member.get_by_test_id("queue-view")).to_be_visible()
+
+
+async def conversation_id(member: Page) -> str:
+    chat = member.get_by_test_id("chat")
+    await expect(chat).to_have_count(1)
+    cid = await chat.get_attribute("data-conversation-id")
+    assert cid
+    return cid
+
+
+def tab(spec: Page, cid: str) -> Locator:
+    return spec.locator(f'[data-testid="chat-tab"][data-conversation-id="{cid}"]')
+
+
+def chat(spec: Page, cid: str) -> Locator:
+    return spec.locator(f'[data-testid="chat"][data-conversation-id="{cid}"]')
+
+
+async def say(page: Page, text: str, where: Locator | None = None) -> None:
+    box = (where or page).get_by_test_id("composer-input")
+    await box.fill(text)
+    await box.press("Enter")
