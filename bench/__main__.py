@@ -58,8 +58,8 @@ FULL = Plan(
     load=load.LoadPlan(
         processes=2,
         goal_rate=1.0,
-        goal_s=25,
-        goal_warmup_s=5,
+        goal_s=30,
+        goal_warmup_s=10,
         steps=(4000, 5000, 6000, 8000, 10000, 12000, 16000, 20000, 24000, 32000),
         step_s=5,
         step_warmup_s=2,
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", help="comma list: the rate search's coarse ladder, msgs/s")
     parser.add_argument("--goal-s", type=float, help="override the goal load's length")
     parser.add_argument("--goal-rate", type=float, help="override the goal's msg/s per side")
+    parser.add_argument("--goal-warmup-s", type=float, help="override the goal load's discarded warm-up")
     parser.add_argument("--idle-s", type=float, help="override the idle-CPU window (0: none)")
     parser.add_argument("--burst", type=int, help="override the burst's members (and specialists)")
     parser.add_argument(
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         plan = replace(plan, load=replace(plan.load, steps=steps))
     if args.goal_s:
         plan = replace(plan, load=replace(plan.load, goal_s=args.goal_s))
+    if args.goal_warmup_s is not None:
+        plan = replace(plan, load=replace(plan.load, goal_warmup_s=args.goal_warmup_s))
     if args.goal_rate:
         plan = replace(plan, load=replace(plan.load, goal_rate=args.goal_rate))
     if args.profile_s is not None:
