@@ -118,9 +118,12 @@ def measure(
         matched = [w / 1e6 for r in results for w in r["waits_us"]]
         asked = sum(r["members"] for r in results)
         errors: dict[str, int] = {}
+        frames: dict[str, int] = {}
         for r in results:
             for code, n in r["error_codes"].items():
                 errors[code] = errors.get(code, 0) + n
+            for kind_seen, n in r["frames"].items():
+                frames[kind_seen] = frames.get(kind_seen, 0) + n
         out = {
             "kind": kind,
             "members": asked,
@@ -135,6 +138,8 @@ def measure(
             "queued": sum(r["queued"] for r in results),
             "queue_updates": sum(r["queue_updates"] for r in results),
             "error_codes": errors,
+            "unexpected_closes": sum(r["unexpected_closes"] for r in results),
+            "frames": frames,
             "connect_s": round(connect_s, 1),
             # The generator's own lateness sending the requests: it must not be the bottleneck.
             "generator_send_lag_p99_ms": round(max(r["send_lag_p99_us"] for r in results) / 1000, 1),
@@ -145,7 +150,7 @@ def measure(
         log(
             f"  burst {kind}: {len(matched)}/{asked} matched, request → conversation_started "
             f"{out['wait_s']} s; {out['queue_updates']} queue updates, "
-            f"errors {errors}, cpu% {usage['cpu_pct']}"
+            f"errors {errors}, closes {out['unexpected_closes']}, frames {frames}, cpu% {usage['cpu_pct']}"
         )
         gen.close_sockets()
         return out

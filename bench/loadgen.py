@@ -185,6 +185,7 @@ class _Burst:
     queued: int = 0
     queue_updates: int = 0
     started_specialists: int = 0
+    frames: Counter[str] = field(default_factory=Counter)  # every frame type seen, by role
 
 
 class Worker:
@@ -285,6 +286,7 @@ class Worker:
     def _on_burst(self, client: _Client, kind: str, frame: _Incoming, now: int) -> None:
         burst = self.burst
         assert burst is not None
+        burst.frames[f"{client.side.role}:{kind}"] += 1
         if kind == "offer" and frame.offer_id is not None:
             burst.offers += 1
             client.send_text('{"type":"accept","offer_id":"' + frame.offer_id + '"}')
@@ -391,6 +393,7 @@ class Worker:
         burst = self.burst or _Burst()
         self.burst = burst
         errors_before = Counter(self.errors)
+        closes_before = self.unexpected_closes
         members = [c for c in self.sockets if c.side.role == "member" and not c.lost]
         rng = random.Random(seed)
         due = sorted((start_ns + rng.randrange(max(1, int(spread_s * 1e9))), i) for i in range(len(members)))
@@ -416,6 +419,8 @@ class Worker:
             "queue_updates": burst.queue_updates,
             "started_specialists": burst.started_specialists,
             "error_codes": dict(self.errors - errors_before),
+            "unexpected_closes": self.unexpected_closes - closes_before,
+            "frames": dict(burst.frames),
             "send_lag_p99_us": lag.get_value_at_percentile(99),
         }
 

@@ -243,7 +243,8 @@ class Matchmaker:
                 )
         for estimate in decisions.queue_updates:
             request = self._requests_by_id.get(estimate.request_id)
-            if request is not None:
+            # A cold transfer's member is in their conversation: told `transfer`, not a place in line.
+            if request is not None and request.transfer_of is None:
                 self._tell_queue(
                     request,
                     f.QueueUpdate(

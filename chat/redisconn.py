@@ -17,12 +17,14 @@ apply to the Sentinel and Cluster forms as well.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import redis.asyncio as redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from chat import resp
 
@@ -158,6 +160,32 @@ def _tls_kwargs(topology: RedisTopology) -> dict[str, object]:
     return kwargs
 
 
+class ClusterUnavailable(RedisConnectionError):
+    """A cluster with slots nobody serves, or no node reachable at all. redis-py raises
+    RedisClusterException for these, which is not a RedisError; every Redis user here
+    handles "Redis is down" as RedisError or OSError, so the cluster client raises this
+    (a redis ConnectionError) instead."""
+
+
+class _Cluster(RedisCluster):
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+
 class _SentinelMaster(redis.Redis):
     """The master's client, which closes the sentinels' connections with its own."""
 
@@ -222,7 +250,7 @@ def client(topology: RedisTopology) -> RedisClient:
         )
         master.sentinels = sentinels
         return master
-    return RedisCluster(
+    return _Cluster(
         startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
         max_connections=MAX_CONNECTIONS,
         **common,  # type: ignore[arg-type]
@@ -246,7 +274,12 @@ def node_url(topology: RedisTopology, host: str, port: int) -> str:
 class MasterResolver:
     """For the bus on a Sentinel set: the master's address as the sentinels name it now,
     asked before every (re)connect (MasterNotFoundError, a RedisError, while they have
-    none: the bus retries). The bus closes it with itself."""
+    none: the bus retries). The bus closes it with itself.
+
+    The node named is asked its ROLE too: a sentinel that has not heard of a promotion yet
+    can still name the old master, alive and now a replica. A PUBLISH there fails nothing,
+    yet reaches only that replica's subscribers, and Sentinel will not kill our clients on
+    it again: the bus would stay there, its rings lost, with nothing to make it move."""
 
     def __init__(self, topology: RedisTopology) -> None:
         self._topology = topology
@@ -254,7 +287,13 @@ class MasterResolver:
 
     async def __call__(self) -> resp.Address:
         host, port = await self._sentinels.discover_master(self._topology.service)
-        return resp.parse_url(node_url(self._topology, str(host), int(port)))
+        address = resp.parse_url(node_url(self._topology, str(host), int(port)))
+        role = await resp.ask(address, "ROLE", timeout=TIMEOUT_S)
+        if not (isinstance(role, list) and role and role[0] == b"master"):
+            raise RedisConnectionError(
+                f"the node Sentinel named for {self._topology.service!r} is not a master"
+            )
+        return address
 
     async def aclose(self) -> None:
         await self._sentinels.aclose()

@@ -7,6 +7,7 @@ from typing import Literal, cast
 
 from msgspec.structs import replace
 
+from chat import handoff_end
 from chat.gateway.session import Outbound, Session
 from chat.people import specialist
 from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
@@ -71,6 +72,8 @@ async def after_end(services: Services, conv: conversations.Conversation, frame:
                 status="available" if status == "available" else "away", wrap_up_until=iso(wrapping)
             ),
         )
+    # A transfer it cancelled was on offer to someone (PRODUCT.md §9): withdrawn.
+    await handoff_end.withdraw_with_end(services, conv.id)
     watchers = services.monitors.watchers(conv.id)
     for watcher in watchers:
         services.hub.to_user(watcher, frame, conversation_id=conv.id, ends_conversation=True)

@@ -48,6 +48,12 @@ class Ordering:
         messages that now follow it. Needs no await; the caller sends the result."""
         conv = item.conversation_id
         if item.starts_conversation and conv is not None:
+            if conv in self.handed_on:
+                # Handed back to this specialist (PRODUCT.md §9): it starts again for them,
+                # its seq line from 0 (what they had is sent again; the page drops repeats).
+                self.handed_on.discard(conv)
+                self.ended.discard(conv)
+                self.seen.pop(conv, None)
             if conv in self.seen:
                 return []  # told already (the doorbell and a repair can both bring it)
             self.seen[conv] = 0

@@ -84,6 +84,11 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
 async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> None:
     revoked = await queue.cancel_request(services.db, frame.request_id, session.user_id)
     if revoked is None:
+        request = await queue.get_request(services.db, frame.request_id)
+        if request is not None and request.member_id == session.user_id and request.transfer_of is not None:
+            # A cold transfer's queue entry (PRODUCT.md §9) goes with its conversation, which
+            # would otherwise stay active with nobody to hold it.
+            raise Refuse(ErrorCode.INVALID_STATE, "your conversation is being handed on; end it to leave")
         raise Refuse(ErrorCode.NOT_FOUND, "no open request of yours with that id")
     session.push_frame(f.Cancelled(request_id=frame.request_id, ref=frame.ref))
     services.hub.to_user(session.person, f.Cancelled(request_id=frame.request_id), skip=session)

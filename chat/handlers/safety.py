@@ -13,7 +13,7 @@ from chat.metrics import METRICS
 from chat.people import specialist
 from chat.safety import alerting, monitoring, risk_watch
 from chat.services import Services
-from chat.store import alerts, audit, conversations, joins, monitors, notes, wrap_up
+from chat.store import alerts, audit, conversations, joins, monitors, notes, transfer, wrap_up
 from chat.store.alerts import Acked, AlertKind
 from chat.store.conversations import Appended, Conversation
 from chat.store.db import iso
@@ -254,10 +254,14 @@ async def _watches_changed(services: Services) -> None:
 @handles(f.WrapUp, "specialist")
 async def on_wrap_up(services: Services, session: Session, frame: f.WrapUp) -> None:
     conv = await conversations.get(services.db, frame.conversation_id)
-    if conv is None or conv.specialist_id != session.user_id:
+    if conv is None:
         raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
-    if conv.state != "ended":
-        raise Refuse(ErrorCode.INVALID_STATE, "wrap-up comes after the conversation ends")
+    if conv.specialist_id == session.user_id:
+        if conv.state != "ended":
+            raise Refuse(ErrorCode.INVALID_STATE, "wrap-up comes after the conversation ends")
+    elif not await transfer.handed_on_by(services.db, conv.id, session.user_id):
+        # One they handed on ended for them then, though it goes on (PRODUCT.md §8, §9).
+        raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
     async with services.db.acquire() as conn, conn.transaction():
         saved = await wrap_up.save(
             conn, conv.id, session.user_id, frame.outcome, frame.risk_level, frame.note

@@ -56,6 +56,7 @@ _REFUSALS = {
     Refusal.NOT_FOUND: (ErrorCode.NOT_FOUND, "no such request"),
     Refusal.BLOCKED: (ErrorCode.BLOCKED, "a block or report keeps you and this member apart"),
     Refusal.WRAP_UP: (ErrorCode.WRAP_UP, "you are in wrap-up after a conversation; see wrap_up_until"),
+    Refusal.HANDED_ON: (ErrorCode.INVALID_STATE, "you handed this conversation on"),
 }
 
 

@@ -29,6 +29,7 @@ class Refusal(StrEnum):
     NOT_FOUND = "not_found"
     BLOCKED = "blocked"  # a block or report bars this pair (PRODUCT.md §9)
     WRAP_UP = "wrap_up"
+    HANDED_ON = "handed_on"  # a cold transfer's queue entry, claimed by the one who handed it on
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +129,14 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
         request_id,
     )
     if request.transfer_of is not None:
-        # A cold transfer: the taker now holds the conversation that waits (its id and seq kept).
+        # A cold transfer: the taker now holds the conversation that waits (its id and seq
+        # kept). Never back to the one who handed it on, by offer (`avoid`) or by claim.
+        handed_on = await transfer.of_request(conn, request.id)
+        if handed_on is not None and handed_on[0].from_specialist_id == specialist_id:
+            raise _Abort(Refusal.HANDED_ON)
         taken = await transfer.take_queued(conn, request, specialist_id, spec["name"])
         if taken is None:
             raise _Abort(Refusal.ALREADY_CLAIMED)  # it ended meanwhile
-        handed_on = await transfer.of_request(conn, request.id)
         return Assignment(
             conversation_id=taken.id,
             request=request,

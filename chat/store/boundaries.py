@@ -21,7 +21,7 @@ from datetime import datetime
 import asyncpg
 
 from chat.store.db import Db, FromRow
-from chat.store.states import OFFER_REVOKED, REQUEST_BACK_IN_LINE, open_states
+from chat.store.states import OFFER_REVOKED, REQUEST_BACK_IN_LINE, TRANSFER_OFFERED, open_states
 from matching.lifecycle import REQUEST_TRANSITIONS, RequestState
 
 REQUEST_IN_LINE = open_states(REQUEST_TRANSITIONS, RequestState)  # waiting or offered
@@ -205,6 +205,31 @@ async def add_report(
         withdrawn = await _bar_open_request(conn, member_id, specialist_id)
     assert row is not None
     return Report.of(row), withdrawn
+
+
+async def reported_specialist(db: Db, conversation_id: str, specialist_id: str) -> str:
+    """Whom a member's report of this conversation is about: its specialist, or, while a
+    cold transfer waits and nobody holds it (specialist_id ''), the one who handed it on."""
+    if specialist_id:
+        return specialist_id
+    handed_on = await db.fetchval(
+        """SELECT from_specialist_id FROM transfers WHERE conversation_id = $1
+           ORDER BY created_at DESC, id LIMIT 1""",
+        conversation_id,
+    )
+    return str(handed_on or "")
+
+
+async def warm_transfers_to(db: Db, member_id: str, specialist_id: str) -> list[str]:
+    """The warm transfers of the member's conversations still offered to this specialist
+    (chat/store/transfer.py): a bar that lands now withdraws them too."""
+    rows = await db.fetch(
+        f"""SELECT t.id FROM transfers t JOIN conversations c ON c.id = t.conversation_id
+            WHERE c.member_id = $1 AND t.to_specialist_id = $2 AND t.state = {TRANSFER_OFFERED}""",
+        member_id,
+        specialist_id,
+    )
+    return [str(r["id"]) for r in rows]
 
 
 async def all_reports(db: Db, limit: int = 500) -> list[Report]:

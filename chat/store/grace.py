@@ -13,8 +13,10 @@ import asyncpg
 
 from chat.store.conversations import Conversation, end_in
 from chat.store.db import Db
-from chat.store.queue import _REQ, Request, new_id
+from chat.store.queue import Request, new_id
 from chat.store.states import CONVERSATION_ACTIVE
+
+_REQ = Request.columns()
 
 
 @dataclass(frozen=True, slots=True)

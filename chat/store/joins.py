@@ -64,13 +64,7 @@ async def append(
         )
         if conv is None:
             return Appended.NOT_FOUND, 0, None
-        joined = await db.fetchval(
-            """SELECT 1 FROM conversation_joins
-               WHERE conversation_id = $1 AND supervisor_id = $2 AND left_at IS NULL""",
-            conversation_id,
-            supervisor_id,
-        )
-        if not joined:
+        if not await joined(db, conversation_id, supervisor_id):
             return Appended.FORBIDDEN, 0, None
         dup = await db.fetchrow(
             """SELECT seq, sent_at FROM messages WHERE conversation_id = $1 AND sender_id = $2

@@ -167,11 +167,12 @@ async def cancel_request(
     db: asyncpg.Pool[asyncpg.Record], request_id: str, member_id: str
 ) -> list[Offer] | None:
     """Cancel the member's own open request; returns the offers withdrawn, or None if it
-    was not theirs or no longer open."""
+    was not theirs, no longer open, or a cold transfer's entry (ended with its conversation)."""
     async with db.acquire() as conn, conn.transaction():
         done = await conn.fetchval(
             f"""UPDATE requests SET state = {REQUEST_CANCELLED.to}, closed_at = now()
-                WHERE id = $1 AND member_id = $2 AND state IN {REQUEST_CANCELLED.from_} RETURNING id""",
+                WHERE id = $1 AND member_id = $2 AND state IN {REQUEST_CANCELLED.from_}
+                  AND transfer_of IS NULL RETURNING id""",
             request_id,
             member_id,
         )

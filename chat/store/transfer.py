@@ -28,6 +28,7 @@ from chat.store.db import Db, FromRow
 from chat.store.queue import _REQ, PENDING, Request
 from chat.store.states import (
     CONVERSATION_ACTIVE,
+    OFFER_REVOKED,
     TRANSFER_ACCEPTED,
     TRANSFER_CANCELLED,
     TRANSFER_EXPIRED,
@@ -393,6 +394,19 @@ async def close_warm(
     return Transfer.of(row) if row is not None else None
 
 
+async def handed_on_by(db: Db, conversation_id: str, specialist_id: str) -> bool:
+    """Whether the conversation ended for this specialist by their handing it on: a cold
+    transfer (they lost it when it began) or an accepted warm one (PRODUCT.md §8: their
+    wrap-up is theirs to record like any other end's)."""
+    found = await db.fetchval(
+        f"""SELECT 1 FROM transfers WHERE conversation_id = $1 AND from_specialist_id = $2
+              AND (request_id IS NOT NULL OR state = {TRANSFER_ACCEPTED.to}) LIMIT 1""",
+        conversation_id,
+        specialist_id,
+    )
+    return found is not None
+
+
 async def get(db: Db, transfer_id: str) -> Transfer | None:
     row = await db.fetchrow(f"SELECT {_TRANSFER} FROM transfers WHERE id = $1", transfer_id)
     return Transfer.of(row) if row is not None else None
@@ -492,3 +506,23 @@ async def targets(db: Db, conv: Conversation, caller_id: str, online: set[str]) 
         conv.tags,
     )
     return [Target.of(r) for r in rows]
+
+
+async def withdrawn_by_end(db: Db, conversation_id: str) -> list[tuple[str, str]]:
+    """(specialist, offer id) of the offers the conversation's end withdrew: a warm
+    transfer's, and those of a cold one's queue entry (decided in the ending transaction,
+    so at the very `ended_at`)."""
+    rows = await db.fetch(
+        f"""SELECT t.to_specialist_id AS specialist_id, t.id AS offer_id
+              FROM transfers t JOIN conversations c ON c.id = t.conversation_id
+             WHERE t.conversation_id = $1 AND t.state = 'cancelled' AND t.to_specialist_id IS NOT NULL
+               AND t.decided_at = c.ended_at
+            UNION ALL
+            SELECT o.specialist_id, o.id
+              FROM transfers t JOIN conversations c ON c.id = t.conversation_id
+              JOIN offers o ON o.request_id = t.request_id
+             WHERE t.conversation_id = $1 AND t.request_id IS NOT NULL
+               AND o.state = {OFFER_REVOKED.to} AND o.decided_at = c.ended_at""",
+        conversation_id,
+    )
+    return [(r["specialist_id"], r["offer_id"]) for r in rows]

@@ -51,12 +51,13 @@ class Saved:
 async def save(
     conn: Db, conversation_id: str, specialist_id: str, outcome: str, risk_level: str, note: str | None
 ) -> Saved:
-    """Record the outcome (a second `wrap_up` replaces the first) and end the wrap-up now,
+    """Record the outcome (a second `wrap_up` replaces the first; each specialist who held
+    a handed-on conversation records their own) and end the wrap-up now,
     or at its floor if that is later. Returns when it now ends."""
     await conn.execute(
         """INSERT INTO wrap_ups (conversation_id, specialist_id, outcome, risk_level, note)
            VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (conversation_id) DO UPDATE
+           ON CONFLICT (conversation_id, specialist_id) DO UPDATE
               SET outcome = EXCLUDED.outcome, risk_level = EXCLUDED.risk_level,
                   note = EXCLUDED.note, at = now()""",
         conversation_id,

@@ -83,6 +83,7 @@ def test_a_burst_is_timed_from_each_request_to_its_conversation_started(
     [burst] = gen.request_burst(spread_s=0.3, timeout_s=3)
     assert burst["members"] == 7 and burst["queued"] == 7
     assert burst["offers"] == 6 and burst["started_specialists"] == 6
+    assert burst["frames"]["member:conversation_started"] == 6 and burst["unexpected_closes"] == 0
     waits = burst["waits_us"]
     assert len(waits) == 6, "every specialist took one member; the seventh is still waiting"
     assert all(0 < w < 3_000_000 for w in waits)

@@ -206,3 +206,11 @@ def test_a_burst_member_never_matched_counts_as_waiting_the_whole_timeout() -> N
         "mean": 0.15,
     }
     assert wait_figures([], asked=0, timeout_s=45.0)["p99"] is None
+
+
+def test_a_failed_run_leaves_its_figures_empty_and_every_run_goals_undecided() -> None:
+    combined = report.combine([_run(190, 100, 8000, 16000), {"mode": "full", "error": "RuntimeError: boom"}])
+    cpu = _figure(combined, "cpu_ratio")
+    assert cpu["runs"] == [1.9, None] and cpu["median"] == 1.9
+    assert _figure(combined, "rate_ratio")["pass"] is None, "one run has no ratio: not a pass"
+    assert "| 1.9 / - |" in report.render_summary(combined)

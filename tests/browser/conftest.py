@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from playwright.async_api import Browser, async_playwright
@@ -72,3 +72,25 @@ async def web(live: LiveService, browser: Browser) -> AsyncIterator[Web]:
     finally:
         await harness.close()
     harness.assert_clean()
+
+
+@pytest.fixture
+async def webs(
+    service_factory: Callable[..., LiveService], browser: Browser
+) -> AsyncIterator[Callable[..., Web]]:
+    """Like `web`, for services started with environments of their own: `webs(**env)`. Each
+    is closed and checked like `web` is."""
+    made: list[Web] = []
+
+    def start(**env: str) -> Web:
+        harness = Web(service_factory(**env), browser)
+        made.append(harness)
+        return harness
+
+    try:
+        yield start
+    finally:
+        for harness in made:
+            await harness.close()
+    for harness in made:
+        harness.assert_clean()

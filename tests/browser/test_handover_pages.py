@@ -160,6 +160,7 @@ async def test_supervisor_sends_a_conversation_back_to_the_queue_and_the_member_
     await expect(member.get_by_test_id("service-line")).to_contain_text(
         "We are connecting you with another peer. You can keep writing"
     )
+    await expect(member.get_by_test_id("chat-title")).to_have_text("Chat with your next peer")
     await say(member, "Still here, waiting.")
     await expect(member.get_by_test_id("message").last).to_have_attribute("data-state", "sent")
     await web.shoot(member, "member-handed-on-waiting", member.get_by_test_id("chat"))

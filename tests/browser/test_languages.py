@@ -5,38 +5,16 @@ have falls back to English."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import expect
 
 from tests.browser.support import Web, put_profile
 from tests.support.client import Client, token
-from tests.support.servers import LiveService
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def webs(
-    service_factory: Callable[..., LiveService], browser: Browser
-) -> AsyncIterator[Callable[..., Web]]:
-    """Like the `web` fixture, for a service started with its own environment."""
-    made: list[Web] = []
-
-    def start(**env: str) -> Web:
-        harness = Web(service_factory(**env), browser)
-        made.append(harness)
-        return harness
-
-    try:
-        yield start
-    finally:
-        for harness in made:
-            await harness.close()
-    for harness in made:
-        harness.assert_clean()
 
 
 async def test_languages_are_the_catalogue_files(web: Web) -> None:

@@ -6,12 +6,12 @@ phone width into docs/screenshots/ (with PEERCHAT_UPDATE_SCREENSHOTS=1)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import expect
 
 from tests.browser.support import Web, put_profile
 from tests.support.servers import LiveService, wait_until
@@ -26,27 +26,6 @@ ALTERNATIVES = [
     },
     {"name": "Evening warm line", "url": "https://warm.example/call", "description": "6 pm to 2 am"},
 ]
-
-
-@pytest.fixture
-async def webs(
-    service_factory: Callable[..., LiveService], browser: Browser
-) -> AsyncIterator[Callable[..., Web]]:
-    """Like the `web` fixture, for a service started with its own environment."""
-    made: list[Web] = []
-
-    def start(**env: str) -> Web:
-        harness = Web(service_factory(**env), browser)
-        made.append(harness)
-        return harness
-
-    try:
-        yield start
-    finally:
-        for harness in made:
-            await harness.close()
-    for harness in made:
-        harness.assert_clean()
 
 
 async def test_closed_hours_say_when_and_where_else_to_turn(webs: Callable[..., Web]) -> None:

@@ -76,3 +76,35 @@ async def test_the_gap_timer_fires_once_and_only_while_messages_are_held(
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     assert fired == ["c1"]
+
+
+async def test_after_a_transferred_end_nothing_more_of_it_and_a_hand_back_starts_again() -> None:
+    # PRODUCT.md §9: the specialist who handed a conversation on gets no message of it after
+    # their `conversation_ended` (reason `transferred`), even one stored a moment before.
+    order = Ordering(on_gap=lambda c: None)
+    order.seen["c1"] = 1
+    assert order.plan(msg(3)) == []  # held ahead of a gap ...
+    ended = Outbound(
+        b'{"type":"conversation_ended","conversation_id":"c1","by":"specialist","reason":"transferred"}',
+        "c1",
+        None,
+        ends_conversation=True,
+    )
+    assert order.plan(ended) == [ended.data]
+    assert "c1" not in order.held  # ... and dropped with the hand-on
+    assert order.plan(msg(2)) == [] and order.plan(msg(4)) == []
+    assert order.plan(msg(1, "c2")) == [b"c2:1"]  # other conversations are untouched
+    # An ordinary end does not cut anything off.
+    order.seen["c3"] = 0
+    plain = Outbound(
+        b'{"type":"conversation_ended","conversation_id":"c3","by":"member","reason":"ended"}',
+        "c3",
+        None,
+        ends_conversation=True,
+    )
+    assert order.plan(plain) == [plain.data]
+    assert order.plan(msg(1, "c3")) == [b"c3:1"]
+    # Handed back to them later: it starts again, from seq 0.
+    start = Outbound(b"started", "c1", None, starts_conversation=True)
+    assert order.plan(start) == [b"started"]
+    assert order.plan(msg(1)) == [b"c1:1"]

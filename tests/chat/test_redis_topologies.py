@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from chat import bus_partitions, redisconn
 from chat.bus import Bus
@@ -36,16 +37,14 @@ def name(role: str, sub: str) -> str:
     return identity_key(SETTINGS, role, sub)
 
 
-@pytest.fixture(scope="module")
-def cluster_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
-    with redis_cluster_set(tmp_path_factory.mktemp("topo-cluster")) as c:
-        yield c
+@pytest.fixture
+def cluster_set(shared_cluster: RedisClusterSet) -> RedisClusterSet:
+    return shared_cluster
 
 
-@pytest.fixture(scope="module")
-def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    with sentinel_set(tmp_path_factory.mktemp("topo-sentinel")) as s:
-        yield s
+@pytest.fixture
+def sentinels(shared_sentinels: SentinelSet) -> SentinelSet:
+    return shared_sentinels
 
 
 @pytest.fixture(params=["sentinel", "cluster"])
@@ -184,9 +183,30 @@ async def test_the_socket_cap_and_the_rate_limit_scripts(
     assert waits[:-1] == [0] * TRANSCRIPTS.per_minute and waits[-1] > 0
 
 
+async def test_the_sentinel_resolver_names_the_master_and_refuses_a_replica(sentinels: SentinelSet) -> None:
+    resolver = redisconn.MasterResolver(redisconn.parse(sentinels.url))
+    try:
+        master = sentinels.master_node()
+        assert (await resolver()).port == master.port
+        replica = next(n for n in sentinels.nodes if n is not master)
+
+        async def stale(service: str) -> tuple[str, int]:  # a sentinel not yet told of a promotion
+            return "127.0.0.1", replica.port
+
+        resolver._sentinels.discover_master = stale  # type: ignore[method-assign, assignment]
+        with pytest.raises(RedisError, match="not a master"):
+            await resolver()
+    finally:
+        await resolver.aclose()
+
+
 @pytest.mark.slow
-async def test_the_sentinel_bus_follows_a_promotion(sentinels: SentinelSet) -> None:
-    """Runs last among the Sentinel tests of this module: it moves the master."""
+async def test_the_sentinel_bus_follows_a_promotion(tmp_path: Path) -> None:
+    with sentinel_set(tmp_path) as sentinels:
+        await _sentinel_bus_follows_a_promotion(sentinels)
+
+
+async def _sentinel_bus_follows_a_promotion(sentinels: SentinelSet) -> None:
     parsed = redisconn.parse(sentinels.url)
     a, b = (
         RedisBus(resolve=redisconn.MasterResolver(parsed)),
@@ -216,8 +236,12 @@ async def test_the_sentinel_bus_follows_a_promotion(sentinels: SentinelSet) -> N
 
 
 @pytest.mark.slow
-async def test_the_cluster_bus_follows_a_failover_and_a_slot_migration(cluster_set: RedisClusterSet) -> None:
-    """Runs last in this module: it moves masters and slots."""
+async def test_the_cluster_bus_follows_a_failover_and_a_slot_migration(tmp_path: Path) -> None:
+    with redis_cluster_set(tmp_path) as cluster_set:
+        await _cluster_bus_follows_a_failover_and_a_slot_migration(cluster_set)
+
+
+async def _cluster_bus_follows_a_failover_and_a_slot_migration(cluster_set: RedisClusterSet) -> None:
     parsed = redisconn.parse(cluster_set.url)
     client = redisconn.client(parsed)
     assert isinstance(client, RedisCluster)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from chat import redisconn, resp
-from chat.config import ConfigError, from_env
+from chat.config import ConfigError, Settings, from_env
 from chat.redisconn import RedisTopology, RedisUrlError, node_url, parse
+from chat.socket_cap import SocketCap
 
 BASE = {"DATABASE_URL": "postgresql://db/x", "PEERCHAT_JWT_SECRET": "c" * 32}
 
@@ -105,3 +107,19 @@ async def test_each_form_builds_its_client_without_connecting() -> None:
     assert isinstance(cluster, RedisCluster)
     for client in (single, sentinel):
         await client.aclose()
+
+
+async def test_a_cluster_nobody_answers_is_a_redis_error_that_the_socket_cap_survives() -> None:
+    """redis-py says "cannot be connected" with RedisClusterException, which is no
+    RedisError: every Redis user here would let it through as a crash."""
+    client = redisconn.client(parse("redis+cluster://127.0.0.1:1"))
+    with pytest.raises(RedisError):
+        await client.ping()
+    with pytest.raises(RedisError):
+        pipe = client.pipeline(transaction=False)
+        pipe.get("a")
+        pipe.get("b")
+        await pipe.execute()
+    cap = SocketCap(client, Settings(database_url="-", redis_url="-", jwt_secret="x" * 32))
+    assert await cap.take("member", "m1", "s1"), "Redis down: the socket is let in"
+    await client.aclose()

@@ -26,8 +26,8 @@ async def _state_of_offer(database_url: str, offer_id: str) -> Any:
         await db.close()
 
 
-async def _available(live: LiveService, sid: str, name: str) -> Client:
-    await put_profile(live, sid, name=name, tags=["anger"])
+async def _available(live: LiveService, sid: str, name: str, tag: str = "anger") -> Client:
+    await put_profile(live, sid, name=name, tags=[tag])
     client, _ = await Client.connect(live.ws, token("specialist", sid, name))
     status = await client.call({"type": "availability", "status": "available"}, "availability")
     assert status["status"] == "available", status
@@ -95,3 +95,79 @@ async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_off
         await client.close()
     for svc in (a, b):
         assert_clean_log(svc, "qw1", "qw2")
+
+
+async def test_a_report_while_a_cold_transfer_waits_is_about_who_handed_it_on(
+    live: LiveService, database_url: str
+) -> None:
+    pair = await matched(live, member_id="acct-cold-report", specialist_id="spec-cold-rosa", tag="debt")
+    waiting = await pair.specialist.call(
+        {"type": "transfer", "conversation_id": pair.conversation_id, "note": "qw3"}, "transfer"
+    )
+    assert (waiting["type"], waiting["state"]) == ("transfer", "waiting"), waiting
+    await pair.member.expect("transfer", where=lambda m: m["state"] == "waiting", timeout=20)
+    # Nobody holds the conversation now; the member reports the one who just handed it on.
+    reported = await pair.member.call(
+        {"type": "report", "conversation_id": pair.conversation_id, "reason": "rude"}, "reported"
+    )
+    assert reported["type"] == "reported", reported
+    db = await asyncpg.connect(database_url)
+    try:
+        about = await db.fetchval(
+            "SELECT specialist_id FROM reports WHERE conversation_id = $1", pair.conversation_id
+        )
+        avoid = await db.fetchval(
+            "SELECT avoid FROM requests WHERE transfer_of = $1 AND state IN ('waiting', 'offered')",
+            pair.conversation_id,
+        )
+    finally:
+        await db.close()
+    assert about == "spec-cold-rosa"
+    # And the conversation's queue entry will never go back to her (it never would anyway).
+    assert "spec-cold-rosa" in avoid
+    for client in (pair.member, pair.specialist):
+        await client.close()
+    assert_clean_log(live, "qw3")
+
+
+async def test_a_report_withdraws_a_warm_transfer_offered_to_the_reported_specialist(
+    live: LiveService, database_url: str
+) -> None:
+    # The member talked with Ben before; now they talk with Ana, who asks Ben to take it.
+    first = await matched(live, member_id="acct-warm-bar", specialist_id="spec-warm-ben", tag="loss")
+    member, ben = first.member, first.specialist
+    await member.call({"type": "end", "conversation_id": first.conversation_id}, "conversation_ended")
+    await ben.expect("conversation_ended")
+    await ben.call({"type": "availability", "status": "away"}, "availability")
+    ana = await _available(live, "spec-warm-ana", "Ana", "loss")
+    queued = await member.call({"type": "request", "tags": ["loss"]}, "queued")
+    offer = await ana.expect("offer", where=lambda m: m["request_id"] == queued["request_id"], timeout=20)
+    started = await ana.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    second = started["conversation"]["id"]
+    await ana.call(
+        {"type": "transfer", "conversation_id": second, "to_specialist": "spec-warm-ben", "note": "qw4"},
+        "transfer",
+    )
+    warm = await ben.expect("offer", where=lambda m: m.get("transfer") is not None, timeout=20)
+
+    # The member reports their earlier conversation with Ben: the warm offer goes at once,
+    # and Ana, who keeps the conversation, is told it could not happen.
+    await member.call(
+        {"type": "report", "conversation_id": first.conversation_id, "reason": "rude"}, "reported"
+    )
+    revoked = await ben.expect("offer_revoked", timeout=20)
+    assert revoked == {"type": "offer_revoked", "offer_id": warm["offer_id"], "reason": "withdrawn"}
+    failed = await ana.expect("transfer_failed", timeout=20)
+    assert failed == {"type": "transfer_failed", "conversation_id": second, "reason": "unavailable"}
+    db = await asyncpg.connect(database_url)
+    try:
+        state = await db.fetchval("SELECT state FROM transfers WHERE id = $1", warm["offer_id"])
+        owner = await db.fetchval("SELECT specialist_id FROM conversations WHERE id = $1", second)
+    finally:
+        await db.close()
+    assert (state, owner) == ("cancelled", "spec-warm-ana")
+    late = await ben.call({"type": "accept", "offer_id": warm["offer_id"]}, "conversation_started")
+    assert late["type"] == "error", late
+    for client in (member, ben, ana):
+        await client.close()
+    assert_clean_log(live, "qw4")

@@ -213,6 +213,11 @@ async def test_cold_transfer_goes_first_is_never_offered_back_and_keeps_every_me
     # While it waits, the member's messages are stored and acked, with their seq.
     assert [await _say(pair.member, conv, body) for body in ("two", "three", "four")] == [2, 3, 4]
 
+    # Nor may she claim it back by hand.
+    [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    back = await pair.specialist.call({"type": "claim", "request_id": entry["id"]}, "conversation_started")
+    assert (back["type"], back["code"]) == ("error", "invalid_state"), back
+
     ben = await _specialist(b, "spec-next", "Ben", max_chats=1)
     status = await ben.call({"type": "availability", "status": "available"}, "availability")
     assert status["type"] == "availability"
@@ -337,9 +342,12 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     assert first["state"] == "waiting"
     again = await pair.specialist.call(t(), "transfer")
     assert again["code"] == "invalid_state"
-    await stranger.expect("offer", timeout=20)
+    pending = await stranger.expect("offer", timeout=20)
     await pair.member.send({"type": "end", "conversation_id": conv})
     await pair.specialist.expect("conversation_ended", timeout=20)
+    # The end cancels the transfer under way, and takes its offer back.
+    withdrawn = await stranger.expect("offer_revoked", timeout=20)
+    assert withdrawn == {"type": "offer_revoked", "offer_id": pending["offer_id"], "reason": "cancelled"}
     after_end = await pair.specialist.call(t(), "transfer")
     assert after_end["code"] == "invalid_state"
     assert [r["state"] for r in await _rows(database_url, "SELECT state FROM transfers")] == ["cancelled"]
@@ -477,5 +485,61 @@ async def test_a_cold_transfer_is_not_ended_by_the_reconnect_grace(
         "assigned",
     ]
     await pair.member.close()
+    await ben.close()
+    assert_clean_log(a)
+
+
+async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
+    service_factory: type, database_url: str
+) -> None:
+    # The sender leaves right after asking; the target accepts around the moment the grace
+    # ends the conversation (peer_gone). Whichever wins, one outcome, never both.
+    a: LiveService = service_factory(PEERCHAT_RECONNECT_GRACE_S="1", PEERCHAT_PRESENCE_TTL_S="2")
+    ben = await _specialist(a, "spec-catch", "Ben", max_chats=3)
+    outcomes = []
+    for round_, delay in enumerate((0.3, 0.9, 1.1, 1.4, 4.0)):
+        pair = await matched(
+            a, member_id=f"acct-g{round_}", specialist_id=f"spec-g{round_}", tag=f"g{round_}"
+        )
+        conv = pair.conversation_id
+        await pair.specialist.call(
+            {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-catch", "note": "n"},
+            "transfer",
+        )
+        offer = await ben.expect(
+            "offer", where=lambda o, c=conv: o["transfer"]["conversation_id"] == c, timeout=20
+        )
+        await pair.specialist.close()
+        await asyncio.sleep(delay)
+        got = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+        await asyncio.sleep(2.5)  # past the grace: whatever the sweep would do, it has done
+        state, holder = await _holder(database_url, conv)
+        moved = await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+        requeued = await _rows(
+            database_url,
+            "SELECT 1 FROM requests WHERE member_id = $1 AND state IN ('waiting', 'offered')",
+            pair.member_id,
+        )
+        if got["type"] == "conversation_started":
+            outcomes.append("taken")
+            assert (state, holder, moved[0]["state"], requeued) == ("active", "spec-catch", "accepted", [])
+            await ben.send({"type": "end", "conversation_id": conv})
+            await ben.expect(
+                "conversation_ended", where=lambda e, c=conv: e["conversation_id"] == c, timeout=20
+            )
+        else:
+            outcomes.append("gone")
+            assert got["code"] == "offer_expired", got
+            assert (state, holder, moved[0]["state"], len(requeued)) == (
+                "ended",
+                f"spec-g{round_}",
+                "cancelled",
+                1,
+            )
+        await pair.member.close()
+    load = await _rows(database_url, "SELECT id, active_chats FROM specialists WHERE active_chats <> 0")
+    assert load == [], load
+    # The first round is taken well within the grace, the last well past it.
+    assert outcomes[0] == "taken" and outcomes[-1] == "gone", outcomes
     await ben.close()
     assert_clean_log(a)

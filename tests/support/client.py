@@ -98,6 +98,22 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
 
+    async def expect_any(self, kinds: tuple[str, ...], *, timeout: float = 10) -> dict[str, Any]:
+        """The next frame, in arrival order, whose type is one of `kinds`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, frame in enumerate(self.inbox):
+                if frame["type"] in kinds:
+                    return self.inbox.pop(i)
+            if self.closed_code is not None:
+                raise AssertionError(f"closed {self.closed_code} while waiting for {kinds}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"none of {kinds}; inbox: {[f['type'] for f in self.inbox]}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+
     def drain(self, kind: str) -> list[dict[str, Any]]:
         taken = [f for f in self.inbox if f["type"] == kind]
         self.inbox = [f for f in self.inbox if f["type"] != kind]

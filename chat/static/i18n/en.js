@@ -486,4 +486,6 @@ export const strings = {
   "block.end_too": "End the chat too",
   "block.done": "Blocked until {until}. Supervisors were told.",
   "member.handed_on_joined_short": "{name} is with you now.",
+  "member.next_peer": "your next peer",
+  "spec.open_chats": "Open chats",
 };

@@ -486,4 +486,6 @@ export const strings = {
   "block.end_too": "Terminar también el chat",
   "block.done": "Bloqueado hasta {until}. Se avisó a los supervisores.",
   "member.handed_on_joined_short": "{name} está contigo ahora.",
+  "member.next_peer": "tu próximo compañero",
+  "spec.open_chats": "Chats abiertos",
 };

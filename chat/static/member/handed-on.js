@@ -14,17 +14,24 @@ import { t, tParts } from '../ui/i18n.js';
  * @param {{viewFor: (conversationId: string) => ChatView | null, notice: (...parts: (Node | string)[]) => void}} hooks
  */
 export function handedOnPanel(client, { viewFor, notice }) {
+  /** @type {Map<string, string>} conversation_id -> who handed it on, while nobody has it */
+  const handedFrom = new Map();
+
   client.on('transfer', (f) => {
     const view = viewFor(f.conversation_id);
     if (!view || view.isEnded) return;
-    const from = bidi(view.peerName);
+    const fromName = handedFrom.get(f.conversation_id) || view.peerName;
+    const from = bidi(fromName);
     if (f.state === 'waiting') {
-      view.serviceLine(tParts('member.handed_on_waiting', { from }));
+      // Nobody has it until someone takes it: the chat names "your next peer" meanwhile.
+      handedFrom.set(f.conversation_id, fromName);
+      view.serviceLine(tParts('member.handed_on_waiting', { from }), t('member.next_peer'));
       notice(t('member.handed_on_waiting_short'));
       return;
     }
     const name = f.specialist && f.specialist.name;
     if (!name) return;
+    handedFrom.delete(f.conversation_id);
     view.serviceLine(tParts('member.handed_on_joined', { from, to: bidi(name) }), name);
     notice(...tParts('member.handed_on_joined_short', { name: bidi(name) }));
   });

@@ -103,7 +103,7 @@ export function chatsPanel(client, role, { onChange }) {
 
   /** @param {Chat} chat */
   function ended(chat) {
-    chat.status.textContent = ' (ended)';
+    chat.status.textContent = ` (${t('spec.ended')})`;
     chat.button.classList.add('ended');
     setUnread(chat, chat.unread);
     const close = h('button', { type: 'button', class: 'close-chat', testid: 'close-chat' }, t('spec.close_chat'));

@@ -1,0 +1,122 @@
+"""Transfer (PRODUCT.md §8, §9) edge cases found in review, end to end over real processes:
+the handing-on specialist's wrap-up of the conversation they handed on, and a member who
+cancels the queue entry of their own cold transfer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from tests.support.client import Client, token
+from tests.support.flows import assert_clean_log, matched, put_profile
+from tests.support.servers import LiveService
+
+
+async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    db = await asyncpg.connect(database_url)
+    try:
+        return await db.fetch(sql, *args)
+    finally:
+        await db.close()
+
+
+async def _holder(database_url: str, conversation_id: str) -> tuple[str, str]:
+    rows = await _rows(
+        database_url, "SELECT state, specialist_id FROM conversations WHERE id = $1", conversation_id
+    )
+    return rows[0]["state"], rows[0]["specialist_id"]
+
+
+async def test_the_handing_on_specialist_records_their_wrap_up_and_the_next_keeps_theirs(
+    service_factory: type, database_url: str
+) -> None:
+    # §8: a conversation that ends for a specialist by a transfer away starts their wrap-up,
+    # and their `wrap_up` records its outcome and may end it early, like any other end.
+    live: LiveService = service_factory(PEERCHAT_WRAP_UP_S="60")
+    pair = await matched(live, member_id="acct-wrap", specialist_id="spec-ana")
+    conv = pair.conversation_id
+    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
+    ended = await pair.specialist.expect("conversation_ended", timeout=20)
+    assert ended["reason"] == "transferred"
+    notice = await pair.specialist.expect("availability", where=lambda a: a.get("wrap_up_until"), timeout=20)
+
+    saved = await pair.specialist.call(
+        {
+            "type": "wrap_up",
+            "conversation_id": conv,
+            "outcome": "handed on to a colleague",
+            "risk_level": "low",
+        },
+        "wrap_up_saved",
+    )
+    assert saved["type"] == "wrap_up_saved", saved
+    assert saved["wrap_up_until"] < notice["wrap_up_until"]  # ended early (not urgent)
+
+    # A specialist who never held it still may not.
+    stranger, _ = await Client.connect(live.ws, token("specialist", "spec-x", "Ann"))
+    not_theirs = await stranger.call(
+        {"type": "wrap_up", "conversation_id": conv, "outcome": "x", "risk_level": "none"}, "wrap_up_saved"
+    )
+    assert not_theirs["code"] == "not_found"
+
+    # The next specialist takes it, it ends, and they record theirs: both outcomes are kept,
+    # each under its own specialist.
+    await put_profile(live, "spec-ben", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(live.ws, token("specialist", "spec-ben", "Ben"))
+    await ben.call({"type": "availability", "status": "available"}, "availability")
+    offer = await ben.expect("offer", where=lambda o: o.get("transfer") is not None, timeout=30)
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["conversation"]["id"] == conv
+    await pair.member.call({"type": "end", "conversation_id": conv}, "conversation_ended")
+    await ben.expect("conversation_ended", timeout=20)
+    theirs = await ben.call(
+        {"type": "wrap_up", "conversation_id": conv, "outcome": "talked it through", "risk_level": "none"},
+        "wrap_up_saved",
+    )
+    assert theirs["type"] == "wrap_up_saved", theirs
+    rows = await _rows(
+        database_url,
+        "SELECT specialist_id, outcome FROM wrap_ups WHERE conversation_id = $1 ORDER BY specialist_id",
+        conv,
+    )
+    assert [(r["specialist_id"], r["outcome"]) for r in rows] == [
+        ("spec-ana", "handed on to a colleague"),
+        ("spec-ben", "talked it through"),
+    ]
+    for client in (pair.member, pair.specialist, stranger, ben):
+        await client.close()
+    assert_clean_log(live)
+
+
+async def test_a_member_cannot_cancel_their_cold_transfer_into_a_conversation_nobody_holds(
+    service_factory: type, database_url: str
+) -> None:
+    # While a cold transfer waits, the member's `welcome` lists its queue entry. Cancelling
+    # it must not leave the conversation active, held by nobody and queued for nobody.
+    live: LiveService = service_factory()
+    pair = await matched(live, member_id="acct-cancel", specialist_id="spec-cold")
+    conv = pair.conversation_id
+    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
+    await pair.member.expect("transfer", timeout=20)
+    rows = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    request_id = rows[0]["id"]
+    second, welcome = await Client.connect(live.ws, token("member", "acct-cancel", "Sam"))
+    assert [r["request_id"] for r in welcome["requests"]] == [request_id]
+
+    refused = await second.call({"type": "cancel", "request_id": request_id}, "cancelled")
+    assert refused["type"] == "error" and refused["code"] == "invalid_state", refused
+    # Nothing changed: still waiting in the queue for the next specialist, who gets it.
+    assert [
+        r["state"] for r in await _rows(database_url, "SELECT state FROM requests WHERE id = $1", request_id)
+    ] == ["waiting"]
+    await put_profile(live, "spec-next", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(live.ws, token("specialist", "spec-next", "Ben"))
+    await ben.call({"type": "availability", "status": "available"}, "availability")
+    offer = await ben.expect("offer", timeout=30)
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["conversation"]["id"] == conv
+    assert await _holder(database_url, conv) == ("active", "spec-next")
+    for client in (pair.member, pair.specialist, second, ben):
+        await client.close()
+    assert_clean_log(live)
