@@ -252,9 +252,16 @@ def run_figures(run: dict[str, Any]) -> dict[str, float | None]:
     """One run's figures of issue 20, peerchat's and the relay's, by name."""
     idle_rows = {row["variant"]: row for row in run.get("idle") or []}
     matching = dig(run, "matching", "summary") or {}
-    events = [v["p99_us"] for k, v in matching.items() if k not in ("tick", "all")]
-    peer_best = dig(run, "peerchat", "search", "highest_passing_msgs_s")
-    relay_best = dig(run, "relay", "search", "highest_passing_msgs_s")
+    events = [v["p99_us"] for k, v in matching.items() if k not in ("tick", "all") and not k.startswith("_")]
+
+    def best(kind: str) -> int | None:
+        """The highest rate that held; 0 if the search ran and not even its lowest did."""
+        searched = dig(run, kind, "search")
+        if searched is None:
+            return None
+        return int(searched.get("highest_passing_msgs_s") or 0)
+
+    peer_best, relay_best = best("peerchat"), best("relay")
     cpu, relay_cpu = (
         dig(run, "peerchat", "goal", "server_cpu_us_per_msg"),
         dig(run, "relay", "goal", "server_cpu_us_per_msg"),

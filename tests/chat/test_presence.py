@@ -1,5 +1,7 @@
 """One contract for every presence backend (chat/presence.py): the memory one and the
-Redis one (against the real test Redis) must answer every question the same way."""
+Redis one (against the real test Redis, a Sentinel set's master, and a 3-master cluster,
+where the heartbeat is a pipeline split per master) must answer every question the same
+way."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
+from chat import redisconn
 from chat.config import Settings
 from chat.presence import Presence
 from chat.presence_memory import MemoryPresence
 from chat.presence_redis import RedisPresence
 from chat.redis_keys import identity_key
+from tests.support.redis_topology import RedisClusterSet, SentinelSet
 
 TTL = 30.0
 SETTINGS = Settings(database_url="-", redis_url="-", jwt_secret="p" * 32)
@@ -24,10 +28,21 @@ def name(role: str, sub: str) -> str:
     return identity_key(SETTINGS, role, sub)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 async def presence(request: pytest.FixtureRequest, redis_client: redis.Redis) -> AsyncIterator[Presence]:
-    # Both backends take the (flushed) test Redis, so each case starts from nothing.
-    yield MemoryPresence(TTL) if request.param == "memory" else RedisPresence(redis_client, TTL, name)
+    # Every backend takes a flushed Redis, so each case starts from nothing.
+    if request.param == "memory":
+        yield MemoryPresence(TTL)
+    elif request.param == "redis":
+        yield RedisPresence(redis_client, TTL, name)
+    else:
+        topology: SentinelSet | RedisClusterSet = request.getfixturevalue(
+            "shared_sentinels" if request.param == "sentinel" else "shared_cluster"
+        )
+        client = redisconn.client(redisconn.parse(topology.url))
+        await client.flushall()
+        yield RedisPresence(client, TTL, name)
+        await client.aclose()
 
 
 @pytest.fixture

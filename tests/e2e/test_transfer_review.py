@@ -120,3 +120,46 @@ async def test_a_member_cannot_cancel_their_cold_transfer_into_a_conversation_no
     for client in (pair.member, pair.specialist, second, ben):
         await client.close()
     assert_clean_log(live)
+
+
+async def test_an_end_during_a_transfer_withdraws_its_offer_from_whoever_holds_it(
+    service_factory: type, database_url: str
+) -> None:
+    # A transfer under way ends with its conversation; the specialist offered it must be
+    # told (`offer_revoked`), not left with an offer whose accept can only fail.
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    await put_profile(a, "spec-warm", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(b.ws, token("specialist", "spec-warm", "Ben"))  # online, away
+    pair = await matched(a, member_id="acct-ends", specialist_id="spec-ana")
+    conv = pair.conversation_id
+    await pair.specialist.call(
+        {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-warm", "note": "n"}, "transfer"
+    )
+    warm = await ben.expect("offer", timeout=20)
+    await pair.member.call({"type": "end", "conversation_id": conv}, "conversation_ended")
+    revoked = await ben.expect("offer_revoked", where=lambda r: r["offer_id"] == warm["offer_id"], timeout=20)
+    assert revoked["offer_id"] == warm["offer_id"]
+
+    # Cold: the queue entry's offer is withdrawn from its holder the same way.
+    second = await matched(a, member_id="acct-ends-2", specialist_id="spec-cole", tag="loss")
+    await put_profile(a, "spec-warm", name="Ben", tags=["grief", "loss"])
+    await second.specialist.call(
+        {"type": "transfer", "conversation_id": second.conversation_id, "note": "n"}, "transfer"
+    )
+    await ben.call({"type": "availability", "status": "available"}, "availability")
+    cold = await ben.expect(
+        "offer",
+        where=lambda o: (o.get("transfer") or {}).get("conversation_id") == second.conversation_id,
+        timeout=30,
+    )
+    await second.member.call({"type": "end", "conversation_id": second.conversation_id}, "conversation_ended")
+    revoked = await ben.expect("offer_revoked", where=lambda r: r["offer_id"] == cold["offer_id"], timeout=20)
+    assert revoked["offer_id"] == cold["offer_id"]
+    late = await ben.call({"type": "accept", "offer_id": cold["offer_id"]}, "conversation_started")
+    assert late["type"] == "error" and late["code"] == "offer_expired"
+    assert await _holder(database_url, second.conversation_id) == ("ended", "")
+    for client in (pair.member, pair.specialist, second.member, second.specialist, ben):
+        await client.close()
+    for svc in (a, b):
+        assert_clean_log(svc)

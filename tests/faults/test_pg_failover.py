@@ -18,6 +18,7 @@ from tests.faults.harness import (
     Participant,
     check_in_postgres,
     http_get,
+    presence_back,
     seat_participants,
 )
 from tests.support.flows import matched
@@ -48,6 +49,7 @@ async def test_primary_lost_and_standby_promoted_loses_and_repeats_nothing(
     assert cluster.pg is not None and cluster.standby is not None
     sends = 40
     participants = await seat_participants(cluster, 8, sends)
+    specialists = {p.user_id for p in participants if p.role == "specialist"}
     run = asyncio.gather(
         *(p.run(2 * sends, deadline_s=150, pace_s=0.25, resend_after=1.0) for p in participants)
     )
@@ -83,6 +85,10 @@ async def test_primary_lost_and_standby_promoted_loses_and_repeats_nothing(
         assert time.monotonic() - promoted < 20, "not every process ready after the promotion"
         await asyncio.sleep(0.1)
     all_ready_after = time.monotonic() - promoted
+    # Presence as a supervisor sees it, from every process (its roster reads PostgreSQL).
+    await presence_back(cluster, specialists, 20)
+    presence_after = time.monotonic() - promoted
+    assert presence_after <= 10, f"presence whole only {presence_after:.1f} s after"
 
     await run
     done_after = time.monotonic() - promoted
@@ -105,7 +111,8 @@ async def test_primary_lost_and_standby_promoted_loses_and_repeats_nothing(
     print(
         f"\nPostgreSQL failover ({how}): no primary for {promoted - stopped:.1f} s, {refused} sends answered "
         f"`unavailable` meanwhile, none acked; first ack {first_ack_after:.2f} s after the promotion, "
-        f"all 3 processes ready {all_ready_after:.2f} s after it; all {counts['messages']} messages "
+        f"all 3 processes ready {all_ready_after:.2f} s after it, presence whole on all of them "
+        f"{presence_after:.2f} s after it; all {counts['messages']} messages "
         f"stored once and delivered in order {done_after:.1f} s after it"
     )
     for p in participants:

@@ -19,6 +19,7 @@ from tests.faults.harness import (
     Participant,
     check_in_postgres,
     http_get,
+    presence_back,
     seat_participants,
 )
 from tests.support.flows import matched
@@ -86,6 +87,7 @@ async def test_match_chat_and_a_pgbouncer_restart_under_load(cluster: Cluster) -
 
     sends = 40
     participants = await seat_participants(cluster, 6, sends)
+    specialists = {p.user_id for p in participants if p.role == "specialist"}
     run = asyncio.gather(
         *(p.run(2 * sends, deadline_s=120, pace_s=0.2, resend_after=1.0) for p in participants)
     )
@@ -106,6 +108,10 @@ async def test_match_chat_and_a_pgbouncer_restart_under_load(cluster: Cluster) -
         assert time.monotonic() - restarted < 20, "no ack after PgBouncer came back"
         await asyncio.sleep(0.02)
     first_ack_after = time.monotonic() - restarted
+    # Presence as a supervisor sees it, from every process (its roster reads PostgreSQL).
+    await presence_back(cluster, specialists, 20)
+    presence_after = time.monotonic() - restarted
+    assert presence_after <= 10, f"presence whole only {presence_after:.1f} s after"
     await run
     for p in participants:
         assert not p.violations, p.violations[:5]
@@ -122,7 +128,8 @@ async def test_match_chat_and_a_pgbouncer_restart_under_load(cluster: Cluster) -
     assert all(http_get(svc.http + "/readyz")[0] == 200 for svc in cluster.web)
     print(
         f"\nPgBouncer restart: down {restarted - stopped:.1f} s, {refused} sends answered `unavailable`, "
-        f"first ack {first_ack_after:.2f} s after it came back; {counts['messages']} messages stored once, "
+        f"first ack {first_ack_after:.2f} s after it came back, presence whole on all 3 processes "
+        f"{presence_after:.2f} s after; {counts['messages']} messages stored once, "
         "in order"
     )
     for p in participants:

@@ -141,6 +141,10 @@ def test_cluster_fails_a_killed_master_over_and_moves_a_slot_under_writes(
     old.start()
     c.wait_settled()
     assert old.command("ROLE")[0] == b"slave"
+    # And a graceful failover hands slot 0 back to it.
+    c.failover(old)
+    assert c.master_of_slot(0) is old and new.command("ROLE")[0] == b"slave"
+    assert [int(v or -1) for v in client.mget_nonatomic(keys)] == list(range(300))
     client.close()
     c.stop()  # and a clean stop: every process gone
     assert not any(n.alive for n in c.nodes)
