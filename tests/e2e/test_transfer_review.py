@@ -163,3 +163,31 @@ async def test_an_end_during_a_transfer_withdraws_its_offer_from_whoever_holds_i
         await client.close()
     for svc in (a, b):
         assert_clean_log(svc)
+
+
+async def test_a_warm_transfer_whose_process_died_still_expires_and_the_sender_is_told(
+    service_factory: type, database_url: str
+) -> None:
+    # The warm offer's expiry was a timer in the process that sent it: a crash or a rolling
+    # restart of that process left the sender waiting for an answer that never came.
+    a: LiveService = service_factory(PEERCHAT_OFFER_TIMEOUT_S="3")
+    b: LiveService = service_factory(PEERCHAT_OFFER_TIMEOUT_S="3")
+    await put_profile(b, "spec-target", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(b.ws, token("specialist", "spec-target", "Ben"))
+    pair = await matched(a, member_id="acct-crash", specialist_id="spec-sender")
+    conv = pair.conversation_id
+    asked = await pair.specialist.call(
+        {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-target", "note": "n"}, "transfer"
+    )
+    assert asked["state"] == "waiting"
+    await ben.expect("offer", timeout=20)
+    a.kill()
+    sender, _ = await Client.connect(b.ws, token("specialist", "spec-sender", "Rosa"))
+    failed = await sender.expect("transfer_failed", timeout=40)
+    assert failed == {"type": "transfer_failed", "conversation_id": conv, "reason": "expired"}
+    rows = await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+    assert [r["state"] for r in rows] == ["expired"]
+    assert await _holder(database_url, conv) == ("active", "spec-sender")
+    for client in (sender, ben):
+        await client.close()
+    assert_clean_log(b)
