@@ -4,6 +4,7 @@ cancels the queue entry of their own cold transfer."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -191,3 +192,41 @@ async def test_a_warm_transfer_whose_process_died_still_expires_and_the_sender_i
     for client in (sender, ben):
         await client.close()
     assert_clean_log(b)
+
+
+async def test_the_next_specialist_learns_the_conversation_is_high_risk(
+    service_factory: type, database_url: str
+) -> None:
+    # §8: the first risk phrase marks a conversation `risk: "high"` and tells its specialist
+    # `risk` once. One handed on after that (or marked while it waited for nobody) must not
+    # reach its next specialist looking like any other.
+    live: LiveService = service_factory()
+    pair = await matched(live, member_id="acct-risk", specialist_id="spec-first")
+    conv = pair.conversation_id
+    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
+    await pair.member.expect("transfer", timeout=20)
+    # While it waits for nobody, the member discloses.
+    for body in ("hello again", "i want to die"):
+        ack = await pair.member.call(
+            {"type": "send", "conversation_id": conv, "client_msg_id": body, "body": body}, "ack"
+        )
+        assert ack["type"] == "ack", ack
+    marked = await _rows(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
+    for _ in range(100):
+        if marked[0]["risk"] == "high":
+            break
+        await asyncio.sleep(0.1)
+        marked = await _rows(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
+    assert marked[0]["risk"] == "high"
+
+    await put_profile(live, "spec-next", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(live.ws, token("specialist", "spec-next", "Ben"))
+    await ben.call({"type": "availability", "status": "available"}, "availability")
+    offer = await ben.expect("offer", timeout=30)
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["conversation"]["id"] == conv
+    risk = await ben.expect("risk", timeout=20)
+    assert risk == {"type": "risk", "conversation_id": conv, "level": "high", "seq": 2}
+    for client in (pair.member, pair.specialist, ben):
+        await client.close()
+    assert_clean_log(live)
