@@ -75,7 +75,7 @@ FULL = Plan(
     burst_spread_s=2.0,
     burst_timeout_s=45,
     matching_events=20_000,
-    matching_timeout_s=40,  # timing stops at half of it (about 2 s is usual)
+    matching_timeout_s=20,  # timing stops at half of it (about 2 s is usual)
 )
 
 QUICK = Plan(

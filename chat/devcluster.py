@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
             _ready(f"http://127.0.0.1:{port}")
         _describe(args, data, primary, standby, bouncer, database_url, direct_url, ports, secret)
         _describe_redis(redis_url, redis_cluster, sentinel)
+        # Last, so that whoever reads this output knows it is complete.
+        print(f"\nLogs in {data}. Ctrl-C stops everything.\n", flush=True)
         while all(p.poll() is None for p in web):
             time.sleep(1)
         print("a web process exited; see its log in", data, flush=True)
@@ -219,7 +221,6 @@ def _describe(
             f"  then point PgBouncer at the new primary: port={primary.port} -> port={standby.port} in "
             f"{bouncer.base}/pgbouncer.ini, and `kill -HUP {bouncer.proc.pid if bouncer.proc else '<pid>'}`"
         )
-    print(f"\nLogs in {data}. Ctrl-C stops everything.", flush=True)
 
 
 def _describe_redis(redis_url: str, cluster: RedisClusterSet | None, sentinel: SentinelSet | None) -> None:
@@ -245,7 +246,6 @@ def _describe_redis(redis_url: str, cluster: RedisClusterSet | None, sentinel: S
         print(f"  kill the master (promotion within ~3 s):  kill -9 {pid}")
         print(f"  graceful failover:  {cli} -p {s0.port} SENTINEL FAILOVER mymaster")
         print(f"  who is master now:  {cli} -p {s0.port} SENTINEL GET-MASTER-ADDR-BY-NAME mymaster")
-    print("", flush=True)
 
 
 if __name__ == "__main__":

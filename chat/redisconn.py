@@ -16,6 +16,9 @@ apply to the Sentinel and Cluster forms as well.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -24,7 +27,7 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import MaxConnectionsError, RedisClusterException
 
 from chat import resp
 
@@ -168,11 +171,37 @@ class ClusterUnavailable(RedisConnectionError):
 
 
 class _Cluster(RedisCluster):
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+    """Bounded like the other topologies' pools, and waiting like them: redis-py's cluster
+    node pool raises MaxConnectionsError at once when a node's MAX_CONNECTIONS are busy (a
+    burst of socket caps and leases at a reconnect storm failed by the hundred). Here at most
+    MAX_CONNECTIONS commands or pipelines are in flight, so no node is ever asked for more
+    connections than that, and one past it waits up to TIMEOUT_S for its turn."""
+
+    _turns: asyncio.Semaphore | None = None
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self._turns is None:
+            self._turns = asyncio.Semaphore(MAX_CONNECTIONS)
+        turns = self._turns
+        if turns.locked():
+            try:
+                await asyncio.wait_for(turns.acquire(), TIMEOUT_S)
+            except TimeoutError:
+                raise MaxConnectionsError("no free Redis connection within the timeout") from None
+        else:
+            await turns.acquire()
         try:
-            return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise ClusterUnavailable(str(exc)) from exc
+            yield
+        finally:
+            turns.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except RedisClusterException as exc:
+                raise ClusterUnavailable(str(exc)) from exc
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
@@ -180,10 +209,13 @@ class _Cluster(RedisCluster):
 
 class _ClusterPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        try:
-            return await super().execute(raise_on_error, allow_redirections)
-        except RedisClusterException as exc:
-            raise ClusterUnavailable(str(exc)) from exc
+        client = self.cluster_client
+        assert isinstance(client, _Cluster)
+        async with client.turn():  # one turn: a pipeline holds at most one connection per node
+            try:
+                return await super().execute(raise_on_error, allow_redirections)
+            except RedisClusterException as exc:
+                raise ClusterUnavailable(str(exc)) from exc
 
 
 class _SentinelMaster(redis.Redis):

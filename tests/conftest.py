@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as redis
 
 from chat.devservers import PostgresServer, RedisServer
@@ -67,7 +68,15 @@ def service_command() -> str:
 def service_factory(
     servers: Servers, database_url: str, tmp_path: Path, service_command: str
 ) -> Iterator[type[object]]:
-    """Start one or more `peerchat serve` processes on this test's database."""
+    """Start one or more `peerchat serve` processes on this test's database, with an empty
+    Redis: presence, caps and rate limits left by an earlier test's processes (the
+    session's Redis is shared, and keys outlive their process until their TTL) must not
+    count here, whichever tests ran before in this worker."""
+    flush = sync_redis.Redis.from_url(servers.redis.url)
+    try:
+        flush.flushall()
+    finally:
+        flush.close()
     started: list[LiveService] = []
 
     def start(**env: str) -> LiveService:

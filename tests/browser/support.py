@@ -32,7 +32,7 @@ from playwright.async_api import (
 )
 
 from chat.web.security_headers import csp_for
-from tests.support.client import token
+from tests.support.client import Client, token
 from tests.support.servers import LiveService
 
 DESKTOP = {"width": 1280, "height": 800}
@@ -379,3 +379,83 @@ async def recorded(page: Page, testid: str) -> list[str]:
     seen: list[str] = await page.evaluate("(id) => window.__seen[id]", testid)
     placeholder = "\u2013"  # the en dash a tile shows before its first value
     return [v for v in seen if v not in ("", placeholder)]
+
+
+# A member asks, a specialist answers: the steps most page tests share.
+
+
+async def ask(member: Page, tag: str, note: str = "") -> None:
+    await member.get_by_test_id(f"tag-{tag}").check()
+    if note:
+        await member.get_by_test_id("note-input").fill(note)
+    await member.get_by_test_id("request-button").click()
+    await expect(member.get_by_test_id("queue-view")).to_be_visible()
+
+
+async def conversation_id(member: Page) -> str:
+    chat = member.get_by_test_id("chat")
+    await expect(chat).to_have_count(1)
+    cid = await chat.get_attribute("data-conversation-id")
+    assert cid
+    return cid
+
+
+def tab(spec: Page, cid: str) -> Locator:
+    return spec.locator(f'[data-testid="chat-tab"][data-conversation-id="{cid}"]')
+
+
+def chat(spec: Page, cid: str) -> Locator:
+    return spec.locator(f'[data-testid="chat"][data-conversation-id="{cid}"]')
+
+
+async def say(page: Page, text: str, where: Locator | None = None) -> None:
+    box = (where or page).get_by_test_id("composer-input")
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def conversation_with(live: LiveService, bodies: list[tuple[str, str]]) -> str:
+    """A finished conversation made over the protocol: `bodies` are (role, text) in order."""
+    await put_profile(live, "spec-tr", "Ana", ["grief"])
+    spec, _ = await Client.connect(live.ws, token("specialist", "spec-tr", "Ana"))
+    member, _ = await Client.connect(live.ws, token("member", "member-tr", "Sam"))
+    try:
+        queued = await member.call({"type": "request", "tags": ["grief"]}, "queued")
+        started = await spec.call(
+            {"type": "claim", "request_id": queued["request_id"]}, "conversation_started"
+        )
+        cid: str = started["conversation"]["id"]
+        await member.expect("conversation_started")
+        side = {"member": member, "specialist": spec}
+        for n, (role, body) in enumerate(bodies):
+            frame = {"type": "send", "conversation_id": cid, "client_msg_id": f"m{n}", "body": body}
+            ack = await side[role].call(frame, "ack")
+            assert ack["seq"] == n + 1, ack
+        await member.call({"type": "end", "conversation_id": cid}, "conversation_ended")
+        return cid
+    finally:
+        await spec.close()
+        await member.close()
+
+
+# Keyboard reach: what has focus, and Tab until something does.
+
+
+async def focused(page: Page) -> str:
+    """The focused element's data-testid (or id, or tag)."""
+    found: str = await page.evaluate(
+        "() => { const e = document.activeElement; return e ? (e.dataset.testid || e.id || e.tagName) : ''; }"
+    )
+    return found
+
+
+async def tab_to(page: Page, testid: str, *, back: bool = False, limit: int = 40) -> None:
+    """Press Tab (or Shift+Tab) until `testid` has focus: it is reachable by keyboard."""
+    visited = []
+    for _ in range(limit):
+        await page.keyboard.press("Shift+Tab" if back else "Tab")
+        now = await focused(page)
+        if now == testid:
+            return
+        visited.append(now)
+    raise AssertionError(f"{testid} not reached by {'Shift+Tab' if back else 'Tab'}; focus went {visited}")

@@ -10,8 +10,7 @@ import asyncpg
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import Web, put_profile
-from tests.browser.test_specialist import ask, chat, conversation_id
+from tests.browser.support import Web, ask, chat, conversation_id, put_profile
 from tests.support.client import Client, token
 
 pytestmark = pytest.mark.browser

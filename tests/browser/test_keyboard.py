@@ -5,31 +5,11 @@ docs/web.md says. Every control on every page has an accessible name."""
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
-from tests.browser.support import Web, assert_controls_named
+from tests.browser.support import Web, assert_controls_named, tab_to
 
 pytestmark = pytest.mark.browser
-
-
-async def focused(page: Page) -> str:
-    """The focused element's data-testid (or id, or tag)."""
-    found: str = await page.evaluate(
-        "() => { const e = document.activeElement; return e ? (e.dataset.testid || e.id || e.tagName) : ''; }"
-    )
-    return found
-
-
-async def tab_to(page: Page, testid: str, *, back: bool = False, limit: int = 40) -> None:
-    """Press Tab (or Shift+Tab) until `testid` has focus: it is reachable by keyboard."""
-    visited = []
-    for _ in range(limit):
-        await page.keyboard.press("Shift+Tab" if back else "Tab")
-        now = await focused(page)
-        if now == testid:
-            return
-        visited.append(now)
-    raise AssertionError(f"{testid} not reached by {'Shift+Tab' if back else 'Tab'}; focus went {visited}")
 
 
 async def test_member_asks_chats_ends_and_rates_with_the_keyboard_only(web: Web) -> None:

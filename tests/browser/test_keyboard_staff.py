@@ -10,9 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import Web, put_profile
-from tests.browser.test_keyboard import focused, tab_to
-from tests.browser.test_supervisor import conversation_with
+from tests.browser.support import Web, conversation_with, focused, put_profile, tab_to
 from tests.support.client import Client, token
 
 pytestmark = pytest.mark.browser

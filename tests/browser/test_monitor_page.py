@@ -11,8 +11,7 @@ import asyncpg
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import Web, put_profile
-from tests.browser.test_specialist import ask, chat, conversation_id, say
+from tests.browser.support import Web, ask, chat, conversation_id, put_profile, say
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.browser

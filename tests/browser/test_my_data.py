@@ -12,8 +12,7 @@ import asyncpg
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import Web, assert_controls_named
-from tests.browser.test_keyboard import focused, tab_to
+from tests.browser.support import Web, assert_controls_named, focused, tab_to
 from tests.support.client import Client, token
 
 pytestmark = pytest.mark.browser

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from tests.browser.support import Web, put_profile
+from tests.browser.support import Web, put_profile, say
 
 pytestmark = pytest.mark.browser
 
@@ -34,12 +34,6 @@ async def start_chat(web: Web, sid: str, mid: str) -> tuple[Page, Page, str]:
     assert cid
     await expect(spec.get_by_test_id("chat-title")).to_have_text("Chat with Sam")
     return member, spec, cid
-
-
-async def say(page: Page, text: str) -> None:
-    box = page.get_by_test_id("composer-input")
-    await box.fill(text)
-    await box.press("Enter")
 
 
 async def shown(page: Page) -> list[dict[str, Any]]:

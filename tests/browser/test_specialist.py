@@ -10,44 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import expect
 
-from tests.browser.support import SUPERVISOR_TOKEN, Web, put_profile
+from tests.browser.support import SUPERVISOR_TOKEN, Web, ask, chat, conversation_id, put_profile, say, tab
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.browser
 
 COUNTDOWN = re.compile(r"^Expires in (\d+) s$")
-
-
-async def ask(member: Page, tag: str, note: str = "") -> None:
-    await member.get_by_test_id(f"tag-{tag}").check()
-    if note:
-        await member.get_by_test_id("note-input").fill(note)
-    await member.get_by_test_id("request-button").click()
-    await expect(member.get_by_test_id("queue-view")).to_be_visible()
-
-
-async def conversation_id(member: Page) -> str:
-    chat = member.get_by_test_id("chat")
-    await expect(chat).to_have_count(1)
-    cid = await chat.get_attribute("data-conversation-id")
-    assert cid
-    return cid
-
-
-def tab(spec: Page, cid: str) -> Locator:
-    return spec.locator(f'[data-testid="chat-tab"][data-conversation-id="{cid}"]')
-
-
-def chat(spec: Page, cid: str) -> Locator:
-    return spec.locator(f'[data-testid="chat"][data-conversation-id="{cid}"]')
-
-
-async def say(page: Page, text: str, where: Locator | None = None) -> None:
-    box = (where or page).get_by_test_id("composer-input")
-    await box.fill(text)
-    await box.press("Enter")
 
 
 async def test_several_chats_at_once_with_unread_counts_and_ending_one(web: Web) -> None:

@@ -14,9 +14,7 @@ import httpx
 import pytest
 from playwright.async_api import WebSocket, expect
 
-from tests.browser.support import SUPERVISOR_TOKEN, Web, put_profile
-from tests.support.client import Client, token
-from tests.support.servers import LiveService
+from tests.browser.support import SUPERVISOR_TOKEN, Web, conversation_with, put_profile
 
 pytestmark = pytest.mark.browser
 
@@ -33,30 +31,6 @@ async def audit_rows(database_url: str) -> list[dict[str, Any]]:
     finally:
         await conn.close()
     return [dict(r) for r in rows]
-
-
-async def conversation_with(live: LiveService, bodies: list[tuple[str, str]]) -> str:
-    """A finished conversation made over the protocol: `bodies` are (role, text) in order."""
-    await put_profile(live, "spec-tr", "Ana", ["grief"])
-    spec, _ = await Client.connect(live.ws, token("specialist", "spec-tr", "Ana"))
-    member, _ = await Client.connect(live.ws, token("member", "member-tr", "Sam"))
-    try:
-        queued = await member.call({"type": "request", "tags": ["grief"]}, "queued")
-        started = await spec.call(
-            {"type": "claim", "request_id": queued["request_id"]}, "conversation_started"
-        )
-        cid: str = started["conversation"]["id"]
-        await member.expect("conversation_started")
-        side = {"member": member, "specialist": spec}
-        for n, (role, body) in enumerate(bodies):
-            frame = {"type": "send", "conversation_id": cid, "client_msg_id": f"m{n}", "body": body}
-            ack = await side[role].call(frame, "ack")
-            assert ack["seq"] == n + 1, ack
-        await member.call({"type": "end", "conversation_id": cid}, "conversation_ended")
-        return cid
-    finally:
-        await spec.close()
-        await member.close()
 
 
 async def test_supervisor_edits_a_specialist_profile_through_the_form(web: Web) -> None:

@@ -11,8 +11,7 @@ import pytest
 import redis.asyncio as redis
 from playwright.async_api import expect
 
-from tests.browser.support import Web, put_profile
-from tests.browser.test_specialist import ask, chat, conversation_id, say, tab
+from tests.browser.support import Web, ask, chat, conversation_id, put_profile, say, tab
 from tests.support.servers import LiveService, wait_until
 
 pytestmark = pytest.mark.browser

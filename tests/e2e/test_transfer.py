@@ -271,6 +271,7 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     spanish = await _specialist(a, "spec-es", "Eva", languages=["es"])
     full = await _specialist(a, "spec-full", "Fay", max_chats=1)
     barred = await _specialist(a, "spec-barred", "Bo")
+    blocker = await _specialist(a, "spec-blocker", "Bea")
     await put_profile(a, "spec-offline", name="Otto", tags=["grief"])  # a profile, no connection
     db = await asyncpg.connect(database_url)
     try:
@@ -280,6 +281,12 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
         await db.execute(
             """INSERT INTO reports (id, conversation_id, member_id, specialist_id, reason, details)
                VALUES ('rep-1', $1, 'acct-bad', 'spec-barred', 'r', 'd')""",
+            conv,
+        )
+        # Bea blocked this member (from an earlier conversation; here, this one's row).
+        await db.execute(
+            """INSERT INTO blocks (id, conversation_id, member_id, specialist_id, reason, until)
+               VALUES ('blk-1', $1, 'acct-bad', 'spec-blocker', 'r', now() + interval '1 day')""",
             conv,
         )
     finally:
@@ -300,6 +307,7 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
         (pair.specialist, t(to_specialist="spec-es"), "invalid_state"),
         (pair.specialist, t(to_specialist="spec-full"), "invalid_state"),
         (pair.specialist, t(to_specialist="spec-barred"), "blocked"),
+        (pair.specialist, t(to_specialist="spec-blocker"), "blocked"),
         (pair.specialist, {"type": "transfer"}, "bad_frame"),
     ]
     for client, frame, code in cases:
@@ -309,8 +317,8 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     assert await _rows(database_url, "SELECT 1 FROM requests WHERE transfer_of IS NOT NULL") == []
     assert await _holder(database_url, conv) == ("active", "spec-own")
 
-    # The transfer dialog's list: only Ann fits (Eva lacks the language, Fay is full, Bo is
-    # barred, Otto is offline; the caller is never listed).
+    # The transfer dialog's list: only Ann fits (Eva lacks the language, Fay is full, Bo and
+    # Bea are barred, Otto is offline; the caller is never listed).
     async with httpx.AsyncClient(base_url=a.http) as http:
         url = f"/api/conversations/{conv}/transfer-targets"
         mine = await http.get(url, headers=_bearer(token("specialist", "spec-own", "Rosa")))
@@ -357,7 +365,7 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
             headers=_bearer(token("supervisor", "sup-x", "Dana")),
         )
     assert ended.status_code == 409
-    for client in (pair.member, pair.specialist, stranger, spanish, full, barred):
+    for client in (pair.member, pair.specialist, stranger, spanish, full, barred, blocker):
         await client.close()
     assert_clean_log(a)
 
@@ -543,3 +551,59 @@ async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
     assert outcomes[0] == "taken" and outcomes[-1] == "gone", outcomes
     await ben.close()
     assert_clean_log(a)
+
+
+async def test_no_message_reaches_the_handing_on_specialist_after_their_end_under_a_send_storm(
+    service_factory: type, database_url: str
+) -> None:
+    # The member keeps sending while the transfer is accepted on another process: whatever
+    # the interleaving, nothing of the conversation follows the old holder's
+    # `conversation_ended` on any of their devices, and the new holder gets every message.
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    # Ben connects first: his process has long held his channel when the offer is rung.
+    ben = await _specialist(b, "spec-new", "Ben")
+    pair = await matched(a, member_id="acct-storm", specialist_id="spec-old")
+    conv = pair.conversation_id
+    old_b, _ = await Client.connect(b.ws, token("specialist", "spec-old", "Rosa"))
+    await pair.specialist.call(
+        {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-new", "note": "n"}, "transfer"
+    )
+    offer = await ben.expect("offer", timeout=20)
+
+    async def storm() -> None:
+        for i in range(40):
+            await pair.member.send(
+                {"type": "send", "conversation_id": conv, "client_msg_id": f"s{i}", "body": f"m{i}"}
+            )
+            await asyncio.sleep(0.005)
+
+    sending = asyncio.create_task(storm())
+    await asyncio.sleep(0.05)
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["type"] == "conversation_started", started
+    await sending
+    acks = [await pair.member.expect("ack", timeout=20) for _ in range(40)]
+    last = max(ack["seq"] for ack in acks)
+    assert sorted(ack["seq"] for ack in acks) == list(range(1, 41))
+    got = [
+        await ben.expect("message", where=lambda m, s=seq: m["seq"] == s, timeout=20)
+        for seq in range(1, last + 1)
+    ]
+    assert [m["body"] for m in got] == [f"m{i}" for i in range(40)]
+    for device in (pair.specialist, old_b):
+        await device.expect("conversation_ended", timeout=20)
+        frames = [f for f in device.received if f.get("conversation_id") == conv]
+        at = next(i for i, f in enumerate(frames) if f["type"] == "conversation_ended")
+        before = [f["seq"] for f in frames[:at] if f["type"] == "message"]
+        assert [f["type"] for f in frames[at + 1 :] if f["type"] == "message"] == [], (
+            "a message followed the end"
+        )
+        # What they saw before it is a gap-free prefix of the conversation.
+        assert sorted(before) == list(range(1, len(before) + 1))
+    cut = (await _rows(database_url, "SELECT last_seq FROM conversations WHERE id = $1", conv))[0]["last_seq"]
+    assert cut == 40
+    for client in (pair.member, pair.specialist, old_b, ben):
+        await client.close()
+    for svc in (a, b):
+        assert_clean_log(svc)

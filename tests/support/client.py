@@ -32,6 +32,8 @@ class Client:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.inbox: list[dict[str, Any]] = []
+        # Every frame in arrival order, never taken out (for tests about order across types).
+        self.received: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
         self.closed_code: int | None = None
@@ -52,7 +54,9 @@ class Client:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self.inbox.append(msgspec.json.decode(raw))
+                frame = msgspec.json.decode(raw)
+                self.inbox.append(frame)
+                self.received.append(frame)
                 self._arrived.set()
         except ConnectionClosed:
             pass

@@ -137,12 +137,7 @@ class LiveService:
         if self.proc is None:
             return None
         self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(5)
-        return self.proc.returncode
+        return self._wait_or_kill(timeout)
 
     def begin_drain(self) -> None:
         """SIGTERM: the process starts its drain (chat/upkeep/drain.py)."""
@@ -167,6 +162,10 @@ class LiveService:
                 break
             time.sleep(0.02)
         self.signal(signal.SIGTERM)
+        return self._wait_or_kill(timeout)
+
+    def _wait_or_kill(self, timeout: float) -> int | None:
+        assert self.proc is not None
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
