@@ -22,6 +22,7 @@ from chat import views
 from chat.delivery.ended import ended_frame
 from chat.gateway.session import Outbound, Session
 from chat.people import Person, specialist
+from chat.safety.risk_watch import RISK
 from chat.services import Services
 from chat.store import conversations, transfer, wrap_up
 from chat.store.conversations import Conversation
@@ -106,6 +107,7 @@ async def taken(
         ),
     )
     await _history(services, conv.specialist, conv.id, 0)
+    await _tell_risk(services, conv)
     task = asyncio.get_running_loop().create_task(_catch_up_later(services, conv.specialist, conv.id))
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
@@ -120,6 +122,23 @@ async def _history(services: Services, person: Person, conversation_id: str, aft
         if len(batch) < 500:
             return
         after = batch[-1].seq
+
+
+async def _tell_risk(services: Services, conv: Conversation) -> None:
+    """A conversation already `risk: "high"` (PRODUCT.md §8) reaches its new specialist: they
+    get the `risk` its earlier holder got (or nobody got, while a cold transfer waited),
+    with the seq of the member message that marked it (the last seq if a flag did)."""
+    if await services.db.fetchval("SELECT risk FROM conversations WHERE id = $1", conv.id) != "high":
+        return
+    seq, after = 0, 0
+    while not seq:
+        batch = await conversations.messages_after(services.db, conv.id, after, 500)
+        seq = next((m.seq for m in batch if m.sender_role == "member" and RISK.matches(m.body)), 0)
+        if len(batch) < 500:
+            break
+        after = batch[-1].seq
+    frame = f.Risk(conversation_id=conv.id, level="high", seq=seq or conv.last_seq)
+    services.hub.to_user(conv.specialist, frame, conversation_id=conv.id)
 
 
 async def _catch_up_later(services: Services, person: Person, conversation_id: str) -> None:

@@ -42,8 +42,8 @@ _CLOSE_S = 2.0
 # With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
 # load with 2,000 specialists (docs/performance.md): re-read this often instead.
 _IDLE_CYCLE_S = 5.0
-# Offers carried out at once (each its own transaction on a pooled connection).
-_OFFERS_IN_FLIGHT = 8
+# Offers written per transaction (chat/store/queue.py make_offers).
+_OFFER_BATCH = 200
 
 
 class Matchmaker:
@@ -300,49 +300,28 @@ class Matchmaker:
             self._arm_flush(soonest - t)
 
     async def _make_offers(self, decided: Sequence[Offer], now: float) -> None:
-        """Each offer is its own compare-and-set; a burst's (thousands at once) go
-        `_OFFERS_IN_FLIGHT` at a time instead of one after another (2,000 in a row took
-        longer than the leadership lease), each sent to its specialist as soon as it is made."""
+        """Write the offers `_OFFER_BATCH` at a time, one transaction each (a burst's 2,000,
+        one transaction of six round trips apiece, outlasted the leadership lease), and tell
+        each specialist once theirs is written. The lease is beaten between batches."""
         hub = self.s.hub
-        todo = iter(decided)
-        failed: list[BaseException] = []
-
-        async def worker() -> None:
-            for offer in todo:
-                if failed:
-                    return  # another worker lost the lead or the database: stop, untold
-                request = self._requests_by_id.get(offer.request_id)
-                made = None
-                if request is not None:
-                    made = await queue.make_offer(
-                        self.s.db,
-                        offer_id=offer.id,
-                        request_id=offer.request_id,
-                        specialist_id=offer.specialist_id,
-                        expires_at=datetime.fromtimestamp(offer.expires_at, UTC),
-                    )
-                if made is None or request is None:
-                    self._needs_load = True  # the database refused: start the next cycle afresh
+        for start in range(0, len(decided), _OFFER_BATCH):
+            batch = []
+            for offer in decided[start : start + _OFFER_BATCH]:
+                if offer.request_id not in self._requests_by_id:
+                    self._needs_load = True  # the snapshot lacks it: start the next cycle afresh
                     continue
-                made_offer = views.offer_made(request, made, now, self._away)
+                expires_at = datetime.fromtimestamp(offer.expires_at, UTC)
+                batch.append(queue.NewOffer(offer.id, offer.request_id, offer.specialist_id, expires_at))
+            made = await queue.make_offers(self.s.db, batch)
+            if len(made) < len(batch):
+                self._needs_load = True  # the database refused some: start the next cycle afresh
+            for offer_made in made:
+                request = self._requests_by_id[offer_made.request_id]
+                frame = views.offer_made(request, offer_made, now, self._away)
                 if request.transfer_of is not None:  # a cold transfer: say whose conversation it is
-                    made_offer = await handoff.offer_transfer(self.s, request, made_offer)
-                hub.to_user(specialist(made.specialist_id), made_offer)
-                await self._leadership.beat()
-
-        async def guarded() -> None:
-            try:
-                await worker()
-            except Exception as exc:
-                failed.append(exc)
-
-        workers = min(_OFFERS_IN_FLIGHT, len(decided))
-        if workers == 1:
-            await worker()
-            return
-        await asyncio.gather(*(guarded() for _ in range(workers)))
-        if failed:
-            raise failed[0]
+                    frame = await handoff.offer_transfer(self.s, request, frame)
+                hub.to_user(specialist(offer_made.specialist_id), frame)
+            await self._leadership.beat()
 
     def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
         """(position, estimated wait) if this process leads and the engine knows the request."""

@@ -391,6 +391,11 @@ class Engine:
                 if i < len(keys) and keys[i] == key and self._may_take(bucket, key, searchers[bucket]):
                     choice = key
                     break
+                if not searchers[bucket]:
+                    # Everyone touched who searches here is full now: nothing more to find in
+                    # it (walking on would be O(waiting) per event with a long line).
+                    heapq.heappop(cursors)
+                    continue
                 if i < len(keys) and keys[i] == key:
                     i += 1  # nobody touched may take it (and nobody will, this time)
                 if i < len(keys):

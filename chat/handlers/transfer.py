@@ -121,6 +121,15 @@ async def _expire(services: Services, transfer_id: str) -> None:
     await services.poke_matchmaker()  # the slot it held is free
 
 
+async def expire_overdue(services: Services) -> None:
+    """Warm transfers past their expiry whose timer died with the process that set it (a
+    crash, a rolling restart): expired now, and told as the timer would have. Called by a
+    periodic sweep (chat/upkeep/grace.py); `close_warm` is a compare-and-set, so a timer or
+    another process doing the same tells nobody twice."""
+    for row in await transfer.overdue(services.db):
+        await _expire(services, row.id)
+
+
 def _tell_sender(services: Services, row: transfer.Transfer, frame: f.Frame) -> None:
     """The one who asked, and (when a supervisor asked) the specialist who keeps it."""
     asker = Person(cast(Role, row.by_role), row.by_id)

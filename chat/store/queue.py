@@ -9,6 +9,7 @@ a cancel) cannot both win: the loser sees `None` or a typed refusal.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -197,8 +198,14 @@ async def pending_offers(db: Db, specialist_id: str | None = None) -> list[Offer
     return [Offer.of(r) for r in rows]
 
 
-class _NoSlot(Exception):
-    """Raised inside make_offer's transaction to roll the request's move back."""
+@dataclass(frozen=True, slots=True)
+class NewOffer:
+    """An offer the matchmaker decided, to be written (`make_offers`)."""
+
+    offer_id: str
+    request_id: str
+    specialist_id: str
+    expires_at: datetime
 
 
 async def make_offer(
@@ -209,53 +216,92 @@ async def make_offer(
     specialist_id: str,
     expires_at: datetime,
 ) -> Offer | None:
-    """Offer a waiting request to a specialist; None if the request is no longer waiting, is
-    already on offer elsewhere (the partial unique index is the last word), or the specialist
-    has no free slot: active chats plus pending offers already reach `max_chats`.
+    """One offer (`make_offers`); None if it was refused."""
+    made = await make_offers(db, [NewOffer(offer_id, request_id, specialist_id, expires_at)])
+    return made[0] if made else None
+
+
+async def make_offers(db: asyncpg.Pool[asyncpg.Record], wanted: Sequence[NewOffer]) -> list[Offer]:
+    """Offer waiting requests to specialists, all in one transaction of four statements
+    whatever their number; returns the offers made. One is refused (left out) if its request
+    is no longer waiting or avoids that specialist, or the specialist has no free slot:
+    active chats plus pending offers (and warm transfers) already reach `max_chats`, counting
+    the batch's own offers before it. The partial unique index on pending offers per request
+    is the last word.
 
     The slot check is here, not only in the engine, because the engine decides on a snapshot
     that can be a moment old; an offer the specialist could not accept is worse than none
-    (issue 18: 138 `invalid_state` answers to `accept` while 2,000 members were matched)."""
-    try:
-        async with db.acquire() as conn, conn.transaction():
-            moved = await conn.fetchval(
-                f"""UPDATE requests SET state = {REQUEST_OFFERED.to}
-                    WHERE id = $1 AND state IN {REQUEST_OFFERED.from_} AND NOT ($2 = ANY(avoid))
-                    RETURNING id""",
-                request_id,
-                specialist_id,
+    (issue 18: 138 `invalid_state` answers to `accept` while 2,000 members were matched).
+    One transaction per offer (six round trips each) made a burst of 2,000 wait on the
+    round trips (issue 20)."""
+    by_request: dict[str, NewOffer] = {}
+    for w in wanted:
+        by_request.setdefault(w.request_id, w)  # one offer per request, the first
+    if not by_request:
+        return []
+    async with db.acquire() as conn, conn.transaction():
+        moved = {
+            r["id"]
+            for r in await conn.fetch(
+                f"""UPDATE requests r SET state = {REQUEST_OFFERED.to}
+                    FROM unnest($1::text[], $2::text[]) AS w(request_id, specialist_id)
+                    WHERE r.id = w.request_id AND r.state IN {REQUEST_OFFERED.from_}
+                      AND NOT (w.specialist_id = ANY(r.avoid))
+                    RETURNING r.id""",
+                list(by_request),
+                [w.specialist_id for w in by_request.values()],
             )
-            if moved is None:
-                return None
-            # Lock order: the request (above), then the specialist row, as in accept and claim;
-            # the row lock serialises two offers to one specialist from two leaders. The count
-            # is its own statement so that its snapshot is taken after the lock is held.
-            await conn.execute("SELECT 1 FROM specialists WHERE id = $1 FOR UPDATE", specialist_id)
-            room = await conn.fetchval(
-                f"""SELECT s.max_chats - s.active_chats - (
-                           SELECT count(*) FROM offers o
-                           WHERE o.specialist_id = s.id AND o.state IN {PENDING} AND o.expires_at > now())
-                           - {WARM_SLOTS}
-                    FROM specialists s WHERE s.id = $1""",
-                specialist_id,
+        }
+        todo = [w for w in by_request.values() if w.request_id in moved]
+        if not todo:
+            return []
+        # Lock order: the requests (above), then the specialist rows (sorted, so two batches
+        # cannot deadlock), as in accept and claim; the row locks serialise offers to one
+        # specialist from two leaders. The count is its own statement so that its snapshot
+        # is taken after the locks are held.
+        await conn.execute(
+            "SELECT 1 FROM specialists WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+            sorted({w.specialist_id for w in todo}),
+        )
+        try:
+            rows = await conn.fetch(
+                f"""WITH w AS (
+                        SELECT *, row_number() OVER (PARTITION BY specialist_id ORDER BY n) AS k
+                        FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                             WITH ORDINALITY AS w(id, request_id, specialist_id, expires_at, n)
+                    ), room AS (
+                        SELECT s.id, s.max_chats - s.active_chats - (
+                                   SELECT count(*) FROM offers o
+                                   WHERE o.specialist_id = s.id AND o.state IN {PENDING}
+                                     AND o.expires_at > now())
+                                   - {WARM_SLOTS} AS free
+                        FROM specialists s WHERE s.id = ANY($3::text[])
+                    )
+                    INSERT INTO offers (id, request_id, specialist_id, expires_at)
+                    SELECT w.id, w.request_id, w.specialist_id, w.expires_at
+                    FROM w JOIN room ON room.id = w.specialist_id
+                    WHERE w.k <= room.free
+                    ORDER BY w.n
+                    RETURNING {_OFFER}""",
+                [w.offer_id for w in todo],
+                [w.request_id for w in todo],
+                [w.specialist_id for w in todo],
+                [w.expires_at for w in todo],
             )
-            if room is None or room < 1:
-                raise _NoSlot  # rolls the request's move back: still waiting
-            try:
-                row = await conn.fetchrow(
-                    f"""INSERT INTO offers (id, request_id, specialist_id, expires_at)
-                        VALUES ($1, $2, $3, $4) RETURNING {_OFFER}""",
-                    offer_id,
-                    request_id,
-                    specialist_id,
-                    expires_at,
-                )
-            except asyncpg.UniqueViolationError:
-                raise AssertionError("request was waiting yet had a pending offer") from None
-    except _NoSlot:
-        return None
-    assert row is not None
-    return Offer.of(row)
+        except asyncpg.UniqueViolationError:
+            raise AssertionError("request was waiting yet had a pending offer") from None
+        made = [Offer.of(r) for r in rows]
+        if len(made) < len(todo):
+            # No slot for these: their requests are still waiting, as if never moved.
+            back = sorted(moved - {o.request_id for o in made})
+            await conn.execute(
+                f"""UPDATE requests SET state = {REQUEST_BACK_IN_LINE.to}
+                    WHERE id = ANY($1::text[]) AND state IN {REQUEST_BACK_IN_LINE.from_}""",
+                back,
+            )
+    order = {w.offer_id: i for i, w in enumerate(todo)}
+    made.sort(key=lambda o: order[o.id])
+    return made
 
 
 class OfferOutcome(StrEnum):

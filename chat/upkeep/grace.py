@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from chat import positions
 from chat.delivery.ended import after_end, ended_frame
+from chat.handlers import transfer
 from chat.metrics import METRICS
 from chat.people import member
 from chat.services import Services
@@ -69,6 +70,8 @@ class ReconnectGrace:
         async with self.s.db.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
                 return 0
+            # A warm transfer's expiry timer may have died with its process (PRODUCT.md §9).
+            await transfer.expire_overdue(self.s)
             return await self.sweep(time.time())
 
     async def sweep(self, now: float) -> int:

@@ -38,6 +38,13 @@ _LOCK_KEY = 0x6D656D6265  # "membe"
 _ONLINE_BATCH = 500
 
 
+def full_sweep_interval(grace_s: float, ttl_s: float) -> float:
+    """How often a round asks presence about every member at stake: a process that died
+    takes a presence TTL to show anyway, so at most once a TTL (and at most a quarter of the
+    grace), never more often than the rounds themselves."""
+    return max(sweep_interval(grace_s, ttl_s), min(grace_s / 4, ttl_s))
+
+
 class MemberGrace:
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -45,17 +52,23 @@ class MemberGrace:
 
     async def run(self) -> None:
         every = sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
+        full_every = full_sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
+        last_full = 0.0
         while True:
             await asyncio.sleep(every)
             try:
-                await self.sweep_once()
+                full = time.monotonic() - last_full >= full_every
+                await self.sweep_once(full=full)
+                if full:
+                    last_full = time.monotonic()
             except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("member grace sweep skipped: %s", type(exc).__name__)
             except Exception:
                 log.exception("member grace sweep failed")
 
-    async def sweep_once(self) -> int:
-        """One round under the sweep lock; returns how many requests and conversations it closed."""
+    async def sweep_once(self, *, full: bool = True) -> int:
+        """One round under the sweep lock; returns how many requests and conversations it closed.
+        `full=False`: a round with nobody marked away does nothing (see `sweep`)."""
         # A transaction-level lock, held by a transaction left open for the round: it pins
         # one server session even behind a transaction pooler (PgBouncer), where a session
         # lock and its unlock could land on different sessions and the lock never free. The
@@ -63,7 +76,7 @@ class MemberGrace:
         async with self.s.db.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
                 return 0
-            return await self.sweep(time.time())
+            return await self.sweep(time.time(), full=full)
 
     async def _online(self, member_ids: list[str], now: float) -> set[str]:
         presence = self.s.presence
@@ -72,8 +85,14 @@ class MemberGrace:
             online |= await presence.online_among(member_ids[i : i + _ONLINE_BATCH], "member", now)
         return online
 
-    async def sweep(self, now: float) -> int:
+    async def sweep(self, now: float, *, full: bool = True) -> int:
+        """`full=False` while nobody is marked away: nothing to time, and members whose process
+        died without a word are found by the full rounds (`full_sweep_interval`), so an idle
+        service does not ask presence about every member at stake every few seconds (at
+        4,000 idle sockets this sweep was the largest periodic cost of a web process)."""
         db, presence, hub = self.s.db, self.s.presence, self.s.hub
+        if not full and not await store.away_since(db):
+            return 0
         settled = await presence.settled(now)
         stake = await store.members_at_stake(db)
         ids = sorted(stake)

@@ -6,6 +6,7 @@ no live connection keeps their place for `member_grace_s`). Time is passed in, n
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -19,7 +20,7 @@ from chat.store import assignment, conversations, profiles, queue
 from chat.store import monitors as store_monitors
 from chat.store.assignment import Assignment
 from chat.upkeep.grace import ReconnectGrace, sweep_interval
-from chat.upkeep.member_grace import MemberGrace
+from chat.upkeep.member_grace import MemberGrace, full_sweep_interval
 from protocol import frames as f
 from tests.chat.conftest import Pool
 
@@ -283,3 +284,43 @@ async def test_a_grace_end_reaches_monitoring_supervisors_and_closes_their_watch
     assert [m for m in await store_monitors.open_monitors(db) if m.conversation_id == conv_id] == []
     assert s.monitors.watchers(conv_id) == frozenset()
     assert s.bus.published, "other processes are told the watch closed"
+
+
+class CountingPresence(MemoryPresence):
+    """Memory presence that counts the members a sweep asks about."""
+
+    asked: int = 0
+
+    async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
+        self.asked += len(user_ids)
+        return await super().online_among(user_ids, role, now)
+
+
+async def test_a_partial_round_with_nobody_away_asks_presence_nothing_and_one_with_someone_away_works(
+    db: Pool, database_url: str
+) -> None:
+    """Between full rounds (a TTL apart), a round only works while someone is marked away:
+    an idle service does not ask presence about every member at stake every few seconds."""
+    s = _services(db, database_url)
+    s.presence = CountingPresence(TTL_S)
+    await _request(db, "m1")
+    await _request(db, "m2")
+    grace = MemberGrace(cast(Services, s))
+    assert await grace.sweep(time.time(), full=False) == 0
+    assert s.presence.asked == 0, "nobody away: nothing asked"
+    assert await grace.sweep(time.time()) == 0
+    assert s.presence.asked == 2, "a full round asks about everyone at stake"
+    await db.execute(
+        "INSERT INTO members_away (member_id, since) VALUES ($1, $2)",
+        "m1",
+        datetime.now(UTC) - timedelta(seconds=GRACE_S + 1),
+    )
+    assert await grace.sweep(time.time(), full=False) == 1, "someone away: the round does its work"
+    assert await queue.open_request_of(db, "m1") is None
+    assert await queue.open_request_of(db, "m2") is not None
+
+
+def test_full_rounds_come_once_a_ttl_at_most_and_never_less_often_than_rounds() -> None:
+    assert full_sweep_interval(300.0, 30.0) == 30.0
+    assert full_sweep_interval(60.0, 30.0) == 15.0
+    assert full_sweep_interval(2.0, 30.0) == sweep_interval(2.0, 30.0)

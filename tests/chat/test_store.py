@@ -338,6 +338,7 @@ async def test_no_offer_beyond_free_slots(db: Pool) -> None:
         "no strike, still in line"
     )
     assert [o.id for o in await queue.pending_offers(db, "s1")] == ["o0"]
+
     # An offer past its expiry holds no slot (accept refuses it anyway).
     await db.execute("UPDATE offers SET expires_at = now() - interval '1 second' WHERE id = 'o0'")
     assert await queue.make_offer(
@@ -355,6 +356,36 @@ async def test_no_offer_beyond_free_slots(db: Pool) -> None:
         )
         is None
     )
+
+
+async def test_a_batch_of_offers_holds_every_refusal_of_one_offer(db: Pool) -> None:
+    """Issue 20: a burst's offers are written in one transaction. Each is still refused on its
+    own (request no longer waiting, specialist avoided, no free slot counting the batch's
+    own earlier offers), the others are made, and refused requests are still waiting."""
+    await _specialist(db, "s1", max_chats=2)
+    await _specialist(db, "s2", max_chats=1)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    r = [await _request(db, f"m{i}") for i in range(6)]
+    await db.execute("UPDATE requests SET avoid = '{s2}' WHERE id = $1", r[3].id)
+    await queue.cancel_request(db, r[4].id, "m4")
+    made = await queue.make_offers(
+        db,
+        [
+            queue.NewOffer("o0", r[0].id, "s1", soon),
+            queue.NewOffer("o1", r[1].id, "s1", soon),
+            queue.NewOffer("o2", r[2].id, "s1", soon),  # s1 is full with o0 and o1
+            queue.NewOffer("o3", r[3].id, "s2", soon),  # avoided
+            queue.NewOffer("o4", r[4].id, "s2", soon),  # cancelled
+            queue.NewOffer("o5", r[5].id, "s2", soon),
+            queue.NewOffer("o6", r[5].id, "s1", soon),  # a second offer for one request
+        ],
+    )
+    assert [o.id for o in made] == ["o0", "o1", "o5"]
+    assert sorted(o.id for o in await queue.pending_offers(db)) == ["o0", "o1", "o5"]
+    states = {row["id"]: row["state"] for row in await db.fetch("SELECT id, state FROM requests")}
+    assert [states[x.id] for x in r] == ["offered", "offered", "waiting", "waiting", "cancelled", "offered"]
+    assert await queue.make_offers(db, [queue.NewOffer("o7", r[2].id, "s2", soon)]) == [], "s2 is full"
+    assert (await queue.get_request(db, r[2].id)).state == "waiting"  # type: ignore[union-attr]
 
 
 async def test_concurrent_offers_to_one_specialist_never_exceed_capacity(db: Pool) -> None:

@@ -561,10 +561,11 @@ async def test_no_message_reaches_the_handing_on_specialist_after_their_end_unde
     # `conversation_ended` on any of their devices, and the new holder gets every message.
     a: LiveService = service_factory()
     b: LiveService = service_factory()
+    # Ben connects first: his process has long held his channel when the offer is rung.
+    ben = await _specialist(b, "spec-new", "Ben")
     pair = await matched(a, member_id="acct-storm", specialist_id="spec-old")
     conv = pair.conversation_id
     old_b, _ = await Client.connect(b.ws, token("specialist", "spec-old", "Rosa"))
-    ben = await _specialist(b, "spec-new", "Ben")
     await pair.specialist.call(
         {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-new", "note": "n"}, "transfer"
     )

@@ -4,6 +4,7 @@ cancels the queue entry of their own cold transfer."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -163,3 +164,69 @@ async def test_an_end_during_a_transfer_withdraws_its_offer_from_whoever_holds_i
         await client.close()
     for svc in (a, b):
         assert_clean_log(svc)
+
+
+async def test_a_warm_transfer_whose_process_died_still_expires_and_the_sender_is_told(
+    service_factory: type, database_url: str
+) -> None:
+    # The warm offer's expiry was a timer in the process that sent it: a crash or a rolling
+    # restart of that process left the sender waiting for an answer that never came.
+    a: LiveService = service_factory(PEERCHAT_OFFER_TIMEOUT_S="3")
+    b: LiveService = service_factory(PEERCHAT_OFFER_TIMEOUT_S="3")
+    await put_profile(b, "spec-target", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(b.ws, token("specialist", "spec-target", "Ben"))
+    pair = await matched(a, member_id="acct-crash", specialist_id="spec-sender")
+    conv = pair.conversation_id
+    asked = await pair.specialist.call(
+        {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-target", "note": "n"}, "transfer"
+    )
+    assert asked["state"] == "waiting"
+    await ben.expect("offer", timeout=20)
+    a.kill()
+    sender, _ = await Client.connect(b.ws, token("specialist", "spec-sender", "Rosa"))
+    failed = await sender.expect("transfer_failed", timeout=40)
+    assert failed == {"type": "transfer_failed", "conversation_id": conv, "reason": "expired"}
+    rows = await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+    assert [r["state"] for r in rows] == ["expired"]
+    assert await _holder(database_url, conv) == ("active", "spec-sender")
+    for client in (sender, ben):
+        await client.close()
+    assert_clean_log(b)
+
+
+async def test_the_next_specialist_learns_the_conversation_is_high_risk(
+    service_factory: type, database_url: str
+) -> None:
+    # §8: the first risk phrase marks a conversation `risk: "high"` and tells its specialist
+    # `risk` once. One handed on after that (or marked while it waited for nobody) must not
+    # reach its next specialist looking like any other.
+    live: LiveService = service_factory()
+    pair = await matched(live, member_id="acct-risk", specialist_id="spec-first")
+    conv = pair.conversation_id
+    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
+    await pair.member.expect("transfer", timeout=20)
+    # While it waits for nobody, the member discloses.
+    for body in ("hello again", "i want to die"):
+        ack = await pair.member.call(
+            {"type": "send", "conversation_id": conv, "client_msg_id": body, "body": body}, "ack"
+        )
+        assert ack["type"] == "ack", ack
+    marked = await _rows(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
+    for _ in range(100):
+        if marked[0]["risk"] == "high":
+            break
+        await asyncio.sleep(0.1)
+        marked = await _rows(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
+    assert marked[0]["risk"] == "high"
+
+    await put_profile(live, "spec-next", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(live.ws, token("specialist", "spec-next", "Ben"))
+    await ben.call({"type": "availability", "status": "available"}, "availability")
+    offer = await ben.expect("offer", timeout=30)
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["conversation"]["id"] == conv
+    risk = await ben.expect("risk", timeout=20)
+    assert risk == {"type": "risk", "conversation_id": conv, "level": "high", "seq": 2}
+    for client in (pair.member, pair.specialist, ben):
+        await client.close()
+    assert_clean_log(live)

@@ -128,6 +128,10 @@ class Driver:
         mine = [o for o in self.offers.values() if o.request_id == rid and o.specialist_id == sid]
         for o in mine:
             del self.offers[o.id]
+        if mine:
+            # The engine takes a claim of a request on offer to the claimer as their accept
+            # of it (Engine.request_claimed), which ends their streak of missed offers.
+            self.streak[sid] = 0
         self.specialists[sid] = self._took(self.specialists[sid], r)
         return self._apply(self.engine.request_claimed(rid, sid, self.now))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from matching.decisions import QueueEstimate
+from matching.engine import Bucket, Engine, Key
 from matching.model import MatchConfig, Status
 from tests.matching.matching_harness import Driver, make_request, make_specialist
 
@@ -376,3 +377,29 @@ def test_wrap_up_holds_offers_and_claims_until_it_ends() -> None:
     assert d.add_request(make_request("r2", d.now)).offers == ()
     assert d.advance(119).offers == ()
     assert [o.request_id for o in d.advance(1).offers] == ["r2"]
+
+
+class _CountingEngine(Engine):
+    """Counts the requests `_settle` looks at on the touched specialists' side."""
+
+    looked = 0
+
+    def _may_take(self, bucket: Bucket, key: Key, specialist_ids: dict[str, None]) -> bool:
+        self.looked += 1
+        return super()._may_take(bucket, key, specialist_ids)
+
+
+def test_a_freed_slot_with_a_long_line_looks_at_a_few_requests_not_the_whole_line() -> None:
+    """Issue 20: a slot freed with thousands waiting makes one offer and stops; walking on
+    through the line once the specialist was full again made each such event O(waiting)
+    (tens of milliseconds with 10,000 waiting, in bench/matching_bench.py)."""
+    now = 1000.0
+    engine = _CountingEngine(MatchConfig(), new_id=iter(f"o{i}" for i in range(10)).__next__)
+    full = make_specialist("s1", tags=("grief",), max_chats=1, active=1)
+    line = [make_request(f"r{i:05}", now + i * 0.001, tags=("grief",) if i % 2 else ()) for i in range(3000)]
+    engine.load(line, [full], [], now + 5)
+    assert not engine.offers
+    engine.looked = 0
+    decided = engine.specialist_changed(replace(full, active_chats=0), now + 6)
+    assert [(o.request_id, o.specialist_id) for o in decided.offers] == [("r00000", "s1")]
+    assert engine.looked <= 5, f"looked at {engine.looked} requests"
