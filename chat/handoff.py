@@ -24,7 +24,7 @@ from chat.gateway.session import Outbound, Session
 from chat.people import Person, specialist
 from chat.safety.risk_watch import RISK
 from chat.services import Services
-from chat.store import conversations, transfer, wrap_up
+from chat.store import conversations, transfer, transfer_reads, wrap_up
 from chat.store.conversations import Conversation
 from chat.store.db import iso
 from chat.store.queue import Request
@@ -151,7 +151,7 @@ async def _catch_up_later(services: Services, person: Person, conversation_id: s
 
 async def offer_transfer(services: Services, request: Request, offer: f.OfferMade) -> f.OfferMade:
     """A cold transfer's queue entry offered: the offer says whose conversation it is."""
-    found = await transfer.of_request(services.db, request.id)
+    found = await transfer_reads.of_request(services.db, request.id)
     if found is None or request.transfer_of is None:
         return offer
     row, note = found
@@ -190,11 +190,13 @@ async def warm_offers_for(services: Services, specialist_id: str) -> list[f.Offe
     reconnecting device's `welcome`)."""
     out = []
     now = datetime.now(UTC)
-    for row in await transfer.offered_to(services.db, specialist_id):
+    for row in await transfer_reads.offered_to(services.db, specialist_id):
         conv = await conversations.get(services.db, row.conversation_id)
         if conv is None or row.expires_at is None:
             continue
         origin = await transfer.origin_of(services.db, conv.id)
-        begun = transfer.Begun(row, conv, await transfer.note_of(services.db, row), origin[0], origin[1])
+        begun = transfer.Begun(
+            row, conv, await transfer_reads.note_of(services.db, row), origin[0], origin[1]
+        )
         out.append(warm_offer(begun, conv.tags, max(0, int((row.expires_at - now).total_seconds()))))
     return out

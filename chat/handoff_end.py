@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from chat.people import specialist
 from chat.services import Services
-from chat.store import transfer
+from chat.store import transfer_reads
 from protocol import frames as f
 
 
 async def withdraw_with_end(services: Services, conversation_id: str) -> None:
     """Call after an end (chat/delivery/ended.after_end)."""
-    for specialist_id, offer_id in await transfer.withdrawn_by_end(services.db, conversation_id):
+    for specialist_id, offer_id in await transfer_reads.withdrawn_by_end(services.db, conversation_id):
         services.hub.to_user(specialist(specialist_id), f.OfferRevoked(offer_id=offer_id, reason="cancelled"))

@@ -13,7 +13,7 @@ from chat.metrics import METRICS
 from chat.people import specialist
 from chat.safety import alerting, monitoring, risk_watch
 from chat.services import Services
-from chat.store import alerts, audit, conversations, joins, monitors, notes, transfer, wrap_up
+from chat.store import alerts, audit, conversations, joins, monitors, notes, transfer_reads, wrap_up
 from chat.store.alerts import Acked, AlertKind
 from chat.store.conversations import Appended, Conversation
 from chat.store.db import iso
@@ -259,7 +259,7 @@ async def on_wrap_up(services: Services, session: Session, frame: f.WrapUp) -> N
     if conv.specialist_id == session.user_id:
         if conv.state != "ended":
             raise Refuse(ErrorCode.INVALID_STATE, "wrap-up comes after the conversation ends")
-    elif not await transfer.handed_on_by(services.db, conv.id, session.user_id):
+    elif not await transfer_reads.handed_on_by(services.db, conv.id, session.user_id):
         # One they handed on ended for them then, though it goes on (PRODUCT.md §8, §9).
         raise Refuse(ErrorCode.NOT_FOUND, "no conversation of yours with that id")
     async with services.db.acquire() as conn, conn.transaction():

@@ -18,7 +18,7 @@ from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
 from chat.people import Person, member, specialist
 from chat.services import Services
-from chat.store import audit, profiles, transfer
+from chat.store import audit, profiles, transfer, transfer_reads
 from chat.store.transfer import Refusal
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -126,7 +126,7 @@ async def expire_overdue(services: Services) -> None:
     crash, a rolling restart): expired now, and told as the timer would have. Called by a
     periodic sweep (chat/upkeep/grace.py); `close_warm` is a compare-and-set, so a timer or
     another process doing the same tells nobody twice."""
-    for row in await transfer.overdue(services.db):
+    for row in await transfer_reads.overdue(services.db):
         await _expire(services, row.id)
 
 
@@ -140,7 +140,7 @@ def _tell_sender(services: Services, row: transfer.Transfer, frame: f.Frame) -> 
 
 
 async def is_transfer(services: Services, offer_id: str) -> transfer.Transfer | None:
-    return await transfer.get(services.db, offer_id)
+    return await transfer_reads.get(services.db, offer_id)
 
 
 async def accept(services: Services, session: Session, row: transfer.Transfer, ref: str | None) -> None:

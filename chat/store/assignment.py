@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from chat.store import boundaries, queue, transfer
+from chat.store import boundaries, queue, transfer, transfer_reads
 from chat.store.db import Db
 from chat.store.queue import PENDING, WARM_SLOTS, Offer, Request
 from chat.store.states import OFFER_ACCEPTED, OFFER_REVOKED, REQUEST_ASSIGNED
@@ -131,7 +131,7 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
     if request.transfer_of is not None:
         # A cold transfer: the taker now holds the conversation that waits (its id and seq
         # kept). Never back to the one who handed it on, by offer (`avoid`) or by claim.
-        handed_on = await transfer.of_request(conn, request.id)
+        handed_on = await transfer_reads.of_request(conn, request.id)
         if handed_on is not None and handed_on[0].from_specialist_id == specialist_id:
             raise _Abort(Refusal.HANDED_ON)
         taken = await transfer.take_queued(conn, request, specialist_id, spec["name"])

@@ -8,7 +8,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chat.store import conversations, transfer
+from chat.store import conversations, transfer_reads
 from chat.web.common import HttpRefusal, auth, has_control, problem, services_of
 
 
@@ -26,7 +26,7 @@ async def transfer_targets(request: Request) -> Response:
     if conv.state != "active":
         raise HttpRefusal(problem(409, "this conversation has ended"))
     online = await services.presence.online_specialists(time.time())
-    found = await transfer.targets(services.db, conv, identity.user_id, online)
+    found = await transfer_reads.targets(services.db, conv, identity.user_id, online)
     return JSONResponse(
         {
             "specialists": [
