@@ -11,17 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from matching.model import Specialist, queue_key
+from tests.matching import random_events as ev
 from tests.matching.matching_harness import CI_SETTINGS, make_request
-from tests.matching.random_events import (
-    TAGS,
-    barred_world,
-    check_barred,
-    event,
-    pick,
-    play_shared,
-    specialist_st,
-    subset,
-)
 
 MEMBERS = 3
 
@@ -37,14 +28,14 @@ def test_a_transfer_goes_ahead_of_its_priority_only() -> None:
 
 @CI_SETTINGS
 @given(
-    st.lists(specialist_st, min_size=1, max_size=5),
+    st.lists(ev.specialist_st, min_size=1, max_size=5),
     st.sets(st.tuples(st.integers(0, MEMBERS - 1), st.integers(0, 4)), max_size=6),
-    st.lists(event, min_size=20, max_size=80),
+    st.lists(ev.event, min_size=20, max_size=80),
 )
 def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
     specialists: list[Specialist], bars: set[tuple[int, int]], events: list[tuple[str, int, int, int]]
 ) -> None:
-    d, sids, barred = barred_world(specialists, bars)
+    d, sids, barred = ev.barred_world(specialists, bars)
     handed_on: dict[str, str] = {}  # transfer request id -> the specialist who handed it on
     serial = 0
     for kind, a, b, c in events:
@@ -55,7 +46,7 @@ def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
             holders = [sid for sid in sids if d.specialists[sid].active_chats]
             if c % 2 == 0 and holders:
                 # A holder hands a conversation on: their slot is freed, the request queued.
-                holder = pick(holders, b)
+                holder = ev.pick(holders, b)
                 assert holder is not None
                 d.end_conversation(holder)
                 tid = f"t{serial}"
@@ -64,7 +55,7 @@ def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
                     make_request(
                         tid,
                         d.now,
-                        tags=subset(TAGS, b >> 3) or ("grief",),
+                        tags=ev.subset(ev.TAGS, b >> 3) or ("grief",),
                         language="en",
                         urgent=a % 5 == 0,
                         avoid=(*mine, holder),
@@ -77,17 +68,17 @@ def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
                     make_request(
                         f"r{serial}",
                         d.now,
-                        tags=subset(TAGS, b >> 3) or ("grief",),
+                        tags=ev.subset(ev.TAGS, b >> 3) or ("grief",),
                         language=("en", None)[a % 2],
                         urgent=a % 5 == 0,
                         avoid=mine,
                         member=member,
                     )
                 )
-        elif kind == "end" and (sid := pick(sids, a)) and d.specialists[sid].active_chats:
+        elif kind == "end" and (sid := ev.pick(sids, a)) and d.specialists[sid].active_chats:
             d.end_conversation(sid)
         elif kind == "wait":
             d.advance((1, 5, 10, 20, 31)[a % 5])
         else:
-            play_shared(d, kind, a, b, sids)
-        check_barred(d, barred, handed_on)
+            ev.play_shared(d, kind, a, b, sids)
+        ev.check_barred(d, barred, handed_on)
