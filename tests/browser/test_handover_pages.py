@@ -212,9 +212,7 @@ async def test_a_transfer_under_way_survives_a_reload_on_every_page(web: Web) ->
     await dialog.get_by_test_id("transfer-target").check()
     await dialog.get_by_test_id("transfer-send").click()
     offer = await ben.expect("offer", timeout=20)
-    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text(
-        "(transferring to Ben (warm))"
-    )
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("transferring to Ben (warm)")
     # Ana reloads: her chat still says it waits for Ben, and "Hand on…" waits too.
     await ana.reload()
     ana_chat = chat(ana, cid)
@@ -223,9 +221,7 @@ async def test_a_transfer_under_way_survives_a_reload_on_every_page(web: Web) ->
     await web.shoot(ana, "specialist-transfer-after-reload", ana_chat)
     await sup.reload()
     row = sup.locator(f'[data-testid="conversation-row"][data-conversation-id="{cid}"]')
-    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text(
-        "(transferring to Ben (warm))"
-    )
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("transferring to Ben (warm)")
 
     # Ben declines; Ana sends it back to the queue instead.
     await ben.call({"type": "decline", "offer_id": offer["offer_id"]}, "declined")
@@ -237,7 +233,7 @@ async def test_a_transfer_under_way_survives_a_reload_on_every_page(web: Web) ->
     await expect(ana_chat.get_by_test_id("ended-notice")).to_have_text(
         "This conversation was handed on to another peer."
     )
-    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("(back in the queue (cold))")
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("back in the queue (cold)")
     await web.shoot(sup, "supervisor-transfer-rows", row)
 
     # The member reloads during the cold wait: their chat, a calm line, no queue screen.

@@ -35,7 +35,7 @@ export function conversationsPanel(call, read, watch, transfer) {
     const text = under.state === 'offered'
       ? t('sup.transferring_to', { name: (under.to && under.to.name) || '?' })
       : t('sup.back_in_queue');
-    return h('span', { class: 'transfer-state', testid: 'conversation-transfer-state', dataset: { transfer: under.state || '' } }, ' (', bidi(text), ')');
+    return h('div', { class: 'hint', testid: 'conversation-transfer-state', dataset: { transfer: under.state || '' } }, bidi(text));
   }
 
   /** @param {any} c */
@@ -63,7 +63,7 @@ export function conversationsPanel(call, read, watch, transfer) {
       { testid: 'conversation-row', dataset: { conversationId: c.id, state: c.state, risk: c.risk || '' } },
       h('td', {}, h('time', { datetime: c.started_at || '' }, formatDateTime(c.started_at)), c.state === 'ended' ? ` (${t('sup.ended')})` : ''),
       h('td', {}, bidi(who)),
-      h('td', {}, c.specialist && c.specialist.name ? bidi(c.specialist.name) : c.transfer ? '' : '?', handing(c.transfer)),
+      h('td', {}, c.specialist && c.specialist.name ? bidi(c.specialist.name) : '–', handing(c.transfer)),
       h('td', {}, (c.tags || []).join(', ') || '–'),
       h('td', { class: c.risk ? 'risk-high' : '' }, risk || '–'),
       h('td', { class: 'actions' }, button, monitor ? [' ', monitor] : null, handOn ? [' ', handOn] : null),
