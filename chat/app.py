@@ -125,10 +125,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         else:
             hub.on_bus(channel, data)
 
-    async def on_reconnect() -> None:
+    async def on_reconnect(only: frozenset[str] | None = None) -> None:
+        # `only`: a cluster bus brought back some partitions; the people on others lost
+        # nothing. The rest is cheap and done whatever was touched.
         METRICS.bus_reconnects.inc()
-        hub.bus_reconnected()
-        hub.catch_up_everyone()
+        hub.bus_reconnected(only)
+        hub.catch_up_everyone(only)
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
         await heartbeat_once(services)

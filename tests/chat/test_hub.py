@@ -47,7 +47,7 @@ def exchange() -> MemoryExchange:
 async def _hub(exchange: MemoryExchange) -> Hub:
     hub = _new_hub(MemoryBus(exchange))
 
-    async def reconnected() -> None:
+    async def reconnected(only: frozenset[str] | None = None) -> None:
         hub.catch_up_everyone()
 
     await hub.bus.start(hub.on_bus, reconnected)
@@ -274,7 +274,7 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     await session.stop()
 
 
-async def _nothing() -> None:
+async def _nothing(only: frozenset[str] | None = None) -> None:
     return None
 
 
