@@ -1,7 +1,7 @@
 """Scale-out: throughput and latency with 1, 2 and 4 web processes, against one Redis and
 against a 3-master Redis Cluster (issue 19, docs/scaling.md).
 
-Both Redis topologies are Debian's Redis 7 (chat/devredis.py), so the comparison is of
+Both Redis topologies are Debian's Redis 7 (chat/devredis/), so the comparison is of
 topology, not version. One durable PostgreSQL. For each (topology, processes): the web
 processes start fresh, both sockets of each seeded conversation land on processes at
 random (as behind a load balancer), and the open-loop load of bench/load.py climbs a short

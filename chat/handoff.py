@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 from msgspec.structs import replace
 
@@ -30,6 +31,7 @@ from chat.store.db import iso
 from chat.store.queue import Request
 from protocol import frames as f
 from protocol.codec import encode
+from protocol.frames import Role
 
 log = logging.getLogger("peerchat.transfer")
 
@@ -69,6 +71,16 @@ async def hand_off(services: Services, conversation_id: str, from_specialist_id:
                 status="available" if status == "available" else "away", wrap_up_until=iso(wrapping)
             ),
         )
+
+
+def tell_sender(services: Services, row: transfer.Transfer, frame: f.Frame) -> None:
+    """A warm transfer's outcome (`transfer_failed`) to whoever must hear it: the one who
+    asked, and, when a supervisor asked, the specialist who keeps the conversation."""
+    asker = Person(cast(Role, row.by_role), row.by_id)
+    services.hub.to_user(asker, frame)
+    holder = specialist(row.from_specialist_id)
+    if holder != asker:
+        services.hub.to_user(holder, frame)
 
 
 def waiting(conversation_id: str, ref: str | None = None) -> f.TransferState:

@@ -93,6 +93,10 @@ async def test_after_a_transferred_end_nothing_more_of_it_and_a_hand_back_starts
     assert order.plan(ended) == [ended.data]
     assert "c1" not in order.held  # ... and dropped with the hand-on
     assert order.plan(msg(2)) == [] and order.plan(msg(4)) == []
+    # Nor the member's `typing` a process with the old pair still cached relayed (issue 16).
+    typing = Outbound(b'{"type":"typing","conversation_id":"c1","role":"member"}', "c1")
+    assert order.plan(typing) == []
+    assert order.plan(Outbound(b"typing c2", "c2")) == [b"typing c2"]
     assert order.plan(msg(1, "c2")) == [b"c2:1"]  # other conversations are untouched
     # An ordinary end does not cut anything off.
     order.seen["c3"] = 0

@@ -1,6 +1,6 @@
 """Redis topologies for tests (PRODUCT.md §11), from Debian's Redis 7: a Sentinel set (a
 master, a replica, three sentinels) and a cluster of three masters with a replica each.
-Each yields its launcher (chat/devredis.py), whose `url` is the REDIS_URL to give the
+Each yields its launcher (chat/devredis/), whose `url` is the REDIS_URL to give the
 service (`redis+sentinel://h:p,h:p,h:p/mymaster`, `redis+cluster://h:p,...`) and which can
 kill a master, wait for the promotion, or (the cluster) move a slot:
 

@@ -1,0 +1,125 @@
+"""Transfers as people see them (PRODUCT.md §5, §9; issue 16's leftovers), end to end over
+real processes: what the member is left with when they stay away through a cold wait, and a
+supervisor's warm transfer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from tests.support.client import Client, token
+from tests.support.flows import assert_clean_log, matched, put_profile
+from tests.support.servers import LiveService, wait_until
+
+
+async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    db = await asyncpg.connect(database_url)
+    try:
+        return await db.fetch(sql, *args)
+    finally:
+        await db.close()
+
+
+async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_not_a_stranger_request(
+    service_factory: type, database_url: str
+) -> None:
+    # §5: past the grace "an active conversation is ended by system with reason peer_gone";
+    # a cold transfer's conversation is active throughout (§9), and its queue entry is the
+    # conversation's, not a request the member made: no `cancelled abandoned` for it.
+    live: LiveService = service_factory(PEERCHAT_MEMBER_GRACE_S="2")
+    pair = await matched(live, member_id="acct-away", specialist_id="spec-cold")
+    conv = pair.conversation_id
+    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
+    assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
+    [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    await pair.member.close()
+
+    async def ended() -> bool:
+        rows = await _rows(database_url, "SELECT state FROM conversations WHERE id = $1", conv)
+        return bool(rows[0]["state"] == "ended")
+
+    await wait_until(ended, timeout=60)
+    [row] = await _rows(
+        database_url, "SELECT ended_by, end_reason, specialist_id FROM conversations WHERE id = $1", conv
+    )
+    assert (row["ended_by"], row["end_reason"], row["specialist_id"]) == ("system", "peer_gone", "")
+    [request] = await _rows(
+        database_url, "SELECT state, cancel_reason, reason_untold FROM requests WHERE id = $1", entry["id"]
+    )
+    assert (request["state"], request["cancel_reason"], request["reason_untold"]) == (
+        "cancelled",
+        None,
+        False,
+    )
+    assert [
+        r["state"]
+        for r in await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+    ] == ["cancelled"]
+
+    back, welcome = await Client.connect(live.ws, token("member", "acct-away", "Sam"), resume={conv: 0})
+    assert welcome["requests"] == [] and welcome["conversations"] == []
+    gone = await back.expect("conversation_ended", timeout=20)
+    assert (gone["conversation_id"], gone["by"], gone["reason"]) == (conv, "system", "peer_gone")
+    # Cancellations untold are pushed right after `welcome`, before any resumed frame.
+    assert [f for f in back.received if f["type"] == "cancelled"] == []
+    # Free to ask again at once.
+    again = await back.call({"type": "request", "tags": ["grief"]}, "queued")
+    assert again["type"] == "queued", again
+    for client in (pair.specialist, back):
+        await client.close()
+    assert_clean_log(live)
+
+
+async def test_a_supervisors_warm_transfer_is_offered_accepted_joined_and_audited(
+    service_factory: type, database_url: str
+) -> None:
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    pair = await matched(a, member_id="acct-supwarm", specialist_id="spec-tired")
+    conv = pair.conversation_id
+    await put_profile(b, "spec-fresh", name="Ben", tags=["grief"])
+    ben, _ = await Client.connect(b.ws, token("specialist", "spec-fresh", "Ben"))
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-w", "Dana"))
+    asked = await supervisor.call(
+        {
+            "type": "transfer",
+            "conversation_id": conv,
+            "to_specialist": "spec-fresh",
+            "note": "fresh eyes sw1",
+        },
+        "transfer",
+    )
+    assert (asked["type"], asked["state"]) == ("transfer", "waiting"), asked
+    offer = await ben.expect("offer", timeout=20)
+    # The offer names the specialist whose conversation it is, not the supervisor.
+    assert offer["transfer"] == {"conversation_id": conv, "from": {"name": "Rosa"}, "note": "fresh eyes sw1"}
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["type"] == "conversation_started", started
+    assert started["conversation"]["id"] == conv
+    assert started["transfer"] == {"from": {"name": "Rosa"}, "note": "fresh eyes sw1"}
+    ended = await pair.specialist.expect("conversation_ended", timeout=20)
+    assert (ended["by"], ended["reason"]) == ("specialist", "transferred")
+    joined = await pair.member.expect("transfer", timeout=20)
+    assert joined == {
+        "type": "transfer",
+        "conversation_id": conv,
+        "state": "joined",
+        "specialist": {"id": "spec-fresh", "name": "Ben"},
+    }
+    [holder] = await _rows(database_url, "SELECT specialist_id FROM conversations WHERE id = $1", conv)
+    assert holder["specialist_id"] == "spec-fresh"
+    audit = await _rows(
+        database_url,
+        "SELECT actor_id, actor_role, conversation_id, target FROM audit_log WHERE action = 'transfer'",
+    )
+    assert [tuple(r.values()) for r in audit] == [("sup-w", "supervisor", conv, "spec-fresh")]
+    [row] = await _rows(
+        database_url, "SELECT state, by_role, by_id FROM transfers WHERE conversation_id = $1", conv
+    )
+    assert tuple(row.values()) == ("accepted", "supervisor", "sup-w")
+    assert not any("sw1" in str(frame) for frame in pair.member.received)
+    for client in (pair.member, pair.specialist, ben, supervisor):
+        await client.close()
+    for svc in (a, b):
+        assert_clean_log(svc, "sw1")
