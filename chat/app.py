@@ -176,7 +176,11 @@ def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, setti
     where the master is before each connect. Cluster: sharded pub/sub over partitions."""
     if topology.kind == "cluster":
         assert isinstance(client, RedisCluster)
-        return ClusterBus(topology, client, settings.bus_partitions)
+        bus = ClusterBus(topology, client, settings.bus_partitions)
+        METRICS.rings_published.set_function(lambda: bus.rings_published)
+        METRICS.rings_heard.set_function(lambda: bus.rings_heard)
+        METRICS.rings_for_others.set_function(lambda: bus.rings_for_others)
+        return bus
     if topology.kind == "sentinel":
         return RedisBus(resolve=redisconn.MasterResolver(topology))
     return RedisBus(topology.url)

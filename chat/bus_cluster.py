@@ -90,7 +90,8 @@ class ClusterBus:
         self._connected = asyncio.Event()
         self._trouble = asyncio.Event()
         self._down_logged = False
-        self.rings_heard = 0  # rings this process received (tests, bench)
+        self.rings_published = 0  # rings this process published (metrics, bench)
+        self.rings_heard = 0  # rings this process received (metrics, tests, bench)
         self.rings_for_others = 0  # ... of which for channels it does not hold
 
     # ------------------------------------------------------------------ the Bus protocol
@@ -132,12 +133,14 @@ class ClusterBus:
         link = self._owner.get(partition)
         if link is None:
             return False  # being mapped again: the catch-up that follows repairs it
+        self.rings_published += 1
         return await link.publisher.publish(self.partitions[partition], bus_partitions.wrap(channel, data))
 
     def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
         link = self._owner.get(partition)
         if link is not None:
+            self.rings_published += 1
             link.publisher.post(self.partitions[partition], bus_partitions.wrap(channel, data), on_receivers)
 
     def confirmed(self, channel: str) -> bool:
