@@ -139,7 +139,12 @@ def run_one(
     return rows
 
 
-_RING_GAUGES = ("peerchat_bus_rings_published", "peerchat_bus_rings_heard", "peerchat_bus_rings_for_others")
+_RING_GAUGES = (
+    "peerchat_bus_rings_published",
+    "peerchat_bus_rings_heard",
+    "peerchat_bus_rings_for_others",
+    "peerchat_bus_partitions_subscribed",
+)
 
 
 def _rings(servers: list[ServerProcess], partitions: int, log: Any) -> dict[str, Any]:
@@ -153,7 +158,7 @@ def _rings(servers: list[ServerProcess], partitions: int, log: Any) -> dict[str,
         for line in text.splitlines():
             name, _, value = line.partition(" ")
             if name in _RING_GAUGES:
-                values[name.removeprefix("peerchat_bus_rings_")] = float(value)
+                values[name.removeprefix("peerchat_bus_").removeprefix("rings_")] = float(value)
         per.append(values)
     published = sum(p.get("published", 0.0) for p in per)
     heard = [p.get("heard", 0.0) for p in per]
@@ -164,8 +169,12 @@ def _rings(servers: list[ServerProcess], partitions: int, log: Any) -> dict[str,
         "heard": heard,
         "for_others": [p.get("for_others", 0.0) for p in per],
         "heard_share": [round(h / published, 3) if published else None for h in heard],
+        "partitions_subscribed": [p.get("partitions_subscribed", 0.0) for p in per],
     }
-    log(f"  rings: {published:.0f} published; each process heard {result['heard_share']} of them")
+    log(
+        f"  rings: {published:.0f} published; each process heard {result['heard_share']} of them, "
+        f"subscribed to {result['partitions_subscribed']} of {partitions} partitions"
+    )
     return result
 
 

@@ -180,6 +180,7 @@ def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, setti
         METRICS.rings_published.set_function(lambda: bus.rings_published)
         METRICS.rings_heard.set_function(lambda: bus.rings_heard)
         METRICS.rings_for_others.set_function(lambda: bus.rings_for_others)
+        METRICS.partitions_heard.set_function(lambda: len(bus.subscribed_partitions()))
         return bus
     if topology.kind == "sentinel":
         return RedisBus(resolve=redisconn.MasterResolver(topology))

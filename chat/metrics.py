@@ -83,6 +83,9 @@ class Metrics:
         self.rings_heard = Gauge(
             "peerchat_bus_rings_heard", "Rings received on this process's cluster bus partitions", registry=r
         )
+        self.partitions_heard = Gauge(
+            "peerchat_bus_partitions_subscribed", "Cluster bus partitions subscribed now", registry=r
+        )
         self.rings_for_others = Gauge(
             "peerchat_bus_rings_for_others",
             "Received cluster bus rings for channels this process does not hold (dropped)",

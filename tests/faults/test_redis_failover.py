@@ -114,9 +114,7 @@ async def test_cluster_master_killed(cluster: Cluster) -> None:
     participants, run = await _traffic(cluster)
     specialists = {p.user_id for p in participants if p.role == "specialist"}
 
-    # A master with a partition every process subscribes (a broadcast channel's): each
-    # process's bus then has something on it to recover (partitions are held on demand).
-    slot = (await asyncio.to_thread(_partition_slots, cluster, 1, True))[0]
+    slot = await asyncio.to_thread(_slot_to_kill, cluster)
     killed = time.monotonic()
     old = await asyncio.to_thread(c.kill_master, slot)
     new = await asyncio.to_thread(c.wait_for_promotion, old, slot)
@@ -155,6 +153,24 @@ def _partition_slots(cluster: Cluster, each: int, by_all: bool = False) -> list[
     if by_all:
         assert subscribed and subscribed[0][0] == len(cluster.web), subscribed
     return list(dict.fromkeys(slot for _, slot in subscribed))[:each]
+
+
+def _slot_to_kill(cluster: Cluster) -> int:
+    """A slot of the master to kill: one with a partition every process subscribes (a
+    broadcast channel's), so each process's bus has something on it to recover (partitions
+    are held on demand), and of those the one with the most partitions in use (people's)."""
+    c = cluster.redis_cluster
+    assert c is not None
+    best: tuple[int, int] | None = None
+    for master in c.master_nodes():
+        channels = master.command("PUBSUB", "SHARDCHANNELS")
+        if not channels:
+            continue
+        numsub = [int(n) for n in master.command("PUBSUB", "SHARDNUMSUB", *channels)[1::2]]
+        if max(numsub) == len(cluster.web) and (best is None or len(channels) > best[0]):
+            best = (len(channels), c.slot_of(channels[numsub.index(max(numsub))]))
+    assert best is not None, "no partition is subscribed by every process"
+    return best[1]
 
 
 def _busy_slots(cluster: Cluster, each: int = 3) -> tuple[list[int], list[int]]:
