@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from tests.support.client import Client, token
+from tests.support.database import fetchval
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService
 
@@ -19,11 +20,7 @@ ENV = {"PEERCHAT_WRAP_UP_S": "0.01", "PEERCHAT_WRAP_UP_URGENT_S": "0.01", "PEERC
 
 
 async def _state_of_offer(database_url: str, offer_id: str) -> Any:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetchval("SELECT state FROM offers WHERE id = $1", offer_id)
-    finally:
-        await db.close()
+    return await fetchval(database_url, "SELECT state FROM offers WHERE id = $1", offer_id)
 
 
 async def _available(live: LiveService, sid: str, name: str, tag: str = "anger") -> Client:
