@@ -32,8 +32,11 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
     live: LiveService = service_factory(PEERCHAT_MEMBER_GRACE_S="2")
     pair = await matched(live, member_id="acct-away", specialist_id="spec-cold")
     conv = pair.conversation_id
+    supervisor, _ = await Client.connect(live.ws, token("supervisor", "sup-away", "Dana"))
+    assert (await supervisor.call({"type": "watch_queues"}, "queue_stats"))["type"] == "queue_stats"
     await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
     assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
+    assert (await supervisor.expect("transfer_status", timeout=20)).get("transfer") == {"state": "waiting"}
     [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
     await pair.member.close()
 
@@ -42,6 +45,11 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
         return bool(rows[0]["state"] == "ended")
 
     await wait_until(ended, timeout=60)
+    # Supervisors see the transfer is over (the end cancelled it).
+    assert await supervisor.expect("transfer_status", timeout=20) == {
+        "type": "transfer_status",
+        "conversation_id": conv,
+    }
     [row] = await _rows(
         database_url, "SELECT ended_by, end_reason, specialist_id FROM conversations WHERE id = $1", conv
     )
@@ -68,7 +76,7 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
     # Free to ask again at once.
     again = await back.call({"type": "request", "tags": ["grief"]}, "queued")
     assert again["type"] == "queued", again
-    for client in (pair.specialist, back):
+    for client in (pair.specialist, back, supervisor):
         await client.close()
     assert_clean_log(live)
 
