@@ -23,6 +23,14 @@ async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]
         await db.close()
 
 
+async def _online(specialist: Client) -> None:
+    """Presence is written after `welcome` and before the socket reads its first frame: a
+    reply means the specialist counts as online, so a warm transfer to them is not refused
+    as offline on a loaded machine."""
+    answer = await specialist.call({"type": "availability", "status": "away"}, "availability")
+    assert answer["type"] == "availability", answer
+
+
 async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_not_a_stranger_request(
     service_factory: type, database_url: str
 ) -> None:
@@ -90,6 +98,7 @@ async def test_a_supervisors_warm_transfer_is_offered_accepted_joined_and_audite
     conv = pair.conversation_id
     await put_profile(b, "spec-fresh", name="Ben", tags=["grief"])
     ben, _ = await Client.connect(b.ws, token("specialist", "spec-fresh", "Ben"))
+    await _online(ben)
     supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-w", "Dana"))
     asked = await supervisor.call(
         {
@@ -159,11 +168,13 @@ async def test_a_transfer_under_way_shows_after_a_reload_to_each_side_and_live_t
     assert stats["type"] == "queue_stats", stats
     await put_profile(b, "spec-ben", name="Ben", tags=["grief"])
     ben, _ = await Client.connect(b.ws, token("specialist", "spec-ben", "Ben"))
+    await _online(ben)
 
     # Warm: asked, not yet accepted.
-    await pair.specialist.call(
+    asked = await pair.specialist.call(
         {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-ben"}, "transfer"
     )
+    assert asked["type"] == "transfer", asked
     offer = await ben.expect("offer", timeout=20)
     offered = {"state": "offered", "to": {"id": "spec-ben", "name": "Ben"}}
     status = await supervisor.expect("transfer_status", timeout=20)
@@ -190,7 +201,8 @@ async def test_a_transfer_under_way_shows_after_a_reload_to_each_side_and_live_t
     assert "transfer" not in welcome["conversations"][0]
 
     # Cold: back in the queue, held by nobody.
-    await pair.specialist.call({"type": "transfer", "conversation_id": conv}, "transfer")
+    cold = await pair.specialist.call({"type": "transfer", "conversation_id": conv}, "transfer")
+    assert cold["type"] == "transfer", cold
     assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
     status = await supervisor.expect("transfer_status", timeout=20)
     assert status == {"type": "transfer_status", "conversation_id": conv, "transfer": {"state": "waiting"}}
