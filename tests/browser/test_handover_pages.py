@@ -190,6 +190,8 @@ async def test_a_transfer_under_way_survives_a_reload_on_every_page(web: Web) ->
     await put_profile(web.live, "spec-rl-a", "Ana", ["grief"])
     await put_profile(web.live, "spec-rl-b", "Ben", ["grief"])
     ben, _ = await Client.connect(web.live.ws, token("specialist", "spec-rl-b", "Ben"))
+    # A reply means his presence is written (after `welcome`): the dialog will list him.
+    await ben.call({"type": "availability", "status": "away"}, "availability")
     ana = await web.page("specialist Ana")
     await web.login_token(ana, "specialist", "Ana", "spec-rl-a")
     await _available(ana)

@@ -23,6 +23,14 @@ async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]
         await db.close()
 
 
+async def _online(specialist: Client) -> None:
+    """Presence is written after `welcome` and before the socket reads its first frame: a
+    reply means the specialist counts as online, so a warm transfer to them is not refused
+    as offline on a loaded machine."""
+    answer = await specialist.call({"type": "availability", "status": "away"}, "availability")
+    assert answer["type"] == "availability", answer
+
+
 async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_not_a_stranger_request(
     service_factory: type, database_url: str
 ) -> None:
@@ -32,8 +40,11 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
     live: LiveService = service_factory(PEERCHAT_MEMBER_GRACE_S="2")
     pair = await matched(live, member_id="acct-away", specialist_id="spec-cold")
     conv = pair.conversation_id
+    supervisor, _ = await Client.connect(live.ws, token("supervisor", "sup-away", "Dana"))
+    assert (await supervisor.call({"type": "watch_queues"}, "queue_stats"))["type"] == "queue_stats"
     await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
     assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
+    assert (await supervisor.expect("transfer_status", timeout=20)).get("transfer") == {"state": "waiting"}
     [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
     await pair.member.close()
 
@@ -42,6 +53,11 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
         return bool(rows[0]["state"] == "ended")
 
     await wait_until(ended, timeout=60)
+    # Supervisors see the transfer is over (the end cancelled it).
+    assert await supervisor.expect("transfer_status", timeout=20) == {
+        "type": "transfer_status",
+        "conversation_id": conv,
+    }
     [row] = await _rows(
         database_url, "SELECT ended_by, end_reason, specialist_id FROM conversations WHERE id = $1", conv
     )
@@ -68,7 +84,7 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
     # Free to ask again at once.
     again = await back.call({"type": "request", "tags": ["grief"]}, "queued")
     assert again["type"] == "queued", again
-    for client in (pair.specialist, back):
+    for client in (pair.specialist, back, supervisor):
         await client.close()
     assert_clean_log(live)
 
@@ -82,6 +98,7 @@ async def test_a_supervisors_warm_transfer_is_offered_accepted_joined_and_audite
     conv = pair.conversation_id
     await put_profile(b, "spec-fresh", name="Ben", tags=["grief"])
     ben, _ = await Client.connect(b.ws, token("specialist", "spec-fresh", "Ben"))
+    await _online(ben)
     supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-w", "Dana"))
     asked = await supervisor.call(
         {
@@ -151,11 +168,13 @@ async def test_a_transfer_under_way_shows_after_a_reload_to_each_side_and_live_t
     assert stats["type"] == "queue_stats", stats
     await put_profile(b, "spec-ben", name="Ben", tags=["grief"])
     ben, _ = await Client.connect(b.ws, token("specialist", "spec-ben", "Ben"))
+    await _online(ben)
 
     # Warm: asked, not yet accepted.
-    await pair.specialist.call(
+    asked = await pair.specialist.call(
         {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-ben"}, "transfer"
     )
+    assert asked["type"] == "transfer", asked
     offer = await ben.expect("offer", timeout=20)
     offered = {"state": "offered", "to": {"id": "spec-ben", "name": "Ben"}}
     status = await supervisor.expect("transfer_status", timeout=20)
@@ -182,7 +201,8 @@ async def test_a_transfer_under_way_shows_after_a_reload_to_each_side_and_live_t
     assert "transfer" not in welcome["conversations"][0]
 
     # Cold: back in the queue, held by nobody.
-    await pair.specialist.call({"type": "transfer", "conversation_id": conv}, "transfer")
+    cold = await pair.specialist.call({"type": "transfer", "conversation_id": conv}, "transfer")
+    assert cold["type"] == "transfer", cold
     assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
     status = await supervisor.expect("transfer_status", timeout=20)
     assert status == {"type": "transfer_status", "conversation_id": conv, "transfer": {"state": "waiting"}}
