@@ -93,6 +93,4 @@ async def _withdraw_warm_transfers(
         if closed is None:
             continue  # accepted, declined or expired meanwhile
         services.hub.to_user(specialist(specialist_id), f.OfferRevoked(offer_id=closed.id, reason=reason))
-        handoff.tell_sender(
-            services, closed, f.TransferFailed(conversation_id=closed.conversation_id, reason="unavailable")
-        )
+        await handoff.failed(services, closed, "unavailable")

@@ -84,6 +84,7 @@ async def on_transfer(services: Services, session: Session, frame: f.Transfer) -
             target=to,
         )
     session.push_frame(handoff.waiting(conv.id, frame.ref))
+    await handoff.began(services, conv.id)
     if to is not None:
         services.hub.to_user(specialist(to), handoff.warm_offer(result, conv.tags, int(timeout)))
         _later(timeout, lambda: _expire(services, row.id))
@@ -115,9 +116,7 @@ async def _expire(services: Services, transfer_id: str) -> None:
         services.hub.to_user(
             specialist(closed.to_specialist_id), f.OfferRevoked(offer_id=closed.id, reason="expired")
         )
-    handoff.tell_sender(
-        services, closed, f.TransferFailed(conversation_id=closed.conversation_id, reason="expired")
-    )
+    await handoff.failed(services, closed, "expired")
     await services.poke_matchmaker()  # the slot it held is free
 
 
@@ -138,9 +137,7 @@ async def accept(services: Services, session: Session, row: transfer.Transfer, r
     result = await transfer.accept_warm(services.db, row.id, session.user_id)
     if isinstance(result, Refusal):
         if result in (Refusal.NO_SLOT, Refusal.BLOCKED):
-            handoff.tell_sender(
-                services, row, f.TransferFailed(conversation_id=row.conversation_id, reason="unavailable")
-            )
+            await handoff.failed(services, row, "unavailable")
         raise _refuse(result)
     conv = result.conversation
     log.info("conversation %s: warm transfer %s accepted", conv.id[:8], row.id[:8])
@@ -154,7 +151,5 @@ async def decline(services: Services, session: Session, row: transfer.Transfer, 
     if closed is None:
         raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")
     session.push_frame(f.Declined(offer_id=row.id, ref=ref))
-    handoff.tell_sender(
-        services, closed, f.TransferFailed(conversation_id=closed.conversation_id, reason="declined")
-    )
+    await handoff.failed(services, closed, "declined")
     await services.poke_matchmaker()

@@ -21,6 +21,7 @@ from protocol.frames.conversation import (
     ConversationEnded,
     ConversationInfo,
     ConversationSummary,
+    ConversationTransfer,
     End,
     Feedback,
     FeedbackSaved,
@@ -98,6 +99,7 @@ from protocol.frames.transfer import (
     TransferFailed,
     TransferFrom,
     TransferState,
+    TransferStatus,
 )
 
 ClientFrame = (
@@ -169,6 +171,7 @@ ServerFrame = (
     | Reported
     | TransferState
     | TransferFailed
+    | TransferStatus
     | Error
 )
 
@@ -197,6 +200,7 @@ __all__ = [
     "ConversationInfo",
     "ConversationStarted",
     "ConversationSummary",
+    "ConversationTransfer",
     "Decline",
     "Declined",
     "End",
@@ -265,6 +269,7 @@ __all__ = [
     "TransferFailed",
     "TransferFrom",
     "TransferState",
+    "TransferStatus",
     "Typing",
     "Unmonitor",
     "User",

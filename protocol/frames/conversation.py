@@ -51,16 +51,29 @@ class Peer(Struct, frozen=True):
     id: str | None = None  # set for specialists only; a member's account id never leaves us
 
 
+class ConversationTransfer(Struct, frozen=True):
+    """A transfer of the conversation under way (PRODUCT.md §9), as this user may see it.
+    `offered`: a warm transfer waits for `to` to accept until `expires_at` (its specialist,
+    who keeps it until then, and supervisors see this). `waiting`: a cold transfer, back in
+    the queue, held by nobody (its member and supervisors see this)."""
+
+    state: Literal["offered", "waiting"]
+    to: SpecialistView | None = None
+    expires_at: str | None = None
+
+
 class ConversationSummary(Struct, frozen=True):
     id: str
-    peer: Peer
     last_seq: int
+    # Absent while nobody holds the conversation: to its member during a cold transfer.
+    peer: Peer | None = None
     tags: list[str] = []
     state: Literal["active", "ended"] = "active"
     # The last `seq` the peer marked read (0: none yet); stored, so it survives a reload.
     peer_read_seq: int | None = None
     # Specialists only: False while the member has no live connection (PRODUCT.md §5).
     member_online: bool | None = None
+    transfer: ConversationTransfer | None = None
 
 
 class MemberView(Struct, frozen=True):

@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from protocol.frames.base import Frame, Id, Struct
-from protocol.frames.conversation import SpecialistView
+from protocol.frames.conversation import ConversationTransfer, SpecialistView
 
 
 class Transfer(Frame, tag="transfer", frozen=True):
@@ -61,3 +61,13 @@ class TransferFailed(Frame, tag="transfer_failed", frozen=True):
 
     conversation_id: str
     reason: Literal["declined", "expired", "unavailable"]
+
+
+class TransferStatus(Frame, tag="transfer_status", frozen=True):
+    """To supervisors watching the queues (`watch_queues`): a transfer of this conversation
+    began (`transfer` says which) or is over (no `transfer`: accepted, taken, declined,
+    expired or cancelled). The list of conversations (GET /api/conversations) has the
+    same `transfer` on each active row."""
+
+    conversation_id: str
+    transfer: ConversationTransfer | None = None

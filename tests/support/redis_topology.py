@@ -21,8 +21,9 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -54,30 +55,36 @@ def ensure_redis7() -> None:
             _done = True
 
 
+class _Launcher(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+_L = TypeVar("_L", bound=_Launcher)
+
+
 @contextmanager
+def _running(launcher: _L) -> Iterator[_L]:
+    ensure_redis7()
+    try:
+        launcher.start()
+        yield launcher
+    finally:
+        launcher.stop()
+
+
 def sentinel_set(
     base: Path, *, down_after_ms: int = 2000, failover_timeout_ms: int = 10000
-) -> Iterator[SentinelSet]:
-    ensure_redis7()
-    s = SentinelSet(base / "sentinel", down_after_ms=down_after_ms, failover_timeout_ms=failover_timeout_ms)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
+) -> AbstractContextManager[SentinelSet]:
+    return _running(
+        SentinelSet(base / "sentinel", down_after_ms=down_after_ms, failover_timeout_ms=failover_timeout_ms)
+    )
 
 
-@contextmanager
 def redis_cluster_set(
     base: Path, *, masters: int = 3, node_timeout_ms: int = 1500
-) -> Iterator[RedisClusterSet]:
-    ensure_redis7()
-    c = RedisClusterSet(base / "redis-cluster", masters=masters, node_timeout_ms=node_timeout_ms)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+) -> AbstractContextManager[RedisClusterSet]:
+    return _running(RedisClusterSet(base / "redis-cluster", masters=masters, node_timeout_ms=node_timeout_ms))
 
 
 @pytest.fixture
