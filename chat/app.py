@@ -125,10 +125,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         else:
             hub.on_bus(channel, data)
 
-    async def on_reconnect() -> None:
+    async def on_reconnect(only: frozenset[str] | None = None) -> None:
+        # `only`: a cluster bus brought back some partitions; the people on others lost
+        # nothing. The rest is cheap and done whatever was touched.
         METRICS.bus_reconnects.inc()
-        hub.bus_reconnected()
-        hub.catch_up_everyone()
+        hub.bus_reconnected(only)
+        hub.catch_up_everyone(only)
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
         await heartbeat_once(services)
@@ -174,7 +176,12 @@ def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, setti
     where the master is before each connect. Cluster: sharded pub/sub over partitions."""
     if topology.kind == "cluster":
         assert isinstance(client, RedisCluster)
-        return ClusterBus(topology, client, settings.bus_partitions)
+        bus = ClusterBus(topology, client, settings.bus_partitions)
+        METRICS.rings_published.set_function(lambda: bus.rings_published)
+        METRICS.rings_heard.set_function(lambda: bus.rings_heard)
+        METRICS.rings_for_others.set_function(lambda: bus.rings_for_others)
+        METRICS.partitions_heard.set_function(lambda: len(bus.subscribed_partitions()))
+        return bus
     if topology.kind == "sentinel":
         return RedisBus(resolve=redisconn.MasterResolver(topology))
     return RedisBus(topology.url)

@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 PG_SYSTEM_USER = "peerchat-pg"
 
@@ -87,9 +88,64 @@ def open_path_for(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
+class LocalServer:
+    """What every dev server shares: one process we start in its own session (so a stop
+    or kill reaches whatever it forks, and Ctrl-C in `make run` reaches us, who stop it in
+    order), listening on 127.0.0.1:`port`. A subclass is a dataclass with `port` and
+    `proc` fields; its `start()` returns early while `alive`, then calls `_spawn`."""
+
+    port: int
+    proc: subprocess.Popen[bytes] | None
+    # How `stop()` asks the server to finish, and how long it may take before SIGKILL.
+    STOP_SIGNAL: ClassVar[signal.Signals] = signal.SIGTERM
+    STOP_TIMEOUT: ClassVar[float] = 10.0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _spawn(
+        self,
+        args: list[str],
+        what: str,
+        timeout: float,
+        log: Path | None = None,
+        ids: tuple[int, int] | None = None,
+    ) -> None:
+        """Start `args` (as `ids`, uid and gid, when given), its output appended to `log`
+        or dropped, and return once it listens on `port`."""
+        out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+                user=ids[0] if ids else None,
+                group=ids[1] if ids else None,
+                start_new_session=True,
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()
+        wait_for_port(self.port, self.proc, timeout, what)
+
+    def stop(self, timeout: float | None = None) -> None:
+        terminate(self.proc, self.STOP_SIGNAL, self.STOP_TIMEOUT if timeout is None else timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing handed over."""
+        terminate(self.proc, signal.SIGKILL, 10.0)
+        self.proc = None
+
+
 @dataclass
-class PostgresServer:
+class PostgresServer(LocalServer):
     """One PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` (TCP only)."""
+
+    # Fast shutdown: open transactions are rolled back, data is kept.
+    STOP_SIGNAL = signal.SIGINT
+    STOP_TIMEOUT = 20.0
 
     data_dir: Path
     port: int = field(default_factory=free_port)
@@ -127,7 +183,7 @@ class PostgresServer:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
             return
         ids = run_as()
         self._init(ids)
@@ -148,17 +204,13 @@ class PostgresServer:
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
         for setting in self.settings:
             settings += ["-c", setting]
-        log = open(self.data_dir.parent / f"postgres-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self._spawn(
             [pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port), *settings],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=ids[0] if ids else None,
-            group=ids[1] if ids else None,
-            start_new_session=True,  # Ctrl-C in `make run` reaches us, and we stop it in order
+            "postgres",
+            timeout,
+            log=self.data_dir.parent / f"postgres-{self.port}.log",
+            ids=ids,
         )
-        log.close()
-        wait_for_port(self.port, self.proc, timeout, "postgres")
         # The port opens a moment before connections are accepted; pg_isready knows.
         deadline = time.monotonic() + timeout
         while (
@@ -170,15 +222,6 @@ class PostgresServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("postgres did not become ready")
             time.sleep(0.05)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT): open transactions are rolled back, data is kept."""
-        terminate(self.proc, signal.SIGINT, timeout)
-        self.proc = None
-
-    def kill(self) -> None:
-        terminate(self.proc, signal.SIGKILL, 10.0)
-        self.proc = None
 
     def standby(self, data_dir: Path, name: str = "standby") -> PostgresServer:
         """A streaming standby of this (running) server in `data_dir`, not yet started:
@@ -257,7 +300,7 @@ def terminate(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout
 
 
 @dataclass
-class RedisServer:
+class RedisServer(LocalServer):
     """A redis-server on 127.0.0.1:`port`. Without `data_dir` it keeps nothing on disk."""
 
     data_dir: Path | None = None
@@ -269,7 +312,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
             return
         args = [
             redis_bin(),
@@ -289,18 +332,7 @@ class RedisServer:
             args += ["--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no"]
         else:
             args += ["--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        wait_for_port(self.port, self.proc, timeout, "redis-server")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        terminate(self.proc, signal.SIGTERM, timeout)
-        self.proc = None
-
-    def kill(self) -> None:
-        terminate(self.proc, signal.SIGKILL, 10.0)
-        self.proc = None
+        self._spawn(args, "redis-server", timeout)
 
 
 def wipe(path: Path) -> None:

@@ -51,6 +51,10 @@ class RedisPresence:
         self._name = name
         self._cluster = isinstance(client, RedisCluster)
         self._heartbeat = client.register_script(_HEARTBEAT_LUA)
+        # Socket id → its person's keyed name, from the socket's `connect` to its
+        # `disconnect`: every beat renews every socket, and an HMAC per socket per beat was
+        # a third of the beat's CPU.
+        self._names: dict[str, str] = {}
 
     def _key(self, user_id: str, role: str) -> str:
         return f"pc:presence:user:{self._name(role, user_id)}"
@@ -59,6 +63,7 @@ class RedisPresence:
         return f"pc:presence:absent:{self._name('specialist', specialist_id)}"
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
+        self._names[conn_id] = self._name(role, user_id)
         try:
             await self.heartbeat([(user_id, role, conn_id)], now)
         except (RedisError, OSError) as exc:
@@ -73,8 +78,10 @@ class RedisPresence:
             await self._heartbeat_pipelined(leases, expiry, keep)
             return
         args: list[str] = []
+        names = self._names
         for user_id, role, conn_id in leases:
-            args += (self._name(role, user_id), conn_id, user_id if role == "specialist" else "")
+            name = names.get(conn_id) or self._name(role, user_id)
+            args += (name, conn_id, user_id if role == "specialist" else "")
             if len(args) >= 3 * HEARTBEAT_CHUNK:
                 await self._heartbeat(args=[expiry, keep, *args])
                 args = []
@@ -101,6 +108,7 @@ class RedisPresence:
             await asyncio.sleep(0)
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
+        self._names.pop(conn_id, None)
         key = self._key(user_id, role)
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(key, conn_id)

@@ -187,14 +187,17 @@ class Hub:
         for header, data in self._solo.end(person):
             self.bus.post(channel, self._ring(channel, header, data))
 
-    def bus_reconnected(self) -> None:
+    def bus_reconnected(self, only: frozenset[str] | None = None) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
-        skipped is sent, and this process joins every channel it holds again."""
+        skipped is sent, and this process joins every channel it holds again. `only`: the
+        channels the outage touched (a cluster bus's partitions), None: all."""
         self._solo.changed()
         for person in self._solo.everyone():
-            self._unsolo(person)
+            if only is None or self.channel(person) in only:
+                self._unsolo(person)
         for person in self.sessions:
-            self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
+            if only is None or self.channel(person) in only:
+                self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
 
     def close_user(self, person: Person, code: int) -> None:
         """Close every socket of the person with `code`, here now and on every other
@@ -288,8 +291,14 @@ class Hub:
                     behind += 1
         return behind
 
-    def catch_up_everyone(self) -> None:
-        """After the bus was down: every socket re-reads its conversations from PostgreSQL."""
-        for session in self.all_sessions():
+    def catch_up_everyone(self, only: frozenset[str] | None = None) -> None:
+        """After the bus was down: every socket re-reads its conversations from PostgreSQL;
+        with `only`, the sockets of the people whose channel is among those."""
+        if only is None:
+            sessions = self.all_sessions()
+        else:
+            touched = (group for person, group in self.sessions.items() if self.channel(person) in only)
+            sessions = list({s: None for group in touched for s in group})
+        for session in sessions:
             for conversation_id in list(session.seen):
                 session.deliver(CatchUp(conversation_id))

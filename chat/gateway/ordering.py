@@ -68,9 +68,11 @@ class Ordering:
             if _TRANSFERRED in item.data:
                 self.handed_on.add(conv)
                 self.held.pop(conv, None)
+        if self.handed_on and conv in self.handed_on and not item.ends_conversation:
+            # Handed on: not its messages, nor its `typing` (the peer's process may still
+            # have had the old pair cached when it relayed it), nor its risk or notes.
+            return []
         if item.seq is not None and conv is not None:
-            if self.handed_on and conv in self.handed_on:
-                return []
             seen = self.seen.get(conv, 0)
             if item.seq <= seen:
                 return []  # already sent: a duplicate from the bus or a catch-up

@@ -51,11 +51,9 @@ async def on_ack_alert(services: Services, session: Session, frame: f.AckAlert) 
             conn, frame.alert_id, by_id=session.user_id, by_name=session.name
         )
         if outcome is Acked.ACKED:
-            await audit.record(
+            await audit.record_by(
                 conn,
-                actor_id=session.user_id,
-                actor_role=session.role,
-                actor_name=session.name,
+                session,
                 action="ack_alert",
                 conversation_id=alert.conversation_id if alert else None,
                 target=frame.alert_id,
@@ -96,11 +94,9 @@ async def _audit(
     services: Services, session: Session, action: str, conv: Conversation, frame: f.Monitor | f.Join
 ) -> None:
     # Before anything is sent (PRODUCT.md §8, §10); an emergency is recorded as such.
-    await audit.record(
+    await audit.record_by(
         services.db,
-        actor_id=session.user_id,
-        actor_role=session.role,
-        actor_name=session.name,
+        session,
         action=action,
         conversation_id=conv.id,
         reason=frame.reason.strip(),

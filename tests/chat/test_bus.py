@@ -34,7 +34,7 @@ class Inbox:
     def handler(self, channel: str, data: bytes) -> None:
         self.got.append((channel, data))
 
-    async def on_reconnect(self) -> None:
+    async def on_reconnect(self, only: frozenset[str] | None = None) -> None:
         self.reconnects += 1
 
     def on(self, channel: str) -> list[bytes]:

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as redis
 
 from tests.support.client import token
+from tests.support.database import fetch
 from tests.support.flows import assert_clean_log, matched
 from tests.support.servers import LiveService
 
@@ -24,14 +25,6 @@ def _bearer(tok: str) -> dict[str, str]:
 
 SUPERVISOR = _bearer(token("supervisor", "sup-1", "Lee"))
 PROFILE: dict[str, Any] = {"name": "Rosa", "tags": ["grief"], "languages": ["en"], "max_chats": 3}
-
-
-async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetch(sql, *args)
-    finally:
-        await db.close()
 
 
 # --------------------------------------------------------------------------- audit log
@@ -149,14 +142,14 @@ async def test_profile_edits_are_bounded_and_nothing_is_stored(live: LiveService
             "/api/specialists/spec-3", json={**PROFILE, **edge, "max_chats": 20}, headers=SUPERVISOR
         )
         assert got.status_code == 200, got.text
-    rows = await _rows(
+    rows = await fetch(
         database_url, "SELECT id, name, tags, languages, max_chats FROM specialists ORDER BY id"
     )
     assert [(r["id"], r["name"], r["tags"], r["languages"], r["max_chats"]) for r in rows] == [
         ("spec-1", "Rosa", ["grief"], ["en"], 3),
         ("spec-3", "R" * 64, sorted(edge["tags"]), ["x" * 16], 20),
     ]
-    audited = await _rows(database_url, "SELECT target FROM audit_log ORDER BY id")
+    audited = await fetch(database_url, "SELECT target FROM audit_log ORDER BY id")
     assert [r["target"] for r in audited] == ["spec-1", "spec-3"], "a refused edit writes no audit row"
     assert_clean_log(live)
 
@@ -179,7 +172,7 @@ async def test_profile_edits_are_audited_with_before_and_after(live: LiveService
         "after": {"name": "Rosa M.", "tags": ["alcohol", "grief"], "languages": ["en", "es"], "max_chats": 1},
     }
     assert "reason" not in entries[0] and "conversation_id" not in entries[0]
-    rows = await _rows(database_url, "SELECT actor_role, reason FROM audit_log")
+    rows = await fetch(database_url, "SELECT actor_role, reason FROM audit_log")
     assert {(r["actor_role"], r["reason"]) for r in rows} == {("supervisor", None)}
 
 
@@ -229,7 +222,7 @@ async def test_transcript_reason_in_a_header(live: LiveService, database_url: st
         for bad in ("%00why", "x" * 501):
             got = await http.get(path, headers={**SUPERVISOR, "X-Peerchat-Reason": bad})
             assert got.status_code == 400, got.text
-    rows = await _rows(
+    rows = await fetch(
         database_url, "SELECT reason FROM audit_log WHERE action = 'read_transcript' ORDER BY id"
     )
     assert [r["reason"] for r in rows] == [header_reason, "from the header", "query only", unicode_reason]
@@ -285,7 +278,7 @@ async def test_transcript_reads_limited_per_supervisor_across_processes(
             assert (await http.get(path, headers=other)).status_code == 200
             # ...and other routes are a separate bucket for the same supervisor.
             assert (await http.get("/api/stats/history", headers=SUPERVISOR)).status_code == 200
-    reads = await _rows(
+    reads = await fetch(
         database_url,
         "SELECT count(*) AS n FROM audit_log WHERE action = 'read_transcript' AND actor_id = 'sup-1'",
     )

@@ -24,6 +24,7 @@ from chat.redis_keys import identity_key
 from chat.socket_cap import SocketCap
 from chat.upkeep.retention import LOCK_KEY
 from tests.support.client import Client, token
+from tests.support.database import execute, fetch
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import JWT_SECRET, LiveService, service_env, wait_until
 
@@ -32,25 +33,9 @@ def _bearer(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
 
 
-async def _sql(database_url: str, query: str, *args: Any) -> Any:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetch(query, *args)
-    finally:
-        await db.close()
-
-
-async def _execute(database_url: str, script: str) -> None:
-    db = await asyncpg.connect(database_url)
-    try:
-        await db.execute(script)
-    finally:
-        await db.close()
-
-
 async def _age(database_url: str, conversation_id: str, interval: str) -> None:
     """Pretend the conversation ended `interval` ago (and started before that)."""
-    await _sql(
+    await fetch(
         database_url,
         """UPDATE conversations SET ended_at = now() - $2::text::interval,
                started_at = now() - $2::text::interval - interval '1 hour' WHERE id = $1""",
@@ -135,7 +120,7 @@ async def test_export_streams_every_message_and_nothing_of_other_people(
     pair = await matched(live, member_id="acct-export", specialist_id="spec-export")
     first = pair.conversation_id
     # Longer than one page of `history` (500): the export is not a page.
-    await _execute(
+    await execute(
         database_url,
         f"""INSERT INTO messages (conversation_id, seq, sender_id, sender_role, sender_name,
                                   client_msg_id, body)
@@ -388,7 +373,7 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         assert time.monotonic() - began < 10
 
         # Statistics survive: the conversations, their times, tags, counts and the rating.
-        rows = await _sql(
+        rows = await fetch(
             database_url,
             "SELECT id, state, tags, last_seq, end_reason, swept_at FROM conversations ORDER BY started_at",
         )
@@ -397,14 +382,14 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
             (active, "ended", 4),
         ]
         assert rows[1]["end_reason"] == "erased" and all(r["swept_at"] for r in rows)
-        assert [r["rating"] for r in await _sql(database_url, "SELECT rating FROM feedback")] == [2]
-        assert await _sql(database_url, "SELECT 1 FROM messages") == []
-        assert await _sql(
+        assert [r["rating"] for r in await fetch(database_url, "SELECT rating FROM feedback")] == [2]
+        assert await fetch(database_url, "SELECT 1 FROM messages") == []
+        assert await fetch(
             database_url, "SELECT 1 FROM specialists WHERE id = 'spec-erase' AND active_chats = 0"
         )
 
         # One audit row, naming no one.
-        audit = await _sql(
+        audit = await fetch(
             database_url, "SELECT actor_id, actor_name, reason FROM audit_log WHERE action = 'erase'"
         )
         assert len(audit) == 1 and sub not in str(dict(audit[0])) and alias not in str(dict(audit[0]))
@@ -412,7 +397,7 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         # A second erasure is a no-op 202.
         again = await http.delete("/api/me", headers=member_auth)
         assert again.status_code == 202
-        assert len(await _sql(database_url, "SELECT 1 FROM audit_log WHERE action = 'erase'")) == 1
+        assert len(await fetch(database_url, "SELECT 1 FROM audit_log WHERE action = 'erase'")) == 1
 
         # A later token for the same `sub` starts from nothing.
         fresh, welcome = await Client.connect(a.ws, token("member", sub, alias))
@@ -439,7 +424,7 @@ async def test_erasing_a_member_who_is_waiting_cancels_the_request(
     cancelled = await member.expect("cancelled")
     assert cancelled == {"type": "cancelled", "request_id": queued["request_id"], "reason": "erased"}
     assert await member.closed() == 4003
-    rows = await _sql(database_url, "SELECT state, member_id, member_alias, note FROM requests")
+    rows = await fetch(database_url, "SELECT state, member_id, member_alias, note FROM requests")
     assert [tuple(r) for r in rows] == [("cancelled", "", "", None)]
 
 
@@ -519,7 +504,7 @@ async def test_the_release_step_sweeps_aged_conversations_and_keeps_their_statis
 
     rows = {
         r["id"]: r
-        for r in await _sql(
+        for r in await fetch(
             database_url,
             """SELECT id, member_id, member_alias, tags, last_seq, started_at, ended_at, swept_at
                  FROM conversations""",
@@ -528,15 +513,15 @@ async def test_the_release_step_sweeps_aged_conversations_and_keeps_their_statis
     assert rows[old]["member_id"] == "" and rows[old]["member_alias"] == "" and rows[old]["swept_at"]
     assert rows[old]["last_seq"] == 6 and rows[old]["tags"] == ["grief"] and rows[old]["ended_at"]
     assert rows[recent]["member_id"] == "acct-aged" and rows[recent]["swept_at"] is None
-    counts = await _sql(database_url, "SELECT conversation_id, count(*) AS n FROM messages GROUP BY 1")
+    counts = await fetch(database_url, "SELECT conversation_id, count(*) AS n FROM messages GROUP BY 1")
     assert {r["conversation_id"]: r["n"] for r in counts} == {recent: 2}
-    feedback = await _sql(database_url, "SELECT rating, comment, member_id FROM feedback")
+    feedback = await fetch(database_url, "SELECT rating, comment, member_id FROM feedback")
     assert [tuple(r) for r in feedback] == [(5, None, "")]
-    flags = await _sql(database_url, "SELECT kind, level, note FROM alerts WHERE kind = 'flagged'")
+    flags = await fetch(database_url, "SELECT kind, level, note FROM alerts WHERE kind = 'flagged'")
     assert [tuple(r) for r in flags] == [("flagged", "concern", None)], "the alert stays, its note goes"
-    wraps = await _sql(database_url, "SELECT conversation_id, outcome, risk_level, note FROM wrap_ups")
+    wraps = await fetch(database_url, "SELECT conversation_id, outcome, risk_level, note FROM wrap_ups")
     assert [tuple(r) for r in wraps] == [(old, "talked", "low", None)], "the wrap-up stays, its note goes"
-    notes = await _sql(database_url, "SELECT note, member_id FROM requests ORDER BY created_at")
+    notes = await fetch(database_url, "SELECT note, member_id FROM requests ORDER BY created_at")
     assert [tuple(r) for r in notes] == [(None, ""), ("recent note", "acct-aged")]
 
     # Idempotent: a second run finds nothing.
@@ -557,11 +542,11 @@ async def test_the_background_sweep_honours_a_decimal_retention_and_reports_metr
     await pair.member.expect("conversation_ended")
 
     async def swept() -> bool:
-        rows = await _sql(database_url, "SELECT swept_at FROM conversations WHERE id = $1", conv)
+        rows = await fetch(database_url, "SELECT swept_at FROM conversations WHERE id = $1", conv)
         return rows[0]["swept_at"] is not None
 
     await asyncio.sleep(3)  # several background rounds (every 0.5 s), all before the retention passed
-    early = await _sql(
+    early = await fetch(
         database_url,
         "SELECT swept_at, extract(epoch FROM now() - ended_at) AS age FROM conversations WHERE id = $1",
         conv,
@@ -569,7 +554,7 @@ async def test_the_background_sweep_honours_a_decimal_retention_and_reports_metr
     if early[0]["age"] < 8.0:  # on a stalled machine the moment may have passed: then say nothing
         assert early[0]["swept_at"] is None, "swept before the retention had passed"
     await wait_until(swept, timeout=40, every=0.25)
-    assert await _sql(database_url, "SELECT 1 FROM messages") == []
+    assert await fetch(database_url, "SELECT 1 FROM messages") == []
     async with httpx.AsyncClient(base_url=live.http) as http:
         text = (await http.get("/metrics")).text
     sample = {
@@ -791,7 +776,7 @@ async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_m
     pair = await matched(live, member_id="acct-slow", specialist_id="spec-slow")
     conv = pair.conversation_id
     # About 6 MB: more than the kernel buffers of both ends, so a reader that stops stalls it.
-    await _execute(
+    await execute(
         database_url,
         f"""INSERT INTO messages (conversation_id, seq, sender_id, sender_role, sender_name,
                                   client_msg_id, body)
@@ -826,7 +811,7 @@ async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_m
             # the service's own short transactions (background rounds) are caught between
             # two statements now and then on a loaded machine, and are not what is asked.
             await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - stalled_since)))
-            held = await _sql(
+            held = await fetch(
                 database_url,
                 "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database()"
                 " AND state LIKE 'idle in transaction%' AND xact_start < now() - interval '1 second'",

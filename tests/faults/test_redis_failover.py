@@ -114,9 +114,10 @@ async def test_cluster_master_killed(cluster: Cluster) -> None:
     participants, run = await _traffic(cluster)
     specialists = {p.user_id for p in participants if p.role == "specialist"}
 
+    slot = await asyncio.to_thread(_slot_to_kill, cluster)
     killed = time.monotonic()
-    old = await asyncio.to_thread(c.kill_master, 0)
-    new = await asyncio.to_thread(c.wait_for_promotion, old, 0)
+    old = await asyncio.to_thread(c.kill_master, slot)
+    new = await asyncio.to_thread(c.wait_for_promotion, old, slot)
     promoted = time.monotonic()
     assert new is not old
     presence_s = await presence_back(cluster, specialists, PRESENCE_S + 20)
@@ -136,19 +137,53 @@ async def test_cluster_master_killed(cluster: Cluster) -> None:
     )
 
 
-def _busy_slots(cluster: Cluster, each: int = 3) -> tuple[list[int], list[int]]:
-    """Slots worth moving: `each` of the bus's live sharded channels' (their subscribers
-    are told SUNSUBSCRIBE when it moves) and `each` of the keys' in use (presence, caps)."""
+def _partition_slots(cluster: Cluster, each: int, by_all: bool = False) -> list[int]:
+    """The slots of up to `each` of the bus's live sharded channels (partitions), those
+    with the most subscribers first; `by_all`: the first is subscribed by every process
+    (a broadcast channel's partition: they are held on demand, chat/bus_cluster.py)."""
     c = cluster.redis_cluster
     assert c is not None
-    channels: list[int] = []
+    subscribed: list[tuple[int, int]] = []
+    for master in c.master_nodes():
+        channels = master.command("PUBSUB", "SHARDCHANNELS")
+        if channels:
+            numsub = master.command("PUBSUB", "SHARDNUMSUB", *channels)
+            subscribed += [(int(n), c.slot_of(ch)) for ch, n in zip(numsub[::2], numsub[1::2], strict=True)]
+    subscribed.sort(reverse=True)
+    if by_all:
+        assert subscribed and subscribed[0][0] == len(cluster.web), subscribed
+    return list(dict.fromkeys(slot for _, slot in subscribed))[:each]
+
+
+def _slot_to_kill(cluster: Cluster) -> int:
+    """A slot of the master to kill: one with a partition every process subscribes (a
+    broadcast channel's), so each process's bus has something on it to recover (partitions
+    are held on demand), and of those the one with the most partitions in use (people's)."""
+    c = cluster.redis_cluster
+    assert c is not None
+    best: tuple[int, int] | None = None
+    for master in c.master_nodes():
+        channels = master.command("PUBSUB", "SHARDCHANNELS")
+        if not channels:
+            continue
+        numsub = [int(n) for n in master.command("PUBSUB", "SHARDNUMSUB", *channels)[1::2]]
+        if max(numsub) == len(cluster.web) and (best is None or len(channels) > best[0]):
+            best = (len(channels), c.slot_of(channels[numsub.index(max(numsub))]))
+    assert best is not None, "no partition is subscribed by every process"
+    return best[1]
+
+
+def _busy_slots(cluster: Cluster, each: int = 3) -> tuple[list[int], list[int]]:
+    """Slots worth moving: `each` of the bus's live sharded channels' (their subscribers
+    are told SUNSUBSCRIBE when it moves; the first is every process's) and `each` of the
+    keys' in use (presence, caps)."""
+    c = cluster.redis_cluster
+    assert c is not None
+    channels = _partition_slots(cluster, each, by_all=True)
     keys: list[int] = []
     for master in c.master_nodes():
-        for channel in master.command("PUBSUB", "SHARDCHANNELS"):
-            channels.append(c.slot_of(channel))
         for key in master.command("SCAN", 0, "COUNT", 1000)[1]:
             keys.append(c.slot_of(key))
-    channels = list(dict.fromkeys(channels))[:each]
     keys = [slot for slot in dict.fromkeys(keys) if slot not in channels][:each]
     return channels, keys
 

@@ -4,7 +4,8 @@
 // still theirs and offers "Back to the queue instead" (a cold transfer with the same note).
 // The end (`conversation_ended`, reason `transferred`) closes the chat as any end does, and
 // wrap-up starts (specialist/wrapup.js). A conversation this specialist receives by
-// transfer shows who handed it on and their note above its history.
+// transfer shows who handed it on and their note above its history. A warm transfer still
+// waiting for an answer is shown again after a reload (`welcome`'s `conversations[].transfer`).
 
 import { bidi, h, show } from '../ui/dom.js';
 import { t, tParts } from '../ui/i18n.js';
@@ -69,7 +70,28 @@ export function transferPanel(client, chats, { call, notice }) {
   const attachAll = () => {
     for (const chat of chats.chats.values()) attach(chat);
   };
-  client.on('welcome', attachAll);
+  // After a reload (or a reconnect), `welcome` says which warm transfers still wait for an
+  // answer, whoever asked (this page, another device, a supervisor): the chat says so again.
+  // One that ended while we were away is no longer listed: "Hand on…" works again.
+  client.on('welcome', (w) => {
+    attachAll();
+    for (const c of w.conversations || []) {
+      const bar = bars.get(c.id);
+      if (!bar) continue;
+      const to = c.transfer?.state === 'offered' ? c.transfer.to : null;
+      if (to) {
+        const before = asked.get(c.id);
+        asked.set(c.id, { conversationId: c.id, to, note: before ? before.note : '' });
+        show(bar.cold, false);
+        bar.open.disabled = true;
+        bar.status.replaceChildren(...tParts('transfer.waiting_for', { name: bidi(to.name) }));
+      } else if (asked.get(c.id)?.to) {
+        asked.delete(c.id);
+        bar.open.disabled = false;
+        bar.status.textContent = '';
+      }
+    }
+  });
   client.on('conversation_started', (f) => {
     attachAll();
     const chat = chats.chats.get(f.conversation.id);
