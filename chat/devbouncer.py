@@ -1,4 +1,4 @@
-"""Debian's PgBouncer in front of a dev or test PostgreSQL (chat/devservers.py), in
+"""Debian's PgBouncer in front of a dev or test PostgreSQL (chat/devservers/), in
 transaction-pooling mode, for the pooler tests and `make cluster` (docs/scaling.md).
 
 Call `start()`, then `stop()` when done; both are idempotent.

@@ -19,7 +19,7 @@ tests/faults/install-redis.sh).
 
 The launchers live apart: `node` (one process, `RedisNode`), `sentinel` (`SentinelSet`)
 and `cluster` (`RedisClusterSet`); this package re-exports what callers use. Starting and
-stopping a process is chat/devservers.py's `LocalServer`, as for the other dev servers.
+stopping a process is chat/devservers/process.py's `LocalServer`, as for the other dev servers.
 """
 
 from __future__ import annotations

