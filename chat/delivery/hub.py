@@ -32,7 +32,6 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
 
 from chat.bus import Bus
 from chat.delivery import doorbell
@@ -240,7 +239,10 @@ class Hub:
                 # close a person's sockets.
                 self._close_local(person, ring.code or CloseCode.FORBIDDEN)
                 return
-            self._deliver_local(person, replace(out, data=opened))
+            # The opened frame in place of the sealed one (not dataclasses.replace: 1.5 µs
+            # against 0.1 on every ring received).
+            out.data = opened
+            self._deliver_local(person, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
             opened = self._open(channel, header, out.data)
             if opened is not None:

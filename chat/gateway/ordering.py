@@ -20,7 +20,10 @@ GAP_WAIT_S = 0.25
 _TRANSFERRED = b'"reason":"transferred"'
 
 
-@dataclass(frozen=True, slots=True)
+# Not `frozen`: a frozen dataclass sets each field through object.__setattr__, and an
+# Outbound is built several times per message (ack, own copy, each recipient, each ring
+# received): 0.61 -> 0.14 µs each. Nothing changes one after it is built.
+@dataclass(slots=True)
 class Outbound:
     data: bytes
     conversation_id: str | None = None
