@@ -79,16 +79,17 @@ class SocketCap:
         self._take = client.register_script(_TAKE)
         self._renew = client.register_script(_RENEW)
         self._cluster = isinstance(client, RedisCluster)
-        # Socket id → its identity's key, from `take` to `give_back`: every renewal renews
-        # every socket, and an HMAC per socket per renewal is CPU for nothing.
-        self._keys: dict[str, str] = {}
+        # Socket id → (role, sub, the identity's key), from `take` to `give_back`: every
+        # renewal renews every socket, and an HMAC per socket per renewal is CPU for nothing.
+        self._keys: dict[str, tuple[str, str, str]] = {}
         # Sockets let in while Redis failed, that no renewal has leased yet.
         self._unleased: set[str] = set()
 
     async def take(self, role: str, sub: str, socket_id: str) -> bool:
         """Whether the socket may open: False when the identity already holds the cap."""
         now = int(time.time() * 1000)
-        key = self._keys[socket_id] = _key(self._settings, role, sub)
+        key = _key(self._settings, role, sub)
+        self._keys[socket_id] = (role, sub, key)
         try:
             took = await self._take(
                 keys=[key],
@@ -110,7 +111,8 @@ class SocketCap:
 
     async def give_back(self, role: str, sub: str, socket_id: str) -> None:
         self._unleased.discard(socket_id)
-        key = self._keys.pop(socket_id, None) or _key(self._settings, role, sub)
+        key = self._key_of(role, sub, socket_id)
+        self._keys.pop(socket_id, None)
         try:
             await self._redis.zrem(key, socket_id)
         except (RedisError, OSError) as exc:
@@ -131,7 +133,7 @@ class SocketCap:
             first: list[tuple[str, str]] = []  # (key, socket id) leased for the first time
             leases: list[tuple[str, str, bool]] = []  # (key, socket id, XX)
             for role, sub, socket_id in batch[start : start + RENEW_CHUNK]:
-                key = self._keys.get(socket_id) or _key(self._settings, role, sub)
+                key = self._key_of(role, sub, socket_id)
                 # XX: a lease removed meanwhile (its socket closed during this renewal)
                 # must not come back and hold a slot until it ages out.
                 xx = socket_id not in self._unleased
@@ -145,6 +147,12 @@ class SocketCap:
                 else:  # given back while this renewal ran: it must not hold a slot
                     await self._redis.zrem(key, socket_id)
             await asyncio.sleep(0)  # let the sockets' frames through between chunks
+
+    def _key_of(self, role: str, sub: str, socket_id: str) -> str:
+        known = self._keys.get(socket_id)
+        if known is not None and known[0] == role and known[1] == sub:
+            return known[2]
+        return _key(self._settings, role, sub)
 
     async def _renew_chunk(self, leases: list[tuple[str, str, bool]], expiry: int) -> None:
         keep = 2 * self._lease_ms
