@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from chat.presence_redis import RedisPresence
 from chat.redis_keys import identity_key
 from chat.socket_cap import SocketCap
 from chat.web.ratelimit import TRANSCRIPTS, Limiter
+from tests.support.bus_inbox import Inbox
 from tests.support.redis_topology import RedisClusterSet, SentinelSet, redis_cluster_set, sentinel_set
 from tests.support.servers import wait_until
 
@@ -59,18 +59,6 @@ async def topology(
     await client.flushall()
     yield parsed, client
     await client.aclose()
-
-
-@dataclass
-class Inbox:
-    got: list[tuple[str, bytes]] = field(default_factory=list)
-    reconnects: int = 0
-
-    def handler(self, channel: str, data: bytes) -> None:
-        self.got.append((channel, data))
-
-    async def on_reconnect(self, only: frozenset[str] | None = None) -> None:
-        self.reconnects += 1
 
 
 def make_bus(parsed: redisconn.RedisTopology, client: redisconn.RedisClient) -> Bus:
