@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from chat import config, handoff, logs, redisconn
 from chat.admission import Admission
@@ -187,9 +189,26 @@ def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, setti
     return RedisBus(topology.url)
 
 
+class PeerchatApp(Starlette):
+    """Starlette, with `/ws` served without the middleware stack: a socket's ASGI call lasts
+    as long as the socket, and each layer it passes through (the error and exception
+    middleware, the security headers and rate limit, which let websockets through untouched,
+    the router and the route's wrappers) stays parked in it, about 5 KiB of coroutine frames
+    per idle socket (issue 20). The endpoint catches what it raises itself; what a route
+    would add for a websocket (WebSocketException handlers) it does not use. Any other path,
+    and `/ws` under a root path, goes through the stack as before."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            scope["app"] = self
+            await websocket_endpoint(WebSocket(scope, receive=receive, send=send))
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: config.Settings | None = None) -> Starlette:
     settings = settings or config.from_env()
-    app = Starlette(
+    app = PeerchatApp(
         routes=[
             Route("/", index),
             Route("/healthz", health.healthz),

@@ -115,11 +115,21 @@ async def tell_supervisors(
     )
 
 
-async def began(services: Services, conversation_id: str) -> None:
-    """A transfer of the conversation was just recorded: supervisors see which."""
+async def began(services: Services, row: transfer.Transfer) -> None:
+    """A transfer was just recorded: supervisors see which; and when a supervisor asked for
+    a warm one, the specialist who keeps the conversation until it is accepted sees it too
+    (as after a reload, `welcome`'s `conversations[].transfer`)."""
+    conversation_id = row.conversation_id
     under_way = (await transfer_reads.open_of(services.db, [conversation_id])).get(conversation_id)
-    if under_way is not None:
-        await tell_supervisors(services, conversation_id, transfer_view(under_way))
+    if under_way is None:
+        return
+    view = transfer_view(under_way)
+    await tell_supervisors(services, conversation_id, view)
+    if row.by_role == "supervisor" and row.to_specialist_id is not None:
+        services.hub.to_user(
+            specialist(row.from_specialist_id),
+            f.TransferStatus(conversation_id=conversation_id, transfer=view),
+        )
 
 
 def waiting(conversation_id: str, ref: str | None = None) -> f.TransferState:

@@ -45,10 +45,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
+
+from chat.gateway.inbox import Flag, Inbox
 
 try:
     from websockets.speedups import apply_mask
@@ -68,6 +70,8 @@ UVICORN_ATTRIBUTES = frozenset(
         "logger",
         "queue",
         "read_paused",
+        "request",
+        "response",
         "scope",
         "transport",
         "writable",
@@ -170,6 +174,21 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if pos < end:
             super().data_received(data[pos:])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per-socket memory (issue 20): the received-event queue and the writable flag
+        # without asyncio's deques, which a silent socket never needs (chat/gateway/inbox.py).
+        self.queue = Inbox()
+        self.writable = Flag(True)
+
+    def forget_handshake(self) -> None:
+        """Drop the opening handshake's request and response (their headers, ~4 KiB),
+        which uvicorn keeps for the socket's life and reads only before the accept. The
+        application calls this once the socket is accepted (the scope keeps its headers)."""
+        if self.handshake_complete:
+            self.request = cast(Any, None)
+            self.response = cast(Any, None)
 
     def send_now(self, frames: list[bytes]) -> bool:
         """Write text frames (UTF-8) now, in one write; False, with nothing written, if

@@ -84,7 +84,7 @@ async def on_transfer(services: Services, session: Session, frame: f.Transfer) -
             target=to,
         )
     session.push_frame(handoff.waiting(conv.id, frame.ref))
-    await handoff.began(services, conv.id)
+    await handoff.began(services, row)
     if to is not None:
         services.hub.to_user(specialist(to), handoff.warm_offer(result, conv.tags, int(timeout)))
         _later(timeout, lambda: _expire(services, row.id))

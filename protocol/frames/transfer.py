@@ -67,7 +67,9 @@ class TransferStatus(Frame, tag="transfer_status", frozen=True):
     """To supervisors watching the queues (`watch_queues`): a transfer of this conversation
     began (`transfer` says which) or is over (no `transfer`: accepted, taken, declined,
     expired or cancelled). The list of conversations (GET /api/conversations) has the
-    same `transfer` on each active row."""
+    same `transfer` on each active row. Also to the conversation's specialist when a
+    supervisor offers it warm to someone (the begin only: its end reaches them as
+    `transfer_failed` or `conversation_ended`)."""
 
     conversation_id: str
     transfer: ConversationTransfer | None = None

@@ -17,22 +17,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from chat import bus_partitions, redisconn
 from chat.bus_cluster import ClusterBus
+from tests.support.bus_inbox import Inbox
 from tests.support.redis_topology import RedisClusterSet, RedisNode, redis_cluster_set
 from tests.support.servers import wait_until
 
 PARTITIONS = 32
-
-
-@dataclass
-class Inbox:
-    got: list[tuple[str, bytes]] = field(default_factory=list)
-    caught_up: list[frozenset[str] | None] = field(default_factory=list)
-
-    def handler(self, channel: str, data: bytes) -> None:
-        self.got.append((channel, data))
-
-    async def on_reconnect(self, only: frozenset[str] | None = None) -> None:
-        self.caught_up.append(only)
 
 
 @dataclass

@@ -111,6 +111,13 @@ async def test_a_supervisors_warm_transfer_is_offered_accepted_joined_and_audite
     )
     assert (asked["type"], asked["state"]) == ("transfer", "waiting"), asked
     offer = await ben.expect("offer", timeout=20)
+    # The specialist who keeps it until then sees it is on offer, and to whom.
+    told = await pair.specialist.expect("transfer_status", timeout=20)
+    assert (told["conversation_id"], told["transfer"]["state"], told["transfer"]["to"]) == (
+        conv,
+        "offered",
+        {"id": "spec-fresh", "name": "Ben"},
+    )
     # The offer names the specialist whose conversation it is, not the supervisor.
     assert offer["transfer"] == {"conversation_id": conv, "from": {"name": "Rosa"}, "note": "fresh eyes sw1"}
     started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
