@@ -23,14 +23,10 @@ from chat.config import Settings
 from chat.redis_keys import identity_key
 from chat.socket_cap import SocketCap
 from chat.upkeep.retention import LOCK_KEY
-from tests.support.client import Client, token
+from tests.support.client import Client, bearer, token
 from tests.support.database import execute, fetch
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import JWT_SECRET, LiveService, service_env, wait_until
-
-
-def _bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
 
 
 async def _age(database_url: str, conversation_id: str, interval: str) -> None:
@@ -70,8 +66,8 @@ async def test_a_specialist_reads_within_the_access_window_and_is_refused_after(
     await pair.member.send({"type": "end", "conversation_id": conv})
     await pair.specialist.expect("conversation_ended")
     await pair.member.expect("conversation_ended")
-    spec_http = _bearer(token("specialist", "spec-window", "Rosa"))
-    member_http = _bearer(token("member", "acct-window", "Sam"))
+    spec_http = bearer(token("specialist", "spec-window", "Rosa"))
+    member_http = bearer(token("member", "acct-window", "Sam"))
     url = f"/api/conversations/{conv}/messages"
 
     async def specialist_reads() -> tuple[dict[str, Any], int, list[int]]:
@@ -153,13 +149,13 @@ async def test_export_streams_every_message_and_nothing_of_other_people(
     assert flagged["type"] == "flagged", flagged
 
     async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
-        response = await http.get("/api/me/export", headers=_bearer(token("member", "acct-export", "Sam")))
+        response = await http.get("/api/me/export", headers=bearer(token("member", "acct-export", "Sam")))
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("application/json")
         assert "content-length" not in response.headers, "streamed, not built whole"
         export = msgspec.json.decode(response.content)
         for other in ("specialist", "supervisor"):
-            refused = await http.get("/api/me/export", headers=_bearer(token(other, "acct-export")))
+            refused = await http.get("/api/me/export", headers=bearer(token(other, "acct-export")))
             assert refused.status_code == 403
         assert (await http.get("/api/me/export")).status_code == 401
 
@@ -316,15 +312,15 @@ async def test_erasure_across_two_processes_leaves_nothing_of_the_member(
         suspended = await http.put(
             f"/api/members/{sub}/suspension",
             json={"until": "2099-01-01T00:00:00Z", "reason": "suspension zqu"},
-            headers=_bearer(token("supervisor", "sup-erase")),
+            headers=bearer(token("supervisor", "sup-erase")),
         )
         assert suspended.status_code == 200, suspended.text
-        await http.delete(f"/api/members/{sub}/suspension", headers=_bearer(token("supervisor", "sup-erase")))
+        await http.delete(f"/api/members/{sub}/suspension", headers=bearer(token("supervisor", "sup-erase")))
 
     async with httpx.AsyncClient(base_url=a.http) as http:
-        member_auth = _bearer(token("member", sub, alias))
+        member_auth = bearer(token("member", sub, alias))
         for other in ("specialist", "supervisor"):
-            refused = await http.delete("/api/me", headers=_bearer(token(other, sub)))
+            refused = await http.delete("/api/me", headers=bearer(token(other, sub)))
             assert refused.status_code == 403
         assert (await http.delete("/api/me")).status_code == 401
         began = time.monotonic()
@@ -419,7 +415,7 @@ async def test_erasing_a_member_who_is_waiting_cancels_the_request(
     member, _ = await Client.connect(live.ws, token("member", "acct-waiting", "Wren"))
     queued = await member.call({"type": "request", "tags": ["nobody"], "note": "waiting note"}, "queued")
     async with httpx.AsyncClient(base_url=live.http) as http:
-        erased = await http.delete("/api/me", headers=_bearer(token("member", "acct-waiting", "Wren")))
+        erased = await http.delete("/api/me", headers=bearer(token("member", "acct-waiting", "Wren")))
         assert erased.status_code == 202
     cancelled = await member.expect("cancelled")
     assert cancelled == {"type": "cancelled", "request_id": queued["request_id"], "reason": "erased"}
@@ -756,7 +752,7 @@ async def test_erasure_drops_the_members_socket_count_from_redis(
     assert await SocketCap(redis_client, settings).take("member", sub, "socket-elsewhere")
     assert await redis_client.exists(key)
     async with httpx.AsyncClient(base_url=live.http) as http:
-        erased = await http.delete("/api/me", headers=_bearer(token("member", sub)))
+        erased = await http.delete("/api/me", headers=bearer(token("member", sub)))
         assert erased.status_code == 202, erased.text
     began = time.monotonic()
 
@@ -799,7 +795,7 @@ async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_m
         async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
 
             async def third_refused() -> bool:
-                r = await http.get("/api/me/export", headers=_bearer(tok))
+                r = await http.get("/api/me/export", headers=bearer(tok))
                 return r.status_code == 429
 
             try:
@@ -819,7 +815,7 @@ async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_m
             assert held == [], f"a stalled export holds a pool connection in a transaction: {held}"
             assert limited, "a third export of one member while two run: 429"
             # Another member is not limited by them.
-            other = await http.get("/api/me/export", headers=_bearer(token("member", "acct-other")))
+            other = await http.get("/api/me/export", headers=bearer(token("member", "acct-other")))
             assert other.status_code == 200
     finally:
         for sock in stalled:
@@ -829,7 +825,7 @@ async def test_a_slow_export_holds_no_pool_connection_and_a_member_runs_two_at_m
     async with httpx.AsyncClient(base_url=live.http, timeout=60) as http:
 
         async def exports_again() -> bool:
-            return (await http.get("/api/me/export", headers=_bearer(tok))).status_code == 200
+            return (await http.get("/api/me/export", headers=bearer(tok))).status_code == 200
 
         await wait_until(exports_again, timeout=30, every=0.5)  # the two gave their count back
     assert_clean_log(live)
@@ -853,7 +849,7 @@ async def test_after_an_erasure_a_new_token_of_the_member_cannot_type_or_read_in
     )
     await pair.specialist.expect("message")
     async with httpx.AsyncClient(base_url=b.http) as http:  # erased through the other process
-        erased = await http.delete("/api/me", headers=_bearer(token("member", "acct-stale")))
+        erased = await http.delete("/api/me", headers=bearer(token("member", "acct-stale")))
         assert erased.status_code == 202, erased.text
     await pair.specialist.expect("conversation_ended")
     assert await pair.member.closed() == 4003
