@@ -7,13 +7,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import httpx
 import msgspec
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.client import Client, token
+from tests.support.database import fetch
 from tests.support.servers import LiveService
 
 
@@ -108,13 +108,11 @@ def hello(tok: str | None) -> str:
 
 
 async def stored_bodies(database_url: str, conversation_id: str) -> list[tuple[int, str]]:
-    db = await asyncpg.connect(database_url)
-    try:
-        rows = await db.fetch(
-            "SELECT seq, body FROM messages WHERE conversation_id = $1 ORDER BY seq", conversation_id
-        )
-    finally:
-        await db.close()
+    rows = await fetch(
+        database_url,
+        "SELECT seq, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
+        conversation_id,
+    )
     return [(r["seq"], r["body"]) for r in rows]
 
 
