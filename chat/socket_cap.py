@@ -67,6 +67,9 @@ return (#ARGV - 2) / 3
 """
 
 
+_KEYS_KEPT = 100_000  # cached identity keys (an HMAC each); cleared when full
+
+
 def _key(settings: Settings, role: str, sub: str) -> str:
     return f"pc:sockets:{identity_key(settings, role, sub)}"
 
@@ -79,17 +82,26 @@ class SocketCap:
         self._take = client.register_script(_TAKE)
         self._renew = client.register_script(_RENEW)
         self._cluster = isinstance(client, RedisCluster)
-        # Socket id → (role, sub, the identity's key), from `take` to `give_back`: every
-        # renewal renews every socket, and an HMAC per socket per renewal is CPU for nothing.
-        self._keys: dict[str, tuple[str, str, str]] = {}
+        # (role, sub) → the identity's key: every renewal renews every socket, and an HMAC
+        # per socket per renewal is CPU for nothing. Keyed by the identity, never by the
+        # socket id alone: socket ids are the client's to choose, and two identities with
+        # the same socket id must not renew or give back each other's lease.
+        self._keys: dict[tuple[str, str], str] = {}
         # Sockets let in while Redis failed, that no renewal has leased yet.
         self._unleased: set[str] = set()
+
+    def _key(self, role: str, sub: str) -> str:
+        key = self._keys.get((role, sub))
+        if key is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            key = self._keys[(role, sub)] = _key(self._settings, role, sub)
+        return key
 
     async def take(self, role: str, sub: str, socket_id: str) -> bool:
         """Whether the socket may open: False when the identity already holds the cap."""
         now = int(time.time() * 1000)
-        key = _key(self._settings, role, sub)
-        self._keys[socket_id] = (role, sub, key)
+        key = self._key(role, sub)
         try:
             took = await self._take(
                 keys=[key],
@@ -105,16 +117,12 @@ class SocketCap:
             log.warning("socket cap not checked (Redis: %s); letting the socket in", type(exc).__name__)
             self._unleased.add(socket_id)
             return True
-        if not took:
-            self._keys.pop(socket_id, None)
         return bool(took)
 
     async def give_back(self, role: str, sub: str, socket_id: str) -> None:
         self._unleased.discard(socket_id)
-        key = self._key_of(role, sub, socket_id)
-        self._keys.pop(socket_id, None)
         try:
-            await self._redis.zrem(key, socket_id)
+            await self._redis.zrem(self._key(role, sub), socket_id)
         except (RedisError, OSError) as exc:
             # The lease ages out by itself within one lease.
             log.warning("socket lease not removed (Redis: %s)", type(exc).__name__)
@@ -133,7 +141,7 @@ class SocketCap:
             first: list[tuple[str, str]] = []  # (key, socket id) leased for the first time
             leases: list[tuple[str, str, bool]] = []  # (key, socket id, XX)
             for role, sub, socket_id in batch[start : start + RENEW_CHUNK]:
-                key = self._key_of(role, sub, socket_id)
+                key = self._key(role, sub)
                 # XX: a lease removed meanwhile (its socket closed during this renewal)
                 # must not come back and hold a slot until it ages out.
                 xx = socket_id not in self._unleased
@@ -147,12 +155,6 @@ class SocketCap:
                 else:  # given back while this renewal ran: it must not hold a slot
                     await self._redis.zrem(key, socket_id)
             await asyncio.sleep(0)  # let the sockets' frames through between chunks
-
-    def _key_of(self, role: str, sub: str, socket_id: str) -> str:
-        known = self._keys.get(socket_id)
-        if known is not None and known[0] == role and known[1] == sub:
-            return known[2]
-        return _key(self._settings, role, sub)
 
     async def _renew_chunk(self, leases: list[tuple[str, str, bool]], expiry: int) -> None:
         keep = 2 * self._lease_ms

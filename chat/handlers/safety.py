@@ -282,15 +282,7 @@ async def on_whisper(services: Services, session: Session, frame: f.Whisper) -> 
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     if conv.state != "active":
         raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
-    stored = await notes.add(
-        services.db,
-        conv.id,
-        author_role=session.role,
-        author_id=session.user_id,
-        author_name=session.name,
-        body=body,
-        kind="whisper",
-    )
+    stored = await notes.add_by(services.db, conv.id, session, body, kind="whisper")
     whispered = f.Whispered(
         conversation_id=conv.id, body=body, sent_at=iso(stored.at), from_=f.WhisperFrom(name=session.name)
     )

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
+from chat.people import Actor
 from chat.store.db import Db
 
 # GET /api/audit: `limit` defaults to this, and may not exceed PAGE_MAX (PRODUCT.md §6).
@@ -60,17 +61,6 @@ async def record(
         about.get("reason"),
         None if detail is None else msgspec.json.encode(detail).decode(),
     )
-
-
-class Actor(Protocol):
-    """Who acts: a verified token's identity (chat/tokens.py) or a socket's session."""
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def name(self) -> str: ...
 
 
 async def record_by(db: Db, actor: Actor, *, action: str, **about: Unpack[About]) -> None:

@@ -4,7 +4,11 @@ to `Bus.start`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from chat.bus import Bus
 
 
 @dataclass
@@ -28,3 +32,17 @@ class Inbox:
         """What arrived on `channel`, leaving out the `probe:` payloads a test sends to learn
         that a subscription delivers (tests/chat/test_bus.py)."""
         return [d for c, d in self.got if c == channel and not d.startswith(b"probe:")]
+
+
+@asynccontextmanager
+async def started(*buses: Bus) -> AsyncIterator[list[Inbox]]:
+    """Start each bus (a "process") with an Inbox of its own, in order; close them all when
+    the block ends."""
+    inboxes = [Inbox() for _ in buses]
+    for bus, inbox in zip(buses, inboxes, strict=True):
+        await bus.start(inbox.handler, inbox.on_reconnect)
+    try:
+        yield inboxes
+    finally:
+        for bus in buses:
+            await bus.close()
