@@ -68,7 +68,7 @@ pgbouncer-deps:
 	@bash tests/faults/install-pgbouncer.sh
 
 ## Debian's Redis 7 (server, sentinel, cli) for the Sentinel/Cluster topologies
-## (tests/support/redis_topology.py, chat/devredis.py) and `make cluster`.
+## (tests/support/redis_topology.py, chat/devredis/) and `make cluster`.
 redis-deps:
 	@bash tests/faults/install-redis.sh
 

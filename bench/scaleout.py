@@ -1,7 +1,7 @@
 """Scale-out: throughput and latency with 1, 2 and 4 web processes, against one Redis and
 against a 3-master Redis Cluster (issue 19, docs/scaling.md).
 
-Both Redis topologies are Debian's Redis 7 (chat/devredis.py), so the comparison is of
+Both Redis topologies are Debian's Redis 7 (chat/devredis/), so the comparison is of
 topology, not version. One durable PostgreSQL. For each (topology, processes): the web
 processes start fresh, both sockets of each seeded conversation land on processes at
 random (as behind a load balancer), and the open-loop load of bench/load.py climbs a short
@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,12 @@ WARMUP_S = 2.0
 DRAIN_S = 3.0
 
 
-def _env(database_url: str, redis_url: str) -> dict[str, str]:
+def _env(database_url: str, redis_url: str, partitions: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERCHAT_")}
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
+        PEERCHAT_BUS_PARTITIONS=str(partitions),
         PEERCHAT_JWT_SECRET=JWT_SECRET,
         PEERCHAT_HOST="127.0.0.1",
         PEERCHAT_LOG_LEVEL="warning",
@@ -94,8 +96,10 @@ def run_one(
     step_s: float,
     artifacts: Path,
     log: Any,
+    partitions: int = 32,
+    rings: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    env = _env(database_url, redis_url)
+    env = _env(database_url, redis_url, partitions)
     servers = [
         ServerProcess("bench.serve", env, artifacts / f"{topology}-{processes}p-{i}.log")
         for i in range(processes)
@@ -126,11 +130,52 @@ def run_one(
             )
             if step["delivered_msgs_s"] < 0.85 * step["offered_msgs_s"]:
                 break  # saturated: what it delivers is its ceiling here
+        if topology == "cluster" and rings is not None:
+            rings.append(_rings(servers, partitions, log))
         gen.close_sockets()
     finally:
         for server in servers:
             server.stop()
     return rows
+
+
+_RING_GAUGES = (
+    "peerchat_bus_rings_published",
+    "peerchat_bus_rings_heard",
+    "peerchat_bus_rings_for_others",
+    "peerchat_bus_partitions_subscribed",
+)
+
+
+def _rings(servers: list[ServerProcess], partitions: int, log: Any) -> dict[str, Any]:
+    """Rings each web process heard on its cluster bus partitions over the whole ladder,
+    against all rings published (what each would hear if it subscribed every partition)."""
+    per: list[dict[str, float]] = []
+    for server in servers:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in _RING_GAUGES:
+                values[name.removeprefix("peerchat_bus_").removeprefix("rings_")] = float(value)
+        per.append(values)
+    published = sum(p.get("published", 0.0) for p in per)
+    heard = [p.get("heard", 0.0) for p in per]
+    result = {
+        "processes": len(servers),
+        "partitions": partitions,
+        "published": published,
+        "heard": heard,
+        "for_others": [p.get("for_others", 0.0) for p in per],
+        "heard_share": [round(h / published, 3) if published else None for h in heard],
+        "partitions_subscribed": [p.get("partitions_subscribed", 0.0) for p in per],
+    }
+    log(
+        f"  rings: {published:.0f} published; each process heard {result['heard_share']} of them, "
+        f"subscribed to {result['partitions_subscribed']} of {partitions} partitions"
+    )
+    return result
 
 
 COLUMNS = (
@@ -179,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-s", type=float, default=8.0, help="each step, warm-up included")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--out", default="test-artifacts/scaleout")
+    parser.add_argument("--partitions", type=int, default=32, help="PEERCHAT_BUS_PARTITIONS (cluster)")
     args = parser.parse_args(argv)
     redis7_bin("redis-server")
     raise_nofile_limit()
@@ -193,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         log_file.flush()
 
     rows: list[dict[str, Any]] = []
+    rings: list[dict[str, Any]] = []
     rates = [int(r) for r in args.rates.split(",")]
     data = Path(tempfile.mkdtemp(prefix="peerchat-scaleout-"))
     try:
@@ -235,8 +282,11 @@ def main(argv: list[str] | None = None) -> None:
                         args.step_s,
                         artifacts,
                         log,
+                        args.partitions,
+                        rings,
                     )
                     (artifacts / "results.json").write_text(json.dumps(rows, indent=2))
+                    (artifacts / "rings.json").write_text(json.dumps(rings, indent=2))
     finally:
         wipe(data)
     table = render(rows)

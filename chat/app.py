@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from chat import config, handoff, logs, redisconn
 from chat.admission import Admission
@@ -125,10 +127,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         else:
             hub.on_bus(channel, data)
 
-    async def on_reconnect() -> None:
+    async def on_reconnect(only: frozenset[str] | None = None) -> None:
+        # `only`: a cluster bus brought back some partitions; the people on others lost
+        # nothing. The rest is cheap and done whatever was touched.
         METRICS.bus_reconnects.inc()
-        hub.bus_reconnected()
-        hub.catch_up_everyone()
+        hub.bus_reconnected(only)
+        hub.catch_up_everyone(only)
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
         await heartbeat_once(services)
@@ -174,15 +178,37 @@ def _bus(topology: redisconn.RedisTopology, client: redisconn.RedisClient, setti
     where the master is before each connect. Cluster: sharded pub/sub over partitions."""
     if topology.kind == "cluster":
         assert isinstance(client, RedisCluster)
-        return ClusterBus(topology, client, settings.bus_partitions)
+        bus = ClusterBus(topology, client, settings.bus_partitions)
+        METRICS.rings_published.set_function(lambda: bus.rings_published)
+        METRICS.rings_heard.set_function(lambda: bus.rings_heard)
+        METRICS.rings_for_others.set_function(lambda: bus.rings_for_others)
+        METRICS.partitions_heard.set_function(lambda: len(bus.subscribed_partitions()))
+        return bus
     if topology.kind == "sentinel":
         return RedisBus(resolve=redisconn.MasterResolver(topology))
     return RedisBus(topology.url)
 
 
+class PeerchatApp(Starlette):
+    """Starlette, with `/ws` served without the middleware stack: a socket's ASGI call lasts
+    as long as the socket, and each layer it passes through (the error and exception
+    middleware, the security headers and rate limit, which let websockets through untouched,
+    the router and the route's wrappers) stays parked in it, about 5 KiB of coroutine frames
+    per idle socket (issue 20). The endpoint catches what it raises itself; what a route
+    would add for a websocket (WebSocketException handlers) it does not use. Any other path,
+    and `/ws` under a root path, goes through the stack as before."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            scope["app"] = self
+            await websocket_endpoint(WebSocket(scope, receive=receive, send=send))
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: config.Settings | None = None) -> Starlette:
     settings = settings or config.from_env()
-    app = Starlette(
+    app = PeerchatApp(
         routes=[
             Route("/", index),
             Route("/healthz", health.healthz),

@@ -2,8 +2,9 @@
 
 PostgreSQL is the log; the bus only says "something happened" (and, to save a read, what).
 A bus may lose messages while it is down; `on_reconnect` is called after it comes back so
-the owner can catch up from PostgreSQL. Two backends: `bus_redis` (production) and
-`bus_memory` (one process; unit tests), held to one contract by tests/chat/test_bus.py.
+the owner can catch up from PostgreSQL. Backends: `bus_redis` (one Redis or Sentinel),
+`bus_cluster` (a Redis Cluster) and `bus_memory` (one process; unit tests), held to one
+contract by tests/chat/test_bus.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 Handler = Callable[[str, bytes], None]
-Reconnected = Callable[[], Awaitable[None]]
+
+
+class Reconnected(Protocol):
+    """Called once the bus is back after it may have lost rings. `only`: the channels that
+    may have lost some (a cluster bus recovers one master's partitions at a time); None:
+    any channel."""
+
+    def __call__(self, only: frozenset[str] | None = None) -> Awaitable[None]: ...
+
+
 Receivers = Callable[[int], None]  # how many subscribers a PUBLISH reached
 
 

@@ -1,20 +1,25 @@
 """The bus on a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH) over a bounded set of
 partitions (chat/bus_partitions.py), on bare RESP connections (chat/resp.py).
 
-Every process subscribes every partition, each with its own SSUBSCRIBE (the channels of
-one SSUBSCRIBE must share a slot; each partition has its own), on one subscriber
-connection per master that owns partitions, and publishes each ring on its logical
-channel's partition through one publisher connection per master. A ring reaches every
-process; each hands on only the rings of the channels it holds. Rings of one logical
-channel keep their order (one partition, one connection); rings of different channels
-may overtake each other, which nothing relies on.
+**Partitions on demand.** A logical channel maps onto one partition; a process SSUBSCRIBEs
+a partition only while it holds a channel on it (a person connected here, or a broadcast
+channel it listens to), and SUNSUBSCRIBEs it when the last one leaves. `subscribe` returns
+once Redis confirmed the partition's SSUBSCRIBE (at once if it already had), so a ring
+published after it is heard. Each partition has its own SSUBSCRIBE (the channels of one
+must share a slot), on one subscriber connection per master; rings are published on their
+channel's partition through that master's publisher (chat/bus_publisher.py, with SPUBLISH).
+Rings of one logical channel keep their order (one partition, one connection); rings of
+different channels may overtake each other, which nothing relies on.
 
-Supervision is all or nothing, as simple as a topology change deserves: one connection
-lost, silent, or refused (MOVED after a slot migration, an unexpected SUNSUBSCRIBE that
-Redis sends when a slot moves away), and every connection is dropped, the slot map read
-again (redis-py's cluster client, chat/redisconn.py), everything reconnected with capped,
-jittered back-off, and `on_reconnect` called so the owner catches up from PostgreSQL.
-Publishes while down fail at once (publish() returns False); that catch-up repairs them.
+**Recovery per master.** A master's link fails alone: its subscriber lost, silent or
+refused, its publisher unable to reconnect. Only its partitions are mapped again (`CLUSTER
+SLOTS` from the nodes the keys' client knows, then the URL's seeds), reconnected with
+capped, jittered back-off, and re-subscribed where held; then `on_reconnect` is called
+with the logical channels held on them, so the owner catches up only those. A partition
+whose slot moved (a MOVED to a publish, or the SUNSUBSCRIBE Redis sends when a slot moves
+away) is mapped again alone. The other masters' partitions keep delivering meanwhile; with
+`cluster-require-full-coverage no`, so do they while a master with no replica is down.
+Publishes on a partition being mapped again fail at once; the catch-up repairs them.
 
 `on_receivers` counts the processes subscribed to the partition, not to the channel:
 never fewer, so the hub's solo rule (chat/delivery/hub.py: one receiver, itself) only
@@ -29,9 +34,8 @@ import functools
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import hiredis
 from redis.asyncio.cluster import RedisCluster
@@ -39,34 +43,29 @@ from redis.exceptions import RedisError
 
 from chat import bus_partitions, resp
 from chat.bus import Handler, Receivers, Reconnected
-from chat.bus_publisher import CONNECT_TIMEOUT_S, PUBLISH_TIMEOUT_S
+from chat.bus_publisher import CONNECT_TIMEOUT_S, Fixed, Publisher
 from chat.redisconn import RedisTopology, node_url
 
 log = logging.getLogger("peerchat.bus")
-CONFIRM_TIMEOUT_S = 3.0  # every partition's SSUBSCRIBE confirmed within this, or retry
+CONFIRM_TIMEOUT_S = 3.0  # a partition's SSUBSCRIBE confirmed within this, or its master is retried
 HEALTH_S = 5.0  # ping each subscriber this often; two silent periods mean it is dead
 
-
-@dataclass(slots=True)
-class _Publish:
-    done: asyncio.Future[bool] | None
-    on_receivers: Receivers | None
+Node = tuple[str, int]
 
 
-@dataclass(slots=True)
 class _Link:
-    """One master: a subscriber and a publisher connection."""
+    """One master: a subscriber connection and a publisher, for the partitions it owns."""
 
-    address: resp.Address
-    partitions: list[int]
-    subscriber: resp.Wire | None = None
-    publisher: resp.Wire | None = None
-    pending: deque[tuple[_Publish | None, float]] = field(default_factory=deque)
-    outbox: list[bytes] = field(default_factory=list)
-    outbox_items: list[_Publish] = field(default_factory=list)
+    __slots__ = ("dead", "leaving", "node", "partitions", "publisher", "subscribed", "subscriber")
 
-    def wires(self) -> list[resp.Wire]:
-        return [w for w in (self.subscriber, self.publisher) if w is not None]
+    def __init__(self, node: Node, subscriber: resp.Wire, publisher: Publisher) -> None:
+        self.node = node
+        self.subscriber = subscriber
+        self.publisher = publisher
+        self.partitions: set[int] = set()  # owned, as the slot map said
+        self.subscribed: set[int] = set()  # SSUBSCRIBE sent, no SUNSUBSCRIBE since
+        self.leaving: Counter[int] = Counter()  # SUNSUBSCRIBEs sent, not yet answered
+        self.dead = False
 
 
 class ClusterBus:
@@ -75,20 +74,25 @@ class ClusterBus:
         self._client = client
         self.partitions = bus_partitions.partition_names(partitions)
         self._index = {name: i for i, name in enumerate(self.partitions)}
-        self._channels: set[str] = set()
-        self._links: list[_Link] = []
-        self._by_partition: dict[int, _Link] = {}
-        self._confirmed: set[int] = set()
+        self._slots = {bus_partitions.slot_of(name): i for i, name in enumerate(self.partitions)}
+        self._held: dict[int, set[str]] = {}  # partition → the logical channels held on it
+        self._channels: set[str] = set()  # every logical channel held
+        self._links: dict[Node, _Link] = {}
+        self._owner: dict[int, _Link] = {}  # partition → the link of its master
+        self._stale: set[int] = set(range(partitions))  # partitions to map (again)
+        self._confirmed: set[int] = set()  # partitions whose SSUBSCRIBE is in effect
+        self._waiters: dict[int, asyncio.Future[None]] = {}
         self._handler: Handler | None = None
         self._on_reconnect: Reconnected | None = None
         self._task: asyncio.Task[None] | None = None
-        self._after_reconnect: asyncio.Task[None] | None = None
-        self._healthy = False
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._closed = False
         self._connected = asyncio.Event()
-        self._reset = asyncio.Event()
-        self._all_confirmed = asyncio.Event()
-        self._flush_soon = False
+        self._trouble = asyncio.Event()
+        self._down_logged = False
+        self.rings_published = 0  # rings this process published (metrics, bench)
+        self.rings_heard = 0  # rings this process received (metrics, tests, bench)
+        self.rings_for_others = 0  # ... of which for channels it does not hold
 
     # ------------------------------------------------------------------ the Bus protocol
 
@@ -100,137 +104,206 @@ class ClusterBus:
 
     async def close(self) -> None:
         self._closed = True
-        for task in (self._after_reconnect, self._task):
+        for task in (*self._catching_up, self._task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._drop_links()
+        links = list(self._links.values())
+        for link in links:
+            self._link_failed(link, quiet=True)
+        for link in links:
+            await link.publisher.close()
 
     @property
     def healthy(self) -> bool:
-        return self._healthy
+        """Every partition is on a live link (a master down leaves its partitions out)."""
+        return not self._stale and not self._closed and bool(self._links)
 
     def masters(self) -> dict[str, list[int]]:
         """Which master ("host:port") holds which partitions now (tests, docs)."""
-        return {f"{link.address.host}:{link.address.port}": list(link.partitions) for link in self._links}
+        return {f"{host}:{port}": sorted(link.partitions) for (host, port), link in self._links.items()}
+
+    def subscribed_partitions(self) -> set[int]:
+        """The partitions this process is subscribed to (confirmed) now (tests, bench)."""
+        return set(self._confirmed)
 
     async def publish(self, channel: str, data: bytes) -> bool:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue(channel, data, _Publish(done, None))
-        return await done
+        partition = bus_partitions.partition_of(channel, len(self.partitions))
+        link = self._owner.get(partition)
+        if link is None:
+            return False  # being mapped again: the catch-up that follows repairs it
+        self.rings_published += 1
+        return await link.publisher.publish(self.partitions[partition], bus_partitions.wrap(channel, data))
 
     def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
-        self._queue(channel, data, _Publish(None, on_receivers))
+        partition = bus_partitions.partition_of(channel, len(self.partitions))
+        link = self._owner.get(partition)
+        if link is not None:
+            self.rings_published += 1
+            link.publisher.post(self.partitions[partition], bus_partitions.wrap(channel, data), on_receivers)
 
     def confirmed(self, channel: str) -> bool:
-        return self._healthy and channel in self._channels
+        partition = bus_partitions.partition_of(channel, len(self.partitions))
+        return partition in self._confirmed and channel in self._channels
 
     async def subscribe(self, channel: str) -> None:
-        # Every partition is subscribed while the bus is up: the channel is heard from now.
+        partition = bus_partitions.partition_of(channel, len(self.partitions))
+        self._held.setdefault(partition, set()).add(channel)
         self._channels.add(channel)
+        if partition in self._confirmed:
+            return  # the partition is heard already: so is the channel, from now on
+        link = self._owner.get(partition)
+        if link is None:
+            return  # recorded: subscribed when its master is reached, then caught up
+        self._ssubscribe(link, partition)
+        waiter = self._waiter(partition)
+        try:
+            # Until Redis confirms, a PUBLISH from elsewhere may not reach us: the caller
+            # reads state after this, so nothing may fall in between.
+            await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("redis cluster did not confirm a subscription within %.0f s", CONFIRM_TIMEOUT_S)
 
     async def unsubscribe(self, channel: str) -> None:
-        self._channels.discard(channel)
-
-    # ------------------------------------------------------------------ publishing
-
-    def _queue(self, channel: str, data: bytes, item: _Publish) -> None:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
-        link = self._by_partition.get(partition)
-        if not self._healthy or link is None or link.publisher is None or not link.publisher.up:
-            _fail(item)  # the reconnect that follows catches everyone up
+        held = self._held.get(partition)
+        if held is None or channel not in held:
             return
-        link.outbox.append(
-            resp.command("SPUBLISH", self.partitions[partition], bus_partitions.wrap(channel, data))
-        )
-        link.outbox_items.append(item)
-        if not self._flush_soon:
-            self._flush_soon = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Everything queued in one loop turn goes out as one write per master."""
-        self._flush_soon = False
-        now = time.monotonic()
-        for link in self._links:
-            if not link.outbox:
-                continue
-            batch, items = link.outbox, link.outbox_items
-            link.outbox, link.outbox_items = [], []
-            if link.publisher is None or not link.publisher.up:
-                for item in items:
-                    _fail(item)
-                continue
-            link.publisher.send(b"".join(batch))
-            link.pending.extend((item, now) for item in items)
-
-    def _on_publish_reply(self, link: _Link, reply: resp.Reply) -> None:
-        if not link.pending:
+        held.discard(channel)
+        self._channels.discard(channel)
+        if held:
             return
-        item, _ = link.pending.popleft()
-        if item is None:  # the reply to AUTH
-            if isinstance(reply, hiredis.ReplyError):
-                log.warning("redis refused the bus's credentials")
-                self._reset.set()
-            return
-        if not isinstance(reply, int):
-            # MOVED: the partition's slot lives elsewhere now. Read the map again.
-            _fail(item)
-            log.warning("redis cluster refused a bus publish: %s", str(reply).split(" ", 1)[0])
-            self._reset.set()
-            return
-        if item.done is not None and not item.done.done():
-            item.done.set_result(True)
-        if item.on_receivers is not None:
-            try:
-                item.on_receivers(reply)
-            except Exception:
-                log.exception("publish callback failed")
+        # Its last channel left: stop hearing the partition.
+        del self._held[partition]
+        self._confirmed.discard(partition)
+        link = self._owner.get(partition)
+        if link is not None and partition in link.subscribed:
+            link.subscribed.discard(partition)
+            link.leaving[partition] += 1
+            link.subscriber.send(resp.command("SUNSUBSCRIBE", self.partitions[partition]))
 
     # ------------------------------------------------------------------ subscribing
 
-    def _on_subscriber_reply(self, reply: resp.Reply) -> None:
+    def _ssubscribe(self, link: _Link, partition: int) -> None:
+        if partition not in link.subscribed:
+            link.subscribed.add(partition)
+            link.subscriber.send(resp.command("SSUBSCRIBE", self.partitions[partition]))
+
+    def _waiter(self, partition: int) -> asyncio.Future[None]:
+        waiter = self._waiters.get(partition)
+        if waiter is None or waiter.done():
+            waiter = self._waiters[partition] = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def _on_subscriber_reply(self, link: _Link, reply: resp.Reply) -> None:
         if isinstance(reply, list) and len(reply) == 3:
             kind = reply[0]
             if kind == b"smessage":
+                self.rings_heard += 1
                 unwrapped = bus_partitions.unwrap(reply[2])
                 if unwrapped is None or unwrapped[0] not in self._channels or self._handler is None:
+                    self.rings_for_others += 1
                     return
                 try:
                     self._handler(*unwrapped)
                 except Exception:
                     log.exception("bus handler failed")
                 return
-            index = self._index.get(reply[1].decode()) if isinstance(reply[1], bytes) else None
-            if kind == b"ssubscribe" and index is not None:
-                self._confirmed.add(index)
-                if len(self._confirmed) == len(self.partitions):
-                    self._all_confirmed.set()
+            partition = self._index.get(reply[1].decode()) if isinstance(reply[1], bytes) else None
+            if partition is None:
+                return
+            if kind == b"ssubscribe":
+                self._on_ssubscribed(link, partition)
                 return
             if kind == b"sunsubscribe":
-                # We never unsubscribe a partition: Redis did, because its slot moved.
+                if link.leaving[partition] > 0:  # ours: unsubscribed on demand
+                    link.leaving[partition] -= 1
+                    if not link.leaving[partition]:
+                        del link.leaving[partition]
+                    return
+                # We did not ask: Redis did it, because the partition's slot moved away.
                 log.warning("redis cluster moved a bus partition; reading the slot map again")
-                self._reset.set()
+                self._partition_moved(partition)
                 return
         if isinstance(reply, hiredis.ReplyError):
             log.warning("redis cluster refused a bus command: %s", str(reply).split(" ", 1)[0])
-            self._reset.set()
+            moved = self._moved(reply)
+            if moved is not None:
+                self._partition_moved(moved)
+            else:
+                self._link_failed(link)
         # Anything else is a PONG or an AUTH's OK: heard, nothing to do.
+
+    def _on_ssubscribed(self, link: _Link, partition: int) -> None:
+        if link.leaving[partition] > 0 or partition not in link.subscribed:
+            return  # an SUNSUBSCRIBE already follows it
+        if self._owner.get(partition) is not link:
+            return
+        self._confirmed.add(partition)
+        waiter = self._waiters.pop(partition, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _moved(self, reply: resp.Reply) -> int | None:
+        """The partition a `MOVED <slot> <node>` error names, if it is one of ours."""
+        words = str(reply).split()
+        if len(words) >= 2 and words[0] in ("MOVED", "ASK") and words[1].isdigit():
+            return self._slots.get(int(words[1]))
+        return None
+
+    # ------------------------------------------------------------------ faults
+
+    def _publish_refused(self, name: str, reply: resp.Reply) -> None:
+        log.warning("redis cluster refused a bus publish: %s", str(reply).split(" ", 1)[0])
+        partition = self._index.get(name)
+        if partition is not None:
+            self._partition_moved(partition)
+
+    def _partition_moved(self, partition: int) -> None:
+        """Its slot lives elsewhere now: map it again (its link carries on with the rest)."""
+        link = self._owner.pop(partition, None)
+        if link is not None:
+            # Not SUNSUBSCRIBEd: its node no longer serves the slot, and has dropped (or
+            # will drop) our subscription itself.
+            link.partitions.discard(partition)
+            link.subscribed.discard(partition)
+        self._confirmed.discard(partition)
+        self._stale.add(partition)
+        self._trouble.set()
+
+    def _link_failed(self, link: _Link, *, quiet: bool = False) -> None:
+        """A master's connection is lost, silent or refused: map its partitions again."""
+        if link.dead:
+            return
+        link.dead = True
+        if not quiet and not self._closed:
+            log.warning("redis cluster bus lost %s:%d; mapping its partitions again", *link.node)
+        if self._links.get(link.node) is link:
+            del self._links[link.node]
+        for partition in link.partitions:
+            if self._owner.get(partition) is link:
+                del self._owner[partition]
+                self._confirmed.discard(partition)
+                self._stale.add(partition)
+        link.subscriber.on_lost = None
+        link.subscriber.abort()
+        link.publisher.abort()
+        self._trouble.set()
 
     # ------------------------------------------------------------------ supervision
 
-    def _candidates(self) -> list[tuple[str, int]]:
+    def _candidates(self) -> list[Node]:
         """Nodes to ask for the slot map: those the keys' client knows of (it follows the
-        cluster as it changes), the masters the bus was on, then the URL's seeds."""
+        cluster as it changes), the masters the bus is on, then the URL's seeds."""
         known = [(n.host, int(n.port)) for n in self._client.nodes_manager.nodes_cache.values()]
         random.shuffle(known)
-        ours = [(link.address.host, link.address.port) for link in self._links]
-        return list(dict.fromkeys([*known, *ours, *self._topology.hosts]))
+        return list(dict.fromkeys([*known, *self._links, *self._topology.hosts]))
 
-    async def _map(self) -> list[_Link]:
-        """Which master owns each partition now, from CLUSTER SLOTS as the first node that
-        answers it with every partition's slot covered says."""
+    async def _map(self, partitions: set[int]) -> dict[int, Node]:
+        """Which master owns each of `partitions` now, from CLUSTER SLOTS as the first node
+        that answers it with all of them covered says (else the answer covering most)."""
+        best: dict[int, Node] | None = None
         for host, port in self._candidates():
             try:
                 reply = await resp.ask(
@@ -242,127 +315,156 @@ class ClusterBus:
             except (OSError, TimeoutError):
                 continue
             owners = _owners(reply, host)
-            by_node: dict[tuple[str, int], _Link] = {}
-            for i, name in enumerate(self.partitions):
-                owner = owners(bus_partitions.slot_of(name))
-                if owner is None:
-                    break
-                link = by_node.get(owner)
-                if link is None:
-                    address = resp.parse_url(node_url(self._topology, *owner))
-                    link = by_node[owner] = _Link(address, [])
-                link.partitions.append(i)
-            else:
-                return list(by_node.values())
-        raise OSError("no cluster node answered with a slot map covering every bus partition")
+            found: dict[int, Node] = {}
+            for partition in partitions:
+                owner = owners(bus_partitions.slot_of(self.partitions[partition]))
+                if owner is not None:
+                    found[partition] = owner
+            if len(found) == len(partitions):
+                return found
+            if best is None or len(found) > len(best):
+                best = found
+        if best is None:
+            raise OSError("no redis cluster node answered CLUSTER SLOTS")
+        return best
 
-    async def _open(self, links: list[_Link]) -> None:
-        for link in links:
-            link.subscriber = await resp.connect(link.address, self._on_subscriber_reply, CONNECT_TIMEOUT_S)
-            link.publisher = await resp.connect(
-                link.address, functools.partial(self._on_publish_reply, link), CONNECT_TIMEOUT_S
-            )
-            if link.address.password is not None:
-                link.pending.append((None, time.monotonic()))
-            for wire in link.wires():
-                wire.on_lost = self._reset.set
-            for i in link.partitions:
-                link.subscriber.send(resp.command("SSUBSCRIBE", self.partitions[i]))
-        await asyncio.wait_for(self._all_confirmed.wait(), CONFIRM_TIMEOUT_S)
+    async def _open(self, node: Node) -> _Link:
+        address = resp.parse_url(node_url(self._topology, *node))
+        box: list[_Link] = []
+
+        def on_reply(reply: resp.Reply) -> None:
+            if box:
+                self._on_subscriber_reply(box[0], reply)
+
+        subscriber = await resp.connect(address, on_reply, CONNECT_TIMEOUT_S)
+        publisher = Publisher(
+            Fixed(address),
+            lambda: self._link_failed(link),
+            verb="SPUBLISH",
+            on_refused=self._publish_refused,
+        )
+        link = _Link(node, subscriber, publisher)
+        box.append(link)
+        subscriber.on_lost = functools.partial(self._link_failed, link)
+        publisher.start()
+        return link
+
+    async def _recover(self) -> set[int]:
+        """Map the stale partitions onto live links (connecting new masters), SSUBSCRIBE
+        the held ones, and wait for Redis to confirm them. Returns the partitions brought
+        back; those whose master could not be reached stay stale."""
+        stale = set(self._stale)
+        owners = await self._map(stale)
+        new_nodes = list({node for node in owners.values() if node not in self._links})
+        opened = await asyncio.gather(*(self._open(node) for node in new_nodes), return_exceptions=True)
+        for node, result in zip(new_nodes, opened, strict=True):
+            if isinstance(result, _Link):
+                if self._closed:
+                    self._link_failed(result, quiet=True)
+                else:
+                    self._links[node] = result
+            elif not isinstance(result, Exception):
+                raise result  # cancelled
+            elif not self._down_logged:
+                log.warning("redis cluster node %s:%d unreachable: %s", *node, type(result).__name__)
+        back: set[int] = set()
+        for partition in stale:
+            link = self._links.get(owners[partition]) if partition in owners else None
+            if link is None or link.dead or partition not in self._stale:
+                continue
+            self._stale.discard(partition)
+            self._owner[partition] = link
+            link.partitions.add(partition)
+            if partition in self._held:
+                self._ssubscribe(link, partition)
+            back.add(partition)
+        waiting = [self._waiter(p) for p in back if p in self._held and p not in self._confirmed]
+        if waiting:
+            try:
+                confirmations = asyncio.gather(*(asyncio.shield(w) for w in waiting))
+                await asyncio.wait_for(confirmations, CONFIRM_TIMEOUT_S)
+            except TimeoutError:
+                for partition in back:
+                    link_now = self._owner.get(partition)
+                    if partition in self._held and partition not in self._confirmed and link_now is not None:
+                        self._link_failed(link_now)
+        return {p for p in back if p not in self._stale}
 
     async def _run(self) -> None:
         delay = 0.05
-        first = True
+        pinged = time.monotonic()
         while not self._closed:
-            self._reset.clear()
-            self._all_confirmed.clear()
-            self._confirmed.clear()
-            try:
-                links = await self._map()
-                self._links = links
-                await self._open(links)
+            self._trouble.clear()
+            if self._stale:
+                back: set[int] = set()
+                try:
+                    back = await self._recover()
+                except (OSError, TimeoutError, RedisError) as exc:
+                    if not self._down_logged:
+                        log.warning("redis cluster bus unreachable: %s", type(exc).__name__)
+                        self._down_logged = True
                 if self._closed:
                     return
-                self._by_partition = {i: link for link in links for i in link.partitions}
-                self._healthy = True
-                self._connected.set()
-                if not first:
-                    log.warning("redis cluster bus reconnected; catching up from PostgreSQL")
-                    if self._after_reconnect is not None:
-                        self._after_reconnect.cancel()
-                    self._after_reconnect = asyncio.create_task(self._reconnected(), name="bus-reconnected")
-                first = False
-                delay = 0.05
-                await self._watch()
-                if self._healthy:
-                    log.warning("redis cluster bus lost")
-            except (OSError, TimeoutError, RedisError) as exc:
-                if self._healthy or first:
-                    log.warning("redis cluster bus unreachable: %s", type(exc).__name__)
-            finally:
-                self._healthy = False
-                self._drop_links()
-            first = False
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
-
-    async def _watch(self) -> None:
-        """Until a connection is lost or refuses: ping the subscribers, and drop a publisher
-        that leaves a publish unanswered for PUBLISH_TIMEOUT_S."""
-        while not self._closed:
-            pinged = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reset.wait(), min(HEALTH_S, PUBLISH_TIMEOUT_S))
-            if self._reset.is_set():
-                return
+                self._caught_up(back)
+                if self._links:
+                    self._connected.set()
             now = time.monotonic()
-            for link in self._links:
-                if link.pending and now - link.pending[0][1] >= PUBLISH_TIMEOUT_S:
-                    log.warning("redis cluster publisher answered nothing for %.0f s", PUBLISH_TIMEOUT_S)
-                    return
-                sub = link.subscriber
-                if sub is None or (sub.last_heard < pinged and now - sub.last_heard > 2 * HEALTH_S):
-                    log.warning("redis cluster bus silent for %.0f s; reconnecting", 2 * HEALTH_S)
-                    return
-                sub.send(resp.command("PING"))
+            if now - pinged >= HEALTH_S:
+                pinged = now
+                self._check_health(now)
+            if self._stale:
+                if not self._down_logged:
+                    log.warning("redis cluster bus: %d partition(s) without a master", len(self._stale))
+                    self._down_logged = True
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            if self._down_logged:
+                log.warning("redis cluster bus: every partition has its master again")
+                self._down_logged = False
+            delay = 0.05
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._trouble.wait(), max(0.0, pinged + HEALTH_S - time.monotonic()))
 
-    async def _reconnected(self) -> None:
+    def _check_health(self, now: float) -> None:
+        """Ping every subscriber; one silent for two periods is dead. (Each publisher drops
+        a connection that leaves a publish unanswered by itself, chat/bus_publisher.py.)"""
+        for link in list(self._links.values()):
+            if now - link.subscriber.last_heard > 2 * HEALTH_S:
+                log.warning("redis cluster bus silent for %.0f s", 2 * HEALTH_S)
+                self._link_failed(link)
+            else:
+                link.subscriber.send(resp.command("PING"))
+
+    def _caught_up(self, back: set[int]) -> None:
+        """Partitions are back: the owner catches up the channels held on them (rings on
+        them may have been lost meanwhile)."""
+        channels = frozenset(c for p in back for c in self._held.get(p, ()))
+        if not channels or self._on_reconnect is None:
+            return
+        log.warning("redis cluster bus: %d partition(s) back; catching up from PostgreSQL", len(back))
+        task = asyncio.create_task(self._reconnected(channels), name="bus-reconnected")
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _reconnected(self, channels: frozenset[str]) -> None:
         if self._on_reconnect is not None:
             try:
-                await self._on_reconnect()
+                await self._on_reconnect(channels)
             except Exception:
                 log.exception("catching up after a bus reconnect failed")
 
-    def _drop_links(self) -> None:
-        links, self._links, self._by_partition = self._links, [], {}
-        for link in links:
-            for wire in link.wires():
-                wire.on_lost = None
-                wire.abort()
-            for item, _ in link.pending:
-                if item is not None:
-                    _fail(item)
-            for item in link.outbox_items:
-                _fail(item)
-            link.pending.clear()
-            link.outbox, link.outbox_items = [], []
 
-
-def _owners(reply: resp.Reply, asked: str) -> Callable[[int], tuple[str, int] | None]:
+def _owners(reply: resp.Reply, asked: str) -> Callable[[int], Node | None]:
     """slot → its master (host, port), from a CLUSTER SLOTS reply (None: not covered)."""
-    ranges: list[tuple[int, int, tuple[str, int]]] = []
+    ranges: list[tuple[int, int, Node]] = []
     if isinstance(reply, list):
         for entry in reply:
             if isinstance(entry, list) and len(entry) >= 3 and isinstance(entry[2], list):
                 host = entry[2][0].decode() if isinstance(entry[2][0], bytes) else ""
                 ranges.append((int(entry[0]), int(entry[1]), (host or asked, int(entry[2][1]))))
 
-    def owner(slot: int) -> tuple[str, int] | None:
+    def owner(slot: int) -> Node | None:
         return next((node for low, high, node in ranges if low <= slot <= high), None)
 
     return owner
-
-
-def _fail(item: _Publish) -> None:
-    if item.done is not None and not item.done.done():
-        item.done.set_result(False)

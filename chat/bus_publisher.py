@@ -1,5 +1,7 @@
 """The bus's publishing half: PUBLISHes out on one bare RESP connection (chat/resp.py),
-replies matched in order (chat/bus_redis.py holds the subscribing half).
+replies matched in order (chat/bus_redis.py holds the subscribing half). The cluster bus
+(chat/bus_cluster.py) runs one per master, with SPUBLISH, and is told of a refused one
+(MOVED) so it can read the slot map again.
 
 Publishes from one loop turn go out as one write; replies come back in order and resolve
 each publish's future or callback. Nothing waits for a previous batch. If the connection
@@ -68,11 +70,22 @@ class Fixed:
 
 
 class Publisher:
-    def __init__(self, resolve: Resolve, on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        resolve: Resolve,
+        on_lost: Callable[[], None],
+        *,
+        verb: str = "PUBLISH",
+        on_refused: Callable[[str, resp.Reply], None] | None = None,
+    ) -> None:
         """`on_lost`: some rings did not go out (the bus drops its subscriber, so the owner
-        catches up from PostgreSQL). `resolve`: where Redis is, asked before each connect."""
+        catches up from PostgreSQL). `resolve`: where Redis is, asked before each connect.
+        `verb`: PUBLISH, or SPUBLISH on a cluster. `on_refused(channel, error)`: Redis
+        answered a publish with an error (a cluster's MOVED), which fails that publish."""
         self._resolve = resolve
         self._lost_publishes = on_lost
+        self._verb = verb
+        self._on_refused = on_refused
         self._outbox: list[_Publish] = []
         self._flush_soon = False
         self._publisher: resp.Wire | None = None
@@ -89,15 +102,22 @@ class Publisher:
         self._connect_publisher()
 
     async def close(self) -> None:
+        connecting = self._connecting
+        self.abort()
+        if connecting is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+
+    def abort(self) -> None:
+        """Stop at once: every publish not yet answered fails."""
         self._closed = True
         for timer in (self._retry_timer, self._reply_timer):
             if timer is not None:
                 timer.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connecting
         if self._publisher is not None:
+            self._publisher.on_lost = None
             self._publisher.abort()
         self._fail_outbox()
         self._fail_pending()
@@ -135,7 +155,8 @@ class Publisher:
             return
         batch, self._outbox = self._outbox, []
         sent_at = time.monotonic()
-        wire.send(b"".join([resp.command("PUBLISH", item.channel, item.data) for item in batch]))
+        verb = self._verb
+        wire.send(b"".join([resp.command(verb, item.channel, item.data) for item in batch]))
         self._pending.extend((item, sent_at) for item in batch)
         self._watch_replies()
 
@@ -151,6 +172,8 @@ class Publisher:
             return
         if not isinstance(reply, int):
             item.fail()
+            if self._on_refused is not None:
+                self._on_refused(item.channel, reply)
             return
         if item.done is not None and not item.done.done():
             item.done.set_result(True)

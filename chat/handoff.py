@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Literal, cast
 
 from msgspec.structs import replace
 
 from chat import views
 from chat.delivery.ended import ended_frame
+from chat.delivery.hub import STATS_CHANNEL
 from chat.gateway.session import Outbound, Session
 from chat.people import Person, specialist
 from chat.safety.risk_watch import RISK
@@ -30,6 +32,7 @@ from chat.store.db import iso
 from chat.store.queue import Request
 from protocol import frames as f
 from protocol.codec import encode
+from protocol.frames import Role
 
 log = logging.getLogger("peerchat.transfer")
 
@@ -71,6 +74,64 @@ async def hand_off(services: Services, conversation_id: str, from_specialist_id:
         )
 
 
+def tell_sender(services: Services, row: transfer.Transfer, frame: f.Frame) -> None:
+    """A warm transfer's outcome (`transfer_failed`) to whoever must hear it: the one who
+    asked, and, when a supervisor asked, the specialist who keeps the conversation."""
+    asker = Person(cast(Role, row.by_role), row.by_id)
+    services.hub.to_user(asker, frame)
+    holder = specialist(row.from_specialist_id)
+    if holder != asker:
+        services.hub.to_user(holder, frame)
+
+
+async def failed(
+    services: Services, row: transfer.Transfer, reason: Literal["declined", "expired", "unavailable"]
+) -> None:
+    """A warm transfer closed without being accepted: its sender (`tell_sender`) gets
+    `transfer_failed` and keeps the conversation; supervisors see it is over."""
+    tell_sender(services, row, f.TransferFailed(conversation_id=row.conversation_id, reason=reason))
+    await tell_supervisors(services, row.conversation_id, None)
+
+
+def transfer_view(under_way: transfer_reads.Open) -> f.ConversationTransfer:
+    """`transfer` on a `welcome` conversation, a `transfer_status` and a listed conversation."""
+    if under_way.to_specialist_id is None:
+        return f.ConversationTransfer(state="waiting")
+    return f.ConversationTransfer(
+        state="offered",
+        to=f.SpecialistView(id=under_way.to_specialist_id, name=under_way.to_name or ""),
+        expires_at=iso(under_way.expires_at) if under_way.expires_at else None,
+    )
+
+
+async def tell_supervisors(
+    services: Services, conversation_id: str, now: f.ConversationTransfer | None
+) -> None:
+    """Every supervisor watching the queues, on every process, sees a transfer begin (`now`)
+    and end (None): the dashboard marks the conversation's row (PRODUCT.md §9). Transfers
+    are rare; one broadcast each, as `queue_stats` is sent."""
+    await services.hub.broadcast(
+        STATS_CHANNEL, f.TransferStatus(conversation_id=conversation_id, transfer=now)
+    )
+
+
+async def began(services: Services, row: transfer.Transfer) -> None:
+    """A transfer was just recorded: supervisors see which; and when a supervisor asked for
+    a warm one, the specialist who keeps the conversation until it is accepted sees it too
+    (as after a reload, `welcome`'s `conversations[].transfer`)."""
+    conversation_id = row.conversation_id
+    under_way = (await transfer_reads.open_of(services.db, [conversation_id])).get(conversation_id)
+    if under_way is None:
+        return
+    view = transfer_view(under_way)
+    await tell_supervisors(services, conversation_id, view)
+    if row.by_role == "supervisor" and row.to_specialist_id is not None:
+        services.hub.to_user(
+            specialist(row.from_specialist_id),
+            f.TransferStatus(conversation_id=conversation_id, transfer=view),
+        )
+
+
 def waiting(conversation_id: str, ref: str | None = None) -> f.TransferState:
     return f.TransferState(conversation_id=conversation_id, state="waiting", ref=ref)
 
@@ -108,6 +169,7 @@ async def taken(
     )
     await _history(services, conv.specialist, conv.id, 0)
     await _tell_risk(services, conv)
+    await tell_supervisors(services, conv.id, None)
     task = asyncio.get_running_loop().create_task(_catch_up_later(services, conv.specialist, conv.id))
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)

@@ -41,6 +41,8 @@ class Leadership:
         self._last_beat = 0.0
         self._beating = False
         self._told = False
+        # A process that does not lead keeps its lock connection between tries.
+        self._candidate: asyncpg.Connection[asyncpg.Record] | None = None
         self.leading = False
 
     async def hold(self) -> bool | None:
@@ -52,9 +54,33 @@ class Leadership:
                 await self._conn.fetchval("SELECT 1", timeout=_BEAT_TIMEOUT_S)
                 self._last_beat = time.monotonic()
             return True
-        await self.resign()
+        await self._drop_lead()
+        conn = self._candidate
+        self._candidate = None
+        if conn is None or conn.is_closed():
+            conn = await self._connect()
+            if conn is None:
+                return False
         try:
-            conn = await asyncpg.connect(
+            won = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=_BEAT_TIMEOUT_S)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            conn.terminate()
+            return False
+        if not won:
+            # Kept for the next try (every ELECTION_EVERY_S, inside the connection's
+            # idle_session_timeout): a new connection every try was a PostgreSQL backend
+            # started and torn down every 2 s by every process that does not lead.
+            self._candidate = conn
+            return False
+        self._conn = conn
+        self._last_beat = time.monotonic()
+        self.leading = True
+        log.info("this process now leads matching")
+        return None
+
+    async def _connect(self) -> asyncpg.Connection[asyncpg.Record] | None:
+        try:
+            return await asyncpg.connect(
                 self._url,
                 timeout=3,
                 server_settings={"idle_session_timeout": str(int(_LEASE_S * 1000))},
@@ -69,22 +95,9 @@ class Leadership:
                     "PEERCHAT_DATABASE_DIRECT_URL to PostgreSQL itself (docs/scaling.md)",
                     type(exc).__name__,
                 )
-            return False
+            return None
         except (OSError, TimeoutError):
-            return False
-        try:
-            won = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=_BEAT_TIMEOUT_S)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            conn.terminate()
-            return False
-        if not won:
-            await conn.close(timeout=_CLOSE_S)
-            return False
-        self._conn = conn
-        self._last_beat = time.monotonic()
-        self.leading = True
-        log.info("this process now leads matching")
-        return None
+            return None
 
     async def beat(self) -> None:
         """Say something on the lock connection if a beat is due, in the middle of a long
@@ -99,6 +112,15 @@ class Leadership:
         self._last_beat = time.monotonic()
 
     async def resign(self) -> None:
+        """Drop the lead (and the lock connection, so the lock frees at once), or, for a
+        process that does not lead, its connection kept between tries."""
+        if self._candidate is not None:
+            with contextlib.suppress(Exception):
+                await self._candidate.close(timeout=_CLOSE_S)
+            self._candidate = None
+        await self._drop_lead()
+
+    async def _drop_lead(self) -> None:
         if self.leading:
             log.info("this process no longer leads matching")
         self.leading = False

@@ -76,6 +76,21 @@ class Metrics:
             registry=r,
         )
         self.bus_down = Gauge("peerchat_bus_down", "1 while Redis pub/sub is unreachable", registry=r)
+        # A cluster bus's partitions (chat/bus_cluster.py), read from the bus when scraped.
+        self.rings_published = Gauge(
+            "peerchat_bus_rings_published", "Rings this process published on a cluster bus", registry=r
+        )
+        self.rings_heard = Gauge(
+            "peerchat_bus_rings_heard", "Rings received on this process's cluster bus partitions", registry=r
+        )
+        self.partitions_heard = Gauge(
+            "peerchat_bus_partitions_subscribed", "Cluster bus partitions subscribed now", registry=r
+        )
+        self.rings_for_others = Gauge(
+            "peerchat_bus_rings_for_others",
+            "Received cluster bus rings for channels this process does not hold (dropped)",
+            registry=r,
+        )
         # The privacy lifecycle (docs/privacy.md).
         self.retention_swept = Counter(
             "peerchat_retention_swept_rows",

@@ -9,7 +9,7 @@ another role with it at an identity provider that lets users pick their ids.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from protocol.frames import Role
 
@@ -29,3 +29,15 @@ def member(sub: str) -> Person:
 
 def specialist(sub: str) -> Person:
     return Person("specialist", sub)
+
+
+class Actor(Protocol):
+    """Who acts, as the records that name them need it (the audit log, staff notes): a
+    verified token's identity (chat/tokens.py) or a socket's session."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def name(self) -> str: ...

@@ -17,10 +17,12 @@ middle of a Redis failover would shut out people who may be in crisis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from chat.config import Settings
@@ -45,6 +47,29 @@ return 1
 """
 
 
+# Renew leases in one command per chunk: ARGV[1] lease expiry (ms), ARGV[2] key lifetime
+# (ms), then a triple per socket: its identity's key, the socket id, and "1" for ZADD XX
+# (a lease given back meanwhile must not come back) or "0" for a plain ZADD (a socket let
+# in while Redis failed, leased for the first time). As a pipeline this was two commands
+# and two replies per socket, most of an idle process's renewal CPU. The keys are named
+# in ARGV, so this runs on one Redis or a Sentinel master; on a Redis Cluster `renew`
+# pipelines the same commands instead (a script may not touch keys of several slots).
+_RENEW = """
+for i = 3, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('ZADD', ARGV[i], 'XX', ARGV[1], ARGV[i + 1])
+  else
+    redis.call('ZADD', ARGV[i], ARGV[1], ARGV[i + 1])
+  end
+  redis.call('PEXPIRE', ARGV[i], ARGV[2])
+end
+return (#ARGV - 2) / 3
+"""
+
+
+_KEYS_KEPT = 100_000  # cached identity keys (an HMAC each); cleared when full
+
+
 def _key(settings: Settings, role: str, sub: str) -> str:
     return f"pc:sockets:{identity_key(settings, role, sub)}"
 
@@ -55,15 +80,31 @@ class SocketCap:
         self._settings = settings
         self._lease_ms = int(settings.presence_ttl_s * 1000)
         self._take = client.register_script(_TAKE)
+        self._renew = client.register_script(_RENEW)
+        self._cluster = isinstance(client, RedisCluster)
+        # (role, sub) → the identity's key: every renewal renews every socket, and an HMAC
+        # per socket per renewal is CPU for nothing. Keyed by the identity, never by the
+        # socket id alone: socket ids are the client's to choose, and two identities with
+        # the same socket id must not renew or give back each other's lease.
+        self._keys: dict[tuple[str, str], str] = {}
         # Sockets let in while Redis failed, that no renewal has leased yet.
         self._unleased: set[str] = set()
+
+    def _key(self, role: str, sub: str) -> str:
+        key = self._keys.get((role, sub))
+        if key is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            key = self._keys[(role, sub)] = _key(self._settings, role, sub)
+        return key
 
     async def take(self, role: str, sub: str, socket_id: str) -> bool:
         """Whether the socket may open: False when the identity already holds the cap."""
         now = int(time.time() * 1000)
+        key = self._key(role, sub)
         try:
             took = await self._take(
-                keys=[_key(self._settings, role, sub)],
+                keys=[key],
                 args=[
                     now,
                     now + self._lease_ms,
@@ -81,7 +122,7 @@ class SocketCap:
     async def give_back(self, role: str, sub: str, socket_id: str) -> None:
         self._unleased.discard(socket_id)
         try:
-            await self._redis.zrem(_key(self._settings, role, sub), socket_id)
+            await self._redis.zrem(self._key(role, sub), socket_id)
         except (RedisError, OSError) as exc:
             # The lease ages out by itself within one lease.
             log.warning("socket lease not removed (Redis: %s)", type(exc).__name__)
@@ -97,21 +138,34 @@ class SocketCap:
         expiry = int(time.time() * 1000) + self._lease_ms
         batch = list(held)
         for start in range(0, len(batch), RENEW_CHUNK):
-            pipe = self._redis.pipeline(transaction=False)
             first: list[tuple[str, str]] = []  # (key, socket id) leased for the first time
+            leases: list[tuple[str, str, bool]] = []  # (key, socket id, XX)
             for role, sub, socket_id in batch[start : start + RENEW_CHUNK]:
-                key = _key(self._settings, role, sub)
-                if socket_id in self._unleased:
+                key = self._key(role, sub)
+                # XX: a lease removed meanwhile (its socket closed during this renewal)
+                # must not come back and hold a slot until it ages out.
+                xx = socket_id not in self._unleased
+                if not xx:
                     first.append((key, socket_id))
-                    pipe.zadd(key, {socket_id: expiry})
-                else:
-                    # XX: a lease removed meanwhile (its socket closed during this renewal)
-                    # must not come back and hold a slot until it ages out.
-                    pipe.zadd(key, {socket_id: expiry}, xx=True)
-                pipe.pexpire(key, 2 * self._lease_ms)
-            await pipe.execute()
+                leases.append((key, socket_id, xx))
+            await self._renew_chunk(leases, expiry)
             for key, socket_id in first:
                 if socket_id in self._unleased:
                     self._unleased.discard(socket_id)
                 else:  # given back while this renewal ran: it must not hold a slot
                     await self._redis.zrem(key, socket_id)
+            await asyncio.sleep(0)  # let the sockets' frames through between chunks
+
+    async def _renew_chunk(self, leases: list[tuple[str, str, bool]], expiry: int) -> None:
+        keep = 2 * self._lease_ms
+        if not self._cluster:
+            args: list[str | int] = [expiry, keep]
+            for key, socket_id, xx in leases:
+                args += (key, socket_id, "1" if xx else "0")
+            await self._renew(args=args)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, socket_id, xx in leases:
+            pipe.zadd(key, {socket_id: expiry}, xx=xx)
+            pipe.pexpire(key, keep)
+        await pipe.execute()

@@ -80,6 +80,16 @@ def queue_stats(
     )
 
 
+async def waiting_now(services: Services) -> tuple[int, int]:
+    """(`waiting`, `longest_wait_s`) as `queue_stats` counts them, from the open requests
+    alone: the stats history's sample every 10 s, which used to read the whole roster (every
+    specialist from PostgreSQL, every online one from Redis) for two numbers."""
+    requests = await queue.open_requests(services.db)
+    now = datetime.now(UTC)
+    waiting = [r for r in requests if r.state in OPEN_REQUEST_STATES]
+    return len(waiting), max((views.waited_s(r.created_at, now) for r in waiting), default=0)
+
+
 async def current_stats(services: Services) -> f.QueueStats:
     """Read now: the supervisor's `watch_queues` and GET /api/stats."""
     requests = await queue.open_requests(services.db)

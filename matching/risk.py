@@ -79,7 +79,11 @@ _SWAPS = str.maketrans({"0": "o", "3": "e", "4": "a", "@": "a", "5": "s", "$": "
 _BARS = re.compile(r"[|!]+")
 _WORD = re.compile(r"\w")
 _SWAPPABLE = frozenset("013457@$!|8")
-_TOKEN = re.compile(r"\S+")
+_ANY_SWAPPABLE = re.compile(r"[013457@$!|8]")
+# A whole token (a run of non-spaces) holding a letter and a swappable character; a superset
+# of the tokens `_swap_token` changes (`[^\W\d_]` also takes a few numeric symbols, which
+# `_swap_token` then leaves alone).
+_MIXED = re.compile(r"(?<!\S)(?=\S*?[^\W\d_])(?=\S*?[013457@$!|8])\S+")
 
 
 def _strip_invisible(text: str) -> str:
@@ -95,7 +99,15 @@ def normalise(text: str) -> str:
     separators normalised (module docstring, steps 1-4)."""
     if not text.isascii():
         text = _strip_invisible(text).translate(_LOOK_ALIKES)
-    return _SEPARATORS.sub(" ", text.casefold().translate(_APOSTROPHES)).strip()
+        return _SEPARATORS.sub(" ", text.casefold().translate(_APOSTROPHES)).strip()
+    # ASCII (most chat messages; risk_watch checks every member message): the same steps
+    # without str.translate's per-character dict lookups, about 3x cheaper.
+    text = text.lower()
+    if "'" in text:
+        text = text.replace("'", "")
+    if "`" in text:
+        text = text.replace("`", "")
+    return _SEPARATORS.sub(" ", text).strip()
 
 
 def _ones(m: re.Match[str]) -> str:
@@ -117,9 +129,10 @@ def _swap_token(match: re.Match[str]) -> str:
 def swapped(plain: str) -> str | None:
     """The second view of an already `normalise`d text, with digit and symbol swaps inside
     mixed tokens; None when it would be the same as ``plain``."""
-    if _SWAPPABLE.isdisjoint(plain):
+    if _ANY_SWAPPABLE.search(plain) is None:  # one regex scan, not a set lookup per character
         return None
-    view = _TOKEN.sub(_swap_token, plain)
+    # Only mixed tokens can change: a Python call for each of those, not for every token.
+    view = _MIXED.sub(_swap_token, plain)
     return None if view == plain else view
 
 

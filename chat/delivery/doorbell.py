@@ -44,7 +44,7 @@ class Mark(StrEnum):
 _MARKS = {m.value: m for m in Mark}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per ring received, and frozen fields cost 4x to set
 class Ring:
     """A parsed ring: `header` (the clear line, newline included, as authenticated) and
     `out`, whose data is the body still sealed. A CLOSE carries its `code` (0 if none)."""

@@ -32,7 +32,6 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
 
 from chat.bus import Bus
 from chat.delivery import doorbell
@@ -188,14 +187,17 @@ class Hub:
         for header, data in self._solo.end(person):
             self.bus.post(channel, self._ring(channel, header, data))
 
-    def bus_reconnected(self) -> None:
+    def bus_reconnected(self, only: frozenset[str] | None = None) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
-        skipped is sent, and this process joins every channel it holds again."""
+        skipped is sent, and this process joins every channel it holds again. `only`: the
+        channels the outage touched (a cluster bus's partitions), None: all."""
         self._solo.changed()
         for person in self._solo.everyone():
-            self._unsolo(person)
+            if only is None or self.channel(person) in only:
+                self._unsolo(person)
         for person in self.sessions:
-            self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
+            if only is None or self.channel(person) in only:
+                self.bus.post(self.channel(person), doorbell.join_ring(self.origin))
 
     def close_user(self, person: Person, code: int) -> None:
         """Close every socket of the person with `code`, here now and on every other
@@ -237,7 +239,10 @@ class Hub:
                 # close a person's sockets.
                 self._close_local(person, ring.code or CloseCode.FORBIDDEN)
                 return
-            self._deliver_local(person, replace(out, data=opened))
+            # The opened frame in place of the sealed one (not dataclasses.replace: 1.5 µs
+            # against 0.1 on every ring received).
+            out.data = opened
+            self._deliver_local(person, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
             opened = self._open(channel, header, out.data)
             if opened is not None:
@@ -286,8 +291,14 @@ class Hub:
                     behind += 1
         return behind
 
-    def catch_up_everyone(self) -> None:
-        """After the bus was down: every socket re-reads its conversations from PostgreSQL."""
-        for session in self.all_sessions():
+    def catch_up_everyone(self, only: frozenset[str] | None = None) -> None:
+        """After the bus was down: every socket re-reads its conversations from PostgreSQL;
+        with `only`, the sockets of the people whose channel is among those."""
+        if only is None:
+            sessions = self.all_sessions()
+        else:
+            touched = (group for person, group in self.sessions.items() if self.channel(person) in only)
+            sessions = list({s: None for group in touched for s in group})
+        for session in sessions:
             for conversation_id in list(session.seen):
                 session.deliver(CatchUp(conversation_id))

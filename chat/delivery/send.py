@@ -122,7 +122,6 @@ def _stored(
             session.sending.add(task)
             task.add_done_callback(session.sending.discard)
             return
-        METRICS.messages_stored.inc()
         data = encode(
             f.Message(
                 conversation_id=frame.conversation_id,

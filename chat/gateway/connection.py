@@ -42,10 +42,12 @@ class Connection:
         self.services = services
         self.settings = services.settings
         self.user_id, self.role = user_id, role
-        self.closing = asyncio.Event()
+        self.closing = False  # either side began closing the socket
         # uvicorn with chat/gateway/wsproto.py offers direct sends and reads; other servers
         # (the TestClient) get the plain ASGI path.
         self.direct: DirectWebSocketProtocol | None = ws.scope.get("extensions", {}).get(EXTENSION)
+        if self.direct is not None:
+            self.direct.forget_handshake()  # accepted: its headers are in the scope
         self.receive: Callable[[], Awaitable[Message]] = (
             ws.receive if self.direct is None else cast(Callable[[], Awaitable[Message]], self.direct.receive)
         )
@@ -67,7 +69,7 @@ class Connection:
         await self.ws.send_text(data.decode())
 
     async def _close_socket(self, code: int, reason: str) -> None:
-        self.closing.set()
+        self.closing = True
         if self.ws.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await self.ws.close(code, reason)
@@ -75,7 +77,7 @@ class Connection:
     def _abort_socket(self) -> None:
         """A refused socket whose close frame could not be written in time: cut it. The
         read loop then sees the disconnect and the socket is detached as usual."""
-        self.closing.set()
+        self.closing = True
         if self.direct is not None and not self.direct.transport.is_closing():
             log.info("socket %s did not take its close in time; cut", self.session.id[:8])
             self.direct.transport.abort()
@@ -95,7 +97,7 @@ class Connection:
         try:
             if (
                 not self.reader_idle
-                or self.closing.is_set()
+                or self.closing
                 or self.session.refused  # the reader drops it (chat/handlers/router.py)
                 or len(text) > self.settings.max_frame_bytes
             ):
@@ -153,7 +155,7 @@ class Connection:
     async def _read(self) -> None:
         """Frames until either side closes."""
         settings, session = self.settings, self.session
-        while not self.closing.is_set():
+        while not self.closing:
             self.reader_idle = True
             message = await self.receive()
             self.reader_idle = False

@@ -20,7 +20,10 @@ GAP_WAIT_S = 0.25
 _TRANSFERRED = b'"reason":"transferred"'
 
 
-@dataclass(frozen=True, slots=True)
+# Not `frozen`: a frozen dataclass sets each field through object.__setattr__, and an
+# Outbound is built several times per message (ack, own copy, each recipient, each ring
+# received): 0.61 -> 0.14 µs each. Nothing changes one after it is built.
+@dataclass(slots=True)
 class Outbound:
     data: bytes
     conversation_id: str | None = None
@@ -65,9 +68,11 @@ class Ordering:
             if _TRANSFERRED in item.data:
                 self.handed_on.add(conv)
                 self.held.pop(conv, None)
+        if self.handed_on and conv in self.handed_on and not item.ends_conversation:
+            # Handed on: not its messages, nor its `typing` (the peer's process may still
+            # have had the old pair cached when it relayed it), nor its risk or notes.
+            return []
         if item.seq is not None and conv is not None:
-            if self.handed_on and conv in self.handed_on:
-                return []
             seen = self.seen.get(conv, 0)
             if item.seq <= seen:
                 return []  # already sent: a duplicate from the bus or a catch-up

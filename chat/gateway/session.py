@@ -2,7 +2,9 @@
 
 Every frame for a socket goes through `push()`, which sends it at once when nothing is
 queued ahead of it and the socket can take it, and otherwise queues it for one writer
-task that sends in order.
+task that sends in order. The queue and the writer exist only while something is queued
+(most sockets, idle most of the time, never need either: an asyncio.Queue and a parked
+task were about 4.4 KiB of every idle socket).
 Message frames carry (conversation_id, seq): the writer drops one it has already sent,
 and when one arrives ahead of a gap it first reads the missing messages from PostgreSQL,
 so each device sees each conversation as one gap-free sequence whatever the bus did (the
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -97,14 +100,15 @@ class Session:
         self._abort_socket = abort_socket
         self._abort_timer: asyncio.TimerHandle | None = None
         self._backfill = backfill
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=max_queue)
+        # What waits for the writer, in order; created on first use. The writer task runs
+        # only while it is not empty (and the session has started).
+        self._queue: deque[Item] | None = None
         self._max_queue = max_queue
+        self._started = False
         # Fan-out that arrives between attaching to the hub and `start()`: it must follow
         # the `welcome` and the resume catch-up, never come before them.
         self._early: list[Item] | None = []
         self._writer: asyncio.Task[None] | None = None
-        # The writer is between taking an item and finishing it (an await in progress).
-        self._busy = False
         self._closer: asyncio.Task[None] | None = None  # a reference, so it is not collected
         # The gap-free order per conversation (chat/gateway/ordering.py); `seen` (highest
         # seq sent, per conversation this socket knows about) and `ended` (conversations it
@@ -125,7 +129,8 @@ class Session:
         """Start sending: first what was pushed (the `welcome`, the catch-up), then the
         fan-out delivered meanwhile; duplicates among those are dropped by seq."""
         early, self._early = self._early or [], None
-        self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id[:8]}")
+        self._started = True
+        self._wake_writer()
         for item in early:
             self.push(item)
 
@@ -158,7 +163,7 @@ class Session:
         either way."""
         if self.closed:
             return
-        if self._send_now is None or self._busy or self._writer is None or not self._queue.empty():
+        if self._send_now is None or not self._started or self._writer is not None or self._queue:
             for item in items:
                 self._enqueue(item)
             return
@@ -181,10 +186,19 @@ class Session:
                 self._enqueue(Outbound(data))
 
     def _enqueue(self, item: Item) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self._max_queue:
             self._slow()
+            return
+        queue.append(item)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Start the writer if something waits for it (after `start`, never twice)."""
+        if self._writer is None and self._started and self._queue and not self.closed:
+            self._writer = asyncio.get_running_loop().create_task(self._drain(), name=f"writer-{self.id[:8]}")
 
     def _slow(self) -> None:
         if self.closed:
@@ -206,11 +220,11 @@ class Session:
         """Close after the frames already queued have been sent."""
         if self.closed:
             return
-        try:
-            self._queue.put_nowait(Close(code, reason))
-        except asyncio.QueueFull:
+        if self._queue is not None and len(self._queue) >= self._max_queue:
             self.closed = True
-            asyncio.get_running_loop().create_task(self._close_socket(code, reason))
+            self._closer = asyncio.get_running_loop().create_task(self._close_socket(code, reason))
+            return
+        self._enqueue(Close(code, reason))
 
     def refuse(self, code: int, reason: str) -> None:
         """The socket may do nothing more: its token expired or was revoked, its `reauth`
@@ -228,17 +242,20 @@ class Session:
         self.closed = True
         if self._abort_timer is not None:
             self._abort_timer.cancel()
-        if self._writer is not None:
-            self._writer.cancel()
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._writer
+                await writer
 
     async def _drain(self) -> None:
+        """Send what is queued, in order, then end (`_wake_writer` starts another when
+        something is queued again)."""
+        queue = self._queue
+        assert queue is not None
         try:
-            while True:
-                self._busy = False
-                item = await self._queue.get()
-                self._busy = True
+            while queue:
+                item = queue.popleft()
                 if isinstance(item, Close):
                     self.closed = True
                     await self._close_socket(item.code, item.reason)
@@ -264,6 +281,10 @@ class Session:
         except Exception as exc:  # the socket went away under us; the reader will notice too
             log.debug("writer %s stopped: %s", self.id[:8], type(exc).__name__)
             self.closed = True
+        finally:
+            self._writer = None
+            if not queue:
+                self._queue = None  # an idle socket keeps no queue
 
     def _gap_timeout(self, conversation_id: str) -> None:
         self.push(CatchUp(conversation_id))

@@ -14,7 +14,7 @@ from chat.gateway.session import CatchUp, Session
 from chat.openness import alternatives_for, openness
 from chat.privacy import access
 from chat.services import Services
-from chat.store import conversations, members, profiles, queue, wrap_up
+from chat.store import conversations, members, profiles, queue, transfer_reads, wrap_up
 from chat.store.db import iso
 from matching.lifecycle import ConversationState
 from protocol import frames as f
@@ -45,7 +45,9 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
         offers += await handoff.warm_offers_for(services, user_id)
     elif session.role == "member":
         request = await queue.open_request_of(db, user_id)
-        if request is not None:
+        # A cold transfer's queue entry is their conversation's, shown on it (below), not a
+        # request of theirs (PRODUCT.md §9).
+        if request is not None and request.transfer_of is None:
             position, wait = await positions.position_of(services, request)
             requests.append(
                 f.RequestInfo(
@@ -78,6 +80,8 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                 structs.replace(s, member_online=c.member_id not in away)
                 for s, c in zip(summaries, active, strict=True)
             ]
+    if active and session.role != "supervisor":
+        summaries = await _with_transfers(services, session, summaries)
     if session.role == "member":
         retention_days = services.settings.retention_days
         past_peers = [
@@ -116,3 +120,26 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
                 session.push(ended.ended_outbound(c))
         elif c.state == ConversationState.ACTIVE:
             session.seen[c.id] = c.last_seq
+
+
+async def _with_transfers(
+    services: Services, session: Session, summaries: list[f.ConversationSummary]
+) -> list[f.ConversationSummary]:
+    """A transfer under way, as each side must see it after a reload (PRODUCT.md §9): its
+    specialist, a warm one they (or a supervisor) offered, to whom and until when; its
+    member, a cold one (nobody holds it: no peer, and the `waiting` they were told)."""
+    under_way = await transfer_reads.open_of(services.db, [s.id for s in summaries])
+    if not under_way:
+        return summaries
+    out = []
+    for s in summaries:
+        t = under_way.get(s.id)
+        if t is None:
+            out.append(s)
+        elif session.role == "member" and t.to_specialist_id is None:
+            out.append(structs.replace(s, peer=None, transfer=handoff.transfer_view(t)))
+        elif session.role == "specialist" and t.to_specialist_id is not None:
+            out.append(structs.replace(s, transfer=handoff.transfer_view(t)))
+        else:
+            out.append(s)  # a warm one is the staff's business until it is accepted
+    return out

@@ -22,6 +22,16 @@
    to `on_text`, which the application may set (chat/gateway/connection.py does, for a
    `send` while its reader is idle): handled there, it costs no queue and no wake-up of the
    application's task.
+4. **Text frames parsed here.** websockets parses every incoming frame through a chain of
+   generator-based coroutines (about 14 µs a chat frame on the loaded 2-core box; the rest
+   of a `send`'s handling is of the same order). While the connection is open without
+   extensions and websockets' parser sits idle between frames with nothing buffered, a
+   complete, final, masked text frame of at most 64 KiB (and the configured maximum) is
+   unmasked here (websockets' own C `apply_mask`) and handed on as upstream's
+   `handle_text` would (about 1 µs). Everything else (control frames, fragments, binary,
+   anything malformed or oversized) is fed to websockets as it came, whole frames only, so
+   its parser is always between frames when this path looks at it; an incomplete frame is
+   held here until the rest arrives. Errors, pings, closes and limits stay websockets'.
 
 uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
 these behaviours against a real server. What this leans on that neither uvicorn nor
@@ -35,10 +45,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
+
+from chat.gateway.inbox import Flag, Inbox
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 # ---- The private surface, in one place -------------------------------------------------
 # Attributes of uvicorn's WebSocketsSansIOProtocol read or written here.
@@ -53,35 +70,125 @@ UVICORN_ATTRIBUTES = frozenset(
         "logger",
         "queue",
         "read_paused",
+        "request",
+        "response",
         "scope",
         "transport",
         "writable",
     }
 )
 # Its methods overridden or called here.
-UVICORN_METHODS = frozenset({"handle_parser_exception", "run_asgi", "send_receive_event_to_app"})
+UVICORN_METHODS = frozenset(
+    {"data_received", "handle_parser_exception", "handle_text", "run_asgi", "send_receive_event_to_app"}
+)
 # Upstream methods this module copies (send_receive_event_to_app) or whose behaviour it
 # relies on (receive resumes reading only once the queue is empty), by the SHA-256 of
 # their source in the pinned uvicorn: a change there must be read before it is taken.
 UPSTREAM_SOURCES = {
     "send_receive_event_to_app": "a2b10de91477dc1d4d0e7c9065b85388a5b2a6ebeb84d6ec1591e112ca0bfbb9",
     "receive": "1dc0e715390021a105cfe6abb35a730af9c5be3d71043329a39bbc1c5afe66bc",
+    # Text frames parsed here do what these do with a parsed frame.
+    "data_received": "c89d394077d8841d253e469eb47bfd9db0172cd7eebe38edf5211c8e312885d0",
+    "handle_text": "6ae523180cf04a012bde88d4eb7fc1429d4e60ee8dc7cbf0f004288a3e657a8f",
 }
 # websockets' sans-I/O protocol: `writes` (bytes it queued itself, such as a pong) is not
-# documented; `send_text`, `send_close`, `data_to_send`, `state` and `extensions` are.
-WEBSOCKETS_ATTRIBUTES = frozenset({"writes"})
+# documented, nor are the parser's state read before parsing a frame here: `reader` (its
+# `buffer`), `parser` (a generator idle in the reader's `at_eof` between frames),
+# `current_size` (not None inside a fragmented message), `max_message_size`; `send_text`,
+# `send_close`, `data_to_send`, `state` and `extensions` are documented.
+WEBSOCKETS_ATTRIBUTES = frozenset({"writes", "reader", "parser", "current_size", "max_message_size"})
 # -----------------------------------------------------------------------------------------
 
 EXTENSION = "peerchat.direct"
 READ_AHEAD = 4
 _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
+# Text frames up to this size are parsed here (a 16-bit length at most); larger go upstream.
+DIRECT_MAX = 65535
+
+
+def parser_idle(conn: Any) -> bool:
+    """websockets' parser is between frames with nothing buffered: suspended in the
+    reader's `at_eof` (it waits there before reading each frame's header)."""
+    if conn.reader.buffer or conn.current_size is not None:
+        return False
+    gen = conn.parser
+    while (inner := getattr(gen, "gi_yieldfrom", None)) is not None:
+        gen = inner
+    code = getattr(gen, "gi_code", None)
+    return code is not None and code.co_name == "at_eof"
 
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     # Offered a text frame before it is queued for the application, when nothing is
     # queued ahead of it; True means it was handled and is not queued.
     on_text: Callable[[str], bool] | None = None
+    # The start of a frame not yet complete, held here (websockets has seen none of it).
+    _held: bytes = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self._held:
+            data, self._held = self._held + data, b""
+        conn = self.conn
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or conn.state is not State.OPEN
+            or conn.extensions
+            or not parser_idle(conn)
+        ):
+            super().data_received(data)
+            return
+        limit = min(DIRECT_MAX, conn.max_message_size or DIRECT_MAX)
+        pos, end = 0, len(data)
+        while end - pos >= 2:
+            # FIN, no RSV bits, opcode 1 (text), masked (RFC 6455 §5.2); anything else,
+            # and every frame after it in this read, is websockets' to parse.
+            n = data[pos + 1] ^ 0x80
+            if data[pos] != 0x81 or n > 126:
+                break
+            head = 6
+            if n == 126:
+                if end - pos < 4:
+                    self._held = data[pos:]
+                    return
+                n = (data[pos + 2] << 8) | data[pos + 3]
+                head = 8
+            if n > limit:
+                break
+            stop = pos + head + n
+            if stop > end:
+                self._held = data[pos:]
+                return
+            payload = apply_mask(data[pos + head : stop], data[pos + head - 4 : pos + head])
+            pos = stop
+            # As upstream's handle_text does with a final text frame.
+            self.curr_msg_data_type = "text"
+            self.frames = [payload]
+            self.send_receive_event_to_app()
+            if self.close_sent or conn.state is not State.OPEN:
+                break
+        else:
+            if pos < end:
+                self._held = data[pos:]
+            return
+        if pos < end:
+            super().data_received(data[pos:])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per-socket memory (issue 20): the received-event queue and the writable flag
+        # without asyncio's deques, which a silent socket never needs (chat/gateway/inbox.py).
+        self.queue = Inbox()
+        self.writable = Flag(True)
+
+    def forget_handshake(self) -> None:
+        """Drop the opening handshake's request and response (their headers, ~4 KiB),
+        which uvicorn keeps for the socket's life and reads only before the accept. The
+        application calls this once the socket is accepted (the scope keeps its headers)."""
+        if self.handshake_complete:
+            self.request = cast(Any, None)
+            self.response = cast(Any, None)
 
     def send_now(self, frames: list[bytes]) -> bool:
         """Write text frames (UTF-8) now, in one write; False, with nothing written, if

@@ -6,10 +6,10 @@ and details are never logged."""
 
 from __future__ import annotations
 
+from chat import handoff
 from chat.delivery.ended import end_conversation
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
-from chat.handlers.transfer import _tell_sender as tell_sender  # the transfer lane's: who hears a failure
 from chat.people import specialist
 from chat.safety import alerting
 from chat.services import Services
@@ -93,6 +93,4 @@ async def _withdraw_warm_transfers(
         if closed is None:
             continue  # accepted, declined or expired meanwhile
         services.hub.to_user(specialist(specialist_id), f.OfferRevoked(offer_id=closed.id, reason=reason))
-        tell_sender(
-            services, closed, f.TransferFailed(conversation_id=closed.conversation_id, reason="unavailable")
-        )
+        await handoff.failed(services, closed, "unavailable")

@@ -62,7 +62,9 @@ async def on_typing(services: Services, session: Session, frame: f.Typing) -> No
     if frame.conversation_id not in session.seen or frame.conversation_id in session.ended:
         raise Refuse(ErrorCode.INVALID_STATE, "not an active conversation of this connection")
     peer = pair[1] if session.person == pair[0] else pair[0]
-    services.hub.to_user(peer, f.PeerTyping(conversation_id=frame.conversation_id, role=session.role))
+    # With its conversation, so a socket whose specialist handed it on drops it (ordering.py).
+    typing = f.PeerTyping(conversation_id=frame.conversation_id, role=session.role)
+    services.hub.to_user(peer, typing, conversation_id=frame.conversation_id)
 
 
 @handles(f.Read, "member", "specialist")

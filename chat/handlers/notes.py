@@ -61,14 +61,7 @@ async def on_note(services: Services, session: Session, frame: f.Note) -> None:
     if not body:
         raise Refuse(ErrorCode.BAD_FRAME, "an empty note")
     conv = await staff_conversation(services, session, frame.conversation_id)
-    stored = await notes.add(
-        services.db,
-        conv.id,
-        author_role=session.role,
-        author_id=session.user_id,
-        author_name=session.name,
-        body=body,
-    )
+    stored = await notes.add_by(services.db, conv.id, session, body)
     saved = f.NoteSaved(conversation_id=conv.id, note=view(stored))
     session.push_frame(f.NoteSaved(conversation_id=conv.id, note=saved.note, ref=frame.ref))
     fan_out(services, conv, saved, session)

@@ -51,11 +51,9 @@ async def on_ack_alert(services: Services, session: Session, frame: f.AckAlert) 
             conn, frame.alert_id, by_id=session.user_id, by_name=session.name
         )
         if outcome is Acked.ACKED:
-            await audit.record(
+            await audit.record_by(
                 conn,
-                actor_id=session.user_id,
-                actor_role=session.role,
-                actor_name=session.name,
+                session,
                 action="ack_alert",
                 conversation_id=alert.conversation_id if alert else None,
                 target=frame.alert_id,
@@ -96,11 +94,9 @@ async def _audit(
     services: Services, session: Session, action: str, conv: Conversation, frame: f.Monitor | f.Join
 ) -> None:
     # Before anything is sent (PRODUCT.md §8, §10); an emergency is recorded as such.
-    await audit.record(
+    await audit.record_by(
         services.db,
-        actor_id=session.user_id,
-        actor_role=session.role,
-        actor_name=session.name,
+        session,
         action=action,
         conversation_id=conv.id,
         reason=frame.reason.strip(),
@@ -286,15 +282,7 @@ async def on_whisper(services: Services, session: Session, frame: f.Whisper) -> 
         raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
     if conv.state != "active":
         raise Refuse(ErrorCode.INVALID_STATE, "this conversation has ended")
-    stored = await notes.add(
-        services.db,
-        conv.id,
-        author_role=session.role,
-        author_id=session.user_id,
-        author_name=session.name,
-        body=body,
-        kind="whisper",
-    )
+    stored = await notes.add_by(services.db, conv.id, session, body, kind="whisper")
     whispered = f.Whispered(
         conversation_id=conv.id, body=body, sent_at=iso(stored.at), from_=f.WhisperFrom(name=session.name)
     )

@@ -11,18 +11,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 from chat import handoff
 from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
-from chat.people import Person, member, specialist
+from chat.people import member, specialist
 from chat.services import Services
 from chat.store import audit, profiles, transfer, transfer_reads
 from chat.store.transfer import Refusal
 from protocol import frames as f
 from protocol.codes import ErrorCode
-from protocol.frames import Role
 
 log = logging.getLogger("peerchat.transfer")
 
@@ -86,6 +84,7 @@ async def on_transfer(services: Services, session: Session, frame: f.Transfer) -
             target=to,
         )
     session.push_frame(handoff.waiting(conv.id, frame.ref))
+    await handoff.began(services, row)
     if to is not None:
         services.hub.to_user(specialist(to), handoff.warm_offer(result, conv.tags, int(timeout)))
         _later(timeout, lambda: _expire(services, row.id))
@@ -117,7 +116,7 @@ async def _expire(services: Services, transfer_id: str) -> None:
         services.hub.to_user(
             specialist(closed.to_specialist_id), f.OfferRevoked(offer_id=closed.id, reason="expired")
         )
-    _tell_sender(services, closed, f.TransferFailed(conversation_id=closed.conversation_id, reason="expired"))
+    await handoff.failed(services, closed, "expired")
     await services.poke_matchmaker()  # the slot it held is free
 
 
@@ -130,15 +129,6 @@ async def expire_overdue(services: Services) -> None:
         await _expire(services, row.id)
 
 
-def _tell_sender(services: Services, row: transfer.Transfer, frame: f.Frame) -> None:
-    """The one who asked, and (when a supervisor asked) the specialist who keeps it."""
-    asker = Person(cast(Role, row.by_role), row.by_id)
-    services.hub.to_user(asker, frame)
-    holder = specialist(row.from_specialist_id)
-    if holder != asker:
-        services.hub.to_user(holder, frame)
-
-
 async def is_transfer(services: Services, offer_id: str) -> transfer.Transfer | None:
     return await transfer_reads.get(services.db, offer_id)
 
@@ -147,9 +137,7 @@ async def accept(services: Services, session: Session, row: transfer.Transfer, r
     result = await transfer.accept_warm(services.db, row.id, session.user_id)
     if isinstance(result, Refusal):
         if result in (Refusal.NO_SLOT, Refusal.BLOCKED):
-            _tell_sender(
-                services, row, f.TransferFailed(conversation_id=row.conversation_id, reason="unavailable")
-            )
+            await handoff.failed(services, row, "unavailable")
         raise _refuse(result)
     conv = result.conversation
     log.info("conversation %s: warm transfer %s accepted", conv.id[:8], row.id[:8])
@@ -163,7 +151,5 @@ async def decline(services: Services, session: Session, row: transfer.Transfer, 
     if closed is None:
         raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")
     session.push_frame(f.Declined(offer_id=row.id, ref=ref))
-    _tell_sender(
-        services, closed, f.TransferFailed(conversation_id=closed.conversation_id, reason="declined")
-    )
+    await handoff.failed(services, closed, "declined")
     await services.poke_matchmaker()

@@ -70,7 +70,8 @@ function main({ token, client, notice }) {
     const conv = (w.conversations || [])[0];
     const open = (w.requests || [])[0];
     if (conv) {
-      openChat(conv.id, conv.peer && conv.peer.name, conv.tags);
+      // No `peer` while a cold transfer waits (nobody holds it): member/handed-on.js says so.
+      openChat(conv.id, conv.peer?.name, conv.tags);
       return;
     }
     if (screens.view === 'chat' && chat && !chat.isEnded) {

@@ -55,7 +55,7 @@ function main({ token, client, notice }) {
     const active = new Set();
     for (const c of w.conversations || []) {
       active.add(c.id);
-      chats.ensure(c.id, c.peer && c.peer.name, c.tags);
+      chats.ensure(c.id, c.peer?.name, c.tags);
     }
     for (const chat of chats.chats.values()) {
       if (!active.has(chat.id) && !chat.view.isEnded) chat.view.ended({ by: 'system', reason: 'ended' }, { guessed: true });

@@ -81,6 +81,8 @@ function main({ token, client, notice }) {
     notice(t('transfer.asked'));
     conversations.load();
   });
+  // Any transfer beginning or ending, whoever asked: the rows say so (PRODUCT.md §9).
+  client.on('transfer_status', () => conversations.load());
   client.on('transfer_failed', (f) => {
     transferring.delete(f.conversation_id);
     notice(t(`transfer.failed_${f.reason}`, { name: t('transfer.they') }));

@@ -49,9 +49,14 @@ LINGER_S = 0.001
 # ~5) the linger stays 1 ms: 2 and 3 ms there cost p50 and p99 (docs/performance.md).
 BUSY_BATCH = 10
 BUSY_LINGER = 3
+# When the queue empties, the worker waits this long for the next message, holding its
+# connection, before it ends and hands the connection back.
+IDLE_KEEP_S = 1.0
+# Appended(text) goes through EnumMeta.__call__ (about 1 µs); a dict lookup does not.
+_OUTCOMES = {a.value: a for a in Appended}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message, and frozen fields cost 4x to set
 class _Item:
     conversation_id: str
     sender_id: str
@@ -68,8 +73,11 @@ class Appender:
         self._linger_s = linger_s
         self._queue: list[_Item] = []
         self._worker: asyncio.Task[None] | None = None
+        # Set while the worker waits, connection in hand, for the next message (IDLE_KEEP_S).
+        self._waiting: asyncio.Future[bool] | None = None
         self._closed = False
         self.batches = 0  # for tests and metrics: how many round trips so far
+        self.workers_started = 0  # for tests: tasks started (one per busy spell, not per batch)
 
     def submit(
         self,
@@ -91,7 +99,13 @@ class Appender:
         self._queue.append(
             _Item(conversation_id, sender_id, sender_role, sender_name, client_msg_id, body, done)
         )
-        if self._worker is None or self._worker.done():
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            if not waiting.done():
+                waiting.set_result(True)
+        elif self._worker is None or self._worker.done():
+            self.workers_started += 1
             self._worker = asyncio.create_task(self._drain(), name="message-appender")
         return done
 
@@ -102,6 +116,7 @@ class Appender:
         caller still waiting gets the error (nothing acked; clients retry elsewhere, and a
         batch that did commit is recognised by its client_msg_id)."""
         self._closed = True
+        self._stop_waiting()
         worker = self._worker
         if worker is None or worker.done():
             return
@@ -129,7 +144,15 @@ class Appender:
                     continue
                 try:
                     last = 0  # the size of the batch before, on this connection
-                    while self._queue:
+                    while True:
+                        if not self._queue:
+                            # Quiet for a moment: wait for the next message with the
+                            # connection in hand rather than end the task, hand the
+                            # connection back and start both again for the next one (a
+                            # task, a pool acquire and release per quiet moment).
+                            if not await self._next_message(IDLE_KEEP_S) or conn.is_closed():
+                                break
+                            last = 0  # the first after a quiet spell never waits
                         if last and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
                             # Still busy: let more join.
                             await asyncio.sleep(self._linger_s * (BUSY_LINGER if last >= BUSY_BATCH else 1))
@@ -153,6 +176,26 @@ class Appender:
             self._fail(self._queue, stopped)
             self._queue = []
             raise
+
+    async def _next_message(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for a `submit`; False if none came (or closing)."""
+        if self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[bool] = loop.create_future()
+        self._waiting = waiting
+        timer = loop.call_later(timeout_s, self._stop_waiting)
+        try:
+            return await waiting
+        finally:
+            timer.cancel()
+            if self._waiting is waiting:
+                self._waiting = None
+
+    def _stop_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(False)
 
     def _take(self) -> list[_Item]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
@@ -207,13 +250,20 @@ class Appender:
                     if not item.done.done():  # its caller may have gone meanwhile
                         item.done.set_exception(exc)
                 else:
+                    if result[0] is Appended.STORED:
+                        METRICS.messages_stored.inc()
                     if not item.done.done():
                         item.done.set_result(result)
             return
         # In the batch's order (PostgreSQL returns the careful path's rows by conversation):
         # a socket's acks and a conversation's fan-out follow the order of the sends.
         outcomes = {row["i"]: row for row in rows}
+        stored = 0
         for i, item in enumerate(batch, 1):
             row = outcomes[i]
+            outcome = _OUTCOMES[row["outcome"]]
+            stored += outcome is Appended.STORED
             if not item.done.done():
-                item.done.set_result((Appended(row["outcome"]), row["seq"], row["sent_at"]))
+                item.done.set_result((outcome, row["seq"], row["sent_at"]))
+        # Once per batch, not per message (a prometheus-client increment takes a lock).
+        METRICS.messages_stored.inc(stored)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
+from chat.people import Actor
 from chat.store.db import Db
 
 # GET /api/audit: `limit` defaults to this, and may not exceed PAGE_MAX (PRODUCT.md §6).
@@ -31,20 +32,22 @@ class AuditEntry:
     detail: dict[str, Any] | None
 
 
+class About(TypedDict, total=False):
+    """What an action was about, each part optional: the conversation, `target` the id acted
+    on (a specialist, an alert, an identity), the `reason` given, and `detail`, which must
+    hold no message body, note or member account id (it is kept forever)."""
+
+    conversation_id: str | None
+    target: str | None
+    reason: str | None
+    detail: dict[str, Any] | None
+
+
 async def record(
-    db: Db,
-    *,
-    actor_id: str,
-    actor_role: str,
-    actor_name: str,
-    action: str,
-    conversation_id: str | None = None,
-    target: str | None = None,
-    reason: str | None = None,
-    detail: dict[str, Any] | None = None,
+    db: Db, *, actor_id: str, actor_role: str, actor_name: str, action: str, **about: Unpack[About]
 ) -> None:
-    """Append one row. `target` is the id acted on (a specialist, an alert, an identity);
-    `detail` must hold no message body, note or member account id (it is kept forever)."""
+    """Append one row."""
+    detail = about.get("detail")
     await db.execute(
         """INSERT INTO audit_log
                (actor_id, actor_role, actor_name, action, conversation_id, target, reason, detail)
@@ -53,45 +56,17 @@ async def record(
         actor_role,
         actor_name,
         action,
-        conversation_id,
-        target,
-        reason,
+        about.get("conversation_id"),
+        about.get("target"),
+        about.get("reason"),
         None if detail is None else msgspec.json.encode(detail).decode(),
     )
 
 
-class Actor(Protocol):
-    """Who acts: a verified token's identity (chat/tokens.py) or a socket's session."""
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-
-
-async def record_by(
-    db: Db,
-    actor: Actor,
-    *,
-    action: str,
-    conversation_id: str | None = None,
-    target: str | None = None,
-    reason: str | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
+async def record_by(db: Db, actor: Actor, *, action: str, **about: Unpack[About]) -> None:
     """`record`, with the actor's id, role and name taken from who acts."""
     await record(
-        db,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        actor_name=actor.name,
-        action=action,
-        conversation_id=conversation_id,
-        target=target,
-        reason=reason,
-        detail=detail,
+        db, actor_id=actor.user_id, actor_role=actor.role, actor_name=actor.name, action=action, **about
     )
 
 

@@ -78,6 +78,24 @@ async def get_many(db: Db, conversation_ids: list[str]) -> list[Conversation]:
     return [Conversation.of(r) for r in rows]
 
 
+async def behind(
+    db: Db, conversation_ids: list[str], seen: list[int], told_ended: list[bool]
+) -> list[Conversation]:
+    """Of these conversations, those whose last seq is past `seen` (the lowest seq a
+    socket here was sent), or that ended while some socket here was not told
+    (`told_ended` False): the delivery repair's question (chat/upkeep/repair.py). When
+    nothing was lost it returns no rows, so a quiet process decodes nothing."""
+    rows = await db.fetch(
+        f"""SELECT {_CONV} FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS k(id, seen, told)
+            JOIN conversations USING (id)
+            WHERE last_seq > k.seen OR (ended_at IS NOT NULL AND NOT k.told)""",
+        conversation_ids,
+        seen,
+        told_ended,
+    )
+    return [Conversation.of(r) for r in rows]
+
+
 async def of_person(db: Db, person: Person, *, ended_within_s: float = 0) -> list[Conversation]:
     """The person's active conversations, plus those ended within `ended_within_s`: as a
     member or as a specialist, by their role; a supervisor takes part in none."""

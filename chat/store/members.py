@@ -121,7 +121,12 @@ class Stake:
 
 async def members_at_stake(db: Db) -> dict[str, Stake]:
     found: dict[str, Stake] = {}
-    for row in await db.fetch(f"SELECT member_id, id FROM requests WHERE state IN {IN_LINE}"):
+    # A cold transfer's queue entry is not the member's request but their conversation's
+    # (PRODUCT.md §9): it goes when that conversation ends `peer_gone`, and is never told
+    # as a `cancelled abandoned` of a request they never made (docs/decisions.md).
+    for row in await db.fetch(
+        f"SELECT member_id, id FROM requests WHERE state IN {IN_LINE} AND transfer_of IS NULL"
+    ):
         found.setdefault(row["member_id"], Stake([], [])).requests.append(row["id"])
     for row in await db.fetch(
         f"SELECT member_id, id, specialist_id FROM conversations WHERE state = {CONVERSATION_ACTIVE}"

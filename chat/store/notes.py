@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from chat.people import Actor
 from chat.store.db import Db, FromRow
 
 # How many notes `notes` returns at most, oldest first.
@@ -54,6 +55,19 @@ async def add(
     )
     assert row is not None
     return StaffNote.of(row)
+
+
+async def add_by(db: Db, conversation_id: str, author: Actor, body: str, kind: str = "note") -> StaffNote:
+    """`add`, with the author's role, id and name taken from who writes."""
+    return await add(
+        db,
+        conversation_id,
+        author_role=author.role,
+        author_id=author.user_id,
+        author_name=author.name,
+        body=body,
+        kind=kind,
+    )
 
 
 async def of_conversation(db: Db, conversation_id: str, limit: int = MAX_NOTES) -> list[StaffNote]:

@@ -7,11 +7,12 @@ offers an end withdrew. The writes, and their compare-and-set rules, are chat/st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from chat.store import boundaries
 from chat.store.conversations import Conversation
 from chat.store.db import Db, FromRow
-from chat.store.states import OFFER_REVOKED, TRANSFER_ACCEPTED, TRANSFER_OFFERED
+from chat.store.states import OFFER_REVOKED, TRANSFER_ACCEPTED, TRANSFER_OFFERED, TRANSFER_OPEN
 from chat.store.transfer import Transfer, held_slots, note_body
 
 _TRANSFER = Transfer.columns()
@@ -43,6 +44,30 @@ async def offered_to(db: Db, specialist_id: str) -> list[Transfer]:
         specialist_id,
     )
     return [Transfer.of(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """A transfer under way, as the people around it are shown it: warm (`to_specialist_id`
+    and their name, until `expires_at`) or cold (waiting in the queue)."""
+
+    conversation_id: str
+    to_specialist_id: str | None
+    to_name: str | None
+    expires_at: datetime | None
+
+
+async def open_of(db: Db, conversation_ids: list[str]) -> dict[str, Open]:
+    """The open transfer (at most one: a partial unique index) of each of these conversations."""
+    if not conversation_ids:
+        return {}
+    rows = await db.fetch(
+        f"""SELECT t.conversation_id, t.to_specialist_id, s.name AS to_name, t.expires_at
+              FROM transfers t LEFT JOIN specialists s ON s.id = t.to_specialist_id
+             WHERE t.conversation_id = ANY($1::text[]) AND t.state IN {TRANSFER_OPEN}""",
+        conversation_ids,
+    )
+    return {r["conversation_id"]: Open(**dict(r)) for r in rows}
 
 
 async def overdue(db: Db) -> list[Transfer]:
@@ -109,15 +134,15 @@ async def targets(db: Db, conv: Conversation, caller_id: str, online: set[str]) 
     return [Target.of(r) for r in rows]
 
 
-async def withdrawn_by_end(db: Db, conversation_id: str) -> list[tuple[str, str]]:
+async def withdrawn_by_end(db: Db, conversation_id: str) -> list[tuple[str | None, str]]:
     """(specialist, offer id) of the offers the conversation's end withdrew: a warm
     transfer's, and those of a cold one's queue entry (decided in the ending transaction,
-    so at the very `ended_at`)."""
+    so at the very `ended_at`); and (None, transfer id) for a cold transfer it cancelled.
+    Empty: the end cancelled no transfer."""
     rows = await db.fetch(
         f"""SELECT t.to_specialist_id AS specialist_id, t.id AS offer_id
               FROM transfers t JOIN conversations c ON c.id = t.conversation_id
-             WHERE t.conversation_id = $1 AND t.state = 'cancelled' AND t.to_specialist_id IS NOT NULL
-               AND t.decided_at = c.ended_at
+             WHERE t.conversation_id = $1 AND t.state = 'cancelled' AND t.decided_at = c.ended_at
             UNION ALL
             SELECT o.specialist_id, o.id
               FROM transfers t JOIN conversations c ON c.id = t.conversation_id

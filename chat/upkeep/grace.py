@@ -30,6 +30,7 @@ from chat.metrics import METRICS
 from chat.people import member
 from chat.services import Services
 from chat.store import grace as store
+from chat.upkeep.turns import take_turn
 from protocol import frames as f
 
 log = logging.getLogger("peerchat.grace")
@@ -55,6 +56,8 @@ class ReconnectGrace:
         while True:
             await asyncio.sleep(every)
             try:
+                if not await take_turn(self.s.redis, "reconnect-grace", every):
+                    continue  # another process sweeps this interval (chat/upkeep/turns.py)
                 await self.sweep_once()
             except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("reconnect grace sweep skipped: %s", type(exc).__name__)

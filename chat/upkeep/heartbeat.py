@@ -7,7 +7,7 @@ import logging
 import time
 
 from chat.services import Services
-from chat.upkeep.repair import repair_once
+from chat.upkeep.repair import Rounds, repair_once
 
 log = logging.getLogger("peerchat.app")
 
@@ -19,6 +19,7 @@ async def heartbeat_once(services: Services) -> None:
 
 async def heartbeats(services: Services) -> None:
     """Every TTL/3: renew this process's presence leases, and repair delivery gaps."""
+    rounds = Rounds()
     while True:
         await asyncio.sleep(services.settings.presence_ttl_s / 3)
         try:
@@ -26,6 +27,6 @@ async def heartbeats(services: Services) -> None:
         except Exception as exc:
             log.warning("presence heartbeat failed: %s", type(exc).__name__)
         try:
-            await repair_once(services)
+            await repair_once(services, rounds)
         except Exception as exc:
             log.warning("delivery repair skipped: %s", type(exc).__name__)

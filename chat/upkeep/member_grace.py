@@ -26,6 +26,7 @@ from chat.people import specialist
 from chat.services import Services
 from chat.store import members as store
 from chat.upkeep.grace import sweep_interval
+from chat.upkeep.turns import take_turn
 from protocol import frames as f
 
 log = logging.getLogger("peerchat.grace")
@@ -57,7 +58,11 @@ class MemberGrace:
         while True:
             await asyncio.sleep(every)
             try:
+                if not await take_turn(self.s.redis, "member-grace", every):
+                    continue  # another process sweeps this interval (chat/upkeep/turns.py)
                 full = time.monotonic() - last_full >= full_every
+                if full and not await take_turn(self.s.redis, "member-grace-full", full_every):
+                    full, last_full = False, time.monotonic()  # another process's full round
                 await self.sweep_once(full=full)
                 if full:
                     last_full = time.monotonic()

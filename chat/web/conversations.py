@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chat.store import conversation_list
+from chat import handoff
+from chat.store import conversation_list, transfer_reads
 from chat.store.conversation_list import ListedConversation
 from chat.store.db import iso
 from chat.web.common import HttpRefusal, auth, bounded_int, has_control, problem, services_of
@@ -44,11 +46,15 @@ async def list_conversations(request: Request) -> Response:
     )
     if listed is None:
         raise HttpRefusal(problem(422, "before names no conversation"))
-    return JSONResponse({"conversations": [_json(c) for c in listed]})
+    # A transfer under way marks its row (PRODUCT.md §9): "transferring to X" or "back in the queue".
+    db = services_of(request).db
+    under_way = await transfer_reads.open_of(db, [c.id for c in listed if c.state == "active"])
+    return JSONResponse({"conversations": [_json(c, under_way.get(c.id)) for c in listed]})
 
 
-def _json(c: ListedConversation) -> dict[str, Any]:
+def _json(c: ListedConversation, under_way: transfer_reads.Open | None) -> dict[str, Any]:
     return {
+        "transfer": msgspec.to_builtins(handoff.transfer_view(under_way)) if under_way else None,
         "id": c.id,
         "state": c.state,
         "tags": c.tags,

@@ -34,13 +34,9 @@ class StatsHistory:
     async def run(self, services: Services, every_s: float = 10.0) -> None:
         while True:
             try:
-                current = await stats_view.current_stats(services)
+                waiting, longest = await stats_view.waiting_now(services)
                 self.samples.append(
-                    {
-                        "at": iso(datetime.now(UTC)),
-                        "waiting": current.waiting,
-                        "longest_wait_s": current.longest_wait_s,
-                    }
+                    {"at": iso(datetime.now(UTC)), "waiting": waiting, "longest_wait_s": longest}
                 )
             except Exception:  # noqa: S110 - a missed sample is fine; the next one comes soon
                 pass

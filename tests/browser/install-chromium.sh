@@ -8,17 +8,10 @@ set -euo pipefail
 if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then
   exit 0
 fi
-if [ "$(id -u)" = "0" ]; then
-  AS_ROOT=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  AS_ROOT=(sudo -n)
-else
+if ! . "$(dirname "${BASH_SOURCE[0]}")/../support/apt.sh"; then
   echo "chromium is missing and we cannot become root: install Debian's 'chromium' package" >&2
   [ "${CI:-}" = "true" ] && exit 1
   exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${AS_ROOT[@]}" apt-get update -qq >/dev/null
-"${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+apt_install chromium fonts-dejavu-core
 command -v chromium >/dev/null

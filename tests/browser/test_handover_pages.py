@@ -180,3 +180,89 @@ async def test_supervisor_sends_a_conversation_back_to_the_queue_and_the_member_
     for client in (ana, ben):
         await client.close()
     web.assert_clean()
+
+
+async def test_a_transfer_under_way_survives_a_reload_on_every_page(web: Web) -> None:
+    # Issue 16's leftovers: after a reload the sender's console still says it waits for Ben;
+    # the supervisor's rows say "transferring to Ben (warm)" / "back in the queue (cold)" as
+    # it happens and after a reload; the member reloaded during a cold wait sees their chat
+    # with a calm line, not a separate request.
+    await put_profile(web.live, "spec-rl-a", "Ana", ["grief"])
+    await put_profile(web.live, "spec-rl-b", "Ben", ["grief"])
+    ben, _ = await Client.connect(web.live.ws, token("specialist", "spec-rl-b", "Ben"))
+    # A reply means his presence is written (after `welcome`): the dialog will list him.
+    await ben.call({"type": "availability", "status": "away"}, "availability")
+    ana = await web.page("specialist Ana")
+    await web.login_token(ana, "specialist", "Ana", "spec-rl-a")
+    await _available(ana)
+    member = await web.page("member")
+    await web.login_token(member, "member", "Sam", "acct-reloads")
+    await ask(member, "grief")
+    await ana.get_by_test_id("offer-accept").click()
+    cid = await conversation_id(member)
+    await say(member, "Are you still there?")
+    sup = await web.page("supervisor")
+    await web.login_token(sup, "supervisor", "Dana", "sup-reloads")
+    row = sup.locator(f'[data-testid="conversation-row"][data-conversation-id="{cid}"]')
+    await expect(row).to_have_count(1)
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_count(0)
+
+    # Warm, to Ben: the dashboard's row says so as it happens.
+    ana_chat = chat(ana, cid)
+    await ana_chat.get_by_test_id("transfer-open").click()
+    dialog = ana.get_by_test_id("transfer-dialog")
+    await dialog.get_by_test_id("transfer-target").check()
+    await dialog.get_by_test_id("transfer-send").click()
+    offer = await ben.expect("offer", timeout=20)
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("transferring to Ben (warm)")
+    # Ana reloads: her chat still says it waits for Ben, and "Hand on…" waits too.
+    await ana.reload()
+    ana_chat = chat(ana, cid)
+    await expect(ana_chat.get_by_test_id("transfer-state")).to_contain_text("Waiting for Ben to accept")
+    await expect(ana_chat.get_by_test_id("transfer-open")).to_be_disabled()
+    await web.shoot(ana, "specialist-transfer-after-reload", ana_chat)
+    await sup.reload()
+    row = sup.locator(f'[data-testid="conversation-row"][data-conversation-id="{cid}"]')
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("transferring to Ben (warm)")
+
+    # Ben declines; Ana sends it back to the queue instead.
+    await ben.call({"type": "decline", "offer_id": offer["offer_id"]}, "declined")
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_count(0)
+    await expect(ana_chat.get_by_test_id("transfer-state")).to_contain_text(
+        "Ben could not take it this time."
+    )
+    await ana_chat.get_by_test_id("transfer-cold").click()
+    await expect(ana_chat.get_by_test_id("ended-notice")).to_have_text(
+        "This conversation was handed on to another peer."
+    )
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_text("back in the queue (cold)")
+    await web.shoot(sup, "supervisor-transfer-rows", row)
+
+    # The member reloads during the cold wait: their chat, a calm line, no queue screen.
+    await expect(member.get_by_test_id("service-line")).to_have_count(1)
+    await member.reload()
+    await expect(member.get_by_test_id("chat-title")).to_have_text("Chat with your next peer")
+    await expect(member.get_by_test_id("service-line")).to_have_text(
+        "Your conversation has been handed on. We are connecting you with another peer. You can keep"
+        " writing: they will see everything you write."
+    )
+    await expect(member.get_by_test_id("message-body")).to_have_text(["Are you still there?"])
+    await expect(member.get_by_test_id("cancel-request")).to_be_hidden()
+    await say(member, "Waiting, after a reload.")
+    await expect(member.get_by_test_id("message").last).to_have_attribute("data-state", "sent")
+    await web.shoot(member, "member-handed-on-after-reload", member.get_by_test_id("chat"))
+
+    # Ben takes it from the queue: the member is told calmly, the row names him, nothing pending.
+    await ben.call({"type": "availability", "status": "available"}, "availability")
+    handed = await ben.expect("offer", where=lambda m: m.get("transfer") is not None, timeout=20)
+    await ben.call({"type": "accept", "offer_id": handed["offer_id"]}, "conversation_started")
+    await expect(member.get_by_test_id("service-line").last).to_have_text(
+        "Ben has taken over your conversation and can see what you've written so far."
+    )
+    await expect(member.get_by_test_id("chat-title")).to_have_text("Chat with Ben")
+    await expect(row.get_by_test_id("conversation-transfer-state")).to_have_count(0)
+    await expect(
+        sup.locator(f'[data-testid="conversation-row"][data-conversation-id="{cid}"]')
+    ).to_contain_text("Ben")
+    await ben.close()
+    web.assert_clean()

@@ -301,6 +301,24 @@ async def test_the_first_message_after_a_quiet_spell_does_not_linger(db: Pool) -
         assert asyncio.get_running_loop().time() - started < 1.0, "a lone message is committed at once"
 
 
+async def test_a_quiet_moment_keeps_the_worker_and_close_ends_it_at_once(db: Pool) -> None:
+    """When the queue empties the worker waits (connection in hand) for the next message
+    instead of ending: sends a moment apart need no new task; close() ends the wait at
+    once and hands the connection back."""
+    conv = await _conversation(db, "m-keep", "s-keep")
+    appender = Appender(db)
+    for cmid in ("a", "b", "c"):
+        assert (await _send(appender, conv, cmid))[0] is Appended.STORED
+        await asyncio.sleep(0.05)
+    assert appender.workers_started == 1, appender.workers_started
+    assert appender.batches == 3
+    idle_before = db.get_idle_size()
+    started = asyncio.get_running_loop().time()
+    await appender.close()
+    assert asyncio.get_running_loop().time() - started < 0.5, "close does not wait out the idle wait"
+    assert db.get_idle_size() == idle_before + 1, "the connection went back to the pool"
+
+
 async def test_after_a_big_batch_the_next_commit_lingers_longer(db: Pool) -> None:
     conv = await _conversation(db, "m-busy", "s-busy")
     appender = Appender(db, linger_s=0.05)

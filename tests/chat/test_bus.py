@@ -20,25 +20,11 @@ from chat.bus import Bus
 from chat.bus_cluster import ClusterBus
 from chat.bus_memory import MemoryBus, MemoryExchange
 from chat.bus_redis import RedisBus
+from tests.support.bus_inbox import Inbox
 from tests.support.redis_topology import RedisClusterSet, SentinelSet
 from tests.support.servers import Servers, wait_until
 
 _probes = itertools.count()
-
-
-@dataclass
-class Inbox:
-    got: list[tuple[str, bytes]] = field(default_factory=list)
-    reconnects: int = 0
-
-    def handler(self, channel: str, data: bytes) -> None:
-        self.got.append((channel, data))
-
-    async def on_reconnect(self) -> None:
-        self.reconnects += 1
-
-    def on(self, channel: str) -> list[bytes]:
-        return [d for c, d in self.got if c == channel and not d.startswith(b"probe:")]
 
 
 @dataclass

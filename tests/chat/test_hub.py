@@ -47,7 +47,7 @@ def exchange() -> MemoryExchange:
 async def _hub(exchange: MemoryExchange) -> Hub:
     hub = _new_hub(MemoryBus(exchange))
 
-    async def reconnected() -> None:
+    async def reconnected(only: frozenset[str] | None = None) -> None:
         hub.catch_up_everyone()
 
     await hub.bus.start(hub.on_bus, reconnected)
@@ -274,7 +274,7 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     await session.stop()
 
 
-async def _nothing() -> None:
+async def _nothing(only: frozenset[str] | None = None) -> None:
     return None
 
 
@@ -415,3 +415,37 @@ async def test_a_close_ring_not_sealed_with_the_key_closes_nothing(hubs: tuple[H
     await settle()
     assert wire.closes == []
     await session.stop()
+
+
+async def test_a_partial_bus_recovery_catches_up_and_unsolos_only_the_people_it_names(
+    exchange: MemoryExchange, hubs: tuple[Hub, Hub]
+) -> None:
+    """A cluster bus brings back one master's partitions at a time (chat/bus_cluster.py):
+    only the people whose channels were on them may have lost rings."""
+    a, _ = hubs
+    u2 = member("u2")
+    sessions = {}
+    for person in (U1, u2):
+        session, wire = await _socket(a, person.id)
+        sessions[person] = (session, wire)
+        a.to_user(person, started().data, conversation_id=CONV, starts_conversation=True)
+        for seq in (1, 2):  # the second is skipped: only a holds them (solo)
+            a.to_user(person, message(seq).data, conversation_id=CONV, seq=seq)
+        wire.stored[CONV] = [1, 2, 3]  # 3 was stored elsewhere and its ring lost
+    await settle()
+    assert a.rings_skipped == 2
+    heard: list[bytes] = []
+    late = MemoryBus(exchange)
+    await late.start(lambda _channel, data: heard.append(data), _nothing)
+    await late.subscribe(a.channel(u2))
+    only = frozenset({a.channel(U1)})
+    a.bus_reconnected(only)
+    a.catch_up_everyone(only)
+    await settle()
+    assert sessions[U1][1].seqs() == [1, 2, 3]
+    assert sessions[u2][1].seqs() == [1, 2], "u2's partition lost nothing: no catch-up"
+    assert heard == [], "nor a re-sent skipped ring or a join on u2's channel"
+    a.bus_reconnected()  # a whole-bus reconnect still covers everyone
+    assert any(ring.startswith(f"{a.origin}|{CONV}|2|".encode()) for ring in heard)
+    for session, _ in sessions.values():
+        await session.stop()

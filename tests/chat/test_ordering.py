@@ -16,6 +16,12 @@ def msg(seq: int, conv: str = "c1") -> Outbound:
     return Outbound(f"{conv}:{seq}".encode(), conv, seq)
 
 
+def ended(conv: str, by: str, reason: str) -> Outbound:
+    """A `conversation_ended` frame as the gateway queues it (ordering reads its reason)."""
+    frame = f'{{"type":"conversation_ended","conversation_id":"{conv}","by":"{by}","reason":"{reason}"}}'
+    return Outbound(frame.encode(), conv, None, ends_conversation=True)
+
+
 async def test_in_order_messages_go_out_and_repeats_are_dropped() -> None:
     order = Ordering(on_gap=lambda c: None)
     order.seen["c1"] = 0
@@ -84,24 +90,18 @@ async def test_after_a_transferred_end_nothing_more_of_it_and_a_hand_back_starts
     order = Ordering(on_gap=lambda c: None)
     order.seen["c1"] = 1
     assert order.plan(msg(3)) == []  # held ahead of a gap ...
-    ended = Outbound(
-        b'{"type":"conversation_ended","conversation_id":"c1","by":"specialist","reason":"transferred"}',
-        "c1",
-        None,
-        ends_conversation=True,
-    )
-    assert order.plan(ended) == [ended.data]
+    handed_on = ended("c1", "specialist", "transferred")
+    assert order.plan(handed_on) == [handed_on.data]
     assert "c1" not in order.held  # ... and dropped with the hand-on
     assert order.plan(msg(2)) == [] and order.plan(msg(4)) == []
+    # Nor the member's `typing` a process with the old pair still cached relayed (issue 16).
+    typing = Outbound(b'{"type":"typing","conversation_id":"c1","role":"member"}', "c1")
+    assert order.plan(typing) == []
+    assert order.plan(Outbound(b"typing c2", "c2")) == [b"typing c2"]
     assert order.plan(msg(1, "c2")) == [b"c2:1"]  # other conversations are untouched
     # An ordinary end does not cut anything off.
     order.seen["c3"] = 0
-    plain = Outbound(
-        b'{"type":"conversation_ended","conversation_id":"c3","by":"member","reason":"ended"}',
-        "c3",
-        None,
-        ends_conversation=True,
-    )
+    plain = ended("c3", "member", "ended")
     assert order.plan(plain) == [plain.data]
     assert order.plan(msg(1, "c3")) == [b"c3:1"]
     # Handed back to them later: it starts again, from seq 0.

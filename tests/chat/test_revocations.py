@@ -31,7 +31,7 @@ async def _mirror(db: Pool, exchange: MemoryExchange) -> tuple[Revocations, list
     return mirror, seen
 
 
-async def _nothing() -> None:
+async def _nothing(only: frozenset[str] | None = None) -> None:
     return None
 
 

@@ -374,3 +374,30 @@ async def test_held_messages_released_by_a_direct_send_follow_it(
     assert wire.seqs() == [1, 2, 3, 4, 5]
     assert session.seen == {CONV: 5} and wire.backfills == []
     await session.stop()
+
+
+async def test_an_idle_session_holds_no_writer_task_and_no_queue() -> None:
+    """Issue 20, idle memory: a writer task and its queue exist only while something waits
+    for them, and the writer ends once it has sent everything (then starts again on demand)."""
+    wire = Wire()
+    session = wire.session()
+    session.push(message(1))  # before start: queued, no writer yet
+    session.start()
+    await settle()
+    assert wire.seqs() == [1]
+    assert session._writer is None and session._queue is None
+    wire.gate.clear()  # the socket's buffer is full: the next frames go through the writer
+    session.push(message(2))
+    session.push(message(3))
+    await settle()
+    assert session._writer is not None
+    wire.gate.set()
+    await settle()
+    assert wire.seqs() == [1, 2, 3]
+    assert session._writer is None and session._queue is None
+    session.push(CatchUp(CONV))  # a new writer for the next queued item
+    wire.stored[CONV] = [1, 2, 3, 4]
+    await settle()
+    assert wire.seqs() == [1, 2, 3, 4]
+    assert session._writer is None
+    await session.stop()

@@ -116,3 +116,24 @@ async def _redis_on(port: int, host: str, target: int) -> asyncio.Server:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     return await asyncio.start_server(relay, "127.0.0.1", port)
+
+
+async def test_two_identities_with_one_socket_id_keep_their_own_leases(redis_client: redis.Redis) -> None:
+    """Socket ids are the client's to choose: the same id under two identities is two leases,
+    and neither's give-back or renewal touches the other's."""
+    cap = SocketCap(redis_client, SETTINGS)
+    assert await cap.take("member", "m1", "same")
+    assert await cap.take("member", "m2", "same")
+    assert await cap.take("member", "m2", "other")
+    await cap.give_back("member", "m1", "same")
+    # m2 still holds both of its slots (the cap is 2).
+    assert not await cap.take("member", "m2", "third")
+    # m1 has both free again.
+    assert await cap.take("member", "m1", "a")
+    assert await cap.take("member", "m1", "b")
+    await asyncio.sleep(0.6)
+    await cap.renew([("member", "m2", "same"), ("member", "m2", "other")])
+    await asyncio.sleep(0.6)
+    # m2's renewed leases hold; m1's (not renewed) aged out.
+    assert not await cap.take("member", "m2", "third")
+    assert await cap.take("member", "m1", "c")

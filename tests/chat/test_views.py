@@ -45,6 +45,7 @@ REQUEST = Request(
 
 def test_the_specialist_sees_the_alias_and_never_the_account_id() -> None:
     summary = views.summary_for(CONV, specialist("spec-1"))
+    assert summary.peer is not None
     assert (summary.peer.role, summary.peer.name, summary.peer.id) == ("member", "Sam", None)
     assert "acct-12345" not in msgspec.json.encode(summary).decode()
     info = views.conversation_info(CONV)
@@ -53,6 +54,7 @@ def test_the_specialist_sees_the_alias_and_never_the_account_id() -> None:
 
 def test_the_member_sees_their_specialist_by_id_and_name() -> None:
     summary = views.summary_for(CONV, member("acct-12345"))
+    assert summary.peer is not None
     assert (summary.peer.role, summary.peer.name, summary.peer.id) == ("specialist", "Ana", "spec-1")
     assert (summary.state, summary.last_seq) == ("active", 9)
 

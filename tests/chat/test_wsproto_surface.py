@@ -56,3 +56,24 @@ def test_the_list_names_everything_the_module_touches() -> None:
     upstream = self_attributes(WebSocketsSansIOProtocol) | set(dir(WebSocketsSansIOProtocol))
     own = {"on_text", "send_now"}
     assert (used & upstream) - own <= wsproto.UVICORN_ATTRIBUTES | wsproto.UVICORN_METHODS
+
+
+def test_parser_idle_tells_a_websockets_parser_between_frames_from_one_inside_a_frame() -> None:
+    """wsproto parses text frames itself only while websockets' parser waits between
+    frames (`parser_idle`); that reading of the parser's state holds for this websockets."""
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import Protocol, State
+
+    conn = ServerProtocol()
+    conn.state = State.OPEN
+    conn.parser = Protocol.parse(conn)  # the frame parser, as after the handshake
+    next(conn.parser)
+    assert wsproto.parser_idle(conn)
+    frame = Frame(Opcode.TEXT, b"hello").serialize(mask=True, extensions=[])
+    conn.receive_data(frame[:6])  # header and mask read, payload pending: inside a frame
+    assert not wsproto.parser_idle(conn)
+    conn.receive_data(frame[6:])
+    assert [e.data for e in conn.events_received() if isinstance(e, Frame)] == [b"hello"]
+    assert wsproto.parser_idle(conn)
+    conn.receive_data(Frame(Opcode.TEXT, b"frag", fin=False).serialize(mask=True, extensions=[]))
+    assert not wsproto.parser_idle(conn), "inside a fragmented message"

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from tests.support.client import Client, token
+from tests.support.database import fetchval
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService
 
@@ -19,11 +20,7 @@ ENV = {"PEERCHAT_WRAP_UP_S": "0.01", "PEERCHAT_WRAP_UP_URGENT_S": "0.01", "PEERC
 
 
 async def _state_of_offer(database_url: str, offer_id: str) -> Any:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetchval("SELECT state FROM offers WHERE id = $1", offer_id)
-    finally:
-        await db.close()
+    return await fetchval(database_url, "SELECT state FROM offers WHERE id = $1", offer_id)
 
 
 async def _available(live: LiveService, sid: str, name: str, tag: str = "anger") -> Client:
@@ -34,6 +31,19 @@ async def _available(live: LiveService, sid: str, name: str, tag: str = "anger")
     return client
 
 
+async def _ends_and_asks_again(
+    member: Client, holder: Client, conversation_id: str
+) -> tuple[str, dict[str, Any]]:
+    """The member ends their conversation with `holder` and asks again (tag `anger`): the new
+    request's id, and the offer of it `holder` gets."""
+    await member.call({"type": "end", "conversation_id": conversation_id}, "conversation_ended")
+    await holder.expect("conversation_ended")
+    queued = await member.call({"type": "request", "tags": ["anger"]}, "queued")
+    request_id: str = queued["request_id"]
+    held = await holder.expect("offer", where=lambda m: m["request_id"] == request_id, timeout=20)
+    return request_id, held
+
+
 async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_offer(
     service_factory: type, database_url: str
 ) -> None:
@@ -41,13 +51,8 @@ async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_off
     b: LiveService = service_factory(**ENV)
     pair = await matched(a, member_id="acct-withdraw", specialist_id="spec-rosa", tag="anger")
     member, rosa = pair.member, pair.specialist
-    await member.call({"type": "end", "conversation_id": pair.conversation_id}, "conversation_ended")
-    await rosa.expect("conversation_ended")
-
     # The member asks again; Rosa, the only one available, holds the offer.
-    queued = await member.call({"type": "request", "tags": ["anger"]}, "queued")
-    request_id = queued["request_id"]
-    held = await rosa.expect("offer", where=lambda m: m["request_id"] == request_id, timeout=20)
+    request_id, held = await _ends_and_asks_again(member, rosa, pair.conversation_id)
     # Ben, on the other process, is free too, but one offer per request at a time.
     ben = await _available(b, "spec-ben", "Ben")
 
@@ -70,11 +75,7 @@ async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_off
 
     # After that conversation the member asks again; Ben holds the offer (Rosa is barred) when
     # the member reports Ben's conversation: Ben's offer goes too, to Cleo on process a.
-    await member.call({"type": "end", "conversation_id": with_ben}, "conversation_ended")
-    await ben.expect("conversation_ended")
-    again = await member.call({"type": "request", "tags": ["anger"]}, "queued")
-    second = again["request_id"]
-    held_by_ben = await ben.expect("offer", where=lambda m: m["request_id"] == second, timeout=20)
+    second, held_by_ben = await _ends_and_asks_again(member, ben, with_ben)
     cleo = await _available(a, "spec-cleo", "Cleo")
     reported = await member.call(
         {"type": "report", "conversation_id": with_ben, "reason": "rude", "details": "mocked me qw2"},
@@ -85,11 +86,11 @@ async def test_a_block_then_a_report_withdraw_the_barred_specialists_pending_off
     # Ben is not told why: a report is for supervisors.
     assert withdrawn == {"type": "offer_revoked", "offer_id": held_by_ben["offer_id"], "reason": "withdrawn"}
     assert await _state_of_offer(database_url, held_by_ben["offer_id"]) == "revoked"
-    to_cleo = await cleo.expect("offer", where=lambda m: m["request_id"] == again["request_id"], timeout=20)
+    to_cleo = await cleo.expect("offer", where=lambda m: m["request_id"] == second, timeout=20)
     assert to_cleo["offer_id"] != held_by_ben["offer_id"]
 
     # Neither barred specialist was offered the member's requests again.
-    for barred, request in ((rosa, request_id), (ben, again["request_id"])):
+    for barred, request in ((rosa, request_id), (ben, second)):
         assert not [m for m in barred.inbox if m["type"] == "offer" and m["request_id"] == request]
     for client in (member, rosa, ben, cleo):
         await client.close()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.support.client import Client, token
+from tests.support.database import fetchval
 from tests.support.flows import put_profile, stored_bodies
 from tests.support.servers import LiveService
 
@@ -31,11 +31,9 @@ async def _quiet(client: Client, *kinds: str) -> None:
 
 
 async def _active(database_url: str, conversation_id: str) -> str:
-    db = await asyncpg.connect(database_url)
-    try:
-        state: str = await db.fetchval("SELECT state FROM conversations WHERE id = $1", conversation_id)
-    finally:
-        await db.close()
+    state: str = await fetchval(
+        database_url, "SELECT state FROM conversations WHERE id = $1", conversation_id
+    )
     return state
 
 

@@ -9,10 +9,10 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
 import httpx
 
 from tests.support.client import Client, token
+from tests.support.database import fetchval, stored_row
 from tests.support.flows import put_profile
 from tests.support.servers import LiveService, wait_until
 
@@ -20,21 +20,10 @@ GRACE = {"PEERCHAT_MEMBER_GRACE_S": "2"}
 
 
 async def _request_state(database_url: str, request_id: str) -> tuple[str, str | None]:
-    db = await asyncpg.connect(database_url)
-    try:
-        row = await db.fetchrow("SELECT state, cancel_reason FROM requests WHERE id = $1", request_id)
-    finally:
-        await db.close()
-    assert row is not None
+    row = await stored_row(
+        database_url, "SELECT state, cancel_reason FROM requests WHERE id = $1", request_id
+    )
     return row["state"], row["cancel_reason"]
-
-
-async def _scalar(database_url: str, sql: str, *args: Any) -> Any:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetchval(sql, *args)
-    finally:
-        await db.close()
 
 
 async def _gone_count(processes: list[LiveService], what: str) -> float:
@@ -81,7 +70,7 @@ async def test_a_waiting_member_keeps_their_place_while_any_device_lives_then_is
     await specialist.call({"type": "availability", "status": "available"}, "availability")
     queue = await specialist.call({"type": "queue_watch"}, "queue")
     assert queue["requests"] == []
-    assert await _scalar(database_url, "SELECT count(*) FROM offers WHERE request_id = $1", request_id) == 0
+    assert await fetchval(database_url, "SELECT count(*) FROM offers WHERE request_id = $1", request_id) == 0
 
     # Told on the next connection, once.
     back, again = await Client.connect(b.ws, token("member", "acct-leaves", "Sam"))
@@ -122,7 +111,7 @@ async def test_a_member_who_vanishes_mid_conversation_frees_the_specialist(
     _, view = await Client.connect(b.ws, token("specialist", "spec-1", "Rosa"))
     assert view["conversations"][0]["member_online"] is True
     await asyncio.sleep(5)  # more than twice the grace
-    assert await _scalar(database_url, "SELECT state FROM conversations WHERE id = $1", conv) == "active"
+    assert await fetchval(database_url, "SELECT state FROM conversations WHERE id = $1", conv) == "active"
 
     # Gone for good: the conversation ends by system, peer_gone, and the slot is free again.
     await member.close()
@@ -136,7 +125,7 @@ async def test_a_member_who_vanishes_mid_conversation_frees_the_specialist(
     assert (await specialist.expect("peer_status", where=lambda f: f["status"] == "gone"))[
         "conversation_id"
     ] == conv
-    assert await _scalar(database_url, "SELECT active_chats FROM specialists WHERE id = 'spec-1'") == 0
+    assert await fetchval(database_url, "SELECT active_chats FROM specialists WHERE id = 'spec-1'") == 0
     assert await _gone_count([a, b], "conversation") == 1
     # The specialist can take the next member at once (capacity 1).
     other, _ = await Client.connect(b.ws, token("member", "acct-next", "Kim"))

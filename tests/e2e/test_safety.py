@@ -8,10 +8,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 
 from tests.support.client import Client, token
+from tests.support.database import stored_row
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService, wait_until
 
@@ -29,14 +29,6 @@ async def _supervisor(live: LiveService, sub: str = "sup-1", name: str = "Dana")
     supervisor, _ = await Client.connect(live.ws, token("supervisor", sub, name))
     await supervisor.call({"type": "watch_queues"}, "queue_stats")
     return supervisor
-
-
-async def _row(database_url: str, sql: str, *args: Any) -> Any:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetchrow(sql, *args)
-    finally:
-        await db.close()
 
 
 async def test_a_risk_phrase_hidden_with_a_zero_width_space_reaches_specialist_and_supervisors(
@@ -88,9 +80,9 @@ async def test_a_risk_phrase_hidden_with_a_zero_width_space_reaches_specialist_a
     )
     await pair.member.expect("message", where=lambda m: m["seq"] == ack3["seq"])
     assert [f["type"] for f in pair.member.inbox if f["type"] in ("risk", "flagged", "alert_acked")] == []
-    row = await _row(database_url, "SELECT risk FROM conversations WHERE id = $1", pair.conversation_id)
+    row = await stored_row(database_url, "SELECT risk FROM conversations WHERE id = $1", pair.conversation_id)
     assert row["risk"] == "high"
-    count = await _row(
+    count = await stored_row(
         database_url, "SELECT count(*) AS n FROM alerts WHERE conversation_id = $1", pair.conversation_id
     )
     assert count["n"] == 1
@@ -114,7 +106,7 @@ async def test_a_crisis_request_alerts_and_the_alert_survives_restarts_until_ack
     member, _ = await Client.connect(a.ws, token("member", "acct-9", "Kim"))
     queued = await member.call({"type": "request", "tags": ["crisis"]}, "queued")
     request_id = queued["request_id"]
-    row = await _row(database_url, "SELECT priority FROM requests WHERE id = $1", request_id)
+    row = await stored_row(database_url, "SELECT priority FROM requests WHERE id = $1", request_id)
     assert row["priority"] == "urgent"  # the crisis tag alone makes it urgent
     watcher = await _supervisor(b, "sup-1", "Dana")
     stats = await watcher.expect("queue_stats", where=_has_alert("urgent_request", request_id=request_id))
@@ -149,7 +141,9 @@ async def test_a_crisis_request_alerts_and_the_alert_survives_restarts_until_ack
     specialist, _ = await Client.connect(c.ws, token("specialist", "spec-7", "Rosa"))
     refused = await specialist.call({"type": "ack_alert", "alert_id": alert["id"]}, "alert_acked")
     assert refused["type"] == "error" and refused["code"] == "forbidden"
-    audit = await _row(database_url, "SELECT actor_name, target FROM audit_log WHERE action = 'ack_alert'")
+    audit = await stored_row(
+        database_url, "SELECT actor_name, target FROM audit_log WHERE action = 'ack_alert'"
+    )
     assert (audit["actor_name"], audit["target"]) == ("Lee", alert["id"])
     # Still connected after every refusal.
     assert (await other.call({"type": "watch_queues"}, "queue_stats"))["type"] == "queue_stats"
@@ -183,7 +177,7 @@ async def test_a_specialist_flags_for_support_and_others_may_not(
         "mentions a plan",
         pair.conversation_id,
     )
-    row = await _row(
+    row = await stored_row(
         database_url, "SELECT risk, flags FROM conversations WHERE id = $1", pair.conversation_id
     )
     assert (row["risk"], row["flags"]) == (None, ["concern"])
@@ -199,7 +193,7 @@ async def test_a_specialist_flags_for_support_and_others_may_not(
     assert by_stranger["code"] == "forbidden"
     unknown = await stranger.call({"type": "flag", "conversation_id": "nope", "level": "high"}, "flagged")
     assert unknown["code"] == "not_found"
-    row = await _row(
+    row = await stored_row(
         database_url, "SELECT risk, flags FROM conversations WHERE id = $1", pair.conversation_id
     )
     assert (row["risk"], row["flags"]) == (None, ["concern"])  # nothing stored by the refusals
@@ -213,7 +207,9 @@ async def test_a_specialist_flags_for_support_and_others_may_not(
     )
 
     async def marked() -> bool:
-        got = await _row(database_url, "SELECT risk FROM conversations WHERE id = $1", pair.conversation_id)
+        got = await stored_row(
+            database_url, "SELECT risk FROM conversations WHERE id = $1", pair.conversation_id
+        )
         return bool(got["risk"] == "high")
 
     await wait_until(marked)
@@ -383,7 +379,7 @@ async def test_monitor_streams_history_then_live_with_no_gap_or_repeat_across_pr
     )
     assert refused_send["code"] == "forbidden"
 
-    row = await _row(
+    row = await stored_row(
         database_url, "SELECT reason, detail::text AS detail FROM audit_log WHERE action = 'monitor'"
     )
     assert row["reason"] == "risk review" and '"emergency": true' in row["detail"]
@@ -529,7 +525,7 @@ async def test_a_watching_supervisor_whispers_to_the_specialist_only(
     )
     await pair.member.expect("message", where=lambda m: m["seq"] == ack["seq"], timeout=15)
     assert [f for f in pair.member.inbox if f["type"] in ("whisper", "note_saved", "monitoring")] == []
-    row = await _row(
+    row = await stored_row(
         database_url, "SELECT kind, body, author_name FROM staff_notes WHERE conversation_id = $1", conv
     )
     assert (row["kind"], row["body"], row["author_name"]) == ("whisper", words, "Dana")
@@ -598,7 +594,7 @@ async def test_a_supervisor_joins_speaks_as_supervisor_and_leaves(
     )
     assert reply["seq"] == 3
     await supervisor.expect("message", where=lambda m: m["seq"] == 3, timeout=20)
-    row = await _row(database_url, "SELECT count(*) AS n FROM audit_log WHERE action = 'join'")
+    row = await stored_row(database_url, "SELECT count(*) AS n FROM audit_log WHERE action = 'join'")
     assert row["n"] == 1
 
     left = await supervisor.call({"type": "leave", "conversation_id": conv}, "participant_left")

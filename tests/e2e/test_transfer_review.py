@@ -93,8 +93,9 @@ async def test_the_handing_on_specialist_records_their_wrap_up_and_the_next_keep
 async def test_a_member_cannot_cancel_their_cold_transfer_into_a_conversation_nobody_holds(
     service_factory: type, database_url: str
 ) -> None:
-    # While a cold transfer waits, the member's `welcome` lists its queue entry. Cancelling
-    # it must not leave the conversation active, held by nobody and queued for nobody.
+    # While a cold transfer waits, its queue entry is the conversation's (the member's
+    # `welcome` shows the conversation `waiting`, not a request). Cancelling it anyway must
+    # not leave the conversation active, held by nobody and queued for nobody.
     live: LiveService = service_factory()
     pair = await matched(live, member_id="acct-cancel", specialist_id="spec-cold")
     conv = pair.conversation_id
@@ -103,7 +104,8 @@ async def test_a_member_cannot_cancel_their_cold_transfer_into_a_conversation_no
     rows = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
     request_id = rows[0]["id"]
     second, welcome = await Client.connect(live.ws, token("member", "acct-cancel", "Sam"))
-    assert [r["request_id"] for r in welcome["requests"]] == [request_id]
+    assert welcome["requests"] == []
+    assert [(c["id"], c["transfer"]) for c in welcome["conversations"]] == [(conv, {"state": "waiting"})]
 
     refused = await second.call({"type": "cancel", "request_id": request_id}, "cancelled")
     assert refused["type"] == "error" and refused["code"] == "invalid_state", refused

@@ -8,12 +8,15 @@ when the client stops reading (and the awaited path taking over), and the read p
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from chat.cli import uvicorn_options
 from chat.devservers import free_port
@@ -217,3 +220,89 @@ async def test_on_text_takes_frames_only_when_nothing_is_queued_ahead(stage: tup
         assert await asyncio.wait_for(client.recv(), 5) == '"read"'
     assert offered == ["take 1", "keep 1"], "nothing is offered while a frame waits unread"
     assert read == ["keep 1", "take 2", "keep 2"]
+
+
+def _client_frames() -> tuple[bytes, list[tuple[str, str | bytes]]]:
+    """Masked client frames as one byte string, and the messages they carry in order:
+    text of every header length (the largest beyond what the protocol parses itself),
+    a fragmented text message, a binary one, a ping between them."""
+    frames: list[Frame] = []
+    expected: list[tuple[str, str | bytes]] = []
+    for n in (0, 1, 125, 126, 127, 1000, 65_535, 65_536, 200_000):
+        text = ("é" + "x" * n)[:n] if n else ""
+        frames.append(Frame(Opcode.TEXT, text.encode()))
+        expected.append(("text", text))
+    frames.append(Frame(Opcode.PING, b"hi"))
+    frames += [Frame(Opcode.TEXT, b"frag", fin=False), Frame(Opcode.CONT, "ment ü".encode())]
+    expected.append(("text", "fragment ü"))
+    frames.append(Frame(Opcode.BINARY, b"\x00\x01"))
+    expected.append(("bytes", b"\x00\x01"))
+    frames.append(Frame(Opcode.TEXT, b'{"last":true}'))
+    expected.append(("text", '{"last":true}'))
+    return b"".join(f.serialize(mask=True, extensions=[]) for f in frames), expected
+
+
+async def test_incoming_frames_split_anywhere_arrive_whole_and_in_order(stage: tuple[Stage, int]) -> None:
+    """Text frames are parsed by the protocol itself (module docstring, 4), everything else
+    by websockets: whatever the reads' boundaries (one byte at a time, then chunks of
+    random sizes), every message arrives once, whole, in order; the ping is answered."""
+    st, port = stage
+    wire, expected = _client_frames()
+    for attempt in range(2):
+        st.protocol = asyncio.get_running_loop().create_future()
+        got: list[tuple[str, str | bytes]] = []
+        finished = asyncio.Event()
+
+        async def handler(
+            direct: DirectWebSocketProtocol,
+            receive: Callable[[], Awaitable[Any]],
+            got: list[tuple[str, str | bytes]] = got,
+            finished: asyncio.Event = finished,
+        ) -> None:
+            direct.send_now([b'"ready"'])
+            while len(got) < len(expected):
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    break
+                got.append(
+                    ("text", message["text"])
+                    if message.get("text") is not None
+                    else ("bytes", message["bytes"])
+                )
+            finished.set()
+            await receive()
+
+        st.handler = handler
+        async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as client:
+            assert await client.recv() == '"ready"'
+            transport = client.transport
+            rng = random.Random(attempt)
+            pos = 0
+            while pos < len(wire):
+                size = 1 if pos < 300 else rng.randint(1, 9000)
+                transport.write(wire[pos : pos + size])
+                pos += size
+                await asyncio.sleep(0.0005 if size == 1 else 0)
+            await asyncio.wait_for(finished.wait(), 10)
+            pong = await client.ping()  # answered after the raw ping's pong: the connection is sound
+            await asyncio.wait_for(pong, 5)
+        assert got == expected
+
+
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007(stage: tuple[Stage, int]) -> None:
+    st, port = stage
+    st.protocol = asyncio.get_running_loop().create_future()
+    got: list[Any] = []
+
+    async def handler(direct: DirectWebSocketProtocol, receive: Callable[[], Awaitable[Any]]) -> None:
+        direct.send_now([b'"ready"'])
+        got.append(await receive())
+
+    st.handler = handler
+    async with connect(f"ws://127.0.0.1:{port}/ws") as client:
+        assert await client.recv() == '"ready"'
+        client.transport.write(Frame(Opcode.TEXT, b"ok \xff\xfe").serialize(mask=True, extensions=[]))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(client.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    assert all(m["type"] == "websocket.disconnect" for m in got)

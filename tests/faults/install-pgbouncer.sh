@@ -6,15 +6,9 @@ set -euo pipefail
 if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then
   exit 0
 fi
-if [ "$(id -u)" = "0" ]; then
-  AS_ROOT=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  AS_ROOT=(sudo -n)
-else
+if ! . "$(dirname "${BASH_SOURCE[0]}")/../support/apt.sh"; then
   echo "pgbouncer is missing and we cannot become root: install Debian's 'pgbouncer' package" >&2
   exit 1
 fi
-"${AS_ROOT[@]}" apt-get update -qq >/dev/null
-"${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null
+apt_install pgbouncer
 [ -x /usr/sbin/pgbouncer ]

@@ -13,11 +13,7 @@ have() { [ -x /usr/bin/redis-server ] && [ -x /usr/bin/redis-sentinel ] && [ -x 
 if have; then
   exit 0
 fi
-if [ "$(id -u)" = "0" ]; then
-  AS_ROOT=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  AS_ROOT=(sudo -n)
-else
+if ! . "$(dirname "${BASH_SOURCE[0]}")/../support/apt.sh"; then
   echo "redis-server 7 is missing and we cannot become root: install Debian's 'redis-server'" \
     "and 'redis-sentinel' packages" >&2
   exit 1
@@ -45,9 +41,7 @@ restore() {
 trap restore EXIT
 printf '#!/bin/sh\nexit 101\n' | "${AS_ROOT[@]}" tee "$POLICY" >/dev/null
 "${AS_ROOT[@]}" chmod 755 "$POLICY"
-"${AS_ROOT[@]}" apt-get update -qq >/dev/null
-"${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y -qq --no-install-recommends redis-server redis-sentinel redis-tools >/dev/null
+apt_install redis-server redis-sentinel redis-tools
 # Should a service manager have started them regardless, stop them: nothing may hold 6379/26379.
 for svc in redis-server redis-sentinel; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then

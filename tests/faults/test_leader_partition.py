@@ -12,10 +12,10 @@ import contextlib
 import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.faults.harness import LEADER_LOCK, Cluster, alive
+from tests.support.database import fetchval
 from tests.support.flows import matched
 from tests.support.servers import LiveService, service_env, wait_until
 
@@ -86,11 +86,7 @@ def _leaders(web: list[LiveService]) -> list[LiveService]:
 
 
 async def _advisory_locks(database_url: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM pg_locks WHERE {LEADER_LOCK}"))
-    finally:
-        await conn.close()
+    return int(await fetchval(database_url, f"SELECT count(*) FROM pg_locks WHERE {LEADER_LOCK}"))
 
 
 async def test_a_leader_cut_off_from_postgresql_hands_over_within_ten_seconds(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import asyncpg
 import psutil
 import pytest
 
@@ -22,6 +21,7 @@ from tests.faults.harness import (
     presence_back,
     seat_participants,
 )
+from tests.support.database import fetch
 from tests.support.flows import matched
 from tests.support.servers import LiveService, service_env, wait_until
 
@@ -36,14 +36,11 @@ def _acks(participants: list[Participant]) -> int:
 
 async def _advisory_lock_ports(database_url: str) -> list[int]:
     """The client port of every session holding an advisory lock (the matching leader's)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            f"SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE {LEADER_LOCK}"
-        )
-        return [int(r["client_port"]) for r in rows]
-    finally:
-        await conn.close()
+    rows = await fetch(
+        database_url,
+        f"SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE {LEADER_LOCK}",
+    )
+    return [int(r["client_port"]) for r in rows]
 
 
 def _web_local_ports(cluster: Cluster) -> set[int]:

@@ -9,12 +9,12 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.faults.harness import Cluster
 from tests.support.client import Client, token
+from tests.support.database import stored_row
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +52,6 @@ def _status(conv: str, status: str) -> Any:
     return lambda f: f["conversation_id"] == conv and f["status"] == status
 
 
-async def _row(url: str, sql: str, *args: object) -> asyncpg.Record:
-    db = await asyncpg.connect(url)
-    try:
-        row = await db.fetchrow(sql, *args)
-    finally:
-        await db.close()
-    assert row is not None
-    return row
-
-
 async def test_return_within_grace_keeps_the_conversation_and_absence_past_it_requeues(
     cluster: Cluster,
 ) -> None:
@@ -78,7 +68,7 @@ async def test_return_within_grace_keeps_the_conversation_and_absence_past_it_re
     await member.expect("peer_status", where=_status(conv, "connected"))
     await asyncio.sleep(GRACE_S + 2)
     assert not member.drain("conversation_ended")
-    row = await _row(cluster.database_url, "SELECT state FROM conversations WHERE id = $1", conv)
+    row = await stored_row(cluster.database_url, "SELECT state FROM conversations WHERE id = $1", conv)
     assert row["state"] == "active"
 
     # Gone for longer than the grace.
@@ -100,11 +90,11 @@ async def test_return_within_grace_keeps_the_conversation_and_absence_past_it_re
     assert not member.drain("conversation_ended"), "ended once"
     assert GRACE_S <= told_after <= GRACE_S + 3, told_after
 
-    c = await _row(
+    c = await stored_row(
         cluster.database_url, "SELECT state, ended_by, end_reason FROM conversations WHERE id = $1", conv
     )
     assert (c["state"], c["ended_by"], c["end_reason"]) == ("ended", "system", "peer_gone")
-    again = await _row(
+    again = await stored_row(
         cluster.database_url,
         """SELECT r.id, r.tags, r.language, r.prefer_specialist, r.created_at, o.created_at AS original
            FROM requests r JOIN requests o ON o.id = $1 WHERE r.member_id = 'acct-1' AND r.id <> $1""",
@@ -113,7 +103,7 @@ async def test_return_within_grace_keeps_the_conversation_and_absence_past_it_re
     assert again["id"] == update["request_id"]
     assert (again["tags"], again["language"], again["prefer_specialist"]) == (["grief"], "en", "spec-1")
     assert again["created_at"] == again["original"], "keeps the place it had"
-    spec = await _row(cluster.database_url, "SELECT active_chats FROM specialists WHERE id = 'spec-1'")
+    spec = await stored_row(cluster.database_url, "SELECT active_chats FROM specialists WHERE id = 'spec-1'")
     assert spec["active_chats"] == 0
 
     # The specialist comes back (still `available`): the same member is offered to them.

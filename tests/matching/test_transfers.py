@@ -7,14 +7,12 @@ priority that is not a transfer."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matching.model import MatchConfig, Specialist, Status, queue_key
-from tests.matching.matching_harness import CI_SETTINGS, Driver, make_request
-from tests.matching.test_properties import TAGS, _pick, _subset, event, specialist_st
+from matching.model import Specialist, queue_key
+from tests.matching import random_events as ev
+from tests.matching.matching_harness import CI_SETTINGS, make_request
 
 MEMBERS = 3
 
@@ -30,18 +28,14 @@ def test_a_transfer_goes_ahead_of_its_priority_only() -> None:
 
 @CI_SETTINGS
 @given(
-    st.lists(specialist_st, min_size=1, max_size=5),
+    st.lists(ev.specialist_st, min_size=1, max_size=5),
     st.sets(st.tuples(st.integers(0, MEMBERS - 1), st.integers(0, 4)), max_size=6),
-    st.lists(event, min_size=20, max_size=80),
+    st.lists(ev.event, min_size=20, max_size=80),
 )
 def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
     specialists: list[Specialist], bars: set[tuple[int, int]], events: list[tuple[str, int, int, int]]
 ) -> None:
-    d = Driver(config=MatchConfig(offer_timeout_s=5.0, relax_after_s=10.0, prefer_window_s=5.0))
-    for i, s in enumerate(specialists):
-        d.add_specialist(replace(s, id=f"s{i}", tags=s.tags | {"grief"}, languages=frozenset({"en"})))
-    sids = sorted(d.specialists)
-    barred = {(f"m{m}", f"s{s}") for m, s in bars if f"s{s}" in d.specialists}
+    d, sids, barred = ev.barred_world(specialists, bars)
     handed_on: dict[str, str] = {}  # transfer request id -> the specialist who handed it on
     serial = 0
     for kind, a, b, c in events:
@@ -52,7 +46,7 @@ def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
             holders = [sid for sid in sids if d.specialists[sid].active_chats]
             if c % 2 == 0 and holders:
                 # A holder hands a conversation on: their slot is freed, the request queued.
-                holder = _pick(holders, b)
+                holder = ev.pick(holders, b)
                 assert holder is not None
                 d.end_conversation(holder)
                 tid = f"t{serial}"
@@ -61,7 +55,7 @@ def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
                     make_request(
                         tid,
                         d.now,
-                        tags=_subset(TAGS, b >> 3) or ("grief",),
+                        tags=ev.subset(ev.TAGS, b >> 3) or ("grief",),
                         language="en",
                         urgent=a % 5 == 0,
                         avoid=(*mine, holder),
@@ -74,36 +68,17 @@ def test_a_transfer_is_never_offered_back_nor_to_a_barred_specialist(
                     make_request(
                         f"r{serial}",
                         d.now,
-                        tags=_subset(TAGS, b >> 3) or ("grief",),
+                        tags=ev.subset(ev.TAGS, b >> 3) or ("grief",),
                         language=("en", None)[a % 2],
                         urgent=a % 5 == 0,
                         avoid=mine,
                         member=member,
                     )
                 )
-        elif kind == "cancel" and (rid := _pick(sorted(d.requests), a)):
-            d.cancel(rid)
-        elif kind in ("accept", "decline") and (oid := _pick(sorted(d.offers), a)):
-            d.accept(oid) if kind == "accept" else d.decline(oid)
-        elif kind == "claim":
-            rid, sid = _pick(sorted(d.requests), a), _pick(sids, b)
-            if rid and sid and d.may_claim(rid, sid):
-                d.claim(rid, sid)
-        elif kind == "end" and (sid := _pick(sids, a)) and d.specialists[sid].active_chats:
+        elif kind == "end" and (sid := ev.pick(sids, a)) and d.specialists[sid].active_chats:
             d.end_conversation(sid)
-        elif kind == "status" and (sid := _pick(sids, a)):
-            status = (Status.AVAILABLE, Status.AVAILABLE, Status.AWAY, Status.OFFLINE)[b % 4]
-            d.change_specialist(replace(d.specialists[sid], status=status))
         elif kind == "wait":
             d.advance((1, 5, 10, 20, 31)[a % 5])
-        elif kind == "reload":
-            d.streak.clear()
-            d.reload()
-        for offer in d.offers.values():
-            request = d.requests[offer.request_id]
-            assert handed_on.get(request.id) != offer.specialist_id, "a transfer was offered back"
-            assert (request.member_id, offer.specialist_id) not in barred, "a barred pair was offered"
-        for request in d.requests.values():
-            for sid in d.specialists:
-                if (request.member_id, sid) in barred or handed_on.get(request.id) == sid:
-                    assert not d.may_claim(request.id, sid)
+        else:
+            ev.play_shared(d, kind, a, b, sids)
+        ev.check_barred(d, barred, handed_on)

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -24,6 +25,11 @@ _refs = itertools.count(1)
 
 def token(role: str, sub: str | None = None, name: str | None = None, **kw: Any) -> str:
     return mint(SETTINGS, sub=sub or f"{role}-{uuid.uuid4().hex[:8]}", role=role, name=name, **kw)  # type: ignore[arg-type]
+
+
+def bearer(tok: str) -> dict[str, str]:
+    """HTTP headers that present `tok` (PRODUCT.md §6)."""
+    return {"Authorization": f"Bearer {tok}"}
 
 
 class Client:
@@ -83,37 +89,32 @@ class Client:
         or_error: bool = False,
         where: Any = None,
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, frame in enumerate(self.inbox):
-                matches_kind = frame["type"] == kind or (or_error and frame["type"] == "error")
-                if (
-                    matches_kind
-                    and (ref is None or frame.get("ref") == ref)
-                    and (where is None or where(frame))
-                ):
-                    return self.inbox.pop(i)
-            if self.closed_code is not None:
-                raise AssertionError(f"closed {self.closed_code} while waiting for {kind}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {kind} frame; inbox: {[f['type'] for f in self.inbox]}")
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
+        def wanted(frame: dict[str, Any]) -> bool:
+            matches_kind = frame["type"] == kind or (or_error and frame["type"] == "error")
+            return (
+                matches_kind and (ref is None or frame.get("ref") == ref) and (where is None or where(frame))
+            )
+
+        return await self._take(wanted, f"{kind} frame", timeout)
 
     async def expect_any(self, kinds: tuple[str, ...], *, timeout: float = 10) -> dict[str, Any]:
         """The next frame, in arrival order, whose type is one of `kinds`."""
+        return await self._take(lambda frame: frame["type"] in kinds, f"frame of a type in {kinds}", timeout)
+
+    async def _take(
+        self, wanted: Callable[[dict[str, Any]], bool], what: str, timeout: float
+    ) -> dict[str, Any]:
+        """Pop the first frame in `inbox` that is `wanted`, waiting for it up to `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             for i, frame in enumerate(self.inbox):
-                if frame["type"] in kinds:
+                if wanted(frame):
                     return self.inbox.pop(i)
             if self.closed_code is not None:
-                raise AssertionError(f"closed {self.closed_code} while waiting for {kinds}")
+                raise AssertionError(f"closed {self.closed_code} while waiting for {what}")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"none of {kinds}; inbox: {[f['type'] for f in self.inbox]}")
+                raise TimeoutError(f"no {what}; inbox: {[f['type'] for f in self.inbox]}")
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)

@@ -1,6 +1,6 @@
 """Redis topologies for tests (PRODUCT.md §11), from Debian's Redis 7: a Sentinel set (a
 master, a replica, three sentinels) and a cluster of three masters with a replica each.
-Each yields its launcher (chat/devredis.py), whose `url` is the REDIS_URL to give the
+Each yields its launcher (chat/devredis/), whose `url` is the REDIS_URL to give the
 service (`redis+sentinel://h:p,h:p,h:p/mymaster`, `redis+cluster://h:p,...`) and which can
 kill a master, wait for the promotion, or (the cluster) move a slot:
 
@@ -21,8 +21,9 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -54,30 +55,36 @@ def ensure_redis7() -> None:
             _done = True
 
 
+class _Launcher(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+_L = TypeVar("_L", bound=_Launcher)
+
+
 @contextmanager
+def _running(launcher: _L) -> Iterator[_L]:
+    ensure_redis7()
+    try:
+        launcher.start()
+        yield launcher
+    finally:
+        launcher.stop()
+
+
 def sentinel_set(
     base: Path, *, down_after_ms: int = 2000, failover_timeout_ms: int = 10000
-) -> Iterator[SentinelSet]:
-    ensure_redis7()
-    s = SentinelSet(base / "sentinel", down_after_ms=down_after_ms, failover_timeout_ms=failover_timeout_ms)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
+) -> AbstractContextManager[SentinelSet]:
+    return _running(
+        SentinelSet(base / "sentinel", down_after_ms=down_after_ms, failover_timeout_ms=failover_timeout_ms)
+    )
 
 
-@contextmanager
 def redis_cluster_set(
     base: Path, *, masters: int = 3, node_timeout_ms: int = 1500
-) -> Iterator[RedisClusterSet]:
-    ensure_redis7()
-    c = RedisClusterSet(base / "redis-cluster", masters=masters, node_timeout_ms=node_timeout_ms)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+) -> AbstractContextManager[RedisClusterSet]:
+    return _running(RedisClusterSet(base / "redis-cluster", masters=masters, node_timeout_ms=node_timeout_ms))
 
 
 @pytest.fixture

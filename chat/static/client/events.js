@@ -4,7 +4,7 @@
 /** @typedef {import('peerchat-protocol').ServerFrames} ServerFrames */
 /**
  * What a page can subscribe to: every server frame by its type (the types come from
- * protocol/frames.py, see protocol/jstypes.py), and the client's own events.
+ * protocol/frames/, see protocol/jstypes.py), and the client's own events.
  * @typedef {Omit<ServerFrames, 'error'> & {
  *   error: ServerFrames['error'] & {request?: Frame},
  *   status: {state: 'connecting' | 'connected' | 'reconnecting' | 'closed', code?: number},

@@ -1,6 +1,6 @@
 // What the client knows of one conversation: the last seq shown, and what came early.
 
-/** @typedef {import('peerchat-protocol').Message} Message a stored message (protocol/frames.py) */
+/** @typedef {import('peerchat-protocol').Message} Message a stored message (protocol/frames/conversation.py) */
 
 export class ConversationLine {
   /** @param {number | null} last */

@@ -488,4 +488,8 @@ export const strings = {
   "member.handed_on_joined_short": "{name} is with you now.",
   "member.next_peer": "your next peer",
   "spec.open_chats": "Open chats",
+  "member.handed_on_waiting_again": "Your conversation has been handed on. We are connecting you with another peer. You can keep writing: they will see everything you write.",
+  "member.handed_on_joined_again": "{to} has taken over your conversation and can see what you've written so far.",
+  "sup.transferring_to": "transferring to {name} (warm)",
+  "sup.back_in_queue": "back in the queue (cold)",
 };

@@ -488,4 +488,8 @@ export const strings = {
   "member.handed_on_joined_short": "{name} está contigo ahora.",
   "member.next_peer": "tu próximo compañero",
   "spec.open_chats": "Chats abiertos",
+  "member.handed_on_waiting_again": "Han pasado tu conversación. Te estamos conectando con otro compañero. Puedes seguir escribiendo: verá todo lo que escribas.",
+  "member.handed_on_joined_again": "{to} ha tomado tu conversación y puede ver lo que has escrito hasta ahora.",
+  "sup.transferring_to": "pasándola a {name} (directo)",
+  "sup.back_in_queue": "de vuelta en la cola (sin destinatario)",
 };

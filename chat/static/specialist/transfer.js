@@ -4,7 +4,9 @@
 // still theirs and offers "Back to the queue instead" (a cold transfer with the same note).
 // The end (`conversation_ended`, reason `transferred`) closes the chat as any end does, and
 // wrap-up starts (specialist/wrapup.js). A conversation this specialist receives by
-// transfer shows who handed it on and their note above its history.
+// transfer shows who handed it on and their note above its history. A warm transfer still
+// waiting for an answer is shown again after a reload (`welcome`'s `conversations[].transfer`),
+// and one a supervisor asked for is shown as it begins (`transfer_status`).
 
 import { bidi, h, show } from '../ui/dom.js';
 import { t, tParts } from '../ui/i18n.js';
@@ -69,7 +71,38 @@ export function transferPanel(client, chats, { call, notice }) {
   const attachAll = () => {
     for (const chat of chats.chats.values()) attach(chat);
   };
-  client.on('welcome', attachAll);
+  // After a reload (or a reconnect), `welcome` says which warm transfers still wait for an
+  // answer, whoever asked (this page, another device, a supervisor): the chat says so again.
+  // One that ended while we were away is no longer listed: "Hand on…" works again.
+  /**
+   * A warm transfer of this chat waits for `to` to accept: the chat says so.
+   * @param {string} id
+   * @param {{id: string, name: string}} to
+   */
+  function offered(id, to) {
+    const bar = bars.get(id);
+    if (!bar) return;
+    const before = asked.get(id);
+    asked.set(id, { conversationId: id, to, note: before ? before.note : '' });
+    show(bar.cold, false);
+    bar.open.disabled = true;
+    bar.status.replaceChildren(...tParts('transfer.waiting_for', { name: bidi(to.name) }));
+  }
+
+  client.on('welcome', (w) => {
+    attachAll();
+    for (const c of w.conversations || []) {
+      const bar = bars.get(c.id);
+      if (!bar) continue;
+      const to = c.transfer?.state === 'offered' ? c.transfer.to : null;
+      if (to) offered(c.id, to);
+      else if (asked.get(c.id)?.to) {
+        asked.delete(c.id);
+        bar.open.disabled = false;
+        bar.status.textContent = '';
+      }
+    }
+  });
   client.on('conversation_started', (f) => {
     attachAll();
     const chat = chats.chats.get(f.conversation.id);
@@ -83,6 +116,11 @@ export function transferPanel(client, chats, { call, notice }) {
         f.transfer.note ? h('p', { class: 'handoff-note', dir: 'auto', testid: 'handoff-note' }, f.transfer.note) : null,
       ),
     );
+  });
+
+  // A supervisor offered one of our chats to a colleague: it stays ours until they accept.
+  client.on('transfer_status', (f) => {
+    if (f.transfer?.state === 'offered' && f.transfer.to) offered(f.conversation_id, f.transfer.to);
   });
 
   // The direct reply to our `transfer`: asked, nobody has it yet.

@@ -2,7 +2,9 @@
 // (who is talking with whom, since when, at what risk; never a message or a member id).
 // "Read…" on a row puts its id into the transcript form and moves focus to the reason, so a
 // supervisor finds a conversation without pasting its id. Active rows also have "Monitor"
-// and "Transfer…" (the transfer dialog, ui/transfer-dialog.js).
+// and "Transfer…" (the transfer dialog, ui/transfer-dialog.js). A transfer under way is
+// said beside the specialist ("transferring to Ben (warm)", "back in the queue (cold)"):
+// from the row's `transfer`, and the list reloads on every `transfer_status`.
 
 import { formatDateTime } from '../ui/format.js';
 import { $, bidi, clear, h, show } from '../ui/dom.js';
@@ -23,6 +25,18 @@ export function conversationsPanel(call, read, watch, transfer) {
   const error = $('#conversations-error');
   /** @type {string | null} */
   let oldest = null;
+
+  /**
+   * A transfer under way (PRODUCT.md §9), beside who holds the conversation.
+   * @param {{state?: string, to?: {name?: string}} | null | undefined} under
+   */
+  function handing(under) {
+    if (!under) return null;
+    const text = under.state === 'offered'
+      ? t('sup.transferring_to', { name: (under.to && under.to.name) || '?' })
+      : t('sup.back_in_queue');
+    return h('div', { class: 'hint', testid: 'conversation-transfer-state', dataset: { transfer: under.state || '' } }, bidi(text));
+  }
 
   /** @param {any} c */
   function row(c) {
@@ -49,7 +63,7 @@ export function conversationsPanel(call, read, watch, transfer) {
       { testid: 'conversation-row', dataset: { conversationId: c.id, state: c.state, risk: c.risk || '' } },
       h('td', {}, h('time', { datetime: c.started_at || '' }, formatDateTime(c.started_at)), c.state === 'ended' ? ` (${t('sup.ended')})` : ''),
       h('td', {}, bidi(who)),
-      h('td', {}, bidi((c.specialist && c.specialist.name) || '?')),
+      h('td', {}, c.specialist && c.specialist.name ? bidi(c.specialist.name) : '–', handing(c.transfer)),
       h('td', {}, (c.tags || []).join(', ') || '–'),
       h('td', { class: c.risk ? 'risk-high' : '' }, risk || '–'),
       h('td', { class: 'actions' }, button, monitor ? [' ', monitor] : null, handOn ? [' ', handOn] : null),

