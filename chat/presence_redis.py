@@ -41,6 +41,18 @@ _ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished 
 # and one reply per chunk, and the loop runs other work between chunks.
 HEARTBEAT_CHUNK = 500
 _HEARTBEAT_LUA = (Path(__file__).parent / "presence_heartbeat.lua").read_text()
+# ARGV[1]: now; then the keyed names of people of one role. Returns the (1-based)
+# positions of those with no live lease. Keys named in ARGV, as the heartbeat's: one Redis
+# or a Sentinel master only (a Redis Cluster pipelines ZCOUNTs instead).
+_OFFLINE_LUA = """
+local now, offline = '(' .. ARGV[1], {}
+for i = 2, #ARGV do
+  if redis.call('ZCOUNT', 'pc:presence:user:' .. ARGV[i], now, '+inf') == 0 then
+    offline[#offline + 1] = i - 1
+  end
+end
+return offline
+"""
 
 
 class RedisPresence:
@@ -51,10 +63,11 @@ class RedisPresence:
         self._name = name
         self._cluster = isinstance(client, RedisCluster)
         self._heartbeat = client.register_script(_HEARTBEAT_LUA)
+        self._offline = client.register_script(_OFFLINE_LUA)
         # Socket id → its person's keyed name, from the socket's `connect` to its
         # `disconnect`: every beat renews every socket, and an HMAC per socket per beat was
         # a third of the beat's CPU.
-        self._names: dict[str, str] = {}
+        self._names: dict[str, tuple[str, str, str]] = {}  # socket id → (role, user id, name)
 
     def _key(self, user_id: str, role: str) -> str:
         return f"pc:presence:user:{self._name(role, user_id)}"
@@ -63,7 +76,7 @@ class RedisPresence:
         return f"pc:presence:absent:{self._name('specialist', specialist_id)}"
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
-        self._names[conn_id] = self._name(role, user_id)
+        self._names[conn_id] = (role, user_id, self._name(role, user_id))
         try:
             await self.heartbeat([(user_id, role, conn_id)], now)
         except (RedisError, OSError) as exc:
@@ -80,7 +93,11 @@ class RedisPresence:
         args: list[str] = []
         names = self._names
         for user_id, role, conn_id in leases:
-            name = names.get(conn_id) or self._name(role, user_id)
+            known = names.get(conn_id)
+            if known is not None and known[0] == role and known[1] == user_id:
+                name = known[2]
+            else:
+                name = self._name(role, user_id)
             args += (name, conn_id, user_id if role == "specialist" else "")
             if len(args) >= 3 * HEARTBEAT_CHUNK:
                 await self._heartbeat(args=[expiry, keep, *args])
@@ -142,6 +159,14 @@ class RedisPresence:
     async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
         if not user_ids:
             return set()
+        if not self._cluster:
+            # One command and one short reply (the offline ones, usually few), instead of a
+            # ZCOUNT and its reply per person: the member-grace sweep asks about every member
+            # at stake, and packing and parsing those was most of its CPU.
+            names = [self._name(role, user_id) for user_id in user_ids]
+            offline = await self._offline(args=[repr(now), *names])
+            missing = {user_ids[int(i) - 1] for i in offline}
+            return {u for u in user_ids if u not in missing}
         pipe = self._redis.pipeline(transaction=False)
         for user_id in user_ids:
             pipe.zcount(self._key(user_id, role), f"({now}", "+inf")

@@ -24,7 +24,7 @@ from chat.web import crisis, languages, specialists
 from chat.web.common import HttpRefusal
 from chat.web.pages import STATIC
 from tests.chat.conftest import Pool
-from tests.support.client import token
+from tests.support.client import bearer, token
 from tests.support.servers import JWT_SECRET
 
 
@@ -76,10 +76,6 @@ async def http(services: FakeServices) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://chat.example") as client:
         yield client
-
-
-def bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
 
 
 async def test_my_profile_is_made_on_first_call_with_the_tokens_name(

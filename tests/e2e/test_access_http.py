@@ -13,17 +13,12 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from tests.support.client import token
+from tests.support.client import bearer, token
 from tests.support.database import fetch
 from tests.support.flows import assert_clean_log, matched
 from tests.support.servers import LiveService
 
-
-def _bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
-
-
-SUPERVISOR = _bearer(token("supervisor", "sup-1", "Lee"))
+SUPERVISOR = bearer(token("supervisor", "sup-1", "Lee"))
 PROFILE: dict[str, Any] = {"name": "Rosa", "tags": ["grief"], "languages": ["en"], "max_chats": 3}
 
 
@@ -73,8 +68,8 @@ async def test_audit_log_pages_back_newest_first(live: LiveService) -> None:
         again = (await http.get("/api/audit", headers=SUPERVISOR)).json()["entries"]
         assert again == everything
         # Only supervisors read it.
-        assert (await http.get("/api/audit", headers=_bearer(token("member", "m")))).status_code == 403
-        assert (await http.get("/api/audit", headers=_bearer(token("specialist", "s")))).status_code == 403
+        assert (await http.get("/api/audit", headers=bearer(token("member", "m")))).status_code == 403
+        assert (await http.get("/api/audit", headers=bearer(token("specialist", "s")))).status_code == 403
     assert_clean_log(live)
 
 
@@ -158,7 +153,7 @@ async def test_profile_edits_are_audited_with_before_and_after(live: LiveService
     async with httpx.AsyncClient(base_url=live.http) as http:
         created = await http.put("/api/specialists/spec-1", json=PROFILE, headers=SUPERVISOR)
         assert created.status_code == 200
-        other = _bearer(token("supervisor", "sup-2", "Kim"))
+        other = bearer(token("supervisor", "sup-2", "Kim"))
         edit = {"name": "Rosa M.", "tags": ["Alcohol", "grief"], "languages": ["es", "en"], "max_chats": 1}
         assert (await http.put("/api/specialists/spec-1", json=edit, headers=other)).status_code == 200
         entries = (await http.get("/api/audit", headers=SUPERVISOR)).json()["entries"]
@@ -274,7 +269,7 @@ async def test_transcript_reads_limited_per_supervisor_across_processes(
             _retry_after(over)
             assert "messages" not in over.json()
             # Another supervisor has their own allowance...
-            other = {**_bearer(token("supervisor", f"sup-other-{live.port}")), "X-Peerchat-Reason": "r"}
+            other = {**bearer(token("supervisor", f"sup-other-{live.port}")), "X-Peerchat-Reason": "r"}
             assert (await http.get(path, headers=other)).status_code == 200
             # ...and other routes are a separate bucket for the same supervisor.
             assert (await http.get("/api/stats/history", headers=SUPERVISOR)).status_code == 200
@@ -294,7 +289,7 @@ async def test_other_supervisor_routes_allow_300_a_minute_then_429(
     service_factory: type, redis_client: redis.Redis
 ) -> None:
     lives: list[LiveService] = [service_factory(), service_factory()]
-    sup = _bearer(token("supervisor", "sup-busy"))
+    sup = bearer(token("supervisor", "sup-busy"))
     allowed = await _spread(lives, 300, "/api/stats/history", sup)
     assert [r.status_code for r in allowed] == [200] * 300
     over = await _spread(lives, 4, "/api/audit", sup)
@@ -303,12 +298,12 @@ async def test_other_supervisor_routes_allow_300_a_minute_then_429(
         assert "retry_after_s" in response.json()
         assert response.headers["content-security-policy"].startswith("default-src 'self'")
     # Members and specialists are not supervisors: their routes are not counted here.
-    member = _bearer(token("member", "m-1"))
+    member = bearer(token("member", "m-1"))
     async with httpx.AsyncClient(base_url=lives[0].http) as http:
         assert (await http.get("/api/stats/history", headers=member)).status_code == 403
     # A refused token is refused (401), not counted under anybody.
     async with httpx.AsyncClient(base_url=lives[1].http) as http:
-        assert (await http.get("/api/stats", headers=_bearer("bad.token.here"))).status_code == 401
+        assert (await http.get("/api/stats", headers=bearer("bad.token.here"))).status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/api/conversations/x/messages", "/api/conversations/x/messages/"])

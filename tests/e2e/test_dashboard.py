@@ -14,16 +14,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.support.client import Client, token
+from tests.support.client import Client, bearer, token
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService
 
-
-def _bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
-
-
-SUPERVISOR = _bearer(token("supervisor", "sup-1", "Lee"))
+SUPERVISOR = bearer(token("supervisor", "sup-1", "Lee"))
 
 
 def _counts(stats: dict[str, Any]) -> tuple[int, int, int]:
@@ -69,7 +64,7 @@ async def test_set_away_reaches_every_device_on_every_process(
             ("sup-1", "Lee", "spec-1", {"before": "available", "after": "away"})
         ]
         # Refused, and nothing changes: not a supervisor, no such specialist, not "away", bad bodies.
-        spec = _bearer(token("specialist", "spec-1", "Rosa"))
+        spec = bearer(token("specialist", "spec-1", "Rosa"))
         assert (
             await http.put("/api/specialists/spec-1/status", json={"status": "away"}, headers=spec)
         ).status_code == 403
@@ -192,14 +187,14 @@ async def test_feedback_by_specialist_and_week_without_member_identities(live: L
             assert (await http.get("/api/feedback", params=params, headers=SUPERVISOR)).status_code == 400, (
                 params
             )
-        member = _bearer(token("member", "acct-secret-0", "Sam"))
+        member = bearer(token("member", "acct-secret-0", "Sam"))
         assert (await http.get("/api/feedback", headers=member)).status_code == 403
     assert_clean_log(live, "Thank you, this helped")
 
 
 async def test_audit_log_filtered_and_exported_as_csv(live: LiveService, database_url: str) -> None:
     pair = await matched(live, specialist_id="spec-1")
-    other = _bearer(token("supervisor", "sup-2", "+Kim"))
+    other = bearer(token("supervisor", "sup-2", "+Kim"))
     async with httpx.AsyncClient(base_url=live.http) as http:
         for reason in ("=1+1", "safety check"):
             read = await http.get(
@@ -268,7 +263,7 @@ async def test_audit_log_filtered_and_exported_as_csv(live: LiveService, databas
         all_rows = list(csv.reader(io.StringIO((await http.get("/api/audit.csv", headers=SUPERVISOR)).text)))
         assert [r[0] for r in all_rows[1:]] == [e["id"] for e in everything]
         assert (
-            await http.get("/api/audit.csv", headers=_bearer(token("specialist", "spec-1", "Rosa")))
+            await http.get("/api/audit.csv", headers=bearer(token("specialist", "spec-1", "Rosa")))
         ).status_code == 403
     await pair.close()
 

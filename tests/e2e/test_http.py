@@ -11,18 +11,13 @@ import asyncpg
 import httpx
 import jwt
 
-from tests.support.client import token
+from tests.support.client import bearer, token
 from tests.support.flows import assert_clean_log, matched
 from tests.support.servers import JWT_SECRET, LiveService
 
-
-def _bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
-
-
-SUPERVISOR = _bearer(token("supervisor", "sup-1", "Lee"))
-MEMBER = _bearer(token("member", "member-1"))
-SPECIALIST = _bearer(token("specialist", "spec-9"))
+SUPERVISOR = bearer(token("supervisor", "sup-1", "Lee"))
+MEMBER = bearer(token("member", "member-1"))
+SPECIALIST = bearer(token("specialist", "spec-9"))
 PROFILE = {"name": "Rosa", "tags": ["Grief", "alcohol", " "], "languages": ["en", "es"], "max_chats": 3}
 
 
@@ -91,10 +86,10 @@ async def test_specialist_profiles_are_for_supervisors(live: LiveService) -> Non
             {"Authorization": "Bearer"},
             {"Authorization": "Bearer  x"},
             {"Authorization": "Basic c3VwOnB3"},
-            _bearer("not.a.jwt"),
-            _bearer(jwt.encode({"sub": "s", "role": "supervisor"}, JWT_SECRET, algorithm="HS256")),
-            _bearer(token("supervisor", "sup-1", ttl_s=-60)),
-            _bearer(
+            bearer("not.a.jwt"),
+            bearer(jwt.encode({"sub": "s", "role": "supervisor"}, JWT_SECRET, algorithm="HS256")),
+            bearer(token("supervisor", "sup-1", ttl_s=-60)),
+            bearer(
                 jwt.encode(
                     {
                         "sub": "s",
@@ -108,7 +103,7 @@ async def test_specialist_profiles_are_for_supervisors(live: LiveService) -> Non
                     algorithm="HS256",
                 )
             ),
-            _bearer(
+            bearer(
                 jwt.encode(
                     {
                         "sub": "s",
@@ -171,8 +166,8 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         await pair.member.call(
             {"type": "send", "conversation_id": conv, "client_msg_id": f"m{i}", "body": f"body {i}"}, "ack"
         )
-    member = _bearer(token("member", pair.member_id))
-    specialist = _bearer(token("specialist", pair.specialist_id))
+    member = bearer(token("member", pair.member_id))
+    specialist = bearer(token("specialist", pair.specialist_id))
     path = f"/api/conversations/{conv}/messages"
     reason = "safety review after a risk alert"
 
@@ -207,7 +202,7 @@ async def test_transcripts_for_participants_and_audited_supervisors(
         assert [m["seq"] for m in edge.json()["messages"]] == [1, 2, 3]
 
         # Strangers, whether a member or another specialist, learn nothing, not even existence.
-        for stranger in (_bearer(token("member", "stranger")), _bearer(token("specialist", "spec-x"))):
+        for stranger in (bearer(token("member", "stranger")), bearer(token("specialist", "spec-x"))):
             assert (await http.get(path, headers=stranger)).status_code == 404
         assert (await http.get("/api/conversations/nope/messages", headers=member)).status_code == 404
         assert (await http.get(path)).status_code == 401
@@ -262,7 +257,7 @@ async def test_nul_characters_are_refused_not_a_server_error(live: LiveService, 
     """PostgreSQL text cannot hold NUL: such input is the client's mistake (4xx), never a 500
     with a traceback."""
     pair = await matched(live)
-    member = _bearer(token("member", pair.member_id))
+    member = bearer(token("member", pair.member_id))
     async with httpx.AsyncClient(base_url=live.http) as http:
         got = await http.put("/api/specialists/spec%00x", json=PROFILE, headers=SUPERVISOR)
         assert got.status_code == 400, got.text

@@ -18,7 +18,7 @@ import msgspec
 import redis.asyncio as redis
 import websockets
 
-from tests.support.client import Client, token
+from tests.support.client import Client, bearer, token
 from tests.support.flows import (
     assert_clean_log,
     assert_still_serving,
@@ -30,10 +30,6 @@ from tests.support.flows import (
 from tests.support.servers import JWT_SECRET, LiveService, wait_until
 
 YEAR = 365 * 86400
-
-
-def _bearer(tok: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok}"}
 
 
 def _raw_token(claims: dict[str, Any]) -> str:
@@ -55,7 +51,7 @@ async def _http_status(live: LiveService, tok: str) -> int:
     async with httpx.AsyncClient(base_url=live.http) as http:
         r = await http.get("/api/crisis-resources")  # open to all: proves the server answers
         assert r.status_code == 200
-        r = await http.get("/api/specialists", headers=_bearer(tok))
+        r = await http.get("/api/specialists", headers=bearer(tok))
         return r.status_code
 
 
@@ -258,7 +254,7 @@ async def test_revocation_closes_every_socket_on_every_process_and_refuses_old_t
         r = await http.post(
             "/api/revocations",
             json={"role": "member", "sub": "acct-rev", "reason": "lost device"},
-            headers=_bearer(supervisor),
+            headers=bearer(supervisor),
         )
     assert r.status_code == 201, r.text
     assert r.json()["role"] == "member" and r.json()["sub"] == "acct-rev"
@@ -272,7 +268,7 @@ async def test_revocation_closes_every_socket_on_every_process_and_refuses_old_t
     for live in (a, b):
         assert (await until_closed(live, hello(old))).code == 4001
     async with httpx.AsyncClient(base_url=b.http) as http:
-        r = await http.get("/api/conversations/c-none/messages", headers=_bearer(old))
+        r = await http.get("/api/conversations/c-none/messages", headers=bearer(old))
         assert r.status_code == 401
     # A token issued after the revocation opens a socket again.
     new = token("member", "acct-rev", "Sam", now=time.time() + 1.5)
@@ -302,11 +298,11 @@ async def test_revocation_closes_every_socket_on_every_process_and_refuses_old_t
 async def test_only_a_supervisor_revokes_and_bad_requests_get_400(live: LiveService) -> None:
     async with httpx.AsyncClient(base_url=live.http) as http:
         body = {"role": "member", "sub": "acct-x"}
-        r = await http.post("/api/revocations", json=body, headers=_bearer(token("specialist", "spec-x")))
+        r = await http.post("/api/revocations", json=body, headers=bearer(token("specialist", "spec-x")))
         assert r.status_code == 403
         r = await http.post("/api/revocations", json=body)
         assert r.status_code == 401
-        sup = _bearer(token("supervisor", "sup-x"))
+        sup = bearer(token("supervisor", "sup-x"))
         for bad in (
             {"role": "admin", "sub": "acct-x"},
             {"role": "member", "sub": ""},

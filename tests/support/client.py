@@ -27,6 +27,11 @@ def token(role: str, sub: str | None = None, name: str | None = None, **kw: Any)
     return mint(SETTINGS, sub=sub or f"{role}-{uuid.uuid4().hex[:8]}", role=role, name=name, **kw)  # type: ignore[arg-type]
 
 
+def bearer(tok: str) -> dict[str, str]:
+    """HTTP headers that present `tok` (PRODUCT.md §6)."""
+    return {"Authorization": f"Bearer {tok}"}
+
+
 class Client:
     """One device. Frames arrive in `inbox` in order; `expect(type)` pops the next of a type."""
 

@@ -131,3 +131,30 @@ def assert_clean_log(live: LiveService, *secrets: str) -> None:
     assert "Traceback" not in out, out[-3000:]
     for secret in secrets:
         assert secret not in out, f"{secret[:20]}… leaked into the server log"
+
+
+async def age_conversation(database_url: str, conversation_id: str, interval: str) -> None:
+    """Pretend the conversation ended `interval` ago (and started before that)."""
+    await fetch(
+        database_url,
+        """UPDATE conversations SET ended_at = now() - $2::text::interval,
+               started_at = now() - $2::text::interval - interval '1 hour' WHERE id = $1""",
+        conversation_id,
+        interval,
+    )
+
+
+async def exchange(
+    pair_member: Client, pair_specialist: Client, conv: str, n: int, tag: str = ""
+) -> list[str]:
+    """`n` messages in turn, the member first, each acked; their bodies (`tag` prefixes each)."""
+    bodies = []
+    for i in range(n):
+        who, role = (pair_member, "m") if i % 2 == 0 else (pair_specialist, "s")
+        body = f"{tag}{role}-body-{i}"
+        ack = await who.call(
+            {"type": "send", "conversation_id": conv, "client_msg_id": f"{role}{i}", "body": body}, "ack"
+        )
+        assert ack["type"] == "ack", ack
+        bodies.append(body)
+    return bodies
