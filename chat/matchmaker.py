@@ -366,6 +366,14 @@ class Matchmaker:
         on every one (PRODUCT.md §5's "whenever either changes", at most every few seconds)."""
         t = time.monotonic()
         last = self._told_at.get(request.id)
+        if last is None:
+            # Their `queued` reply told them their place as they asked (chat/handlers/queue.py):
+            # that counts, or every member of a burst heard it twice within a second (4,000-5,500
+            # `queue_update`s in a burst of 2,000 once offers went out at once, where nobody
+            # waited 2 s before their offer).
+            asked_ago = time.time() - request.created_at.timestamp()
+            if 0 <= asked_ago < self._queue_update_s:
+                last = self._told_at[request.id] = t - asked_ago
         if at_once or last is None or t - last >= self._queue_update_s:
             self._held_updates.pop(request.id, None)
             self._told_at[request.id] = t

@@ -229,9 +229,15 @@ async def test_one_batch_is_carried_out_in_the_documented_order(db: Pool, databa
     assert mm._needs_load is False
 
 
+async def _asked_a_minute_ago(db: Pool) -> None:
+    """Their `queued` reply long past: the next update is not held for it."""
+    await db.execute("UPDATE requests SET created_at = created_at - interval '1 minute'")
+
+
 async def test_queue_updates_go_to_the_requests_member(db: Pool, database_url: str) -> None:
     mm, hub = _matchmaker(db, database_url)
     request = await _waiting(db, "m1")
+    await _asked_a_minute_ago(db)
     await _known(mm, db)
     await mm._carry_out(
         Decisions(queue_updates=(QueueEstimate(request.id, 2, 90), QueueEstimate("gone", 1, 10))),
@@ -252,6 +258,7 @@ async def test_a_members_queue_updates_are_coalesced_to_one_per_interval(db: Poo
     mm._leadership.leading = True  # held updates are sent by the leader only
     a = await _waiting(db, "m1")
     b = await _waiting(db, "m2")
+    await _asked_a_minute_ago(db)
     await _known(mm, db)
     now = time.time()
     mm.engine.load([], [], [], now)
@@ -439,3 +446,35 @@ async def test_an_offer_revoked_by_the_cycle_itself_does_not_make_the_next_start
     assert (again.request_id, again.specialist_id) == (request.id, "s2")
     assert (specialist("s1"), f.OfferRevoked(offer_id=offer.id, reason="withdrawn")) in hub.sent
     assert mm._needs_load is False
+
+
+async def test_a_new_requests_first_update_waits_out_the_interval_of_its_queued_reply(
+    db: Pool, database_url: str
+) -> None:
+    """`queued` told the member their place as they asked: the matchmaker's first update
+    within `queue_update_s` of that is held (the latest wins), and said only if they still
+    wait when the interval is up."""
+    interval = 1.0
+    mm, hub = _matchmaker(db, database_url, queue_update_s=interval)
+    mm._leadership.leading = True
+    waiting = await _waiting(db, "m1")
+    matched = await _waiting(db, "m2")
+    await _known(mm, db)
+    now = time.time()
+    mm.engine.load([], [], [], now)
+    for request in (waiting, matched):
+        mm.engine.request_added(snapshot.as_request(request), now)
+    await mm._carry_out(
+        Decisions(queue_updates=(QueueEstimate(waiting.id, 2, 60), QueueEstimate(matched.id, 1, 30))), now
+    )
+    assert not [frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)], "both held"
+    mm.engine.request_removed(matched.id, now)  # matched before its interval was up
+    for _ in range(100):
+        if any(isinstance(frame, f.QueueUpdate) for _, frame in hub.sent):
+            break
+        await asyncio.sleep(0.05)
+    told = [frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)]
+    assert [(u.request_id, u.position) for u in told] == [(waiting.id, 2)]
+    await asyncio.sleep(interval)
+    assert len([frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)]) == 1
+    await mm.stop()
