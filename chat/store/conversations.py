@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -79,7 +80,7 @@ async def get_many(db: Db, conversation_ids: list[str]) -> list[Conversation]:
 
 
 async def behind(
-    db: Db, conversation_ids: list[str], seen: list[int], told_ended: list[bool]
+    db: Db, conversation_ids: Sequence[str], seen: Sequence[int], told_ended: Sequence[bool]
 ) -> list[Conversation]:
     """Of these conversations, those whose last seq is past `seen` (the lowest seq a
     socket here was sent), or that ended while some socket here was not told
