@@ -124,11 +124,16 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     # queued ahead of it; True means it was handled and is not queued.
     on_text: Callable[[str], bool] | None = None
     # The start of a frame not yet complete, held here (websockets has seen none of it).
-    _held: bytes = b""
+    _held: bytearray | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._held:
-            data, self._held = self._held + data, b""
+        buf: bytes | bytearray = data
+        held = self._held
+        if held is not None:
+            # Appended in place: a frame that trickles in a few bytes per read is not
+            # copied again with every read.
+            held += data
+            buf, self._held = held, None
         conn = self.conn
         if (
             not self.handshake_complete
@@ -137,43 +142,53 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             or conn.extensions
             or not parser_idle(conn)
         ):
-            super().data_received(data)
+            super().data_received(bytes(buf) if held is not None else data)
             return
         limit = min(DIRECT_MAX, conn.max_message_size or DIRECT_MAX)
-        pos, end = 0, len(data)
+        pos, end = 0, len(buf)
         while end - pos >= 2:
             # FIN, no RSV bits, opcode 1 (text), masked (RFC 6455 §5.2); anything else,
             # and every frame after it in this read, is websockets' to parse.
-            n = data[pos + 1] ^ 0x80
-            if data[pos] != 0x81 or n > 126:
+            n = buf[pos + 1] ^ 0x80
+            if buf[pos] != 0x81 or n > 126:
                 break
             head = 6
             if n == 126:
                 if end - pos < 4:
-                    self._held = data[pos:]
-                    return
-                n = (data[pos + 2] << 8) | data[pos + 3]
+                    break  # incomplete: held below
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
                 head = 8
             if n > limit:
-                break
+                super().data_received(bytes(buf[pos:]))
+                return
             stop = pos + head + n
             if stop > end:
-                self._held = data[pos:]
-                return
-            payload = apply_mask(data[pos + head : stop], data[pos + head - 4 : pos + head])
+                break  # incomplete: held below
+            payload = apply_mask(buf[pos + head : stop], buf[pos + head - 4 : pos + head])
             pos = stop
             # As upstream's handle_text does with a final text frame.
             self.curr_msg_data_type = "text"
             self.frames = [payload]
             self.send_receive_event_to_app()
             if self.close_sent or conn.state is not State.OPEN:
-                break
+                if pos < end:
+                    super().data_received(bytes(buf[pos:]))
+                return
         else:
-            if pos < end:
-                self._held = data[pos:]
+            if pos < end:  # one byte of the next frame's header
+                self._hold(buf, pos)
             return
-        if pos < end:
-            super().data_received(data[pos:])
+        if end - pos < 2 or (buf[pos] == 0x81 and (buf[pos + 1] ^ 0x80) <= 126):
+            self._hold(buf, pos)  # a text frame not complete yet (at most 64 KiB + 8)
+        else:
+            super().data_received(bytes(buf[pos:]))
+
+    def _hold(self, buf: bytes | bytearray, pos: int) -> None:
+        if isinstance(buf, bytearray):
+            del buf[:pos]  # CPython drops a bytearray's prefix without moving the rest
+            self._held = buf
+        else:
+            self._held = bytearray(buf[pos:])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

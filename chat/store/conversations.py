@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -80,10 +81,10 @@ async def get_many(db: Db, conversation_ids: list[str]) -> list[Conversation]:
 
 async def behind(
     db: Db,
-    conversation_ids: list[str],
-    seen: list[int],
-    told_ended: list[bool],
-    believed: list[str | None] | None = None,
+    conversation_ids: Sequence[str],
+    seen: Sequence[int],
+    told_ended: Sequence[bool],
+    believed: Sequence[str | None] | None = None,
 ) -> list[Conversation]:
     """Of these conversations, those whose last seq is past `seen` (the lowest seq a
     socket here was sent), or that ended while some socket here was not told

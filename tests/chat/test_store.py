@@ -188,6 +188,25 @@ async def test_end_frees_the_slot_once(db: Pool) -> None:
     assert [c.id for c in await conversations.of_person(db, member("m1"), ended_within_s=3600)] == [conv.id]
 
 
+async def test_behind_returns_only_what_a_socket_here_could_be_missing(db: Pool) -> None:
+    """The delivery repair's question (chat/upkeep/repair.py): nothing when every socket is
+    up to date, so an idle process decodes no rows."""
+    quiet = await _conversation(db, "m1", "s1")
+    moved = await _conversation(db, "m2", "s2")
+    ended = await _conversation(db, "m3", "s3")
+    for conv in (quiet, moved, ended):
+        await _send(db, conv, "a")
+    await _send(db, moved, "b")
+    await conversations.end(db, ended.id, by="specialist", reason="ended")
+    ids = [quiet.id, moved.id, ended.id]
+    assert await conversations.behind(db, ids, [1, 2, 1], [False, False, True]) == []
+    found = await conversations.behind(db, ids, [1, 1, 1], [False, False, True])
+    assert [(c.id, c.last_seq) for c in found] == [(moved.id, 2)]
+    found = await conversations.behind(db, ids, [1, 2, 1], [False, False, False])
+    assert [c.id for c in found] == [ended.id] and found[0].ended_at is not None
+    assert await conversations.behind(db, [], [], []) == []
+
+
 async def test_a_conversation_is_found_by_the_pair_role_and_sub(db: Pool) -> None:
     """PRODUCT.md §4: a member whose sub is the specialist's id is someone else."""
     conv = await _conversation(db)
