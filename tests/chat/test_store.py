@@ -103,6 +103,27 @@ async def test_append_numbers_messages_from_one_and_dedupes_by_client_msg_id(db:
     assert iso(sent_at).endswith("Z")
 
 
+async def test_a_handed_on_conversation_is_read_only_by_its_holder_and_found_for_who_missed_it(
+    db: Pool,
+) -> None:
+    """A socket's catch-up reads a conversation only for the specialist holding it; the
+    repair finds a conversation a specialist here still believes is theirs (PRODUCT.md §9)."""
+    conv = await _conversation(db, "m-ho", "s-old")
+    await _send(db, conv, "a", "before")
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 0, held_by="s-old")] == [1]
+    assert await conversations.behind(db, [conv.id], [1], [False], ["s-old"]) == []
+    await db.execute("UPDATE conversations SET specialist_id = 's-new' WHERE id = $1", conv.id)
+    await _send(db, conv, "b", "after")
+    assert await conversations.messages_after(db, conv.id, 0, held_by="s-old") == []
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 1, held_by="s-new")] == [2]
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 0)] == [1, 2]
+    # Nothing behind, but a believer who no longer holds it: found, once, whoever else believes.
+    found = await conversations.behind(db, [conv.id, conv.id], [2, 2], [False, False], ["s-new", "s-old"])
+    assert [c.id for c in found] == [conv.id]
+    assert await conversations.behind(db, [conv.id], [2], [False], ["s-new"]) == []
+    assert await conversations.behind(db, [conv.id], [2], [False], [None]) == []
+
+
 async def test_append_refuses_strangers_unknown_conversations_and_ended_ones(db: Pool) -> None:
     conv = await _conversation(db)
     common = {"sender_name": "x", "client_msg_id": "c", "body": "b"}
