@@ -23,6 +23,8 @@ from typing import Any
 from bench.infra import Backends, CpuMeter, ServerProcess, Watched, hello
 from bench.loadgen import Generator, Side
 
+_QS = (("p10", 10), ("p50", 50), ("p90", 90), ("p99", 99))
+
 
 def _deal(sides: list[Side], workers: int) -> list[list[Side]]:
     return [sides[i::workers] for i in range(workers)]
@@ -124,6 +126,11 @@ def measure(
                 errors[code] = errors.get(code, 0) + n
             for kind_seen, n in r["frames"].items():
                 frames[kind_seen] = frames.get(kind_seen, 0) + n
+
+        def phase(key: str) -> dict[str, float | None]:
+            values = sorted(v / 1e6 for r in results for v in r.get(key, ()))
+            return {q: None if (v := percentile(values, p)) is None else round(v, 3) for q, p in _QS}
+
         out = {
             "kind": kind,
             "members": asked,
@@ -134,6 +141,13 @@ def measure(
             "timeout_s": timeout_s,
             "wait_s": wait_figures(matched, asked, timeout_s),
             "wall_s": round(wall, 1),
+            # Where the time went, in s: request → `queued`; each offer's arrival after the
+            # burst began; a specialist's `accept` → their `conversation_started`.
+            "phases_s": {
+                "queued": phase("queued_us"),
+                "offer_at": phase("offer_at_us"),
+                "accept": phase("accept_us"),
+            },
             "offers": sum(r["offers"] for r in results),
             "queued": sum(r["queued"] for r in results),
             "queue_updates": sum(r["queue_updates"] for r in results),
@@ -150,6 +164,7 @@ def measure(
         log(
             f"  burst {kind}: {len(matched)}/{asked} matched, request → conversation_started "
             f"{out['wait_s']} s; {out['queue_updates']} queue updates, "
+            f"phases {out['phases_s']}, "
             f"errors {errors}, closes {out['unexpected_closes']}, frames {frames}, cpu% {usage['cpu_pct']}"
         )
         gen.close_sockets()

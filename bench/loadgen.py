@@ -96,6 +96,7 @@ class _Client(asyncio.Protocol):
         self.last_seq = 0
         self.lost = False
         self.requested_at = 0  # ns: when this member's `request` was due (the burst)
+        self.accepted_at = 0  # ns: when this specialist sent `accept` (the burst)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports implement asyncio.Transport without
@@ -186,6 +187,12 @@ class _Burst:
     queue_updates: int = 0
     started_specialists: int = 0
     frames: Counter[str] = field(default_factory=Counter)  # every frame type seen, by role
+    # Where a burst's time goes: request → `queued` per member; each `offer`'s arrival after
+    # the burst began; a specialist's `accept` → their `conversation_started`.
+    start_ns: int = 0
+    queued_us: list[int] = field(default_factory=list)
+    offer_at_us: list[int] = field(default_factory=list)
+    accept_us: list[int] = field(default_factory=list)
 
 
 class Worker:
@@ -289,15 +296,22 @@ class Worker:
         burst.frames[f"{client.side.role}:{kind}"] += 1
         if kind == "offer" and frame.offer_id is not None:
             burst.offers += 1
+            burst.offer_at_us.append((now - burst.start_ns) // 1000)
+            client.accepted_at = now
             client.send_text('{"type":"accept","offer_id":"' + frame.offer_id + '"}')
         elif kind == "conversation_started":
             if client.side.role != "member":
                 burst.started_specialists += 1
+                if client.accepted_at:
+                    burst.accept_us.append((now - client.accepted_at) // 1000)
+                    client.accepted_at = 0
             elif client.requested_at:
                 burst.waits_us.append(max(1, (now - client.requested_at) // 1000))
                 client.requested_at = 0
         elif kind == "queued":
             burst.queued += 1
+            if client.requested_at:
+                burst.queued_us.append((now - client.requested_at) // 1000)
         elif kind == "queue_update":
             burst.queue_updates += 1
         elif kind == "availability":
@@ -391,6 +405,7 @@ class Worker:
         of `start_ns`; then wait (up to `timeout_s` from the start) until each got its
         `conversation_started`. Waits are counted from when the request was due."""
         burst = self.burst or _Burst()
+        burst.start_ns = start_ns
         self.burst = burst
         errors_before = Counter(self.errors)
         closes_before = self.unexpected_closes
@@ -422,6 +437,9 @@ class Worker:
             "unexpected_closes": self.unexpected_closes - closes_before,
             "frames": dict(burst.frames),
             "send_lag_p99_us": lag.get_value_at_percentile(99),
+            "queued_us": burst.queued_us,
+            "offer_at_us": burst.offer_at_us,
+            "accept_us": burst.accept_us,
         }
 
     async def _send_all(self, step: _Step, period: int, due: list[tuple[int, int]], end_ns: int) -> None:

@@ -29,6 +29,7 @@ from chat.openness import during_long_wait
 from chat.people import member, specialist
 from chat.services import Services
 from chat.store import conversation_list, members, profiles, queue
+from chat.store.db import open_pool
 from chat.store.queue import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
@@ -39,11 +40,52 @@ log = logging.getLogger("peerchat.matchmaker")
 
 _TICK_S = 1.0
 _CLOSE_S = 2.0
-# With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
-# load with 2,000 specialists (docs/performance.md): re-read this often instead.
-_IDLE_CYCLE_S = 5.0
+# With nobody waiting and no offer out there is nothing to decide, and everything that could
+# change that pokes the leader (a request, availability, a profile, a conversation's end, a
+# connection), which then reads afresh. So an idle leader re-reads only this often, as a
+# safety net for anything unpoked (a specialist's presence lapsing, a lost poke). (Every 5 s,
+# each reading all 2,000 specialists: docs/performance.md, round 8.)
+_IDLE_CYCLE_S = 30.0
 # Offers written per transaction (chat/store/queue.py make_offers).
 _OFFER_BATCH = 200
+# The leader's own connections (`Matchmaker._db`): its snapshot and offer writes must not
+# wait in line behind a burst's request handlers for the shared pool.
+_POOL_SIZE = 2
+# What a cycle saw, for the watchers' broadcasts: requests, specialists, online, away, when.
+_Seen = tuple[list[queue.Request], list[profiles.Profile], set[str], set[str], float]
+
+
+def merged(batch: Sequence[Decisions]) -> list[Decisions]:
+    """The cycle's decisions with each run of those that only offer and tell (no revocation,
+    expiry or `set_away`) carried out as one: a burst's new requests come to the engine one
+    `request_added` each, and their offers were written one transaction apiece (one offer
+    each, ~0.1 s a transaction on the loaded box: 71 offers took 8.5 s). Order is kept where
+    it matters: every offer of the run is written before anything the next decision revokes,
+    and a decision that revokes or expires is carried out after the run before it."""
+    out: list[Decisions] = []
+    run: list[Decisions] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append(
+                Decisions(
+                    offers=tuple(o for d in run for o in d.offers),
+                    preference_fallbacks=tuple(r for d in run for r in d.preference_fallbacks),
+                    queue_updates=tuple(u for d in run for u in d.queue_updates),
+                )
+            )
+        run.clear()
+
+    for decisions in batch:
+        if decisions.revoked or decisions.expired or decisions.set_away:
+            flush()
+            out.append(decisions)
+        elif decisions:
+            run.append(decisions)
+    flush()
+    return out
 
 
 class Matchmaker:
@@ -52,6 +94,7 @@ class Matchmaker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._leadership = Leadership(services.settings.session_database_url)
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         settings = services.settings
         self.config = MatchConfig(
             offer_timeout_s=settings.offer_timeout_s,
@@ -67,6 +110,9 @@ class Matchmaker:
         # Members with no live connection, as of the last snapshot (offers and the queue say so).
         self._away: set[str] = set()
         self._broadcasts = Broadcasts(services, self.poke)
+        # The watchers' broadcasts of the latest cycle, sent beside the next one (`_broadcast`).
+        self._to_broadcast: _Seen | None = None
+        self._broadcasting: asyncio.Task[None] | None = None
         self._queue_update_s = settings.queue_update_s
         # When each waiting member last heard their place, and what is held for them.
         self._told_at: dict[str, float] = {}
@@ -83,12 +129,20 @@ class Matchmaker:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+        if self._broadcasting is not None:
+            self._broadcasting.cancel()
         if self._task is not None:
             self._task.cancel()
             # Bounded: a query cancelled on a hung PostgreSQL leaves its pooled connection
             # to be reset, which never answers; the pool's terminate() ends it later.
             await asyncio.wait({self._task}, timeout=_CLOSE_S)
         await self._leadership.resign()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), _CLOSE_S)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pool.terminate()
 
     @property
     def leading(self) -> bool:
@@ -98,9 +152,32 @@ class Matchmaker:
         held = await self._leadership.hold()
         if held is None:  # just took the lead
             self._needs_load = True
+            await self._open_pool()
             await self.s.bus.subscribe(POKE_CHANNEL)
             return True
         return held
+
+    @property
+    def _db(self) -> asyncpg.Pool[asyncpg.Record]:
+        """The leader's own small pool once open, else the process's.
+
+        In a burst, 2,000 `request` handlers hold and queue for the shared pool's 20
+        connections; the leader's snapshot and each batch of offers waited behind all of them,
+        so offers trickled out seconds after the requests were stored (docs/performance.md,
+        round 8, burst)."""
+        return self._pool if self._pool is not None else self.s.db
+
+    async def _open_pool(self) -> None:
+        if self._pool is not None:
+            return
+        settings = self.s.settings
+        try:
+            self._pool = await open_pool(
+                settings.database_url, min_size=1, max_size=_POOL_SIZE, behind_pooler=settings.behind_pooler
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Lead on the shared pool meanwhile; the next lead tries again.
+            log.warning("matching's own connections: %s; using the shared pool", type(exc).__name__)
 
     async def _run(self) -> None:
         while True:
@@ -138,7 +215,7 @@ class Matchmaker:
         so each cycle feeds it the differences since the last one as events; a full
         `load` happens on taking the lead or after any disagreement with the database.
         """
-        db = self.s.db
+        db = self._db
         now = time.time()
         self._last_cycle = time.monotonic()
         # One snapshot: read as three separate statements, an accept landing between them
@@ -167,12 +244,32 @@ class Matchmaker:
         else:
             batch = self._sync(snap_requests, snap_specs, snap_offers, now)
         batch.append(self.engine.tick(now))
-        for decisions in batch:
+        for decisions in merged(batch):
             await self._carry_out(decisions, now)
-        await self._broadcasts.after_cycle(requests, specialists, online, self._away, now)
+        self._broadcast((requests, specialists, online, self._away, now))
         if len(self._told_at) > 2 * len(self.engine.requests) + 100:
             waiting = self.engine.requests
             self._told_at = {rid: at for rid, at in self._told_at.items() if rid in waiting}
+
+    def _broadcast(self, latest: _Seen) -> None:
+        """Tell the queue's and the supervisors' watchers about this cycle, beside the next
+        cycle rather than before it: the stats take three reads on the shared pool, which a
+        burst's request handlers keep queued, and a cycle waited up to 0.8 s on them before
+        the next could start. One broadcast at a time; a cycle ending meanwhile replaces
+        what is still to be told (the latest wins)."""
+        self._to_broadcast = latest
+        if self._broadcasting is None or self._broadcasting.done():
+            self._broadcasting = asyncio.create_task(self._broadcast_all(), name="matchmaker-broadcasts")
+
+    async def _broadcast_all(self) -> None:
+        while self._to_broadcast is not None:
+            latest, self._to_broadcast = self._to_broadcast, None
+            try:
+                await self._broadcasts.after_cycle(*latest)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, RedisError) as exc:
+                log.warning("queue broadcasts failed: %s", type(exc).__name__)
+            except Exception:
+                log.exception("queue broadcasts failed")
 
     def _sync(
         self,
@@ -183,12 +280,17 @@ class Matchmaker:
     ) -> list[Decisions]:
         engine = self.engine
         out = []
+        # The offers the engine held before this sync: those it makes below (a specialist's
+        # slot freed) are not in the snapshot yet, and are not declines. (Taken for declines,
+        # the freed specialist was barred from the request, the request offered to another
+        # and refused by the database, and the next cycle reloaded everything.)
+        held = list(engine.offers.items())
         # Specialists first, so offers made by later events see current slots and status.
         for spec in specialists.values():
             if engine.specialists.get(spec.id) != spec:
                 out.append(engine.specialist_changed(spec, now))
-        # Offers the engine holds that the database no longer has pending.
-        for offer_id, offer in list(engine.offers.items()):
+        # Offers the engine held that the database no longer has pending.
+        for offer_id, offer in held:
             if offer_id in offers:
                 continue
             if offer.request_id in requests:
@@ -204,13 +306,13 @@ class Matchmaker:
                 out.append(engine.request_added(request, now))
             elif not request.avoid <= known.avoid:
                 self._needs_load = True  # the database knows a refusal the engine missed
-        if set(offers) - set(engine.offers):
+        if not offers.keys() <= {offer_id for offer_id, _ in held}:
             self._needs_load = True  # offers we did not make (an earlier leader's)
         return out
 
     async def _carry_out(self, decisions: Decisions, now: float) -> None:
         """In the order `Decisions` gives."""
-        db, hub = self.s.db, self.s.hub
+        db, hub = self._db, self.s.hub
         for revoked in decisions.revoked:
             if await queue.revoke_offer(db, revoked.id):
                 hub.to_user(
@@ -264,6 +366,14 @@ class Matchmaker:
         on every one (PRODUCT.md §5's "whenever either changes", at most every few seconds)."""
         t = time.monotonic()
         last = self._told_at.get(request.id)
+        if last is None:
+            # Their `queued` reply told them their place as they asked (chat/handlers/queue.py):
+            # that counts, or every member of a burst heard it twice within a second (4,000-5,500
+            # `queue_update`s in a burst of 2,000 once offers went out at once, where nobody
+            # waited 2 s before their offer).
+            asked_ago = time.time() - request.created_at.timestamp()
+            if 0 <= asked_ago < self._queue_update_s:
+                last = self._told_at[request.id] = t - asked_ago
         if at_once or last is None or t - last >= self._queue_update_s:
             self._held_updates.pop(request.id, None)
             self._told_at[request.id] = t
@@ -312,7 +422,7 @@ class Matchmaker:
                     continue
                 expires_at = datetime.fromtimestamp(offer.expires_at, UTC)
                 batch.append(queue.NewOffer(offer.id, offer.request_id, offer.specialist_id, expires_at))
-            made = await queue.make_offers(self.s.db, batch)
+            made = await queue.make_offers(self._db, batch)
             if len(made) < len(batch):
                 self._needs_load = True  # the database refused some: start the next cycle afresh
             for offer_made in made:
@@ -335,7 +445,7 @@ class Matchmaker:
     async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
         # The store counts the specialist's streak of misses; the engine decided `set_away`
         # on the same count (it takes the stored one up at the next cycle).
-        closed = await queue.close_offer(self.s.db, offer_id, outcome)
+        closed = await queue.close_offer(self._db, offer_id, outcome)
         if closed is None:
             return
         offer, _missed = closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,10 @@ from chat.store.appender import Appender
 # (request id, now) → (position, estimated wait) if this process leads matching and knows
 # the request, else None: the matchmaker's reader, handed in by the app's wiring.
 QueuePositions = Callable[[str, float], "tuple[int, int] | None"]
+
+
+# Of the pool's 20 connections (chat/store/db.py), what `request` handlers may hold at once.
+REQUESTS_AT_ONCE = 12
 
 
 def _nothing() -> None:
@@ -51,6 +56,10 @@ class Services:
     participants: dict[str, Participants] = field(default_factory=dict)
     # Who watches which live conversation (chat/safety/monitoring.py), mirrored from PostgreSQL.
     monitors: MonitorMirror = field(default_factory=MonitorMirror)
+    # `request` handlers storing a request at once, at most (chat/handlers/queue.py): a burst's
+    # thousands otherwise fill the pool's line, and the accepts that complete their matches
+    # (and every message) waited seconds behind them for a connection.
+    storing_requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(REQUESTS_AT_ONCE))
 
     async def poke_matchmaker(self) -> None:
         """Something the matchmaker should look at happened (here or, via the bus, anywhere)."""

@@ -18,6 +18,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from types import MappingProxyType
 
 from matching.decisions import NO_DECISIONS, Decisions, QueueEstimate
@@ -53,6 +54,9 @@ Bucket = tuple[str, str | None, str]
 _RELAX = 0
 _PREFERENCE = 1
 _NO_KEYS: list[Key] = []
+# Up to this many touched specialists with room, a settle asks each for its first request
+# (`Engine._first_of_few`); more, it walks their buckets by request (`_Cursors`).
+_FEW_SPECIALISTS = 4
 
 
 def wanted_tags(r: Request) -> frozenset[str]:
@@ -365,43 +369,23 @@ class Engine:
         """
         pending = [self._keys[rid] for rid in set(out.reqs) if rid in self._bucketed]
         heapq.heapify(pending)
-        # The touched specialists' side, walked by request rather than by specialist: the
-        # least request some touched specialist may be offered is the least over the
-        # buckets they search of the first request there one of them may take. (Asking each
-        # specialist for its first request every round was O(specialists) per offer: a
-        # burst that opened 2,000 specialists at once stalled the leader for seconds.)
-        # While settling, requests only leave the buckets and specialists only lose room
-        # (making offers is all that happens here), so a request nobody touched may take
-        # now stays so until the end: each cursor only moves forward.
-        searchers: dict[Bucket, dict[str, None]] = {}
-        for sid in out.specs:
-            if sid in self._opened:
-                for bucket in self._search[sid]:
-                    searchers.setdefault(bucket, {})[sid] = None
-        cursors = [(keys[0], bucket) for bucket in searchers if (keys := self._buckets.get(bucket))]
-        heapq.heapify(cursors)
+        specs = {sid: None for sid in out.specs if sid in self._opened}
         out.reqs.clear()
         out.specs.clear()
+        # The touched specialists' side, two ways to the same answer. A few (the usual event:
+        # one slot freed, one decline): ask each for its first request every round, which
+        # stops as soon as they are full. Many (a load, a burst that opened 2,000 at once,
+        # where asking each every round was O(specialists) per offer and stalled the leader
+        # for seconds): walk their buckets by request (`_Cursors`). The walk's set-up and
+        # heap cost about twice the asking for one specialist (the matching benchmark's
+        # offer_declined / specialist_changed p99 with 10,000 waiting, docs/performance.md).
+        first: Callable[[], Key | None]
+        if len(specs) <= _FEW_SPECIALISTS:
+            first = partial(self._first_of_few, specs)
+        else:
+            first = _Cursors(self, specs).first
         while True:
-            choice: Key | None = None
-            while cursors:
-                key, bucket = cursors[0]
-                keys = self._buckets.get(bucket, _NO_KEYS)
-                i = bisect_left(keys, key)
-                if i < len(keys) and keys[i] == key and self._may_take(bucket, key, searchers[bucket]):
-                    choice = key
-                    break
-                if not searchers[bucket]:
-                    # Everyone touched who searches here is full now: nothing more to find in
-                    # it (walking on would be O(waiting) per event with a long line).
-                    heapq.heappop(cursors)
-                    continue
-                if i < len(keys) and keys[i] == key:
-                    i += 1  # nobody touched may take it (and nobody will, this time)
-                if i < len(keys):
-                    heapq.heapreplace(cursors, (keys[i], bucket))
-                else:
-                    heapq.heappop(cursors)
+            choice = first()
             chosen: Specialist | None = None
             while pending:
                 key = pending[0]
@@ -422,6 +406,18 @@ class Engine:
             s = chosen or self._best_specialist(r)
             assert s is not None
             self._make_offer(r, s, now, out)
+
+    def _first_of_few(self, specs: dict[str, None]) -> Key | None:
+        """The least first request over these specialists; those with no room (or nothing
+        they may take) are dropped for the rest of the settle."""
+        choice: Key | None = None
+        for sid in list(specs):
+            key = self._first_for(sid) if sid in self._opened else None
+            if key is None:
+                del specs[sid]
+            elif choice is None or key < choice:
+                choice = key
+        return choice
 
     def _may_take(self, bucket: Bucket, key: Key, specialist_ids: dict[str, None]) -> bool:
         """Whether one of these specialists, who search `bucket`, may be offered the request
@@ -906,3 +902,45 @@ class Engine:
 
     def _ahead_by_language(self, key: Key) -> dict[str | None, int]:
         return {language: bisect_left(keys, key) for language, keys in self._queue_by_language.items()}
+
+
+class _Cursors:
+    """The touched specialists' side of a settle, walked by request rather than by specialist.
+
+    The least request some touched specialist may be offered is the least, over the buckets
+    they search, of the first request there one of them may take. While settling, requests
+    only leave the buckets and specialists only lose room (making offers is all that
+    happens), so a request nobody touched may take now stays so until the end: each cursor
+    only moves forward, and a whole settle is O(n log n) however many specialists it opened.
+    """
+
+    def __init__(self, engine: Engine, specs: Iterable[str]) -> None:
+        self._engine = engine
+        buckets = engine._buckets
+        self._searchers: dict[Bucket, dict[str, None]] = {}
+        for sid in specs:
+            for bucket in engine._search[sid]:
+                self._searchers.setdefault(bucket, {})[sid] = None
+        self._cursors = [(keys[0], bucket) for bucket in self._searchers if (keys := buckets.get(bucket))]
+        heapq.heapify(self._cursors)
+
+    def first(self) -> Key | None:
+        engine, cursors, searchers = self._engine, self._cursors, self._searchers
+        while cursors:
+            key, bucket = cursors[0]
+            keys = engine._buckets.get(bucket, _NO_KEYS)
+            i = bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key and engine._may_take(bucket, key, searchers[bucket]):
+                return key
+            if not searchers[bucket]:
+                # Everyone touched who searches here is full now: nothing more to find in
+                # it (walking on would be O(waiting) per event with a long line).
+                heapq.heappop(cursors)
+                continue
+            if i < len(keys) and keys[i] == key:
+                i += 1  # nobody touched may take it (and nobody will, this time)
+            if i < len(keys):
+                heapq.heapreplace(cursors, (keys[i], bucket))
+            else:
+                heapq.heappop(cursors)
+        return None

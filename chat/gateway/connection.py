@@ -83,7 +83,13 @@ class Connection:
             self.direct.transport.abort()
 
     async def _backfill(self, conversation_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
-        stored = await conversations.messages_after(self.services.db, conversation_id, after, limit)
+        # A specialist catches up only a conversation they hold: one handed on while this
+        # socket missed its `conversation_ended` (the repair's catch-up, a bus reconnect's)
+        # must not bring them what the member says to the next specialist (PRODUCT.md §9).
+        held_by = self.user_id if self.role == "specialist" else None
+        stored = await conversations.messages_after(
+            self.services.db, conversation_id, after, limit, held_by=held_by
+        )
         return [(m.seq, encode(views.message(m))) for m in stored]
 
     def _admit(self) -> bool:

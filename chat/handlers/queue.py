@@ -36,32 +36,37 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
         alternatives = await alternatives_for(services, state)
         session.push_frame(structs.replace(refusal, opens_at=state.opens_at, alternatives=alternatives))
         return
-    suspension = await boundaries.suspension_of(services.db, session.user_id)
-    if suspension is not None:
-        # Nothing stored; the member page still shows crisis resources (PRODUCT.md §9).
-        refusal = error(ErrorCode.SUSPENDED, "you cannot ask for a peer until `until`", frame.ref)
-        session.push_frame(structs.replace(refusal, until=iso(suspension.until)))
-        return
     tags = sorted({t.strip().lower() for t in frame.tags if t.strip()})
     # A risk phrase in the note, or the member saying they are in crisis (PRODUCT.md §8).
     urgent = CRISIS_TAG in tags or RISK.matches(frame.note or "")
-    try:
-        request = await queue.create_request(
-            services.db,
-            member_id=session.user_id,
-            member_alias=session.name,
-            tags=tags,
-            language=(frame.language or None),
-            note=frame.note,
-            priority="urgent" if urgent else "normal",
-            prefer_specialist=frame.prefer_specialist,
-        )
-    except queue.AlreadyOpen:
-        raise Refuse(ErrorCode.INVALID_STATE, "you already have an open request or conversation") from None
+    # One connection for the check, the request and its place: a burst's 2,000 requests
+    # queue for the pool once each rather than three times, and no more than
+    # `REQUESTS_AT_ONCE` at a time, so the accepts that match them never wait behind them all.
+    async with services.storing_requests, services.db.acquire() as conn:
+        suspension = await boundaries.suspension_of(conn, session.user_id)
+        if suspension is not None:
+            # Nothing stored; the member page still shows crisis resources (PRODUCT.md §9).
+            refusal = error(ErrorCode.SUSPENDED, "you cannot ask for a peer until `until`", frame.ref)
+            session.push_frame(structs.replace(refusal, until=iso(suspension.until)))
+            return
+        try:
+            request, ahead = await queue.create_placed_request(
+                conn,
+                member_id=session.user_id,
+                member_alias=session.name,
+                tags=tags,
+                language=(frame.language or None),
+                note=frame.note,
+                priority="urgent" if urgent else "normal",
+                prefer_specialist=frame.prefer_specialist,
+            )
+        except queue.AlreadyOpen:
+            refused = "you already have an open request or conversation"
+            raise Refuse(ErrorCode.INVALID_STATE, refused) from None
+    position, wait = await positions.position_of(services, request, ahead)
     if urgent:
         await alerting.urgent_request(services.db, request)
         log.warning("urgent request %s queued: supervisors alerted", request.id[:8])
-    position, wait = await positions.position_of(services, request)
     reply = f.Queued(
         request_id=request.id,
         position=position,

@@ -34,11 +34,14 @@ async def on_availability(services: Services, session: Session, frame: f.SetAvai
 
 @handles(f.Accept, "specialist")
 async def on_accept(services: Services, session: Session, frame: f.Accept) -> None:
-    handed = await transfer.is_transfer(services, frame.offer_id)
-    if handed is not None:  # a warm transfer's offer (PRODUCT.md §9)
-        await transfer.accept(services, session, handed, frame.ref)
-        return
+    # A matchmaker's offer first (a burst's 2,000 accepts each asked for a transfer first):
+    # a warm transfer's offer id is no offer's, so it is refused as expired, then found here.
     result = await assignment.accept_offer(services.db, frame.offer_id, session.user_id)
+    if result is Refusal.OFFER_EXPIRED:
+        handed = await transfer.is_transfer(services, frame.offer_id)
+        if handed is not None:  # a warm transfer's offer (PRODUCT.md §9)
+            await transfer.accept(services, session, handed, frame.ref)
+            return
     await _started(services, session, result, frame.ref)
 
 
@@ -66,7 +69,7 @@ async def _started(
     if isinstance(result, Refusal):
         code, message = _REFUSALS[result]
         raise Refuse(code, message)
-    conv = await conversations.get(services.db, result.conversation_id)
+    conv = result.conversation or await conversations.get(services.db, result.conversation_id)
     assert conv is not None
     for offer in result.revoked:
         services.hub.to_user(

@@ -13,12 +13,14 @@ from enum import StrEnum
 import asyncpg
 
 from chat.store import boundaries, queue, transfer, transfer_reads
+from chat.store.conversations import Conversation
 from chat.store.db import Db
 from chat.store.queue import PENDING, WARM_SLOTS, Offer, Request
 from chat.store.states import OFFER_ACCEPTED, OFFER_REVOKED, REQUEST_ASSIGNED
 
 _REQ = Request.columns()
 _OFFER = Offer.columns()
+_CONV = Conversation.columns()
 
 
 class Refusal(StrEnum):
@@ -42,6 +44,8 @@ class Assignment:
     # A cold transfer's queue entry taken (PRODUCT.md §9): who handed it on and their note;
     # `conversation_id` is then the handed-on conversation, which kept its id and seq.
     handed_on: tuple[transfer.Transfer, str] | None = None
+    # The conversation as stored, when the assignment just made it (one read fewer).
+    conversation: Conversation | None = None
 
 
 async def accept_offer(
@@ -61,7 +65,9 @@ async def accept_offer(
             if request_id is None:
                 return Refusal.OFFER_EXPIRED
             # A refusal rolls the whole transaction back: the offer stays pending until it expires.
-            return await _assign(conn, request_id, specialist_id, check_language=False)
+            # The accepted offer was the request's one pending offer (a unique index says so):
+            # no other to withdraw.
+            return await _assign(conn, request_id, specialist_id, check_language=False, by_offer=True)
     except _Abort as abort:
         return abort.refusal
 
@@ -89,7 +95,9 @@ async def claim_request(
         return abort.refusal
 
 
-async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_language: bool) -> Assignment:
+async def _assign(
+    conn: Db, request_id: str, specialist_id: str, *, check_language: bool, by_offer: bool = False
+) -> Assignment:
     # The caller holds the request row's lock (see queue.lock_request_of_offer). The capacity
     # check is a compare-and-set on the specialist row, so no process can overfill them.
     # The specialist's pending offers for other requests hold slots too (PRODUCT.md §7): a
@@ -123,10 +131,14 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
         raise _Abort(Refusal.BLOCKED)
     if check_language and request.language and request.language not in spec["languages"]:
         raise _Abort(Refusal.LANGUAGE)
-    revoked = await conn.fetch(
-        f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
-            WHERE request_id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING {_OFFER}""",
-        request_id,
+    revoked = (
+        []
+        if by_offer
+        else await conn.fetch(
+            f"""UPDATE offers SET state = {OFFER_REVOKED.to}, decided_at = now()
+                WHERE request_id = $1 AND state IN {OFFER_REVOKED.from_} RETURNING {_OFFER}""",
+            request_id,
+        )
     )
     if request.transfer_of is not None:
         # A cold transfer: the taker now holds the conversation that waits (its id and seq
@@ -146,10 +158,10 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
             handed_on=handed_on,
         )
     conversation_id = queue.new_id()
-    await conn.execute(
-        """INSERT INTO conversations (id, request_id, member_id, member_alias, specialist_id,
+    conversation = await conn.fetchrow(
+        f"""INSERT INTO conversations (id, request_id, member_id, member_alias, specialist_id,
                specialist_name, tags)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_CONV}""",
         conversation_id,
         request.id,
         request.member_id,
@@ -164,4 +176,5 @@ async def _assign(conn: Db, request_id: str, specialist_id: str, *, check_langua
         specialist_id=specialist_id,
         specialist_name=spec["name"],
         revoked=[Offer.of(r) for r in revoked],
+        conversation=Conversation.of(conversation) if conversation is not None else None,
     )

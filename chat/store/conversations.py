@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -79,19 +80,29 @@ async def get_many(db: Db, conversation_ids: list[str]) -> list[Conversation]:
 
 
 async def behind(
-    db: Db, conversation_ids: list[str], seen: list[int], told_ended: list[bool]
+    db: Db,
+    conversation_ids: Sequence[str],
+    seen: Sequence[int],
+    told_ended: Sequence[bool],
+    believed: Sequence[str | None] | None = None,
 ) -> list[Conversation]:
     """Of these conversations, those whose last seq is past `seen` (the lowest seq a
     socket here was sent), or that ended while some socket here was not told
-    (`told_ended` False): the delivery repair's question (chat/upkeep/repair.py). When
-    nothing was lost it returns no rows, so a quiet process decodes nothing."""
+    (`told_ended` False), or that a specialist here still believes they hold (`believed`,
+    None: nobody) while someone else does (handed on while their socket missed the end):
+    the delivery repair's question (chat/upkeep/repair.py). An id may be listed more than
+    once (one row per believer); each conversation comes back once. When nothing was lost
+    it returns no rows, so a quiet process decodes nothing."""
     rows = await db.fetch(
-        f"""SELECT {_CONV} FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS k(id, seen, told)
-            JOIN conversations USING (id)
-            WHERE last_seq > k.seen OR (ended_at IS NOT NULL AND NOT k.told)""",
+        f"""SELECT DISTINCT ON (id) {_CONV}
+              FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::text[]) AS k(id, seen, told, believed)
+              JOIN conversations USING (id)
+             WHERE last_seq > k.seen OR (ended_at IS NOT NULL AND NOT k.told)
+                OR (ended_at IS NULL AND k.believed IS NOT NULL AND specialist_id <> k.believed)""",
         conversation_ids,
         seen,
         told_ended,
+        believed if believed is not None else [None] * len(conversation_ids),
     )
     return [Conversation.of(r) for r in rows]
 
@@ -203,15 +214,28 @@ _MAX_SEQ = 2**31 - 1  # `seq` is a PostgreSQL integer; a larger bound would fail
 
 
 async def messages_after(
-    db: Db, conversation_id: str, after_seq: int, limit: int = 500
+    db: Db, conversation_id: str, after_seq: int, limit: int = 500, *, held_by: str | None = None
 ) -> list[StoredMessage]:
+    """`held_by`: only if that specialist holds the conversation (a socket's catch-up: a
+    conversation handed on to someone else is not theirs to read any more, PRODUCT.md §9)."""
     after_seq = min(max(after_seq, 0), _MAX_SEQ)
-    rows = await db.fetch(
-        f"SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        conversation_id,
-        after_seq,
-        limit,
-    )
+    if held_by is None:
+        rows = await db.fetch(
+            f"SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            conversation_id,
+            after_seq,
+            limit,
+        )
+    else:
+        rows = await db.fetch(
+            f"""SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2
+                  AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND specialist_id = $4)
+                ORDER BY seq LIMIT $3""",
+            conversation_id,
+            after_seq,
+            limit,
+            held_by,
+        )
     return [StoredMessage.of(r) for r in rows]
 
 

@@ -8,13 +8,15 @@ a cancel) cannot both win: the loser sees `None` or a typed refusal.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from chat.store import boundaries
 from chat.store.db import Db, FromRow
@@ -77,7 +79,7 @@ class AlreadyOpen(Exception):
 
 
 async def create_request(
-    db: asyncpg.Pool[asyncpg.Record],
+    db: Db,
     *,
     member_id: str,
     member_alias: str,
@@ -87,21 +89,58 @@ async def create_request(
     priority: str,
     prefer_specialist: str | None,
 ) -> Request:
-    async with db.acquire() as conn, conn.transaction():
+    request, _ = await create_placed_request(
+        db,
+        member_id=member_id,
+        member_alias=member_alias,
+        tags=tags,
+        language=language,
+        note=note,
+        priority=priority,
+        prefer_specialist=prefer_specialist,
+    )
+    return request
+
+
+async def create_placed_request(
+    db: Db,
+    *,
+    member_id: str,
+    member_alias: str,
+    tags: list[str],
+    language: str | None,
+    note: str | None,
+    priority: str,
+    prefer_specialist: str | None,
+) -> tuple[Request, int]:
+    """Store a member's request; with it, how many requests are in line before it (as
+    `ahead_of` counts). Four round trips: the member's lock, then one statement that checks
+    they are not in a conversation, inserts, and counts (it was six, with `ahead_of`)."""
+    async with connection(db) as conn, conn.transaction():
         # Not while the member is being erased: the erasure would find no open request,
         # then scrub this one's member id and leave it waiting (chat/store/privacy.py).
         await lock_member(conn, member_id)
-        busy = await conn.fetchval(
-            f"SELECT 1 FROM conversations WHERE member_id = $1 AND state = {CONVERSATION_ACTIVE}", member_id
-        )
-        if busy:
-            raise AlreadyOpen
         try:
             row = await conn.fetchrow(
-                f"""INSERT INTO requests (id, member_id, member_alias, tags, language, note, priority,
-                        prefer_specialist, avoid)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {boundaries.BARRED_FOR.format(m="$2")})
-                    RETURNING {_REQ}""",
+                f"""WITH new AS (
+                        INSERT INTO requests (id, member_id, member_alias, tags, language, note,
+                            priority, prefer_specialist, avoid)
+                        SELECT $1, $2, $3, $4, $5, $6, $7, $8, {boundaries.BARRED_FOR.format(m="$2")}
+                        WHERE NOT EXISTS (
+                            SELECT 1 FROM conversations
+                            WHERE member_id = $2 AND state = {CONVERSATION_ACTIVE})
+                        RETURNING {_REQ}
+                    )
+                    SELECT new.*, (
+                        SELECT count(*) FROM requests r WHERE r.state IN {IN_LINE} AND r.id <> new.id
+                          AND (r.priority = 'urgent' AND new.priority = 'normal'
+                               OR r.priority = new.priority AND r.transfer_of IS NOT NULL
+                                  AND new.transfer_of IS NULL
+                               OR r.priority = new.priority
+                                  AND (r.transfer_of IS NOT NULL) = (new.transfer_of IS NOT NULL)
+                                  AND (r.created_at, r.id) < (new.created_at, new.id))
+                    ) AS ahead
+                    FROM new""",
                 new_id(),
                 member_id,
                 member_alias,
@@ -113,8 +152,22 @@ async def create_request(
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyOpen from None
-    assert row is not None
-    return Request.of(row)
+        if row is None:  # in a conversation
+            raise AlreadyOpen
+    return Request.of(row), int(row["ahead"])
+
+
+@contextlib.asynccontextmanager
+async def connection(
+    db: Db,
+) -> AsyncIterator[asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]]:
+    """A connection of the pool, or the connection given (a handler that does several
+    things on one, so it waits for the pool once: a burst queues thousands for it)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
 
 
 # Advisory lock class of "a member's requests" (the two-key form: it never meets the
@@ -130,10 +183,13 @@ async def lock_member(conn: Db, member_id: str) -> None:
 async def lock_request_of_offer(conn: Db, offer_id: str) -> str | None:
     """Lock order everywhere: request row, then offer rows, then the specialist row.
     Taking the request first (by way of the offer's request id, read without a lock)
-    is what keeps accept, claim, decline and expiry from deadlocking one another."""
-    request_id: str | None = await conn.fetchval("SELECT request_id FROM offers WHERE id = $1", offer_id)
-    if request_id is not None:
-        await conn.execute("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", request_id)
+    is what keeps accept, claim, decline and expiry from deadlocking one another. One round
+    trip: the join locks only the request row (`FOR UPDATE OF r`)."""
+    request_id: str | None = await conn.fetchval(
+        """SELECT r.id FROM offers o JOIN requests r ON r.id = o.request_id
+            WHERE o.id = $1 FOR UPDATE OF r""",
+        offer_id,
+    )
     return request_id
 
 

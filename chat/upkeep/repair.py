@@ -14,9 +14,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from chat import views
-from chat.delivery.ended import ended_outbound
+from chat.delivery.ended import ended_frame, ended_outbound
 from chat.gateway.session import CatchUp, Outbound
 from chat.metrics import METRICS
+from chat.people import specialist
 from chat.services import Services
 from chat.store import conversations
 from protocol import frames as f
@@ -46,18 +47,33 @@ async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
     rounds = rounds or Rounds()
     lowest: dict[str, int] = {}  # conversation → the lowest seq any socket here was sent
     told: dict[str, bool] = {}  # conversation → every socket here that knows it was told it ended
+    # conversation → the specialists here whose sockets were never told it ended (so
+    # believe they hold it): one of them may have missed its hand-over (PRODUCT.md §9).
+    holders: dict[str, set[str]] = {}
     for session in services.hub.all_sessions():
         ended = session.ended
+        is_specialist = session.role == "specialist"
         for conversation_id, seen in session.seen.items():
             known = lowest.get(conversation_id)
             if known is None or seen < known:
                 lowest[conversation_id] = seen
             told[conversation_id] = told.get(conversation_id, True) and conversation_id in ended
+            if is_specialist and conversation_id not in ended:
+                holders.setdefault(conversation_id, set()).add(session.user_id)
     repaired = 0
     found: list[conversations.Conversation] = []
     if lowest:
-        ids = list(lowest)
-        found = await conversations.behind(services.db, ids, [lowest[i] for i in ids], [told[i] for i in ids])
+        rows = [(i, b) for i in lowest for b in holders.get(i) or (None,)]
+        found = await conversations.behind(
+            services.db,
+            [i for i, _ in rows],
+            [lowest[i] for i, _ in rows],
+            [told[i] for i, _ in rows],
+            [b for _, b in rows],
+        )
+    # Before any catch-up: a specialist's socket that missed the hand-over is told it now
+    # (its catch-up then reads nothing of the conversation, which is someone else's).
+    repaired += _repair_handovers(services, [c for c in found if c.ended_at is None], holders)
     # Every round, even with nothing found: the hub compares with the seqs of the round
     # before (a conversation left out is one no socket here was behind on).
     repaired += services.hub.repair({c.id: c.last_seq for c in found})
@@ -66,6 +82,26 @@ async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
     repaired += await _repair_starts(services, rounds)
     if repaired:
         METRICS.repairs.inc(repaired)
+
+
+def _repair_handovers(
+    services: Services, active: list[conversations.Conversation], holders: dict[str, set[str]]
+) -> int:
+    """A conversation handed on (PRODUCT.md §9) while its `conversation_ended` (reason
+    `transferred`) could not reach the old specialist's sockets on this process: told now,
+    so their console lets it go and nothing more of it reaches them (chat/gateway/ordering.py).
+    `holders`: conversation → the specialists here who were not told it ended."""
+    told = 0
+    for conv in active:
+        for specialist_id in holders.get(conv.id, ()):
+            if specialist_id == conv.specialist_id:
+                continue
+            for session in list(services.hub.sessions_of(specialist(specialist_id))):
+                if conv.id in session.seen and conv.id not in session.ended:
+                    frame = encode(ended_frame(conv.id, "specialist", "transferred"))
+                    session.deliver(Outbound(frame, conv.id, None, ends_conversation=True))
+                    told += 1
+    return told
 
 
 def _repair_ends(services: Services, ended: list[conversations.Conversation]) -> int:

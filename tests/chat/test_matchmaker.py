@@ -229,9 +229,15 @@ async def test_one_batch_is_carried_out_in_the_documented_order(db: Pool, databa
     assert mm._needs_load is False
 
 
+async def _asked_a_minute_ago(db: Pool) -> None:
+    """Their `queued` reply long past: the next update is not held for it."""
+    await db.execute("UPDATE requests SET created_at = created_at - interval '1 minute'")
+
+
 async def test_queue_updates_go_to_the_requests_member(db: Pool, database_url: str) -> None:
     mm, hub = _matchmaker(db, database_url)
     request = await _waiting(db, "m1")
+    await _asked_a_minute_ago(db)
     await _known(mm, db)
     await mm._carry_out(
         Decisions(queue_updates=(QueueEstimate(request.id, 2, 90), QueueEstimate("gone", 1, 10))),
@@ -252,6 +258,7 @@ async def test_a_members_queue_updates_are_coalesced_to_one_per_interval(db: Poo
     mm._leadership.leading = True  # held updates are sent by the leader only
     a = await _waiting(db, "m1")
     b = await _waiting(db, "m2")
+    await _asked_a_minute_ago(db)
     await _known(mm, db)
     now = time.time()
     mm.engine.load([], [], [], now)
@@ -374,3 +381,100 @@ async def test_two_leaders_cycling_at_once_never_offer_a_request_twice_nor_overf
     assert {o.id for o in pending} <= sent, "every pending offer was told to its specialist"
     stored = {r["id"] for r in await db.fetch("SELECT id FROM offers")}
     assert sent <= stored, "only offers the database took were sent"
+
+
+async def test_a_cycles_new_requests_are_offered_in_one_transaction(db: Pool, database_url: str) -> None:
+    """A burst: each new request is its own engine event; their offers are written together
+    (one transaction: one `now()`), not one transaction apiece."""
+    presence = MemoryPresence(30.0)
+    for sid in ("s1", "s2", "s3", "s4"):
+        await presence.connect(sid, "specialist", f"c-{sid}", time.time())
+        await _specialist(db, sid, max_chats=1)
+    mm, hub = _matchmaker(db, database_url, presence)
+    mm._needs_load = True
+    await mm.cycle()  # the engine loaded, nobody waiting
+    requests = [await _waiting(db, f"m{i}") for i in range(4)]
+    await mm.cycle()  # four request_added events
+    rows = await db.fetch("SELECT request_id, specialist_id, created_at FROM offers WHERE state = 'pending'")
+    assert sorted(r["request_id"] for r in rows) == sorted(r.id for r in requests)
+    assert len({r["specialist_id"] for r in rows}) == 4, "max_chats 1: one each"
+    assert len({r["created_at"] for r in rows}) == 1, "one transaction wrote them all"
+    assert len(_offers_made(hub)) == 4
+    assert mm._needs_load is False
+
+
+async def test_a_slot_freed_is_offered_without_counting_as_a_decline(db: Pool, database_url: str) -> None:
+    """A conversation ends while a request waits: the next cycle offers it to the freed
+    specialist, and the engine does not mistake that new offer (not in its snapshot) for
+    one declined, nor start the next cycle afresh."""
+    presence = MemoryPresence(30.0)
+    await presence.connect("s1", "specialist", "c-s1", time.time())
+    await _specialist(db, "s1", max_chats=1)
+    await db.execute("UPDATE specialists SET active_chats = 1 WHERE id = 's1'")
+    mm, hub = _matchmaker(db, database_url, presence)
+    request = await _waiting(db, "m1")
+    mm._needs_load = True
+    await mm.cycle()
+    assert await queue.pending_offers(db) == [], "s1 is full"
+    await db.execute("UPDATE specialists SET active_chats = 0 WHERE id = 's1'")
+    await mm.cycle()
+    [offer] = await queue.pending_offers(db)
+    assert (offer.request_id, offer.specialist_id) == (request.id, "s1")
+    assert "s1" not in mm.engine.requests[request.id].avoid, "s1 never declined it"
+    assert mm.engine.offers.keys() == {offer.id}
+    assert mm._needs_load is False
+
+
+async def test_an_offer_revoked_by_the_cycle_itself_does_not_make_the_next_start_afresh(
+    db: Pool, database_url: str
+) -> None:
+    """The specialist holding an offer goes away: the cycle revokes it (pending in its
+    snapshot, gone from the engine) without taking it for an offer it did not make."""
+    presence = MemoryPresence(30.0)
+    for sid in ("s1", "s2"):
+        await presence.connect(sid, "specialist", f"c-{sid}", time.time())
+    await _specialist(db, "s1")
+    mm, hub = _matchmaker(db, database_url, presence)
+    request = await _waiting(db, "m1")
+    mm._needs_load = True
+    await mm.cycle()
+    [offer] = await queue.pending_offers(db)
+    await profiles.set_status(db, "s1", "away")
+    await _specialist(db, "s2")
+    await mm.cycle()
+    [again] = await queue.pending_offers(db)
+    assert (again.request_id, again.specialist_id) == (request.id, "s2")
+    assert (specialist("s1"), f.OfferRevoked(offer_id=offer.id, reason="withdrawn")) in hub.sent
+    assert mm._needs_load is False
+
+
+async def test_a_new_requests_first_update_waits_out_the_interval_of_its_queued_reply(
+    db: Pool, database_url: str
+) -> None:
+    """`queued` told the member their place as they asked: the matchmaker's first update
+    within `queue_update_s` of that is held (the latest wins), and said only if they still
+    wait when the interval is up."""
+    interval = 1.0
+    mm, hub = _matchmaker(db, database_url, queue_update_s=interval)
+    mm._leadership.leading = True
+    waiting = await _waiting(db, "m1")
+    matched = await _waiting(db, "m2")
+    await _known(mm, db)
+    now = time.time()
+    mm.engine.load([], [], [], now)
+    for request in (waiting, matched):
+        mm.engine.request_added(snapshot.as_request(request), now)
+    await mm._carry_out(
+        Decisions(queue_updates=(QueueEstimate(waiting.id, 2, 60), QueueEstimate(matched.id, 1, 30))), now
+    )
+    assert not [frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)], "both held"
+    mm.engine.request_removed(matched.id, now)  # matched before its interval was up
+    for _ in range(100):
+        if any(isinstance(frame, f.QueueUpdate) for _, frame in hub.sent):
+            break
+        await asyncio.sleep(0.05)
+    told = [frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)]
+    assert [(u.request_id, u.position) for u in told] == [(waiting.id, 2)]
+    await asyncio.sleep(interval)
+    assert len([frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)]) == 1
+    await mm.stop()

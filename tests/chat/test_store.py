@@ -103,6 +103,27 @@ async def test_append_numbers_messages_from_one_and_dedupes_by_client_msg_id(db:
     assert iso(sent_at).endswith("Z")
 
 
+async def test_a_handed_on_conversation_is_read_only_by_its_holder_and_found_for_who_missed_it(
+    db: Pool,
+) -> None:
+    """A socket's catch-up reads a conversation only for the specialist holding it; the
+    repair finds a conversation a specialist here still believes is theirs (PRODUCT.md §9)."""
+    conv = await _conversation(db, "m-ho", "s-old")
+    await _send(db, conv, "a", "before")
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 0, held_by="s-old")] == [1]
+    assert await conversations.behind(db, [conv.id], [1], [False], ["s-old"]) == []
+    await db.execute("UPDATE conversations SET specialist_id = 's-new' WHERE id = $1", conv.id)
+    await _send(db, conv, "b", "after")
+    assert await conversations.messages_after(db, conv.id, 0, held_by="s-old") == []
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 1, held_by="s-new")] == [2]
+    assert [m.seq for m in await conversations.messages_after(db, conv.id, 0)] == [1, 2]
+    # Nothing behind, but a believer who no longer holds it: found, once, whoever else believes.
+    found = await conversations.behind(db, [conv.id, conv.id], [2, 2], [False, False], ["s-new", "s-old"])
+    assert [c.id for c in found] == [conv.id]
+    assert await conversations.behind(db, [conv.id], [2], [False], ["s-new"]) == []
+    assert await conversations.behind(db, [conv.id], [2], [False], [None]) == []
+
+
 async def test_append_refuses_strangers_unknown_conversations_and_ended_ones(db: Pool) -> None:
     conv = await _conversation(db)
     common = {"sender_name": "x", "client_msg_id": "c", "body": "b"}
@@ -165,6 +186,25 @@ async def test_end_frees_the_slot_once(db: Pool) -> None:
     assert await conversations.active_count(db) == 0
     assert [c.id for c in await conversations.of_person(db, member("m1"))] == [], "ended ones only when asked"
     assert [c.id for c in await conversations.of_person(db, member("m1"), ended_within_s=3600)] == [conv.id]
+
+
+async def test_behind_returns_only_what_a_socket_here_could_be_missing(db: Pool) -> None:
+    """The delivery repair's question (chat/upkeep/repair.py): nothing when every socket is
+    up to date, so an idle process decodes no rows."""
+    quiet = await _conversation(db, "m1", "s1")
+    moved = await _conversation(db, "m2", "s2")
+    ended = await _conversation(db, "m3", "s3")
+    for conv in (quiet, moved, ended):
+        await _send(db, conv, "a")
+    await _send(db, moved, "b")
+    await conversations.end(db, ended.id, by="specialist", reason="ended")
+    ids = [quiet.id, moved.id, ended.id]
+    assert await conversations.behind(db, ids, [1, 2, 1], [False, False, True]) == []
+    found = await conversations.behind(db, ids, [1, 1, 1], [False, False, True])
+    assert [(c.id, c.last_seq) for c in found] == [(moved.id, 2)]
+    found = await conversations.behind(db, ids, [1, 2, 1], [False, False, False])
+    assert [c.id for c in found] == [ended.id] and found[0].ended_at is not None
+    assert await conversations.behind(db, [], [], []) == []
 
 
 async def test_a_conversation_is_found_by_the_pair_role_and_sub(db: Pool) -> None:

@@ -159,6 +159,13 @@ async def test_the_background_sweep_honours_a_decimal_retention_and_reports_metr
     await pair.close()
 
 
+async def _slowest_sweep(database_url: str, **popen: Any) -> asyncio.subprocess.Process:
+    """`peerchat migrate` sweeping one conversation per transaction (the slowest sweep there
+    is, so a test can act while it runs); `popen` as for asyncio's subprocess."""
+    env = service_env(database_url, "redis://unused", PEERCHAT_RETENTION_BATCH_MESSAGES="1")
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "chat.cli", "migrate", env=env, **popen)
+
+
 SYNTHETIC = """
 INSERT INTO specialists (id, name) VALUES ('spec-k', 'K');
 INSERT INTO conversations (id, member_id, member_alias, specialist_id, specialist_name, tags, state,
@@ -200,13 +207,8 @@ async def test_a_sweep_killed_half_way_leaves_no_half_erased_row_and_the_next_ru
     db = await asyncpg.connect(database_url)
     try:
         await db.execute(SYNTHETIC.replace("{n}", str(n)))
-        env = service_env(database_url, "redis://unused", PEERCHAT_RETENTION_BATCH_MESSAGES="1")
-        sweeper = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "chat.cli",
-            "migrate",
-            env=env,
+        sweeper = await _slowest_sweep(
+            database_url,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
@@ -283,15 +285,8 @@ async def test_live_conversations_keep_flowing_while_a_sweep_runs(
         pair = await matched(live, member_id="acct-live", specialist_id="spec-live")
         # One conversation per transaction: the slowest sweep there is, so it is surely
         # still running while the chat goes on.
-        env = service_env(database_url, "redis://unused", PEERCHAT_RETENTION_BATCH_MESSAGES="1")
-        sweeper = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "chat.cli",
-            "migrate",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        sweeper = await _slowest_sweep(
+            database_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
 
         async def swept() -> int:

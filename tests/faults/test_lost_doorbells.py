@@ -11,6 +11,7 @@ import pytest
 
 from tests.faults.harness import Cluster, seed_conversations
 from tests.support.client import Client, token
+from tests.support.flows import put_profile
 
 pytestmark = pytest.mark.slow
 
@@ -59,4 +60,58 @@ async def test_start_and_end_reach_the_other_process_while_redis_is_down(cluster
     assert not old_member.drain("conversation_ended")
     assert not waiting.drain("conversation_started")
     for client in (old_member, old_spec, waiting, picker):
+        await client.close()
+
+
+async def test_a_handover_missed_while_redis_is_down_reaches_the_old_specialist_as_an_end_not_messages(
+    cluster: Cluster,
+) -> None:
+    """PRODUCT.md §9: once a conversation is handed on, its old specialist sees nothing more
+    of it. Their process missed the `conversation_ended` (transferred), rung while Redis was
+    down; the repair must tell them that end, and never catch them up on what the member
+    then says to the new specialist (it used to: their socket was 'behind', and a catch-up
+    reads the conversation's messages whoever holds it now)."""
+    cluster.env = {"PEERCHAT_PRESENCE_TTL_S": "3"}
+    await cluster.start(processes=2)
+    assert cluster.redis is not None
+    (seeded,) = await seed_conversations(cluster.database_url, 1, prefix="hand")
+    old_web, new_web = cluster.web
+    conv = seeded.conversation_id
+
+    await put_profile(new_web, "hand-next", name="Ben", tags=["grief"])
+    old_spec, _ = await Client.connect(old_web.ws, token("specialist", seeded.specialist_id, "Ro"))
+    member, _ = await Client.connect(new_web.ws, token("member", seeded.member_id, "Sam"))
+    ben, _ = await Client.connect(new_web.ws, token("specialist", "hand-next", "Ben"))
+    assert (await ben.call({"type": "availability", "status": "away"}, "availability"))[
+        "type"
+    ] == "availability"
+    hello = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "before", "body": "before the handover"},
+        "ack",
+    )
+    assert hello["seq"] == 1, hello
+    assert (await old_spec.expect("message", timeout=10))["seq"] == 1
+
+    asked = await old_spec.call(
+        {"type": "transfer", "conversation_id": conv, "to_specialist": "hand-next"}, "transfer"
+    )
+    assert asked["type"] == "transfer", asked
+    offer = await ben.expect("offer", timeout=20)
+
+    cluster.redis.kill()
+    await asyncio.sleep(0.5)
+
+    started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    assert started["type"] == "conversation_started", started
+    said = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "after", "body": "only for Ben"}, "ack"
+    )
+    assert said["type"] == "ack" and said["seq"] == 2, said
+
+    ended = await old_spec.expect("conversation_ended", timeout=15)
+    assert (ended["conversation_id"], ended["by"], ended["reason"]) == (conv, "specialist", "transferred")
+    await asyncio.sleep(3.5)  # three more repair rounds (every TTL/3)
+    leaked = [m for m in old_spec.drain("message") if m.get("conversation_id") == conv]
+    assert leaked == [], "the old specialist was sent the new pair's messages"
+    for client in (old_spec, member, ben):
         await client.close()
