@@ -57,6 +57,9 @@ _NO_KEYS: list[Key] = []
 # Up to this many touched specialists with room, a settle asks each for its first request
 # (`Engine._first_of_few`); more, it walks their buckets by request (`_Cursors`).
 _FEW_SPECIALISTS = 4
+# Up to this many open specialists in an "any" bucket, `Engine._least_loaded` scans them;
+# more, it keeps a heap of their ranks.
+_SCAN_UP_TO = 32
 
 
 def wanted_tags(r: Request) -> frozenset[str]:
@@ -777,11 +780,14 @@ class Engine:
         Every change that can lower a rank or open a specialist comes through
         `_refresh_open`, which files the new rank; entries gone stale are dropped or
         refiled when they reach the top (`_least_loaded`)."""
-        rank = self._load_rank(s)
+        rank: tuple[int, float, str] | None = None
         for bucket in buckets:
             if bucket[0] != "any":
                 continue
-            heap = self._by_rank.setdefault(bucket, [])
+            heap = self._by_rank.get(bucket)
+            if heap is None:
+                continue  # few open there: `_least_loaded` scans them
+            rank = rank or self._load_rank(s)
             if len(heap) > 2 * len(self._open.get(bucket, ())) + 64:
                 heap[:] = [self._load_rank(self._specialists[sid]) for sid in self._open.get(bucket, ())]
                 heapq.heapify(heap)
@@ -789,11 +795,24 @@ class Engine:
 
     def _least_loaded(self, bucket: Bucket, avoid: frozenset[str]) -> Specialist | None:
         """The open specialist of `bucket` with the fewest chats, then longest idle, not in
-        `avoid`: the same choice as ranking them all, in O(log n) instead of O(n)."""
-        heap = self._by_rank.get(bucket)
+        `avoid`: the same choice as ranking them all, in O(log n) instead of O(n).
+
+        The heap is kept only while the bucket has many open specialists (a burst): with a
+        few (the usual overload, everyone near capacity), filing every rank change cost more
+        than scanning them (the matching benchmark's p99, docs/performance.md round 8)."""
         members = self._open.get(bucket)
-        if not heap or not members:
+        if not members:
+            self._by_rank.pop(bucket, None)
             return None
+        heap = self._by_rank.get(bucket)
+        if len(members) <= _SCAN_UP_TO:
+            if heap is not None:
+                del self._by_rank[bucket]
+            ranked = [self._load_rank(self._specialists[sid]) for sid in members if sid not in avoid]
+            return self._specialists[min(ranked)[2]] if ranked else None
+        if heap is None:
+            heap = self._by_rank[bucket] = [self._load_rank(self._specialists[sid]) for sid in members]
+            heapq.heapify(heap)
         skipped = []
         best = None
         while heap:

@@ -15,7 +15,7 @@ from chat.openness import alternatives_for, openness
 from chat.people import specialist
 from chat.safety import alerting
 from chat.services import Services
-from chat.store import boundaries, members, queue
+from chat.store import members, queue
 from chat.store.db import iso
 from matching.lifecycle import RequestState
 from matching.model import CRISIS_TAG
@@ -43,12 +43,6 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
     # queue for the pool once each rather than three times, and no more than
     # `REQUESTS_AT_ONCE` at a time, so the accepts that match them never wait behind them all.
     async with services.storing_requests, services.db.acquire() as conn:
-        suspension = await boundaries.suspension_of(conn, session.user_id)
-        if suspension is not None:
-            # Nothing stored; the member page still shows crisis resources (PRODUCT.md §9).
-            refusal = error(ErrorCode.SUSPENDED, "you cannot ask for a peer until `until`", frame.ref)
-            session.push_frame(structs.replace(refusal, until=iso(suspension.until)))
-            return
         try:
             request, ahead = await queue.create_placed_request(
                 conn,
@@ -59,7 +53,13 @@ async def on_request(services: Services, session: Session, frame: f.RequestPeer)
                 note=frame.note,
                 priority="urgent" if urgent else "normal",
                 prefer_specialist=frame.prefer_specialist,
+                unless_suspended=True,
             )
+        except queue.Suspended as suspended:
+            # Nothing stored; the member page still shows crisis resources (PRODUCT.md §9).
+            refusal = error(ErrorCode.SUSPENDED, "you cannot ask for a peer until `until`", frame.ref)
+            session.push_frame(structs.replace(refusal, until=iso(suspended.suspension.until)))
+            return
         except queue.AlreadyOpen:
             refused = "you already have an open request or conversation"
             raise Refuse(ErrorCode.INVALID_STATE, refused) from None

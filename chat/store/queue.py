@@ -78,6 +78,13 @@ class AlreadyOpen(Exception):
     """The member already has an open request or an active conversation."""
 
 
+class Suspended(Exception):
+    """The member is suspended (PRODUCT.md §9): nothing was stored."""
+
+    def __init__(self, suspension: boundaries.Suspension) -> None:
+        self.suspension = suspension
+
+
 async def create_request(
     db: Db,
     *,
@@ -112,10 +119,12 @@ async def create_placed_request(
     note: str | None,
     priority: str,
     prefer_specialist: str | None,
+    unless_suspended: bool = False,
 ) -> tuple[Request, int]:
     """Store a member's request; with it, how many requests are in line before it (as
     `ahead_of` counts). Four round trips: the member's lock, then one statement that checks
-    they are not in a conversation, inserts, and counts (it was six, with `ahead_of`)."""
+    they are not in a conversation (nor suspended, if asked: raises `Suspended`), inserts,
+    and counts (it was seven, with the suspension and `ahead_of`)."""
     async with connection(db) as conn, conn.transaction():
         # Not while the member is being erased: the erasure would find no open request,
         # then scrub this one's member id and leave it waiting (chat/store/privacy.py).
@@ -129,6 +138,9 @@ async def create_placed_request(
                         WHERE NOT EXISTS (
                             SELECT 1 FROM conversations
                             WHERE member_id = $2 AND state = {CONVERSATION_ACTIVE})
+                          AND NOT ($9 AND EXISTS (
+                            SELECT 1 FROM suspensions
+                            WHERE member_id = $2 AND lifted_at IS NULL AND until > now()))
                         RETURNING {_REQ}
                     )
                     SELECT new.*, (
@@ -149,10 +161,14 @@ async def create_placed_request(
                 note,
                 priority,
                 prefer_specialist,
+                unless_suspended,
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyOpen from None
-        if row is None:  # in a conversation
+        if row is None:  # suspended, or in a conversation
+            suspension = await boundaries.suspension_of(conn, member_id) if unless_suspended else None
+            if suspension is not None:
+                raise Suspended(suspension)
             raise AlreadyOpen
     return Request.of(row), int(row["ahead"])
 
