@@ -285,8 +285,9 @@ class Hub:
         earlier, self._last_seqs = self._last_seqs, last_seqs
         behind = 0
         for session in self.all_sessions():
+            handed_on = session.handed_on
             for conversation_id, seen in list(session.seen.items()):
-                if earlier.get(conversation_id, 0) > seen:
+                if earlier.get(conversation_id, 0) > seen and conversation_id not in handed_on:
                     session.deliver(CatchUp(conversation_id))
                     behind += 1
         return behind

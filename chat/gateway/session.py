@@ -125,6 +125,12 @@ class Session:
         self.watching_queue = False
         self.watching_stats = False
 
+    @property
+    def handed_on(self) -> set[str]:
+        """Conversations this socket was told were handed on (PRODUCT.md §9): nothing more of
+        them reaches it, so it is behind on none of them (chat/upkeep/repair.py)."""
+        return self._order.handed_on
+
     def start(self) -> None:
         """Start sending: first what was pushed (the `welcome`, the catch-up), then the
         fan-out delivered meanwhile; duplicates among those are dropped by seq."""

@@ -51,9 +51,11 @@ async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
     # believe they hold it): one of them may have missed its hand-over (PRODUCT.md §9).
     holders: dict[str, set[str]] = {}
     for session in services.hub.all_sessions():
-        ended = session.ended
+        ended, handed_on = session.ended, session.handed_on
         is_specialist = session.role == "specialist"
         for conversation_id, seen in session.seen.items():
+            if handed_on and conversation_id in handed_on:
+                continue  # someone else's now: nothing of it is missing here
             known = lowest.get(conversation_id)
             if known is None or seen < known:
                 lowest[conversation_id] = seen

@@ -9,11 +9,19 @@ import asyncio
 
 import pytest
 
-from tests.faults.harness import Cluster, seed_conversations
+from tests.faults.harness import Cluster, http_get, seed_conversations
 from tests.support.client import Client, token
 from tests.support.flows import put_profile
 
 pytestmark = pytest.mark.slow
+
+
+def _repairs(http: str) -> float:
+    _, metrics = http_get(http + "/metrics")
+    for line in metrics.splitlines():
+        if line.startswith("peerchat_delivery_repairs_total "):
+            return float(line.split()[1])
+    raise AssertionError("no peerchat_delivery_repairs_total in /metrics")
 
 
 async def test_start_and_end_reach_the_other_process_while_redis_is_down(cluster: Cluster) -> None:
@@ -110,8 +118,17 @@ async def test_a_handover_missed_while_redis_is_down_reaches_the_old_specialist_
 
     ended = await old_spec.expect("conversation_ended", timeout=15)
     assert (ended["conversation_id"], ended["by"], ended["reason"]) == (conv, "specialist", "transferred")
+    await asyncio.sleep(1.5)  # the round that told it is over
+    repairs = _repairs(old_web.http)
+    more = await member.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "more", "body": "still Ben's"}, "ack"
+    )
+    assert more["type"] == "ack" and more["seq"] == 3, more
     await asyncio.sleep(3.5)  # three more repair rounds (every TTL/3)
     leaked = [m for m in old_spec.drain("message") if m.get("conversation_id") == conv]
     assert leaked == [], "the old specialist was sent the new pair's messages"
+    # Handed on, the conversation is nothing the old specialist's socket is behind on: no
+    # repair round after round (the metric operators watch for lost rings).
+    assert _repairs(old_web.http) == repairs
     for client in (old_spec, member, ben):
         await client.close()
