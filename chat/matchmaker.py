@@ -40,19 +40,16 @@ log = logging.getLogger("peerchat.matchmaker")
 
 _TICK_S = 1.0
 _CLOSE_S = 2.0
-# With nobody waiting and no offer out there is nothing to decide, and everything that could
-# change that pokes the leader (a request, availability, a profile, a conversation's end, a
-# connection), which then reads afresh. So an idle leader re-reads only this often, as a
-# safety net for anything unpoked (a specialist's presence lapsing, a lost poke). (Every 5 s,
-# each reading all 2,000 specialists: docs/performance.md, round 8.)
-_IDLE_CYCLE_S = 30.0
+# With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
+# load with 2,000 specialists (docs/performance.md): re-read this often instead. (Its
+# broadcasts are also the supervisors' queue_stats refresh "every 5 s", chat/delivery/
+# watchers.py, which tests/e2e/test_dashboard.py relies on: 30 s broke it.)
+_IDLE_CYCLE_S = 5.0
 # Offers written per transaction (chat/store/queue.py make_offers).
 _OFFER_BATCH = 200
 # The leader's own connections (`Matchmaker._db`): its snapshot and offer writes must not
 # wait in line behind a burst's request handlers for the shared pool.
 _POOL_SIZE = 2
-# What a cycle saw, for the watchers' broadcasts: requests, specialists, online, away, when.
-_Seen = tuple[list[queue.Request], list[profiles.Profile], set[str], set[str], float]
 
 
 def merged(batch: Sequence[Decisions]) -> list[Decisions]:
@@ -110,9 +107,6 @@ class Matchmaker:
         # Members with no live connection, as of the last snapshot (offers and the queue say so).
         self._away: set[str] = set()
         self._broadcasts = Broadcasts(services, self.poke)
-        # The watchers' broadcasts of the latest cycle, sent beside the next one (`_broadcast`).
-        self._to_broadcast: _Seen | None = None
-        self._broadcasting: asyncio.Task[None] | None = None
         self._queue_update_s = settings.queue_update_s
         # When each waiting member last heard their place, and what is held for them.
         self._told_at: dict[str, float] = {}
@@ -129,8 +123,6 @@ class Matchmaker:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        if self._broadcasting is not None:
-            self._broadcasting.cancel()
         if self._task is not None:
             self._task.cancel()
             # Bounded: a query cancelled on a hung PostgreSQL leaves its pooled connection
@@ -246,30 +238,10 @@ class Matchmaker:
         batch.append(self.engine.tick(now))
         for decisions in merged(batch):
             await self._carry_out(decisions, now)
-        self._broadcast((requests, specialists, online, self._away, now))
+        await self._broadcasts.after_cycle(requests, specialists, online, self._away, now)
         if len(self._told_at) > 2 * len(self.engine.requests) + 100:
             waiting = self.engine.requests
             self._told_at = {rid: at for rid, at in self._told_at.items() if rid in waiting}
-
-    def _broadcast(self, latest: _Seen) -> None:
-        """Tell the queue's and the supervisors' watchers about this cycle, beside the next
-        cycle rather than before it: the stats take three reads on the shared pool, which a
-        burst's request handlers keep queued, and a cycle waited up to 0.8 s on them before
-        the next could start. One broadcast at a time; a cycle ending meanwhile replaces
-        what is still to be told (the latest wins)."""
-        self._to_broadcast = latest
-        if self._broadcasting is None or self._broadcasting.done():
-            self._broadcasting = asyncio.create_task(self._broadcast_all(), name="matchmaker-broadcasts")
-
-    async def _broadcast_all(self) -> None:
-        while self._to_broadcast is not None:
-            latest, self._to_broadcast = self._to_broadcast, None
-            try:
-                await self._broadcasts.after_cycle(*latest)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, RedisError) as exc:
-                log.warning("queue broadcasts failed: %s", type(exc).__name__)
-            except Exception:
-                log.exception("queue broadcasts failed")
 
     def _sync(
         self,
