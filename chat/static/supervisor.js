@@ -91,6 +91,10 @@ function main({ token, client, notice }) {
   suspensionsPanel(call);
 
   client.on('queue_stats', (f) => {
+    // The answer to watch_queues (it carries its ref), after every welcome: from here on
+    // every transfer_status reaches this page, so the list is read again now; a transfer
+    // that began or ended between the first load and the subscription is not missed.
+    if (f.ref) conversations.load();
     const at = stats.render(f);
     chart.add(at, f.waiting ?? 0, f.longest_wait_s ?? 0);
     specialists.countsChanged(f.specialists || {});

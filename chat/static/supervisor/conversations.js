@@ -25,6 +25,9 @@ export function conversationsPanel(call, read, watch, transfer) {
   const error = $('#conversations-error');
   /** @type {string | null} */
   let oldest = null;
+  // Loads may answer out of order (a reload's first load, then one for a transfer_status
+  // right after): only the newest one's answer is shown, never an older, staler list.
+  let generation = 0;
 
   /**
    * A transfer under way (PRODUCT.md §9), beside who holds the conversation.
@@ -77,8 +80,10 @@ export function conversationsPanel(call, read, watch, transfer) {
     if (state) q.set('state', state);
     if (/** @type {HTMLInputElement} */ ($('#conversations-risk')).checked) q.set('risk', 'high');
     if (older && oldest) q.set('before', oldest);
+    const mine = older ? generation : ++generation;
     try {
       const data = await call(`/api/conversations?${q}`);
+      if (mine !== generation) return; // a newer load is on its way: its answer is current
       const found = data && Array.isArray(data.conversations) ? data.conversations : [];
       error.textContent = '';
       if (!older) clear(body);
@@ -87,6 +92,7 @@ export function conversationsPanel(call, read, watch, transfer) {
       show(more, found.length === PAGE);
       show($('#conversations-empty'), body.children.length === 0);
     } catch (err) {
+      if (mine !== generation) return;
       error.textContent = t('sup.conversations_load_failed', { error: /** @type {Error} */ (err).message });
     }
   }
