@@ -3,22 +3,13 @@ notes reach every staff device and never a member."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 import httpx
 
 from tests.support.client import Client, token
-from tests.support.flows import assert_clean_log, matched, put_profile
+from tests.support.database import fetch
+from tests.support.flows import assert_clean_log, matched
 from tests.support.servers import LiveService
-
-
-async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetch(sql, *args)
-    finally:
-        await db.close()
+from tests.support.transfers import available_specialist
 
 
 async def test_staff_notes_reach_every_staff_device_and_never_the_member(
@@ -86,7 +77,7 @@ async def test_staff_notes_reach_every_staff_device_and_never_the_member(
         {"type": "note", "conversation_id": conv, "body": "x" * 4001}, "note_saved"
     )
     assert too_long["code"] == "bad_frame"
-    assert len(await _rows(database_url, "SELECT 1 FROM staff_notes WHERE conversation_id = $1", conv)) == 2
+    assert len(await fetch(database_url, "SELECT 1 FROM staff_notes WHERE conversation_id = $1", conv)) == 2
 
     member_history = await pair.member.call({"type": "history", "conversation_id": conv}, "history")
     assert member_history["messages"] == []
@@ -134,7 +125,7 @@ async def test_a_block_ends_the_chat_bars_offers_and_claims_across_processes_unt
     assert (await stranger.call({"type": "block", "conversation_id": "nope"}, "blocked"))[
         "code"
     ] == "not_found"
-    assert await _rows(database_url, "SELECT 1 FROM blocks") == []
+    assert await fetch(database_url, "SELECT 1 FROM blocks") == []
 
     blocked = await pair.specialist.call(
         {"type": "block", "conversation_id": conv, "reason": "abusive language qb1", "end": True}, "blocked"
@@ -144,7 +135,7 @@ async def test_a_block_ends_the_chat_bars_offers_and_claims_across_processes_unt
     assert (ended["conversation_id"], ended["by"]) == (conv, "specialist")
     again = await pair.specialist.call({"type": "block", "conversation_id": conv}, "blocked")
     assert again["code"] == "invalid_state"
-    [alert] = await _rows(database_url, "SELECT kind FROM alerts WHERE conversation_id = $1", conv)
+    [alert] = await fetch(database_url, "SELECT kind FROM alerts WHERE conversation_id = $1", conv)
     assert alert["kind"] == "block"
 
     async with httpx.AsyncClient(base_url=b.http) as http:
@@ -160,14 +151,12 @@ async def test_a_block_ends_the_chat_bars_offers_and_claims_across_processes_unt
     # offered it; a second specialist on the other process is.
     queued = await pair.member.call({"type": "request", "tags": ["anger"]}, "queued")
     request_id = queued["request_id"]
-    [row] = await _rows(database_url, "SELECT avoid FROM requests WHERE id = $1", request_id)
+    [row] = await fetch(database_url, "SELECT avoid FROM requests WHERE id = $1", request_id)
     assert "spec-blocker" in row["avoid"]
     claim = await pair.specialist.call({"type": "claim", "request_id": request_id}, "conversation_started")
     assert (claim["type"], claim["code"]) == ("error", "blocked")
 
-    await put_profile(b, "spec-other", name="Ben", tags=["anger"])
-    other, _ = await Client.connect(b.ws, token("specialist", "spec-other", "Ben"))
-    await other.call({"type": "availability", "status": "available"}, "availability")
+    other = await available_specialist(b, "spec-other", "Ben", tags=["anger"])
     offer = await other.expect("offer", where=lambda m: m["request_id"] == request_id, timeout=20)
     await other.call({"type": "decline", "offer_id": offer["offer_id"]}, "declined")
     assert not [m for m in pair.specialist.inbox if m["type"] == "offer"]
@@ -180,7 +169,7 @@ async def test_a_block_ends_the_chat_bars_offers_and_claims_across_processes_unt
             await http.delete(f"/api/blocks/{blocked['block_id']}", headers=SUPERVISOR)
         ).status_code == 404
         assert (await http.get("/api/blocks", headers=SUPERVISOR)).json()["blocks"] == []
-    [audit] = await _rows(
+    [audit] = await fetch(
         database_url, "SELECT target, conversation_id FROM audit_log WHERE action = 'lift_block'"
     )
     assert (audit["target"], audit["conversation_id"]) == (blocked["block_id"], conv)
@@ -219,7 +208,7 @@ async def test_a_report_bars_the_pair_for_good_and_reaches_supervisors(
         {"type": "report", "conversation_id": conv, "reason": "rude"}, "reported"
     )
     assert duplicate["code"] == "invalid_state"
-    [alert] = await _rows(database_url, "SELECT kind FROM alerts WHERE conversation_id = $1", conv)
+    [alert] = await fetch(database_url, "SELECT kind FROM alerts WHERE conversation_id = $1", conv)
     assert alert["kind"] == "report"
 
     async with httpx.AsyncClient(base_url=b.http) as http:
@@ -236,7 +225,7 @@ async def test_a_report_bars_the_pair_for_good_and_reaches_supervisors(
     await pair.member.send({"type": "end", "conversation_id": conv})
     await pair.specialist.expect("conversation_ended")
     queued = await pair.member.call({"type": "request", "tags": ["sleep"]}, "queued")
-    [row] = await _rows(database_url, "SELECT avoid FROM requests WHERE id = $1", queued["request_id"])
+    [row] = await fetch(database_url, "SELECT avoid FROM requests WHERE id = $1", queued["request_id"])
     assert "spec-reported" in row["avoid"]
     elsewhere, _ = await Client.connect(b.ws, token("specialist", "spec-reported", "Rosa"))
     claim = await elsewhere.call(
@@ -264,7 +253,7 @@ async def test_a_suspended_member_cannot_ask_until_lifted_and_the_audit_names_no
         assert (
             await http.put(path, json={"until": "2099-01-01T00:00:00Z"}, headers=as_member)
         ).status_code == 403
-        assert await _rows(database_url, "SELECT 1 FROM suspensions") == []
+        assert await fetch(database_url, "SELECT 1 FROM suspensions") == []
 
         put = await http.put(
             path, json={"until": "2099-01-01T00:00:00Z", "reason": "threats to staff"}, headers=SUPERVISOR
@@ -274,9 +263,9 @@ async def test_a_suspended_member_cannot_ask_until_lifted_and_the_audit_names_no
         refused = await member.call({"type": "request", "tags": ["grief"]}, "queued")
         assert (refused["type"], refused["code"]) == ("error", "suspended")
         assert refused["until"].startswith("2099-01-01T00:00:00")
-        assert await _rows(database_url, "SELECT 1 FROM requests") == []
+        assert await fetch(database_url, "SELECT 1 FROM requests") == []
 
-        [audit] = await _rows(database_url, "SELECT * FROM audit_log WHERE action = 'suspend'")
+        [audit] = await fetch(database_url, "SELECT * FROM audit_log WHERE action = 'suspend'")
         assert audit["target"] == suspension_id
         assert "acct-suspended-77" not in str(dict(audit))
 

@@ -11,42 +11,14 @@ import asyncpg
 import httpx
 
 from tests.support.client import Client, token
+from tests.support.database import fetch
 from tests.support.flows import assert_clean_log, matched, put_profile, stored_bodies
 from tests.support.servers import LiveService
-
-
-async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetch(sql, *args)
-    finally:
-        await db.close()
-
-
-async def _specialist(live: LiveService, sub: str, name: str, **profile: Any) -> Client:
-    await put_profile(live, sub, name=name, **{"tags": ["grief"], **profile})
-    client, _ = await Client.connect(live.ws, token("specialist", sub, name))
-    return client
-
-
-async def _say(client: Client, conversation_id: str, body: str) -> int:
-    ack = await client.call(
-        {"type": "send", "conversation_id": conversation_id, "client_msg_id": body, "body": body}, "ack"
-    )
-    assert ack["type"] == "ack", ack
-    seq: int = ack["seq"]
-    return seq
+from tests.support.transfers import conversation_holder, say, specialist_with_profile
 
 
 def _bearer(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
-
-
-async def _holder(database_url: str, conversation_id: str) -> tuple[str, str]:
-    rows = await _rows(
-        database_url, "SELECT state, specialist_id FROM conversations WHERE id = $1", conversation_id
-    )
-    return rows[0]["state"], rows[0]["specialist_id"]
 
 
 async def test_warm_transfer_accepted_across_processes(service_factory: type, database_url: str) -> None:
@@ -55,8 +27,10 @@ async def test_warm_transfer_accepted_across_processes(service_factory: type, da
     pair = await matched(a, member_id="acct-warm", specialist_id="spec-ana")
     conv = pair.conversation_id
     ana_b, _ = await Client.connect(b.ws, token("specialist", "spec-ana", "Rosa"))  # her second device
-    ben = await _specialist(b, "spec-ben", "Ben")  # online, `away`: a colleague may be asked directly
-    assert await _say(pair.member, conv, "before qt0") == 1
+    ben = await specialist_with_profile(
+        b, "spec-ben", "Ben"
+    )  # online, `away`: a colleague may be asked directly
+    assert await say(pair.member, conv, "before qt0") == 1
 
     asked = await pair.specialist.call(
         {
@@ -75,7 +49,7 @@ async def test_warm_transfer_accepted_across_processes(service_factory: type, da
         "note": "likes mornings qt1",
     }
     # Until Ben accepts, the conversation is Ana's: the member's messages reach her.
-    assert await _say(pair.member, conv, "still ana qt2") == 2
+    assert await say(pair.member, conv, "still ana qt2") == 2
     await pair.specialist.expect("message", where=lambda m: m["seq"] == 2, timeout=20)
 
     started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
@@ -102,9 +76,9 @@ async def test_warm_transfer_accepted_across_processes(service_factory: type, da
     for seq in (1, 2):
         got = await ben.expect("message", where=lambda m, s=seq: m["seq"] == s, timeout=20)
         assert got["conversation_id"] == conv
-    assert await _say(pair.member, conv, "hello ben qt3") == 3
+    assert await say(pair.member, conv, "hello ben qt3") == 3
     assert (await ben.expect("message", where=lambda m: m["seq"] == 3, timeout=20))["body"] == "hello ben qt3"
-    reply = await _say(ben, conv, "hi, I'm Ben")
+    reply = await say(ben, conv, "hi, I'm Ben")
     assert (await pair.member.expect("message", where=lambda m: m["seq"] == reply, timeout=20))["sender"] == {
         "role": "specialist",
         "name": "Ben",
@@ -116,14 +90,14 @@ async def test_warm_transfer_accepted_across_processes(service_factory: type, da
         {"type": "send", "conversation_id": conv, "client_msg_id": "x1", "body": "still here?"}, "ack"
     )
     assert refused["type"] == "error" and refused["code"] == "forbidden", refused
-    assert await _holder(database_url, conv) == ("active", "spec-ben")
+    assert await conversation_holder(database_url, conv) == ("active", "spec-ben")
     assert [
         r["kind"]
-        for r in await _rows(database_url, "SELECT kind FROM staff_notes WHERE conversation_id = $1", conv)
+        for r in await fetch(database_url, "SELECT kind FROM staff_notes WHERE conversation_id = $1", conv)
     ] == ["transfer"]
     load = {
         r["id"]: r["active_chats"]
-        for r in await _rows(database_url, "SELECT id, active_chats FROM specialists WHERE id LIKE 'spec-%'")
+        for r in await fetch(database_url, "SELECT id, active_chats FROM specialists WHERE id LIKE 'spec-%'")
     }
     assert load == {"spec-ana": 0, "spec-ben": 1}
     # The member never sees the note.
@@ -142,7 +116,7 @@ async def test_warm_transfer_declined_then_expired_leaves_it_with_the_sender(
     a: LiveService = service_factory(PEERCHAT_OFFER_TIMEOUT_S="2")
     pair = await matched(a, member_id="acct-stays", specialist_id="spec-keeps")
     conv = pair.conversation_id
-    ben = await _specialist(a, "spec-busy", "Ben")
+    ben = await specialist_with_profile(a, "spec-busy", "Ben")
 
     await pair.specialist.call(
         {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-busy", "note": "n"}, "transfer"
@@ -152,7 +126,7 @@ async def test_warm_transfer_declined_then_expired_leaves_it_with_the_sender(
     assert declined["type"] == "declined", declined
     failed = await pair.specialist.expect("transfer_failed", timeout=20)
     assert failed == {"type": "transfer_failed", "conversation_id": conv, "reason": "declined"}
-    seq = await _say(pair.member, conv, "are you there")
+    seq = await say(pair.member, conv, "are you there")
     await pair.specialist.expect("message", where=lambda m: m["seq"] == seq, timeout=20)
 
     # Asked again, and left unanswered: it expires.
@@ -171,15 +145,15 @@ async def test_warm_transfer_declined_then_expired_leaves_it_with_the_sender(
     assert failed["reason"] == "expired"
     late = await ben.call({"type": "accept", "offer_id": second["offer_id"]}, "conversation_started")
     assert late["code"] == "offer_expired", late
-    assert await _holder(database_url, conv) == ("active", "spec-keeps")
+    assert await conversation_holder(database_url, conv) == ("active", "spec-keeps")
     states = [
-        r["state"] for r in await _rows(database_url, "SELECT state FROM transfers ORDER BY created_at")
+        r["state"] for r in await fetch(database_url, "SELECT state FROM transfers ORDER BY created_at")
     ]
     assert states == ["declined", "expired"]
     assert (
         pair.member.drain("transfer") == []
     )  # a warm transfer that did not happen is never news to the member
-    seq = await _say(pair.member, conv, "still with you")
+    seq = await say(pair.member, conv, "still with you")
     await pair.specialist.expect("message", where=lambda m: m["seq"] == seq, timeout=20)
     for client in (pair.member, pair.specialist, ben):
         await client.close()
@@ -193,7 +167,7 @@ async def test_cold_transfer_goes_first_is_never_offered_back_and_keeps_every_me
     b: LiveService = service_factory()
     pair = await matched(a, member_id="acct-cold", specialist_id="spec-hands")
     conv = pair.conversation_id
-    assert await _say(pair.member, conv, "one") == 1
+    assert await say(pair.member, conv, "one") == 1
     # Someone else waits already; the transfer must still go first.
     other, _ = await Client.connect(b.ws, token("member", "acct-earlier", "Lee"))
     queued = await other.call({"type": "request", "tags": ["grief"]}, "queued")
@@ -211,14 +185,14 @@ async def test_cold_transfer_goes_first_is_never_offered_back_and_keeps_every_me
     waiting = await pair.member.expect("transfer", timeout=20)
     assert waiting == {"type": "transfer", "conversation_id": conv, "state": "waiting"}
     # While it waits, the member's messages are stored and acked, with their seq.
-    assert [await _say(pair.member, conv, body) for body in ("two", "three", "four")] == [2, 3, 4]
+    assert [await say(pair.member, conv, body) for body in ("two", "three", "four")] == [2, 3, 4]
 
     # Nor may she claim it back by hand.
-    [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    [entry] = await fetch(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
     back = await pair.specialist.call({"type": "claim", "request_id": entry["id"]}, "conversation_started")
     assert (back["type"], back["code"]) == ("error", "invalid_state"), back
 
-    ben = await _specialist(b, "spec-next", "Ben", max_chats=1)
+    ben = await specialist_with_profile(b, "spec-next", "Ben", max_chats=1)
     status = await ben.call({"type": "availability", "status": "available"}, "availability")
     assert status["type"] == "availability"
     offer = await ben.expect("offer", timeout=30)
@@ -232,7 +206,7 @@ async def test_cold_transfer_goes_first_is_never_offered_back_and_keeps_every_me
     assert bodies == ["one", "two", "three", "four"]
     joined = await pair.member.expect("transfer", timeout=20)
     assert joined["state"] == "joined" and joined["specialist"] == {"id": "spec-next", "name": "Ben"}
-    assert await _say(pair.member, conv, "five") == 5
+    assert await say(pair.member, conv, "five") == 5
     assert (await ben.expect("message", where=lambda m: m["seq"] == 5, timeout=20))["body"] == "five"
 
     offered_back = [o for o in pair.specialist.inbox if o["type"] == "offer" and o.get("transfer")]
@@ -245,11 +219,11 @@ async def test_cold_transfer_goes_first_is_never_offered_back_and_keeps_every_me
         (4, "four"),
         (5, "five"),
     ]
-    assert await _holder(database_url, conv) == ("active", "spec-next")
-    rows = await _rows(database_url, "SELECT state FROM requests WHERE transfer_of = $1", conv)
+    assert await conversation_holder(database_url, conv) == ("active", "spec-next")
+    rows = await fetch(database_url, "SELECT state FROM requests WHERE transfer_of = $1", conv)
     assert [r["state"] for r in rows] == ["assigned"]
     # Lee still waits: the transfer went ahead of her.
-    assert (await _rows(database_url, "SELECT state FROM requests WHERE id = $1", queued["request_id"]))[0][
+    assert (await fetch(database_url, "SELECT state FROM requests WHERE id = $1", queued["request_id"]))[0][
         "state"
     ] in (
         "waiting",
@@ -267,11 +241,11 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     a: LiveService = service_factory()
     pair = await matched(a, member_id="acct-bad", specialist_id="spec-own")
     conv = pair.conversation_id
-    stranger = await _specialist(a, "spec-stranger", "Ann")
-    spanish = await _specialist(a, "spec-es", "Eva", languages=["es"])
-    full = await _specialist(a, "spec-full", "Fay", max_chats=1)
-    barred = await _specialist(a, "spec-barred", "Bo")
-    blocker = await _specialist(a, "spec-blocker", "Bea")
+    stranger = await specialist_with_profile(a, "spec-stranger", "Ann")
+    spanish = await specialist_with_profile(a, "spec-es", "Eva", languages=["es"])
+    full = await specialist_with_profile(a, "spec-full", "Fay", max_chats=1)
+    barred = await specialist_with_profile(a, "spec-barred", "Bo")
+    blocker = await specialist_with_profile(a, "spec-blocker", "Bea")
     await put_profile(a, "spec-offline", name="Otto", tags=["grief"])  # a profile, no connection
     db = await asyncpg.connect(database_url)
     try:
@@ -313,9 +287,9 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     for client, frame, code in cases:
         got = await client.call(frame, "transfer")
         assert (got["type"], got.get("code")) == ("error", code), (frame, got)
-    assert await _rows(database_url, "SELECT 1 FROM transfers") == []
-    assert await _rows(database_url, "SELECT 1 FROM requests WHERE transfer_of IS NOT NULL") == []
-    assert await _holder(database_url, conv) == ("active", "spec-own")
+    assert await fetch(database_url, "SELECT 1 FROM transfers") == []
+    assert await fetch(database_url, "SELECT 1 FROM requests WHERE transfer_of IS NOT NULL") == []
+    assert await conversation_holder(database_url, conv) == ("active", "spec-own")
 
     # The transfer dialog's list: only Ann fits (Eva lacks the language, Fay is full, Bo and
     # Bea are barred, Otto is offline; the caller is never listed).
@@ -358,7 +332,7 @@ async def test_bad_transfers_get_the_right_error_and_change_nothing(
     assert withdrawn == {"type": "offer_revoked", "offer_id": pending["offer_id"], "reason": "cancelled"}
     after_end = await pair.specialist.call(t(), "transfer")
     assert after_end["code"] == "invalid_state"
-    assert [r["state"] for r in await _rows(database_url, "SELECT state FROM transfers")] == ["cancelled"]
+    assert [r["state"] for r in await fetch(database_url, "SELECT state FROM transfers")] == ["cancelled"]
     async with httpx.AsyncClient(base_url=a.http) as http:
         ended = await http.get(
             f"/api/conversations/{conv}/transfer-targets",
@@ -397,7 +371,7 @@ async def test_a_supervisor_transfers_any_conversation_audited(
     ended = await pair.specialist.expect("conversation_ended", timeout=20)
     assert ended["reason"] == "transferred"
     assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
-    audit = await _rows(
+    audit = await fetch(
         database_url, "SELECT actor_id, action, conversation_id FROM audit_log WHERE action = 'transfer'"
     )
     assert [(r["actor_id"], r["conversation_id"]) for r in audit] == [("sup-t", conv)]
@@ -421,7 +395,7 @@ async def test_transfer_racing_end_and_two_accepts_leave_one_owner(
             pair.member.send({"type": "end", "conversation_id": conv}),
         )
         await pair.member.expect("conversation_ended", timeout=20)
-        rows = await _rows(
+        rows = await fetch(
             database_url,
             """SELECT c.state,
                       (SELECT count(*) FROM requests r
@@ -451,10 +425,10 @@ async def test_transfer_racing_end_and_two_accepts_leave_one_owner(
     )
     kinds = sorted(r.get("code", r["type"]) for r in results)
     assert kinds == ["conversation_started", "offer_expired"], results
-    assert await _holder(database_url, conv) == ("active", "spec-to")
+    assert await conversation_holder(database_url, conv) == ("active", "spec-to")
     load = {
         r["id"]: r["active_chats"]
-        for r in await _rows(database_url, "SELECT id, active_chats FROM specialists")
+        for r in await fetch(database_url, "SELECT id, active_chats FROM specialists")
     }
     assert load["spec-to"] == 1 and load["spec-from"] == 0
     for client in (pair.member, pair.specialist, to_a, to_b):
@@ -474,18 +448,18 @@ async def test_a_cold_transfer_is_not_ended_by_the_reconnect_grace(
     await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
     await pair.specialist.close()
     # Past the grace and the presence TTL several times over, still waiting, still active.
-    ben = await _specialist(a, "spec-later", "Ben")
+    ben = await specialist_with_profile(a, "spec-later", "Ben")
     await asyncio.sleep(6)
-    assert await _holder(database_url, conv) == ("active", "")
+    assert await conversation_holder(database_url, conv) == ("active", "")
     assert pair.member.drain("conversation_ended") == []
     await ben.call({"type": "availability", "status": "available"}, "availability")
     offer = await ben.expect("offer", timeout=30)
     started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
     assert started["conversation"]["id"] == conv
-    assert await _holder(database_url, conv) == ("active", "spec-later")
+    assert await conversation_holder(database_url, conv) == ("active", "spec-later")
     assert [
         r["state"]
-        for r in await _rows(
+        for r in await fetch(
             database_url, "SELECT state FROM requests WHERE member_id = 'acct-grace' ORDER BY created_at"
         )
     ] == [
@@ -503,7 +477,7 @@ async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
     # The sender leaves right after asking; the target accepts around the moment the grace
     # ends the conversation (peer_gone). Whichever wins, one outcome, never both.
     a: LiveService = service_factory(PEERCHAT_RECONNECT_GRACE_S="1", PEERCHAT_PRESENCE_TTL_S="2")
-    ben = await _specialist(a, "spec-catch", "Ben", max_chats=3)
+    ben = await specialist_with_profile(a, "spec-catch", "Ben", max_chats=3)
     outcomes = []
     for round_, delay in enumerate((0.3, 0.9, 1.1, 1.4, 4.0)):
         pair = await matched(
@@ -521,9 +495,9 @@ async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
         await asyncio.sleep(delay)
         got = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
         await asyncio.sleep(2.5)  # past the grace: whatever the sweep would do, it has done
-        state, holder = await _holder(database_url, conv)
-        moved = await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
-        requeued = await _rows(
+        state, holder = await conversation_holder(database_url, conv)
+        moved = await fetch(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+        requeued = await fetch(
             database_url,
             "SELECT 1 FROM requests WHERE member_id = $1 AND state IN ('waiting', 'offered')",
             pair.member_id,
@@ -545,7 +519,7 @@ async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
                 1,
             )
         await pair.member.close()
-    load = await _rows(database_url, "SELECT id, active_chats FROM specialists WHERE active_chats <> 0")
+    load = await fetch(database_url, "SELECT id, active_chats FROM specialists WHERE active_chats <> 0")
     assert load == [], load
     # The first round is taken well within the grace, the last well past it.
     assert outcomes[0] == "taken" and outcomes[-1] == "gone", outcomes
@@ -562,7 +536,7 @@ async def test_no_message_reaches_the_handing_on_specialist_after_their_end_unde
     a: LiveService = service_factory()
     b: LiveService = service_factory()
     # Ben connects first: his process has long held his channel when the offer is rung.
-    ben = await _specialist(b, "spec-new", "Ben")
+    ben = await specialist_with_profile(b, "spec-new", "Ben")
     pair = await matched(a, member_id="acct-storm", specialist_id="spec-old")
     conv = pair.conversation_id
     old_b, _ = await Client.connect(b.ws, token("specialist", "spec-old", "Rosa"))
@@ -601,7 +575,7 @@ async def test_no_message_reaches_the_handing_on_specialist_after_their_end_unde
         )
         # What they saw before it is a gap-free prefix of the conversation.
         assert sorted(before) == list(range(1, len(before) + 1))
-    cut = (await _rows(database_url, "SELECT last_seq FROM conversations WHERE id = $1", conv))[0]["last_seq"]
+    cut = (await fetch(database_url, "SELECT last_seq FROM conversations WHERE id = $1", conv))[0]["last_seq"]
     assert cut == 40
     for client in (pair.member, pair.specialist, old_b, ben):
         await client.close()

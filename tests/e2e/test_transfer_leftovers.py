@@ -7,28 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import httpx
 
 from tests.support.client import Client, token
-from tests.support.flows import assert_clean_log, matched, put_profile
+from tests.support.database import fetch
+from tests.support.flows import assert_clean_log, matched
 from tests.support.servers import LiveService, wait_until
-
-
-async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetch(sql, *args)
-    finally:
-        await db.close()
-
-
-async def _online(specialist: Client) -> None:
-    """Presence is written after `welcome` and before the socket reads its first frame: a
-    reply means the specialist counts as online, so a warm transfer to them is not refused
-    as offline on a loaded machine."""
-    answer = await specialist.call({"type": "availability", "status": "away"}, "availability")
-    assert answer["type"] == "availability", answer
+from tests.support.transfers import cold_transfer, online_specialist
 
 
 async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_not_a_stranger_request(
@@ -42,14 +27,13 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
     conv = pair.conversation_id
     supervisor, _ = await Client.connect(live.ws, token("supervisor", "sup-away", "Dana"))
     assert (await supervisor.call({"type": "watch_queues"}, "queue_stats"))["type"] == "queue_stats"
-    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
-    assert (await pair.member.expect("transfer", timeout=20))["state"] == "waiting"
+    assert (await cold_transfer(pair))["state"] == "waiting"
     assert (await supervisor.expect("transfer_status", timeout=20)).get("transfer") == {"state": "waiting"}
-    [entry] = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    [entry] = await fetch(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
     await pair.member.close()
 
     async def ended() -> bool:
-        rows = await _rows(database_url, "SELECT state FROM conversations WHERE id = $1", conv)
+        rows = await fetch(database_url, "SELECT state FROM conversations WHERE id = $1", conv)
         return bool(rows[0]["state"] == "ended")
 
     await wait_until(ended, timeout=60)
@@ -58,11 +42,11 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
         "type": "transfer_status",
         "conversation_id": conv,
     }
-    [row] = await _rows(
+    [row] = await fetch(
         database_url, "SELECT ended_by, end_reason, specialist_id FROM conversations WHERE id = $1", conv
     )
     assert (row["ended_by"], row["end_reason"], row["specialist_id"]) == ("system", "peer_gone", "")
-    [request] = await _rows(
+    [request] = await fetch(
         database_url, "SELECT state, cancel_reason, reason_untold FROM requests WHERE id = $1", entry["id"]
     )
     assert (request["state"], request["cancel_reason"], request["reason_untold"]) == (
@@ -72,7 +56,7 @@ async def test_a_member_away_past_the_grace_during_a_cold_wait_finds_it_ended_no
     )
     assert [
         r["state"]
-        for r in await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+        for r in await fetch(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
     ] == ["cancelled"]
 
     back, welcome = await Client.connect(live.ws, token("member", "acct-away", "Sam"), resume={conv: 0})
@@ -96,9 +80,7 @@ async def test_a_supervisors_warm_transfer_is_offered_accepted_joined_and_audite
     b: LiveService = service_factory()
     pair = await matched(a, member_id="acct-supwarm", specialist_id="spec-tired")
     conv = pair.conversation_id
-    await put_profile(b, "spec-fresh", name="Ben", tags=["grief"])
-    ben, _ = await Client.connect(b.ws, token("specialist", "spec-fresh", "Ben"))
-    await _online(ben)
+    ben = await online_specialist(b, "spec-fresh", "Ben")
     supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-w", "Dana"))
     asked = await supervisor.call(
         {
@@ -133,14 +115,14 @@ async def test_a_supervisors_warm_transfer_is_offered_accepted_joined_and_audite
         "state": "joined",
         "specialist": {"id": "spec-fresh", "name": "Ben"},
     }
-    [holder] = await _rows(database_url, "SELECT specialist_id FROM conversations WHERE id = $1", conv)
+    [holder] = await fetch(database_url, "SELECT specialist_id FROM conversations WHERE id = $1", conv)
     assert holder["specialist_id"] == "spec-fresh"
-    audit = await _rows(
+    audit = await fetch(
         database_url,
         "SELECT actor_id, actor_role, conversation_id, target FROM audit_log WHERE action = 'transfer'",
     )
     assert [tuple(r.values()) for r in audit] == [("sup-w", "supervisor", conv, "spec-fresh")]
-    [row] = await _rows(
+    [row] = await fetch(
         database_url, "SELECT state, by_role, by_id FROM transfers WHERE conversation_id = $1", conv
     )
     assert tuple(row.values()) == ("accepted", "supervisor", "sup-w")
@@ -173,9 +155,7 @@ async def test_a_transfer_under_way_shows_after_a_reload_to_each_side_and_live_t
     supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-live", "Dana"))
     stats = await supervisor.call({"type": "watch_queues"}, "queue_stats")
     assert stats["type"] == "queue_stats", stats
-    await put_profile(b, "spec-ben", name="Ben", tags=["grief"])
-    ben, _ = await Client.connect(b.ws, token("specialist", "spec-ben", "Ben"))
-    await _online(ben)
+    ben = await online_specialist(b, "spec-ben", "Ben")
 
     # Warm: asked, not yet accepted.
     asked = await pair.specialist.call(

@@ -5,28 +5,12 @@ cancels the queue entry of their own cold transfer."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import asyncpg
 
 from tests.support.client import Client, token
+from tests.support.database import fetch
 from tests.support.flows import assert_clean_log, matched, put_profile
 from tests.support.servers import LiveService
-
-
-async def _rows(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    db = await asyncpg.connect(database_url)
-    try:
-        return await db.fetch(sql, *args)
-    finally:
-        await db.close()
-
-
-async def _holder(database_url: str, conversation_id: str) -> tuple[str, str]:
-    rows = await _rows(
-        database_url, "SELECT state, specialist_id FROM conversations WHERE id = $1", conversation_id
-    )
-    return rows[0]["state"], rows[0]["specialist_id"]
+from tests.support.transfers import available_specialist, cold_transfer, conversation_holder
 
 
 async def test_the_handing_on_specialist_records_their_wrap_up_and_the_next_keeps_theirs(
@@ -63,9 +47,7 @@ async def test_the_handing_on_specialist_records_their_wrap_up_and_the_next_keep
 
     # The next specialist takes it, it ends, and they record theirs: both outcomes are kept,
     # each under its own specialist.
-    await put_profile(live, "spec-ben", name="Ben", tags=["grief"])
-    ben, _ = await Client.connect(live.ws, token("specialist", "spec-ben", "Ben"))
-    await ben.call({"type": "availability", "status": "available"}, "availability")
+    ben = await available_specialist(live, "spec-ben", "Ben")
     offer = await ben.expect("offer", where=lambda o: o.get("transfer") is not None, timeout=30)
     started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
     assert started["conversation"]["id"] == conv
@@ -76,7 +58,7 @@ async def test_the_handing_on_specialist_records_their_wrap_up_and_the_next_keep
         "wrap_up_saved",
     )
     assert theirs["type"] == "wrap_up_saved", theirs
-    rows = await _rows(
+    rows = await fetch(
         database_url,
         "SELECT specialist_id, outcome FROM wrap_ups WHERE conversation_id = $1 ORDER BY specialist_id",
         conv,
@@ -99,9 +81,8 @@ async def test_a_member_cannot_cancel_their_cold_transfer_into_a_conversation_no
     live: LiveService = service_factory()
     pair = await matched(live, member_id="acct-cancel", specialist_id="spec-cold")
     conv = pair.conversation_id
-    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
-    await pair.member.expect("transfer", timeout=20)
-    rows = await _rows(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
+    await cold_transfer(pair)
+    rows = await fetch(database_url, "SELECT id FROM requests WHERE transfer_of = $1", conv)
     request_id = rows[0]["id"]
     second, welcome = await Client.connect(live.ws, token("member", "acct-cancel", "Sam"))
     assert welcome["requests"] == []
@@ -111,15 +92,13 @@ async def test_a_member_cannot_cancel_their_cold_transfer_into_a_conversation_no
     assert refused["type"] == "error" and refused["code"] == "invalid_state", refused
     # Nothing changed: still waiting in the queue for the next specialist, who gets it.
     assert [
-        r["state"] for r in await _rows(database_url, "SELECT state FROM requests WHERE id = $1", request_id)
+        r["state"] for r in await fetch(database_url, "SELECT state FROM requests WHERE id = $1", request_id)
     ] == ["waiting"]
-    await put_profile(live, "spec-next", name="Ben", tags=["grief"])
-    ben, _ = await Client.connect(live.ws, token("specialist", "spec-next", "Ben"))
-    await ben.call({"type": "availability", "status": "available"}, "availability")
+    ben = await available_specialist(live, "spec-next", "Ben")
     offer = await ben.expect("offer", timeout=30)
     started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
     assert started["conversation"]["id"] == conv
-    assert await _holder(database_url, conv) == ("active", "spec-next")
+    assert await conversation_holder(database_url, conv) == ("active", "spec-next")
     for client in (pair.member, pair.specialist, second, ben):
         await client.close()
     assert_clean_log(live)
@@ -161,7 +140,7 @@ async def test_an_end_during_a_transfer_withdraws_its_offer_from_whoever_holds_i
     assert revoked["offer_id"] == cold["offer_id"]
     late = await ben.call({"type": "accept", "offer_id": cold["offer_id"]}, "conversation_started")
     assert late["type"] == "error" and late["code"] == "offer_expired"
-    assert await _holder(database_url, second.conversation_id) == ("ended", "")
+    assert await conversation_holder(database_url, second.conversation_id) == ("ended", "")
     for client in (pair.member, pair.specialist, second.member, second.specialist, ben):
         await client.close()
     for svc in (a, b):
@@ -188,9 +167,9 @@ async def test_a_warm_transfer_whose_process_died_still_expires_and_the_sender_i
     sender, _ = await Client.connect(b.ws, token("specialist", "spec-sender", "Rosa"))
     failed = await sender.expect("transfer_failed", timeout=40)
     assert failed == {"type": "transfer_failed", "conversation_id": conv, "reason": "expired"}
-    rows = await _rows(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
+    rows = await fetch(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
     assert [r["state"] for r in rows] == ["expired"]
-    assert await _holder(database_url, conv) == ("active", "spec-sender")
+    assert await conversation_holder(database_url, conv) == ("active", "spec-sender")
     for client in (sender, ben):
         await client.close()
     assert_clean_log(b)
@@ -205,25 +184,22 @@ async def test_the_next_specialist_learns_the_conversation_is_high_risk(
     live: LiveService = service_factory()
     pair = await matched(live, member_id="acct-risk", specialist_id="spec-first")
     conv = pair.conversation_id
-    await pair.specialist.call({"type": "transfer", "conversation_id": conv, "note": "n"}, "transfer")
-    await pair.member.expect("transfer", timeout=20)
+    await cold_transfer(pair)
     # While it waits for nobody, the member discloses.
     for body in ("hello again", "i want to die"):
         ack = await pair.member.call(
             {"type": "send", "conversation_id": conv, "client_msg_id": body, "body": body}, "ack"
         )
         assert ack["type"] == "ack", ack
-    marked = await _rows(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
+    marked = await fetch(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
     for _ in range(100):
         if marked[0]["risk"] == "high":
             break
         await asyncio.sleep(0.1)
-        marked = await _rows(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
+        marked = await fetch(database_url, "SELECT risk FROM conversations WHERE id = $1", conv)
     assert marked[0]["risk"] == "high"
 
-    await put_profile(live, "spec-next", name="Ben", tags=["grief"])
-    ben, _ = await Client.connect(live.ws, token("specialist", "spec-next", "Ben"))
-    await ben.call({"type": "availability", "status": "available"}, "availability")
+    ben = await available_specialist(live, "spec-next", "Ben")
     offer = await ben.expect("offer", timeout=30)
     started = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
     assert started["conversation"]["id"] == conv
