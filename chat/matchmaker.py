@@ -28,9 +28,9 @@ from chat.leadership import ELECTION_EVERY_S, Leadership
 from chat.openness import during_long_wait
 from chat.people import member, specialist
 from chat.services import Services
-from chat.store import conversation_list, members, profiles, queue
+from chat.store import conversation_list, members, offers, profiles, queue
 from chat.store.db import open_pool
-from chat.store.queue import OfferOutcome
+from chat.store.offers import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
 from matching.model import MatchConfig, Offer, Request, Specialist
@@ -45,7 +45,7 @@ _CLOSE_S = 2.0
 # broadcasts are also the supervisors' queue_stats refresh "every 5 s", chat/delivery/
 # watchers.py, which tests/e2e/test_dashboard.py relies on: 30 s broke it.)
 _IDLE_CYCLE_S = 5.0
-# Offers written per transaction (chat/store/queue.py make_offers).
+# Offers written per transaction (chat/store/offers.py make_offers).
 _OFFER_BATCH = 200
 # The leader's own connections (`Matchmaker._db`): its snapshot and offer writes must not
 # wait in line behind a burst's request handlers for the shared pool.
@@ -286,7 +286,7 @@ class Matchmaker:
         """In the order `Decisions` gives."""
         db, hub = self._db, self.s.hub
         for revoked in decisions.revoked:
-            if await queue.revoke_offer(db, revoked.id):
+            if await offers.revoke_offer(db, revoked.id):
                 hub.to_user(
                     specialist(revoked.specialist_id), f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
                 )
@@ -393,8 +393,8 @@ class Matchmaker:
                     self._needs_load = True  # the snapshot lacks it: start the next cycle afresh
                     continue
                 expires_at = datetime.fromtimestamp(offer.expires_at, UTC)
-                batch.append(queue.NewOffer(offer.id, offer.request_id, offer.specialist_id, expires_at))
-            made = await queue.make_offers(self._db, batch)
+                batch.append(offers.NewOffer(offer.id, offer.request_id, offer.specialist_id, expires_at))
+            made = await offers.make_offers(self._db, batch)
             if len(made) < len(batch):
                 self._needs_load = True  # the database refused some: start the next cycle afresh
             for offer_made in made:
@@ -417,7 +417,7 @@ class Matchmaker:
     async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
         # The store counts the specialist's streak of misses; the engine decided `set_away`
         # on the same count (it takes the stored one up at the next cycle).
-        closed = await queue.close_offer(self._db, offer_id, outcome)
+        closed = await offers.close_offer(self._db, offer_id, outcome)
         if closed is None:
             return
         offer, _missed = closed
