@@ -219,23 +219,16 @@ async def messages_after(
     """`held_by`: only if that specialist holds the conversation (a socket's catch-up: a
     conversation handed on to someone else is not theirs to read any more, PRODUCT.md §9)."""
     after_seq = min(max(after_seq, 0), _MAX_SEQ)
-    if held_by is None:
-        rows = await db.fetch(
-            f"SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            conversation_id,
-            after_seq,
-            limit,
-        )
-    else:
-        rows = await db.fetch(
-            f"""SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2
-                  AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND specialist_id = $4)
-                ORDER BY seq LIMIT $3""",
-            conversation_id,
-            after_seq,
-            limit,
-            held_by,
-        )
+    rows = await db.fetch(
+        f"""SELECT {_MSG} FROM messages WHERE conversation_id = $1 AND seq > $2
+              AND ($4::text IS NULL
+                   OR EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND specialist_id = $4))
+            ORDER BY seq LIMIT $3""",
+        conversation_id,
+        after_seq,
+        limit,
+        held_by,
+    )
     return [StoredMessage.of(r) for r in rows]
 
 
