@@ -24,48 +24,34 @@ Publishes on a partition being mapped again fail at once; the catch-up repairs t
 `on_receivers` counts the processes subscribed to the partition, not to the channel:
 never fewer, so the hub's solo rule (chat/delivery/hub.py: one receiver, itself) only
 ever errs on the side of ringing.
+
+This module holds the bus itself: what is subscribed and confirmed, the replies read from
+each subscriber, and the supervision that recovers partitions. Each master's connections
+are in chat/bus_cluster_link.py; which master owns which partition, in
+chat/bus_cluster_slots.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Callable
 
 import hiredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from chat import bus_partitions, resp
+from chat import bus_cluster_slots, bus_partitions, resp
 from chat.bus import Handler, Receivers, Reconnected
-from chat.bus_publisher import CONNECT_TIMEOUT_S, Fixed, Publisher
+from chat.bus_cluster_link import Link, open_link
+from chat.bus_cluster_slots import Node
 from chat.redisconn import RedisTopology, node_url
 
 log = logging.getLogger("peerchat.bus")
 CONFIRM_TIMEOUT_S = 3.0  # a partition's SSUBSCRIBE confirmed within this, or its master is retried
 HEALTH_S = 5.0  # ping each subscriber this often; two silent periods mean it is dead
-
-Node = tuple[str, int]
-
-
-class _Link:
-    """One master: a subscriber connection and a publisher, for the partitions it owns."""
-
-    __slots__ = ("dead", "leaving", "node", "partitions", "publisher", "subscribed", "subscriber")
-
-    def __init__(self, node: Node, subscriber: resp.Wire, publisher: Publisher) -> None:
-        self.node = node
-        self.subscriber = subscriber
-        self.publisher = publisher
-        self.partitions: set[int] = set()  # owned, as the slot map said
-        self.subscribed: set[int] = set()  # SSUBSCRIBE sent, no SUNSUBSCRIBE since
-        self.leaving: Counter[int] = Counter()  # SUNSUBSCRIBEs sent, not yet answered
-        self.dead = False
 
 
 class ClusterBus:
@@ -77,8 +63,8 @@ class ClusterBus:
         self._slots = {bus_partitions.slot_of(name): i for i, name in enumerate(self.partitions)}
         self._held: dict[int, set[str]] = {}  # partition → the logical channels held on it
         self._channels: set[str] = set()  # every logical channel held
-        self._links: dict[Node, _Link] = {}
-        self._owner: dict[int, _Link] = {}  # partition → the link of its master
+        self._links: dict[Node, Link] = {}
+        self._owner: dict[int, Link] = {}  # partition → the link of its master
         self._stale: set[int] = set(range(partitions))  # partitions to map (again)
         self._confirmed: set[int] = set()  # partitions whose SSUBSCRIBE is in effect
         self._waiters: dict[int, asyncio.Future[None]] = {}
@@ -185,7 +171,7 @@ class ClusterBus:
 
     # ------------------------------------------------------------------ subscribing
 
-    def _ssubscribe(self, link: _Link, partition: int) -> None:
+    def _ssubscribe(self, link: Link, partition: int) -> None:
         if partition not in link.subscribed:
             link.subscribed.add(partition)
             link.subscriber.send(resp.command("SSUBSCRIBE", self.partitions[partition]))
@@ -196,7 +182,7 @@ class ClusterBus:
             waiter = self._waiters[partition] = asyncio.get_running_loop().create_future()
         return waiter
 
-    def _on_subscriber_reply(self, link: _Link, reply: resp.Reply) -> None:
+    def _on_subscriber_reply(self, link: Link, reply: resp.Reply) -> None:
         if isinstance(reply, list) and len(reply) == 3:
             kind = reply[0]
             if kind == b"smessage":
@@ -235,7 +221,7 @@ class ClusterBus:
                 self._link_failed(link)
         # Anything else is a PONG or an AUTH's OK: heard, nothing to do.
 
-    def _on_ssubscribed(self, link: _Link, partition: int) -> None:
+    def _on_ssubscribed(self, link: Link, partition: int) -> None:
         if link.leaving[partition] > 0 or partition not in link.subscribed:
             return  # an SUNSUBSCRIBE already follows it
         if self._owner.get(partition) is not link:
@@ -272,7 +258,7 @@ class ClusterBus:
         self._stale.add(partition)
         self._trouble.set()
 
-    def _link_failed(self, link: _Link, *, quiet: bool = False) -> None:
+    def _link_failed(self, link: Link, *, quiet: bool = False) -> None:
         """A master's connection is lost, silent or refused: map its partitions again."""
         if link.dead:
             return
@@ -293,72 +279,23 @@ class ClusterBus:
 
     # ------------------------------------------------------------------ supervision
 
-    def _candidates(self) -> list[Node]:
-        """Nodes to ask for the slot map: those the keys' client knows of (it follows the
-        cluster as it changes), the masters the bus is on, then the URL's seeds."""
-        known = [(n.host, int(n.port)) for n in self._client.nodes_manager.nodes_cache.values()]
-        random.shuffle(known)
-        return list(dict.fromkeys([*known, *self._links, *self._topology.hosts]))
-
-    async def _map(self, partitions: set[int]) -> dict[int, Node]:
-        """Which master owns each of `partitions` now, from CLUSTER SLOTS as the first node
-        that answers it with all of them covered says (else the answer covering most)."""
-        best: dict[int, Node] | None = None
-        for host, port in self._candidates():
-            try:
-                reply = await resp.ask(
-                    resp.parse_url(node_url(self._topology, host, port)),
-                    "CLUSTER",
-                    "SLOTS",
-                    timeout=CONNECT_TIMEOUT_S,
-                )
-            except (OSError, TimeoutError):
-                continue
-            owners = _owners(reply, host)
-            found: dict[int, Node] = {}
-            for partition in partitions:
-                owner = owners(bus_partitions.slot_of(self.partitions[partition]))
-                if owner is not None:
-                    found[partition] = owner
-            if len(found) == len(partitions):
-                return found
-            if best is None or len(found) > len(best):
-                best = found
-        if best is None:
-            raise OSError("no redis cluster node answered CLUSTER SLOTS")
-        return best
-
-    async def _open(self, node: Node) -> _Link:
+    async def _open(self, node: Node) -> Link:
         address = resp.parse_url(node_url(self._topology, *node))
-        box: list[_Link] = []
-
-        def on_reply(reply: resp.Reply) -> None:
-            if box:
-                self._on_subscriber_reply(box[0], reply)
-
-        subscriber = await resp.connect(address, on_reply, CONNECT_TIMEOUT_S)
-        publisher = Publisher(
-            Fixed(address),
-            lambda: self._link_failed(link),
-            verb="SPUBLISH",
-            on_refused=self._publish_refused,
+        return await open_link(
+            node, address, self._on_subscriber_reply, self._link_failed, self._publish_refused
         )
-        link = _Link(node, subscriber, publisher)
-        box.append(link)
-        subscriber.on_lost = functools.partial(self._link_failed, link)
-        publisher.start()
-        return link
 
     async def _recover(self) -> set[int]:
         """Map the stale partitions onto live links (connecting new masters), SSUBSCRIBE
         the held ones, and wait for Redis to confirm them. Returns the partitions brought
         back; those whose master could not be reached stay stale."""
         stale = set(self._stale)
-        owners = await self._map(stale)
+        nodes = bus_cluster_slots.candidates(self._client, self._links, self._topology)
+        owners = await bus_cluster_slots.map_partitions(nodes, self._topology, self.partitions, stale)
         new_nodes = list({node for node in owners.values() if node not in self._links})
         opened = await asyncio.gather(*(self._open(node) for node in new_nodes), return_exceptions=True)
         for node, result in zip(new_nodes, opened, strict=True):
-            if isinstance(result, _Link):
+            if isinstance(result, Link):
                 if self._closed:
                     self._link_failed(result, quiet=True)
                 else:
@@ -453,18 +390,3 @@ class ClusterBus:
                 await self._on_reconnect(channels)
             except Exception:
                 log.exception("catching up after a bus reconnect failed")
-
-
-def _owners(reply: resp.Reply, asked: str) -> Callable[[int], Node | None]:
-    """slot → its master (host, port), from a CLUSTER SLOTS reply (None: not covered)."""
-    ranges: list[tuple[int, int, Node]] = []
-    if isinstance(reply, list):
-        for entry in reply:
-            if isinstance(entry, list) and len(entry) >= 3 and isinstance(entry[2], list):
-                host = entry[2][0].decode() if isinstance(entry[2][0], bytes) else ""
-                ranges.append((int(entry[0]), int(entry[1]), (host or asked, int(entry[2][1]))))
-
-    def owner(slot: int) -> Node | None:
-        return next((node for low, high, node in ranges if low <= slot <= high), None)
-
-    return owner

@@ -18,14 +18,14 @@ from chat import handoff, views
 from chat.openness import during_long_wait
 from chat.people import member, specialist
 from chat.services import Services
-from chat.store import profiles, queue
-from chat.store.queue import OfferOutcome
+from chat.store import offers, profiles, queue
+from chat.store.offers import OfferOutcome
 from matching.decisions import Decisions
 from matching.engine import Engine
 from matching.model import Offer
 from protocol import frames as f
 
-# Offers written per transaction (chat/store/queue.py make_offers).
+# Offers written per transaction (chat/store/offers.py make_offers).
 _OFFER_BATCH = 200
 
 
@@ -105,7 +105,7 @@ class DecisionsCarriedOut:
         """In the order `Decisions` gives."""
         db, hub = self._db(), self.s.hub
         for revoked in decisions.revoked:
-            if await queue.revoke_offer(db, revoked.id):
+            if await offers.revoke_offer(db, revoked.id):
                 hub.to_user(
                     specialist(revoked.specialist_id), f.OfferRevoked(offer_id=revoked.id, reason="withdrawn")
                 )
@@ -212,8 +212,8 @@ class DecisionsCarriedOut:
                     self.needs_load = True  # the snapshot lacks it: start the next cycle afresh
                     continue
                 expires_at = datetime.fromtimestamp(offer.expires_at, UTC)
-                batch.append(queue.NewOffer(offer.id, offer.request_id, offer.specialist_id, expires_at))
-            made = await queue.make_offers(self._db(), batch)
+                batch.append(offers.NewOffer(offer.id, offer.request_id, offer.specialist_id, expires_at))
+            made = await offers.make_offers(self._db(), batch)
             if len(made) < len(batch):
                 self.needs_load = True  # the database refused some: start the next cycle afresh
             for offer_made in made:
@@ -227,7 +227,7 @@ class DecisionsCarriedOut:
     async def _close_offer(self, offer_id: str, outcome: OfferOutcome) -> None:
         # The store counts the specialist's streak of misses; the engine decided `set_away`
         # on the same count (it takes the stored one up at the next cycle).
-        closed = await queue.close_offer(self._db(), offer_id, outcome)
+        closed = await offers.close_offer(self._db(), offer_id, outcome)
         if closed is None:
             return
         offer, _missed = closed

@@ -1,6 +1,6 @@
 """Carrying out a transfer (PRODUCT.md §9) once PostgreSQL has recorded it: who is told
 what, in which order, on every process. The decisions and the compare-and-sets are in
-chat/store/transfer.py; the frames in handlers/transfer.py and the matchmaker come here.
+chat/store/transfer*.py; the frames in handlers/transfer.py and the matchmaker come here.
 
 Order matters for the one who hands a conversation on: every process first forgets the
 conversation's cached pair (`services.participants`, rung on PARTICIPANTS_CHANNEL) so no

@@ -13,7 +13,7 @@ from chat.handlers.registry import Refuse, handles
 from chat.people import specialist
 from chat.safety import alerting
 from chat.services import Services
-from chat.store import boundaries, conversations, transfer
+from chat.store import boundaries, conversations, transfer_warm
 from chat.store.alerts import AlertKind
 from chat.store.db import iso
 from matching.lifecycle import TransferState
@@ -89,7 +89,9 @@ async def _withdraw_warm_transfers(
     could never be accepted (accept checks the bar): withdraw it now. Its target's offer
     goes, and the sender, who keeps the conversation, gets `transfer_failed` `unavailable`."""
     for transfer_id in await boundaries.warm_transfers_to(services.db, member_id, specialist_id):
-        closed = await transfer.close_warm(services.db, transfer_id, TransferState.CANCELLED, specialist_id)
+        closed = await transfer_warm.close_warm(
+            services.db, transfer_id, TransferState.CANCELLED, specialist_id
+        )
         if closed is None:
             continue  # accepted, declined or expired meanwhile
         services.hub.to_user(specialist(specialist_id), f.OfferRevoked(offer_id=closed.id, reason=reason))

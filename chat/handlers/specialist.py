@@ -11,10 +11,10 @@ from chat.handlers import transfer
 from chat.handlers.registry import Refuse, handles
 from chat.people import specialist
 from chat.services import Services
-from chat.store import assignment, conversations, profiles, queue, wrap_up
+from chat.store import assignment, conversations, offers, profiles, wrap_up
 from chat.store.assignment import Assignment, Refusal
 from chat.store.db import iso
-from chat.store.queue import OfferOutcome
+from chat.store.offers import OfferOutcome
 from protocol import frames as f
 from protocol.codec import encode
 from protocol.codes import ErrorCode
@@ -95,7 +95,7 @@ async def on_decline(services: Services, session: Session, frame: f.Decline) -> 
     if handed is not None:
         await transfer.decline(services, session, handed, frame.ref)
         return
-    closed = await queue.close_offer(services.db, frame.offer_id, OfferOutcome.DECLINED, session.user_id)
+    closed = await offers.close_offer(services.db, frame.offer_id, OfferOutcome.DECLINED, session.user_id)
     if closed is None:
         raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")
     session.push_frame(f.Declined(offer_id=frame.offer_id, ref=frame.ref))

@@ -17,7 +17,7 @@ from chat.gateway.session import Session
 from chat.handlers.registry import Refuse, handles
 from chat.people import member, specialist
 from chat.services import Services
-from chat.store import audit, profiles, transfer, transfer_reads
+from chat.store import audit, profiles, transfer, transfer_reads, transfer_start, transfer_warm
 from chat.store.transfer import Refusal
 from protocol import frames as f
 from protocol.codes import ErrorCode
@@ -59,7 +59,7 @@ async def on_transfer(services: Services, session: Session, frame: f.Transfer) -
                 raise _refuse(Refusal.TARGET_UNKNOWN)
             raise Refuse(ErrorCode.INVALID_STATE, "that specialist is offline")
     timeout = services.settings.offer_timeout_s
-    result = await transfer.begin(
+    result = await transfer_start.begin(
         services.db,
         frame.conversation_id,
         by_role=session.role,
@@ -109,7 +109,7 @@ def _later(delay: float, work: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _expire(services: Services, transfer_id: str) -> None:
-    closed = await transfer.close_warm(services.db, transfer_id, "expired")
+    closed = await transfer_warm.close_warm(services.db, transfer_id, "expired")
     if closed is None:
         return  # accepted, declined or cancelled meanwhile
     if closed.to_specialist_id is not None:
@@ -134,7 +134,7 @@ async def is_transfer(services: Services, offer_id: str) -> transfer.Transfer | 
 
 
 async def accept(services: Services, session: Session, row: transfer.Transfer, ref: str | None) -> None:
-    result = await transfer.accept_warm(services.db, row.id, session.user_id)
+    result = await transfer_warm.accept_warm(services.db, row.id, session.user_id)
     if isinstance(result, Refusal):
         if result in (Refusal.NO_SLOT, Refusal.BLOCKED):
             await handoff.failed(services, row, "unavailable")
@@ -147,7 +147,7 @@ async def accept(services: Services, session: Session, row: transfer.Transfer, r
 
 
 async def decline(services: Services, session: Session, row: transfer.Transfer, ref: str | None) -> None:
-    closed = await transfer.close_warm(services.db, row.id, "declined", session.user_id)
+    closed = await transfer_warm.close_warm(services.db, row.id, "declined", session.user_id)
     if closed is None:
         raise Refuse(ErrorCode.OFFER_EXPIRED, "that offer is no longer open")
     session.push_frame(f.Declined(offer_id=row.id, ref=ref))

@@ -222,7 +222,7 @@ async def reported_specialist(db: Db, conversation_id: str, specialist_id: str) 
 
 async def warm_transfers_to(db: Db, member_id: str, specialist_id: str) -> list[str]:
     """The warm transfers of the member's conversations still offered to this specialist
-    (chat/store/transfer.py): a bar that lands now withdraws them too."""
+    (chat/store/transfer_warm.py): a bar that lands now withdraws them too."""
     rows = await db.fetch(
         f"""SELECT t.id FROM transfers t JOIN conversations c ON c.id = t.conversation_id
             WHERE c.member_id = $1 AND t.to_specialist_id = $2 AND t.state = {TRANSFER_OFFERED}""",

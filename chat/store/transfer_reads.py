@@ -1,7 +1,8 @@
 """What the service asks about transfers without changing them (PRODUCT.md §9): who could
 take a warm transfer now (the dialog's list), what is offered to a specialist, what is
 overdue, a cold transfer's row by its queue entry, who handed a conversation on, and which
-offers an end withdrew. The writes, and their compare-and-set rules, are chat/store/transfer.py.
+offers an end withdrew. The writes are chat/store/transfer_start.py and
+transfer_warm.py, their compare-and-set rules chat/store/transfer.py.
 """
 
 from __future__ import annotations

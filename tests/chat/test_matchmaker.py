@@ -17,7 +17,7 @@ from chat.matchmaker import Matchmaker
 from chat.people import Person, member, specialist
 from chat.presence_memory import MemoryPresence
 from chat.services import Services
-from chat.store import profiles, queue
+from chat.store import offers, profiles, queue
 from matching.decisions import Decisions, QueueEstimate
 from matching.model import Offer
 from protocol import frames as f
@@ -341,7 +341,8 @@ async def test_a_declined_offer_goes_to_another_specialist_next_cycle(db: Pool, 
     request = await _waiting(db, "m1")
     await mm.cycle()
     [first] = await queue.pending_offers(db)
-    assert await queue.close_offer(db, first.id, queue.OfferOutcome.DECLINED, first.specialist_id) is not None
+    closed = await offers.close_offer(db, first.id, offers.OfferOutcome.DECLINED, first.specialist_id)
+    assert closed is not None
     await mm.cycle()
     [second] = await queue.pending_offers(db)
     assert second.request_id == request.id

@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 
 from chat.people import Person, member, specialist
-from chat.store import assignment, audit, conversations, privacy, profiles, queue
+from chat.store import assignment, audit, conversations, offers, privacy, profiles, queue
 from chat.store.assignment import Assignment, Refusal
 from chat.store.conversations import Appended
 from chat.store.db import iso
-from chat.store.queue import OfferOutcome
+from chat.store.offers import OfferOutcome
 from tests.chat.conftest import Pool
 from tests.support.servers import wait_until
 
@@ -265,7 +265,7 @@ async def test_accepts_and_claims_race_for_one_request(db: Pool) -> None:
     request = await _request(db, "m1")
     for i in range(10):
         await _specialist(db, f"s{i}")
-    offer = await queue.make_offer(
+    offer = await offers.make_offer(
         db,
         offer_id="o1",
         request_id=request.id,
@@ -274,7 +274,7 @@ async def test_accepts_and_claims_race_for_one_request(db: Pool) -> None:
     )
     assert offer is not None and offer.state == "pending"
     assert (
-        await queue.make_offer(
+        await offers.make_offer(
             db,
             offer_id="o2",
             request_id=request.id,
@@ -303,7 +303,7 @@ async def test_accept_refusals(db: Pool) -> None:
     await _specialist(db, "s2")
     request = await _request(db, "m1")
     past = datetime.now(UTC) - timedelta(seconds=1)
-    await queue.make_offer(db, offer_id="late", request_id=request.id, specialist_id="s1", expires_at=past)
+    await offers.make_offer(db, offer_id="late", request_id=request.id, specialist_id="s1", expires_at=past)
     assert await assignment.accept_offer(db, "late", "s1") is Refusal.OFFER_EXPIRED, "past its expiry"
     assert [o.id for o in await queue.pending_offers(db)] == ["late"], "the refusal rolled back"
     assert await assignment.accept_offer(db, "late", "s2") is Refusal.OFFER_EXPIRED, "not their offer"
@@ -339,7 +339,7 @@ async def test_capacity_holds_when_accepts_and_claims_mix(db: Pool) -> None:
     soon = datetime.now(UTC) + timedelta(seconds=30)
     offered = [await _request(db, f"m{i}") for i in range(2)]
     for i, r in enumerate(offered):
-        assert await queue.make_offer(
+        assert await offers.make_offer(
             db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon
         )
     claimable = [await _request(db, f"n{i}") for i in range(4)]
@@ -361,14 +361,14 @@ async def test_no_offer_beyond_free_slots(db: Pool) -> None:
     await _specialist(db, "s1", max_chats=2)
     soon = datetime.now(UTC) + timedelta(seconds=30)
     requests = [await _request(db, f"m{i}") for i in range(4)]
-    assert await queue.make_offer(
+    assert await offers.make_offer(
         db, offer_id="o0", request_id=requests[0].id, specialist_id="s1", expires_at=soon
     )
     claimed = await assignment.claim_request(db, requests[1].id, "s1")
     assert isinstance(claimed, Assignment)
     # One chat and one pending offer: full.
     assert (
-        await queue.make_offer(
+        await offers.make_offer(
             db, offer_id="o2", request_id=requests[2].id, specialist_id="s1", expires_at=soon
         )
         is None
@@ -381,17 +381,17 @@ async def test_no_offer_beyond_free_slots(db: Pool) -> None:
 
     # An offer past its expiry holds no slot (accept refuses it anyway).
     await db.execute("UPDATE offers SET expires_at = now() - interval '1 second' WHERE id = 'o0'")
-    assert await queue.make_offer(
+    assert await offers.make_offer(
         db, offer_id="o3", request_id=requests[2].id, specialist_id="s1", expires_at=soon
     )
     assert (
-        await queue.make_offer(
+        await offers.make_offer(
             db, offer_id="o4", request_id=requests[3].id, specialist_id="s1", expires_at=soon
         )
         is None
     )
     assert (
-        await queue.make_offer(
+        await offers.make_offer(
             db, offer_id="o5", request_id=requests[3].id, specialist_id="nobody", expires_at=soon
         )
         is None
@@ -408,23 +408,23 @@ async def test_a_batch_of_offers_holds_every_refusal_of_one_offer(db: Pool) -> N
     r = [await _request(db, f"m{i}") for i in range(6)]
     await db.execute("UPDATE requests SET avoid = '{s2}' WHERE id = $1", r[3].id)
     await queue.cancel_request(db, r[4].id, "m4")
-    made = await queue.make_offers(
+    made = await offers.make_offers(
         db,
         [
-            queue.NewOffer("o0", r[0].id, "s1", soon),
-            queue.NewOffer("o1", r[1].id, "s1", soon),
-            queue.NewOffer("o2", r[2].id, "s1", soon),  # s1 is full with o0 and o1
-            queue.NewOffer("o3", r[3].id, "s2", soon),  # avoided
-            queue.NewOffer("o4", r[4].id, "s2", soon),  # cancelled
-            queue.NewOffer("o5", r[5].id, "s2", soon),
-            queue.NewOffer("o6", r[5].id, "s1", soon),  # a second offer for one request
+            offers.NewOffer("o0", r[0].id, "s1", soon),
+            offers.NewOffer("o1", r[1].id, "s1", soon),
+            offers.NewOffer("o2", r[2].id, "s1", soon),  # s1 is full with o0 and o1
+            offers.NewOffer("o3", r[3].id, "s2", soon),  # avoided
+            offers.NewOffer("o4", r[4].id, "s2", soon),  # cancelled
+            offers.NewOffer("o5", r[5].id, "s2", soon),
+            offers.NewOffer("o6", r[5].id, "s1", soon),  # a second offer for one request
         ],
     )
     assert [o.id for o in made] == ["o0", "o1", "o5"]
     assert sorted(o.id for o in await queue.pending_offers(db)) == ["o0", "o1", "o5"]
     states = {row["id"]: row["state"] for row in await db.fetch("SELECT id, state FROM requests")}
     assert [states[x.id] for x in r] == ["offered", "offered", "waiting", "waiting", "cancelled", "offered"]
-    assert await queue.make_offers(db, [queue.NewOffer("o7", r[2].id, "s2", soon)]) == [], "s2 is full"
+    assert await offers.make_offers(db, [offers.NewOffer("o7", r[2].id, "s2", soon)]) == [], "s2 is full"
     assert (await queue.get_request(db, r[2].id)).state == "waiting"  # type: ignore[union-attr]
 
 
@@ -436,7 +436,7 @@ async def test_concurrent_offers_to_one_specialist_never_exceed_capacity(db: Poo
     requests = [await _request(db, f"m{i}") for i in range(12)]
     made = await asyncio.gather(
         *(
-            queue.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon)
+            offers.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon)
             for i, r in enumerate(requests)
         )
     )
@@ -451,7 +451,7 @@ async def test_cancel(db: Pool) -> None:
     await _specialist(db, "s1")
     request = await _request(db, "m1")
     soon = datetime.now(UTC) + timedelta(seconds=30)
-    await queue.make_offer(db, offer_id="o1", request_id=request.id, specialist_id="s1", expires_at=soon)
+    await offers.make_offer(db, offer_id="o1", request_id=request.id, specialist_id="s1", expires_at=soon)
     assert await queue.cancel_request(db, request.id, "someone-else") is None
     revoked = await queue.cancel_request(db, request.id, "m1")
     assert revoked is not None and [(o.id, o.state) for o in revoked] == [("o1", "revoked")]
@@ -480,21 +480,21 @@ async def test_close_offer_keeps_the_place_and_avoids_the_specialist(db: Pool) -
     older = await _request(db, "m0")
     request = await _request(db, "m1")
     soon = datetime.now(UTC) + timedelta(seconds=30)
-    await queue.make_offer(db, offer_id="o1", request_id=request.id, specialist_id="s1", expires_at=soon)
-    assert await queue.close_offer(db, "o1", OfferOutcome.DECLINED, "s2") is None, "only its holder declines"
-    closed = await queue.close_offer(db, "o1", OfferOutcome.DECLINED, "s1")
+    await offers.make_offer(db, offer_id="o1", request_id=request.id, specialist_id="s1", expires_at=soon)
+    assert await offers.close_offer(db, "o1", OfferOutcome.DECLINED, "s2") is None, "only its holder declines"
+    closed = await offers.close_offer(db, "o1", OfferOutcome.DECLINED, "s1")
     assert closed is not None and closed[0].state == "declined" and closed[1] == 0
-    assert await queue.close_offer(db, "o1", OfferOutcome.DECLINED, "s1") is None, "not pending any more"
+    assert await offers.close_offer(db, "o1", OfferOutcome.DECLINED, "s1") is None, "not pending any more"
     again = await queue.get_request(db, request.id)
     assert again is not None and again.state == "waiting" and again.avoid == ["s1"]
     assert again.created_at == request.created_at, "keeps its place in line"
     assert [r.id for r in await queue.open_requests(db)] == [older.id, request.id]
     # Never offered to s1 again; s2 may have it.
     assert (
-        await queue.make_offer(db, offer_id="o2", request_id=request.id, specialist_id="s1", expires_at=soon)
+        await offers.make_offer(db, offer_id="o2", request_id=request.id, specialist_id="s1", expires_at=soon)
         is None
     )
-    assert await queue.make_offer(
+    assert await offers.make_offer(
         db, offer_id="o3", request_id=request.id, specialist_id="s2", expires_at=soon
     )
 
@@ -505,14 +505,14 @@ async def test_expired_offers_count_missed_in_a_row(db: Pool) -> None:
     missed = []
     for i in range(3):
         r = await _request(db, f"m{i}")
-        await queue.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon)
-        closed = await queue.close_offer(db, f"o{i}", OfferOutcome.EXPIRED)
+        await offers.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id="s1", expires_at=soon)
+        closed = await offers.close_offer(db, f"o{i}", OfferOutcome.EXPIRED)
         assert closed is not None
         missed.append(closed[1])
     assert missed == [1, 2, 3]
     r = await _request(db, "m9")
-    await queue.make_offer(db, offer_id="o9", request_id=r.id, specialist_id="s1", expires_at=soon)
-    assert (await queue.close_offer(db, "o9", OfferOutcome.DECLINED))[1] == 0  # type: ignore[index]
+    await offers.make_offer(db, offer_id="o9", request_id=r.id, specialist_id="s1", expires_at=soon)
+    assert (await offers.close_offer(db, "o9", OfferOutcome.DECLINED))[1] == 0  # type: ignore[index]
     await profiles.set_status(db, "s1", "away")
     assert (await profiles.get(db, "s1")).missed_offers == 0  # type: ignore[union-attr]
 
@@ -521,12 +521,12 @@ async def test_revoke_offer_is_not_held_against_the_specialist(db: Pool) -> None
     await _specialist(db, "s1")
     r = await _request(db, "m1")
     soon = datetime.now(UTC) + timedelta(seconds=30)
-    await queue.make_offer(db, offer_id="o1", request_id=r.id, specialist_id="s1", expires_at=soon)
-    assert await queue.revoke_offer(db, "o1")
-    assert not await queue.revoke_offer(db, "o1")
+    await offers.make_offer(db, offer_id="o1", request_id=r.id, specialist_id="s1", expires_at=soon)
+    assert await offers.revoke_offer(db, "o1")
+    assert not await offers.revoke_offer(db, "o1")
     again = await queue.get_request(db, r.id)
     assert again is not None and again.state == "waiting" and again.avoid == []
-    assert await queue.make_offer(db, offer_id="o2", request_id=r.id, specialist_id="s1", expires_at=soon)
+    assert await offers.make_offer(db, offer_id="o2", request_id=r.id, specialist_id="s1", expires_at=soon)
 
 
 async def test_concurrent_offers_of_one_request(db: Pool) -> None:
@@ -536,7 +536,7 @@ async def test_concurrent_offers_of_one_request(db: Pool) -> None:
         await _specialist(db, f"s{i}")
     made = await asyncio.gather(
         *(
-            queue.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id=f"s{i}", expires_at=soon)
+            offers.make_offer(db, offer_id=f"o{i}", request_id=r.id, specialist_id=f"s{i}", expires_at=soon)
             for i in range(10)
         )
     )
@@ -662,7 +662,7 @@ async def test_a_claim_never_takes_the_slot_a_pending_offer_holds(db: Pool) -> N
     await _specialist(db, "s1", max_chats=1)
     soon = datetime.now(UTC) + timedelta(seconds=30)
     offered, other = await _request(db, "m1"), await _request(db, "m2")
-    assert await queue.make_offer(
+    assert await offers.make_offer(
         db, offer_id="o1", request_id=offered.id, specialist_id="s1", expires_at=soon
     )
     assert await assignment.claim_request(db, other.id, "s1") is Refusal.NO_SLOT
@@ -672,13 +672,15 @@ async def test_a_claim_never_takes_the_slot_a_pending_offer_holds(db: Pool) -> N
     # With room for the offer and one more, a claim fits beside it.
     await _specialist(db, "s2", max_chats=2)
     third = await _request(db, "m3")
-    assert await queue.make_offer(db, offer_id="o3", request_id=third.id, specialist_id="s2", expires_at=soon)
+    assert await offers.make_offer(
+        db, offer_id="o3", request_id=third.id, specialist_id="s2", expires_at=soon
+    )
     assert isinstance(await assignment.claim_request(db, other.id, "s2"), Assignment)
     assert isinstance(await assignment.accept_offer(db, "o3", "s2"), Assignment)
     # Claiming the very request on offer to you is not blocked by that offer.
     await _specialist(db, "s3", max_chats=1)
     fourth = await _request(db, "m4")
-    assert await queue.make_offer(
+    assert await offers.make_offer(
         db, offer_id="o4", request_id=fourth.id, specialist_id="s3", expires_at=soon
     )
     assert isinstance(await assignment.claim_request(db, fourth.id, "s3"), Assignment)

@@ -14,7 +14,7 @@ from chat.gateway.welcome import greet
 from chat.people import Person
 from chat.presence_memory import MemoryPresence
 from chat.services import Services
-from chat.store import assignment, conversations, members, profiles, queue
+from chat.store import assignment, conversations, members, offers, profiles, queue
 from chat.store.assignment import Assignment
 from protocol import frames as f
 from protocol.frames import Role
@@ -136,7 +136,7 @@ async def test_a_specialist_is_welcomed_with_status_and_pending_offers(db: Pool,
     await _specialist(db, "s1")
     await profiles.set_status(db, "s1", "available")
     request = await _request(db, "m1")
-    offer = await queue.make_offer(
+    offer = await offers.make_offer(
         db,
         offer_id="o1",
         request_id=request.id,

@@ -1,6 +1,6 @@
 """Cold transfers (PRODUCT.md §9) in the pure engine. chat/ queues a handed-on conversation
 as a request with `transfer_of` whose `avoid` holds the specialists barred for its member
-and the one who handed it on (chat/store/transfer.py). Over random event sequences: it is
+and the one who handed it on (chat/store/transfer_start.py). Over random event sequences: it is
 never offered back to that specialist, a barred pair is never offered or claimable, and
 the harness's own queue-order check (`queue_key`) holds it ahead of every request of its
 priority that is not a transfer."""
