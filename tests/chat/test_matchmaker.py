@@ -1,7 +1,8 @@
-"""chat/matchmaker.py carries out the engine's decisions against a real PostgreSQL: each write
-is a compare-and-set the database may refuse, a refused write tells nobody anything and makes
-the next cycle reload, and one batch is acted on in the order `Decisions` documents (revoked,
-expired, set_away, offers). The hub is a recorder: what the matchmaker would send, to whom."""
+"""chat/carrying_out.py (for chat/matchmaker.py) carries out the engine's decisions against a
+real PostgreSQL: each write is a compare-and-set the database may refuse, a refused write
+tells nobody anything and makes the next cycle reload, and one batch is acted on in the order
+`Decisions` documents (revoked, expired, set_away, offers). The hub is a recorder: what the
+matchmaker would send, to whom."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _matchmaker(
     if presence is not None:
         services.presence = presence
     mm = Matchmaker(cast(Services, services))
-    mm._needs_load = False
+    mm._out.needs_load = False
     return mm, services.hub
 
 
@@ -85,8 +86,8 @@ def _offer(offer_id: str, request_id: str, specialist_id: str) -> Offer:
 
 
 async def _known(mm: Matchmaker, db: Pool) -> None:
-    """What a cycle's snapshot gives `_carry_out`: the open requests by id."""
-    mm._requests_by_id = {r.id: r for r in await queue.open_requests(db)}
+    """What a cycle's snapshot gives `carry_out`: the open requests by id."""
+    mm._out.requests_by_id = {r.id: r for r in await queue.open_requests(db)}
 
 
 async def test_an_offer_is_written_then_sent_to_its_specialist(db: Pool, database_url: str) -> None:
@@ -94,14 +95,14 @@ async def test_an_offer_is_written_then_sent_to_its_specialist(db: Pool, databas
     await _specialist(db, "s1")
     request = await _waiting(db, "m1")
     await _known(mm, db)
-    await mm._carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
+    await mm._out.carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
     stored = await queue.pending_offers(db, "s1")
     assert [o.id for o in stored] == ["o1"]
     assert len(hub.sent) == 1
     person, frame = hub.sent[0]
     assert person == specialist("s1")
     assert isinstance(frame, f.OfferMade) and frame.offer_id == "o1" and frame.request_id == request.id
-    assert mm._needs_load is False
+    assert mm._out.needs_load is False
 
 
 async def test_a_second_leaders_offer_of_the_same_request_is_refused_and_told_to_nobody(
@@ -115,12 +116,12 @@ async def test_a_second_leaders_offer_of_the_same_request_is_refused_and_told_to
     request = await _waiting(db, "m1")
     await _known(first, db)
     await _known(second, db)
-    await first._carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
-    await second._carry_out(Decisions(offers=(_offer("o2", request.id, "s2"),)), time.time())
+    await first._out.carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
+    await second._out.carry_out(Decisions(offers=(_offer("o2", request.id, "s2"),)), time.time())
     assert [o.id for o in await queue.pending_offers(db)] == ["o1"]
     assert len(first_hub.sent) == 1
     assert second_hub.sent == [], "a refused offer is never sent"
-    assert second._needs_load is True, "a refusal makes the next cycle start afresh"
+    assert second._out.needs_load is True, "a refusal makes the next cycle start afresh"
 
 
 async def test_an_offer_beyond_the_specialists_capacity_is_refused(db: Pool, database_url: str) -> None:
@@ -129,13 +130,13 @@ async def test_an_offer_beyond_the_specialists_capacity_is_refused(db: Pool, dat
     a = await _waiting(db, "m1")
     b = await _waiting(db, "m2")
     await _known(mm, db)
-    await mm._carry_out(
+    await mm._out.carry_out(
         Decisions(offers=(_offer("o1", a.id, "s1"), _offer("o2", b.id, "s1"))),
         time.time(),
     )
     assert [o.id for o in await queue.pending_offers(db, "s1")] == ["o1"]
     assert [frame.offer_id for _, frame in hub.sent if isinstance(frame, f.OfferMade)] == ["o1"]
-    assert mm._needs_load is True
+    assert mm._out.needs_load is True
     still = await queue.get_request(db, b.id)
     assert still is not None and still.state == "waiting", "the refused request keeps waiting"
 
@@ -144,11 +145,11 @@ async def test_an_offer_for_a_request_the_snapshot_lacks_is_not_written(db: Pool
     mm, hub = _matchmaker(db, database_url)
     await _specialist(db, "s1")
     request = await _waiting(db, "m1")
-    mm._requests_by_id = {}  # cancelled between the snapshot and the decision
-    await mm._carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
+    mm._out.requests_by_id = {}  # cancelled between the snapshot and the decision
+    await mm._out.carry_out(Decisions(offers=(_offer("o1", request.id, "s1"),)), time.time())
     assert await queue.pending_offers(db) == []
     assert hub.sent == []
-    assert mm._needs_load is True
+    assert mm._out.needs_load is True
 
 
 async def test_revoking_is_a_compare_and_set_on_pending(db: Pool, database_url: str) -> None:
@@ -157,15 +158,15 @@ async def test_revoking_is_a_compare_and_set_on_pending(db: Pool, database_url: 
     request = await _waiting(db, "m1")
     await _known(mm, db)
     offer = _offer("o1", request.id, "s1")
-    await mm._carry_out(Decisions(offers=(offer,)), time.time())
+    await mm._out.carry_out(Decisions(offers=(offer,)), time.time())
     hub.sent.clear()
-    await mm._carry_out(Decisions(revoked=(offer,)), time.time())
+    await mm._out.carry_out(Decisions(revoked=(offer,)), time.time())
     assert hub.sent == [(specialist("s1"), f.OfferRevoked(offer_id="o1", reason="withdrawn"))]
     back = await queue.get_request(db, request.id)
     assert back is not None and back.state == "waiting"
     assert "s1" not in back.avoid, "a withdrawn offer is not held against the specialist"
     hub.sent.clear()
-    await mm._carry_out(Decisions(revoked=(offer,)), time.time())
+    await mm._out.carry_out(Decisions(revoked=(offer,)), time.time())
     assert hub.sent == [], "an offer no longer pending is not revoked twice"
 
 
@@ -177,23 +178,23 @@ async def test_an_expired_offer_is_closed_once_and_the_request_avoids_that_speci
     request = await _waiting(db, "m1")
     await _known(mm, db)
     offer = _offer("o1", request.id, "s1")
-    await mm._carry_out(Decisions(offers=(offer,)), time.time())
+    await mm._out.carry_out(Decisions(offers=(offer,)), time.time())
     hub.sent.clear()
-    await mm._carry_out(Decisions(expired=(offer,)), time.time())
+    await mm._out.carry_out(Decisions(expired=(offer,)), time.time())
     assert hub.sent == [(specialist("s1"), f.OfferRevoked(offer_id="o1", reason="expired"))]
     back = await queue.get_request(db, request.id)
     assert back is not None and back.state == "waiting" and "s1" in back.avoid
     profile = await profiles.get(db, "s1")
     assert profile is not None and profile.missed_offers == 1
     hub.sent.clear()
-    await mm._carry_out(Decisions(expired=(offer,)), time.time())
+    await mm._out.carry_out(Decisions(expired=(offer,)), time.time())
     assert hub.sent == []
 
 
 async def test_set_away_stores_the_status_and_tells_the_specialist(db: Pool, database_url: str) -> None:
     mm, hub = _matchmaker(db, database_url)
     await _specialist(db, "s1")
-    await mm._carry_out(Decisions(set_away=("s1",)), time.time())
+    await mm._out.carry_out(Decisions(set_away=("s1",)), time.time())
     profile = await profiles.get(db, "s1")
     assert profile is not None and profile.status == "away"
     assert hub.sent == [(specialist("s1"), f.AvailabilityChanged(status="away", reason="missed_offers"))]
@@ -210,11 +211,11 @@ async def test_one_batch_is_carried_out_in_the_documented_order(db: Pool, databa
     b = await _waiting(db, "m2")
     await _known(mm, db)
     to_revoke, to_expire = _offer("o1", a.id, "s1"), _offer("o2", b.id, "s2")
-    await mm._carry_out(Decisions(offers=(to_revoke, to_expire)), time.time())
+    await mm._out.carry_out(Decisions(offers=(to_revoke, to_expire)), time.time())
     hub.sent.clear()
     await _known(mm, db)
     reoffer = _offer("o3", b.id, "s3")
-    await mm._carry_out(
+    await mm._out.carry_out(
         Decisions(offers=(reoffer,), set_away=("s2",), expired=(to_expire,), revoked=(to_revoke,)),
         time.time(),
     )
@@ -226,7 +227,7 @@ async def test_one_batch_is_carried_out_in_the_documented_order(db: Pool, databa
         ("OfferMade", "s3"),
     ]
     assert [o.id for o in await queue.pending_offers(db)] == ["o3"]
-    assert mm._needs_load is False
+    assert mm._out.needs_load is False
 
 
 async def _asked_a_minute_ago(db: Pool) -> None:
@@ -239,7 +240,7 @@ async def test_queue_updates_go_to_the_requests_member(db: Pool, database_url: s
     request = await _waiting(db, "m1")
     await _asked_a_minute_ago(db)
     await _known(mm, db)
-    await mm._carry_out(
+    await mm._out.carry_out(
         Decisions(queue_updates=(QueueEstimate(request.id, 2, 90), QueueEstimate("gone", 1, 10))),
         time.time(),
     )
@@ -281,9 +282,9 @@ async def test_a_members_queue_updates_are_coalesced_to_one_per_interval(db: Poo
 
     hub.to_user = stamped  # type: ignore[method-assign]
     first = time.monotonic()
-    await mm._carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 3, 90),)), now)
-    await mm._carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 2, 60),)), now)
-    await mm._carry_out(
+    await mm._out.carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 3, 90),)), now)
+    await mm._out.carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 2, 60),)), now)
+    await mm._out.carry_out(
         Decisions(queue_updates=(QueueEstimate(a.id, 1, 30), QueueEstimate(b.id, 5, 99))), now
     )
     assert [p for p, _ in updates(a.id)] == [3], "the first at once, the next two held"
@@ -297,7 +298,7 @@ async def test_a_members_queue_updates_are_coalesced_to_one_per_interval(db: Poo
     assert told[1][1] - first >= interval * 0.9
 
     # Held, then the request leaves the line (matched): nothing more is said about it.
-    await mm._carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 7, 700),)), now)
+    await mm._out.carry_out(Decisions(queue_updates=(QueueEstimate(a.id, 7, 700),)), now)
     mm.engine.request_removed(a.id, now)
     await asyncio.sleep(interval * 3)
     assert [p for p, _ in updates(a.id)] == [3, 1]
@@ -317,7 +318,7 @@ async def test_a_cycle_offers_a_waiting_request_to_an_online_specialist_once(
     presence = MemoryPresence(30.0)
     await presence.connect("s1", "specialist", "c1", time.time())
     mm, hub = _matchmaker(db, database_url, presence)
-    mm._needs_load = True  # as on taking the lead
+    mm._out.needs_load = True  # as on taking the lead
     await _specialist(db, "s1")
     request = await _waiting(db, "m1")
     await mm.cycle()
@@ -334,7 +335,7 @@ async def test_a_declined_offer_goes_to_another_specialist_next_cycle(db: Pool, 
     for sid in ("s1", "s2"):
         await presence.connect(sid, "specialist", f"c-{sid}", time.time())
     mm, hub = _matchmaker(db, database_url, presence)
-    mm._needs_load = True
+    mm._out.needs_load = True
     await _specialist(db, "s1")
     await _specialist(db, "s2")
     request = await _waiting(db, "m1")
@@ -350,7 +351,7 @@ async def test_a_declined_offer_goes_to_another_specialist_next_cycle(db: Pool, 
 
 async def test_nobody_online_means_no_offer(db: Pool, database_url: str) -> None:
     mm, hub = _matchmaker(db, database_url, MemoryPresence(30.0))
-    mm._needs_load = True
+    mm._out.needs_load = True
     await _specialist(db, "s1")
     await _waiting(db, "m1")
     await mm.cycle()
@@ -370,7 +371,7 @@ async def test_two_leaders_cycling_at_once_never_offer_a_request_twice_nor_overf
         await _waiting(db, f"m{i}")
     first, first_hub = _matchmaker(db, database_url, presence)
     second, second_hub = _matchmaker(db, database_url, presence)
-    first._needs_load = second._needs_load = True
+    first._out.needs_load = second._out.needs_load = True
     await asyncio.gather(first.cycle(), second.cycle())
     await asyncio.gather(first.cycle(), second.cycle())
     pending = await queue.pending_offers(db)
@@ -392,7 +393,7 @@ async def test_a_cycles_new_requests_are_offered_in_one_transaction(db: Pool, da
         await presence.connect(sid, "specialist", f"c-{sid}", time.time())
         await _specialist(db, sid, max_chats=1)
     mm, hub = _matchmaker(db, database_url, presence)
-    mm._needs_load = True
+    mm._out.needs_load = True
     await mm.cycle()  # the engine loaded, nobody waiting
     requests = [await _waiting(db, f"m{i}") for i in range(4)]
     await mm.cycle()  # four request_added events
@@ -401,7 +402,7 @@ async def test_a_cycles_new_requests_are_offered_in_one_transaction(db: Pool, da
     assert len({r["specialist_id"] for r in rows}) == 4, "max_chats 1: one each"
     assert len({r["created_at"] for r in rows}) == 1, "one transaction wrote them all"
     assert len(_offers_made(hub)) == 4
-    assert mm._needs_load is False
+    assert mm._out.needs_load is False
 
 
 async def test_a_slot_freed_is_offered_without_counting_as_a_decline(db: Pool, database_url: str) -> None:
@@ -414,7 +415,7 @@ async def test_a_slot_freed_is_offered_without_counting_as_a_decline(db: Pool, d
     await db.execute("UPDATE specialists SET active_chats = 1 WHERE id = 's1'")
     mm, hub = _matchmaker(db, database_url, presence)
     request = await _waiting(db, "m1")
-    mm._needs_load = True
+    mm._out.needs_load = True
     await mm.cycle()
     assert await queue.pending_offers(db) == [], "s1 is full"
     await db.execute("UPDATE specialists SET active_chats = 0 WHERE id = 's1'")
@@ -423,7 +424,7 @@ async def test_a_slot_freed_is_offered_without_counting_as_a_decline(db: Pool, d
     assert (offer.request_id, offer.specialist_id) == (request.id, "s1")
     assert "s1" not in mm.engine.requests[request.id].avoid, "s1 never declined it"
     assert mm.engine.offers.keys() == {offer.id}
-    assert mm._needs_load is False
+    assert mm._out.needs_load is False
 
 
 async def test_an_offer_revoked_by_the_cycle_itself_does_not_make_the_next_start_afresh(
@@ -437,7 +438,7 @@ async def test_an_offer_revoked_by_the_cycle_itself_does_not_make_the_next_start
     await _specialist(db, "s1")
     mm, hub = _matchmaker(db, database_url, presence)
     request = await _waiting(db, "m1")
-    mm._needs_load = True
+    mm._out.needs_load = True
     await mm.cycle()
     [offer] = await queue.pending_offers(db)
     await profiles.set_status(db, "s1", "away")
@@ -446,7 +447,7 @@ async def test_an_offer_revoked_by_the_cycle_itself_does_not_make_the_next_start
     [again] = await queue.pending_offers(db)
     assert (again.request_id, again.specialist_id) == (request.id, "s2")
     assert (specialist("s1"), f.OfferRevoked(offer_id=offer.id, reason="withdrawn")) in hub.sent
-    assert mm._needs_load is False
+    assert mm._out.needs_load is False
 
 
 async def test_a_new_requests_first_update_waits_out_the_interval_of_its_queued_reply(
@@ -465,7 +466,7 @@ async def test_a_new_requests_first_update_waits_out_the_interval_of_its_queued_
     mm.engine.load([], [], [], now)
     for request in (waiting, matched):
         mm.engine.request_added(snapshot.as_request(request), now)
-    await mm._carry_out(
+    await mm._out.carry_out(
         Decisions(queue_updates=(QueueEstimate(waiting.id, 2, 60), QueueEstimate(matched.id, 1, 30))), now
     )
     assert not [frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)], "both held"
