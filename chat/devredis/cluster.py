@@ -7,6 +7,7 @@ NODE), as redis-cli's resharding does."""
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from chat.devredis.node import RedisNode, redis7_bin, server_info, wait_until
 from chat.devservers import free_port
 
 SLOTS = 16384
+# Longer than Redis's own manual-failover limit (CLUSTER_MF_TIMEOUT, 5 s).
+MANUAL_FAILOVER_RETRY_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -192,11 +195,26 @@ class RedisClusterSet:
     def failover(self, replica: RedisNode, timeout: float = 30.0) -> None:
         """A graceful, operator-asked failover (CLUSTER FAILOVER on `replica`): it catches
         up with its master, then takes over its slots; returns once every live node agrees
-        and says cluster_state:ok."""
-        replica.command("CLUSTER", "FAILOVER")
+        and says cluster_state:ok.
+
+        Redis aborts a manual failover silently when the replica cannot catch up within
+        its 5 s limit (a replica that has just rejoined may still be loading its first
+        full sync), so this waits for a live replication link first and asks again each
+        time an attempt has had longer than that limit."""
+
+        def linked() -> bool:
+            info = server_info(replica, "replication")
+            return info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0"
+
+        wait_until(f"{replica.address} linked to its master", linked, timeout, 0.05)
+        asked = 0.0
 
         def done() -> bool:
+            nonlocal asked
             if server_info(replica, "replication").get("role") != "master":
+                if time.monotonic() - asked > MANUAL_FAILOVER_RETRY_S:
+                    asked = time.monotonic()
+                    replica.command("CLUSTER", "FAILOVER")
                 return False
             if not all(cluster_info(n).get("cluster_state") == "ok" for n in self.live()):
                 return False
