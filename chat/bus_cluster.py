@@ -47,7 +47,8 @@ from chat import bus_cluster_slots, bus_partitions, resp
 from chat.bus import Handler, Receivers, Reconnected
 from chat.bus_cluster_link import Link, open_link
 from chat.bus_cluster_slots import Node
-from chat.redisconn import RedisTopology, node_url
+from chat.redis_url import RedisTopology
+from chat.redisconn import node_url
 
 log = logging.getLogger("peerchat.bus")
 CONFIRM_TIMEOUT_S = 3.0  # a partition's SSUBSCRIBE confirmed within this, or its master is retried

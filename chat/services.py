@@ -50,7 +50,7 @@ class Services:
     appender: Appender
     # Who may hold a socket and until when: revocations, the socket cap, `exp`, `reauth`.
     admission: Admission
-    # Narrow ports to this process's matchmaker (chat/matchmaker.py), set by chat/app.py:
+    # Narrow ports to this process's matchmaker (chat/matchmaker.py), set by chat/lifespan.py:
     # wake it, and ask it where a request stands. Services never holds the matchmaker.
     wake_matchmaker: Callable[[], None] = _nothing
     restate_matchmaker_stats: Callable[[], None] = _nothing
