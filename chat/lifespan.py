@@ -31,7 +31,7 @@ from chat.revocations import Revocations
 from chat.safety import risk_watch
 from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.seal import Sealer, seal_key
-from chat.services import Services
+from chat.services import RESTATE_STATS, Services
 from chat.socket_cap import SocketCap
 from chat.store import wrap_up
 from chat.store.appender import Appender
@@ -83,6 +83,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     )
     matchmaker = Matchmaker(services)
     services.wake_matchmaker = matchmaker.poke
+    services.restate_matchmaker_stats = matchmaker.restate_stats
     services.queue_position = matchmaker.queue_position
     app.state.services = services
     history = stats.StatsHistory()
@@ -90,7 +91,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
     def on_bus(channel: str, data: bytes) -> None:
         if channel == POKE_CHANNEL:
-            matchmaker.poke()
+            if data == RESTATE_STATS:
+                matchmaker.restate_stats()
+            else:
+                matchmaker.poke()
         elif channel == REVOCATIONS_CHANNEL:
             services.admission.revocations.on_bus(data)
         elif channel == MONITORS_CHANNEL:
