@@ -414,6 +414,7 @@ async def test_transfer_racing_end_and_two_accepts_leave_one_owner(
     await put_profile(a, "spec-to", name="Tia", tags=["two"])
     to_a, _ = await Client.connect(a.ws, token("specialist", "spec-to", "Tia"))
     to_b, _ = await Client.connect(b.ws, token("specialist", "spec-to", "Tia"))
+    await to_a.settled()
     await pair.specialist.call(
         {"type": "transfer", "conversation_id": conv, "to_specialist": "spec-to", "note": "n"}, "transfer"
     )
