@@ -11,7 +11,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from chat import bus_partitions, resp
 from chat.bus_publisher import CONNECT_TIMEOUT_S
-from chat.redisconn import RedisTopology, node_url
+from chat.redis_url import RedisTopology
+from chat.redisconn import node_url
 
 Node = tuple[str, int]
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chat import config_values as values
-from chat import redisconn
+from chat import redis_url as redis_urls
 from chat.config_values import Alternative as Alternative
 from chat.config_values import ConfigError as ConfigError
 from matching.hours import Schedule
@@ -122,8 +122,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     if not database_url or not redis_url:
         raise ConfigError("DATABASE_URL and REDIS_URL must be set (`peerchat dev` starts both for you)")
     try:
-        redisconn.parse(redis_url)
-    except redisconn.RedisUrlError as exc:
+        redis_urls.parse(redis_url)
+    except redis_urls.RedisUrlError as exc:
         raise ConfigError(str(exc)) from None
     secret = env.get("PEERCHAT_JWT_SECRET") or None
     public_key = env.get("PEERCHAT_JWT_PUBLIC_KEY") or None

@@ -36,11 +36,18 @@ log = logging.getLogger("peerchat.matchmaker")
 
 _TICK_S = 1.0
 _CLOSE_S = 2.0
-# With nobody waiting, a full re-read every second cost 13 % of the leader's CPU under chat
-# load with 2,000 specialists (docs/performance.md): re-read this often instead. (Its
-# broadcasts are also the supervisors' queue_stats refresh "every 5 s", chat/delivery/
-# watchers.py, which tests/e2e/test_dashboard.py relies on: 30 s broke it.)
-_IDLE_CYCLE_S = 5.0
+# With nobody waiting and no offer out, every change that matters pokes the leader (a status,
+# a profile, a connect or a clean disconnect, a start or an end, an alert), so an idle leader
+# cycles on pokes. What changes unpoked: a specialist's lease ageing out (their process died)
+# is looked for every `_IDLE_LOOK_S` (one ZRANGEBYSCORE, not the cycle's five PostgreSQL
+# reads of every specialist and request: that re-read every 5 s was ~6 % of an idle web
+# process's samples at 2,000 specialists, docs/performance.md round 9); a wrap-up ending is
+# a cycle at that moment; anything else (a hand edit in PostgreSQL) the full re-read every
+# `_IDLE_CYCLE_S`. (A 30 s re-read once broke tests/e2e/test_dashboard.py: the stats a
+# supervisor was first sent were read by their process, not the leader, and a change back
+# to the leader's last stats was never sent; `Services.restate_stats` fixed that.)
+_IDLE_LOOK_S = 5.0
+_IDLE_CYCLE_S = 60.0
 # The leader's own connections (`Matchmaker._db`): its snapshot and offer writes must not
 # wait in line behind a burst's request handlers for the shared pool.
 _POOL_SIZE = 2
@@ -50,6 +57,11 @@ class Matchmaker:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._wake = asyncio.Event()
+        self._restate = False
+        self._last_cycle = 0.0
+        self._last_look = 0.0
+        self._last_online: set[str] = set()
+        self._wrap_up_ends = float("inf")  # the next wrap-up to end (unix time), as last read
         self._task: asyncio.Task[None] | None = None
         self._leadership = Leadership(services.settings.session_database_url)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
@@ -67,6 +79,12 @@ class Matchmaker:
         )
 
     def poke(self) -> None:
+        self._wake.set()
+
+    def restate_stats(self) -> None:
+        """Poke, and send the next cycle's `queue_stats` even if unchanged
+        (`Services.restate_stats`)."""
+        self._restate = True
         self._wake.set()
 
     def start(self) -> None:
@@ -132,7 +150,7 @@ class Matchmaker:
                     await asyncio.wait_for(self._wake.wait(), _TICK_S)
                 poked = self._wake.is_set()
                 self._wake.clear()
-                if poked or not self._idle() or time.monotonic() - self._last_cycle >= _IDLE_CYCLE_S:
+                if poked or not self._idle() or await self._unpoked_change():
                     await self.cycle()
             except asyncio.CancelledError:
                 raise
@@ -149,6 +167,20 @@ class Matchmaker:
         that could matter pokes us, so an idle leader only re-reads every few seconds.)"""
         return not self._out.needs_load and not self.engine.requests and not self.engine.offers
 
+    async def _unpoked_change(self) -> bool:
+        """While idle: whether something changed that pokes nobody (see `_IDLE_CYCLE_S`)."""
+        clock = time.monotonic()
+        if clock - self._last_cycle >= _IDLE_CYCLE_S or time.time() >= self._wrap_up_ends:
+            return True
+        if clock - self._last_look < _IDLE_LOOK_S:
+            return False
+        self._last_look = clock
+        try:
+            online = await self.s.presence.online_specialists(time.time())
+        except (RedisError, OSError):
+            return False  # the cycle would match on the last known anyway
+        return online != self._last_online
+
     # ------------------------------------------------------------------ one cycle
 
     async def cycle(self) -> None:
@@ -160,7 +192,10 @@ class Matchmaker:
         """
         db = self._db
         now = time.time()
-        self._last_cycle = time.monotonic()
+        self._last_cycle = self._last_look = time.monotonic()
+        if self._restate:
+            self._restate = False
+            self._broadcasts.forget_stats()
         # One snapshot: read as three separate statements, an accept landing between them
         # looked like a decline (offer gone, request still in line, slot still free), and the
         # engine offered that specialist another request they had no room for (issue 18).
@@ -177,6 +212,10 @@ class Matchmaker:
             # Redis is down: keep matching on who was online a moment ago rather than stall
             # the queue; offers to someone who left simply expire.
             online = self._last_online
+        self._wrap_up_ends = min(
+            (t for p in specialists if p.wrap_up_until and (t := p.wrap_up_until.timestamp()) > now),
+            default=float("inf"),
+        )
         snap_requests: dict[str, Request] = {r.id: snapshot.as_request(r) for r in requests}
         snap_specs = {p.id: snapshot.as_specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
         snap_offers: dict[str, Offer] = {o.id: snapshot.as_offer(o) for o in pending}

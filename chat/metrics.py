@@ -1,34 +1,153 @@
-"""Prometheus metrics for /metrics. Names are the operator's contract: keep them stable."""
+"""Prometheus metrics for /metrics. Names are the operator's contract: keep them stable.
+
+The few bumped on every message (frames in, errors, the commit's time and batch size,
+rings skipped, the risk check's time) are `Tally` and `Spread`: plain numbers the event
+loop adds to without a lock, turned into the same exposition as prometheus-client's
+Counter and Histogram when /metrics is scraped (`TallyCollector.collect`). prometheus-client
+takes a lock on every increment and every bucket of an observation: 0.9 µs an `inc`,
+1.05 µs an `observe` on the 2-core box, against 0.1 µs here (issue 20, round 9).
+Everything else, rare, stays prometheus-client's. Only the event loop's thread may bump
+these (every caller does: handlers, delivery, the appender); /metrics is an async route,
+so it reads them on the same thread.
+"""
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+_le = cast(Callable[[float], str], floatToGoString)  # a bucket's bound as prometheus-client writes it
+
+
+class Tally:
+    """A counter without a lock (see the module docstring). Exported as `<name>_total`."""
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+class Tallies:
+    """A counter with one label, its children made on first use, as `Counter.labels`."""
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.children: dict[str, Tally] = {}
+
+    def labels(self, value: object) -> Tally:
+        key = str(value)
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = Tally()
+        return child
+
+
+class Spread:
+    """A histogram without a lock: one count per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("bounds", "counts", "created", "documentation", "name", "sum")
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(float(b) for b in buckets)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        # Bucket `le` holds what is <= its bound: the first bound not below `amount`.
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.sum += amount
+
+
+class TallyCollector(Collector):
+    """Exposes the lock-free metrics as prometheus-client would expose its own."""
+
+    def __init__(self) -> None:
+        self.counters: list[tuple[str, str, Tally]] = []
+        self.families: list[Tallies] = []
+        self.spreads: list[Spread] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, documentation, tally in self.counters:
+            metric = Metric(name, documentation, "counter")
+            metric.add_sample(name + "_total", {}, tally.value)
+            metric.add_sample(name + "_created", {}, tally.created)
+            yield metric
+        for family in self.families:
+            metric = Metric(family.name, family.documentation, "counter")
+            for value, tally in list(family.children.items()):
+                metric.add_sample(family.name + "_total", {family.label: value}, tally.value)
+                metric.add_sample(family.name + "_created", {family.label: value}, tally.created)
+            yield metric
+        for spread in self.spreads:
+            metric = Metric(spread.name, spread.documentation, "histogram")
+            total = 0
+            for bound, count in zip((*spread.bounds, float("inf")), spread.counts, strict=True):
+                total += count
+                metric.add_sample(spread.name + "_bucket", {"le": _le(bound)}, float(total))
+            metric.add_sample(spread.name + "_count", {}, float(total))
+            metric.add_sample(spread.name + "_sum", {}, spread.sum)
+            metric.add_sample(spread.name + "_created", {}, spread.created)
+            yield metric
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # names are checked at scrape time, not at registration
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        tallies = TallyCollector()
+        r.register(tallies)
+
+        def tally(name: str, documentation: str) -> Tally:
+            made = Tally()
+            tallies.counters.append((name, documentation, made))
+            return made
+
+        def family(name: str, documentation: str, label: str) -> Tallies:
+            made = Tallies(name, documentation, label)
+            tallies.families.append(made)
+            return made
+
+        def spread(name: str, documentation: str, buckets: tuple[float, ...]) -> Spread:
+            made = Spread(name, documentation, buckets)
+            tallies.spreads.append(made)
+            return made
+
         self.sockets_opened = Counter("peerchat_sockets_opened", "WebSocket connections accepted", registry=r)
         self.sockets_closed = Counter("peerchat_sockets_closed", "WebSocket connections ended", registry=r)
         self.sockets_live = Gauge(
             "peerchat_sockets_live", "Authenticated sockets on this process", registry=r
         )
         self.tokens_refused = Counter("peerchat_tokens_refused", "Handshakes closed 4001", registry=r)
-        self.frames_in = Counter("peerchat_frames_in", "Client frames by type", ["type"], registry=r)
-        self.errors = Counter("peerchat_errors", "error frames sent, by code", ["code"], registry=r)
-        self.messages_stored = Counter("peerchat_messages_stored", "Messages committed", registry=r)
-        self.store_seconds = Histogram(
+        # On the message path: lock-free (see the module docstring).
+        self.frames_in = family("peerchat_frames_in", "Client frames by type", "type")
+        self.errors = family("peerchat_errors", "error frames sent, by code", "code")
+        self.messages_stored = tally("peerchat_messages_stored", "Messages committed")
+        self.store_seconds = spread(
             "peerchat_message_store_seconds",
             "send: commit time",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
-            registry=r,
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
         )
-        self.commit_batch = Histogram(
+        self.commit_batch = spread(
             "peerchat_message_commit_batch_size",
             "Messages per group commit (one transaction, one round trip)",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-            registry=r,
+            (1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
         self.loop_lag = Histogram(
             "peerchat_event_loop_lag_seconds",
@@ -65,10 +184,9 @@ class Metrics:
             ["what"],
             registry=r,
         )
-        self.rings_skipped = Counter(
+        self.rings_skipped = tally(
             "peerchat_bus_rings_skipped",
             "Message rings not published: only this process holds the user (docs/decisions.md)",
-            registry=r,
         )
         self.rings_unopened = Counter(
             "peerchat_bus_rings_unopened",
@@ -127,11 +245,10 @@ class Metrics:
         )
         self.monitors = Counter("peerchat_monitors", "Supervisors' monitor starts", registry=r)
         self.joins = Counter("peerchat_joins", "Supervisors' joins of a conversation", registry=r)
-        self.risk_checks_seconds = Histogram(
+        self.risk_checks_seconds = spread(
             "peerchat_risk_check_seconds",
             "Time to check one member message against the risk phrases (off the send path)",
-            buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
-            registry=r,
+            (0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
         )
 
 

@@ -23,6 +23,10 @@ from chat.store.appender import Appender
 QueuePositions = Callable[[str, float], "tuple[int, int] | None"]
 
 
+# The poke that also asks the matching leader to send its next `queue_stats` even if
+# unchanged (`Services.restate_stats`); any other payload is a plain poke.
+RESTATE_STATS = b"stats"
+
 # Of the pool's 20 connections (chat/store/db.py), what `request` handlers may hold at once.
 REQUESTS_AT_ONCE = 12
 
@@ -46,9 +50,10 @@ class Services:
     appender: Appender
     # Who may hold a socket and until when: revocations, the socket cap, `exp`, `reauth`.
     admission: Admission
-    # Narrow ports to this process's matchmaker (chat/matchmaker.py), set by chat/app.py:
+    # Narrow ports to this process's matchmaker (chat/matchmaker.py), set by chat/lifespan.py:
     # wake it, and ask it where a request stands. Services never holds the matchmaker.
     wake_matchmaker: Callable[[], None] = _nothing
+    restate_matchmaker_stats: Callable[[], None] = _nothing
     queue_position: QueuePositions = _unknown
     draining: bool = False
     # conversation id → (member, specialist), each the pair (role, sub) (chat/people.py):
@@ -65,3 +70,11 @@ class Services:
         """Something the matchmaker should look at happened (here or, via the bus, anywhere)."""
         self.wake_matchmaker()
         await self.bus.publish(POKE_CHANNEL, b"")
+
+    async def restate_stats(self) -> None:
+        """A supervisor started watching and was sent `queue_stats` read now (here, not by
+        the leader): the leader's next stats must reach them even if equal to the last it
+        sent, or a change back to that (available, then away again within one coalescing
+        window) would never be shown to them (PRODUCT.md: "now and whenever it changes")."""
+        self.restate_matchmaker_stats()
+        await self.bus.publish(POKE_CHANNEL, RESTATE_STATS)

@@ -5,13 +5,10 @@ for the others; a process ignores its own rings. Each ring carries the encoded f
 small header (origin, conversation, seq) so receivers need not parse it
 (chat/delivery/doorbell.py).
 
-Nothing on the bus is readable (PRODUCT.md §2): a person's channel is named by a keyed
-HMAC of (role, sub) (chat/redis_keys.py), never by the account id, and the frame is sealed
-with the server's key (chat/seal.py), with the channel and the clear header (process id,
-conversation id, seq: ids and numbers only) authenticated alongside it. Sockets are
-grouped by the pair (role, sub) (chat/people.py): a member and a specialist with the same
-`sub` share nothing here. A ring lost
-while Redis is down is repaired by sequence: the next message, a resume, or the catch-up
+Nothing on the bus is readable (PRODUCT.md §2): channels are keyed names and frames are
+sealed (chat/delivery/channels.py). Sockets are grouped by the pair (role, sub)
+(chat/people.py): a member and a specialist with the same `sub` share nothing here. A ring
+lost while Redis is down is repaired by sequence: the next message, a resume, or the catch-up
 that follows a bus reconnect reads what is missing from PostgreSQL.
 
 **Solo users.** Most users have one socket, so the ring for their channel would only come
@@ -28,24 +25,20 @@ everything else always rings. See docs/decisions.md.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 
 from chat.bus import Bus
 from chat.delivery import doorbell
+from chat.delivery.channels import USER_PREFIX, Channels, Namer
 from chat.delivery.doorbell import Mark
 from chat.delivery.solo import Solo
 from chat.gateway.session import CatchUp, Outbound, Session
-from chat.metrics import METRICS
 from chat.people import Person
 from chat.seal import Sealer
 from protocol.codec import encode
 from protocol.codes import CloseCode
 from protocol.frames import Frame
-
-log = logging.getLogger("peerchat.hub")
 
 # Their payloads are sealed (chat/seal.py). The names changed with the seal, so that during
 # a rolling upgrade a process of the version before, which would hand a payload to its
@@ -55,20 +48,11 @@ STATS_CHANNEL = "pc:sealed:stats"  # supervisors: queue_stats changed
 POKE_CHANNEL = "pc:poke"  # the matchmaker: something it should look at happened
 
 
-_USER_PREFIX = "pc:user:"
-_NAMES_KEPT = 100_000  # cached channel names (an HMAC each); cleared when full
-
-# (role, sub) → an opaque, keyed name (chat/redis_keys.identity_key with the settings bound).
-Namer = Callable[[str, str], str]
-
-
 class Hub:
     def __init__(self, bus: Bus, name: Namer, sealer: Sealer) -> None:
         self.origin = uuid.uuid4().hex[:12]
         self.bus = bus
-        self._name = name
-        self._sealer = sealer
-        self._names: dict[Person, str] = {}
+        self._channels = Channels(name, sealer)
         # Channel → person, for the people with a socket here (rings name only channels).
         self._people: dict[str, Person] = {}
         self.sessions: defaultdict[Person, set[Session]] = defaultdict(set)
@@ -77,7 +61,11 @@ class Hub:
         self._last_seqs: dict[str, int] = {}
         # Who is held only here, and their skipped rings (chat/delivery/solo.py).
         self._solo = Solo()
-        self.rings_unopened = 0  # rings this process could not open (another key, forged)
+
+    @property
+    def rings_unopened(self) -> int:
+        """Rings this process could not open (another key, forged)."""
+        return self._channels.unopened
 
     @property
     def rings_skipped(self) -> int:
@@ -88,15 +76,7 @@ class Hub:
 
     def channel(self, person: Person) -> str:
         """The person's bus channel: an opaque name, the same on every process."""
-        name = self._names.get(person)
-        if name is None:
-            if len(self._names) >= _NAMES_KEPT:
-                self._names.clear()
-            name = self._names[person] = _USER_PREFIX + self._name(person.role, person.id)
-        return name
-
-    def _ring(self, channel: str, header: bytes, data: bytes) -> bytes:
-        return header + self._sealer.seal(data, channel.encode() + header)
+        return self._channels.of(person)
 
     def sessions_of(self, person: Person) -> set[Session]:
         return self.sessions.get(person, set())
@@ -158,21 +138,22 @@ class Hub:
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(person, out, skip)
+        if out.seq is not None and person in self._solo and self.bus.healthy:
+            self._solo.skip(person, out)  # its header is made only if it is ever rung
+            return
         header = doorbell.frame_header(self.origin, out)
-        channel = self.channel(person)
+        channel = self._channels.of(person)
         if out.seq is None:
-            self.bus.post(channel, self._ring(channel, header, data))
-        elif person in self._solo and self.bus.healthy:
-            self._solo.skip(person, header, data)
+            self.bus.post(channel, self._channels.ring(channel, header, data))
         elif person in self.sessions and self.bus.confirmed(channel):
             sent_at = self._solo.changes
             self.bus.post(
                 channel,
-                self._ring(channel, header, data),
+                self._channels.ring(channel, header, data),
                 lambda receivers: self._learn(person, sent_at, receivers),
             )
         else:
-            self.bus.post(channel, self._ring(channel, header, data))
+            self.bus.post(channel, self._channels.ring(channel, header, data))
 
     def _learn(self, person: Person, sent_at: int, receivers: int) -> None:
         """The PUBLISH reached `receivers` subscribers. One, with our SUBSCRIBE confirmed
@@ -184,8 +165,9 @@ class Hub:
         """Someone else holds the channel now (or may): ring again, and re-send what was
         skipped lately so a newcomer that subscribed meanwhile gets it."""
         channel = self.channel(person)
-        for header, data in self._solo.end(person):
-            self.bus.post(channel, self._ring(channel, header, data))
+        for out in self._solo.end(person):
+            header = doorbell.frame_header(self.origin, out)
+            self.bus.post(channel, self._channels.ring(channel, header, out.data))
 
     def bus_reconnected(self, only: frozenset[str] | None = None) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was
@@ -204,7 +186,7 @@ class Hub:
         process through the person's channel (after the frames already rung to it)."""
         self._close_local(person, code)
         channel = self.channel(person)
-        self.bus.post(channel, self._ring(channel, doorbell.close_header(self.origin, code), b""))
+        self.bus.post(channel, self._channels.ring(channel, doorbell.close_header(self.origin, code), b""))
 
     def _close_local(self, person: Person, code: int) -> None:
         for session in list(self.sessions.get(person, ())):
@@ -215,7 +197,7 @@ class Hub:
         data = encode(frame)
         self._deliver_watchers(channel, data)
         await self.bus.publish(
-            channel, self._ring(channel, doorbell.frame_header(self.origin, Outbound(data)), data)
+            channel, self._channels.ring(channel, doorbell.frame_header(self.origin, Outbound(data)), data)
         )
 
     def on_bus(self, channel: str, data: bytes) -> None:
@@ -223,7 +205,7 @@ class Hub:
         if ring is None or ring.origin == self.origin:
             return
         header, out = ring.header, ring.out
-        if channel.startswith(_USER_PREFIX):
+        if channel.startswith(USER_PREFIX):
             person = self._people.get(channel)
             if person is None:
                 return  # nobody of that channel here (any more)
@@ -231,7 +213,7 @@ class Hub:
                 self._solo.changed()
                 self._unsolo(person)
                 return
-            opened = self._open(channel, header, out.data)
+            opened = self._channels.open(channel, header, out.data)
             if opened is None:
                 return
             if ring.mark is Mark.CLOSE:
@@ -244,21 +226,9 @@ class Hub:
             out.data = opened
             self._deliver_local(person, out)
         elif channel in (QUEUE_CHANNEL, STATS_CHANNEL):
-            opened = self._open(channel, header, out.data)
+            opened = self._channels.open(channel, header, out.data)
             if opened is not None:
                 self._deliver_watchers(channel, opened)
-
-    def _open(self, channel: str, header: bytes, sealed: bytes) -> bytes | None:
-        """A ring this process cannot open (sealed under another key during a rotation, or
-        forged by someone who can write to Redis) is dropped: what it carried is read
-        from PostgreSQL by the repair that follows (docs/operations.md)."""
-        opened = self._sealer.open(sealed, channel.encode() + header)
-        if opened is None:
-            self.rings_unopened += 1
-            METRICS.rings_unopened.inc()
-            if self.rings_unopened in (1, 10, 100) or self.rings_unopened % 1000 == 0:
-                log.warning("dropped %d bus rings that did not open with this key", self.rings_unopened)
-        return opened
 
     def _deliver_local(self, person: Person, out: Outbound, skip: Session | None = None) -> None:
         for session in list(self.sessions.get(person, ())):

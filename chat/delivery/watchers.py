@@ -1,6 +1,7 @@
 """What the matching leader tells watchers after each cycle: specialists watching the queue
 get it when its order changed (or every 10 s), supervisors get `queue_stats` when they
-changed (or every 5 s), at most four times a second."""
+changed (or every 5 s while the leader cycles; an idle leader cycles only when poked, see
+chat/matchmaker.py), at most four times a second."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class Broadcasts:
         self._last_queue_at = 0.0
         self._last_stats: f.QueueStats | None = None
         self._last_stats_at = 0.0
+
+    def forget_stats(self) -> None:
+        """The next stats go out even if unchanged (a watcher was sent another reading)."""
+        self._last_stats = None
 
     async def after_cycle(
         self,

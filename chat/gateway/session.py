@@ -8,7 +8,7 @@ task were about 4.4 KiB of every idle socket).
 Message frames carry (conversation_id, seq): the writer drops one it has already sent,
 and when one arrives ahead of a gap it first reads the missing messages from PostgreSQL,
 so each device sees each conversation as one gap-free sequence whatever the bus did (the
-bookkeeping of that order is chat/gateway/ordering.py).
+bookkeeping of that order is chat/gateway/ordering.py, the reads chat/gateway/catchup.py).
 A client that stops reading fills its queue and is closed with 4008, keeping our memory
 bounded.
 """
@@ -20,10 +20,12 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from chat.gateway import catchup
+from chat.gateway.catchup import Backfill, CatchUpFailed, SendText
 from chat.gateway.ordering import Ordering
 from chat.gateway.ordering import Outbound as Outbound  # re-exported: every importer takes it from here
 from chat.metrics import METRICS
@@ -49,10 +51,6 @@ class Close:
 
 
 Item = Outbound | CatchUp | Close
-# Reads stored messages after a seq, as encoded `message` frames with their seq.
-Backfill = Callable[[str, int, int], Awaitable[list[tuple[int, bytes]]]]
-# Send one encoded text frame, waiting for room if the socket's buffer is full.
-SendText = Callable[[bytes], Awaitable[None]]
 # Send encoded text frames now, in one write, if the socket can take them; False (and
 # nothing sent) if it cannot yet.
 SendNow = Callable[[list[bytes]], bool]
@@ -68,10 +66,6 @@ CLOSE_GRACE_S = 5.0
 
 class SlowConsumer(Exception):
     pass
-
-
-class CatchUpFailed(Exception):
-    """Reading missed messages from PostgreSQL failed; the message names the error type."""
 
 
 class Session:
@@ -267,12 +261,12 @@ class Session:
                     await self._close_socket(item.code, item.reason)
                     return
                 if isinstance(item, CatchUp):
-                    await self._fill(item.conversation_id)
+                    await catchup.fill(self._order, self._backfill, self._send_text, item.conversation_id)
                     continue
                 if item.conversation_id in self._held and item.seq is None:
                     # Anything else about a conversation with messages held (its end, say)
                     # must not overtake them: fill the gap from PostgreSQL first.
-                    await self._fill(item.conversation_id)
+                    await catchup.fill(self._order, self._backfill, self._send_text, item.conversation_id)
                 for data in self._order.plan(item):
                     await self._send_text(data)
         except asyncio.CancelledError:
@@ -294,33 +288,3 @@ class Session:
 
     def _gap_timeout(self, conversation_id: str) -> None:
         self.push(CatchUp(conversation_id))
-
-    async def _fill(self, conversation_id: str) -> None:
-        """Read what is missing from PostgreSQL: up to the last held message if any are
-        held (then send those), else everything after what this socket has seen."""
-        if conversation_id in self._order.handed_on:
-            return  # handed on to another specialist: nothing more of it for this socket
-        held = self._held.get(conversation_id)
-        await self._catch_up(conversation_id, max(held) - 1 if held else None)
-        for data in self._order.releasable(conversation_id):
-            await self._send_text(data)
-
-    async def _catch_up(self, conversation_id: str, upto: int | None) -> None:
-        seen = self.seen.get(conversation_id, 0)
-        while upto is None or seen < upto:
-            try:
-                batch = await self._backfill(
-                    conversation_id, seen, 200 if upto is None else min(200, upto - seen)
-                )
-            except Exception as exc:
-                raise CatchUpFailed(type(exc).__name__) from exc
-            if not batch:
-                break
-            for seq, data in batch:
-                if seq <= seen:
-                    continue
-                await self._send_text(data)
-                seen = seq
-            self.seen[conversation_id] = seen
-            if len(batch) < 200 and upto is None:
-                break

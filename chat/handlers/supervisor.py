@@ -27,3 +27,4 @@ async def on_watch_queues(services: Services, session: Session, frame: f.WatchQu
             ref=frame.ref,
         )
     )
+    await services.restate_stats()

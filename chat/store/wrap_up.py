@@ -3,7 +3,7 @@ offers and no claims; `wrap_up` records the outcome and may end it early, except
 first half of an urgent one.
 
 The lengths come from the configuration (PEERCHAT_WRAP_UP_S, PEERCHAT_WRAP_UP_URGENT_S);
-`configure` sets them once at start, before any conversation can end (chat/app.py).
+`configure` sets them once at start, before any conversation can end (chat/lifespan.py).
 """
 
 from __future__ import annotations

@@ -54,22 +54,29 @@ class MemberGrace:
     async def run(self) -> None:
         every = sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
         full_every = full_sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
-        last_full = 0.0
         while True:
             await asyncio.sleep(every)
             try:
-                if not await take_turn(self.s.redis, "member-grace", every):
-                    continue  # another process sweeps this interval (chat/upkeep/turns.py)
-                full = time.monotonic() - last_full >= full_every
-                if full and not await take_turn(self.s.redis, "member-grace-full", full_every):
-                    full, last_full = False, time.monotonic()  # another process's full round
-                await self.sweep_once(full=full)
-                if full:
-                    last_full = time.monotonic()
+                await self.take_round(every, full_every)
             except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("member grace sweep skipped: %s", type(exc).__name__)
             except Exception:
                 log.exception("member grace sweep failed")
+
+    async def take_round(self, every: float, full_every: float) -> bool | None:
+        """This interval's round, if this process has its turn (chat/upkeep/turns.py): None
+        if another process has it, else whether the round was a full one.
+
+        The full rounds keep one clock for every process, their own turn: the first round
+        after it lapsed is full, whichever process runs it. Each process used to keep its
+        own clock, so the process whose full round was due could lose the interval's turn to
+        one that was not due, whose round was then a light one: a member whose process died
+        was noticed intervals late."""
+        if not await take_turn(self.s.redis, "member-grace", every):
+            return None
+        full = await take_turn(self.s.redis, "member-grace-full", full_every)
+        await self.sweep_once(full=full)
+        return full
 
     async def sweep_once(self, *, full: bool = True) -> int:
         """One round under the sweep lock; returns how many requests and conversations it closed.

@@ -35,11 +35,8 @@ async def test_a_lease_not_renewed_ages_out(redis_client: redis.Redis) -> None:
     cap = SocketCap(redis_client, SETTINGS)
     assert await cap.take("member", "m1", "dead-1")
     assert await cap.take("member", "m1", "live-1")
-    await asyncio.sleep(0.6)
-    await cap.renew([("member", "m1", "live-1")])
-    await asyncio.sleep(0.6)
-    # dead-1's lease (1 s) ran out; live-1's was renewed.
-    assert await cap.take("member", "m1", "new-1")
+    # dead-1's lease (1 s) runs out while live-1's is renewed, as a heartbeat would.
+    await _until_taken(cap, [("member", "m1", "live-1")], ("member", "m1", "new-1"))
     assert not await cap.take("member", "m1", "new-2")
 
 
@@ -131,9 +128,21 @@ async def test_two_identities_with_one_socket_id_keep_their_own_leases(redis_cli
     # m1 has both free again.
     assert await cap.take("member", "m1", "a")
     assert await cap.take("member", "m1", "b")
-    await asyncio.sleep(0.6)
-    await cap.renew([("member", "m2", "same"), ("member", "m2", "other")])
-    await asyncio.sleep(0.6)
-    # m2's renewed leases hold; m1's (not renewed) aged out.
+    # m1's leases (not renewed) age out; m2's renewed ones hold.
+    await _until_taken(cap, [("member", "m2", "same"), ("member", "m2", "other")], ("member", "m1", "c"))
     assert not await cap.take("member", "m2", "third")
-    assert await cap.take("member", "m1", "c")
+
+
+async def _until_taken(
+    cap: SocketCap, renewed: list[tuple[str, str, str]], take: tuple[str, str, str]
+) -> None:
+    """Renew `renewed` every 0.2 s, as a heartbeat would, until `take` gets a slot (a lease
+    not renewed has aged out). Not two fixed sleeps around one renewal: on a loaded machine
+    the second sleep could outlast the renewed lease too."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        await cap.renew(renewed)
+        if await cap.take(*take):
+            return
+        assert asyncio.get_running_loop().time() < deadline, "a lease not renewed never aged out"
+        await asyncio.sleep(0.2)

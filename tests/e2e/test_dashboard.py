@@ -99,6 +99,43 @@ async def test_set_away_reaches_every_device_on_every_process(
     assert_clean_log(b)
 
 
+async def test_queue_stats_reach_a_watcher_after_a_change_back_to_the_leaders_last(
+    service_factory: Any, database_url: str
+) -> None:
+    """The `queue_stats` a supervisor is sent on `watch_queues` are read by their own process,
+    not by the matching leader. A change back to what the leader last sent (here: away, then
+    available unseen by the leader, then away again) must still reach them, at once: the
+    idle leader's slow re-read once was the only thing that sent it."""
+    a: LiveService = service_factory()
+    b: LiveService = service_factory()
+    await put_profile(a, "spec-1", name="Rosa", tags=["grief"])
+    first, _ = await Client.connect(a.ws, token("supervisor", "sup-1", "Lee"))
+    await first.call({"type": "watch_queues"}, "queue_stats")
+    phone, _ = await Client.connect(a.ws, token("specialist", "spec-1", "Rosa"))
+    # The leader's own stats (a broadcast carries no ref): a new profile is away.
+    await first.expect("queue_stats", where=lambda f: "ref" not in f and _counts(f) == (0, 0, 1), timeout=20)
+    # A change the leader does not see, as within one coalescing window of its stats:
+    # written straight to PostgreSQL, so nothing pokes it.
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE specialists SET status = 'available' WHERE id = 'spec-1'")
+    finally:
+        await conn.close()
+    supervisor, _ = await Client.connect(b.ws, token("supervisor", "sup-2", "Kim"))
+    now = await supervisor.call({"type": "watch_queues"}, "queue_stats")
+    assert _counts(now) == (1, 0, 0)
+    async with httpx.AsyncClient(base_url=b.http) as http:
+        put = await http.put("/api/specialists/spec-1/status", json={"status": "away"}, headers=SUPERVISOR)
+        assert put.status_code == 200, put.text
+    # Well inside the idle leader's full re-read (60 s).
+    got = await supervisor.expect("queue_stats", where=lambda f: _counts(f) == (0, 0, 1), timeout=20)
+    assert "ref" not in got
+    for c in (first, phone, supervisor):
+        await c.close()
+    assert_clean_log(a)
+    assert_clean_log(b)
+
+
 async def test_busy_is_produced_for_the_roster_and_queue_stats(live: LiveService) -> None:
     await put_profile(live, "spec-1", name="Rosa", tags=["grief"], max_chats=1)
     pair = await matched(live, specialist_id="spec-1")

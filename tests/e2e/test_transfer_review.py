@@ -112,7 +112,8 @@ async def test_an_end_during_a_transfer_withdraws_its_offer_from_whoever_holds_i
     a: LiveService = service_factory()
     b: LiveService = service_factory()
     await put_profile(a, "spec-warm", name="Ben", tags=["grief"])
-    ben, _ = await Client.connect(b.ws, token("specialist", "spec-warm", "Ben"))  # online, away
+    ben, _ = await Client.connect(b.ws, token("specialist", "spec-warm", "Ben"))
+    await ben.settled()  # online, away
     pair = await matched(a, member_id="acct-ends", specialist_id="spec-ana")
     conv = pair.conversation_id
     await pair.specialist.call(
@@ -156,6 +157,7 @@ async def test_a_warm_transfer_whose_process_died_still_expires_and_the_sender_i
     b: LiveService = service_factory(PEERCHAT_OFFER_TIMEOUT_S="3")
     await put_profile(b, "spec-target", name="Ben", tags=["grief"])
     ben, _ = await Client.connect(b.ws, token("specialist", "spec-target", "Ben"))
+    await ben.settled()
     pair = await matched(a, member_id="acct-crash", specialist_id="spec-sender")
     conv = pair.conversation_id
     asked = await pair.specialist.call(

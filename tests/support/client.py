@@ -57,6 +57,16 @@ class Client:
         welcome = await client.expect("welcome")
         return client, welcome
 
+    async def settled(self) -> None:
+        """Until the server has finished setting this connection up. `welcome` is sent
+        before the connection's presence is written (chat/gateway/connection.py), and the
+        socket's first frame is read only after it: any reply means this device counts as
+        online. Call it before someone else acts on this person being online (a warm
+        transfer to a specialist is refused `offline` until then). It asks for a
+        conversation nobody has, which changes nothing; the `not_found` is the reply."""
+        reply = await self.call({"type": "history", "conversation_id": str(uuid.uuid4())}, "history")
+        assert reply["type"] == "error" and reply["code"] in ("not_found", "forbidden"), reply
+
     async def _read(self) -> None:
         try:
             async for raw in self.ws:

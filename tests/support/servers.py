@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from chat.devservers import PostgresServer, RedisServer, free_port
+from chat.devservers import PostgresServer, RedisServer, free_port, keep_claim
 
 JWT_SECRET = "test-secret-" + "x" * 40
 TEMPLATE_DB = "peerchat_template"
@@ -39,7 +39,9 @@ async def make_template(servers: Servers) -> None:
 
     admin = await asyncpg.connect(servers.pg.url)
     try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE_DB):
+            await admin.execute(f"ALTER DATABASE {TEMPLATE_DB} WITH IS_TEMPLATE false")
+            await admin.execute(f"DROP DATABASE {TEMPLATE_DB}")
         await admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
     finally:
         await admin.close()
@@ -48,6 +50,20 @@ async def make_template(servers: Servers) -> None:
         await migrate(conn)
     finally:
         await conn.close()
+    # CREATE DATABASE ... TEMPLATE fails ("source database is being accessed by other
+    # users") while anyone is connected to the template: the migration's own backend for a
+    # moment after close() (it exits asynchronously), or autovacuum, which visits the
+    # freshly written template a minute later. Nobody may connect to it from now on, and
+    # the first test waits for nobody to be.
+    admin = await asyncpg.connect(servers.pg.url)
+    try:
+        await admin.execute(f"ALTER DATABASE {TEMPLATE_DB} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+        deadline = time.monotonic() + 30
+        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", TEMPLATE_DB):
+            assert time.monotonic() < deadline, "a session on the template database never left"
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
 
 
 async def fresh_database(servers: Servers) -> str:
@@ -100,6 +116,7 @@ class LiveService:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 30) -> None:
+        keep_claim(self.port)  # a restart keeps its port (chat/devservers/process.py)
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [

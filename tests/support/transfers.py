@@ -14,25 +14,17 @@ from tests.support.servers import LiveService
 
 async def specialist_with_profile(live: LiveService, sub: str, name: str, **profile: Any) -> Client:
     """A specialist with a profile (tagged `grief` unless `profile` says otherwise),
-    connected to `live` and left `away`."""
+    connected to `live`, counted as online (`Client.settled`: a warm transfer to them is
+    not refused as offline on a loaded machine) and left `away`."""
     await put_profile(live, sub, name=name, **{"tags": ["grief"], **profile})
     client, _ = await Client.connect(live.ws, token("specialist", sub, name))
+    await client.settled()
     return client
-
-
-async def online(specialist: Client) -> None:
-    """Presence is written after `welcome` and before the socket reads its first frame: a
-    reply means the specialist counts as online, so a warm transfer to them is not refused
-    as offline on a loaded machine."""
-    answer = await specialist.call({"type": "availability", "status": "away"}, "availability")
-    assert answer["type"] == "availability", answer
 
 
 async def online_specialist(live: LiveService, sub: str, name: str, **profile: Any) -> Client:
     """A specialist with a profile, connected and counted as online (`away`)."""
-    client = await specialist_with_profile(live, sub, name, **profile)
-    await online(client)
-    return client
+    return await specialist_with_profile(live, sub, name, **profile)
 
 
 async def available_specialist(live: LiveService, sub: str, name: str, **profile: Any) -> Client:

@@ -1,0 +1,80 @@
+"""chat/upkeep/turns.py: the sweeps' turns, against the real test Redis (and one that is not
+there), and the member grace's full rounds keeping one clock for every process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import redis.asyncio as redis
+
+from chat.devservers import free_port
+from chat.services import Services
+from chat.store import members
+from chat.upkeep.member_grace import MemberGrace
+from chat.upkeep.turns import take_turn
+from tests.chat.conftest import Pool
+from tests.chat.test_grace import FakeServices, _request, _services
+
+
+async def test_one_process_per_interval_takes_the_turn(redis_client: redis.Redis) -> None:
+    assert await take_turn(redis_client, "sweep", 60.0)
+    assert not await take_turn(redis_client, "sweep", 60.0), "the turn is taken for the interval"
+    assert await take_turn(redis_client, "other-sweep", 60.0), "each sweep has its own turn"
+    ttl_ms = await redis_client.pttl("pc:turn:sweep")
+    assert 0 < ttl_ms <= 54_000, "a little less than the interval, so the next round finds it free"
+
+
+async def test_without_redis_every_process_takes_the_turn() -> None:
+    # Fail open: a round's PostgreSQL-only work (a warm transfer's expiry) must not wait for
+    # Redis; the round's steps are compare-and-sets under its advisory lock.
+    nobody = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1, socket_timeout=1)
+    try:
+        assert await take_turn(nobody, "reconnect-grace", 1.0)
+        assert await take_turn(nobody, "reconnect-grace", 1.0)
+    finally:
+        await nobody.aclose()
+
+
+@dataclass
+class ServicesWithRedis(FakeServices):
+    redis: redis.Redis | None = None
+
+
+def _process(db: Pool, database_url: str, client: redis.Redis) -> tuple[MemberGrace, ServicesWithRedis]:
+    base = _services(db, database_url)
+    s = ServicesWithRedis(base.settings, db, redis=client)
+    return MemberGrace(cast(Services, s)), s
+
+
+async def test_the_full_round_falls_to_whichever_process_has_the_turn_once_it_is_due(
+    db: Pool, database_url: str, redis_client: redis.Redis
+) -> None:
+    # Two processes, one Redis. Each used to keep its own clock of full rounds: one that had
+    # just found another's full round under way set its clock then, and when the full round
+    # was due again and it had the interval's turn, its round was a light one (and the
+    # process that was due waited for a turn of its own): a member whose process died was
+    # noticed intervals late.
+    every, full_every = 30.0, 60.0  # the turns outlast any stall; the test lapses them itself
+    here, here_s = _process(db, database_url, redis_client)
+    there, there_s = _process(db, database_url, redis_client)
+    for s in (here_s, there_s):
+        await s.presence.settled(0.0)  # presence has been up for longer than its TTL
+
+    assert await here.take_round(every, full_every) is True, "the first round is full"
+    assert await there.take_round(every, full_every) is None, "the interval's turn is taken"
+
+    # The next interval (its turn lapses): `there` sweeps, while the full round is not due.
+    await redis_client.delete("pc:turn:member-grace")
+    assert await there.take_round(every, full_every) is False
+
+    # Meanwhile a member's process died without a word: only a full round finds them.
+    await _request(db, "m-gone")
+    await redis_client.delete("pc:turn:member-grace")
+    assert await there.take_round(every, full_every) is False
+    assert await members.away_since(db) == {}
+
+    # The full round's turn lapses: the next round is full, whoever runs it.
+    await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
+    assert await there.take_round(every, full_every) is True
+    assert list(await members.away_since(db)) == ["m-gone"]
