@@ -4,7 +4,7 @@ order, dedupe inside a batch, and one bad element does not hold the others back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pytest
@@ -228,7 +228,7 @@ async def test_append_batch_agrees_with_the_careful_path_and_checks_its_numberin
     path's outcomes in element order; a numbering that does not fit the batch is refused
     with nothing stored, so no conversation can get a gap."""
 
-    def numbered(batch: list[tuple[str, str, str]]) -> list[object]:
+    def numbered(batch: Sequence[tuple[str, str, str]]) -> list[object]:
         counts: dict[str, int] = {}
         places = []
         for conv, _, _ in batch:
