@@ -25,10 +25,11 @@ Publishes on a partition being mapped again fail at once; the catch-up repairs t
 never fewer, so the hub's solo rule (chat/delivery/hub.py: one receiver, itself) only
 ever errs on the side of ringing.
 
-This module holds the bus itself: what is subscribed and confirmed, the replies read from
-each subscriber, and the supervision that recovers partitions. Each master's connections
-are in chat/bus_cluster_link.py; which master owns which partition, in
-chat/bus_cluster_slots.py.
+This module holds the bus itself: the Bus protocol, the replies read from each subscriber,
+and the supervision that recovers partitions. What it knows of each partition (its
+master's link, held, subscribed, confirmed, stale) and the bookkeeping of a fault are in
+chat/bus_cluster_map.py; each master's connections, in chat/bus_cluster_link.py; which
+master owns which partition, in chat/bus_cluster_slots.py.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from redis.exceptions import RedisError
 from chat import bus_cluster_slots, bus_partitions, resp
 from chat.bus import Handler, Receivers, Reconnected
 from chat.bus_cluster_link import Link, open_link
+from chat.bus_cluster_map import PartitionMap
 from chat.bus_cluster_slots import Node
 from chat.redis_url import RedisTopology
 from chat.redisconn import node_url
@@ -60,22 +62,14 @@ class ClusterBus:
         self._topology = topology
         self._client = client
         self.partitions = bus_partitions.partition_names(partitions)
-        self._index = {name: i for i, name in enumerate(self.partitions)}
-        self._slots = {bus_partitions.slot_of(name): i for i, name in enumerate(self.partitions)}
-        self._held: dict[int, set[str]] = {}  # partition → the logical channels held on it
+        self._map = PartitionMap(self.partitions)
         self._channels: set[str] = set()  # every logical channel held
-        self._links: dict[Node, Link] = {}
-        self._owner: dict[int, Link] = {}  # partition → the link of its master
-        self._stale: set[int] = set(range(partitions))  # partitions to map (again)
-        self._confirmed: set[int] = set()  # partitions whose SSUBSCRIBE is in effect
-        self._waiters: dict[int, asyncio.Future[None]] = {}
         self._handler: Handler | None = None
         self._on_reconnect: Reconnected | None = None
         self._task: asyncio.Task[None] | None = None
         self._catching_up: set[asyncio.Task[None]] = set()
         self._closed = False
         self._connected = asyncio.Event()
-        self._trouble = asyncio.Event()
         self._down_logged = False
         self.rings_published = 0  # rings this process published (metrics, bench)
         self.rings_heard = 0  # rings this process received (metrics, tests, bench)
@@ -96,7 +90,7 @@ class ClusterBus:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        links = list(self._links.values())
+        links = list(self._map.links.values())
         for link in links:
             self._link_failed(link, quiet=True)
         for link in links:
@@ -105,19 +99,19 @@ class ClusterBus:
     @property
     def healthy(self) -> bool:
         """Every partition is on a live link (a master down leaves its partitions out)."""
-        return not self._stale and not self._closed and bool(self._links)
+        return not self._map.stale and not self._closed and bool(self._map.links)
 
     def masters(self) -> dict[str, list[int]]:
         """Which master ("host:port") holds which partitions now (tests, docs)."""
-        return {f"{host}:{port}": sorted(link.partitions) for (host, port), link in self._links.items()}
+        return {f"{host}:{port}": sorted(link.partitions) for (host, port), link in self._map.links.items()}
 
     def subscribed_partitions(self) -> set[int]:
         """The partitions this process is subscribed to (confirmed) now (tests, bench)."""
-        return set(self._confirmed)
+        return set(self._map.confirmed)
 
     async def publish(self, channel: str, data: bytes) -> bool:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
-        link = self._owner.get(partition)
+        link = self._map.owner.get(partition)
         if link is None:
             return False  # being mapped again: the catch-up that follows repairs it
         self.rings_published += 1
@@ -125,26 +119,26 @@ class ClusterBus:
 
     def post(self, channel: str, data: bytes, on_receivers: Receivers | None = None) -> None:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
-        link = self._owner.get(partition)
+        link = self._map.owner.get(partition)
         if link is not None:
             self.rings_published += 1
             link.publisher.post(self.partitions[partition], bus_partitions.wrap(channel, data), on_receivers)
 
     def confirmed(self, channel: str) -> bool:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
-        return partition in self._confirmed and channel in self._channels
+        return partition in self._map.confirmed and channel in self._channels
 
     async def subscribe(self, channel: str) -> None:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
-        self._held.setdefault(partition, set()).add(channel)
+        self._map.held.setdefault(partition, set()).add(channel)
         self._channels.add(channel)
-        if partition in self._confirmed:
+        if partition in self._map.confirmed:
             return  # the partition is heard already: so is the channel, from now on
-        link = self._owner.get(partition)
+        link = self._map.owner.get(partition)
         if link is None:
             return  # recorded: subscribed when its master is reached, then caught up
-        self._ssubscribe(link, partition)
-        waiter = self._waiter(partition)
+        self._map.ssubscribe(link, partition)
+        waiter = self._map.waiter(partition)
         try:
             # Until Redis confirms, a PUBLISH from elsewhere may not reach us: the caller
             # reads state after this, so nothing may fall in between.
@@ -154,34 +148,16 @@ class ClusterBus:
 
     async def unsubscribe(self, channel: str) -> None:
         partition = bus_partitions.partition_of(channel, len(self.partitions))
-        held = self._held.get(partition)
+        held = self._map.held.get(partition)
         if held is None or channel not in held:
             return
         held.discard(channel)
         self._channels.discard(channel)
         if held:
             return
-        # Its last channel left: stop hearing the partition.
-        del self._held[partition]
-        self._confirmed.discard(partition)
-        link = self._owner.get(partition)
-        if link is not None and partition in link.subscribed:
-            link.subscribed.discard(partition)
-            link.leaving[partition] += 1
-            link.subscriber.send(resp.command("SUNSUBSCRIBE", self.partitions[partition]))
+        self._map.release(partition)  # its last channel left: stop hearing the partition
 
     # ------------------------------------------------------------------ subscribing
-
-    def _ssubscribe(self, link: Link, partition: int) -> None:
-        if partition not in link.subscribed:
-            link.subscribed.add(partition)
-            link.subscriber.send(resp.command("SSUBSCRIBE", self.partitions[partition]))
-
-    def _waiter(self, partition: int) -> asyncio.Future[None]:
-        waiter = self._waiters.get(partition)
-        if waiter is None or waiter.done():
-            waiter = self._waiters[partition] = asyncio.get_running_loop().create_future()
-        return waiter
 
     def _on_subscriber_reply(self, link: Link, reply: resp.Reply) -> None:
         if isinstance(reply, list) and len(reply) == 3:
@@ -197,11 +173,11 @@ class ClusterBus:
                 except Exception:
                     log.exception("bus handler failed")
                 return
-            partition = self._index.get(reply[1].decode()) if isinstance(reply[1], bytes) else None
+            partition = self._map.index.get(reply[1].decode()) if isinstance(reply[1], bytes) else None
             if partition is None:
                 return
             if kind == b"ssubscribe":
-                self._on_ssubscribed(link, partition)
+                self._map.confirm(link, partition)
                 return
             if kind == b"sunsubscribe":
                 if link.leaving[partition] > 0:  # ours: unsubscribed on demand
@@ -211,72 +187,32 @@ class ClusterBus:
                     return
                 # We did not ask: Redis did it, because the partition's slot moved away.
                 log.warning("redis cluster moved a bus partition; reading the slot map again")
-                self._partition_moved(partition)
+                self._map.moved(partition)
                 return
         if isinstance(reply, hiredis.ReplyError):
             log.warning("redis cluster refused a bus command: %s", str(reply).split(" ", 1)[0])
-            moved = self._moved(reply)
+            moved = self._map.redirected(reply)
             if moved is not None:
-                self._partition_moved(moved)
+                self._map.moved(moved)
             else:
                 self._link_failed(link)
         # Anything else is a PONG or an AUTH's OK: heard, nothing to do.
-
-    def _on_ssubscribed(self, link: Link, partition: int) -> None:
-        if link.leaving[partition] > 0 or partition not in link.subscribed:
-            return  # an SUNSUBSCRIBE already follows it
-        if self._owner.get(partition) is not link:
-            return
-        self._confirmed.add(partition)
-        waiter = self._waiters.pop(partition, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _moved(self, reply: resp.Reply) -> int | None:
-        """The partition a `MOVED <slot> <node>` error names, if it is one of ours."""
-        words = str(reply).split()
-        if len(words) >= 2 and words[0] in ("MOVED", "ASK") and words[1].isdigit():
-            return self._slots.get(int(words[1]))
-        return None
 
     # ------------------------------------------------------------------ faults
 
     def _publish_refused(self, name: str, reply: resp.Reply) -> None:
         log.warning("redis cluster refused a bus publish: %s", str(reply).split(" ", 1)[0])
-        partition = self._index.get(name)
+        partition = self._map.index.get(name)
         if partition is not None:
-            self._partition_moved(partition)
-
-    def _partition_moved(self, partition: int) -> None:
-        """Its slot lives elsewhere now: map it again (its link carries on with the rest)."""
-        link = self._owner.pop(partition, None)
-        if link is not None:
-            # Not SUNSUBSCRIBEd: its node no longer serves the slot, and has dropped (or
-            # will drop) our subscription itself.
-            link.partitions.discard(partition)
-            link.subscribed.discard(partition)
-        self._confirmed.discard(partition)
-        self._stale.add(partition)
-        self._trouble.set()
+            self._map.moved(partition)
 
     def _link_failed(self, link: Link, *, quiet: bool = False) -> None:
         """A master's connection is lost, silent or refused: map its partitions again."""
         if link.dead:
             return
-        link.dead = True
         if not quiet and not self._closed:
             log.warning("redis cluster bus lost %s:%d; mapping its partitions again", *link.node)
-        if self._links.get(link.node) is link:
-            del self._links[link.node]
-        for partition in link.partitions:
-            if self._owner.get(partition) is link:
-                del self._owner[partition]
-                self._confirmed.discard(partition)
-                self._stale.add(partition)
-        link.subscriber.on_lost = None
-        link.subscriber.abort()
-        link.publisher.abort()
-        self._trouble.set()
+        self._map.lost(link)
 
     # ------------------------------------------------------------------ supervision
 
@@ -290,50 +226,32 @@ class ClusterBus:
         """Map the stale partitions onto live links (connecting new masters), SSUBSCRIBE
         the held ones, and wait for Redis to confirm them. Returns the partitions brought
         back; those whose master could not be reached stay stale."""
-        stale = set(self._stale)
-        nodes = bus_cluster_slots.candidates(self._client, self._links, self._topology)
+        stale = set(self._map.stale)
+        nodes = bus_cluster_slots.candidates(self._client, self._map.links, self._topology)
         owners = await bus_cluster_slots.map_partitions(nodes, self._topology, self.partitions, stale)
-        new_nodes = list({node for node in owners.values() if node not in self._links})
+        new_nodes = list({node for node in owners.values() if node not in self._map.links})
         opened = await asyncio.gather(*(self._open(node) for node in new_nodes), return_exceptions=True)
         for node, result in zip(new_nodes, opened, strict=True):
             if isinstance(result, Link):
                 if self._closed:
                     self._link_failed(result, quiet=True)
                 else:
-                    self._links[node] = result
+                    self._map.links[node] = result
             elif not isinstance(result, Exception):
                 raise result  # cancelled
             elif not self._down_logged:
                 log.warning("redis cluster node %s:%d unreachable: %s", *node, type(result).__name__)
-        back: set[int] = set()
-        for partition in stale:
-            link = self._links.get(owners[partition]) if partition in owners else None
-            if link is None or link.dead or partition not in self._stale:
-                continue
-            self._stale.discard(partition)
-            self._owner[partition] = link
-            link.partitions.add(partition)
-            if partition in self._held:
-                self._ssubscribe(link, partition)
-            back.add(partition)
-        waiting = [self._waiter(p) for p in back if p in self._held and p not in self._confirmed]
-        if waiting:
-            try:
-                confirmations = asyncio.gather(*(asyncio.shield(w) for w in waiting))
-                await asyncio.wait_for(confirmations, CONFIRM_TIMEOUT_S)
-            except TimeoutError:
-                for partition in back:
-                    link_now = self._owner.get(partition)
-                    if partition in self._held and partition not in self._confirmed and link_now is not None:
-                        self._link_failed(link_now)
-        return {p for p in back if p not in self._stale}
+        back = self._map.assign(stale, owners)
+        for link in await self._map.unconfirmed(back, CONFIRM_TIMEOUT_S):
+            self._link_failed(link)
+        return {p for p in back if p not in self._map.stale}
 
     async def _run(self) -> None:
         delay = 0.05
         pinged = time.monotonic()
         while not self._closed:
-            self._trouble.clear()
-            if self._stale:
+            self._map.trouble.clear()
+            if self._map.stale:
                 back: set[int] = set()
                 try:
                     back = await self._recover()
@@ -344,15 +262,15 @@ class ClusterBus:
                 if self._closed:
                     return
                 self._caught_up(back)
-                if self._links:
+                if self._map.links:
                     self._connected.set()
             now = time.monotonic()
             if now - pinged >= HEALTH_S:
                 pinged = now
                 self._check_health(now)
-            if self._stale:
+            if self._map.stale:
                 if not self._down_logged:
-                    log.warning("redis cluster bus: %d partition(s) without a master", len(self._stale))
+                    log.warning("redis cluster bus: %d partition(s) without a master", len(self._map.stale))
                     self._down_logged = True
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
@@ -362,12 +280,14 @@ class ClusterBus:
                 self._down_logged = False
             delay = 0.05
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._trouble.wait(), max(0.0, pinged + HEALTH_S - time.monotonic()))
+                await asyncio.wait_for(
+                    self._map.trouble.wait(), max(0.0, pinged + HEALTH_S - time.monotonic())
+                )
 
     def _check_health(self, now: float) -> None:
         """Ping every subscriber; one silent for two periods is dead. (Each publisher drops
         a connection that leaves a publish unanswered by itself, chat/bus_publisher.py.)"""
-        for link in list(self._links.values()):
+        for link in list(self._map.links.values()):
             if now - link.subscriber.last_heard > 2 * HEALTH_S:
                 log.warning("redis cluster bus silent for %.0f s", 2 * HEALTH_S)
                 self._link_failed(link)
@@ -377,7 +297,7 @@ class ClusterBus:
     def _caught_up(self, back: set[int]) -> None:
         """Partitions are back: the owner catches up the channels held on them (rings on
         them may have been lost meanwhile)."""
-        channels = frozenset(c for p in back for c in self._held.get(p, ()))
+        channels = frozenset(c for p in back for c in self._map.held.get(p, ()))
         if not channels or self._on_reconnect is None:
             return
         log.warning("redis cluster bus: %d partition(s) back; catching up from PostgreSQL", len(back))

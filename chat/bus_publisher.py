@@ -85,6 +85,11 @@ class Publisher:
         self._resolve = resolve
         self._lost_publishes = on_lost
         self._verb = verb
+        # Every PUBLISH is the same three-part command but for the channel and the ring: its
+        # start made once, the rest with one %-format (resp.command's loop over the parts
+        # was 1.1 µs of every ring's 1.4).
+        verb_bytes = verb.encode()
+        self._head = b"*3\r\n$%d\r\n%s\r\n" % (len(verb_bytes), verb_bytes)
         self._on_refused = on_refused
         self._outbox: list[_Publish] = []
         self._flush_soon = False
@@ -155,10 +160,14 @@ class Publisher:
             return
         batch, self._outbox = self._outbox, []
         sent_at = time.monotonic()
-        verb = self._verb
-        wire.send(b"".join([resp.command(verb, item.channel, item.data) for item in batch]))
+        wire.send(b"".join([self._command(item.channel, item.data) for item in batch]))
         self._pending.extend((item, sent_at) for item in batch)
         self._watch_replies()
+
+    def _command(self, channel: str, data: bytes) -> bytes:
+        """resp.command(verb, channel, data), made cheaply."""
+        name = channel.encode()
+        return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (self._head, len(name), name, len(data), data)
 
     def _on_publish_reply(self, reply: resp.Reply) -> None:
         if not self._pending:

@@ -17,7 +17,7 @@ import heapq
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import fields, replace
 from functools import partial
 from types import MappingProxyType
 
@@ -54,6 +54,8 @@ Bucket = tuple[str, str | None, str]
 _RELAX = 0
 _PREFERENCE = 1
 _NO_KEYS: list[Key] = []
+# Sorts after every urgent request's key and before every other (`queue_key`).
+_FIRST_NOT_URGENT: Key = (2, -math.inf, "")
 # Up to this many touched specialists with room, a settle asks each for its first request
 # (`Engine._first_of_few`); more, it walks their buckets by request (`_Cursors`).
 _FEW_SPECIALISTS = 4
@@ -65,6 +67,36 @@ _SCAN_UP_TO = 32
 def wanted_tags(r: Request) -> frozenset[str]:
     """Tags that count for ``r``: its own, plus "crisis" when it is urgent."""
     return r.tags | {CRISIS_TAG} if r.priority is Priority.URGENT else r.tags
+
+
+# `_avoiding` rebuilds a Request field by field (dataclasses.replace costs twice as much, on
+# every decline and expiry): a field added to Request must be added there too.
+assert [f.name for f in fields(Request)] == [
+    "id",
+    "member_id",
+    "tags",
+    "language",
+    "priority",
+    "created_at",
+    "prefer_specialist",
+    "avoid",
+    "transfer_of",
+], "Request changed: update _avoiding"
+
+
+def _avoiding(r: Request, specialist_id: str) -> Request:
+    """``r`` with ``specialist_id`` added to its ``avoid``."""
+    return Request(
+        r.id,
+        r.member_id,
+        r.tags,
+        r.language,
+        r.priority,
+        r.created_at,
+        r.prefer_specialist,
+        r.avoid | {specialist_id},
+        r.transfer_of,
+    )
 
 
 def _pools(s: Specialist) -> tuple[str | None, ...]:
@@ -79,22 +111,37 @@ def _specialist_buckets(s: Specialist) -> tuple[Bucket, ...]:
     return tuple(buckets)
 
 
-@dataclass
 class _Out:
-    """Decisions being gathered during one call, plus the work left to settle."""
+    """Decisions being gathered during one call, plus the work left to settle.
 
-    offers: list[Offer] = field(default_factory=list)
-    expired: list[Offer] = field(default_factory=list)
-    revoked: list[Offer] = field(default_factory=list)
-    set_away: list[str] = field(default_factory=list)
-    fallbacks: list[str] = field(default_factory=list)
-    updates: dict[str, QueueEstimate] = field(default_factory=dict)
-    # Specialists who may have gained room or eligibility, and requests that may have
-    # become eligible for someone: the only places a new offer can come from.
-    specs: set[str] = field(default_factory=set)
-    reqs: list[str] = field(default_factory=list)
-    # Requests whose estimate must be re-reported at the end of the call.
-    touched: set[str] = field(default_factory=set)
+    A plain class with slots: one is made per event, and a dataclass with nine default
+    factories cost more than some events' whole decision."""
+
+    __slots__ = (
+        "expired",
+        "fallbacks",
+        "offers",
+        "reqs",
+        "revoked",
+        "set_away",
+        "specs",
+        "touched",
+        "updates",
+    )
+
+    def __init__(self) -> None:
+        self.offers: list[Offer] = []
+        self.expired: list[Offer] = []
+        self.revoked: list[Offer] = []
+        self.set_away: list[str] = []
+        self.fallbacks: list[str] = []
+        self.updates: dict[str, QueueEstimate] = {}
+        # Specialists who may have gained room or eligibility, and requests that may have
+        # become eligible for someone: the only places a new offer can come from.
+        self.specs: set[str] = set()
+        self.reqs: list[str] = []
+        # Requests whose estimate must be re-reported at the end of the call.
+        self.touched: set[str] = set()
 
 
 class Engine:
@@ -130,6 +177,15 @@ class Engine:
         self._specialists: dict[str, Specialist] = {}
         self._specialist_buckets: dict[str, tuple[Bucket, ...]] = {}
         self._search: dict[str, tuple[Bucket, ...]] = {}
+        # Per specialist, the bucket containers they are filed in or search, looked up once
+        # when their buckets change (a settle or an open/close then does no bucket hashing):
+        # the sets of `_open` for their buckets, their "any" buckets, and for each bucket
+        # they search whether it is a "held" one and its list of keys. So `_open` keeps its
+        # empty sets and `_buckets` its empty lists (one per language, tag and held
+        # specialist: bounded).
+        self._open_sets: dict[str, tuple[set[str], ...]] = {}
+        self._any_buckets: dict[str, tuple[Bucket, ...]] = {}
+        self._search_keys: dict[str, tuple[tuple[bool, list[Key]], ...]] = {}
         self._open: dict[Bucket, set[str]] = {}
         self._opened: dict[str, tuple[Bucket, ...]] = {}
         # Per "any" bucket: open specialists' ranks, a heap checked lazily (`_least_loaded`).
@@ -346,9 +402,10 @@ class Engine:
 
     def _finish(self, now: float, out: _Out) -> Decisions:
         self._settle(now, out)
+        rates: dict[str | None, float] = {}  # one service rate per pool per call
         for request_id in out.touched:
             if request_id in self._requests:
-                self._report(request_id, now, out)
+                self._report(request_id, now, out, rates)
         out.touched.clear()
         return self._decisions(out)
 
@@ -449,22 +506,30 @@ class Engine:
     def _first_for(self, specialist_id: str) -> Key | None:
         """First request in queue order that this specialist may be offered."""
         languages = self._specialists[specialist_id].languages
-        no_urgent = self._urgent_full(specialist_id)
+        no_urgent: bool | None = None  # asked only if an urgent request comes up
         best: Key | None = None
-        for bucket in self._search[specialist_id]:
-            keys = self._buckets.get(bucket)
-            if not keys:
+        for held, keys in self._search_keys[specialist_id]:
+            if not keys or (best is not None and keys[0] >= best):
                 continue
-            held = bucket[0] == "held"
-            for key in keys:
+            i, n = 0, len(keys)
+            while i < n:
+                key = keys[i]
                 if best is not None and key >= best:
                     break
                 r = self._requests[key[2]]
-                if specialist_id in r.avoid:
-                    continue
-                if no_urgent and r.priority is Priority.URGENT:
-                    continue
-                if held and r.language is not None and r.language not in languages:
+                if r.priority is Priority.URGENT:
+                    if no_urgent is None:
+                        no_urgent = self._urgent_full(specialist_id)
+                    if no_urgent:
+                        # At the urgent cap: every urgent request sorts before every other
+                        # (`queue_key`), so jump past them all rather than walk them (with a
+                        # line of urgent requests, the walk was most of a freed slot's cost).
+                        i = bisect_left(keys, _FIRST_NOT_URGENT, i + 1)
+                        continue
+                if specialist_id in r.avoid or (
+                    held and r.language is not None and r.language not in languages
+                ):
+                    i += 1
                     continue
                 best = key
                 break
@@ -577,7 +642,7 @@ class Engine:
             return offer
         r = self._requests[request_id]
         if event is not OfferEvent.REVOKE:
-            r = replace(r, avoid=r.avoid | {specialist_id})
+            r = _avoiding(r, specialist_id)
             self._requests[request_id] = r
         if request_id in self._preference_open and (
             (specialist_id in r.avoid and specialist_id == r.prefer_specialist)
@@ -689,7 +754,7 @@ class Engine:
             assert r.prefer_specialist is not None
             buckets = (("held", None, r.prefer_specialist),)
         elif r.tags and request_id not in self._relaxed:
-            buckets = tuple(("tag", r.language, t) for t in wanted_tags(r))
+            buckets = tuple([("tag", r.language, t) for t in wanted_tags(r)])
         else:
             buckets = (("any", r.language, ""),)
         key = self._keys[request_id]
@@ -702,8 +767,6 @@ class Engine:
         for bucket in self._bucketed.pop(request_id):
             keys = self._buckets[bucket]
             del keys[bisect_left(keys, key)]
-            if not keys:
-                del self._buckets[bucket]
 
     def _set_specialist(self, s: Specialist, now: float, out: _Out) -> None:
         old = self._specialists.get(s.id)
@@ -711,22 +774,38 @@ class Engine:
             # The stored streak moved (an expiry carried out, a reply, back to available):
             # it is the one that survives a new leader or a reload, so it wins.
             self._missed[s.id] = s.missed_offers
-        if old is not None:
-            if s.active_chats < old.active_chats:
-                self._rates.completed(_pools(old), now, old.active_chats - s.active_chats)
-            if old.status is Status.AVAILABLE:
+        if old is not None and s.active_chats < old.active_chats:
+            self._rates.completed(_pools(old), now, old.active_chats - s.active_chats)
+        was_available = old is not None and old.status is Status.AVAILABLE
+        if not (
+            # The usual change (a chat more or less) leaves the available slots as they were.
+            was_available
+            and s.status is Status.AVAILABLE
+            and old is not None
+            and old.max_chats == s.max_chats
+            and old.languages == s.languages
+        ):
+            if was_available:
+                assert old is not None
                 self._rates.add_slots(_pools(old), -old.max_chats)
-        if s.status is Status.AVAILABLE:
-            self._rates.add_slots(_pools(s), s.max_chats)
+            if s.status is Status.AVAILABLE:
+                self._rates.add_slots(_pools(s), s.max_chats)
         self._specialists[s.id] = s
         self._clock = max(self._clock, now)
         if s.wrap_up_until > now and (old is None or old.wrap_up_until != s.wrap_up_until):
             heapq.heappush(self._wrap_ups, (s.wrap_up_until, s.id))
         if old is None or old.tags != s.tags or old.languages != s.languages:
             buckets = _specialist_buckets(s)
+            search = (*buckets, ("held", None, s.id))
             self._specialist_buckets[s.id] = buckets
-            self._search[s.id] = (*buckets, ("held", None, s.id))
-        self._refresh_open(s.id)
+            self._search[s.id] = search
+            self._open_sets[s.id] = tuple([self._open.setdefault(b, set()) for b in buckets])
+            self._any_buckets[s.id] = tuple([b for b in buckets if b[0] == "any"])
+            self._search_keys[s.id] = tuple(
+                [(b[0] == "held", self._buckets.setdefault(b, [])) for b in search]
+            )
+        # Revoking and enforcing capacity below read nothing of the open index: it is
+        # brought up to date once, after them.
         if s.status is not Status.AVAILABLE:
             for offer_id in list(self._offers_held.get(s.id, ())):
                 self._revoke(offer_id, now, out)
@@ -751,39 +830,42 @@ class Engine:
             and s.wrap_up_until <= self._clock
         )
         have = self._opened.get(specialist_id)
-        if want and have is buckets:
-            assert s is not None
-            self._rank_push(s, buckets)
+        if have is buckets:
+            if want:
+                assert s is not None
+                self._rank_push(s)
+                return
+            for members in self._open_sets[specialist_id]:
+                members.discard(specialist_id)
+            del self._opened[specialist_id]
             return
         if have is not None:
+            # Opened under buckets they have since left (a profile change).
             for bucket in have:
-                members = self._open[bucket]
-                members.discard(specialist_id)
-                if not members:
-                    del self._open[bucket]
+                self._open[bucket].discard(specialist_id)
             del self._opened[specialist_id]
         if want:
             assert s is not None
-            for bucket in buckets:
-                self._open.setdefault(bucket, set()).add(specialist_id)
+            for members in self._open_sets[specialist_id]:
+                members.add(specialist_id)
             self._opened[specialist_id] = buckets
-            self._rank_push(s, buckets)
+            self._rank_push(s)
 
     def _load_rank(self, s: Specialist) -> tuple[int, float, str]:
         """Fewest chats (pending offers count), then longest idle: `_best_specialist`'s
         order once tags and preference have had their say."""
         return (s.active_chats + len(self._offers_held.get(s.id, ())), s.idle_since, s.id)
 
-    def _rank_push(self, s: Specialist, buckets: tuple[Bucket, ...]) -> None:
+    def _rank_push(self, s: Specialist) -> None:
         """File an open specialist's current rank in the heaps of their "any" buckets.
 
         Every change that can lower a rank or open a specialist comes through
         `_refresh_open`, which files the new rank; entries gone stale are dropped or
         refiled when they reach the top (`_least_loaded`)."""
+        if not self._by_rank:
+            return
         rank: tuple[int, float, str] | None = None
-        for bucket in buckets:
-            if bucket[0] != "any":
-                continue
+        for bucket in self._any_buckets[s.id]:
             heap = self._by_rank.get(bucket)
             if heap is None:
                 continue  # few open there: `_least_loaded` scans them
@@ -837,13 +919,16 @@ class Engine:
 
     # ---------------------------------------------------------- honest waits
 
-    def _estimate(
+    def _estimate(self, request_id: str, now: float) -> QueueEstimate:
+        return QueueEstimate(request_id, *self._place(request_id, now))
+
+    def _place(
         self,
         request_id: str,
         now: float,
         rates: dict[str | None, float] | None = None,
         position: int | None = None,
-    ) -> QueueEstimate:
+    ) -> tuple[int, int]:
         """Place among the requests competing for the same specialists (same language,
         plus those that take any language), and its wait at the pool's service rate.
 
@@ -859,7 +944,7 @@ class Engine:
                 anyone = self._queue_by_language.get(None, _NO_KEYS)
                 position = bisect_left(same, key) + bisect_left(anyone, key) + 1
         if request_id in self._offer_for:
-            return QueueEstimate(request_id, position, 0)
+            return position, 0
         if rates is None:
             rate = self._rates.rate(r.language, now)
         elif (rate := rates.get(r.language, -1.0)) < 0:
@@ -870,7 +955,7 @@ class Engine:
             # tags are relaxed this request is offered straight away.
             relax_in = r.created_at + self._config.relax_after_s - now
             wait = min(wait, max(0, math.ceil(relax_in)))
-        return QueueEstimate(request_id, position, shown_wait_s(wait))
+        return position, shown_wait_s(wait)
 
     def _report(
         self,
@@ -880,11 +965,10 @@ class Engine:
         rates: dict[str | None, float] | None = None,
         position: int | None = None,
     ) -> None:
-        estimate = self._estimate(request_id, now, rates, position)
-        seen = (estimate.position, estimate.estimated_wait_s)
+        seen = self._place(request_id, now, rates, position)
         if self._reported.get(request_id) != seen:
             self._reported[request_id] = seen
-            out.updates[request_id] = estimate
+            out.updates[request_id] = QueueEstimate(request_id, *seen)
 
     def _sweep(self, now: float, out: _Out) -> None:
         """Re-estimate the next ``queue_refresh_batch`` requests, round robin.

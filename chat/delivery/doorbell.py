@@ -42,6 +42,8 @@ class Mark(StrEnum):
 
 
 _MARKS = {m.value: m for m in Mark}
+# Module constants: an Enum member read off its class costs a descriptor call each time.
+_STARTS, _ENDS, _CLOSE = Mark.STARTS, Mark.ENDS, Mark.CLOSE
 
 
 @dataclass(slots=True)  # not frozen: one per ring received, and frozen fields cost 4x to set
@@ -74,18 +76,19 @@ def close_header(origin: str, code: int) -> bytes:
 
 
 def parse(data: bytes) -> Ring | None:
-    """The ring in `data`, or None if it is not one."""
-    head, sep, body = data.partition(b"\n")
-    if not sep:
+    """The ring in `data`, or None if it is not one. On every ring received: kept cheap
+    (one slice each for the header and the body, no partition of the whole)."""
+    end = data.find(b"\n")
+    if end < 0:
         return None
     try:
-        origin, conv, second, raw_mark = head.decode().split("|")
+        origin, conv, second, raw_mark = data[:end].decode().split("|")
         mark = _MARKS[raw_mark]
         number = int(second) if second else None
     except (ValueError, KeyError):  # UnicodeDecodeError is a ValueError
         return None
-    header = data[: len(head) + 1]
-    if mark is Mark.CLOSE:
-        return Ring(origin, mark, header, Outbound(body), code=number or 0)
-    out = Outbound(body, conv or None, number, mark is Mark.STARTS, mark is Mark.ENDS)
-    return Ring(origin, mark, header, out)
+    end += 1
+    if mark is _CLOSE:
+        return Ring(origin, mark, data[:end], Outbound(data[end:]), code=number or 0)
+    out = Outbound(data[end:], conv or None, number, mark is _STARTS, mark is _ENDS)
+    return Ring(origin, mark, data[:end], out)

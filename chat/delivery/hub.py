@@ -138,12 +138,13 @@ class Hub:
         data = frame if isinstance(frame, bytes) else encode(frame)
         out = Outbound(data, conversation_id, seq, starts_conversation, ends_conversation)
         self._deliver_local(person, out, skip)
+        if out.seq is not None and person in self._solo and self.bus.healthy:
+            self._solo.skip(person, out)  # its header is made only if it is ever rung
+            return
         header = doorbell.frame_header(self.origin, out)
         channel = self._channels.of(person)
         if out.seq is None:
             self.bus.post(channel, self._channels.ring(channel, header, data))
-        elif person in self._solo and self.bus.healthy:
-            self._solo.skip(person, header, data)
         elif person in self.sessions and self.bus.confirmed(channel):
             sent_at = self._solo.changes
             self.bus.post(
@@ -164,8 +165,9 @@ class Hub:
         """Someone else holds the channel now (or may): ring again, and re-send what was
         skipped lately so a newcomer that subscribed meanwhile gets it."""
         channel = self.channel(person)
-        for header, data in self._solo.end(person):
-            self.bus.post(channel, self._channels.ring(channel, header, data))
+        for out in self._solo.end(person):
+            header = doorbell.frame_header(self.origin, out)
+            self.bus.post(channel, self._channels.ring(channel, header, out.data))
 
     def bus_reconnected(self, only: frozenset[str] | None = None) -> None:
         """A bus outage may have hidden a newcomer's join: no one is solo any more, what was

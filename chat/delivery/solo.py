@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from chat.gateway.ordering import Outbound
 from chat.metrics import METRICS
 from chat.people import Person
 
@@ -26,8 +27,8 @@ class Solo:
     def __init__(self) -> None:
         # People whose channel only this process subscribes.
         self._solo: set[Person] = set()
-        # Skipped rings as (when, header, frame): sealed only if they are ever sent.
-        self._skipped: dict[Person, deque[tuple[float, bytes, bytes]]] = {}
+        # Skipped rings as (when, frame): given a header and sealed only if ever sent.
+        self._skipped: dict[Person, deque[tuple[float, Outbound]]] = {}
         # Bumped by anything that could make a PUBLISH's receiver count stale: a join ring,
         # a user's first attach or last detach here, a bus reconnect. A reply counted
         # before such a change teaches nothing.
@@ -46,26 +47,26 @@ class Solo:
         if receivers == 1 and sent_at == self.changes and still_ours:
             self._solo.add(person)
 
-    def skip(self, person: Person, header: bytes, data: bytes) -> None:
+    def skip(self, person: Person, out: Outbound) -> None:
         now = time.monotonic()
         kept = self._skipped.get(person)
         if kept is None:
             kept = self._skipped[person] = deque(maxlen=REPLAY_MAX)
         while kept and kept[0][0] < now - REPLAY_S:
             kept.popleft()
-        kept.append((now, header, data))
+        kept.append((now, out))
         self.rings_skipped += 1
         METRICS.rings_skipped.inc()
 
-    def end(self, person: Person) -> list[tuple[bytes, bytes]]:
-        """Someone else holds the channel now (or may): no longer solo. Returns the (header,
-        frame) skipped in the last REPLAY_S, for the hub to ring after all."""
+    def end(self, person: Person) -> list[Outbound]:
+        """Someone else holds the channel now (or may): no longer solo. Returns the frames
+        skipped in the last REPLAY_S, for the hub to ring after all."""
         self._solo.discard(person)
         kept = self._skipped.pop(person, None)
         if not kept:
             return []
         horizon = time.monotonic() - REPLAY_S
-        return [(header, data) for at, header, data in kept if at >= horizon]
+        return [out for at, out in kept if at >= horizon]
 
     def forget(self, person: Person) -> None:
         """Their last socket here went: nothing to skip or re-send for them."""

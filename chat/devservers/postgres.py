@@ -175,13 +175,20 @@ class PostgresServer(LocalServer):
     def promote(self, timeout: float = 30.0) -> None:
         """Make this standby a primary (`pg_ctl promote -w`): returns once it accepts writes."""
         ids = run_as()
-        subprocess.run(
+        done = subprocess.run(
             [pg_bin("pg_ctl"), "promote", "-w", "-t", str(int(timeout)), "-D", str(self.data_dir)],
-            check=True,
+            check=False,
             capture_output=True,
             user=ids[0] if ids else None,
             group=ids[1] if ids else None,
         )
+        if done.returncode != 0:  # say why (check=True hid pg_ctl's words and the server's)
+            log = self.data_dir.parent / f"postgres-{self.port}.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(
+                f"pg_ctl promote failed ({done.returncode}): "
+                f"{(done.stdout + done.stderr).decode(errors='replace').strip()}\n{tail}"
+            )
 
 
 def _stop_stale_postmaster(pid_file: Path) -> None:

@@ -70,6 +70,17 @@ def _server_ports() -> tuple[int, int]:
     return last + 1, 65536
 
 
+def keep_claim(port: int) -> None:
+    """Renew our claim on `port` (a server restarting on the port it had, after a kill, say:
+    no other process's `free_port()` may be handed it meanwhile)."""
+    path = _CLAIMS / str(port)
+    try:
+        _CLAIMS.mkdir(mode=0o777, exist_ok=True)
+        path.touch()
+    except OSError:
+        pass
+
+
 def _claim(port: int) -> bool:
     """Whether `port` was free to claim (nobody claimed it in the last `PORT_CLAIM_S`)."""
     path = _CLAIMS / str(port)
@@ -142,6 +153,7 @@ class LocalServer:
     ) -> None:
         """Start `args` (as `ids`, uid and gid, when given), its output appended to `log`
         or dropped, and return once it listens on `port`."""
+        keep_claim(self.port)
         out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(

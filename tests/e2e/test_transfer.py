@@ -477,10 +477,12 @@ async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
 ) -> None:
     # The sender leaves right after asking; the target accepts around the moment the grace
     # ends the conversation (peer_gone). Whichever wins, one outcome, never both.
-    a: LiveService = service_factory(PEERCHAT_RECONNECT_GRACE_S="1", PEERCHAT_PRESENCE_TTL_S="2")
+    # A grace of 2 s: the first round's accept, 0.3 s after the drop, has 1.7 s to arrive
+    # (with 1 s, a stall of 0.7 s on a loaded machine made it come too late).
+    a: LiveService = service_factory(PEERCHAT_RECONNECT_GRACE_S="2", PEERCHAT_PRESENCE_TTL_S="2")
     ben = await specialist_with_profile(a, "spec-catch", "Ben", max_chats=3)
     outcomes = []
-    for round_, delay in enumerate((0.3, 0.9, 1.1, 1.4, 4.0)):
+    for round_, delay in enumerate((0.3, 1.8, 2.1, 2.5, 6.0)):
         pair = await matched(
             a, member_id=f"acct-g{round_}", specialist_id=f"spec-g{round_}", tag=f"g{round_}"
         )
@@ -495,7 +497,7 @@ async def test_a_warm_transfer_racing_the_reconnect_grace_leaves_one_owner(
         await pair.specialist.close()
         await asyncio.sleep(delay)
         got = await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
-        await asyncio.sleep(2.5)  # past the grace: whatever the sweep would do, it has done
+        await asyncio.sleep(3.0)  # past the grace: whatever the sweep would do, it has done
         state, holder = await conversation_holder(database_url, conv)
         moved = await fetch(database_url, "SELECT state FROM transfers WHERE conversation_id = $1", conv)
         requeued = await fetch(

@@ -250,7 +250,7 @@ def test_claim_revokes_the_other_holders_offer() -> None:
     d.add_specialist(make_specialist("s2", status=Status.AWAY))
     d.add_request(make_request("r1", d.now))
     (offer,) = d.log[-1].offers
-    # Away specialists may pick by hand (the database decides a claim: chat/store/queue.py).
+    # Away specialists may pick by hand (the database decides a claim: chat/store/assignment.py).
     out = d.claim("r1", "s2")
     assert out.revoked == (offer,)
     assert d.engine.specialists["s2"].active_chats == 1
