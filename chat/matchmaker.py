@@ -62,6 +62,7 @@ class Matchmaker:
         self._last_look = 0.0
         self._last_online: set[str] = set()
         self._wrap_up_ends = float("inf")  # the next wrap-up to end (unix time), as last read
+        self._snapshot = snapshot.Converted()
         self._task: asyncio.Task[None] | None = None
         self._leadership = Leadership(services.settings.session_database_url)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
@@ -216,8 +217,8 @@ class Matchmaker:
             (t for p in specialists if p.wrap_up_until and (t := p.wrap_up_until.timestamp()) > now),
             default=float("inf"),
         )
-        snap_requests: dict[str, Request] = {r.id: snapshot.as_request(r) for r in requests}
-        snap_specs = {p.id: snapshot.as_specialist(p, online, urgent.get(p.id, 0)) for p in specialists}
+        # An unchanged specialist is the very object the engine holds: `_sync` skips it.
+        snap_requests, snap_specs = self._snapshot.convert(requests, specialists, online, urgent)
         snap_offers: dict[str, Offer] = {o.id: snapshot.as_offer(o) for o in pending}
         self._out.requests_by_id = {r.id: r for r in requests}
         if self._out.needs_load:
@@ -247,7 +248,8 @@ class Matchmaker:
         held = list(engine.offers.items())
         # Specialists first, so offers made by later events see current slots and status.
         for spec in specialists.values():
-            if engine.specialists.get(spec.id) != spec:
+            engine_has = engine.specialists.get(spec.id)
+            if engine_has is not spec and engine_has != spec:
                 out.append(engine.specialist_changed(spec, now))
         # Offers the engine held that the database no longer has pending.
         for offer_id, offer in held:

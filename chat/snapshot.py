@@ -50,3 +50,46 @@ def as_specialist(p: profiles.Profile, online: set[str], urgent_chats: int = 0) 
 
 def as_offer(o: queue.Offer) -> Offer:
     return Offer(o.id, o.request_id, o.specialist_id, epoch(o.created_at), epoch(o.expires_at))
+
+
+class Converted:
+    """The leader's snapshots as the engine's values, reusing the last snapshot's for rows
+    unchanged since (`as_request` and `as_specialist` are pure).
+
+    A leader reads every specialist and request each cycle, and in a burst cycles back to
+    back: converting 2,000 of each anew (frozensets, timestamps, frozen dataclasses) was most
+    of a cycle's CPU (docs/performance.md, round 9, matching); comparing a row with the last
+    one is a fraction of that."""
+
+    def __init__(self) -> None:
+        self._specialists: dict[str, tuple[tuple[profiles.Profile, bool, int], Specialist]] = {}
+        self._requests: dict[str, tuple[queue.Request, Request]] = {}
+
+    def convert(
+        self,
+        requests: list[queue.Request],
+        specialists: list[profiles.Profile],
+        online: set[str],
+        urgent: dict[str, int],
+    ) -> tuple[dict[str, Request], dict[str, Specialist]]:
+        """(requests by id, specialists by id), as `as_request` and `as_specialist` make them
+        (`urgent`: urgent chats by specialist id, none if absent)."""
+        last_specialists = self._specialists
+        kept_specialists: dict[str, tuple[tuple[profiles.Profile, bool, int], Specialist]] = {}
+        by_specialist: dict[str, Specialist] = {}
+        for p in specialists:
+            basis = (p, p.id in online, urgent.get(p.id, 0))
+            seen = last_specialists.get(p.id)
+            spec = seen[1] if seen is not None and seen[0] == basis else as_specialist(p, online, basis[2])
+            kept_specialists[p.id] = (basis, spec)
+            by_specialist[p.id] = spec
+        last_requests = self._requests
+        kept_requests: dict[str, tuple[queue.Request, Request]] = {}
+        by_request: dict[str, Request] = {}
+        for r in requests:
+            seen_r = last_requests.get(r.id)
+            request = seen_r[1] if seen_r is not None and seen_r[0] == r else as_request(r)
+            kept_requests[r.id] = (r, request)
+            by_request[r.id] = request
+        self._specialists, self._requests = kept_specialists, kept_requests
+        return by_request, by_specialist

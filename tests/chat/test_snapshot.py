@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from chat import snapshot
@@ -70,3 +71,45 @@ def test_requests_and_offers_in_epoch_seconds() -> None:
         Offer(OfferId("o1"), RequestId("r1"), UserId("s1"), "pending", NOW, NOW + timedelta(seconds=30))
     )
     assert (o.created_at, o.expires_at) == (NOW.timestamp(), NOW.timestamp() + 30)
+
+
+def request(**changes: object) -> Request:
+    fields: dict[str, object] = dict(
+        id=RequestId("r1"),
+        member_id=UserId("m1"),
+        member_alias="Sam",
+        tags=["grief"],
+        language=None,
+        note=None,
+        priority="normal",
+        prefer_specialist=None,
+        avoid=[],
+        state="waiting",
+        created_at=NOW,
+    )
+    return Request(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_a_snapshot_reuses_the_last_values_only_for_rows_unchanged_since() -> None:
+    converted = snapshot.Converted()
+    requests, specialists = converted.convert([request()], [profile("available")], {"s1"}, {})
+    first_r, first_s = requests["r1"], specialists["s1"]
+    # The same rows again (new objects, as each cycle reads them): the very same values.
+    requests, specialists = converted.convert([request()], [profile("available")], {"s1"}, {})
+    assert requests["r1"] is first_r and specialists["s1"] is first_s
+    # Anything that goes into a value changes it: the row, presence, the urgent chats.
+    changed = replace(profile("available"), active_chats=2)
+    _, specialists = converted.convert([], [changed], {"s1"}, {})
+    assert specialists["s1"].active_chats == 2
+    _, specialists = converted.convert([], [changed], set(), {})
+    assert specialists["s1"].status is Status.OFFLINE
+    _, specialists = converted.convert([], [changed], set(), {"s1": 1})
+    assert specialists["s1"].urgent_chats == 1
+    requests, _ = converted.convert([request(avoid=["s2"])], [], set(), {})
+    assert requests["r1"].avoid == frozenset({"s2"}) and requests["r1"] == snapshot.as_request(
+        request(avoid=["s2"])
+    )
+    # Rows gone are forgotten: a row that comes back is converted afresh.
+    converted.convert([], [], set(), {})
+    requests, _ = converted.convert([request()], [], set(), {})
+    assert requests["r1"] is not first_r and requests["r1"] == first_r
