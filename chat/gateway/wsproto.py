@@ -32,6 +32,10 @@
    anything malformed or oversized) is fed to websockets as it came, whole frames only, so
    its parser is always between frames when this path looks at it; an incomplete frame is
    held here until the rest arrives. Errors, pings, closes and limits stay websockets'.
+5. **Keepalive on one timer.** The server's pings go out from the process's ring
+   (chat/gateway/keepalive.py) instead of two timers per ping, written here as the
+   six bytes they are; a pong that is a read of its own (ten bytes) is unmasked and
+   checked here too. Same interval, same deadline, same close (1011) as upstream.
 
 uvicorn is pinned to an exact version in pyproject.toml; tests/e2e/test_wsproto.py holds
 these behaviours against a real server. What this leans on that neither uvicorn nor
@@ -43,6 +47,7 @@ ASGI path: the gateway checks for it.
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable
 from typing import Any, cast
@@ -50,6 +55,7 @@ from typing import Any, cast
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
+from chat.gateway import keepalive
 from chat.gateway.inbox import Flag, Inbox
 
 try:
@@ -67,7 +73,13 @@ UVICORN_ATTRIBUTES = frozenset(
         "disconnected",
         "frames",
         "handshake_complete",
+        "last_ping_rtt",
         "logger",
+        "loop",
+        "pending_ping_payload",
+        "ping_interval",
+        "ping_sent_at",
+        "ping_timeout",
         "queue",
         "read_paused",
         "request",
@@ -79,7 +91,17 @@ UVICORN_ATTRIBUTES = frozenset(
 )
 # Its methods overridden or called here.
 UVICORN_METHODS = frozenset(
-    {"data_received", "handle_parser_exception", "handle_text", "run_asgi", "send_receive_event_to_app"}
+    {
+        "data_received",
+        "handle_parser_exception",
+        "handle_pong",
+        "handle_text",
+        "keepalive_timeout",
+        "run_asgi",
+        "send_receive_event_to_app",
+        "start_keepalive",
+        "stop_keepalive",
+    }
 )
 # Upstream methods this module copies (send_receive_event_to_app) or whose behaviour it
 # relies on (receive resumes reading only once the queue is empty), by the SHA-256 of
@@ -90,6 +112,15 @@ UPSTREAM_SOURCES = {
     # Text frames parsed here do what these do with a parsed frame.
     "data_received": "c89d394077d8841d253e469eb47bfd9db0172cd7eebe38edf5211c8e312885d0",
     "handle_text": "6ae523180cf04a012bde88d4eb7fc1429d4e60ee8dc7cbf0f004288a3e657a8f",
+    # The keepalive (chat/gateway/keepalive.py): the pong check replaced here, upstream's
+    # drop and timer cleanup reused; `send` starts it on the accept, `connection_lost` and
+    # `shutdown` stop it.
+    "handle_pong": "b20c68cc7e4f9bca91938db2af4a7b247c3035a35e4f855dcab7c5e7bd7769e2",
+    "keepalive_timeout": "8e1ceb6ec446de9d14611a262b197f07cfc2cb8b8b427eb2023ffa891dee2044",
+    "stop_keepalive": "bbb91b997b37b77c2762d1bf57ab8cc053422e11a971ee45a0df31295efad799",
+    "connection_lost": "dd116afc4d8034e11baebc28faf53f4f0f15181c4ea1a0e49cc9fdf45056cc97",
+    "shutdown": "e8ace796ada616b72e45af56a223079bef3f1c560652f29d70269f68401c73aa",
+    "send": "d4919ed760ce9f7be8574989b91ed67448f210ff9cc114f38d286487ec1ddfc8",
 }
 # websockets' sans-I/O protocol: `writes` (bytes it queued itself, such as a pong) is not
 # documented, nor are the parser's state read before parsing a frame here: `reader` (its
@@ -126,7 +157,22 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     # The start of a frame not yet complete, held here (websockets has seen none of it).
     _held: bytearray | None = None
 
+    # The socket's bucket in the process's keepalive ring, while it is in one.
+    _ring_slot: int = -1
+
     def data_received(self, data: bytes) -> None:
+        if (
+            len(data) == 10
+            and data[0] == 0x8A  # FIN, pong
+            and data[1] == 0x84  # masked, 4 bytes: the payload of our pings
+            and self.pending_ping_payload is not None
+            and self._held is None
+            and self.conn.state is State.OPEN
+            and parser_idle(self.conn)
+            and apply_mask(data[6:], data[2:6]) == self.pending_ping_payload
+        ):
+            self._ponged()
+            return
         buf: bytes | bytearray = data
         held = self._held
         if held is not None:
@@ -182,6 +228,46 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             self._hold(buf, pos)  # a text frame not complete yet (at most 64 KiB + 8)
         else:
             super().data_received(bytes(buf[pos:]))
+
+    def start_keepalive(self) -> None:
+        if self.ping_interval:
+            self._ring_slot = keepalive.ring(self.loop, self.ping_interval).add(self)
+
+    def stop_keepalive(self) -> None:
+        if self._ring_slot >= 0 and self.ping_interval:
+            keepalive.ring(self.loop, self.ping_interval).discard(self, self._ring_slot)
+            self._ring_slot = -1
+        super().stop_keepalive()
+
+    def keepalive_due(self) -> bool:
+        """The ring's turn for this socket: drop it if the last ping got no pong, else ping."""
+        if self.close_sent or self.transport.is_closing():
+            self._ring_slot = -1
+            return False
+        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+            self._ring_slot = -1
+            self.keepalive_timeout()
+            return False
+        conn = self.conn
+        if conn.state is not State.OPEN:
+            return True  # closing: its close handshake has a timer of its own
+        payload = struct.pack("!I", random.getrandbits(32))
+        self.pending_ping_payload = payload
+        self.ping_sent_at = self.loop.time()
+        # FIN and opcode 9, unmasked, 4 bytes (RFC 6455 §5.5.2), after anything websockets
+        # queued itself.
+        head = b"".join(conn.data_to_send()) if conn.writes else b""
+        self.transport.write(head + b"\x89\x04" + payload)
+        return True
+
+    def handle_pong(self, event: Any) -> None:
+        # Upstream's check, without its timers: the ring looks at the socket next.
+        if self.pending_ping_payload is not None and bytes(event.data) == self.pending_ping_payload:
+            self._ponged()
+
+    def _ponged(self) -> None:
+        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
+        self.pending_ping_payload = None
 
     def _hold(self, buf: bytes | bytearray, pos: int) -> None:
         if isinstance(buf, bytearray):
