@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import secrets
 import signal
@@ -26,16 +27,24 @@ DEMO_SPECIALISTS = [
 ]
 
 
+def event_loop() -> str:
+    """uvloop, a dependency (pyproject.toml), whenever it is installed: with the message
+    path's own Python cut down, the asyncio loop's (its transports' reads and writes, its
+    callbacks) had become a quarter of a web process's time, and uvloop took 8-13 % off
+    the web CPU per delivered message, side by side with asyncio under the same load
+    (docs/performance.md, round 9; rounds 2-3 had measured no gain, when our own code was
+    most of the time). Plain asyncio where it is not installed (a checkout not yet
+    reinstalled): chat/ is written for either, and the in-process tests run asyncio."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
 def uvicorn_options(port: int, host: str | None = None) -> dict[str, Any]:
     """Shared by `serve`, `dev` and the tests, so every path serves the same way. `host`:
     an explicit choice (`--host`), else PEERCHAT_HOST, else every interface."""
     return {
         "host": host or os.environ.get("PEERCHAT_HOST") or "0.0.0.0",
         "port": port,
-        # Plain asyncio, as the tests run it, even where uvloop happens to be installed
-        # (uvicorn's "auto" would pick it up): measured under the benchmark, uvloop did not
-        # lower a web process's CPU (docs/performance.md).
-        "loop": "asyncio",
+        "loop": event_loop(),
         # uvicorn's websockets sans-I/O protocol with direct sends (chat/gateway/wsproto.py).
         "ws": "chat.gateway.wsproto:DirectWebSocketProtocol",
         # PRODUCT.md §5: a frame over 64 KiB closes the socket with 1009.

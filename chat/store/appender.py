@@ -1,5 +1,5 @@
 """Group commit for messages: every `send` that arrives while a batch is being committed
-joins the next batch, and each batch is one call of `append_messages()`: one round trip,
+joins the next batch, and each batch is one call of `append_batch()`: one round trip,
 one transaction, one WAL flush. While the load keeps the queue from emptying, the next
 commit waits LINGER_S (1 ms; 3 ms after a batch of BUSY_BATCH or more) so more messages
 share it.
@@ -218,52 +218,80 @@ class Appender:
     async def _commit(self, conn: PoolConnection, batch: list[_Item]) -> None:
         self.batches += 1
         METRICS.commit_batch.observe(len(batch))
+        # Number the batch for append_batch (migration 0090): each message's place among
+        # its conversation's messages here, and each conversation's count.
+        counts: dict[str, int] = {}
+        places: list[int] = []
+        for b in batch:
+            k = counts.get(b.conversation_id, 0) + 1
+            counts[b.conversation_id] = k
+            places.append(k)
         try:
-            rows = await conn.fetch(
-                "SELECT i, outcome, seq, sent_at FROM append_messages($1, $2, $3, $4, $5, $6)",
+            row = await conn.fetchrow(
+                "SELECT ids, bases, stamp, outcomes, seqs, sent_ats"
+                " FROM append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 [b.conversation_id for b in batch],
                 [b.sender_id for b in batch],
                 [b.sender_role for b in batch],
                 [b.sender_name for b in batch],
                 [b.client_msg_id for b in batch],
                 [b.body for b in batch],
+                places,
+                list(counts),
+                list(counts.values()),
             )
         except STORAGE_DOWN:
             raise
         except asyncpg.PostgresError:
             if len(batch) == 1:
                 raise
-            for item in batch:  # find the bad one; the rest still go in
-                try:
-                    result = await append(
-                        conn,
-                        conversation_id=item.conversation_id,
-                        sender_id=item.sender_id,
-                        sender_role=item.sender_role,
-                        sender_name=item.sender_name,
-                        client_msg_id=item.client_msg_id,
-                        body=item.body,
-                    )
-                except STORAGE_DOWN:
-                    raise  # this and the rest fail alike; the connection is handed back
-                except Exception as exc:
-                    if not item.done.done():  # its caller may have gone meanwhile
-                        item.done.set_exception(exc)
-                else:
-                    if result[0] is Appended.STORED:
-                        METRICS.messages_stored.inc()
-                    if not item.done.done():
-                        item.done.set_result(result)
+            await self._one_by_one(conn, batch)
             return
-        # In the batch's order (PostgreSQL returns the careful path's rows by conversation):
-        # a socket's acks and a conversation's fan-out follow the order of the sends.
-        outcomes = {row["i"]: row for row in rows}
+        assert row is not None
         stored = 0
-        for i, item in enumerate(batch, 1):
-            row = outcomes[i]
-            outcome = _OUTCOMES[row["outcome"]]
-            stored += outcome is Appended.STORED
-            if not item.done.done():
-                item.done.set_result((outcome, row["seq"], row["sent_at"]))
+        if row["bases"] is not None:
+            # The clean batch, all stored under one stamp: seq = the conversation's
+            # last_seq before the batch + the message's place in it.
+            bases = dict(zip(row["ids"], row["bases"], strict=True))
+            stamp = row["stamp"]
+            stored = len(batch)
+            for item, k in zip(batch, places, strict=True):
+                if not item.done.done():
+                    item.done.set_result((Appended.STORED, bases[item.conversation_id] + k, stamp))
+        else:
+            # A repeat or a refusal in it: per-element outcomes, in the batch's order (so a
+            # socket's acks and a conversation's fan-out follow the order of the sends).
+            for item, outcome_text, seq, sent_at in zip(
+                batch, row["outcomes"], row["seqs"], row["sent_ats"], strict=True
+            ):
+                outcome = _OUTCOMES[outcome_text]
+                stored += outcome is Appended.STORED
+                if not item.done.done():
+                    item.done.set_result((outcome, seq, sent_at))
         # Once per batch, not per message (a prometheus-client increment takes a lock).
         METRICS.messages_stored.inc(stored)
+
+    async def _one_by_one(self, conn: PoolConnection, batch: list[_Item]) -> None:
+        """The batch failed for one bad element (a value PostgreSQL refuses): store the
+        others one by one, and give the bad one its error."""
+        for item in batch:
+            try:
+                result = await append(
+                    conn,
+                    conversation_id=item.conversation_id,
+                    sender_id=item.sender_id,
+                    sender_role=item.sender_role,
+                    sender_name=item.sender_name,
+                    client_msg_id=item.client_msg_id,
+                    body=item.body,
+                )
+            except STORAGE_DOWN:
+                raise  # this and the rest fail alike; the connection is handed back
+            except Exception as exc:
+                if not item.done.done():  # its caller may have gone meanwhile
+                    item.done.set_exception(exc)
+            else:
+                if result[0] is Appended.STORED:
+                    METRICS.messages_stored.inc()
+                if not item.done.done():
+                    item.done.set_result(result)

@@ -4,7 +4,7 @@ order, dedupe inside a batch, and one bad element does not hold the others back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pytest
@@ -219,6 +219,73 @@ async def test_clean_batches_take_the_set_path_and_it_agrees_with_the_careful_on
     )
     assert fast[1] == careful[1] == [[(1, "x1"), (2, "x2"), (3, "x3")], [(1, "y1"), (2, "y2")]]
     assert fast[2] == [0, 1, 1], "a clean batch never needs the careful path"
+
+
+async def test_append_batch_agrees_with_the_careful_path_and_checks_its_numbering(db: Pool) -> None:
+    """`append_batch` (migration 0090, what the appender calls) takes the batch numbered
+    by its caller: a clean batch answers each conversation's last_seq before it (seq =
+    base + place) under one stamp; a batch with a repeat or a refusal answers the careful
+    path's outcomes in element order; a numbering that does not fit the batch is refused
+    with nothing stored, so no conversation can get a gap."""
+
+    def numbered(batch: Sequence[tuple[str, str, str]]) -> list[object]:
+        counts: dict[str, int] = {}
+        places = []
+        for conv, _, _ in batch:
+            counts[conv] = counts.get(conv, 0) + 1
+            places.append(counts[conv])
+        return [
+            [c for c, _, _ in batch],
+            [m for _, m, _ in batch],
+            ["member"] * len(batch),
+            ["Sam"] * len(batch),
+            [x for _, _, x in batch],
+            ["body " + x for _, _, x in batch],
+            places,
+            list(counts),
+            list(counts.values()),
+        ]
+
+    call = "SELECT * FROM append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    a, b = await _conversation(db, "mab1", "sab1"), await _conversation(db, "mab2", "sab2")
+    clean = [(a.id, a.member_id, "x1"), (b.id, b.member_id, "y1"), (a.id, a.member_id, "x2")]
+    row = await db.fetchrow(call, *numbered(clean))
+    assert row is not None and row["outcomes"] is None
+    assert dict(zip(row["ids"], row["bases"], strict=True)) == {a.id: 0, b.id: 0}
+    stored = await db.fetch(
+        "SELECT conversation_id, seq, client_msg_id, sent_at FROM messages"
+        " WHERE conversation_id = ANY($1::text[]) ORDER BY conversation_id, seq",
+        [a.id, b.id],
+    )
+    assert [(r["conversation_id"], r["seq"], r["client_msg_id"]) for r in stored] == sorted(
+        [(a.id, 1, "x1"), (a.id, 2, "x2"), (b.id, 1, "y1")]
+    )
+    assert {r["sent_at"] for r in stored} == {row["stamp"]}
+
+    mixed = [
+        (a.id, a.member_id, "x1"),
+        (a.id, a.member_id, "x3"),
+        ("nope", b.member_id, "z"),
+        (b.id, a.member_id, "w"),
+    ]
+    row = await db.fetchrow(call, *numbered(mixed))
+    assert row is not None and row["bases"] is None
+    assert list(zip(row["outcomes"], row["seqs"], strict=True)) == [
+        ("duplicate", 1),
+        ("stored", 3),
+        ("not_found", 0),
+        ("forbidden", 0),
+    ]
+
+    wrong = numbered([(a.id, a.member_id, "x4"), (a.id, a.member_id, "x5")])
+    wrong[6] = [1, 3]  # a place past the conversation's count would leave seq 5 unused
+    with pytest.raises(asyncpg.InvalidParameterValueError):
+        await db.fetchrow(call, *wrong)
+    wrong[6], wrong[8] = [1, 2], [3]  # a count the batch does not have
+    with pytest.raises(asyncpg.InvalidParameterValueError):
+        await db.fetchrow(call, *wrong)
+    assert await db.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a.id) == 3
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", a.id) == 3
 
 
 async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on_a_fresh_one(

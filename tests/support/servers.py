@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from chat.devservers import PostgresServer, RedisServer, free_port, keep_claim
+from chat.devservers import PostgresServer, RedisServer, free_port
 
 JWT_SECRET = "test-secret-" + "x" * 40
 TEMPLATE_DB = "peerchat_template"
@@ -116,7 +116,6 @@ class LiveService:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 30) -> None:
-        keep_claim(self.port)  # a restart keeps its port (chat/devservers/process.py)
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
