@@ -27,7 +27,7 @@ from chat.delivery.watchers import Broadcasts
 from chat.leadership import ELECTION_EVERY_S, Leadership
 from chat.services import Services
 from chat.store import conversation_list, members, profiles, queue
-from chat.store.db import open_pool
+from chat.store.db import Reused, open_pool
 from matching.decisions import Decisions
 from matching.engine import Engine
 from matching.model import MatchConfig, Offer, Request, Specialist
@@ -62,6 +62,9 @@ class Matchmaker:
         self._last_look = 0.0
         self._last_online: set[str] = set()
         self._wrap_up_ends = float("inf")  # the next wrap-up to end (unix time), as last read
+        # Last cycle's rows, kept so an unchanged one is neither rebuilt nor converted again.
+        self._request_rows = Reused(queue.Request)
+        self._profile_rows = Reused(profiles.Profile)
         self._snapshot = snapshot.Converted()
         self._task: asyncio.Task[None] | None = None
         self._leadership = Leadership(services.settings.session_database_url)
@@ -201,8 +204,8 @@ class Matchmaker:
         # looked like a decline (offer gone, request still in line, slot still free), and the
         # engine offered that specialist another request they had no room for (issue 18).
         async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            requests = await queue.open_requests(conn)
-            specialists = await profiles.list_all(conn)
+            requests = await queue.open_requests(conn, self._request_rows)
+            specialists = await profiles.list_all(conn, self._profile_rows)
             pending = await queue.pending_offers(conn)
             self._out.away = set(await members.away_since(conn))
             urgent = await conversation_list.urgent_chats_by_specialist(conn)

@@ -18,7 +18,6 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, replace
-from functools import partial
 from types import MappingProxyType
 
 from matching.decisions import NO_DECISIONS, Decisions, QueueEstimate
@@ -427,8 +426,12 @@ class Engine:
         offers it to its best eligible specialist, so queue order and best-first both
         hold even when one event opens several slots.
         """
-        pending = [self._keys[rid] for rid in set(out.reqs) if rid in self._bucketed]
-        heapq.heapify(pending)
+        reqs = out.reqs
+        if len(reqs) == 1:  # the usual event: one request back in line, or a new one
+            pending = [self._keys[reqs[0]]] if reqs[0] in self._bucketed else []
+        else:
+            pending = [self._keys[rid] for rid in set(reqs) if rid in self._bucketed]
+            heapq.heapify(pending)
         specs = {sid: None for sid in out.specs if sid in self._opened}
         out.reqs.clear()
         out.specs.clear()
@@ -439,13 +442,9 @@ class Engine:
         # for seconds): walk their buckets by request (`_Cursors`). The walk's set-up and
         # heap cost about twice the asking for one specialist (the matching benchmark's
         # offer_declined / specialist_changed p99 with 10,000 waiting, docs/performance.md).
-        first: Callable[[], Key | None]
-        if len(specs) <= _FEW_SPECIALISTS:
-            first = partial(self._first_of_few, specs)
-        else:
-            first = _Cursors(self, specs).first
+        cursors = None if len(specs) <= _FEW_SPECIALISTS else _Cursors(self, specs)
         while True:
-            choice = first()
+            choice = self._first_of_few(specs) if cursors is None else cursors.first()
             chosen: Specialist | None = None
             while pending:
                 key = pending[0]
@@ -596,13 +595,7 @@ class Engine:
         return s.urgent_chats + held >= self._config.max_urgent_per_specialist
 
     def _make_offer(self, r: Request, s: Specialist, now: float, out: _Out) -> None:
-        offer = Offer(
-            id=self._new_id(),
-            request_id=r.id,
-            specialist_id=s.id,
-            created_at=now,
-            expires_at=now + self._config.offer_timeout_s,
-        )
+        offer = Offer(self._new_id(), r.id, s.id, now, now + self._config.offer_timeout_s)
         self._state[r.id] = next_state(REQUEST_TRANSITIONS, self._state[r.id], RequestEvent.OFFER_MADE)
         self._unindex(r.id)
         self._offers[offer.id] = offer
@@ -968,7 +961,7 @@ class Engine:
         seen = self._place(request_id, now, rates, position)
         if self._reported.get(request_id) != seen:
             self._reported[request_id] = seen
-            out.updates[request_id] = QueueEstimate(request_id, *seen)
+            out.updates[request_id] = QueueEstimate(request_id, seen[0], seen[1])
 
     def _sweep(self, now: float, out: _Out) -> None:
         """Re-estimate the next ``queue_refresh_batch`` requests, round robin.

@@ -17,7 +17,7 @@ re-exports what callers import.
 from __future__ import annotations
 
 from chat.devservers.postgres import PostgresServer, open_path_for, pg_bin, run_as
-from chat.devservers.process import LocalServer, free_port, keep_claim, terminate, wait_for_port, wipe
+from chat.devservers.process import LocalServer, free_port, terminate, wait_for_port, wipe
 from chat.devservers.redis_server import RedisServer, redis_bin
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "PostgresServer",
     "RedisServer",
     "free_port",
-    "keep_claim",
     "open_path_for",
     "pg_bin",
     "redis_bin",

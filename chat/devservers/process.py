@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -24,11 +23,6 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-# Ports handed out here are claimed machine-wide for this long (a file per port): longer
-# than any server takes from `free_port()` to listening, so two processes (the test
-# suite's xdist workers, or two worktrees) never start servers on the same port.
-PORT_CLAIM_S = 120.0
-_CLAIMS = Path(tempfile.gettempdir()) / "peerchat-ports"
 # Not the `random` module's shared generator: pytest-randomly seeds that one alike in every
 # test and every xdist worker, which would have them all try the same ports in turn.
 _pick = random.SystemRandom()
@@ -40,21 +34,19 @@ def free_port() -> int:
     It was `bind(("127.0.0.1", 0))`, which picks from the kernel's ephemeral range: the
     range every outgoing connection (to PostgreSQL, Redis, a test's web process) takes its
     local port from, so between our pick and the server's bind an outgoing connection
-    could take the port, and two processes could be handed the same one; the server then
-    failed to start (a test's set-up error). Now the port comes from below that range and
-    is claimed for `PORT_CLAIM_S` (`_claim`)."""
+    could take the port, and the server then failed to start (a test's set-up error). Now
+    the port comes from below that range, where no outgoing connection is ever given one,
+    picked at random and checked free."""
     low, high = _server_ports()
-    for _ in range(500):
+    for _ in range(200):
         port = _pick.randrange(low, high)
-        if not _claim(port):
-            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
         return port
-    with socket.socket() as s:  # every claim taken: the kernel's pick, as before
+    with socket.socket() as s:  # nothing free down there: the kernel's pick, as before
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -68,36 +60,6 @@ def _server_ports() -> tuple[int, int]:
     if first - 10000 >= 4000:
         return 10000, first
     return last + 1, 65536
-
-
-def keep_claim(port: int) -> None:
-    """Renew our claim on `port` (a server restarting on the port it had, after a kill, say:
-    no other process's `free_port()` may be handed it meanwhile)."""
-    path = _CLAIMS / str(port)
-    try:
-        _CLAIMS.mkdir(mode=0o777, exist_ok=True)
-        path.touch()
-    except OSError:
-        pass
-
-
-def _claim(port: int) -> bool:
-    """Whether `port` was free to claim (nobody claimed it in the last `PORT_CLAIM_S`)."""
-    path = _CLAIMS / str(port)
-    try:
-        _CLAIMS.mkdir(mode=0o777, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        return True
-    except FileExistsError:
-        try:
-            if time.time() - path.stat().st_mtime < PORT_CLAIM_S:
-                return False
-            os.utime(path)
-            return True
-        except OSError:
-            return False
-    except OSError:  # no writable temp folder: the bind check alone
-        return True
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
@@ -153,7 +115,6 @@ class LocalServer:
     ) -> None:
         """Start `args` (as `ids`, uid and gid, when given), its output appended to `log`
         or dropped, and return once it listens on `port`."""
-        keep_claim(self.port)
         out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(

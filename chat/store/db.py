@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Self, TypeAlias
+from typing import Generic, Self, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -108,3 +108,29 @@ class FromRow:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+_T = TypeVar("_T", bound=FromRow)
+
+
+class Reused(Generic[_T]):
+    """Rows as `cls` instances, the very instance of last time for a row equal to last time's
+    (same `id`): a matching leader reads every specialist and request on every cycle, and
+    comparing a row costs a fraction of building one (docs/performance.md, round 9)."""
+
+    def __init__(self, cls: type[_T]) -> None:
+        self._cls = cls
+        self._last: dict[object, tuple[Row, _T]] = {}
+
+    def of(self, rows: list[Row]) -> list[_T]:
+        last = self._last
+        kept: dict[object, tuple[Row, _T]] = {}
+        out: list[_T] = []
+        for row in rows:
+            key = row["id"]
+            seen = last.get(key)
+            item = seen[1] if seen is not None and seen[0] == row else self._cls.of(row)
+            kept[key] = (row, item)
+            out.append(item)
+        self._last = kept
+        return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chat.store.db import Db, FromRow
+from chat.store.db import Db, FromRow, Reused
 
 DEFAULT_LANGUAGES = ("en",)
 DEFAULT_MAX_CHATS = 3
@@ -48,8 +48,10 @@ async def get(db: Db, specialist_id: str) -> Profile | None:
     return Profile.of(row) if row else None
 
 
-async def list_all(db: Db) -> list[Profile]:
-    return [Profile.of(r) for r in await db.fetch(f"SELECT {_COLUMNS} FROM specialists ORDER BY name, id")]
+async def list_all(db: Db, reuse: Reused[Profile] | None = None) -> list[Profile]:
+    """Every profile; with `reuse`, last time's instance for a row unchanged since."""
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM specialists ORDER BY name, id")
+    return reuse.of(rows) if reuse is not None else [Profile.of(r) for r in rows]
 
 
 async def put(

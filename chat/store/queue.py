@@ -21,7 +21,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chat.store import boundaries
-from chat.store.db import Db, FromRow
+from chat.store.db import Db, FromRow, Reused
 from chat.store.states import (
     CONVERSATION_ACTIVE,
     OFFER_REVOKED,
@@ -219,14 +219,15 @@ async def get_request(db: Db, request_id: str) -> Request | None:
     return Request.of(row) if row else None
 
 
-async def open_requests(db: Db) -> list[Request]:
+async def open_requests(db: Db, reuse: Reused[Request] | None = None) -> list[Request]:
     """Waiting and offered requests, in queue order: urgent first, transfers first within
-    a priority (PRODUCT.md §9), then longest waiting (`matching.model.queue_key`)."""
+    a priority (PRODUCT.md §9), then longest waiting (`matching.model.queue_key`). With
+    `reuse`, last time's instance for a row unchanged since."""
     rows = await db.fetch(
         f"""SELECT {_REQ} FROM requests WHERE state IN {IN_LINE}
             ORDER BY priority = 'urgent' DESC, transfer_of IS NULL, created_at, id"""
     )
-    return [Request.of(r) for r in rows]
+    return reuse.of(rows) if reuse is not None else [Request.of(r) for r in rows]
 
 
 async def cancel_request(

@@ -14,7 +14,7 @@ from chat.people import Person, member, specialist
 from chat.store import assignment, audit, conversations, offers, privacy, profiles, queue
 from chat.store.assignment import Assignment, Refusal
 from chat.store.conversations import Appended
-from chat.store.db import iso
+from chat.store.db import Reused, iso
 from chat.store.offers import OfferOutcome
 from tests.chat.conftest import Pool
 from tests.support.servers import wait_until
@@ -731,3 +731,25 @@ async def _waiting_on_a_lock(db: Pool, what: str) -> bool:
             what,
         )
     )
+
+
+async def test_reused_rows_are_last_times_instances_until_the_row_changes(db: Pool) -> None:
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    r1 = await _request(db, "m1")
+    await _request(db, "m2")
+    profile_rows, request_rows = Reused(profiles.Profile), Reused(queue.Request)
+    first = {p.id: p for p in await profiles.list_all(db, profile_rows)}
+    first_requests = {r.id: r for r in await queue.open_requests(db, request_rows)}
+    await profiles.set_status(db, "s1", "available")
+    await queue.cancel_request(db, r1.id, "m1")
+    again = {p.id: p for p in await profiles.list_all(db, profile_rows)}
+    again_requests = {r.id: r for r in await queue.open_requests(db, request_rows)}
+    # Changed rows are read afresh; unchanged ones are the very instances of last time.
+    assert (first["s1"].status, again["s1"].status) == ("away", "available")
+    assert again["s2"] is first["s2"]
+    assert r1.id not in again_requests and len(again_requests) == 1
+    (other,) = again_requests.values()
+    assert other is first_requests[other.id]
+    # Without `reuse`, the same values as ever.
+    assert await profiles.list_all(db) == list(sorted(again.values(), key=lambda p: (p.name, p.id)))
