@@ -5,6 +5,7 @@ launcher `make run` uses), a fresh database per test cloned from a migrated temp
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import signal
 import subprocess
@@ -141,9 +142,10 @@ class LiveService:
                 with urllib.request.urlopen(self.http + "/healthz", timeout=1) as r:
                     if r.status == 200:
                         return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("service did not start")
+            except (OSError, http.client.HTTPException):  # not listening yet, or cut off mid-start
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"service did not start within {timeout} s: {self.log_path.read_text()[-3000:]}")
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
