@@ -31,7 +31,7 @@ from chat.revocations import Revocations
 from chat.safety import risk_watch
 from chat.safety.monitoring import CHANNEL as MONITORS_CHANNEL
 from chat.seal import Sealer, seal_key
-from chat.services import RESTATE_STATS, Services
+from chat.services import QUEUE_WATCHED, RESTATE_STATS, Services
 from chat.socket_cap import SocketCap
 from chat.store import wrap_up
 from chat.store.appender import Appender
@@ -84,6 +84,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     matchmaker = Matchmaker(services)
     services.wake_matchmaker = matchmaker.poke
     services.restate_matchmaker_stats = matchmaker.restate_stats
+    services.queue_watched_here = matchmaker.queue_watched
     services.queue_position = matchmaker.queue_position
     app.state.services = services
     history = stats.StatsHistory()
@@ -93,6 +94,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if channel == POKE_CHANNEL:
             if data == RESTATE_STATS:
                 matchmaker.restate_stats()
+            elif data == QUEUE_WATCHED:
+                matchmaker.queue_watched()
             else:
                 matchmaker.poke()
         elif channel == REVOCATIONS_CHANNEL:

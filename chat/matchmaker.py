@@ -91,6 +91,12 @@ class Matchmaker:
         self._restate = True
         self._wake.set()
 
+    def queue_watched(self) -> None:
+        """Poke, and send the next cycle's queue even if unchanged: a process has a queue
+        watcher again (`Services.queue_watched`)."""
+        self._broadcasts.queue_watched()
+        self._wake.set()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="matchmaker")
 

@@ -26,6 +26,9 @@ QueuePositions = Callable[[str, float], "tuple[int, int] | None"]
 # The poke that also asks the matching leader to send its next `queue_stats` even if
 # unchanged (`Services.restate_stats`); any other payload is a plain poke.
 RESTATE_STATS = b"stats"
+# The poke that tells the matching leader a process has a queue watcher again: its queue
+# broadcasts, skipped while nobody listened, resume (chat/delivery/watchers.py).
+QUEUE_WATCHED = b"queue"
 
 # Of the pool's 20 connections (chat/store/db.py), what `request` handlers may hold at once.
 REQUESTS_AT_ONCE = 12
@@ -54,6 +57,7 @@ class Services:
     # wake it, and ask it where a request stands. Services never holds the matchmaker.
     wake_matchmaker: Callable[[], None] = _nothing
     restate_matchmaker_stats: Callable[[], None] = _nothing
+    queue_watched_here: Callable[[], None] = _nothing
     queue_position: QueuePositions = _unknown
     draining: bool = False
     # conversation id → (member, specialist), each the pair (role, sub) (chat/people.py):
@@ -78,3 +82,9 @@ class Services:
         window) would never be shown to them (PRODUCT.md: "now and whenever it changes")."""
         self.restate_matchmaker_stats()
         await self.bus.publish(POKE_CHANNEL, RESTATE_STATS)
+
+    async def queue_watched(self) -> None:
+        """This process subscribed to the queue broadcasts for its first watcher: the
+        leader, which stops sending them while nobody listens, must send them again."""
+        self.queue_watched_here()
+        await self.bus.publish(POKE_CHANNEL, QUEUE_WATCHED)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-from chat.bus import Bus
+from chat.bus import Bus, Receivers
 from chat.delivery import doorbell
 from chat.delivery.channels import USER_PREFIX, Channels, Namer
 from chat.delivery.doorbell import Mark
@@ -99,7 +99,11 @@ class Hub:
 
     async def detach(self, session: Session, person: Person | None = None) -> None:
         if person is None:
-            self.queue_watchers.discard(session)
+            if session in self.queue_watchers:
+                self.queue_watchers.discard(session)
+                if not self.queue_watchers:
+                    # So the leader's publishes count no listener here (chat/delivery/watchers.py).
+                    await self.bus.unsubscribe(QUEUE_CHANNEL)
             self.stats_watchers.discard(session)
         person = person or session.person
         mine = self.sessions.get(person)
@@ -192,13 +196,17 @@ class Hub:
         for session in list(self.sessions.get(person, ())):
             session.refuse(code, "closed by the server")
 
-    async def broadcast(self, channel: str, frame: Frame) -> None:
-        """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL)."""
+    async def broadcast(self, channel: str, frame: Frame, on_receivers: Receivers | None = None) -> None:
+        """To every process's watchers of `channel` (QUEUE_CHANNEL or STATS_CHANNEL).
+        `on_receivers`: told how many processes were subscribed, if it went out (then the
+        publish is not awaited, only queued in order)."""
         data = encode(frame)
         self._deliver_watchers(channel, data)
-        await self.bus.publish(
-            channel, self._channels.ring(channel, doorbell.frame_header(self.origin, Outbound(data)), data)
-        )
+        ring = self._channels.ring(channel, doorbell.frame_header(self.origin, Outbound(data)), data)
+        if on_receivers is not None:
+            self.bus.post(channel, ring, on_receivers)
+        else:
+            await self.bus.publish(channel, ring)
 
     def on_bus(self, channel: str, data: bytes) -> None:
         ring = doorbell.parse(data)

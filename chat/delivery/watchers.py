@@ -1,7 +1,13 @@
 """What the matching leader tells watchers after each cycle: specialists watching the queue
 get it when its order changed (or every 10 s), supervisors get `queue_stats` when they
 changed (or every 5 s while the leader cycles; an idle leader cycles only when poked, see
-chat/matchmaker.py), at most four times a second."""
+chat/matchmaker.py), at most four times a second.
+
+The queue is not even built while nobody listens: its last publish reached no process and
+none here watches. A process that gets its first watcher subscribes, then says so
+(`Services.queue_watched`), and the next cycle sends the queue again; a leader that missed
+that poke finds out at the 10 s resend, which still goes out. A new leader sends until a
+publish tells it otherwise."""
 
 from __future__ import annotations
 
@@ -28,8 +34,25 @@ class Broadcasts:
         self._again = again
         self._last_queue: list[f.QueueEntry] | None = None
         self._last_queue_at = 0.0
+        # Whether the last queue publish reached a process, and which `queue_watched` it was
+        # sent after: an answer to a publish sent before a watcher came is no answer.
+        self._queue_heard = True
+        self._queue_watch_round = 0
         self._last_stats: f.QueueStats | None = None
         self._last_stats_at = 0.0
+
+    def queue_watched(self) -> None:
+        """A process has a queue watcher again: the next cycle sends the queue."""
+        self._queue_heard = True
+        self._queue_watch_round += 1
+        self._last_queue = None
+
+    def _heard(self, watch_round: int) -> Callable[[int], None]:
+        def heard(receivers: int) -> None:
+            if watch_round == self._queue_watch_round:
+                self._queue_heard = receivers > 0
+
+        return heard
 
     def forget_stats(self) -> None:
         """The next stats go out even if unchanged (a watcher was sent another reading)."""
@@ -46,13 +69,17 @@ class Broadcasts:
         """`away`: members with no live connection (the queue entries say so)."""
         hub = self.s.hub
         now_dt = datetime.fromtimestamp(now, UTC)
-        entries = [views.queue_entry(r, now_dt, away) for r in requests if r.state == RequestState.WAITING]
-        same = self._last_queue is not None and [e.request_id for e in entries] == [
-            e.request_id for e in self._last_queue
-        ]
-        if not same or now - self._last_queue_at > 10:
-            self._last_queue, self._last_queue_at = entries, now
-            await hub.broadcast(QUEUE_CHANNEL, f.Queue(requests=entries))
+        due = now - self._last_queue_at > 10
+        if due or self._queue_heard or hub.queue_watchers:
+            waiting = [r for r in requests if r.state == RequestState.WAITING]
+            entries = [views.queue_entry(r, now_dt, away) for r in waiting]
+            same = self._last_queue is not None and [e.request_id for e in entries] == [
+                e.request_id for e in self._last_queue
+            ]
+            if not same or due:
+                self._last_queue, self._last_queue_at = entries, now
+                heard = self._heard(self._queue_watch_round)
+                await hub.broadcast(QUEUE_CHANNEL, f.Queue(requests=entries), on_receivers=heard)
         wait = STATS_MIN_INTERVAL_S - (now - self._last_stats_at)
         if wait > 0:
             # Coalesced: come back when the interval is up, or supervisors would see this

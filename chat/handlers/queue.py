@@ -108,8 +108,11 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
 async def on_queue_watch(services: Services, session: Session, frame: f.QueueWatch) -> None:
     now = datetime.now(UTC)
     waiting = [r for r in await queue.open_requests(services.db) if r.state == RequestState.WAITING]
-    if not services.hub.queue_watchers:
+    first = not services.hub.queue_watchers
+    if first:
         await services.bus.subscribe(QUEUE_CHANNEL)
     services.hub.queue_watchers.add(session)
+    if first:
+        await services.queue_watched()
     away = await members.away_since(services.db, [r.member_id for r in waiting])
     session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))

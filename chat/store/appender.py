@@ -218,14 +218,17 @@ class Appender:
     async def _commit(self, conn: PoolConnection, batch: list[_Item]) -> None:
         self.batches += 1
         METRICS.commit_batch.observe(len(batch))
-        # Number the batch for append_batch (migration 0090): each message's place among
-        # its conversation's messages here, and each conversation's count.
+        # Number the batch for append_batch (migrations 0090, 0091): each message's place
+        # among its conversation's messages here, and each conversation's count. Nearly
+        # every batch has one message per conversation: then the numbering is left out
+        # (NULL), as encoding it cost more than it saved.
         counts: dict[str, int] = {}
         places: list[int] = []
         for b in batch:
             k = counts.get(b.conversation_id, 0) + 1
             counts[b.conversation_id] = k
             places.append(k)
+        numbered = len(counts) < len(batch)
         try:
             row = await conn.fetchrow(
                 "SELECT ids, bases, stamp, outcomes, seqs, sent_ats"
@@ -236,9 +239,9 @@ class Appender:
                 [b.sender_name for b in batch],
                 [b.client_msg_id for b in batch],
                 [b.body for b in batch],
-                places,
-                list(counts),
-                list(counts.values()),
+                places if numbered else None,
+                list(counts) if numbered else None,
+                list(counts.values()) if numbered else None,
             )
         except STORAGE_DOWN:
             raise

@@ -287,6 +287,16 @@ async def test_append_batch_agrees_with_the_careful_path_and_checks_its_numberin
     assert await db.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a.id) == 3
     assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", a.id) == 3
 
+    # Migration 0091: no numbering (NULL) means one message per conversation. So it is, the
+    # fast path; so it is not (two in one conversation), the careful path, gap-free still.
+    unnumbered = numbered([(a.id, a.member_id, "x6"), (b.id, b.member_id, "y2")])[:6] + [None] * 3
+    row = await db.fetchrow(call, *unnumbered)
+    assert row is not None and dict(zip(row["ids"], row["bases"], strict=True)) == {a.id: 3, b.id: 1}
+    shared = numbered([(a.id, a.member_id, "x7"), (a.id, a.member_id, "x8")])[:6] + [None] * 3
+    row = await db.fetchrow(call, *shared)
+    assert row is not None and row["bases"] is None
+    assert list(zip(row["outcomes"], row["seqs"], strict=True)) == [("stored", 5), ("stored", 6)]
+
 
 async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on_a_fresh_one(
     db: Pool,

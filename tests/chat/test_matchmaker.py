@@ -28,11 +28,12 @@ from tests.chat.conftest import Pool
 class Recorder:
     sent: list[tuple[Person, object]] = field(default_factory=list)
     broadcasts: list[tuple[str, object]] = field(default_factory=list)
+    queue_watchers: set[object] = field(default_factory=set)
 
     def to_user(self, person: Person, frame: object, **_: object) -> None:
         self.sent.append((person, frame))
 
-    async def broadcast(self, channel: str, frame: object) -> None:
+    async def broadcast(self, channel: str, frame: object, **_: object) -> None:
         self.broadcasts.append((channel, frame))
 
 

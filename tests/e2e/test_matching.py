@@ -251,3 +251,30 @@ async def test_supervisors_see_each_change_within_a_second(live: LiveService) ->
     conv = (await m.expect("conversation_started"))["conversation"]["id"]
     await m.send({"type": "end", "conversation_id": conv})
     await supervisor.expect("queue_stats", where=lambda f: f["active_conversations"] == 0, timeout=2)
+
+
+async def test_queue_watchers_hear_at_once_after_the_leader_stopped_sending_to_nobody(
+    service_factory: Any,
+) -> None:
+    """The leader skips its queue broadcasts while its last publish reached no process and
+    none of its own sockets watches (chat/delivery/watchers.py). A new watcher, on either
+    process, must hear the next change at once, not at the 10 s resend. Each round: watch,
+    a member asks (the watcher sees it within 4 s), the watcher leaves, the member cancels
+    (the leader's publish reaches nobody: it goes quiet). Were the resume lost, a round would
+    pass only if the resend happened to fall in its 4 s window."""
+    lives = [service_factory(), service_factory()]
+    for round_ in range(4):
+        live = lives[round_ % 2]
+        watcher, _ = await Client.connect(live.ws, token("specialist", f"watch-{round_}", "Watcher"))
+        await watcher.call({"type": "queue_watch"}, "queue")
+        m, queued = await member(lives[(round_ + 1) % 2], f"m-{round_}")
+        rid = queued["request_id"]
+        seen = await watcher.expect(
+            "queue", where=lambda f, rid=rid: rid in {e["request_id"] for e in f["requests"]}, timeout=4
+        )
+        assert seen["requests"][0]["request_id"] == rid
+        await watcher.close()
+        cancelled = await m.call({"type": "cancel", "request_id": rid}, "cancelled")
+        assert cancelled["type"] == "cancelled", cancelled
+        await m.close()
+        await asyncio.sleep(1.5)  # the leader's cycle publishes the change, to nobody

@@ -17,7 +17,7 @@ import msgspec
 import psutil
 import pytest
 
-from tests.faults.harness import Cluster, seat_participants
+from tests.faults.harness import Cluster, http_get, seat_participants
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +34,15 @@ def _freeze(pid: int) -> list[int]:
     return pids
 
 
+def _sends_read(http: str) -> float:
+    """`send` frames the process has read (its /metrics, which reads no backend)."""
+    _, metrics = http_get(http + "/metrics")
+    for line in metrics.splitlines():
+        if line.startswith('peerchat_frames_in_total{type="send"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 async def test_sigterm_with_postgresql_and_redis_hung_exits_in_time(cluster: Cluster) -> None:
     cluster.env = {"PEERCHAT_RATE_LIMIT_PER_10S": "100000"}
     await cluster.start(processes=1)
@@ -42,6 +51,7 @@ async def test_sigterm_with_postgresql_and_redis_hung_exits_in_time(cluster: Clu
     participants = await seat_participants(cluster, 4, 5)
     await asyncio.gather(*(p.run(5, deadline_s=30) for p in participants))
 
+    sends_before = _sends_read(cluster.web[0].http)
     frozen = _freeze(cluster.pg.proc.pid) + _freeze(cluster.redis.proc.pid)
     try:
         # Sends caught in flight against the hung database when the signal arrives.
@@ -55,8 +65,13 @@ async def test_sigterm_with_postgresql_and_redis_hung_exits_in_time(cluster: Clu
                     "body": "x",
                 }
                 await p.ws.send(msgspec.json.encode(frame).decode())
-        await asyncio.sleep(1.0)
+        # Read by the server (so in flight to the hung database), not merely sent: a fixed
+        # second was not always enough on a loaded machine, and then nothing was in flight.
         svc = cluster.web[0]
+        deadline = time.monotonic() + 30
+        while await asyncio.to_thread(_sends_read, svc.http) < sends_before + 3 * len(participants):
+            assert time.monotonic() < deadline, "the late sends never reached the server"
+            await asyncio.sleep(0.05)
         assert svc.proc is not None
         began = time.monotonic()
         svc.signal(signal.SIGTERM)
