@@ -45,9 +45,13 @@ LINGER_S = 0.001
 # long. At 6,000-8,000 msgs/s over two processes a 3 ms linger took PostgreSQL from 51-57 %
 # to 28-45 % of a core and the web processes down a little too (fewer commits, fewer
 # wake-ups), CPU the whole machine is short of there, for two milliseconds on messages
-# whose p99 is tens of milliseconds of waiting for a core. At the goal load (batches of
-# ~5) the linger stays 1 ms: 2 and 3 ms there cost p50 and p99 (docs/performance.md).
-BUSY_BATCH = 10
+# whose p99 is tens of milliseconds of waiting for a core. From a batch of 6 (it was 10):
+# at the goal load (batches of 5-7, now often over the line) the same 3 ms took server CPU
+# per delivered message 263-281 -> 239-248 us (PostgreSQL 91-93 -> 76-80, web -10), the
+# machine 80-87 -> 74-77 % busy, and p99 19.6-26.1 -> 19.5-20.5 ms (round 9, pgcost: four
+# alternated pairs on the quiet machine). A 1 ms linger below that keeps the p50 of light
+# loads; 2-3 ms at every load cost p50 and p99 in round 4 (docs/performance.md).
+BUSY_BATCH = 6
 BUSY_LINGER = 3
 # When the queue empties, the worker waits this long for the next message, holding its
 # connection, before it ends and hands the connection back.
