@@ -21,7 +21,7 @@ from dataclasses import fields, replace
 from types import MappingProxyType
 
 from matching.decisions import NO_DECISIONS, Decisions, QueueEstimate
-from matching.estimate import ServiceRates, estimated_wait_s, shown_wait_s
+from matching.estimate import MAX_ESTIMATE_S, ServiceRates, estimated_wait_s, shown_wait_s
 from matching.lifecycle import (
     OFFER_TRANSITIONS,
     REQUEST_TRANSITIONS,
@@ -53,6 +53,9 @@ Bucket = tuple[str, str | None, str]
 _RELAX = 0
 _PREFERENCE = 1
 _NO_KEYS: list[Key] = []
+# A (position, shown wait) pair told to a member, kept as position * _WAITS + wait.
+_WAITS = 1 << 20
+assert MAX_ESTIMATE_S < _WAITS
 # Sorts after every urgent request's key and before every other (`queue_key`).
 _FIRST_NOT_URGENT: Key = (2, -math.inf, "")
 # Up to this many touched specialists with room, a settle asks each for its first request
@@ -191,7 +194,10 @@ class Engine:
         self._by_rank: dict[Bucket, list[tuple[int, float, str]]] = {}
         self._missed: dict[str, int] = {}
         self._rates = ServiceRates(self._config.rate_window_s, self._config.default_handle_s)
-        self._reported: dict[str, tuple[int, int]] = {}
+        # What each waiting member was last told, as one int (`_told`): a tuple per report
+        # was a hundred GC-tracked objects a tick, and the collections they set off landed
+        # on ticks (docs/performance.md round 9).
+        self._reported: dict[str, int] = {}
         self._sweep_after: Key | None = None
         # Wrap-ups still running, soonest end first, and the latest `now` seen (never
         # going backwards), against which a specialist's wrap-up is judged.
@@ -926,7 +932,7 @@ class Engine:
         plus those that take any language), and its wait at the pool's service rate.
 
         ``rates`` caches one rate per pool and ``position`` may be given when the
-        caller already knows it (the sweep counts as it walks)."""
+        caller already knows it. `_sweep` has its own copy of this, inline: change both."""
         r = self._requests[request_id]
         if position is None:
             key = self._keys[request_id]
@@ -958,10 +964,11 @@ class Engine:
         rates: dict[str | None, float] | None = None,
         position: int | None = None,
     ) -> None:
-        seen = self._place(request_id, now, rates, position)
-        if self._reported.get(request_id) != seen:
-            self._reported[request_id] = seen
-            out.updates[request_id] = QueueEstimate(request_id, seen[0], seen[1])
+        position, wait = self._place(request_id, now, rates, position)
+        told = position * _WAITS + wait
+        if self._reported.get(request_id) != told:
+            self._reported[request_id] = told
+            out.updates[request_id] = QueueEstimate(request_id, position, wait)
 
     def _sweep(self, now: float, out: _Out) -> None:
         """Re-estimate the next ``queue_refresh_batch`` requests, round robin.
@@ -981,17 +988,40 @@ class Engine:
         if start >= n:
             start = 0
         rates: dict[str | None, float] = {}  # one service rate per pool per sweep
+        # Whether someone who speaks the language has room, per sweep (nothing changes it here).
+        room: dict[str | None, bool] = {}
         ahead = self._ahead_by_language(queue[start])
+        requests, offer_for, relaxed = self._requests, self._offer_for, self._relaxed
+        reported = self._reported
+        handle_s, relax_after_s = self._config.default_handle_s, self._config.relax_after_s
         i = start
         for _ in range(min(self._config.queue_refresh_batch, n)):
             if i == n:
                 i = 0
                 ahead = dict.fromkeys(ahead, 0)
             request_id = queue[i][2]
-            language = self._requests[request_id].language
+            r = requests[request_id]
+            language = r.language
             anyone = ahead.get(None, 0)
             position = i + 1 if language is None else ahead.get(language, 0) + anyone + 1
-            self._report(request_id, now, out, rates, position)
+            # `_report` and `_place`, inline (a tick is mostly this loop; the side-by-side
+            # harness of docs/performance.md round 9 holds the two to the same answers).
+            if request_id in offer_for:
+                wait = 0
+            else:
+                if (rate := rates.get(language, -1.0)) < 0:
+                    rate = rates[language] = self._rates.rate(language, now)
+                wait = estimated_wait_s(position, rate, handle_s)
+                if r.tags and request_id not in relaxed:
+                    if (has_room := room.get(language)) is None:
+                        has_room = room[language] = bool(self._open.get(("any", language, "")))
+                    if has_room:
+                        wait = min(wait, max(0, math.ceil(r.created_at + relax_after_s - now)))
+                wait = shown_wait_s(wait)
+            told = position * _WAITS + wait
+            if reported.get(request_id) != told:
+                reported[request_id] = told
+                out.updates[request_id] = QueueEstimate(request_id, position, wait)
             ahead[language] = ahead.get(language, 0) + 1
             i += 1
         self._sweep_after = queue[i - 1]
