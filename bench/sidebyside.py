@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     out: Path = args.out or Path(tempfile.mkdtemp(prefix="peerchat-sidebyside-"))
     out.mkdir(parents=True, exist_ok=True)
     raise_nofile_limit()
-    backends = Backends(Path(tempfile.mkdtemp(prefix="peerchat-sidebyside-data-")))
+    data = Path(tempfile.mkdtemp(prefix="peerchat-sidebyside-data-"))
+    backends = Backends(data)
     backends.start()
     gen: Generator | None = None
     results: list[dict[str, Any]] = []
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         if gen is not None:
             gen.stop()
         backends.stop()
+        shutil.rmtree(data, ignore_errors=True)  # PostgreSQL's files: nothing to keep
         (out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"results: {out / 'results.json'}")
 

@@ -174,7 +174,7 @@ class Matchmaker:
 
     def _idle(self) -> bool:
         """Nobody waiting and no offer out: a timer tick has nothing to decide. (Any change
-        that could matter pokes us, so an idle leader only re-reads every few seconds.)"""
+        that could matter pokes us; what does not is `_unpoked_change`'s.)"""
         return not self._out.needs_load and not self.engine.requests and not self.engine.offers
 
     async def _unpoked_change(self) -> bool:

@@ -225,8 +225,8 @@ async def test_append_batch_agrees_with_the_careful_path_and_checks_its_numberin
     """`append_batch` (migration 0090, what the appender calls) takes the batch numbered
     by its caller: a clean batch answers each conversation's last_seq before it (seq =
     base + place) under one stamp; a batch with a repeat or a refusal answers the careful
-    path's outcomes in element order; a numbering that does not fit the batch is refused
-    with nothing stored, so no conversation can get a gap."""
+    path's outcomes in element order, and so does a batch whose numbering does not fit it
+    (never trusted: no conversation can get a gap)."""
 
     def numbered(batch: Sequence[tuple[str, str, str]]) -> list[object]:
         counts: dict[str, int] = {}
@@ -277,25 +277,64 @@ async def test_append_batch_agrees_with_the_careful_path_and_checks_its_numberin
         ("forbidden", 0),
     ]
 
+    # A numbering that does not fit the batch is not trusted: the careful path stores it
+    # gap-free all the same.
     wrong = numbered([(a.id, a.member_id, "x4"), (a.id, a.member_id, "x5")])
-    wrong[6] = [1, 3]  # a place past the conversation's count would leave seq 5 unused
-    with pytest.raises(asyncpg.InvalidParameterValueError):
-        await db.fetchrow(call, *wrong)
-    wrong[6], wrong[8] = [1, 2], [3]  # a count the batch does not have
-    with pytest.raises(asyncpg.InvalidParameterValueError):
-        await db.fetchrow(call, *wrong)
-    assert await db.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a.id) == 3
-    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", a.id) == 3
+    wrong[6] = [1, 3]  # a place past the conversation's count would leave a seq unused
+    row = await db.fetchrow(call, *wrong)
+    assert row is not None and row["bases"] is None
+    assert list(zip(row["outcomes"], row["seqs"], strict=True)) == [("stored", 4), ("stored", 5)]
+    wrong = numbered([(a.id, a.member_id, "x4b"), (a.id, a.member_id, "x5b")])
+    wrong[8] = [3]  # a count the batch does not have
+    row = await db.fetchrow(call, *wrong)
+    assert row is not None and row["bases"] is None
+    assert list(zip(row["outcomes"], row["seqs"], strict=True)) == [("stored", 6), ("stored", 7)]
+    assert await db.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a.id) == 7
+    assert [
+        r["seq"]
+        for r in await db.fetch("SELECT seq FROM messages WHERE conversation_id = $1 ORDER BY seq", a.id)
+    ] == [1, 2, 3, 4, 5, 6, 7]
 
     # Migration 0091: no numbering (NULL) means one message per conversation. So it is, the
     # fast path; so it is not (two in one conversation), the careful path, gap-free still.
     unnumbered = numbered([(a.id, a.member_id, "x6"), (b.id, b.member_id, "y2")])[:6] + [None] * 3
     row = await db.fetchrow(call, *unnumbered)
-    assert row is not None and dict(zip(row["ids"], row["bases"], strict=True)) == {a.id: 3, b.id: 1}
+    assert row is not None and dict(zip(row["ids"], row["bases"], strict=True)) == {a.id: 7, b.id: 1}
     shared = numbered([(a.id, a.member_id, "x7"), (a.id, a.member_id, "x8")])[:6] + [None] * 3
     row = await db.fetchrow(call, *shared)
     assert row is not None and row["bases"] is None
-    assert list(zip(row["outcomes"], row["seqs"], strict=True)) == [("stored", 5), ("stored", 6)]
+    assert list(zip(row["outcomes"], row["seqs"], strict=True)) == [("stored", 9), ("stored", 10)]
+
+
+async def test_a_batch_that_waited_for_an_end_is_refused_as_ended(db: Pool) -> None:
+    """A batch that waits for the lock of a conversation being ended (or handed over)
+    checks the row as it is once locked, not as it was when the batch began: the message
+    is refused as `ended`, never stored after the end (migration 0091)."""
+    conv = await _conversation(db, "m-race", "s-race")
+    appender = Appender(db)
+    assert (await _send(appender, conv, "before"))[0] is Appended.STORED
+    async with db.acquire() as ending:
+        tx = ending.transaction()
+        await tx.start()
+        await ending.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conv.id)
+        await ending.execute(
+            "UPDATE conversations SET state = 'ended', ended_at = now() WHERE id = $1", conv.id
+        )
+        late = _send(appender, conv, "after")
+        for _ in range(100):  # until the batch waits for the row lock
+            waiting = await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE '%append_batch%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting, "the batch never waited for the lock"
+        await tx.commit()
+    outcome, seq, _ = await asyncio.wait_for(late, 10)
+    assert (outcome, seq) == (Appended.ENDED, 0)
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv.id) == 1
+    await appender.close()
 
 
 async def test_a_connection_lost_mid_stream_fails_its_batch_and_the_next_goes_on_a_fresh_one(
