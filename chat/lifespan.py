@@ -116,7 +116,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
         await heartbeat_once(services)
-        matchmaker.poke()
+        # The leader stops building the queue once a publish of it reached no process
+        # (chat/delivery/watchers.py), and one made while the watchers' processes were
+        # away did: it must hear the queue is watched again, or they wait for its 10 s
+        # resend. Here: send it once more (its answer says whether anyone listens); a
+        # process with watchers tells the leader, wherever it is.
+        if hub.queue_watchers:
+            await services.queue_watched()
+        else:
+            matchmaker.queue_watched()
 
     monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)

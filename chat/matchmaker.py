@@ -123,6 +123,9 @@ class Matchmaker:
         held = await self._leadership.hold()
         if held is None:  # just took the lead
             self._out.needs_load = True
+            # As a new leader: send the queue until a publish says nobody listens (a watcher
+            # may have come, and poked another leader, since this process last led).
+            self._broadcasts.queue_watched()
             await self._open_pool()
             await self.s.bus.subscribe(POKE_CHANNEL)
             return True

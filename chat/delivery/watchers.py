@@ -5,9 +5,10 @@ chat/matchmaker.py), at most four times a second.
 
 The queue is not even built while nobody listens: its last publish reached no process and
 none here watches. A process that gets its first watcher subscribes, then says so
-(`Services.queue_watched`), and the next cycle sends the queue again; a leader that missed
-that poke finds out at the 10 s resend, which still goes out. A new leader sends until a
-publish tells it otherwise."""
+(`Services.queue_watched`), and the next cycle sends the queue again; so does a bus
+reconnect (chat/lifespan.py: a watcher may have come, or a publish reached nobody, while
+Redis was away). A leader that missed that poke finds out at the 10 s resend, which still
+goes out. A new leader sends until a publish tells it otherwise."""
 
 from __future__ import annotations
 

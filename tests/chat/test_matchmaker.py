@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from chat import snapshot
 from chat.config import Settings
+from chat.delivery.hub import QUEUE_CHANNEL
 from chat.matchmaker import Matchmaker
 from chat.people import Person, member, specialist
 from chat.presence_memory import MemoryPresence
@@ -481,3 +482,46 @@ async def test_a_new_requests_first_update_waits_out_the_interval_of_its_queued_
     await asyncio.sleep(interval)
     assert len([frame for _, frame in hub.sent if isinstance(frame, f.QueueUpdate)]) == 1
     await mm.stop()
+
+
+@dataclass
+class QuietRecorder(Recorder):
+    """A hub whose queue broadcasts reach no process (the bus's receiver count is 0)."""
+
+    async def broadcast(self, channel: str, frame: object, **kw: object) -> None:
+        await super().broadcast(channel, frame)
+        on_receivers = kw.get("on_receivers")
+        if callable(on_receivers):
+            on_receivers(0)
+
+
+@dataclass
+class NoBus:
+    async def subscribe(self, channel: str) -> None:
+        pass
+
+
+async def test_a_process_taking_the_lead_again_sends_the_queue_it_had_stopped_building(
+    db: Pool, database_url: str
+) -> None:
+    """A leader stops building the queue once a publish of it reached no process
+    (chat/delivery/watchers.py); a watcher who comes while another process leads pokes that
+    one. So a process that takes the lead again starts as a new leader does: it sends the
+    queue until a publish says nobody listens, or that watcher waits for the 10 s resend."""
+    mm, hub = _matchmaker(db, database_url)
+    quiet = QuietRecorder()
+    mm.s.hub = cast(Any, quiet)
+    mm.s.bus = cast(Any, NoBus())
+    try:
+        assert await mm._elect() is True
+        await mm.cycle()  # a new leader sends the queue; it reaches nobody
+        assert [c for c, _ in quiet.broadcasts].count(QUEUE_CHANNEL) == 1
+        await mm._leadership.resign()  # another process leads a while, and is told of a watcher
+        await _waiting(db, "m1")
+        assert await mm._elect() is True  # the lead comes back within the resend's 10 s
+        await mm.cycle()
+        queues = [frame for c, frame in quiet.broadcasts if c == QUEUE_CHANNEL]
+        assert len(queues) == 2, "the queue is sent again on taking the lead"
+        assert isinstance(queues[-1], f.Queue) and len(queues[-1].requests) == 1
+    finally:
+        await mm.stop()

@@ -8,7 +8,7 @@ import hiredis
 import pytest
 from redis.asyncio.connection import ConnectionPool
 
-from chat.cli import uvicorn_options
+from chat.cli import event_loop, uvicorn_options
 from chat.resp import Address, Wire, command, parse_url
 
 
@@ -98,5 +98,8 @@ async def test_a_transport_that_is_not_an_asyncio_subclass_is_taken() -> None:
     assert replies == [b"PONG"]
 
 
-def test_the_server_runs_on_the_loop_the_tests_run_on() -> None:
-    assert uvicorn_options(8000)["loop"] == "asyncio"
+def test_the_server_runs_on_uvloop_which_the_bus_takes() -> None:
+    """uvloop is a dependency (82c5e6a), so every server this suite starts runs on it and
+    the e2e and fault suites drive the bus's bare connections over uvloop's transports."""
+    assert event_loop() == "uvloop"
+    assert uvicorn_options(8000)["loop"] == "uvloop"
