@@ -12,7 +12,7 @@ import textwrap
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.server import ServerProtocol
 
-from chat.gateway import wsproto
+from chat.gateway import wsproto, wsproto_surface
 
 
 def self_attributes(cls: type) -> set[str]:
@@ -26,26 +26,28 @@ def self_attributes(cls: type) -> set[str]:
 
 
 def test_every_uvicorn_attribute_used_is_still_one_of_its_protocol() -> None:
-    missing = wsproto.UVICORN_ATTRIBUTES - self_attributes(WebSocketsSansIOProtocol)
+    missing = wsproto_surface.UVICORN_ATTRIBUTES - self_attributes(WebSocketsSansIOProtocol)
     assert missing == set()
 
 
 def test_every_uvicorn_method_used_is_still_defined_upstream() -> None:
-    for name in wsproto.UVICORN_METHODS:
+    for name in wsproto_surface.UVICORN_METHODS:
         assert callable(getattr(WebSocketsSansIOProtocol, name, None)), name
 
 
 def test_upstream_methods_copied_or_relied_on_are_unchanged() -> None:
     changed = {
         name: hashlib.sha256(inspect.getsource(getattr(WebSocketsSansIOProtocol, name)).encode()).hexdigest()
-        for name in wsproto.UPSTREAM_SOURCES
+        for name in wsproto_surface.UPSTREAM_SOURCES
     }
-    assert changed == wsproto.UPSTREAM_SOURCES, "re-read the upstream change, then update wsproto.py"
+    assert changed == wsproto_surface.UPSTREAM_SOURCES, (
+        "re-read the upstream change, then update wsproto_surface.py"
+    )
 
 
 def test_websockets_undocumented_attributes_exist_on_a_server_protocol() -> None:
     conn = ServerProtocol()
-    for name in wsproto.WEBSOCKETS_ATTRIBUTES:
+    for name in wsproto_surface.WEBSOCKETS_ATTRIBUTES:
         assert hasattr(conn, name), name
     assert isinstance(conn.writes, list)  # send_now reads it as "frames websockets queued"
 
@@ -55,7 +57,7 @@ def test_the_list_names_everything_the_module_touches() -> None:
     used = self_attributes(wsproto.DirectWebSocketProtocol)
     upstream = self_attributes(WebSocketsSansIOProtocol) | set(dir(WebSocketsSansIOProtocol))
     own = {"on_text", "send_now"}
-    assert (used & upstream) - own <= wsproto.UVICORN_ATTRIBUTES | wsproto.UVICORN_METHODS
+    assert (used & upstream) - own <= wsproto_surface.UVICORN_ATTRIBUTES | wsproto_surface.UVICORN_METHODS
 
 
 def test_parser_idle_tells_a_websockets_parser_between_frames_from_one_inside_a_frame() -> None:
