@@ -1,8 +1,8 @@
 """Group commit for messages: every `send` that arrives while a batch is being committed
-joins the next batch, and each batch is one call of `append_batch()`: one round trip,
-one transaction, one WAL flush. While the load keeps the queue from emptying, the next
-commit waits LINGER_S (1 ms; 3 ms after a batch of BUSY_BATCH or more) so more messages
-share it.
+joins the next batch, and each batch is one call of `append_batch()` (its statement and
+row: chat/store/append_batch.py): one round trip, one transaction, one WAL flush. While
+the load keeps the queue from emptying, the next commit waits LINGER_S (1 ms; 3 ms after a
+batch of BUSY_BATCH or more) so more messages share it.
 
 One batch is in flight at a time per process, so the messages of one sender keep their
 order. A caller's `submit()` future resolves (in submission order) after its batch
@@ -23,6 +23,7 @@ from typing import TypeAlias
 import asyncpg
 
 from chat.metrics import METRICS
+from chat.store.append_batch import append_many
 from chat.store.conversations import Appended, append
 from chat.store.db import STORAGE_DOWN
 
@@ -56,8 +57,6 @@ BUSY_LINGER = 3
 # When the queue empties, the worker waits this long for the next message, holding its
 # connection, before it ends and hands the connection back.
 IDLE_KEEP_S = 1.0
-# Appended(text) goes through EnumMeta.__call__ (about 1 µs); a dict lookup does not.
-_OUTCOMES = {a.value: a for a in Appended}
 
 
 @dataclass(slots=True)  # not frozen: one per message, and frozen fields cost 4x to set
@@ -222,31 +221,8 @@ class Appender:
     async def _commit(self, conn: PoolConnection, batch: list[_Item]) -> None:
         self.batches += 1
         METRICS.commit_batch.observe(len(batch))
-        # Number the batch for append_batch (migrations 0090, 0091): each message's place
-        # among its conversation's messages here, and each conversation's count. Nearly
-        # every batch has one message per conversation: then the numbering is left out
-        # (NULL), as encoding it cost more than it saved.
-        counts: dict[str, int] = {}
-        places: list[int] = []
-        for b in batch:
-            k = counts.get(b.conversation_id, 0) + 1
-            counts[b.conversation_id] = k
-            places.append(k)
-        numbered = len(counts) < len(batch)
         try:
-            row = await conn.fetchrow(
-                "SELECT ids, bases, stamp, outcomes, seqs, sent_ats"
-                " FROM append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                [b.conversation_id for b in batch],
-                [b.sender_id for b in batch],
-                [b.sender_role for b in batch],
-                [b.sender_name for b in batch],
-                [b.client_msg_id for b in batch],
-                [b.body for b in batch],
-                places if numbered else None,
-                list(counts) if numbered else None,
-                list(counts.values()) if numbered else None,
-            )
+            results = await append_many(conn, batch)
         except STORAGE_DOWN:
             raise
         except asyncpg.PostgresError:
@@ -254,27 +230,11 @@ class Appender:
                 raise
             await self._one_by_one(conn, batch)
             return
-        assert row is not None
         stored = 0
-        if row["bases"] is not None:
-            # The clean batch, all stored under one stamp: seq = the conversation's
-            # last_seq before the batch + the message's place in it.
-            bases = dict(zip(row["ids"], row["bases"], strict=True))
-            stamp = row["stamp"]
-            stored = len(batch)
-            for item, k in zip(batch, places, strict=True):
-                if not item.done.done():
-                    item.done.set_result((Appended.STORED, bases[item.conversation_id] + k, stamp))
-        else:
-            # A repeat or a refusal in it: per-element outcomes, in the batch's order (so a
-            # socket's acks and a conversation's fan-out follow the order of the sends).
-            for item, outcome_text, seq, sent_at in zip(
-                batch, row["outcomes"], row["seqs"], row["sent_ats"], strict=True
-            ):
-                outcome = _OUTCOMES[outcome_text]
-                stored += outcome is Appended.STORED
-                if not item.done.done():
-                    item.done.set_result((outcome, seq, sent_at))
+        for item, result in zip(batch, results, strict=True):
+            stored += result[0] is Appended.STORED
+            if not item.done.done():
+                item.done.set_result(result)
         # Once per batch, not per message (a prometheus-client increment takes a lock).
         METRICS.messages_stored.inc(stored)
 
