@@ -180,14 +180,7 @@ class ClusterBus:
                 self._map.confirm(link, partition)
                 return
             if kind == b"sunsubscribe":
-                if link.leaving[partition] > 0:  # ours: unsubscribed on demand
-                    link.leaving[partition] -= 1
-                    if not link.leaving[partition]:
-                        del link.leaving[partition]
-                    return
-                # We did not ask: Redis did it, because the partition's slot moved away.
-                log.warning("redis cluster moved a bus partition; reading the slot map again")
-                self._map.moved(partition)
+                self._map.sunsubscribed(link, partition)
                 return
         if isinstance(reply, hiredis.ReplyError):
             log.warning("redis cluster refused a bus command: %s", str(reply).split(" ", 1)[0])

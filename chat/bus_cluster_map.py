@@ -7,11 +7,14 @@ moved, a master's link lost) is here, in one place."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from chat import bus_partitions, resp
 from chat.bus_cluster_link import Link
 from chat.bus_cluster_slots import Node
+
+log = logging.getLogger("peerchat.bus")
 
 
 class PartitionMap:
@@ -97,6 +100,17 @@ class PartitionMap:
                 self.ssubscribe(link, partition)
             back.add(partition)
         return back
+
+    def sunsubscribed(self, link: Link, partition: int) -> None:
+        """Redis says `link` no longer hears `partition`: ours (unsubscribed on demand), or,
+        when we did not ask, because the partition's slot moved away."""
+        if link.leaving[partition] > 0:
+            link.leaving[partition] -= 1
+            if not link.leaving[partition]:
+                del link.leaving[partition]
+            return
+        log.warning("redis cluster moved a bus partition; reading the slot map again")
+        self.moved(partition)
 
     def moved(self, partition: int) -> None:
         """Its slot lives elsewhere now: map it again (its link carries on with the rest)."""
