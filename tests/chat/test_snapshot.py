@@ -46,21 +46,7 @@ def test_the_stored_streak_and_the_rest_of_the_profile_reach_the_engine() -> Non
 
 
 def test_requests_and_offers_in_epoch_seconds() -> None:
-    r = snapshot.as_request(
-        Request(
-            id=RequestId("r1"),
-            member_id=UserId("m1"),
-            member_alias="Sam",
-            tags=["grief"],
-            language=None,
-            note=None,
-            priority="urgent",
-            prefer_specialist="s1",
-            avoid=["s2"],
-            state="offered",
-            created_at=NOW,
-        )
-    )
+    r = snapshot.as_request(request(priority="urgent", prefer_specialist="s1", avoid=["s2"], state="offered"))
     assert (r.priority, r.created_at, r.avoid, r.prefer_specialist) == (
         Priority.URGENT,
         NOW.timestamp(),

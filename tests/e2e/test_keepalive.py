@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-from chat.cli import uvicorn_options
-from chat.devservers import free_port
+from chat.gateway import keepalive
+from tests.support.inprocess import serving
 
 INTERVAL_S = 1.0
 
@@ -39,19 +38,8 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
-    port = free_port()
-    options = uvicorn_options(port) | {"host": "127.0.0.1", "lifespan": "off", "log_level": "warning"}
-    options |= {"ws_ping_interval": INTERVAL_S, "ws_ping_timeout": INTERVAL_S, "interface": "asgi3"}
-    server = uvicorn.Server(uvicorn.Config(_app, **options))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    yield port
-    server.should_exit = True
-    await asyncio.wait_for(task, 15)
+    async with serving(_app, ws_ping_interval=INTERVAL_S, ws_ping_timeout=INTERVAL_S) as port:
+        yield port
 
 
 class RawClient:
@@ -106,6 +94,9 @@ class RawClient:
 
 async def test_a_client_that_answers_is_pinged_every_interval_and_kept(port: int) -> None:
     client = await RawClient.open(port)
+    # Kept alive by the process's ring (the server runs in this test's loop), not by
+    # uvicorn's own timers, which would ping and drop the same way.
+    assert len(keepalive.ring(asyncio.get_running_loop(), INTERVAL_S)) == 1
     opened = time.monotonic()
     payloads, at = [], []
     for _ in range(4):
@@ -152,3 +143,4 @@ async def test_a_client_that_stops_answering_is_dropped_with_1011(port: int) -> 
     client.drop_queued()
     assert await client.next_event(timeout=10) is None  # and the connection closed
     client.close()
+    assert len(keepalive.ring(asyncio.get_running_loop(), INTERVAL_S)) == 0  # and forgotten

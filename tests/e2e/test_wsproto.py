@@ -21,6 +21,7 @@ from websockets.frames import Frame, Opcode
 from chat.cli import uvicorn_options
 from chat.devservers import free_port
 from chat.gateway.wsproto import EXTENSION, READ_AHEAD, DirectWebSocketProtocol
+from tests.support.inprocess import serving
 
 Scope = dict[str, Any]
 Handler = Callable[[DirectWebSocketProtocol, Callable[[], Awaitable[Any]]], Awaitable[None]]
@@ -49,21 +50,9 @@ class Stage:
 @pytest.fixture
 async def stage(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Stage, int]]:
     stage = Stage()
-    port = free_port()
-    options = uvicorn_options(port) | {"host": "127.0.0.1", "lifespan": "off", "log_level": "warning"}
-    options["ws_per_message_deflate"] = getattr(request, "param", False)
-    options["ws_max_size"] = 1 << 20
-    options["interface"] = "asgi3"
-    server = uvicorn.Server(uvicorn.Config(stage.app, **options))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    yield stage, port
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    deflate = getattr(request, "param", False)
+    async with serving(stage.app, 10, ws_per_message_deflate=deflate, ws_max_size=1 << 20) as port:
+        yield stage, port
 
 
 def test_the_service_is_served_with_the_direct_protocol() -> None:
