@@ -31,11 +31,13 @@ PROCS = "{pc:presence}:procs"
 # A dead process's entry is kept this long after its lease passed, then pruned: a reader
 # that sees a member of a process not in the set at all treats it as dead too.
 _PRUNE_AFTER_S = 24 * 3600
-# How long a person's set is kept after the last write to it (members of live processes
-# are rewritten every `REWRITE_EVERY_S`, which renews it); bounds what a dead process
-# leaves behind in Redis.
-KEY_KEEP_S = 3 * 3600
-REWRITE_EVERY_S = 1200.0
+# How long a person's set is kept after the last write to it: members of live processes
+# are written again every `REWRITE_EVERY_S`, which renews it, so this bounds what a dead
+# process leaves behind in Redis (pseudonymous sets: 10 min, where a lease per socket
+# left 2 TTL). A rewrite every 2 min is two commands a socket, against two every TTL/3 for
+# presence and two more for the cap when each socket held its own leases.
+KEY_KEEP_S = 600
+REWRITE_EVERY_S = 120.0
 # Removals are repeated by the next rewrite for this long: a Sentinel failover may lose
 # the last writes of the old master, and a lost removal would otherwise count a closed
 # socket as long as its process lives.
