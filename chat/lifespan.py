@@ -25,6 +25,7 @@ from chat.delivery.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.privacy import forgetting
 from chat.process_lease import ProcessLease
 from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
@@ -107,6 +108,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             monitors_changed.set()
         elif channel == handoff.PARTICIPANTS_CHANNEL:
             handoff.on_bus(services, data)
+        elif channel == forgetting.CHANNEL:
+            forgetting.on_bus(services, data)
         else:
             hub.on_bus(channel, data)
 
@@ -134,6 +137,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await bus.start(on_bus, on_reconnect)
     await bus.subscribe(MONITORS_CHANNEL)
     await bus.subscribe(handoff.PARTICIPANTS_CHANNEL)
+    await bus.subscribe(forgetting.CHANNEL)
     await services.admission.start()
     matchmaker.start()
     tasks = [

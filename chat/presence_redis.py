@@ -160,6 +160,7 @@ return 1
 """
 
 _Socket = tuple[str, str, str]  # (user id, role, socket id)
+_Held = tuple[str, str]  # (the person's keyed name, socket id)
 
 
 class RedisPresence:
@@ -183,9 +184,11 @@ class RedisPresence:
         self._specialists = client.register_script(_SPECIALISTS)
         self._replace = client.register_script(_REPLACE)
         self._forget_specialist = client.register_script(_FORGET_SPECIALIST)
-        # Each socket here → its person's keyed name (an HMAC per socket per rewrite was
-        # CPU for nothing), and how many sockets each specialist has here.
-        self._mine: Holdings[_Socket] = Holdings(self.lease)
+        # Each open socket here → its person's keyed name (an HMAC per socket per beat was
+        # CPU for nothing); what this process wrote (noting a specialist's id); how many
+        # sockets each specialist has here.
+        self._open: dict[_Socket, str] = {}
+        self._mine: Holdings[_Held] = Holdings(self.lease)
         self._here: Counter[str] = Counter()
         self._rewriting = False
 
@@ -198,11 +201,13 @@ class RedisPresence:
 
     def _hold(self, socket: _Socket) -> None:
         """Count the socket as this process's."""
-        if socket in self._mine.held:
+        if socket in self._open:
             return
-        user_id, role, _ = socket
-        self._mine.add(socket, self._name(role, user_id))
-        if role == "specialist":
+        user_id, role, conn_id = socket
+        name = self._open[socket] = self._name(role, user_id)
+        specialist = role == "specialist"
+        self._mine.add((name, conn_id), user_id if specialist else "")
+        if specialist:
             self._here[user_id] += 1
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
@@ -216,7 +221,7 @@ class RedisPresence:
                 await self._rewrite()
                 return
             # (A rewrite running now may have listed its sockets before this one.)
-            name = self._mine.held[socket]
+            name = self._open[socket]
             spec = user_id if role == "specialist" else ""
             await self._write_sockets([(name, member_of(self.lease.id, conn_id), spec)])
         except (RedisError, OSError) as exc:
@@ -227,7 +232,7 @@ class RedisPresence:
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
         for socket in leases:
-            if socket not in self._mine.held:
+            if socket not in self._open:
                 self._hold(socket)
                 self._mine.failed()  # never written: written by the rewrite below
         await self.lease.renew(now)
@@ -243,10 +248,8 @@ class RedisPresence:
         try:
             begun = self._mine.begin()
             proc = self.lease.id
-            batch = [
-                (name, member_of(proc, conn_id), user_id if role == "specialist" else "")
-                for (user_id, role, conn_id), name in list(self._mine.held.items())
-            ]
+            held = self._mine.held.items()
+            batch = [(name, member_of(proc, conn_id), spec) for (name, conn_id), spec in held]
             for start in range(0, len(batch), WRITE_CHUNK):
                 await self._write_sockets(batch[start : start + WRITE_CHUNK])
                 await asyncio.sleep(0)  # let the sockets' frames through between chunks
@@ -260,17 +263,17 @@ class RedisPresence:
         finally:
             self._rewriting = False
 
-    async def _remove(self, gone: Sequence[tuple[_Socket, str]]) -> None:
+    async def _remove(self, gone: Sequence[tuple[_Held, str]]) -> None:
         if not gone:
             return
         proc = self.lease.id
         pipe = self._redis.pipeline(transaction=False)
-        for (user_id, role, conn_id), name in gone:
+        for (name, conn_id), spec in gone:
             pipe.zrem(_USER + name, member_of(proc, conn_id))
-            if role == "specialist" and user_id not in self._here:
+            if spec and spec not in self._here:
                 # The specialists set may have been replaced from a list read before
                 # their last socket here closed.
-                pipe.srem(self._specialists_here, user_id)
+                pipe.srem(self._specialists_here, spec)
         await pipe.execute()
 
     async def _write_sockets(self, sockets: Sequence[tuple[str, str, str]]) -> None:
@@ -294,7 +297,8 @@ class RedisPresence:
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
         socket = (user_id, role, conn_id)
-        name = self._mine.remove(socket) or self._name(role, user_id)
+        name = self._open.pop(socket, None) or self._name(role, user_id)
+        self._mine.remove((name, conn_id))
         last_here = False
         if role == "specialist" and self._here.get(user_id, 0) > 0:
             self._here[user_id] -= 1

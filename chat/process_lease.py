@@ -98,26 +98,29 @@ K = TypeVar("K", bound=Hashable)
 class Holdings(Generic[K]):
     """What one user of the lease (presence, the socket cap) holds in Redis, and what it
     must write again: everything once the lease's epoch moved or a write failed, plus the
-    removals of the last `RECENT_S` (see the module's docstring)."""
+    removals of the last `RECENT_S` (see the module's docstring). Items are (a person's
+    keyed name or key, socket id): nothing here names an account id, so an erasure leaves
+    nothing of the person in it once their sockets closed (chat/privacy/forgetting.py)."""
 
     def __init__(self, lease: ProcessLease) -> None:
         self.lease = lease
-        self.held: dict[K, str] = {}  # what is held → its Redis key
+        self.held: dict[K, str] = {}  # what is held → a note its rewrite needs
         self._written_epoch = -1  # nothing written yet: the first renewal writes all
         self._written_at = 0.0  # monotonic
         self._failures = 0  # writes that did not reach Redis, ever
         self._failures_seen = 0  # ... of them, those a rewrite since has covered
-        self.recent_gone: dict[K, tuple[str, float]] = {}  # → (its key, monotonic time)
+        self.recent_gone: dict[K, tuple[str, float]] = {}  # → (its note, monotonic time)
 
-    def add(self, item: K, key: str) -> None:
-        self.held[item] = key
+    def add(self, item: K, note: str) -> None:
+        self.held[item] = note
         self.recent_gone.pop(item, None)
 
     def remove(self, item: K) -> str | None:
-        key = self.held.pop(item, None)
-        if key is not None:
-            self.recent_gone[item] = (key, time.monotonic())
-        return key
+        """Its note, or None if it was not held."""
+        note = self.held.pop(item, None)
+        if note is not None:
+            self.recent_gone[item] = (note, time.monotonic())
+        return note
 
     def failed(self) -> None:
         """A write did not reach Redis: the next renewal rewrites everything."""
@@ -142,7 +145,7 @@ class Holdings(Generic[K]):
             horizon = time.monotonic() - RECENT_S
             for item in [i for i, (_, at) in self.recent_gone.items() if at < horizon]:
                 del self.recent_gone[item]
-        return [(item, key) for item, (key, _) in self.recent_gone.items()]
+        return [(item, note) for item, (note, _) in self.recent_gone.items()]
 
     def rewritten(self, begun: tuple[int, int]) -> None:
         """A rewrite that started with `begun` (from `begin`) reached Redis."""

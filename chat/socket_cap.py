@@ -88,7 +88,7 @@ def _key(settings: Settings, role: str, sub: str) -> str:
     return f"pc:sockets:{identity_key(settings, role, sub)}"
 
 
-_Socket = tuple[str, str, str]  # (role, sub, socket id)
+_Slot = tuple[str, str]  # (the identity's key, socket id)
 
 
 class SocketCap:
@@ -106,8 +106,8 @@ class SocketCap:
         # client's to choose, and two identities with the same socket id must not write or
         # give back each other's slot.
         self._keys: dict[tuple[str, str], str] = {}
-        # The slots this process holds, by (role, sub, socket id): what a rewrite writes.
-        self._mine: Holdings[_Socket] = Holdings(self.lease)
+        # The slots this process holds: what a rewrite writes.
+        self._mine: Holdings[_Slot] = Holdings(self.lease)
         self._rewriting = False
 
     def _key(self, role: str, sub: str) -> str:
@@ -143,16 +143,16 @@ class SocketCap:
             took = bool(await self._take(keys=[key], args=args))
         except (RedisError, OSError) as exc:
             log.warning("socket cap not checked (Redis: %s); letting the socket in", type(exc).__name__)
-            self._mine.add((role, sub, socket_id), key)
+            self._mine.add((key, socket_id), "")
             self._mine.failed()  # written by the next renewal that reaches Redis
             return True
         if took:
-            self._mine.add((role, sub, socket_id), key)
+            self._mine.add((key, socket_id), "")
         return took
 
     async def give_back(self, role: str, sub: str, socket_id: str) -> None:
-        key = self._mine.remove((role, sub, socket_id))
-        if key is None:
+        key = self._key(role, sub)
+        if self._mine.remove((key, socket_id)) is None:
             return  # refused: it never held a slot
         try:
             await self._redis.zrem(key, member_of(self.lease.id, socket_id))
@@ -164,7 +164,16 @@ class SocketCap:
     async def forget(self, role: str, sub: str) -> None:
         """Drop the identity's socket set (an erasure, PRODUCT.md §10). Its sockets are
         closed first on every process, so no rewrite writes them again."""
+        self._keys.pop((role, sub), None)
         await self._redis.delete(_key(self._settings, role, sub))
+
+    def forget_keyed(self, keyed: str) -> None:
+        """Drop the cached key of whoever `keyed` (chat/redis_keys.identity_key) names: an
+        erasure on any process (chat/privacy/forgetting.py). The cache holds their account
+        id, and nothing else of theirs may stay (PRODUCT.md §10). A scan, for a rare event."""
+        key = f"pc:sockets:{keyed}"
+        for identity in [i for i, k in self._keys.items() if k == key]:
+            del self._keys[identity]
 
     async def renew(self) -> None:
         """Renew this process's lease; write every slot held here again if it was missing or
@@ -176,7 +185,7 @@ class SocketCap:
         try:
             begun = self._mine.begin()
             proc = self.lease.id
-            batch = [(key, member_of(proc, sid)) for (_, _, sid), key in list(self._mine.held.items())]
+            batch = [(key, member_of(proc, sid)) for key, sid in list(self._mine.held)]
             for start in range(0, len(batch), RENEW_CHUNK):
                 await self._write_chunk(batch[start : start + RENEW_CHUNK])
                 await asyncio.sleep(0)  # let the sockets' frames through between chunks
@@ -185,7 +194,7 @@ class SocketCap:
             gone = self._mine.gone_to_repeat()
             if gone:
                 pipe = self._redis.pipeline(transaction=False)
-                for (_, _, sid), key in gone:
+                for (key, sid), _ in gone:
                     pipe.zrem(key, member_of(proc, sid))
                 await pipe.execute()
             self._mine.rewritten(begun)
