@@ -54,6 +54,9 @@ LINGER_S = 0.001
 # itself and the goal load sat at its edge (batches of 5-9, bistable in a harness).
 # Round 10 (pgcost, alternated A/B at the goal load, docs/performance.md): see there.
 BUSY_RATE = 1.2  # messages a millisecond, per process (the goal load is ~2)
+# Once busy, it stays so down to this share of BUSY_RATE, so a stall that thins one cycle's
+# arrivals does not flip the policy back and forth.
+BUSY_HOLD = 0.6
 BUSY_AGE_S = 0.006
 # The rate's average: each cycle's (messages taken / time since the last take) weighs this.
 RATE_WEIGHT = 0.2
@@ -83,6 +86,7 @@ class Appender:
         self._queue: list[_Item] = []
         self._first_at = 0.0  # time.monotonic() when the oldest queued message came
         self._rate = 0.0  # arrivals per second, averaged over the last cycles
+        self._heavy = False  # the rate is (or was, above BUSY_HOLD of it) BUSY_RATE or more
         self._worker: asyncio.Task[None] | None = None
         # Set while the worker waits, connection in hand, for the next message (IDLE_KEEP_S).
         self._waiting: asyncio.Future[bool] | None = None
@@ -169,7 +173,8 @@ class Appender:
                             busy = False  # the first after a quiet spell never waits
                         if busy and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
                             # Still busy: let more join.
-                            if self._rate >= BUSY_RATE * 1000:
+                            self._heavy = self._rate >= BUSY_RATE * (BUSY_HOLD if self._heavy else 1) * 1000
+                            if self._heavy:
                                 wait = self._first_at + self._busy_age_s - time.monotonic()
                             else:
                                 wait = self._linger_s

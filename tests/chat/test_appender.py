@@ -401,7 +401,8 @@ async def _steady_stream(appender: Appender, conv: conversations.Conversation, n
 
 async def test_under_steady_load_a_commit_lingers_so_more_messages_share_it(db: Pool) -> None:
     eager = _slow_commits(Appender(db, linger_s=0))
-    lingering = _slow_commits(Appender(db, linger_s=0.01))
+    # The stream's rate sits near BUSY_RATE: either wait (the linger, the busy age) is 10 ms.
+    lingering = _slow_commits(Appender(db, linger_s=0.01, busy_age_s=0.01))
     await _steady_stream(eager, await _conversation(db, "m-eager", "s-eager"), 80)
     await _steady_stream(lingering, await _conversation(db, "m-linger", "s-linger"), 80)
     assert lingering.batches * 2 < eager.batches, (lingering.batches, eager.batches)
