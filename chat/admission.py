@@ -132,6 +132,13 @@ class Admission:
         """The identity's socket count in Redis goes (an erasure)."""
         await self._cap.forget(role, sub)
 
+    def forget_keyed(self, role: str, keyed: str) -> None:
+        """What this process keeps under an erased person's account id goes (an erasure on
+        any process, chat/privacy/forgetting.py): the socket cap's cached key, and a
+        revocation of theirs is kept by their keyed name alone."""
+        self._cap.forget_keyed(keyed)
+        self.revocations.forget_keyed(role, keyed)
+
     async def release(self, session: Session) -> None:
         held = self._held.pop(session.id, None)
         if held is None:

@@ -25,6 +25,7 @@ from chat.delivery.hub import POKE_CHANNEL, Hub
 from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
+from chat.privacy import forgetting
 from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
@@ -104,6 +105,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             monitors_changed.set()
         elif channel == handoff.PARTICIPANTS_CHANNEL:
             handoff.on_bus(services, data)
+        elif channel == forgetting.CHANNEL:
+            forgetting.on_bus(services, data)
         else:
             hub.on_bus(channel, data)
 
@@ -130,6 +133,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await bus.start(on_bus, on_reconnect)
     await bus.subscribe(MONITORS_CHANNEL)
     await bus.subscribe(handoff.PARTICIPANTS_CHANNEL)
+    await bus.subscribe(forgetting.CHANNEL)
     await services.admission.start()
     matchmaker.start()
     tasks = [

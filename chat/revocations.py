@@ -92,6 +92,16 @@ class Revocations:
             at = self._latest.get((role, erased_sub(self._settings, role, identity.user_id)))
         return at is not None and identity.issued_at <= at
 
+    def forget_keyed(self, role: str, keyed: str) -> None:
+        """An erasure (chat/privacy/forgetting.py): a revocation remembered under the
+        person's account id is kept under `erased_sub` instead, as PostgreSQL now has it,
+        so their old tokens stay refused and no account id of theirs stays here."""
+        for key in [k for k in self._latest if k[0] == role and not k[1].startswith(ERASED)]:
+            if identity_key(self._settings, role, key[1]) == keyed:
+                at = self._latest.pop(key)
+                erased = (role, ERASED + keyed)
+                self._latest[erased] = max(at, self._latest.get(erased, at))
+
     async def revoke(self, row: store.Revocation) -> None:
         """A revocation was just committed: apply it here, then ring every other process.
         Neither step can undo the commit; a failure of either is made good by the poll."""

@@ -131,7 +131,16 @@ class SocketCap:
         """Drop the identity's socket set (an erasure, PRODUCT.md §10): its leases would
         otherwise stay up to two leases after its sockets went. A socket of it still
         closing elsewhere is not leased again: its renewal is a ZADD XX."""
+        self._keys.pop((role, sub), None)
         await self._redis.delete(_key(self._settings, role, sub))
+
+    def forget_keyed(self, keyed: str) -> None:
+        """Drop the cached key of whoever `keyed` (chat/redis_keys.identity_key) names: an
+        erasure on any process (chat/privacy/forgetting.py). The cache holds their account
+        id, and nothing else of theirs may stay (PRODUCT.md §10). A scan, for a rare event."""
+        key = f"pc:sockets:{keyed}"
+        for identity in [i for i, k in self._keys.items() if k == key]:
+            del self._keys[identity]
 
     async def renew(self, held: Iterable[tuple[str, str, str]]) -> None:
         """Renew the leases of this process's sockets: (role, sub, socket id) each."""

@@ -13,6 +13,7 @@ import redis as sync_redis
 import redis.asyncio as redis
 
 from chat.devservers import PostgresServer, RedisServer
+from tests.support.server_dirs import ServerDirs
 from tests.support.servers import (
     LiveService,
     Servers,
@@ -29,8 +30,19 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    base = tmp_path_factory.mktemp("servers")
+def server_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerDirs]:
+    """Where the session's PostgreSQL data goes: out of pytest's temp root when we are
+    root (tests/support/server_dirs.py says why), removed at the end."""
+    dirs = ServerDirs(tmp_path_factory)
+    try:
+        yield dirs
+    finally:
+        dirs.remove()
+
+
+@pytest.fixture(scope="session")
+def servers(server_dirs: ServerDirs) -> Iterator[Servers]:
+    base = server_dirs.make("servers")
     pg = PostgresServer(base / "pg", durable=False)
     rs = RedisServer()
     pg.start()

@@ -42,6 +42,13 @@ class Channels:
             name = self._names[person] = USER_PREFIX + self._name(person.role, person.id)
         return name
 
+    def forget_keyed(self, keyed: str) -> None:
+        """Drop the cached name of whoever `keyed` (chat/redis_keys.identity_key) names: an
+        erasure (chat/privacy/forgetting.py); the cache holds their account id."""
+        name = USER_PREFIX + keyed
+        for person in [p for p, n in self._names.items() if n == name]:
+            del self._names[person]
+
     def ring(self, channel: str, header: bytes, data: bytes) -> bytes:
         """The clear header and `data` sealed, the channel and header authenticated."""
         return header + self._sealer.seal(data, channel.encode() + header)

@@ -78,6 +78,10 @@ class Hub:
         """The person's bus channel: an opaque name, the same on every process."""
         return self._channels.of(person)
 
+    def forget_keyed(self, keyed: str) -> None:
+        """An erased person's cached channel name goes (chat/privacy/forgetting.py)."""
+        self._channels.forget_keyed(keyed)
+
     def sessions_of(self, person: Person) -> set[Session]:
         return self.sessions.get(person, set())
 

@@ -106,13 +106,24 @@ async def on_cancel(services: Services, session: Session, frame: f.Cancel) -> No
 
 @handles(f.QueueWatch, "specialist", "supervisor")
 async def on_queue_watch(services: Services, session: Session, frame: f.QueueWatch) -> None:
+    """`queue` now, read from PostgreSQL, then on every change (PRODUCT.md §5).
+
+    The reply goes first: the subscribe and the word to the leader wait on Redis, up to
+    seconds each while it hangs, and the watcher's queue does not need them. Nothing is lost
+    by it: a change published before this process listens is sent again, because a first
+    watcher's `queue_watched` makes the leader's next cycle resend the queue.
+
+    The watcher joins the set in the same step as `first` is decided, before any await: the
+    set is the count of who needs the subscription. (Added after the subscribe, a second
+    watch within one subscribe confirmation also took itself for the first; if its socket
+    then closed, its detach found the set empty and unsubscribed, and the first watcher was
+    left attached to a process that no longer heard the queue.)"""
     now = datetime.now(UTC)
     waiting = [r for r in await queue.open_requests(services.db) if r.state == RequestState.WAITING]
+    away = await members.away_since(services.db, [r.member_id for r in waiting])
     first = not services.hub.queue_watchers
+    services.hub.queue_watchers.add(session)
+    session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))
     if first:
         await services.bus.subscribe(QUEUE_CHANNEL)
-    services.hub.queue_watchers.add(session)
-    if first:
         await services.queue_watched()
-    away = await members.away_since(services.db, [r.member_id for r in waiting])
-    session.push_frame(f.Queue(requests=[views.queue_entry(r, now, away) for r in waiting], ref=frame.ref))

@@ -2,7 +2,8 @@
 their active conversation ended the way a `cancel` and an `end` are (so every device of
 both sides is told, on every process), their sockets closed, then everything stored that
 names them or holds what they wrote or was written to them removed in one transaction
-(chat/store/privacy.py), and their presence dropped from Redis. An audit row records the
+(chat/store/privacy.py), their presence dropped from Redis, and what every process caches
+under their account id forgotten (chat/privacy/forgetting.py). An audit row records the
 erasure without naming them. Doing it twice is a no-op.
 """
 
@@ -14,6 +15,7 @@ import logging
 from chat.delivery.ended import end_conversation
 from chat.metrics import METRICS
 from chat.people import member, specialist
+from chat.privacy import forgetting
 from chat.revocations import erased_sub
 from chat.services import Services
 from chat.store import conversations, queue
@@ -38,8 +40,9 @@ ATTEMPTS = 5
 
 async def erase(services: Services, member_id: str) -> store.Erasure:
     """Erase the member; returns what was found (`empty`: nothing, a repeat)."""
+    conversation_ids: set[str] = set()
     for _ in range(ATTEMPTS):
-        await _close_open_business(services, member_id)
+        conversation_ids |= await _close_open_business(services, member_id)
         # After `conversation_ended` reached their devices (the close rides behind it).
         services.hub.close_user(member(member_id), CloseCode.FORBIDDEN)
         async with services.db.acquire() as conn:
@@ -57,10 +60,13 @@ async def erase(services: Services, member_id: str) -> store.Erasure:
         raise StillBusy("the member's request or conversation kept reopening")
     await services.presence.forget(member_id, "member")
     await services.admission.forget("member", member_id)  # pc:sockets:<hmac>
+    # Every process's caches too (their keyed names, their conversations' pairs).
+    await forgetting.forget_everywhere(services, member_id, conversation_ids)
     # Sockets on other processes close a moment after their close ring, and a departure
-    # may write again (a lease renewed just before; `members_away`): forget twice more,
-    # 2 and 7 s on, well within the 10 s PRODUCT.md §10 allows.
-    task = asyncio.get_running_loop().create_task(_forget_later(services, member_id))
+    # may write again (a lease renewed just before; `members_away`) or cache their names
+    # again (a detach): forget twice more, 2 and 7 s on, well within the 10 s PRODUCT.md
+    # §10 allows.
+    task = asyncio.get_running_loop().create_task(_forget_later(services, member_id, conversation_ids))
     _LATER.add(task)
     task.add_done_callback(_LATER.discard)
     if not erased.empty:
@@ -74,18 +80,21 @@ FORGET_AGAIN_S = (2.0, 5.0)
 _LATER: set[asyncio.Task[None]] = set()
 
 
-async def _forget_later(services: Services, member_id: str) -> None:
+async def _forget_later(services: Services, member_id: str, conversation_ids: set[str]) -> None:
     for wait in FORGET_AGAIN_S:
         await asyncio.sleep(wait)
         try:
             await services.presence.forget(member_id, "member")
             await services.admission.forget("member", member_id)
             await store.forget_leftovers(services.db, member_id)
+            await forgetting.forget_everywhere(services, member_id, conversation_ids)
         except Exception as exc:
             log.warning("erasure: leftovers not forgotten: %s", type(exc).__name__)
 
 
-async def _close_open_business(services: Services, member_id: str) -> None:
+async def _close_open_business(services: Services, member_id: str) -> set[str]:
+    """Cancel the member's open request and end their active conversation; returns the ids
+    of all their conversations (whose pairs every process must forget)."""
     request = await queue.open_request_of(services.db, member_id)
     if request is not None:
         revoked = await queue.cancel_request(services.db, request.id, member_id)
@@ -96,7 +105,10 @@ async def _close_open_business(services: Services, member_id: str) -> None:
                     specialist(offer.specialist_id), f.OfferRevoked(offer_id=offer.id, reason="cancelled")
                 )
             await services.poke_matchmaker()
+    ids: set[str] = set()
     for conv in await conversations.of_person(services.db, member(member_id)):
         if conv.state == ConversationState.ACTIVE:
             await end_conversation(services, conv.id, by="member", reason=REASON)
         services.participants.pop(conv.id, None)
+        ids.add(conv.id)
+    return ids

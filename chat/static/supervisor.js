@@ -81,8 +81,12 @@ function main({ token, client, notice }) {
     notice(t('transfer.asked'));
     conversations.load();
   });
-  // Any transfer beginning or ending, whoever asked: the rows say so (PRODUCT.md §9).
-  client.on('transfer_status', () => conversations.load());
+  // Any transfer beginning or ending, whoever asked: the rows say so (PRODUCT.md §9), and the
+  // roster's loads follow the hand-over.
+  client.on('transfer_status', () => {
+    conversations.load();
+    specialists.handedOver();
+  });
   client.on('transfer_failed', (f) => {
     transferring.delete(f.conversation_id);
     notice(t(`transfer.failed_${f.reason}`, { name: t('transfer.they') }));
@@ -97,7 +101,7 @@ function main({ token, client, notice }) {
     if (f.ref) conversations.load();
     const at = stats.render(f);
     chart.add(at, f.waiting ?? 0, f.longest_wait_s ?? 0);
-    specialists.countsChanged(f.specialists || {});
+    specialists.countsChanged(f.specialists || {}, f.active_conversations ?? 0);
   });
   client.on('alert_acked', (f) => notice(t('sup.alert_acked', { name: f.by?.name || t('sup.a_supervisor') })));
   client.on('error', (e) => {

@@ -1,11 +1,13 @@
 """The supervisor dashboard of issue 18 in a real browser: the specialist roster with live
 state (busy produced, offline, available) and load, "Set away" reaching the specialist's
 socket and the audit log; members' feedback by week, with comments and no member named; the
-audit log filtered, paged back and exported as CSV (formulas defused)."""
+audit log filtered, paged back and exported as CSV (formulas defused); the roster's load
+following hand-overs made on another process at once, not at its 30 s refresh."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -14,9 +16,14 @@ from playwright.async_api import Locator, expect
 
 from tests.browser.support import Web, put_profile
 from tests.support.client import Client, token
+from tests.support.flows import matched
 from tests.support.servers import LiveService
+from tests.support.transfers import specialist_with_profile
 
 pytestmark = pytest.mark.browser
+
+# Well inside the roster's 30 s refresh: what the page shows within this came from an event.
+FOLLOW_MS = 8000
 
 
 async def busy_specialist_with_feedback(live: LiveService) -> tuple[Client, Client]:
@@ -198,3 +205,49 @@ async def test_audit_log_filtered_paged_and_exported(web: Web) -> None:
     assert len(lines) == 2
     assert ",sup-old,'=Kim,read_transcript,conv-7,,'@review," in lines[1]
     await expect(boss.get_by_test_id("audit-status")).to_have_text("The audit log was exported as audit.csv.")
+
+
+async def test_the_roster_load_follows_hand_overs_made_on_another_process(
+    webs: Callable[..., Web],
+) -> None:
+    """PRODUCT.md §9: a hand-over moves a conversation from one specialist's load to
+    another's, and the supervisor sees it at once, whichever process either is on. Neither
+    step changes the `queue_stats` counts (nobody reaches or leaves capacity, wrap-up is a
+    moment in tests), which were all the roster reloaded on besides its 30 s timer."""
+    near, far = webs(), webs()
+    pair = await matched(far.live, member_id="acct-roster-ho", specialist_id="spec-ana-ro")
+    ben = await specialist_with_profile(far.live, "spec-ben-ro", "Ben", max_chats=3)
+    boss = await near.page("supervisor")
+    await near.login_token(boss, "supervisor", "Lee", "sup-roster-ho")
+
+    def load(sid: str) -> Locator:
+        return boss.locator(f'[data-testid="specialist-row"][data-specialist-id="{sid}"]').get_by_test_id(
+            "specialist-load"
+        )
+
+    await expect(load("spec-ana-ro")).to_have_text("1 / 2")
+    await expect(load("spec-ben-ro")).to_have_text("0 / 3")
+
+    # Warm: Ana hands it to Ben, who accepts.
+    await pair.specialist.call(
+        {
+            "type": "transfer",
+            "conversation_id": pair.conversation_id,
+            "to_specialist": "spec-ben-ro",
+            "note": "n",
+        },
+        "transfer",
+    )
+    offer = await ben.expect("offer", timeout=20)
+    await ben.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    await expect(load("spec-ana-ro")).to_have_text("0 / 2", timeout=FOLLOW_MS)
+    await expect(load("spec-ben-ro")).to_have_text("1 / 3", timeout=FOLLOW_MS)
+
+    # Cold: Ben sends it back to the queue, and Ana, available again (wrap-up is a moment in
+    # tests), takes its offer.
+    await ben.call({"type": "transfer", "conversation_id": pair.conversation_id, "note": "n"}, "transfer")
+    offer = await pair.specialist.expect("offer", where=lambda o: o.get("transfer") is not None, timeout=30)
+    await expect(load("spec-ben-ro")).to_have_text("0 / 3", timeout=FOLLOW_MS)
+    await pair.specialist.call({"type": "accept", "offer_id": offer["offer_id"]}, "conversation_started")
+    await expect(load("spec-ana-ro")).to_have_text("1 / 2", timeout=FOLLOW_MS)
+    await expect(load("spec-ben-ro")).to_have_text("0 / 3")

@@ -17,6 +17,7 @@ import pytest
 
 from chat.devservers import free_port
 from tests.support.redis_topology import ensure_redis7
+from tests.support.server_dirs import ServerDirs
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +36,10 @@ def _ours(data: Path) -> list[psutil.Process]:
     return found
 
 
-def test_make_cluster_starts_everything_and_stops_clean(tmp_path: Path) -> None:
+def test_make_cluster_starts_everything_and_stops_clean(tmp_path: Path, server_dirs: ServerDirs) -> None:
     ensure_redis7()
     subprocess.run(["bash", str(Path(__file__).parent / "install-pgbouncer.sh")], check=True)
-    data = tmp_path / "cluster"
+    data = server_dirs.make("devcluster") / "cluster"  # PostgreSQL's, out of pytest's root
     port = free_port()
     out = tmp_path / "out.log"
     with open(out, "wb") as log:

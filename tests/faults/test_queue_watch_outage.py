@@ -2,16 +2,21 @@
 (chat/delivery/watchers.py) and starts again when a process says it has a first watcher.
 A watcher that came while Redis was down could not say so, and a publish made before the
 watchers' processes were back reached nobody: after the outage the leader must hear the
-queue is watched again, not leave the watcher on the 10 s resend."""
+queue is watched again, not leave the watcher on the 10 s resend. And a watcher's first
+`queue` never waits on Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 
+import psutil
 import pytest
 
+from chat.bus_redis import CONFIRM_TIMEOUT_S
 from tests.faults.harness import Cluster, alive, http_get
 from tests.support.client import Client, token
 from tests.support.servers import LiveService, wait_until
@@ -82,4 +87,44 @@ async def test_a_watcher_who_came_during_a_redis_outage_hears_the_next_request_a
     )
     assert "ref" not in seen
     for client in (poker, watcher, member):
+        await client.close()
+
+
+def _freeze(pid: int, sig: signal.Signals) -> None:
+    for p in [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]:
+        os.kill(p, sig)
+
+
+async def test_queue_watch_answers_at_once_while_redis_hangs(cluster: Cluster) -> None:
+    """PRODUCT.md §5: `queue` "now". The watcher's first reply is read from PostgreSQL; it
+    used to wait for the subscribe's confirmation (≤ 2 s) and the word to the leader (≤ 2 s
+    more) while a hung Redis (SIGSTOP: connections open, nothing answered) held both. Once
+    Redis is back the watcher hears changes as before."""
+    await cluster.start(processes=1)
+    assert cluster.redis is not None and cluster.redis.proc is not None
+    (svc,) = cluster.web
+    member, _ = await Client.connect(svc.ws, token("member", "m-hang", "Sam"))
+    rid = (await member.call({"type": "request"}, "queued"))["request_id"]
+    watcher, _ = await Client.connect(svc.ws, token("specialist", "s-hang", "Wat"))
+    await watcher.settled()
+
+    _freeze(cluster.redis.proc.pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        first = await watcher.call({"type": "queue_watch"}, "queue", timeout=30)
+        took = time.monotonic() - began
+    finally:
+        _freeze(cluster.redis.proc.pid, signal.SIGCONT)
+    assert [e["request_id"] for e in first["requests"]] == [rid], first
+    # Before: never under CONFIRM_TIMEOUT_S (the subscribe's wait alone); a PostgreSQL read
+    # and a frame take milliseconds, so half of it is ample on a loaded machine.
+    assert took < CONFIRM_TIMEOUT_S / 2, f"the first queue took {took:.2f} s"
+
+    # Subscribed after all: a later request reaches the watcher through the broadcasts.
+    other, _ = await Client.connect(svc.ws, token("member", "m-later", "Lee"))
+    later = (await other.call({"type": "request"}, "queued", timeout=30))["request_id"]
+    await watcher.expect(
+        "queue", where=lambda f: later in {e["request_id"] for e in f["requests"]}, timeout=30
+    )
+    for client in (member, other, watcher):
         await client.close()

@@ -1,13 +1,15 @@
 // Supervisor page, the specialist roster: GET /api/specialists (every 30 s, when the counts
-// in queue_stats change, or on Refresh) with each one's live state (available / busy / away /
-// offline) and load (active chats of max); "Set away" (end of shift) → PUT
-// /api/specialists/{id}/status; the edit form → PUT /api/specialists/{id}.
+// or the active conversations in queue_stats change, on every transfer_status, or on
+// Refresh) with each one's live state (available / busy / away / offline) and load (active
+// chats of max); "Set away" (end of shift) → PUT /api/specialists/{id}/status; the edit form
+// → PUT /api/specialists/{id}.
 
 import { $, bidi, clear, h, show } from '../ui/dom.js';
 import { formatTime } from '../ui/format.js';
 import { t, tParts } from '../ui/i18n.js';
 
 const REFRESH_MS = 30000;
+const SOON_MS = 500;
 
 const STATUS_TEXT = /** @type {Record<string, string>} */ ({
   available: 'sup.state.available',
@@ -35,18 +37,29 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
   const input = (/** @type {string} */ sel) => /** @type {HTMLInputElement} */ ($(sel));
   const splitList = (/** @type {string} */ text) => text.split(',').map((w) => w.trim()).filter(Boolean);
 
+  // Loads may answer out of order (a timer's, then one for a hand-over): only the latest renders.
+  let generation = 0;
+
   async function load() {
     clearTimeout(timer);
+    const mine = ++generation;
     const listError = $('#specialists-error');
     try {
       const list = await call('/api/specialists');
+      if (mine !== generation) return; // a newer load is on its way: its answer is current
       listError.textContent = '';
       render(Array.isArray(list) ? list : []);
       loaded(Array.isArray(list) ? list : []);
     } catch (err) {
       listError.textContent = t('sup.specialists_load_failed', { error: /** @type {Error} */ (err).message });
     }
-    timer = setTimeout(load, REFRESH_MS);
+    if (mine === generation) timer = setTimeout(load, REFRESH_MS);
+  }
+
+  // Coalesced: a burst of changes (a hand-over is two or three frames) is one load.
+  function soon() {
+    clearTimeout(timer);
+    timer = setTimeout(load, SOON_MS);
   }
 
   /** @param {any[]} list */
@@ -163,13 +176,20 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
 
   return {
     load,
-    /** @param {unknown} counts queue_stats.specialists: reload soon when they change */
-    countsChanged(counts) {
-      const key = JSON.stringify(counts);
+    /**
+     * A conversation that starts or ends moves someone's load without always changing the
+     * counts (one chat of three is still available): both are watched.
+     * @param {unknown} counts queue_stats.specialists
+     * @param {unknown} active queue_stats.active_conversations
+     */
+    countsChanged(counts, active) {
+      const key = JSON.stringify([counts, active]);
       if (key === lastCounts) return;
       lastCounts = key;
-      clearTimeout(timer);
-      timer = setTimeout(load, 1000);
+      soon();
     },
+    /** A hand-over (transfer_status) moves a conversation from one load to another and
+     * changes neither the counts nor the active conversations: reload soon. */
+    handedOver: soon,
   };
 }

@@ -32,6 +32,9 @@ class Cluster:
 
     base: Path
     env: dict[str, str] = field(default_factory=dict)
+    # Where the servers keep their data (PostgreSQL, its standby, PgBouncer, Redis 7
+    # topologies); `base` when not given.
+    servers: Path | None = None
     pg: PostgresServer | None = None
     redis: RedisServer | None = None
     web: list[LiveService] = field(default_factory=list)
@@ -47,6 +50,10 @@ class Cluster:
     # in its PRODUCT.md §11 form.
     sentinel: SentinelSet | None = None
     redis_cluster: RedisClusterSet | None = None
+
+    @property
+    def _data(self) -> Path:
+        return self.servers if self.servers is not None else self.base
 
     @property
     def redis_url(self) -> str:
@@ -70,7 +77,7 @@ class Cluster:
     async def start(
         self, processes: int, *, standby: bool = False, pgbouncer: bool = False, redis: str = "single"
     ) -> None:
-        self.pg = PostgresServer(self.base / "pg", durable=False)
+        self.pg = PostgresServer(self._data / "pg", durable=False)
         self.pg.start()
         if redis == "single":
             self.redis = RedisServer()
@@ -78,10 +85,10 @@ class Cluster:
         else:
             await asyncio.to_thread(ensure_redis7)
             if redis == "sentinel":
-                self.sentinel = SentinelSet(self.base / "redis-sentinel")
+                self.sentinel = SentinelSet(self._data / "redis-sentinel")
                 await asyncio.to_thread(self.sentinel.start)
             elif redis == "cluster":
-                self.redis_cluster = RedisClusterSet(self.base / "redis-cluster")
+                self.redis_cluster = RedisClusterSet(self._data / "redis-cluster")
                 await asyncio.to_thread(self.redis_cluster.start)
             else:
                 raise ValueError(f"redis={redis!r}: single, sentinel or cluster")
@@ -96,7 +103,7 @@ class Cluster:
         finally:
             await conn.close()
         if standby:
-            self.standby = self.pg.standby(self.base / "pg-standby")
+            self.standby = self.pg.standby(self._data / "pg-standby")
             self.standby.start()
             await _make_synchronous(self.pg.url)
         if pgbouncer:
@@ -108,7 +115,7 @@ class Cluster:
             )
             # Fewer server connections than the processes' pools hold between them, so
             # consecutive transactions of one client connection do change server sessions.
-            self.bouncer = PgBouncerServer(self.base / "pgbouncer", backend_port=self.pg.port, pool_size=6)
+            self.bouncer = PgBouncerServer(self._data / "pgbouncer", backend_port=self.pg.port, pool_size=6)
             self.bouncer.start()
         for _ in range(processes):
             self.add_process()
