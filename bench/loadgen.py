@@ -47,6 +47,8 @@ except ImportError:  # a build without it
 
 # 1 µs to 60 s at 3 significant digits.
 HIST_MAX_US = 60_000_000
+TIMELINE_NS = 100_000_000  # a step's timeline in slots of 100 ms of send time
+SLOW_US = 50_000  # the rate search's bound
 BODY = "I have been thinking about what you said yesterday, and it helped a lot. Thank you for that."
 
 
@@ -347,6 +349,25 @@ class _Step:
     delivered_in_window: int = 0
     send_failures: int = 0
     window_end: int = 0
+    # The step's timeline, by when a measured message was due, in TIMELINE_NS slots:
+    # messages delivered, those over SLOW_US end to end, and the worst. A stall somewhere
+    # (a collector, a checkpoint, a loop busy elsewhere) shows as a run of slow slots.
+    timeline_count: list[int] = field(default_factory=list)
+    timeline_slow: list[int] = field(default_factory=list)
+    timeline_max_us: list[int] = field(default_factory=list)
+
+    def on_timeline(self, sent_ns: int, micros: int) -> None:
+        slot = (sent_ns - self.measure_from) // TIMELINE_NS
+        if slot >= len(self.timeline_count):
+            grow = slot + 1 - len(self.timeline_count)
+            self.timeline_count += [0] * grow
+            self.timeline_slow += [0] * grow
+            self.timeline_max_us += [0] * grow
+        self.timeline_count[slot] += 1
+        if micros > SLOW_US:
+            self.timeline_slow[slot] += 1
+        if micros > self.timeline_max_us[slot]:
+            self.timeline_max_us[slot] = micros
 
 
 @dataclass
@@ -509,6 +530,7 @@ class Worker:
         micros = min(max(1, (now - sent_ns) // 1000), HIST_MAX_US)
         if e2e:
             step.e2e.record_value(micros)
+            step.on_timeline(sent_ns, micros)
             step.delivered += 1
             if now < step.window_end:
                 step.delivered_in_window += 1
@@ -557,6 +579,13 @@ class Worker:
             "ack": step.ack.encode(),
             "lag": step.lag.encode(),
             "cpu_s": cpu,
+            "timeline": {
+                "from_ns": step.measure_from,  # CLOCK_MONOTONIC, as every process reads it
+                "slot_ms": TIMELINE_NS // 1_000_000,
+                "count": step.timeline_count,
+                "slow": step.timeline_slow,
+                "max_us": step.timeline_max_us,
+            },
         }
 
     # ------------------------------------------------------------------ burst

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from bench.infra import ServerProcess
-from bench.load import merge
+from bench.load import merge, merge_timelines, worst_slot
 from bench.loadgen import Generator, Side
 
 
@@ -162,3 +162,29 @@ def test_latency_is_what_the_server_added_from_the_scheduled_send(gen: Generator
     result = merge([reply], 40.0, 2.0)
     assert result["e2e_ms"]["p50"] >= 30 and result["ack_ms"]["p50"] >= 30, result
     assert result["e2e_ms"]["p50"] < 30 + 40, "a loaded machine adds a little, not a period"
+    timeline = result["timeline"]
+    assert sum(timeline["count"]) == reply["delivered"] and len(timeline["count"]) in (20, 21)
+    assert min(m for m, n in zip(timeline["max_us"], timeline["count"], strict=True) if n) >= 30_000
+
+
+def test_a_steps_timeline_shows_when_messages_were_slow() -> None:
+    workers = [
+        {
+            "from_ns": 7,
+            "slot_ms": 100,
+            "count": [10, 10, 10],
+            "slow": [0, 4, 0],
+            "max_us": [900, 80_000, 700],
+        },
+        {"from_ns": 7, "slot_ms": 100, "count": [10, 10], "slow": [0, 2], "max_us": [800, 120_000]},
+    ]
+    merged = merge_timelines(workers)
+    assert merged == {
+        "from_ns": 7,
+        "slot_ms": 100,
+        "count": [20, 20, 10],
+        "slow": [0, 6, 0],
+        "max_us": [900, 120_000, 700],
+    }
+    assert worst_slot(merged) == {"at_ms": 100, "slow": 6, "of": 20, "max_ms": 120.0, "slots_with_slow": 1}
+    assert worst_slot(merge_timelines(workers[:1] * 0)) is None
