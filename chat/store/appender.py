@@ -1,8 +1,10 @@
 """Group commit for messages: every `send` that arrives while a batch is being committed
 joins the next batch, and each batch is one call of `append_batch()` (its statement and
 row: chat/store/append_batch.py): one round trip, one transaction, one WAL flush. While
-the load keeps the queue from emptying, the next commit waits LINGER_S (1 ms; 3 ms after a
-batch of BUSY_BATCH or more) so more messages share it.
+the load keeps the queue from emptying, the next commit waits so more messages share it:
+LINGER_S (1 ms) at light loads; from BUSY_RATE messages a millisecond (the arrival rate
+over the last cycles, which the policy cannot change) until its oldest message has waited
+BUSY_AGE_S, so the batch grows with the load and the commit rate does not.
 
 One batch is in flight at a time per process, so the messages of one sender keep their
 order. A caller's `submit()` future resolves (in submission order) after its batch
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
@@ -42,18 +45,21 @@ RELEASE_S = 2.0
 # a core outweighs the added millisecond); 2 ms gave bigger batches but a worse p50/p99.
 # The first message after a quiet spell never waits.
 LINGER_S = 0.001
-# Under heavy load (the last batch held BUSY_BATCH or more) it is BUSY_LINGER times as
-# long. At 6,000-8,000 msgs/s over two processes a 3 ms linger took PostgreSQL from 51-57 %
-# to 28-45 % of a core and the web processes down a little too (fewer commits, fewer
-# wake-ups), CPU the whole machine is short of there, for two milliseconds on messages
-# whose p99 is tens of milliseconds of waiting for a core. From a batch of 6 (it was 10):
-# at the goal load (batches of 5-7, now often over the line) the same 3 ms took server CPU
-# per delivered message 263-281 -> 239-248 us (PostgreSQL 91-93 -> 76-80, web -10), the
-# machine 80-87 -> 74-77 % busy, and p99 19.6-26.1 -> 19.5-20.5 ms (round 9, pgcost: four
-# alternated pairs on the quiet machine). A 1 ms linger below that keeps the p50 of light
-# loads; 2-3 ms at every load cost p50 and p99 in round 4 (docs/performance.md).
-BUSY_BATCH = 6
-BUSY_LINGER = 3
+# Under heavy load the next commit leaves when its oldest message has waited BUSY_AGE_S
+# (at once if it already has, e.g. after a slow commit): one batch in flight, the next
+# building meanwhile, a commit about every BUSY_AGE_S whatever the rate. "Heavy" is read
+# from the arrival rate (messages a millisecond, averaged over the last cycles), which is
+# the clients' and does not depend on this policy. Round 9's rule (3 ms after a batch of 6
+# or more) keyed on the last batch's size, which the linger itself sets: it fed back on
+# itself and the goal load sat at its edge (batches of 5-9, bistable in a harness).
+# Round 10 (pgcost, alternated A/B at the goal load, docs/performance.md): see there.
+BUSY_RATE = 1.2  # messages a millisecond, per process (the goal load is ~2)
+# Once busy, it stays so down to this share of BUSY_RATE, so a stall that thins one cycle's
+# arrivals does not flip the policy back and forth.
+BUSY_HOLD = 0.6
+BUSY_AGE_S = 0.006
+# The rate's average: each cycle's (messages taken / time since the last take) weighs this.
+RATE_WEIGHT = 0.2
 # When the queue empties, the worker waits this long for the next message, holding its
 # connection, before it ends and hands the connection back.
 IDLE_KEEP_S = 1.0
@@ -71,10 +77,16 @@ class _Item:
 
 
 class Appender:
-    def __init__(self, db: asyncpg.Pool[asyncpg.Record], linger_s: float = LINGER_S) -> None:
+    def __init__(
+        self, db: asyncpg.Pool[asyncpg.Record], linger_s: float = LINGER_S, busy_age_s: float = BUSY_AGE_S
+    ) -> None:
         self._db = db
         self._linger_s = linger_s
+        self._busy_age_s = busy_age_s
         self._queue: list[_Item] = []
+        self._first_at = 0.0  # time.monotonic() when the oldest queued message came
+        self._rate = 0.0  # arrivals per second, averaged over the last cycles
+        self._heavy = False  # the rate is (or was, above BUSY_HOLD of it) BUSY_RATE or more
         self._worker: asyncio.Task[None] | None = None
         # Set while the worker waits, connection in hand, for the next message (IDLE_KEEP_S).
         self._waiting: asyncio.Future[bool] | None = None
@@ -99,6 +111,8 @@ class Appender:
         if self._closed:
             done.set_exception(ConnectionError("shutting down: nothing was stored"))
             return done
+        if not self._queue:
+            self._first_at = time.monotonic()
         self._queue.append(
             _Item(conversation_id, sender_id, sender_role, sender_name, client_msg_id, body, done)
         )
@@ -146,7 +160,8 @@ class Appender:
                     self._failed(self._take(), exc)
                     continue
                 try:
-                    last = 0  # the size of the batch before, on this connection
+                    busy = False  # a batch before this one, on this connection, with no quiet between
+                    taken_at = 0.0  # when the batch before was taken (none yet on this connection)
                     while True:
                         if not self._queue:
                             # Quiet for a moment: wait for the next message with the
@@ -155,12 +170,22 @@ class Appender:
                             # task, a pool acquire and release per quiet moment).
                             if not await self._next_message(IDLE_KEEP_S) or conn.is_closed():
                                 break
-                            last = 0  # the first after a quiet spell never waits
-                        if last and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
+                            busy = False  # the first after a quiet spell never waits
+                        if busy and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
                             # Still busy: let more join.
-                            await asyncio.sleep(self._linger_s * (BUSY_LINGER if last >= BUSY_BATCH else 1))
+                            self._heavy = self._rate >= BUSY_RATE * (BUSY_HOLD if self._heavy else 1) * 1000
+                            if self._heavy:
+                                wait = self._first_at + self._busy_age_s - time.monotonic()
+                            else:
+                                wait = self._linger_s
+                            if wait > 0:
+                                await asyncio.sleep(wait)
                         batch = self._take()
-                        last = len(batch)
+                        now = time.monotonic()
+                        if taken_at and now > taken_at:
+                            self._rate += RATE_WEIGHT * (len(batch) / (now - taken_at) - self._rate)
+                        taken_at = now
+                        busy = True
                         try:
                             await self._commit(conn, batch)
                         except Exception as exc:
@@ -202,6 +227,8 @@ class Appender:
 
     def _take(self) -> list[_Item]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        if self._queue:  # what is left came later than the batch, but not long ago
+            self._first_at = time.monotonic()
         return batch
 
     def _failed(self, batch: list[_Item], exc: Exception) -> None:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from chat.store import conversations
-from chat.store.appender import BUSY_BATCH, BUSY_LINGER, Appender, PoolConnection
+from chat.store.appender import BUSY_RATE, Appender, PoolConnection
 from chat.store.conversations import Appended
 from tests.chat.conftest import Pool
 from tests.chat.test_store import _conversation
@@ -401,7 +401,8 @@ async def _steady_stream(appender: Appender, conv: conversations.Conversation, n
 
 async def test_under_steady_load_a_commit_lingers_so_more_messages_share_it(db: Pool) -> None:
     eager = _slow_commits(Appender(db, linger_s=0))
-    lingering = _slow_commits(Appender(db, linger_s=0.01))
+    # The stream's rate sits near BUSY_RATE: either wait (the linger, the busy age) is 10 ms.
+    lingering = _slow_commits(Appender(db, linger_s=0.01, busy_age_s=0.01))
     await _steady_stream(eager, await _conversation(db, "m-eager", "s-eager"), 80)
     await _steady_stream(lingering, await _conversation(db, "m-linger", "s-linger"), 80)
     assert lingering.batches * 2 < eager.batches, (lingering.batches, eager.batches)
@@ -435,34 +436,50 @@ async def test_a_quiet_moment_keeps_the_worker_and_close_ends_it_at_once(db: Poo
     assert db.get_idle_size() == idle_before + 1, "the connection went back to the pool"
 
 
-async def test_after_a_big_batch_the_next_commit_lingers_longer(db: Pool) -> None:
-    conv = await _conversation(db, "m-busy", "s-busy")
-    appender = Appender(db, linger_s=0.05)
+async def _heavy_stream(appender: Appender, conv: conversations.Conversation, rounds: int) -> None:
+    """Twenty sends every ~2 ms, none waiting for the last: at least 2 a millisecond even
+    if a loaded machine stretches each sleep to 10 ms (BUSY_RATE is 1.2)."""
+    tasks = []
+    for r in range(rounds):
+        tasks += [_send(appender, conv, f"h{r}.{i}") for i in range(20)]
+        await asyncio.sleep(0.002)
+    results = await asyncio.gather(*tasks)
+    assert [seq for _, seq, _ in results] == list(range(1, 20 * rounds + 1)), "in order, gap-free"
+
+
+async def test_under_heavy_load_a_commit_leaves_when_its_oldest_message_is_old_enough(db: Pool) -> None:
+    """From BUSY_RATE messages a millisecond the next commit waits until its oldest message
+    has waited busy_age_s: the commit rate stays put as the load grows. Without the wait
+    (busy_age_s 0) commits go back to back, one per round trip."""
+    eager = Appender(db, busy_age_s=0.0)
+    aged = Appender(db, busy_age_s=0.1)
+    await _heavy_stream(eager, await _conversation(db, "m-eager2", "s-eager2"), 100)
+    await _heavy_stream(aged, await _conversation(db, "m-aged", "s-aged"), 100)
+    assert aged._rate >= BUSY_RATE * 1000, aged._rate
+    assert aged.batches * 3 < eager.batches, (aged.batches, eager.batches)
+
+
+async def test_a_light_load_never_waits_for_the_busy_age(db: Pool) -> None:
+    """Under BUSY_RATE the wait is the short linger, however long the busy age: a message
+    every 5 ms (0.2 a millisecond) is committed at once or after a millisecond."""
+    conv = await _conversation(db, "m-light", "s-light")
+    appender = Appender(db, busy_age_s=5.0)
     loop = asyncio.get_running_loop()
-    commits: list[tuple[float, float, int]] = []  # (start, end, batch size)
-    original = appender._commit
-    more: list[asyncio.Task[tuple[Appended, int, object]]] = []
+    waited: list[float] = []
 
-    async def commit(conn: PoolConnection, batch: list) -> None:  # type: ignore[type-arg]
+    async def timed(cmid: str) -> None:
         started = loop.time()
-        if len(commits) < 2:  # keep the appender busy: one more message while this commits
-            more.append(_send(appender, conv, f"more{len(commits)}"))
-        await original(conn, batch)
-        commits.append((started, loop.time(), len(batch)))
+        outcome, _, _ = await _send(appender, conv, cmid)
+        assert outcome is Appended.STORED
+        waited.append(loop.time() - started)
 
-    appender._commit = commit  # type: ignore[method-assign]
-    burst = [_send(appender, conv, f"b{i}") for i in range(BUSY_BATCH + 2)]
-    await asyncio.gather(*burst)
-    for _ in range(200):
-        if len(commits) == 3:
-            break
-        await asyncio.sleep(0.01)
-    sizes = [size for _, _, size in commits]
-    assert sizes == [BUSY_BATCH + 2, 1, 1], sizes
-    after_big = commits[1][0] - commits[0][1]
-    after_small = commits[2][0] - commits[1][1]
-    assert after_big >= 0.05 * BUSY_LINGER - 0.005, f"{after_big * 1000:.0f} ms after a big batch"
-    assert 0.045 <= after_small < 0.09, f"{after_small * 1000:.0f} ms after a batch of 1"
+    tasks = []
+    for i in range(30):
+        tasks.append(asyncio.ensure_future(timed(f"l{i}")))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*tasks)
+    assert appender._rate < BUSY_RATE * 1000, appender._rate
+    assert max(waited) < 2.5, f"a light load waited {max(waited):.2f} s: the busy age was applied"
 
 
 async def test_after_close_a_submit_fails_at_once_as_storage_unavailable(db: Pool) -> None:
