@@ -107,7 +107,14 @@ def normalise(text: str) -> str:
         text = text.replace("'", "")
     if "`" in text:
         text = text.replace("`", "")
-    return _SEPARATORS.sub(" ", text).strip()
+    # The separators' regex sub, for ASCII: hyphens and underscores are spaces, then runs
+    # of whitespace (str.split and the regex's \s agree on what that is) become one space,
+    # none at either end. A substitution per space cost 2 µs of a typical message's 2.8.
+    if "-" in text:
+        text = text.replace("-", " ")
+    if "_" in text:
+        text = text.replace("_", " ")
+    return " ".join(text.split())
 
 
 def _ones(m: re.Match[str]) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,6 +52,25 @@ def test_empty_list_matches_nothing() -> None:
 
 def test_normalise_folds_case_apostrophes_and_separators() -> None:
     assert normalise("  Don\u2019t\tSELF\u2014harm ") == "dont self harm"
+
+
+_ASCII_SEPARATORS = re.compile(r"[\s\-_]+")
+
+
+@settings(max_examples=2000)
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_normalise_ascii_path_is_the_separators_regex(text: str) -> None:
+    # The ASCII path splits on whitespace instead of the separators' regex: the same result.
+    lowered = text.lower().replace("'", "").replace("`", "")
+    assert normalise(text) == _ASCII_SEPARATORS.sub(" ", lowered).strip()
+
+
+def test_normalise_ascii_whitespace_pairs() -> None:
+    for a in map(chr, range(128)):
+        for b in ("", " ", "-", "_", "\t", "\x1f", "x"):
+            text = f"k{a}{b}i{b}{a}"
+            lowered = text.lower().replace("'", "").replace("`", "")
+            assert normalise(text) == _ASCII_SEPARATORS.sub(" ", lowered).strip(), repr(text)
 
 
 # --------------------------------------------------------------------------- obfuscations
