@@ -187,8 +187,7 @@ class Admission:
             now = time.time()
             for held in [h for h in self._held.values() if h.expires_at <= now and h.deadline is not None]:
                 self._expel(held, "token expired", "expired")
-            leases = [(h.role, h.sub, socket_id) for socket_id, h in self._held.items()]
             try:
-                await self._cap.renew(leases)
+                await self._cap.renew()
             except Exception as exc:
                 log.warning("socket leases not renewed: %s", type(exc).__name__)

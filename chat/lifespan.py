@@ -26,6 +26,7 @@ from chat.matchmaker import Matchmaker
 from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
 from chat.privacy import forgetting
+from chat.process_lease import ProcessLease
 from chat.redis_keys import identity_key
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
@@ -71,6 +72,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     client = redisconn.client(topology)
     bus = _bus(topology, client, settings)
     name = functools.partial(identity_key, settings)
+    # One lease for the process: presence and the socket cap count its sockets under it.
+    lease = ProcessLease(client, settings.presence_ttl_s)
     hub = Hub(bus, name, Sealer(seal_key(settings.identity_hmac_key)))
     services = Services(
         settings=settings,
@@ -78,9 +81,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis=client,
         bus=bus,
         hub=hub,
-        presence=RedisPresence(client, settings.presence_ttl_s, name),
+        presence=RedisPresence(client, settings.presence_ttl_s, name, lease),
         appender=Appender(db),
-        admission=Admission(settings, Revocations(db, bus, settings), SocketCap(client, settings)),
+        admission=Admission(settings, Revocations(db, bus, settings), SocketCap(client, settings, lease)),
     )
     matchmaker = Matchmaker(services)
     services.wake_matchmaker = matchmaker.poke
@@ -118,6 +121,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.catch_up_everyone(only)
         services.admission.revocations.on_bus(b"")  # rings may have been lost meanwhile
         services.participants.clear()  # ... a transfer's among them (chat/handoff.py)
+        lease.suspect()  # a failover may have lost the last writes: presence and caps rewrite
         await heartbeat_once(services)
         # The leader stops building the queue once a publish of it reached no process
         # (chat/delivery/watchers.py), and one made while the watchers' processes were
@@ -128,6 +132,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await services.queue_watched()
         else:
             matchmaker.queue_watched()
+        # The same for queue_stats, which the leader stops building while nobody listens.
+        if hub.stats_watchers:
+            await services.restate_stats()
 
     monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)

@@ -1,14 +1,15 @@
-"""Who is connected, anywhere: each live socket is a lease that heartbeats keep fresh.
+"""Who is connected, anywhere: each live socket counts under its process's lease, which
+the process's heartbeat keeps fresh (chat/process_lease.py).
 
-A user is online while any of their leases is unexpired; a specialist with no live lease
-counts as offline once the TTL passes, even if their process died without a word.
-Backends: `presence_redis` and `presence_memory`, held to one contract by
-tests/chat/test_presence.py. The clock is passed in so the memory backend is exact.
+A user is online while any of their sockets is on a process whose lease is unexpired; a
+specialist with no such socket counts as offline once the TTL passes, even if their process
+died without a word. Backends: `presence_redis` and `presence_memory`, held to one contract
+by tests/chat/test_presence.py. The clock is passed in so the memory backend is exact.
 
-Presence is soft state: every write is best effort, and the heartbeats of every process
-rebuild it (after a Redis restart, within one heartbeat interval). Absence is recorded
-too, so the reconnect grace (chat/upkeep/grace.py) can count from the moment a specialist left,
-whichever process noticed.
+Presence is soft state: every write is best effort, and each process writes all its
+sockets again when its lease turns out missing or lapsed (after a Redis restart, within one
+heartbeat interval). Absence is recorded too, so the reconnect grace (chat/upkeep/grace.py)
+can count from the moment a specialist left, whichever process noticed.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Protocol
 
 class Presence(Protocol):
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
-        """Best effort: a lease that cannot be written now is written by the next heartbeat."""
+        """Best effort: a socket that cannot be written now is written by the next heartbeat."""
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
-        """Renew (user_id, role, conn_id) leases; also re-creates them after a Redis wipe."""
+        """Renew this process's lease. `leases`: its sockets, (user_id, role, conn_id); any
+        not connected here yet are taken on. Writes them all again after a Redis wipe."""
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
-        """Drop one lease; True if the user has no live lease left (a specialist is then
+        """Drop one socket; True if the user has no live socket left (a specialist is then
         marked absent from `now`)."""
 
     async def is_online(self, user_id: str, role: str, now: float) -> bool:

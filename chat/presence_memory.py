@@ -1,42 +1,82 @@
-"""Presence in one process's memory, for unit tests of logic that also runs on Redis.
-Leases are keyed by the pair (role, user id), as in Redis (PRODUCT.md §4)."""
+"""Presence in memory, for unit tests of logic that also runs on Redis: one `Board` stands
+for the Redis every process shares, one `MemoryPresence` for each process. Sockets count
+while their process's lease lives (chat/process_lease.py), as in Redis; people are keyed
+by the pair (role, user id) (PRODUCT.md §4)."""
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+_ids = itertools.count()
+
+
+class Board:
+    """What every process shares."""
+
+    def __init__(self) -> None:
+        self.wipe()
+
+    def wipe(self) -> None:
+        """As a Redis restarting empty."""
+        self.procs: dict[str, float] = {}  # process id → lease expiry
+        self.sockets: defaultdict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+        self.absent: dict[str, float] = {}  # specialist id → since when
+        self.epoch: float | None = None
+
 
 class MemoryPresence:
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, board: Board | None = None) -> None:
         self.ttl_s = ttl_s
-        self._leases: defaultdict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        self._absent: dict[str, float] = {}  # specialist id → since when
-        self._epoch: float | None = None
+        self.board = board or Board()
+        self.id = f"p{next(_ids)}"
+        self._mine: set[tuple[str, str, str]] = set()  # (user id, role, socket id)
+
+    def _renew(self, now: float) -> None:
+        procs = self.board.procs
+        old = procs.get(self.id)
+        procs[self.id] = max(old or 0.0, now + self.ttl_s)
+        if old is None or old <= now:  # wiped or lapsed: write everything again
+            for user_id, role, conn_id in self._mine:
+                self._write(user_id, role, conn_id)
+
+    def _write(self, user_id: str, role: str, conn_id: str) -> None:
+        self.board.sockets[(role, user_id)].add((self.id, conn_id))
+        if role == "specialist":
+            self.board.absent.pop(user_id, None)
+
+    def _live(self, owner: str, now: float) -> bool:
+        return self.board.procs.get(owner, 0.0) > now
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
-        self._leases[(role, user_id)][conn_id] = now + self.ttl_s
-        if role == "specialist":
-            self._absent.pop(user_id, None)
+        self._mine.add((user_id, role, conn_id))
+        if self.board.procs.get(self.id, 0.0) - now < self.ttl_s * 2 / 3:
+            self._renew(now)
+        self._write(user_id, role, conn_id)
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
         for user_id, role, conn_id in leases:
-            await self.connect(user_id, role, conn_id, now)
+            if (user_id, role, conn_id) not in self._mine:
+                self._mine.add((user_id, role, conn_id))
+                self._write(user_id, role, conn_id)
+        self._renew(now)
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
-        self._leases[(role, user_id)].pop(conn_id, None)
+        self._mine.discard((user_id, role, conn_id))
+        self.board.sockets[(role, user_id)].discard((self.id, conn_id))
         gone = not await self.is_online(user_id, role, now)
         if gone and role == "specialist":
-            self._absent.setdefault(user_id, now)
+            self.board.absent[user_id] = now
         return gone
 
     async def forget(self, user_id: str, role: str) -> None:
-        self._leases.pop((role, user_id), None)
+        self.board.sockets.pop((role, user_id), None)
         if role == "specialist":
-            self._absent.pop(user_id, None)
+            self.board.absent.pop(user_id, None)
 
     async def is_online(self, user_id: str, role: str, now: float) -> bool:
-        return any(expiry > now for expiry in self._leases.get((role, user_id), {}).values())
+        return any(self._live(owner, now) for owner, _ in self.board.sockets.get((role, user_id), ()))
 
     async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
         return {u for u in user_ids if await self.is_online(u, role, now)}
@@ -44,23 +84,24 @@ class MemoryPresence:
     async def online_specialists(self, now: float) -> set[str]:
         return {
             user_id
-            for (role, user_id), leases in self._leases.items()
-            if role == "specialist" and any(expiry > now for expiry in leases.values())
+            for (role, user_id), sockets in self.board.sockets.items()
+            if role == "specialist" and any(self._live(owner, now) for owner, _ in sockets)
         }
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool
     ) -> dict[str, tuple[float, bool]]:
+        absent = self.board.absent
         found: dict[str, tuple[float, bool]] = {}
         for user_id in user_ids:
-            marked = mark and user_id not in self._absent
+            marked = mark and user_id not in absent
             if marked:
-                self._absent[user_id] = now
-            if user_id in self._absent:
-                found[user_id] = (self._absent[user_id], marked)
+                absent[user_id] = now
+            if user_id in absent:
+                found[user_id] = (absent[user_id], marked)
         return found
 
     async def settled(self, now: float) -> bool:
-        if self._epoch is None:
-            self._epoch = now
-        return now - self._epoch >= self.ttl_s
+        if self.board.epoch is None:
+            self.board.epoch = now
+        return now - self.board.epoch >= self.ttl_s

@@ -1,181 +1,375 @@
-"""Presence in Redis: one sorted set of leases per person (member = socket id, score =
-expiry) and one sorted set of specialists (score = their latest lease expiry), so "who is
-online" is one ZRANGEBYSCORE and a dead process's leases simply age out.
+"""Presence in Redis: one lease per process (chat/process_lease.py), not per socket.
+
+A person's set `pc:presence:user:<name>` holds a member `<process id>|<socket id>` per
+socket, written when the socket connects and removed when it closes; it counts while its
+process's lease in `{pc:presence}:procs` lives. So an idle process writes one command per
+beat however many sockets it holds, and a process that dies takes its people offline
+within one TTL (PRODUCT.md §5) without a word. Readers judge members by the live
+processes inside Redis (one script, one round trip); dead members are dropped by the
+closes that meet them, and a set no live process writes to expires (`KEY_KEEP_S`).
+
+Specialists online: each process keeps the set of specialists with a socket on it,
+`{pc:presence}:proc:<process id>:specialists` (added on their first socket here, removed
+on their last), so "who is online" is the union over live processes, in one slot.
 
 A person's keys are named by a keyed HMAC of (role, sub) (chat/redis_keys.py): Redis
 never holds a member's account id, and a member and a specialist with the same `sub` are
-two people here too (PRODUCT.md §2, §4). The specialists' set holds specialist ids in
+two people here too (PRODUCT.md §2, §4). The specialists' sets hold specialist ids in
 clear: the matchmaker reads them back, and they are staff ids every one of their members
 is shown anyway (docs/security.md).
 
-A specialist's absence is one key (`SET NX`, so the first to notice wins) removed by their
-next lease. `pc:presence:epoch` is set by the first reader after Redis came up empty; for
-one TTL after it, absence is not trusted (the heartbeats are still rebuilding leases).
+A specialist's absence is one key, set when their last socket anywhere closes (or, `SET
+NX`, by the first sweep to notice their process died) and removed by their next socket or
+their process's next rewrite. `pc:presence:epoch` is set by the first reader after Redis
+came up empty; for one TTL after it, absence is not trusted (processes are still writing
+their sockets again: each does it at its next beat, when it finds its lease gone).
 
 On a Redis Cluster the person's keys spread over the slots (no hash tag: their names are
-HMACs) and no command spans two of them: the heartbeat, whose script would touch keys of
-many slots, is a pipeline there instead (redis-py splits it per master and sends the parts
-at once); every other pipeline here is of single-key commands, which it splits the same way.
+HMACs) and no script spans two of them: writes are pipelines there (redis-py splits them
+per master and sends the parts at once), and a reader fetches the live processes in the
+same pipeline as the people's sets and judges them here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from chat.process_lease import KEY_KEEP_S, PROCS, Holdings, ProcessLease, member_of, process_of
 from chat.redisconn import RedisClient
 
 log = logging.getLogger("peerchat.presence")
 
-_SPECIALISTS = "pc:presence:specialists"
 _EPOCH = "pc:presence:epoch"
 _ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished user leaves
-# Leases renewed per script call. A process renews all its sockets every TTL/3; as one
-# pipeline of 4 commands per socket that was ~85 ms of one process's loop at 2,000 sockets
-# (parsing 6,000 replies), a stall every member felt as latency. The script is one command
-# and one reply per chunk, and the loop runs other work between chunks.
-HEARTBEAT_CHUNK = 500
-_HEARTBEAT_LUA = (Path(__file__).parent / "presence_heartbeat.lua").read_text()
-# ARGV[1]: now; then the keyed names of people of one role. Returns the (1-based)
-# positions of those with no live lease. Keys named in ARGV, as the heartbeat's: one Redis
-# or a Sentinel master only (a Redis Cluster pipelines ZCOUNTs instead).
-_OFFLINE_LUA = """
-local now, offline = '(' .. ARGV[1], {}
-for i = 2, #ARGV do
-  if redis.call('ZCOUNT', 'pc:presence:user:' .. ARGV[i], now, '+inf') == 0 then
-    offline[#offline + 1] = i - 1
+# Sockets written per command when a process writes all of them again (after a Redis
+# wipe, a lapsed lease, or every REWRITE_EVERY_S): one script and one reply per chunk,
+# and the loop runs other work between chunks.
+WRITE_CHUNK = 500
+_USER = "pc:presence:user:"
+_ABSENT = "pc:presence:absent:"
+
+# Write sockets' members. ARGV[1]: score (the lease's expiry when written, for a reader's
+# eyes only), ARGV[2]: key lifetime (s), ARGV[3]: this process's specialists set, then one
+# triple per socket: the person's keyed name, the member, and the specialist's id for a
+# specialist, else "". The keys are named in ARGV: one Redis or a Sentinel master only (a
+# Cluster pipelines the same commands).
+_WRITE = """
+local specialists = false
+for i = 4, #ARGV, 3 do
+  local key = 'pc:presence:user:' .. ARGV[i]
+  redis.call('ZADD', key, ARGV[1], ARGV[i + 1])
+  redis.call('EXPIRE', key, ARGV[2])
+  if ARGV[i + 2] ~= '' then
+    redis.call('DEL', 'pc:presence:absent:' .. ARGV[i])
+    redis.call('SADD', ARGV[3], ARGV[i + 2])
+    specialists = true
   end
+end
+if specialists then redis.call('EXPIRE', ARGV[3], ARGV[2]) end
+return (#ARGV - 3) / 3
+"""
+# Shared by the readers below: whether a member's process lease runs past `now`.
+_LIVE = """
+local procs, now, known = '{pc:presence}:procs', tonumber(ARGV[1]), {}
+local function live(member)
+  local p = string.match(member, '^(.-)|')
+  if p == nil then return false end
+  local yes = known[p]
+  if yes == nil then
+    yes = tonumber(redis.call('ZSCORE', procs, p) or '0') > now
+    known[p] = yes
+  end
+  return yes
+end
+local function online(key, clean)
+  local found = false
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if live(m) then
+      found = true
+      if not clean then return true end
+    elseif clean then
+      redis.call('ZREM', key, m)
+    end
+  end
+  return found
+end
+"""
+# ARGV[1]: now; then keyed names of people of one role. Returns the (1-based) positions of
+# those with no socket under a live process.
+_OFFLINE = (
+    _LIVE
+    + """
+local offline = {}
+for i = 2, #ARGV do
+  if not online('pc:presence:user:' .. ARGV[i], false) then offline[#offline + 1] = i - 1 end
 end
 return offline
 """
+)
+# A socket closes. ARGV: now, name, member, this process's specialists set or "" (the
+# specialist keeps another socket here, or is no specialist), the specialist's id or "",
+# the absence mark's lifetime. Drops members of dead processes met on the way. 1 if the
+# person has no socket left under a live process (a specialist is then marked absent).
+_LEAVE = (
+    _LIVE
+    + """
+local key = 'pc:presence:user:' .. ARGV[2]
+redis.call('ZREM', key, ARGV[3])
+if ARGV[4] ~= '' then redis.call('SREM', ARGV[4], ARGV[5]) end
+if online(key, true) then return 0 end
+if ARGV[5] ~= '' then
+  redis.call('SET', 'pc:presence:absent:' .. ARGV[2], ARGV[1], 'EX', ARGV[6])
+end
+return 1
+"""
+)
+# KEYS[1]: the processes' set (every key here shares its slot). ARGV[1]: now. The
+# specialists with a socket on a live process.
+_SPECIALISTS = """
+local out = {}
+for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+  for _, s in ipairs(redis.call('SMEMBERS', '{pc:presence}:proc:' .. p .. ':specialists')) do
+    out[#out + 1] = s
+  end
+end
+return out
+"""
+# KEYS[1]: this process's specialists set. ARGV[1]: its lifetime, then its members: the
+# set replaced at once, so no reader sees it half written.
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 1 then
+  redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return #ARGV - 1
+"""
+# KEYS[1]: the processes' set. ARGV[1]: a specialist's id, removed from every process's
+# set (an erasure).
+_FORGET_SPECIALIST = """
+for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  redis.call('SREM', '{pc:presence}:proc:' .. p .. ':specialists', ARGV[1])
+end
+return 1
+"""
+
+_Socket = tuple[str, str, str]  # (user id, role, socket id)
+_Held = tuple[str, str]  # (the person's keyed name, socket id)
 
 
 class RedisPresence:
-    def __init__(self, client: RedisClient, ttl_s: float, name: Callable[[str, str], str]) -> None:
-        """`name`: (role, sub) → the person's keyed name (chat/redis_keys.identity_key)."""
+    def __init__(
+        self,
+        client: RedisClient,
+        ttl_s: float,
+        name: Callable[[str, str], str],
+        lease: ProcessLease | None = None,
+    ) -> None:
+        """`name`: (role, sub) → the person's keyed name (chat/redis_keys.identity_key).
+        `lease`: this process's lease, shared with the socket cap (a new one if None)."""
         self._redis = client
         self.ttl_s = ttl_s
         self._name = name
+        self.lease = lease or ProcessLease(client, ttl_s)
         self._cluster = isinstance(client, RedisCluster)
-        self._heartbeat = client.register_script(_HEARTBEAT_LUA)
-        self._offline = client.register_script(_OFFLINE_LUA)
-        # Socket id → its person's keyed name, from the socket's `connect` to its
-        # `disconnect`: every beat renews every socket, and an HMAC per socket per beat was
-        # a third of the beat's CPU.
-        self._names: dict[str, tuple[str, str, str]] = {}  # socket id → (role, user id, name)
+        self._write = client.register_script(_WRITE)
+        self._offline = client.register_script(_OFFLINE)
+        self._leave = client.register_script(_LEAVE)
+        self._specialists = client.register_script(_SPECIALISTS)
+        self._replace = client.register_script(_REPLACE)
+        self._forget_specialist = client.register_script(_FORGET_SPECIALIST)
+        # Each open socket here → its person's keyed name (an HMAC per socket per beat was
+        # CPU for nothing); what this process wrote (noting a specialist's id); how many
+        # sockets each specialist has here.
+        self._open: dict[_Socket, str] = {}
+        self._mine: Holdings[_Held] = Holdings(self.lease)
+        self._here: Counter[str] = Counter()
+        self._rewriting = False
+
+    @property
+    def _specialists_here(self) -> str:
+        return f"{{pc:presence}}:proc:{self.lease.id}:specialists"
 
     def _key(self, user_id: str, role: str) -> str:
-        return f"pc:presence:user:{self._name(role, user_id)}"
+        return _USER + self._name(role, user_id)
 
-    def _absent(self, specialist_id: str) -> str:
-        return f"pc:presence:absent:{self._name('specialist', specialist_id)}"
+    def _hold(self, socket: _Socket) -> None:
+        """Count the socket as this process's."""
+        if socket in self._open:
+            return
+        user_id, role, conn_id = socket
+        name = self._open[socket] = self._name(role, user_id)
+        specialist = role == "specialist"
+        self._mine.add((name, conn_id), user_id if specialist else "")
+        if specialist:
+            self._here[user_id] += 1
 
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
-        self._names[conn_id] = (role, user_id, self._name(role, user_id))
+        socket = (user_id, role, conn_id)
+        self._hold(socket)
         try:
-            await self.heartbeat([(user_id, role, conn_id)], now)
+            if self.lease.until - now < self.ttl_s * 2 / 3:
+                # Not renewed for a beat's interval (or never: the process's first socket).
+                await self.lease.renew(now)
+            if self._mine.due() and not self._rewriting:
+                await self._rewrite()
+                return
+            # (A rewrite running now may have listed its sockets before this one.)
+            name = self._open[socket]
+            spec = user_id if role == "specialist" else ""
+            await self._write_sockets([(name, member_of(self.lease.id, conn_id), spec)])
         except (RedisError, OSError) as exc:
-            # Redis is down: the socket works without it, and the next heartbeat after
-            # Redis returns writes this lease.
-            log.warning("presence lease deferred: %s", type(exc).__name__)
+            # Redis is down: the socket works without it, and the next beat after Redis
+            # returns writes it.
+            self._mine.failed()
+            log.warning("presence of a socket deferred: %s", type(exc).__name__)
 
     async def heartbeat(self, leases: Iterable[tuple[str, str, str]], now: float) -> None:
-        expiry = repr(now + self.ttl_s)
-        keep = str(int(self.ttl_s * 2) + 1)
-        if self._cluster:
-            await self._heartbeat_pipelined(leases, expiry, keep)
-            return
-        args: list[str] = []
-        names = self._names
-        for user_id, role, conn_id in leases:
-            known = names.get(conn_id)
-            if known is not None and known[0] == role and known[1] == user_id:
-                name = known[2]
-            else:
-                name = self._name(role, user_id)
-            args += (name, conn_id, user_id if role == "specialist" else "")
-            if len(args) >= 3 * HEARTBEAT_CHUNK:
-                await self._heartbeat(args=[expiry, keep, *args])
-                args = []
-                await asyncio.sleep(0)  # let the sockets' frames through between chunks
-        if args:
-            await self._heartbeat(args=[expiry, keep, *args])
+        for socket in leases:
+            if socket not in self._open:
+                self._hold(socket)
+                self._mine.failed()  # never written: written by the rewrite below
+        await self.lease.renew(now)
+        if self._mine.due():
+            await self._rewrite()
 
-    async def _heartbeat_pipelined(
-        self, leases: Iterable[tuple[str, str, str]], expiry: str, keep: str
-    ) -> None:
-        """The heartbeat script's commands, one key each (presence_heartbeat.lua)."""
-        batch = list(leases)
-        for start in range(0, len(batch), HEARTBEAT_CHUNK):
-            pipe = self._redis.pipeline(transaction=False)
-            for user_id, role, conn_id in batch[start : start + HEARTBEAT_CHUNK]:
-                name = self._name(role, user_id)
-                key = f"pc:presence:user:{name}"
-                pipe.zadd(key, {conn_id: float(expiry)})
-                pipe.expire(key, int(keep))
-                if role == "specialist":
-                    pipe.zadd(_SPECIALISTS, {user_id: float(expiry)}, gt=True)
-                    pipe.delete(f"pc:presence:absent:{name}")
-            await pipe.execute()
-            await asyncio.sleep(0)
+    async def _rewrite(self) -> None:
+        """Write every socket here again, this process's specialists set, and the removals
+        that may have been lost (chat/process_lease.py)."""
+        if self._rewriting:
+            return  # the one running covers it, and a later beat sees whatever it missed
+        self._rewriting = True
+        try:
+            begun = self._mine.begin()
+            proc = self.lease.id
+            held = self._mine.held.items()
+            batch = [(name, member_of(proc, conn_id), spec) for (name, conn_id), spec in held]
+            for start in range(0, len(batch), WRITE_CHUNK):
+                await self._write_sockets(batch[start : start + WRITE_CHUNK])
+                await asyncio.sleep(0)  # let the sockets' frames through between chunks
+            await self._replace(
+                keys=[self._specialists_here], args=[KEY_KEEP_S, *[u for u, n in self._here.items() if n > 0]]
+            )
+            # After the members: a socket that closed while they were written had its
+            # removal land before its member was written again.
+            await self._remove(self._mine.gone_to_repeat())
+            self._mine.rewritten(begun)
+        finally:
+            self._rewriting = False
+
+    async def _remove(self, gone: Sequence[tuple[_Held, str]]) -> None:
+        if not gone:
+            return
+        proc = self.lease.id
+        pipe = self._redis.pipeline(transaction=False)
+        for (name, conn_id), spec in gone:
+            pipe.zrem(_USER + name, member_of(proc, conn_id))
+            if spec and spec not in self._here:
+                # The specialists set may have been replaced from a list read before
+                # their last socket here closed.
+                pipe.srem(self._specialists_here, spec)
+        await pipe.execute()
+
+    async def _write_sockets(self, sockets: Sequence[tuple[str, str, str]]) -> None:
+        score = self.lease.until
+        if not self._cluster:
+            args: list[str | float | int] = [score, KEY_KEEP_S, self._specialists_here]
+            for triple in sockets:
+                args += triple
+            await self._write(args=args)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for name, member, spec in sockets:
+            key = _USER + name
+            pipe.zadd(key, {member: score})
+            pipe.expire(key, KEY_KEEP_S)
+            if spec:
+                pipe.delete(_ABSENT + name)
+                pipe.sadd(self._specialists_here, spec)
+                pipe.expire(self._specialists_here, KEY_KEEP_S)
+        await pipe.execute()
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
-        self._names.pop(conn_id, None)
-        key = self._key(user_id, role)
+        socket = (user_id, role, conn_id)
+        name = self._open.pop(socket, None) or self._name(role, user_id)
+        self._mine.remove((name, conn_id))
+        last_here = False
+        if role == "specialist" and self._here.get(user_id, 0) > 0:
+            self._here[user_id] -= 1
+            if self._here[user_id] == 0:
+                del self._here[user_id]
+                last_here = True
+        member = member_of(self.lease.id, conn_id)
+        here = self._specialists_here if last_here else ""
+        spec = user_id if role == "specialist" else ""
+        try:
+            if not self._cluster:
+                gone = await self._leave(args=[repr(now), name, member, here, spec, _ABSENT_KEEP_S])
+                return bool(gone)
+            return await self._leave_pipelined(name, member, here, spec, now)
+        except (RedisError, OSError):
+            self._mine.failed()  # the next beat repeats the removal
+            raise
+
+    async def _leave_pipelined(self, name: str, member: str, here: str, spec: str, now: float) -> bool:
+        key = _USER + name
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(key, conn_id)
-        pipe.zremrangebyscore(key, "-inf", now)
-        pipe.zrange(key, 0, -1, withscores=True)
-        results = await pipe.execute()
-        remaining = results[2]
-        if remaining:
-            if role == "specialist":
-                # The latest remaining lease is the specialist's horizon now.
-                await self._redis.zadd(_SPECIALISTS, {user_id: max(score for _, score in remaining)})
+        pipe.zrem(key, member)
+        if here:
+            pipe.srem(here, spec)
+        pipe.zrange(key, 0, -1)
+        pipe.zrangebyscore(PROCS, f"({now}", "+inf")
+        *_, members, procs = await pipe.execute()
+        live = {_text(p) for p in procs}
+        if any(process_of(_text(m)) in live for m in members):
             return False
-        if role == "specialist":
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zrem(_SPECIALISTS, user_id)
-            pipe.set(self._absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
-            await pipe.execute()
+        if spec:
+            await self._redis.set(_ABSENT + name, repr(now), ex=_ABSENT_KEEP_S)
         return True
 
     async def forget(self, user_id: str, role: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.delete(self._key(user_id, role))
         if role == "specialist":
-            pipe.delete(self._absent(user_id))
-            pipe.zrem(_SPECIALISTS, user_id)
+            pipe.delete(_ABSENT + self._name("specialist", user_id))
         await pipe.execute()
+        if role == "specialist":
+            await self._forget_specialist(keys=[PROCS], args=[user_id])
 
     async def is_online(self, user_id: str, role: str, now: float) -> bool:
-        return int(await self._redis.zcount(self._key(user_id, role), f"({now}", "+inf")) > 0
+        return bool(await self.online_among([user_id], role, now))
 
     async def online_among(self, user_ids: Sequence[str], role: str, now: float) -> set[str]:
         if not user_ids:
             return set()
+        names = [self._name(role, user_id) for user_id in user_ids]
         if not self._cluster:
-            # One command and one short reply (the offline ones, usually few), instead of a
-            # ZCOUNT and its reply per person: the member-grace sweep asks about every member
-            # at stake, and packing and parsing those was most of its CPU.
-            names = [self._name(role, user_id) for user_id in user_ids]
+            # One command and one short reply (the offline ones, usually few): the
+            # member-grace sweep asks about every member at stake.
             offline = await self._offline(args=[repr(now), *names])
             missing = {user_ids[int(i) - 1] for i in offline}
             return {u for u in user_ids if u not in missing}
         pipe = self._redis.pipeline(transaction=False)
-        for user_id in user_ids:
-            pipe.zcount(self._key(user_id, role), f"({now}", "+inf")
-        counts = await pipe.execute()
-        return {u for u, n in zip(user_ids, counts, strict=True) if int(n) > 0}
+        pipe.zrangebyscore(PROCS, f"({now}", "+inf")
+        for name in names:
+            pipe.zrange(_USER + name, 0, -1)
+        procs, *sets = await pipe.execute()
+        live = {_text(p) for p in procs}
+        return {
+            u
+            for u, members in zip(user_ids, sets, strict=True)
+            if any(process_of(_text(m)) in live for m in members)
+        }
 
     async def online_specialists(self, now: float) -> set[str]:
-        members = await self._redis.zrangebyscore(_SPECIALISTS, f"({now}", "+inf")
-        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        members = await self._specialists(keys=[PROCS], args=[repr(now)])
+        return {_text(m) for m in members}
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool
@@ -184,9 +378,10 @@ class RedisPresence:
             return {}
         pipe = self._redis.pipeline(transaction=False)
         for user_id in user_ids:
+            key = _ABSENT + self._name("specialist", user_id)
             if mark:
-                pipe.set(self._absent(user_id), repr(now), nx=True, ex=_ABSENT_KEEP_S)
-            pipe.get(self._absent(user_id))
+                pipe.set(key, repr(now), nx=True, ex=_ABSENT_KEEP_S)
+            pipe.get(key)
         results = await pipe.execute()
         found: dict[str, tuple[float, bool]] = {}
         step = 2 if mark else 1
@@ -203,3 +398,7 @@ class RedisPresence:
         pipe.get(_EPOCH)
         _, raw = await pipe.execute()
         return raw is not None and now - float(raw) >= self.ttl_s
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

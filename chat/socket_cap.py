@@ -2,17 +2,19 @@
 (PRODUCT.md §4).
 
 Each identity has one sorted set in Redis, `pc:sockets:<identity_key>` (a keyed HMAC of
-(role, sub), never the account id), whose members are socket ids scored by their lease's
-expiry. Taking a slot is one script: drop expired leases, count, add if under the cap.
-Every process renews its sockets' leases every lease/3 and removes a socket's lease when
-it closes; a process that dies simply stops renewing, and its leases age out within one
-lease (PEERCHAT_PRESENCE_TTL_S), so a crash never leaks a count for long.
+(role, sub), never the account id), whose members are `<process id>|<socket id>`: a
+socket's slot counts while its process's lease lives (chat/process_lease.py, the lease
+presence counts under too). Taking a slot is one script: count the members under live
+processes (dropping the others), add if under the cap. A socket's member is removed when
+it closes; a process that dies simply stops renewing its lease, and its sockets stop
+counting within one lease (PEERCHAT_PRESENCE_TTL_S), so a crash never leaks a count for
+long. An idle process writes nothing per socket: its members are written again only when
+its lease was missing or lapsed (Redis came back empty), after a failed write, and every
+REWRITE_EVERY_S (which keeps the sets from expiring).
 
 If Redis cannot answer, the socket is let in (and counted from the next renewal that
-reaches Redis on: a socket let in that way is renewed with a plain ZADD, the others with
-ZADD XX, which never brings back a lease given back meanwhile):
-the cap protects the service from a runaway client, while refusing every member in the
-middle of a Redis failover would shut out people who may be in crisis.
+reaches Redis on): the cap protects the service from a runaway client, while refusing
+every member in the middle of a Redis failover would shut out people who may be in crisis.
 """
 
 from __future__ import annotations
@@ -20,50 +22,62 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from typing import cast
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from chat.config import Settings
+from chat.process_lease import KEY_KEEP_S, PROCS, Holdings, ProcessLease, member_of
 from chat.redis_keys import identity_key
 from chat.redisconn import RedisClient
 
 log = logging.getLogger("peerchat.sockets")
 
-RENEW_CHUNK = 500  # leases per pipeline, so a renewal never stalls the loop for long
+RENEW_CHUNK = 500  # members per command in a rewrite, so it never stalls the loop for long
 
-# KEYS[1]: the identity's socket set. ARGV: now (ms), lease expiry (ms), socket id, cap,
-# key lifetime (ms). 1 if the socket now holds a slot, 0 if the cap is reached.
+# KEYS[1]: the identity's socket set. ARGV: now (s), the member, the cap, key lifetime
+# (s), score, then the live process ids, or none to read them from `{pc:presence}:procs`
+# here (one Redis or a Sentinel master; on a Redis Cluster that set is in another slot,
+# so the caller reads it first). 1 if the socket now holds a slot, 0 if the cap is reached.
 _TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) == false
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return 0
+local key, now, member = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local given, known = #ARGV > 5, {}
+for i = 6, #ARGV do known[ARGV[i]] = true end
+local n = 0
+for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+  if m == member then n = -1; break end
+  local p = string.match(m, '^(.-)|')
+  local yes = p and known[p]
+  if p and yes == nil then
+    if given then
+      yes = false
+    else
+      yes = tonumber(redis.call('ZSCORE', '{pc:presence}:procs', p) or '0') > now
+      known[p] = yes
+    end
+  end
+  if yes then
+    n = n + 1
+  elseif not given then
+    redis.call('ZREM', key, m)  -- a dead process's (only when judged inside Redis)
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if n >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', key, ARGV[5], member)
+redis.call('EXPIRE', key, ARGV[4])
 return 1
 """
 
-
-# Renew leases in one command per chunk: ARGV[1] lease expiry (ms), ARGV[2] key lifetime
-# (ms), then a triple per socket: its identity's key, the socket id, and "1" for ZADD XX
-# (a lease given back meanwhile must not come back) or "0" for a plain ZADD (a socket let
-# in while Redis failed, leased for the first time). As a pipeline this was two commands
-# and two replies per socket, most of an idle process's renewal CPU. The keys are named
-# in ARGV, so this runs on one Redis or a Sentinel master; on a Redis Cluster `renew`
-# pipelines the same commands instead (a script may not touch keys of several slots).
-_RENEW = """
-for i = 3, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then
-    redis.call('ZADD', ARGV[i], 'XX', ARGV[1], ARGV[i + 1])
-  else
-    redis.call('ZADD', ARGV[i], ARGV[1], ARGV[i + 1])
-  end
-  redis.call('PEXPIRE', ARGV[i], ARGV[2])
+# Write members again: ARGV[1] score, ARGV[2] key lifetime (s), then a pair per socket:
+# its identity's key and its member. Keys named in ARGV: one Redis or a Sentinel master;
+# a Redis Cluster pipelines the same commands.
+_WRITE = """
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', ARGV[i], ARGV[1], ARGV[i + 1])
+  redis.call('EXPIRE', ARGV[i], ARGV[2])
 end
-return (#ARGV - 2) / 3
+return (#ARGV - 2) / 2
 """
 
 
@@ -74,21 +88,27 @@ def _key(settings: Settings, role: str, sub: str) -> str:
     return f"pc:sockets:{identity_key(settings, role, sub)}"
 
 
+_Slot = tuple[str, str]  # (the identity's key, socket id)
+
+
 class SocketCap:
-    def __init__(self, client: RedisClient, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings, lease: ProcessLease | None = None) -> None:
+        """`lease`: this process's lease, shared with presence (a new one if None)."""
         self._redis = client
         self._settings = settings
-        self._lease_ms = int(settings.presence_ttl_s * 1000)
+        self._ttl_s = settings.presence_ttl_s
+        self.lease = lease or ProcessLease(client, settings.presence_ttl_s)
         self._take = client.register_script(_TAKE)
-        self._renew = client.register_script(_RENEW)
+        self._write = client.register_script(_WRITE)
         self._cluster = isinstance(client, RedisCluster)
-        # (role, sub) → the identity's key: every renewal renews every socket, and an HMAC
-        # per socket per renewal is CPU for nothing. Keyed by the identity, never by the
-        # socket id alone: socket ids are the client's to choose, and two identities with
-        # the same socket id must not renew or give back each other's lease.
+        # (role, sub) → the identity's key: an HMAC per socket per rewrite is CPU for
+        # nothing. Keyed by the identity, never by the socket id alone: socket ids are the
+        # client's to choose, and two identities with the same socket id must not write or
+        # give back each other's slot.
         self._keys: dict[tuple[str, str], str] = {}
-        # Sockets let in while Redis failed, that no renewal has leased yet.
-        self._unleased: set[str] = set()
+        # The slots this process holds: what a rewrite writes.
+        self._mine: Holdings[_Slot] = Holdings(self.lease)
+        self._rewriting = False
 
     def _key(self, role: str, sub: str) -> str:
         key = self._keys.get((role, sub))
@@ -100,37 +120,50 @@ class SocketCap:
 
     async def take(self, role: str, sub: str, socket_id: str) -> bool:
         """Whether the socket may open: False when the identity already holds the cap."""
-        now = int(time.time() * 1000)
+        now = time.time()
         key = self._key(role, sub)
+        member = member_of(self.lease.id, socket_id)
         try:
-            took = await self._take(
-                keys=[key],
-                args=[
-                    now,
-                    now + self._lease_ms,
-                    socket_id,
-                    self._settings.max_sockets_per_user,
-                    2 * self._lease_ms,
-                ],
-            )
+            if self.lease.until - now < self._ttl_s * 2 / 3:
+                # Not renewed for a beat's interval (or never: the process's first socket):
+                # a slot counts only under a live lease.
+                await self.lease.renew(now)
+            args: list[str | float | int] = [
+                repr(now),
+                member,
+                self._settings.max_sockets_per_user,
+                KEY_KEEP_S,
+                self.lease.until,
+            ]
+            if self._cluster:
+                live = cast(list[bytes | str], await self._redis.zrangebyscore(PROCS, f"({now}", "+inf"))
+                args += [_text(p) for p in live]
+                if len(args) == 5:
+                    args.append(self.lease.id)  # no live process: at least this one
+            took = bool(await self._take(keys=[key], args=args))
         except (RedisError, OSError) as exc:
             log.warning("socket cap not checked (Redis: %s); letting the socket in", type(exc).__name__)
-            self._unleased.add(socket_id)
+            self._mine.add((key, socket_id), "")
+            self._mine.failed()  # written by the next renewal that reaches Redis
             return True
-        return bool(took)
+        if took:
+            self._mine.add((key, socket_id), "")
+        return took
 
     async def give_back(self, role: str, sub: str, socket_id: str) -> None:
-        self._unleased.discard(socket_id)
+        key = self._key(role, sub)
+        if self._mine.remove((key, socket_id)) is None:
+            return  # refused: it never held a slot
         try:
-            await self._redis.zrem(self._key(role, sub), socket_id)
+            await self._redis.zrem(key, member_of(self.lease.id, socket_id))
         except (RedisError, OSError) as exc:
-            # The lease ages out by itself within one lease.
-            log.warning("socket lease not removed (Redis: %s)", type(exc).__name__)
+            # Repeated by the next renewal that reaches Redis.
+            self._mine.failed()
+            log.warning("socket slot not given back (Redis: %s)", type(exc).__name__)
 
     async def forget(self, role: str, sub: str) -> None:
-        """Drop the identity's socket set (an erasure, PRODUCT.md §10): its leases would
-        otherwise stay up to two leases after its sockets went. A socket of it still
-        closing elsewhere is not leased again: its renewal is a ZADD XX."""
+        """Drop the identity's socket set (an erasure, PRODUCT.md §10). Its sockets are
+        closed first on every process, so no rewrite writes them again."""
         self._keys.pop((role, sub), None)
         await self._redis.delete(_key(self._settings, role, sub))
 
@@ -142,39 +175,46 @@ class SocketCap:
         for identity in [i for i, k in self._keys.items() if k == key]:
             del self._keys[identity]
 
-    async def renew(self, held: Iterable[tuple[str, str, str]]) -> None:
-        """Renew the leases of this process's sockets: (role, sub, socket id) each."""
-        expiry = int(time.time() * 1000) + self._lease_ms
-        batch = list(held)
-        for start in range(0, len(batch), RENEW_CHUNK):
-            first: list[tuple[str, str]] = []  # (key, socket id) leased for the first time
-            leases: list[tuple[str, str, bool]] = []  # (key, socket id, XX)
-            for role, sub, socket_id in batch[start : start + RENEW_CHUNK]:
-                key = self._key(role, sub)
-                # XX: a lease removed meanwhile (its socket closed during this renewal)
-                # must not come back and hold a slot until it ages out.
-                xx = socket_id not in self._unleased
-                if not xx:
-                    first.append((key, socket_id))
-                leases.append((key, socket_id, xx))
-            await self._renew_chunk(leases, expiry)
-            for key, socket_id in first:
-                if socket_id in self._unleased:
-                    self._unleased.discard(socket_id)
-                else:  # given back while this renewal ran: it must not hold a slot
-                    await self._redis.zrem(key, socket_id)
-            await asyncio.sleep(0)  # let the sockets' frames through between chunks
+    async def renew(self) -> None:
+        """Renew this process's lease; write every slot held here again if it was missing or
+        lapsed, a write failed, or REWRITE_EVERY_S passed (chat/process_lease.py)."""
+        await self.lease.renew(time.time())
+        if not self._mine.due() or self._rewriting:
+            return
+        self._rewriting = True
+        try:
+            begun = self._mine.begin()
+            proc = self.lease.id
+            batch = [(key, member_of(proc, sid)) for key, sid in list(self._mine.held)]
+            for start in range(0, len(batch), RENEW_CHUNK):
+                await self._write_chunk(batch[start : start + RENEW_CHUNK])
+                await asyncio.sleep(0)  # let the sockets' frames through between chunks
+            # After the writes: a slot given back while they ran, or whose removal failed
+            # or may have been lost in a failover, must not count.
+            gone = self._mine.gone_to_repeat()
+            if gone:
+                pipe = self._redis.pipeline(transaction=False)
+                for (key, sid), _ in gone:
+                    pipe.zrem(key, member_of(proc, sid))
+                await pipe.execute()
+            self._mine.rewritten(begun)
+        finally:
+            self._rewriting = False
 
-    async def _renew_chunk(self, leases: list[tuple[str, str, bool]], expiry: int) -> None:
-        keep = 2 * self._lease_ms
+    async def _write_chunk(self, members: list[tuple[str, str]]) -> None:
+        score = self.lease.until
         if not self._cluster:
-            args: list[str | int] = [expiry, keep]
-            for key, socket_id, xx in leases:
-                args += (key, socket_id, "1" if xx else "0")
-            await self._renew(args=args)
+            args: list[str | float | int] = [score, KEY_KEEP_S]
+            for key, member in members:
+                args += (key, member)
+            await self._write(args=args)
             return
         pipe = self._redis.pipeline(transaction=False)
-        for key, socket_id, xx in leases:
-            pipe.zadd(key, {socket_id: expiry}, xx=xx)
-            pipe.pexpire(key, keep)
+        for key, member in members:
+            pipe.zadd(key, {member: score})
+            pipe.expire(key, KEY_KEEP_S)
         await pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
