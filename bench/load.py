@@ -97,6 +97,7 @@ def merge(replies: list[dict[str, Any]], offered: float, window_s: float) -> dic
         for code, n in r["close_codes"].items():
             closes[code] = closes.get(code, 0) + n
     e2e, ack = _percentiles(hists["e2e"]), _percentiles(hists["ack"])
+    timeline = merge_timelines([r["timeline"] for r in replies if "timeline" in r])
     # Not delivered (or not acked) by the end of the drain: late or lost, either way a miss.
     lost = total["sent"] - total["delivered"]
     unacked = total["sent"] - total["acked"]
@@ -115,6 +116,42 @@ def merge(replies: list[dict[str, Any]], offered: float, window_s: float) -> dic
         "errors": errors,
         "error_codes": codes,
         "close_codes": closes,  # unexpected closes during the step, by code
+        "timeline": timeline,
+        "worst_slot": worst_slot(timeline),
+    }
+
+
+def merge_timelines(timelines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' timelines of one step as one: counts added, the worst of each slot."""
+    size = max((len(t["count"]) for t in timelines), default=0)
+    merged: dict[str, Any] = {
+        "from_ns": timelines[0].get("from_ns", 0) if timelines else 0,
+        "slot_ms": timelines[0]["slot_ms"] if timelines else 100,
+        "count": [0] * size,
+        "slow": [0] * size,
+        "max_us": [0] * size,
+    }
+    for t in timelines:
+        for i in range(len(t["count"])):
+            merged["count"][i] += t["count"][i]
+            merged["slow"][i] += t["slow"][i]
+            merged["max_us"][i] = max(merged["max_us"][i], t["max_us"][i])
+    return merged
+
+
+def worst_slot(timeline: dict[str, Any]) -> dict[str, Any] | None:
+    """The slot with the most messages over the bound: when (ms after the warm-up), how
+    many of how many, the worst; and how many slots had any."""
+    slow = timeline["slow"]
+    if not slow or not any(slow):
+        return None
+    i = max(range(len(slow)), key=slow.__getitem__)
+    return {
+        "at_ms": i * timeline["slot_ms"],
+        "slow": slow[i],
+        "of": timeline["count"][i],
+        "max_ms": round(timeline["max_us"][i] / 1000, 1),
+        "slots_with_slow": sum(1 for n in slow if n),
     }
 
 
