@@ -38,8 +38,17 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from chat.cli import event_loop
+
+try:
+    from websockets.speedups import apply_mask  # the library's own C masking
+except ImportError:  # a build without it
+    from websockets.utils import apply_mask
+
 # 1 µs to 60 s at 3 significant digits.
 HIST_MAX_US = 60_000_000
+TIMELINE_NS = 100_000_000  # a step's timeline in slots of 100 ms of send time
+SLOW_US = 50_000  # the rate search's bound
 BODY = "I have been thinking about what you said yesterday, and it helped a lot. Thank you for that."
 
 
@@ -75,45 +84,119 @@ class _Incoming(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Incoming).decode
 
 
+class _Masks:
+    """Client frame masking keys (RFC 6455 §5.3: fresh and unpredictable for every frame)
+    from the operating system's CSPRNG, as `websockets` takes them (`secrets.token_bytes`),
+    but 4 KiB at a time: one `getrandom` call per 1,024 frames, not one per frame."""
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.at = 0
+
+    def key(self) -> bytes:
+        if self.at >= len(self.pool):
+            self.pool = os.urandom(4096)
+            self.at = 0
+        key = self.pool[self.at : self.at + 4]
+        self.at += 4
+        return key
+
+
+_masks = _Masks()
+MAX_FRAME = 2**20
+
+# Opcodes (RFC 6455 §5.2).
+_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final client frame: masked with a fresh key (RFC 6455 §5.3)."""
+    key = _masks.key()
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0xFF)) + n.to_bytes(8, "big")
+    return head + key + apply_mask(payload, key)
+
+
 class _Client(asyncio.Protocol):
-    """One socket: `websockets`' client protocol fed straight from the transport. Text
-    frames go to `on_text`; pings are answered by the protocol itself."""
+    """One socket. `websockets`' client protocol does the opening handshake (request,
+    response, its checks). Then, unless per-message deflate is on, the frames are read and
+    written here, in the few lines a client needs: unmasked server frames parsed straight
+    from the transport's bytes (text to `on_text`, fragments joined, pings answered with a
+    pong, a close frame echoed), and every client frame masked with a fresh key. The
+    library's general parser (a generator per socket, a Frame object and an event list per
+    frame) and its sender (a key from `secrets` per frame) had been a fifth of a worker's
+    CPU. With deflate on, the library does everything, as before."""
 
     def __init__(self, side: Side, compression: bool, on_text: Any, on_lost: Any) -> None:
         self.side = side
         self.conn = ClientProtocol(
             parse_uri(side.url),
             extensions=[ClientPerMessageDeflateFactory()] if compression else None,
-            max_size=2**20,
+            max_size=MAX_FRAME,
         )
+        self.compression = compression
         self.on_text = on_text
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.first_text: asyncio.Future[bytes] | None = None
         self.closed = asyncio.get_running_loop().create_future()
-        self.prefix = ""  # the `send` frame up to the client_msg_id
+        self.prefix = b""  # the `send` frame up to the client_msg_id
         self.last_seq = 0
         self.lost = False
         self.requested_at = 0  # ns: when this member's `request` was due (the burst)
         self.accepted_at = 0  # ns: when this specialist sent `accept` (the burst)
+        # Frames handled here (after the handshake, deflate off):
+        self.direct = False
+        self.buffer = b""  # bytes of a frame not complete yet
+        self.fragments: list[bytes] = []
+        self.fragmented: int | None = None  # the opcode of a fragmented message in progress
+        self.close_sent = False
+        self.close_rcvd: int | None = None  # the server's close code
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports implement asyncio.Transport without
-        # subclassing it, and uvicorn runs on uvloop whenever it is installed.
+        # subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.conn.send_request(self.conn.connect())
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.direct:
+            self._frames(data)
+            return
+        if self.compression or self.conn.state is not State.CONNECTING:
+            self._library(data)
+            return
+        # The handshake: the library gets the response head; what follows it is frames.
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head, rest = self.buffer[: end + 4], self.buffer[end + 4 :]
+        self.buffer = b""
+        self._library(head)
+        if self._open():
+            self.direct = True
+            if rest:
+                self._frames(rest)
+        elif rest:
+            self._library(rest)  # refused: the library reads the body and fails it
+
+    def _open(self) -> bool:
+        return self.conn.state is State.OPEN
+
+    def _library(self, data: bytes) -> None:
         self.conn.receive_data(data)
         for event in self.conn.events_received():
             if isinstance(event, Frame):
                 if event.opcode is Opcode.TEXT:
-                    if self.first_text is not None and not self.first_text.done():
-                        self.first_text.set_result(bytes(event.data))
-                    else:
-                        self.on_text(self, event.data)
+                    self._text(event.data)
             elif isinstance(event, Response) and not self.opened.done():
                 if self.conn.state is State.OPEN:
                     self.opened.set_result(event)
@@ -121,6 +204,83 @@ class _Client(asyncio.Protocol):
                     self.opened.set_exception(ConnectionError(f"handshake refused: {event.status_code}"))
         self._flush()
         if self.conn.close_expected() and self.transport is not None:
+            self.transport.close()
+
+    def _text(self, data: bytes | bytearray | memoryview) -> None:
+        if self.first_text is not None and not self.first_text.done():
+            self.first_text.set_result(bytes(data))
+        else:
+            self.on_text(self, data)
+
+    def _frames(self, data: bytes) -> None:
+        """Every complete frame in the bytes so far; the rest waits for more."""
+        if self.buffer:
+            data = self.buffer + data
+        pos, size = 0, len(data)
+        while size - pos >= 2:
+            first, second = data[pos], data[pos + 1]
+            length, at = second & 0x7F, pos + 2
+            if length == 126:
+                if size - at < 2:
+                    break
+                length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+            elif length == 127:
+                if size - at < 8:
+                    break
+                length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+            if second & 0x80 or first & 0x70 or length > MAX_FRAME:
+                # A masked server frame, reserved bits with no extension, or too big.
+                self._fail(1009 if length > MAX_FRAME else 1002)
+                return
+            if size - at < length:
+                break
+            pos = at + length
+            self._frame(first, data[at:pos])
+            if self.close_rcvd is not None or self.transport is None or self.transport.is_closing():
+                return
+        self.buffer = data[pos:]
+
+    def _frame(self, first: int, payload: bytes) -> None:
+        opcode, fin = first & 0x0F, first & 0x80
+        if opcode in (_TEXT, _BINARY):
+            if self.fragmented is not None:
+                self._fail(1002)
+            elif fin:
+                if opcode == _TEXT:
+                    self._text(payload)
+            else:
+                self.fragmented, self.fragments = opcode, [payload]
+        elif opcode == _CONT:
+            if self.fragmented is None:
+                self._fail(1002)
+                return
+            self.fragments.append(payload)
+            if fin:
+                message, kind = b"".join(self.fragments), self.fragmented
+                self.fragmented, self.fragments = None, []
+                if kind == _TEXT:
+                    self._text(message)
+        elif opcode == _PING:
+            self._write(_PONG, payload)
+        elif opcode == _CLOSE:
+            self.close_rcvd = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            if not self.close_sent:
+                self._write(_CLOSE, payload[:2])  # echo the code (RFC 6455 §5.5.1)
+                self.close_sent = True
+            if self.transport is not None:
+                self.transport.close()
+        elif opcode != _PONG:
+            self._fail(1002)
+
+    def _write(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(client_frame(opcode, payload))
+
+    def _fail(self, code: int) -> None:
+        if not self.close_sent:
+            self._write(_CLOSE, code.to_bytes(2, "big"))
+            self.close_sent = True
+        if self.transport is not None:
             self.transport.close()
 
     def _flush(self) -> None:
@@ -132,21 +292,35 @@ class _Client(asyncio.Protocol):
             elif self.transport.can_write_eof():
                 self.transport.write_eof()
 
-    def send_text(self, text: str) -> bool:
+    def send(self, payload: bytes) -> bool:
+        """A text frame of UTF-8 `payload`; False if the socket is not open any more."""
+        if self.direct:
+            if self.close_sent or self.lost:
+                return False
+            self._write(_TEXT, payload)
+            return True
         if self.conn.state is not State.OPEN:
             return False
-        self.conn.send_text(text.encode())
+        self.conn.send_text(payload)
         self._flush()
         return True
 
+    def send_text(self, text: str) -> bool:
+        return self.send(text.encode())
+
     def close(self) -> None:
-        if self.conn.state is State.OPEN:
+        if self.direct:
+            if not self.close_sent and not self.lost:
+                self._write(_CLOSE, (1000).to_bytes(2, "big"))
+                self.close_sent = True
+        elif self.conn.state is State.OPEN:
             self.conn.send_close(1000)
             self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self.conn.receive_eof()
+        if not self.direct:
+            self.conn.receive_eof()
         for waiter in (self.opened, self.first_text):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("connection lost"))
@@ -156,6 +330,8 @@ class _Client(asyncio.Protocol):
                 self.on_lost(self)  # a socket that was serving, not one failing to connect
 
     def close_code(self) -> str:
+        if self.direct:
+            return str(self.close_rcvd) if self.close_rcvd is not None else "1006"
         rcvd = self.conn.close_rcvd
         return str(rcvd.code) if rcvd is not None else "1006"
 
@@ -173,6 +349,25 @@ class _Step:
     delivered_in_window: int = 0
     send_failures: int = 0
     window_end: int = 0
+    # The step's timeline, by when a measured message was due, in TIMELINE_NS slots:
+    # messages delivered, those over SLOW_US end to end, and the worst. A stall somewhere
+    # (a collector, a checkpoint, a loop busy elsewhere) shows as a run of slow slots.
+    timeline_count: list[int] = field(default_factory=list)
+    timeline_slow: list[int] = field(default_factory=list)
+    timeline_max_us: list[int] = field(default_factory=list)
+
+    def on_timeline(self, sent_ns: int, micros: int) -> None:
+        slot = (sent_ns - self.measure_from) // TIMELINE_NS
+        if slot >= len(self.timeline_count):
+            grow = slot + 1 - len(self.timeline_count)
+            self.timeline_count += [0] * grow
+            self.timeline_slow += [0] * grow
+            self.timeline_max_us += [0] * grow
+        self.timeline_count[slot] += 1
+        if micros > SLOW_US:
+            self.timeline_slow[slot] += 1
+        if micros > self.timeline_max_us[slot]:
+            self.timeline_max_us[slot] = micros
 
 
 @dataclass
@@ -241,7 +436,7 @@ class Worker:
                 client.prefix = (
                     '{"type":"send","conversation_id":"' + side.conversation_id + '","body":"' + BODY + '",'
                     '"client_msg_id":"'
-                )
+                ).encode()
                 self.sockets.append(client)
 
         await asyncio.gather(*(one(s) for s in sides))
@@ -335,6 +530,7 @@ class Worker:
         micros = min(max(1, (now - sent_ns) // 1000), HIST_MAX_US)
         if e2e:
             step.e2e.record_value(micros)
+            step.on_timeline(sent_ns, micros)
             step.delivered += 1
             if now < step.window_end:
                 step.delivered_in_window += 1
@@ -383,6 +579,13 @@ class Worker:
             "ack": step.ack.encode(),
             "lag": step.lag.encode(),
             "cpu_s": cpu,
+            "timeline": {
+                "from_ns": step.measure_from,  # CLOCK_MONOTONIC, as every process reads it
+                "slot_ms": TIMELINE_NS // 1_000_000,
+                "count": step.timeline_count,
+                "slow": step.timeline_slow,
+                "max_us": step.timeline_max_us,
+            },
         }
 
     # ------------------------------------------------------------------ burst
@@ -416,7 +619,7 @@ class Worker:
         for at, i in due:
             now = time.monotonic_ns()
             if at > now:
-                await asyncio.sleep((at - now) / 1e9)
+                await _sleep_ns(at - now)
                 now = time.monotonic_ns()
             lag.record_value(min(max(1, (now - at) // 1000), HIST_MAX_US))
             members[i].requested_at = at
@@ -452,7 +655,7 @@ class Worker:
             now = time.monotonic_ns()
             first = due[0][0]
             if first > now:
-                await asyncio.sleep((first - now) / 1e9)
+                await _sleep_ns(first - now)
                 now = time.monotonic_ns()
             while due and due[0][0] <= now:
                 at, i = due[0]
@@ -460,7 +663,7 @@ class Worker:
                 step.lag.record_value(min(max(1, (now - at) // 1000), HIST_MAX_US))
                 # The scheduled time, not the actual one: if the server pushes back, the
                 # wait counts against it (no coordinated omission).
-                if client.lost or not client.send_text(f'{client.prefix}{number}.{counters[i]}.{at}"}}'):
+                if client.lost or not client.send(client.prefix + b'%d.%d.%d"}' % (number, counters[i], at)):
                     step.send_failures += 1
                     heapq.heappop(due)  # this socket is done
                     continue
@@ -471,6 +674,16 @@ class Worker:
                     heapq.heapreplace(due, (at + period, i))
                 else:
                     heapq.heappop(due)
+
+
+async def _sleep_ns(ns: int) -> None:
+    """Sleep `ns`, rounded up to the millisecond. The loops' timers have that resolution
+    anyway (asyncio's epoll rounds its timeout up to it); uvloop runs a timer under half a
+    millisecond as a plain callback on the next turn, so a scheduler sleeping until the
+    next send 0.3 ms away would spin through turns instead (a worker at 1,000 sends a
+    second then burned most of a core: the same 1 s of 0.3 ms sleeps cost 0.94 CPU seconds
+    on uvloop, 0.04 on asyncio)."""
+    await asyncio.sleep(-(-ns // 1_000_000) / 1000)
 
 
 def _serve(conn: Connection) -> None:
@@ -500,7 +713,15 @@ def _serve(conn: Connection) -> None:
                 reply = {"exception": f"{type(exc).__name__}: {exc}"}
             conn.send(reply)
 
-    asyncio.run(loop())
+    # The servers' loop (uvloop where installed, chat/cli.py `event_loop`): on plain
+    # asyncio the loop's own Python (selector, transports, handles) was most of a worker's
+    # time, and the generator's CPU counts in the machine's busy share at the goal load.
+    if event_loop() == "uvloop":
+        import uvloop
+
+        uvloop.run(loop())
+    else:
+        asyncio.run(loop())
 
 
 class Generator:

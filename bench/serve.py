@@ -2,7 +2,8 @@
 
 Everything else comes from `chat.cli.uvicorn_options`, so a benchmark server is served
 exactly as production is; `--deflate` turns per-message deflate on to measure its memory.
-BENCH_CPU_PROFILE samples its CPU time (bench/cpusampler.py).
+BENCH_CPU_PROFILE samples its CPU time (bench/cpusampler.py); BENCH_STALL_LOG logs its loop's
+stalls and its collector's runs (bench/stallprobe.py).
 
     python -m bench.serve --port 8123 [--deflate]
 """
@@ -10,6 +11,7 @@ BENCH_CPU_PROFILE samples its CPU time (bench/cpusampler.py).
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     install_from_env()
     options = uvicorn_options(args.port)
     options["ws_per_message_deflate"] = args.deflate
-    uvicorn.run("chat.app:asgi", factory=True, **options)
+    # BENCH_STALL_LOG: the same app, its loop's stalls and collections logged (bench/stallprobe.py).
+    app = "bench.stallprobe:asgi" if os.environ.get("BENCH_STALL_LOG") else "chat.app:asgi"
+    uvicorn.run(app, factory=True, **options)
 
 
 if __name__ == "__main__":

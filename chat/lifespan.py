@@ -132,6 +132,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await services.queue_watched()
         else:
             matchmaker.queue_watched()
+        # The same for queue_stats, which the leader stops building while nobody listens.
+        if hub.stats_watchers:
+            await services.restate_stats()
 
     monitors_changed = asyncio.Event()
     await bus.start(on_bus, on_reconnect)

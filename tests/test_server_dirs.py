@@ -18,7 +18,9 @@ def test_postgresql_reaches_its_data_after_another_session_resets_pytests_root(
     servers: Servers, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     # What another session's start does (_pytest/tmpdir.py: the root made private again).
-    root = tmp_path_factory.getbasetemp().parent
+    # (Under xdist a worker's base is one level further down.)
+    base = tmp_path_factory.getbasetemp()
+    root = next((p for p in base.parents if p.name.startswith("pytest-of-")), base.parent)
     mode = root.stat().st_mode
     root.chmod(mode & ~0o077)
     ids = run_as()

@@ -3,6 +3,12 @@ get it when its order changed (or every 10 s), supervisors get `queue_stats` whe
 changed (or every 5 s while the leader cycles; an idle leader cycles only when poked, see
 chat/matchmaker.py), at most four times a second.
 
+`queue_stats` are not built while no supervisor listens either (two PostgreSQL reads and
+the counts, up to four times a second): once a publish of them reached no process and none
+here watches, only the 5 s resend is built, until a supervisor's `watch_queues` asks for a
+restatement (`Services.restate_stats`, which every watch sends). The leader still raises
+long-wait alerts at every cycle: they are stored, for supervisors who come later.
+
 The queue is not even built while nobody listens: its last publish reached no process and
 none here watches. A process that gets its first watcher subscribes, then says so
 (`Services.queue_watched`), and the next cycle sends the queue again; so does a bus
@@ -41,6 +47,11 @@ class Broadcasts:
         self._queue_watch_round = 0
         self._last_stats: f.QueueStats | None = None
         self._last_stats_at = 0.0
+        # The same for the stats: whether their last publish reached a process, and which
+        # `forget_stats` (a restatement: a supervisor began watching) it was sent after.
+        self._stats_heard = True
+        self._stats_round = 0
+        self._looked_at = 0.0  # long waits last looked for, while nobody listens
 
     def queue_watched(self) -> None:
         """A process has a queue watcher again: the next cycle sends the queue."""
@@ -55,9 +66,19 @@ class Broadcasts:
 
         return heard
 
+    def _stats_heard_by(self, stats_round: int) -> Callable[[int], None]:
+        def heard(receivers: int) -> None:
+            if stats_round == self._stats_round:
+                self._stats_heard = receivers > 0
+
+        return heard
+
     def forget_stats(self) -> None:
-        """The next stats go out even if unchanged (a watcher was sent another reading)."""
+        """The next stats go out even if unchanged (a watcher was sent another reading),
+        and are built again until a publish says nobody listens."""
         self._last_stats = None
+        self._stats_heard = True
+        self._stats_round += 1
 
     async def after_cycle(
         self,
@@ -87,11 +108,20 @@ class Broadcasts:
             # change only at the next idle re-read, seconds later.
             asyncio.get_running_loop().call_later(wait, self._again)
             return
-        active = await conversations.active_count(self.s.db)
-        # The leader raises long waits (once each) and shows every open alert, from PostgreSQL.
+        resend = now - self._last_stats_at > 5
+        listened = resend or self._stats_heard or bool(hub.stats_watchers)
+        if not listened and now - self._looked_at < STATS_MIN_INTERVAL_S:
+            return
+        self._looked_at = now
+        # The leader raises long waits (once each), watched or not: alerts are stored.
         await alerting.long_waits(self.s.db, requests, now_dt)
+        if not listened:
+            return  # nobody listens: see the module's docstring
+        active = await conversations.active_count(self.s.db)
+        # Every open alert, from PostgreSQL.
         alerts = await alerting.open_alert_frames(self.s.db)
         current = stats_view.queue_stats(requests, specialists, online, active, now_dt, alerts)
-        if current != self._last_stats or now - self._last_stats_at > 5:
+        if current != self._last_stats or resend:
             self._last_stats, self._last_stats_at = current, now
-            await hub.broadcast(STATS_CHANNEL, current)
+            heard = self._stats_heard_by(self._stats_round)
+            await hub.broadcast(STATS_CHANNEL, current, on_receivers=heard)

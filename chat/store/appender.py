@@ -168,12 +168,16 @@ class Appender:
                             # connection in hand rather than end the task, hand the
                             # connection back and start both again for the next one (a
                             # task, a pool acquire and release per quiet moment).
+                            quiet_from = time.monotonic()
                             if not await self._next_message(IDLE_KEEP_S) or conn.is_closed():
                                 break
-                            busy = False  # the first after a quiet spell never waits
+                            # The first after a quiet spell never waits; under heavy load a
+                            # gap shorter than the busy age is no quiet spell (the queue
+                            # emptied for a moment, e.g. a burst committed at once).
+                            if not self._heavy or time.monotonic() - quiet_from >= self._busy_age_s:
+                                busy = False
                         if busy and self._linger_s > 0 and len(self._queue) < MAX_BATCH:
                             # Still busy: let more join.
-                            self._heavy = self._rate >= BUSY_RATE * (BUSY_HOLD if self._heavy else 1) * 1000
                             if self._heavy:
                                 wait = self._first_at + self._busy_age_s - time.monotonic()
                             else:
@@ -184,6 +188,7 @@ class Appender:
                         now = time.monotonic()
                         if taken_at and now > taken_at:
                             self._rate += RATE_WEIGHT * (len(batch) / (now - taken_at) - self._rate)
+                            self._heavy = self._rate >= BUSY_RATE * (BUSY_HOLD if self._heavy else 1) * 1000
                         taken_at = now
                         busy = True
                         try:

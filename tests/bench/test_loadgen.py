@@ -3,15 +3,20 @@ sockets. If it miscounted, every figure in docs/performance.md would be wrong.""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection, serve
 
 from bench.infra import ServerProcess
-from bench.load import merge
+from bench.load import merge, merge_timelines, worst_slot
 from bench.loadgen import Generator, Side
 
 
@@ -89,3 +94,97 @@ def test_a_burst_is_timed_from_each_request_to_its_conversation_started(
     assert all(0 < w < 3_000_000 for w in waits)
     assert burst["error_codes"] == {}
     gen.close_sockets()
+
+
+# ---------------------------------------------------------------------------- the wire
+# Since round 10 the generator reads and writes frames itself after the handshake
+# (bench/loadgen.py, `_Client`). These servers check what a server would: every client
+# frame masked (the library refuses an unmasked one), pings answered, fragments joined,
+# the close code read; and that a latency reads what the server added.
+
+
+@contextlib.contextmanager
+def scripted_server(handler: Callable[[ServerConnection], None]) -> Iterator[str]:
+    """A `websockets` server in a thread, each connection handled by `handler`."""
+    server = serve(handler, "127.0.0.1", 0, ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_pings_are_answered_fragments_joined_and_the_close_code_read(gen: Generator) -> None:
+    def handler(ws: ServerConnection) -> None:
+        ws.recv(timeout=30)  # hello
+        ws.send('{"type":"welcome"}')
+        ws.recv(timeout=30)  # the first `send` of the step
+        ponged = ws.ping(b"are you there").wait(10)
+        # A text message in three fragments; the generator counts an `error` frame by code.
+        ws.send(['{"type":"error",', '"code":"pong_', ("ok" if ponged else "missing") + '"}'])
+        ws.close(4001, "scripted")
+
+    with scripted_server(handler) as url:
+        [connected] = gen.connect([[Side(url, '{"type":"hello"}', "c", "member")]])
+        assert connected["connected"] == 1
+        [reply] = gen.run(1, 20.0, warmup_s=0.0, duration_s=2.0, drain_s=0.2)
+    assert reply["error_codes"] == {"pong_ok": 1}, reply
+    assert reply["unexpected_closes"] == 1 and reply["close_codes"] == {"4001": 1}, reply
+    assert reply["send_failures"] == 1, "the next send after the close fails, then the socket is left"
+
+
+def test_latency_is_what_the_server_added_from_the_scheduled_send(gen: Generator) -> None:
+    """A server that answers every `send` exactly 30 ms after it was due (the time is in
+    its client_msg_id, one CLOCK_MONOTONIC for the machine): the generator must read no
+    less than 30 ms, and about that."""
+    delay_ns = 30_000_000
+
+    def handler(ws: ServerConnection) -> None:
+        ws.recv(timeout=30)
+        ws.send('{"type":"welcome"}')
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                frame = json.loads(ws.recv(timeout=30))
+                msg_id = frame["client_msg_id"]
+                due = int(msg_id.rpartition(".")[2]) + delay_ns
+                time.sleep(max(0, due - time.monotonic_ns()) / 1e9)
+                ws.send(json.dumps({"type": "ack", "client_msg_id": msg_id}))
+                ws.send(json.dumps({"type": "message", "client_msg_id": msg_id, "sender": {"role": "peer"}}))
+
+    with scripted_server(handler) as url:
+        sides = [Side(url, '{"type":"hello"}', f"c{i}", "member") for i in range(4)]
+        gen.connect([sides])
+        [reply] = gen.run(1, 10.0, warmup_s=0.3, duration_s=2.3, drain_s=2)
+        gen.close_sockets()
+    assert reply["errors"] == 0 and reply["acked"] == reply["sent"] == reply["delivered"] >= 70, reply
+    result = merge([reply], 40.0, 2.0)
+    assert result["e2e_ms"]["p50"] >= 30 and result["ack_ms"]["p50"] >= 30, result
+    assert result["e2e_ms"]["p50"] < 30 + 40, "a loaded machine adds a little, not a period"
+    timeline = result["timeline"]
+    assert sum(timeline["count"]) == reply["delivered"] and len(timeline["count"]) in (20, 21)
+    assert min(m for m, n in zip(timeline["max_us"], timeline["count"], strict=True) if n) >= 30_000
+
+
+def test_a_steps_timeline_shows_when_messages_were_slow() -> None:
+    workers = [
+        {
+            "from_ns": 7,
+            "slot_ms": 100,
+            "count": [10, 10, 10],
+            "slow": [0, 4, 0],
+            "max_us": [900, 80_000, 700],
+        },
+        {"from_ns": 7, "slot_ms": 100, "count": [10, 10], "slow": [0, 2], "max_us": [800, 120_000]},
+    ]
+    merged = merge_timelines(workers)
+    assert merged == {
+        "from_ns": 7,
+        "slot_ms": 100,
+        "count": [20, 20, 10],
+        "slow": [0, 6, 0],
+        "max_us": [900, 120_000, 700],
+    }
+    assert worst_slot(merged) == {"at_ms": 100, "slow": 6, "of": 20, "max_ms": 120.0, "slots_with_slow": 1}
+    assert worst_slot(merge_timelines(workers[:1] * 0)) is None

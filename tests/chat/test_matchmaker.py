@@ -13,7 +13,8 @@ from typing import Any, cast
 
 from chat import snapshot
 from chat.config import Settings
-from chat.delivery.hub import QUEUE_CHANNEL
+from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL
+from chat.delivery.watchers import STATS_MIN_INTERVAL_S
 from chat.matchmaker import Matchmaker
 from chat.people import Person, member, specialist
 from chat.presence_memory import MemoryPresence
@@ -30,6 +31,7 @@ class Recorder:
     sent: list[tuple[Person, object]] = field(default_factory=list)
     broadcasts: list[tuple[str, object]] = field(default_factory=list)
     queue_watchers: set[object] = field(default_factory=set)
+    stats_watchers: set[object] = field(default_factory=set)
 
     def to_user(self, person: Person, frame: object, **_: object) -> None:
         self.sent.append((person, frame))
@@ -486,7 +488,7 @@ async def test_a_new_requests_first_update_waits_out_the_interval_of_its_queued_
 
 @dataclass
 class QuietRecorder(Recorder):
-    """A hub whose queue broadcasts reach no process (the bus's receiver count is 0)."""
+    """A hub whose queue and stats broadcasts reach no process (the bus's receiver count is 0)."""
 
     async def broadcast(self, channel: str, frame: object, **kw: object) -> None:
         await super().broadcast(channel, frame)
@@ -523,5 +525,43 @@ async def test_a_process_taking_the_lead_again_sends_the_queue_it_had_stopped_bu
         queues = [frame for c, frame in quiet.broadcasts if c == QUEUE_CHANNEL]
         assert len(queues) == 2, "the queue is sent again on taking the lead"
         assert isinstance(queues[-1], f.Queue) and len(queues[-1].requests) == 1
+    finally:
+        await mm.stop()
+
+
+async def test_queue_stats_are_not_built_while_no_supervisor_listens(db: Pool, database_url: str) -> None:
+    """Once a publish of `queue_stats` reached no process and no supervisor watches on the
+    leader's, cycles build none (two PostgreSQL reads each, up to four a second) until a
+    supervisor's `watch_queues` asks for a restatement, or one watches here."""
+    mm, _ = _matchmaker(db, database_url)
+    quiet = QuietRecorder()
+    mm.s.hub = cast(Any, quiet)
+    mm.s.bus = cast(Any, NoBus())
+
+    def stats() -> list[f.QueueStats]:
+        return [
+            frame for c, frame in quiet.broadcasts if c == STATS_CHANNEL and isinstance(frame, f.QueueStats)
+        ]
+
+    try:
+        assert await mm._elect() is True
+        await mm.cycle()  # a new leader sends them; they reach nobody
+        assert len(stats()) == 1
+        for n in range(3):  # changes the stats would show, each past the coalescing interval
+            await _waiting(db, f"m{n}")
+            await asyncio.sleep(STATS_MIN_INTERVAL_S + 0.05)
+            await mm.cycle()
+        assert len(stats()) == 1, "built while nobody listened"
+        mm.restate_stats()  # a supervisor began watching (on any process)
+        await mm.cycle()
+        assert [s.waiting for s in stats()] == [0, 3]
+        # That publish reached nobody either; a watcher on the leader's own process counts.
+        await _waiting(db, "m-here")
+        await asyncio.sleep(STATS_MIN_INTERVAL_S + 0.05)
+        await mm.cycle()
+        assert len(stats()) == 2
+        quiet.stats_watchers.add(object())
+        await mm.cycle()
+        assert [s.waiting for s in stats()] == [0, 3, 4]
     finally:
         await mm.stop()

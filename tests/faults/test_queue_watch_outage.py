@@ -116,9 +116,9 @@ async def test_queue_watch_answers_at_once_while_redis_hangs(cluster: Cluster) -
     finally:
         _freeze(cluster.redis.proc.pid, signal.SIGCONT)
     assert [e["request_id"] for e in first["requests"]] == [rid], first
-    # Before: never under CONFIRM_TIMEOUT_S (the subscribe's wait alone); a PostgreSQL read
-    # and a frame take milliseconds, so half of it is ample on a loaded machine.
-    assert took < CONFIRM_TIMEOUT_S / 2, f"the first queue took {took:.2f} s"
+    # Before: never under CONFIRM_TIMEOUT_S (the subscribe's wait alone; 5.95 s measured).
+    # Now a PostgreSQL read and a frame: milliseconds, with room for a loaded machine.
+    assert took < CONFIRM_TIMEOUT_S * 0.75, f"the first queue took {took:.2f} s"
 
     # Subscribed after all: a later request reaches the watcher through the broadcasts.
     other, _ = await Client.connect(svc.ws, token("member", "m-later", "Lee"))
