@@ -8,6 +8,7 @@ from typing import Any
 
 from bench import pglog
 from bench.load import retry_reason
+from bench.report import step_notes
 
 LOG = """\
 2026-12-05 10:44:35.729 UTC [18088] LOG:  automatic vacuum of table "postgres.public.conversations": x
@@ -62,3 +63,16 @@ def test_a_step_sunk_by_maintenance_is_run_again_once() -> None:
     assert retry_reason(_step(pg_maintenance=[])) is None, "a miss with nothing to blame stands"
     assert retry_reason(_step(pg_maintenance=maintenance, undelivered=3)) is None, "a loss stands"
     assert retry_reason(_step(other_cpu_pct=45.0)) == "other processes used 45.0% of a core"
+
+
+def test_the_summary_says_what_explains_a_step() -> None:
+    step = {
+        "worst_slot": {"at_ms": 1900, "slow": 259, "of": 410, "max_ms": 147.8, "slots_with_slow": 18},
+        "pg_maintenance": [{"what": "analyze public.messages", "from_s": 1.7, "took_s": 0.6}],
+        "retried_after": {"why": "PostgreSQL maintenance in the window", "first": {"e2e_ms": {"p99": 61.1}}},
+    }
+    assert step_notes(step) == (
+        "259 of 410 over 50 ms at 1.9 s; analyze public.messages at 1.7 s (0.6 s); "
+        "second try (PostgreSQL maintenance in the window; first p99 61.1 ms)"
+    )
+    assert step_notes({}) == "-"
