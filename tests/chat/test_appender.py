@@ -465,14 +465,14 @@ async def test_a_quiet_moment_keeps_the_worker_and_close_ends_it_at_once(db: Poo
 
 
 async def _heavy_stream(appender: Appender, conv: conversations.Conversation, rounds: int) -> None:
-    """Twenty sends every ~2 ms, none waiting for the last: at least 2 a millisecond even
-    if a loaded machine stretches each sleep to 10 ms (BUSY_RATE is 1.2)."""
+    """Forty sends every ~2 ms, none waiting for the last: over 1.2 a millisecond (BUSY_RATE)
+    even if a loaded machine stretches each sleep to 30 ms."""
     tasks = []
     for r in range(rounds):
-        tasks += [_send(appender, conv, f"h{r}.{i}") for i in range(20)]
+        tasks += [_send(appender, conv, f"h{r}.{i}") for i in range(40)]
         await asyncio.sleep(0.002)
     results = await asyncio.gather(*tasks)
-    assert [seq for _, seq, _ in results] == list(range(1, 20 * rounds + 1)), "in order, gap-free"
+    assert [seq for _, seq, _ in results] == list(range(1, 40 * rounds + 1)), "in order, gap-free"
 
 
 async def test_under_heavy_load_a_commit_leaves_when_its_oldest_message_is_old_enough(db: Pool) -> None:
@@ -480,9 +480,9 @@ async def test_under_heavy_load_a_commit_leaves_when_its_oldest_message_is_old_e
     has waited busy_age_s: the commit rate stays put as the load grows. Without the wait
     (busy_age_s 0) commits go back to back, one per round trip."""
     eager = Appender(db, busy_age_s=0.0)
-    aged = Appender(db, busy_age_s=0.1)
-    await _heavy_stream(eager, await _conversation(db, "m-eager2", "s-eager2"), 100)
-    await _heavy_stream(aged, await _conversation(db, "m-aged", "s-aged"), 100)
+    aged = Appender(db, busy_age_s=0.2)
+    await _heavy_stream(eager, await _conversation(db, "m-eager2", "s-eager2"), 60)
+    await _heavy_stream(aged, await _conversation(db, "m-aged", "s-aged"), 60)
     assert aged._rate >= BUSY_RATE * 1000, aged._rate
     assert aged.batches * 3 < eager.batches, (aged.batches, eager.batches)
 
