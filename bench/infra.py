@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
+from bench import pglog
 from bench.stats import Times, tree_cpu_seconds
 from chat.config import Settings
 from chat.devservers import PostgresServer, RedisServer, free_port
@@ -70,11 +71,17 @@ class Backends:
     redis: RedisServer = field(init=False)
 
     def start(self) -> None:
-        self.pg = PostgresServer(self.data / "postgres", durable=True)
+        # Its autovacuum runs and checkpoints logged: bench/pglog.py reads which of them
+        # overlapped each step's measured window.
+        self.pg = PostgresServer(self.data / "postgres", durable=True, settings=list(pglog.SETTINGS))
         self.pg.start()
         self.redis = RedisServer(None)
         self.redis.start()
         asyncio.run(_migrate(self.pg.url))
+
+    @property
+    def pg_log(self) -> Path:
+        return self.data / f"postgres-{self.pg.port}.log"  # where chat/devservers writes it
 
     def stop(self) -> None:
         for server in (getattr(self, "redis", None), getattr(self, "pg", None)):

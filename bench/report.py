@@ -112,8 +112,9 @@ def _goal_rows(results: dict[str, Any]) -> list[str]:
 def _search_rows(results: dict[str, Any]) -> list[str]:
     rows = [
         "| target | offered msgs/s | per side msg/s | delivered/s | e2e p50/p99/p99.9 ms "
-        "| ack p50/p99/p99.9 ms | errors | undelivered | CPU % of a core | others % | p99 ≤ 50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ack p50/p99/p99.9 ms | errors | undelivered | CPU % of a core | others % | p99 ≤ 50 ms "
+        "| worst 100 ms; PostgreSQL maintenance; run again |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind in ("peerchat", "relay"):
         for step in results.get(kind, {}).get("search", {}).get("steps", []):
@@ -122,9 +123,24 @@ def _search_rows(results: dict[str, Any]) -> list[str]:
                 f"| {_ms(step['e2e_ms'])} | {_ms(step['ack_ms'])} | {step['errors']} | {step['undelivered']} "
                 f"| {_cpu(step)} "
                 f"| {step.get('other_cpu_pct')} "
-                f"| {'yes' if step['passes_slo'] else 'no'} |"
+                f"| {'yes' if step['passes_slo'] else 'no'} | {step_notes(step)} |"
             )
     return rows
+
+
+def step_notes(step: dict[str, Any]) -> str:
+    """What explains a step's tail: its worst 100 ms of send time, PostgreSQL's maintenance
+    in its window, and whether it is a second attempt (and the first one's p99)."""
+    notes = []
+    worst = step.get("worst_slot")
+    if worst:
+        notes.append(f"{worst['slow']} of {worst['of']} over 50 ms at {worst['at_ms'] / 1000:.1f} s")
+    for m in step.get("pg_maintenance") or []:
+        notes.append(f"{m['what']} at {m['from_s']} s ({m['took_s']} s)")
+    again = step.get("retried_after")
+    if again:
+        notes.append(f"second try ({again['why']}; first p99 {again['first']['e2e_ms']['p99']} ms)")
+    return "; ".join(notes) or "-"
 
 
 def render(results: dict[str, Any]) -> str:

@@ -37,7 +37,9 @@ class Probe:
         self.out: TextIO = open(f"{path}.{os.getpid()}", "a", buffering=1)  # noqa: SIM115
         self.lock = threading.Lock()
         self.beat = time.monotonic_ns()
+        self.beat_cpu = time.thread_time_ns()  # the loop thread's CPU time at the last beat
         self.gc_started = 0
+        self.gc_cpu = 0
         self.main = threading.main_thread().ident
 
     def write(self, event: dict[str, Any]) -> None:
@@ -46,8 +48,9 @@ class Probe:
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         now = time.monotonic_ns()
+        cpu = time.thread_time_ns()
         if phase == "start":
-            self.gc_started = now
+            self.gc_started, self.gc_cpu = now, cpu
             return
         took = now - self.gc_started
         generation = info.get("generation", 0)
@@ -57,6 +60,7 @@ class Probe:
                     "kind": "gc",
                     "at_ns": self.gc_started,
                     "ms": round(took / 1e6, 2),
+                    "cpu_ms": round((cpu - self.gc_cpu) / 1e6, 2),
                     "generation": generation,
                     "collected": info.get("collected", 0),
                 }
@@ -64,18 +68,21 @@ class Probe:
 
     def heartbeat(self, loop: asyncio.AbstractEventLoop) -> None:
         self.beat = time.monotonic_ns()
+        self.beat_cpu = time.thread_time_ns()
         loop.call_later(HEARTBEAT_S, self.heartbeat, loop)
 
     def watch(self) -> None:
         limit = (STALL_MS + HEARTBEAT_S * 1000) * 1_000_000
         stalled_since = 0
+        cpu_since = 0
         stacks: collections.Counter[str] = collections.Counter()
         while True:
             time.sleep(HEARTBEAT_S)
-            beat = self.beat
+            beat, beat_cpu = self.beat, self.beat_cpu
             now = time.monotonic_ns()
             if now - beat > limit:
-                stalled_since = beat
+                if not stalled_since:
+                    stalled_since, cpu_since = beat, beat_cpu
                 frame = sys._current_frames().get(self.main or 0)
                 stacks[_where(frame)] += 1
             elif stalled_since:
@@ -84,6 +91,9 @@ class Probe:
                         "kind": "stall",
                         "at_ns": stalled_since,
                         "ms": round((beat - stalled_since) / 1e6, 1),
+                        # The loop thread's own CPU in the stall: near `ms` when it was
+                        # busy, near 0 when it waited for a core (others' work).
+                        "cpu_ms": round((beat_cpu - cpu_since) / 1e6, 1),
                         "where": stacks.most_common(5),
                     }
                 )
@@ -127,8 +137,12 @@ def summarize(paths: list[str]) -> None:
             by_gen[e["generation"]].append(e["ms"])
         for generation, times in sorted(by_gen.items()):
             print(f"  gen {generation}: {len(times)}, max {max(times)} ms, sum {sum(times):.0f} ms")
-        for e in sorted(stalls, key=lambda e: -e["ms"])[:10]:
-            print(f"  stall {e['ms']} ms at {e['at_ns'] / 1e9:.3f}: {e['where'][:2]}")
+        for e in sorted(gcs, key=lambda e: -e.get("cpu_ms", 0))[:5]:
+            at = e["at_ns"] / 1e9
+            print(f"  gc gen {e['generation']} {e.get('cpu_ms')} ms CPU ({e['ms']} ms) at {at:.3f}")
+        for e in sorted(stalls, key=lambda e: -e.get("cpu_ms", 0))[:10]:
+            at = e["at_ns"] / 1e9
+            print(f"  stall {e.get('cpu_ms')} ms CPU ({e['ms']} ms) at {at:.3f}: {e['where'][:2]}")
 
 
 if __name__ == "__main__":

@@ -55,3 +55,9 @@ class Presence(Protocol):
     async def settled(self, now: float) -> bool:
         """False during the first TTL after the store came up empty (a fresh or wiped Redis):
         leases are still being rebuilt by heartbeats, so a missing lease means nothing yet."""
+
+    async def steady(self, now: float, within_s: float) -> bool:
+        """True if no process's lease ran out in the `within_s` seconds before `now` and
+        the store has not come up empty in that time: then everyone who went offline
+        meanwhile did so by a socket's close, which some process saw (no process died or
+        stalled without a word)."""

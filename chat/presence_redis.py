@@ -392,6 +392,13 @@ class RedisPresence:
                 found[user_id] = (float(raw), marked)
         return found
 
+    async def steady(self, now: float, within_s: float) -> bool:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcount(PROCS, repr(now - within_s), repr(now))
+        pipe.get(_EPOCH)
+        lapsed, raw = await pipe.execute()
+        return int(lapsed) == 0 and raw is not None and now - float(raw) >= within_s
+
     async def settled(self, now: float) -> bool:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(_EPOCH, repr(now), nx=True)

@@ -421,3 +421,21 @@ async def test_sockets_connected_during_a_rewrite_are_kept(redis_client: redis.R
     await presence.connect("late", "member", "cl", t0 + 10)
     await beat
     assert await presence.online_among(["late", "m0", "m1499"], "member", t0 + 11) == {"late", "m0"}
+
+
+async def test_steady_while_no_lease_ran_out_lately(world: World, t0: float) -> None:
+    """`steady`: nobody can have gone without a close being seen. Not before presence has
+    been up for the whole window, nor while a process's lease ran out within it."""
+    a, b = world.process(), world.process()
+    assert not await a.steady(t0, 90), "the store just came up: leases may be missing"
+    await a.settled(t0)
+    assert await a.steady(t0 + 100, 90)
+    await a.connect("m1", "member", "c1", t0 + 100)
+    await b.connect("m2", "member", "c2", t0 + 100)
+    await b.heartbeat([("m2", "member", "c2")], t0 + 100 + TTL)  # `a` stops beating
+    assert not await b.steady(t0 + 100 + TTL + 5, 90), "a's lease ran out 5 s ago"
+    for beat in (20, 40, 60, 80):
+        await b.heartbeat([("m2", "member", "c2")], t0 + 100 + TTL + beat)
+    assert await b.steady(t0 + 100 + TTL + 95, 90), "... 95 s ago: outside the window"
+    await world.wipe()
+    assert not await b.steady(t0 + 300, 90)

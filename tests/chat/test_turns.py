@@ -3,12 +3,14 @@ there), and the member grace's full rounds keeping one clock for every process."
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import cast
 
 import redis.asyncio as redis
 
 from chat.devservers import free_port
+from chat.presence_memory import MemoryPresence
 from chat.services import Services
 from chat.store import members
 from chat.upkeep.member_grace import MemberGrace
@@ -77,4 +79,31 @@ async def test_the_full_round_falls_to_whichever_process_has_the_turn_once_it_is
     # The full round's turn lapses: the next round is full, whoever runs it.
     await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
     assert await there.take_round(every, full_every) is True
+    assert list(await members.away_since(db)) == ["m-gone"]
+
+
+async def test_while_presence_is_steady_the_full_round_waits_for_a_quarter_of_the_grace(
+    db: Pool, database_url: str, redis_client: redis.Redis
+) -> None:
+    """Full rounds find members whose process died without a word. With a lease per process
+    (chat/process_lease.py) such a death shows in presence: while none did, the full round
+    comes every `steady_every` only; once a lease ran out, every `full_every` again."""
+    every, full_every, steady_every = 30.0, 60.0, 600.0  # the test lapses the turns itself
+    grace, s = _process(db, database_url, redis_client)
+    presence = s.presence
+    assert isinstance(presence, MemoryPresence)
+    await presence.settled(0.0)  # presence has been up for longer than its TTL
+
+    assert await grace.take_round(every, full_every, steady_every) is True, "the first round is full"
+    # A member whose close was never seen (its mark could not be written, say).
+    await _request(db, "m-gone")
+    await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
+    assert await grace.take_round(every, full_every, steady_every) is False, "steady: not yet"
+    assert await members.away_since(db) == {}
+
+    # A process holding m-gone's socket stopped renewing its lease a moment ago.
+    dead = MemoryPresence(presence.ttl_s, presence.board)
+    await dead.connect("m-gone", "member", "c1", time.time() - presence.ttl_s - 5)
+    await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
+    assert await grace.take_round(every, full_every, steady_every) is True, "a process died: full"
     assert list(await members.away_since(db)) == ["m-gone"]
