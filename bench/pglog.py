@@ -8,7 +8,7 @@ s", "checkpoint complete: ... total=0.109 s"). Under the rate search's load an a
 pass over the tables a message writes (`conversations`, whose `last_seq` every batch
 updates, and `messages`, whose inserts cross the analyze and insert-vacuum thresholds) came
 every `autovacuum_naptime` (60 s) and took 0.35-1.06 s (docs/performance.md, round 10,
-tail): one 3 s measured window in about 14 overlaps one.
+tail): about one 3 s measured window in 15 overlaps one.
 """
 
 from __future__ import annotations

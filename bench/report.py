@@ -135,8 +135,12 @@ def step_notes(step: dict[str, Any]) -> str:
     worst = step.get("worst_slot")
     if worst:
         notes.append(f"{worst['slow']} of {worst['of']} over 50 ms at {worst['at_ms'] / 1000:.1f} s")
-    for m in step.get("pg_maintenance") or []:
+    maintenance = step.get("pg_maintenance") or []
+    long = [m for m in maintenance if m["took_s"] >= 0.05]  # the rest: a few ms each
+    for m in long:
         notes.append(f"{m['what']} at {m['from_s']} s ({m['took_s']} s)")
+    if len(maintenance) > len(long):
+        notes.append(f"{len(maintenance) - len(long)} shorter PostgreSQL maintenance runs")
     again = step.get("retried_after")
     if again:
         notes.append(f"second try ({again['why']}; first p99 {again['first']['e2e_ms']['p99']} ms)")

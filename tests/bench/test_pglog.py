@@ -68,11 +68,15 @@ def test_a_step_sunk_by_maintenance_is_run_again_once() -> None:
 def test_the_summary_says_what_explains_a_step() -> None:
     step = {
         "worst_slot": {"at_ms": 1900, "slow": 259, "of": 410, "max_ms": 147.8, "slots_with_slow": 18},
-        "pg_maintenance": [{"what": "analyze public.messages", "from_s": 1.7, "took_s": 0.6}],
+        "pg_maintenance": [
+            {"what": "vacuum public.conversations", "from_s": 1.6, "took_s": 0.01},
+            {"what": "analyze public.messages", "from_s": 1.7, "took_s": 0.6},
+        ],
         "retried_after": {"why": "PostgreSQL maintenance in the window", "first": {"e2e_ms": {"p99": 61.1}}},
     }
     assert step_notes(step) == (
         "259 of 410 over 50 ms at 1.9 s; analyze public.messages at 1.7 s (0.6 s); "
+        "1 shorter PostgreSQL maintenance runs; "
         "second try (PostgreSQL maintenance in the window; first p99 61.1 ms)"
     )
     assert step_notes({}) == "-"

@@ -4,6 +4,7 @@ order, dedupe inside a batch, and one bad element does not hold the others back.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
@@ -429,8 +430,9 @@ async def _steady_stream(appender: Appender, conv: conversations.Conversation, n
 
 async def test_under_steady_load_a_commit_lingers_so_more_messages_share_it(db: Pool) -> None:
     eager = _slow_commits(Appender(db, linger_s=0))
-    # The stream's rate sits near BUSY_RATE: either wait (the linger, the busy age) is 10 ms.
-    lingering = _slow_commits(Appender(db, linger_s=0.01, busy_age_s=0.01))
+    # The stream's rate sits near BUSY_RATE: either wait (the linger, the busy age) is 50 ms,
+    # long beside a loaded machine's stretched sleeps and commits.
+    lingering = _slow_commits(Appender(db, linger_s=0.05, busy_age_s=0.05))
     await _steady_stream(eager, await _conversation(db, "m-eager", "s-eager"), 80)
     await _steady_stream(lingering, await _conversation(db, "m-linger", "s-linger"), 80)
     assert lingering.batches * 2 < eager.batches, (lingering.batches, eager.batches)
@@ -464,27 +466,41 @@ async def test_a_quiet_moment_keeps_the_worker_and_close_ends_it_at_once(db: Poo
     assert db.get_idle_size() == idle_before + 1, "the connection went back to the pool"
 
 
-async def _heavy_stream(appender: Appender, conv: conversations.Conversation, rounds: int) -> None:
-    """Twenty sends every ~2 ms, none waiting for the last: at least 2 a millisecond even
-    if a loaded machine stretches each sleep to 10 ms (BUSY_RATE is 1.2)."""
-    tasks = []
-    for r in range(rounds):
-        tasks += [_send(appender, conv, f"h{r}.{i}") for i in range(20)]
-        await asyncio.sleep(0.002)
+async def _heavy_stream(
+    appender: Appender, conv: conversations.Conversation, per_ms: float, seconds: float
+) -> None:
+    """`per_ms` sends a millisecond for `seconds`, none waiting for the last, paced by the
+    clock (a stalled loop catches up), so the rate holds on a loaded machine."""
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[tuple[Appended, int, object]]] = []
+    began = loop.time()
+    while (now := loop.time() - began) < seconds:
+        due = int(now * 1000 * per_ms)
+        tasks += [_send(appender, conv, f"h{n}") for n in range(len(tasks), due)]
+        await asyncio.sleep(0.001)
     results = await asyncio.gather(*tasks)
-    assert [seq for _, seq, _ in results] == list(range(1, 20 * rounds + 1)), "in order, gap-free"
+    assert [seq for _, seq, _ in results] == list(range(1, len(tasks) + 1)), "in order, gap-free"
 
 
 async def test_under_heavy_load_a_commit_leaves_when_its_oldest_message_is_old_enough(db: Pool) -> None:
     """From BUSY_RATE messages a millisecond the next commit waits until its oldest message
-    has waited busy_age_s: the commit rate stays put as the load grows. Without the wait
-    (busy_age_s 0) commits go back to back, one per round trip."""
-    eager = Appender(db, busy_age_s=0.0)
-    aged = Appender(db, busy_age_s=0.1)
-    await _heavy_stream(eager, await _conversation(db, "m-eager2", "s-eager2"), 100)
-    await _heavy_stream(aged, await _conversation(db, "m-aged", "s-aged"), 100)
+    has waited busy_age_s: commits start about busy_age_s apart however fast messages come
+    (without the wait they would go back to back, one per round trip)."""
+    # 4 a millisecond: well over BUSY_RATE, and a busy age's worth (160) under MAX_BATCH.
+    aged = Appender(db, busy_age_s=0.04)
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def note(conn: PoolConnection) -> None:
+        starts.append(loop.time())
+
+    _before_each_commit(aged, note)
+    await _heavy_stream(aged, await _conversation(db, "m-aged", "s-aged"), 4.0, 0.8)
     assert aged._rate >= BUSY_RATE * 1000, aged._rate
-    assert aged.batches * 3 < eager.batches, (aged.batches, eager.batches)
+    # The first commits go before the rate is known; after that, one per busy age.
+    gaps = sorted(b - a for a, b in itertools.pairwise(starts[2:]))
+    assert len(gaps) >= 3, f"{len(starts)} commits: too few to tell"
+    assert gaps[len(gaps) // 2] >= 0.03, [round(g * 1000) for g in gaps]
 
 
 async def test_a_light_load_never_waits_for_the_busy_age(db: Pool) -> None:
