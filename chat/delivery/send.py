@@ -68,8 +68,6 @@ def send_now(services: Services, session: Session, frame: f.Send, admit: Callabl
 def submit(services: Services, session: Session, frame: f.Send, pair: Participants) -> None:
     """To the group commit; the ack and the fan-out follow when its batch commits."""
     done = services.appender.submit(
-        # Called by the appender as the batch commits (no handle scheduled per message).
-        functools.partial(_stored, services, session, frame, pair, time.perf_counter()),
         conversation_id=frame.conversation_id,
         sender_id=session.user_id,
         sender_role=session.role,
@@ -78,6 +76,7 @@ def submit(services: Services, session: Session, frame: f.Send, pair: Participan
         body=frame.body,
     )
     session.sending.add(done)
+    done.add_done_callback(functools.partial(_stored, services, session, frame, pair, time.perf_counter()))
 
 
 def _stored(
