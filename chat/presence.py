@@ -64,6 +64,7 @@ class Presence(Protocol):
 
     async def steady(self, now: float, within_s: float) -> bool:
         """True if no process's lease ran out in the `within_s` seconds before `now` and
-        the store has not come up empty in that time: then everyone who went offline
-        meanwhile did so by a socket's close, which some process saw (no process died or
-        stalled without a word)."""
+        presence is settled: then everyone who went offline meanwhile did so by a socket's
+        close, which some process saw (no process died or stalled without a word). A
+        process that died while Redis was down, and came back empty, leaves no trace to
+        see: what it held is found by the rounds that do not rely on this."""

@@ -112,7 +112,7 @@ class MemoryPresence:
     async def steady(self, now: float, within_s: float) -> bool:
         board = self.board
         lapsed = any(now - within_s <= expiry <= now for expiry in board.procs.values())
-        return not lapsed and board.epoch is not None and now - board.epoch >= within_s
+        return not lapsed and board.epoch is not None and now - board.epoch >= self.ttl_s
 
     async def settled(self, now: float) -> bool:
         if self.board.epoch is None:

@@ -415,7 +415,7 @@ class RedisPresence:
         pipe.zcount(PROCS, repr(now - within_s), repr(now))
         pipe.get(_EPOCH)
         lapsed, raw = await pipe.execute()
-        return int(lapsed) == 0 and raw is not None and now - float(raw) >= within_s
+        return int(lapsed) == 0 and raw is not None and now - float(raw) >= self.ttl_s
 
     async def settled(self, now: float) -> bool:
         pipe = self._redis.pipeline(transaction=False)

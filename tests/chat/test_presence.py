@@ -452,10 +452,12 @@ async def test_sockets_connected_during_a_rewrite_are_kept(redis_client: redis.R
 
 async def test_steady_while_no_lease_ran_out_lately(world: World, t0: float) -> None:
     """`steady`: nobody can have gone without a close being seen. Not before presence has
-    been up for the whole window, nor while a process's lease ran out within it."""
+    settled, nor while a process's lease ran out within the window."""
     a, b = world.process(), world.process()
     assert not await a.steady(t0, 90), "the store just came up: leases may be missing"
     await a.settled(t0)
+    assert not await a.steady(t0 + TTL - 1, 90), "not settled yet"
+    assert await a.steady(t0 + TTL, 90)
     assert await a.steady(t0 + 100, 90)
     await a.connect("m1", "member", "c1", t0 + 100)
     await b.connect("m2", "member", "c2", t0 + 100)
