@@ -62,6 +62,11 @@ class Presence(Protocol):
         call. Meanwhile a sweep elsewhere may have told their members `reconnecting`; the
         heartbeat tells them `connected` (chat/upkeep/heartbeat.py)."""
 
+    async def departures(self) -> int:
+        """A count that moves whenever a specialist went offline by a socket's close (their
+        last, anywhere): unchanged between two reads, and `steady` over that time, means no
+        specialist went offline meanwhile (chat/upkeep/grace.py)."""
+
     async def steady(self, now: float, within_s: float) -> bool:
         """True if no process's lease ran out in the `within_s` seconds before `now` and
         presence is settled: then everyone who went offline meanwhile did so by a socket's

@@ -24,6 +24,7 @@ class Board:
         self.sockets: defaultdict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
         self.absent: dict[str, float] = {}  # specialist id → since when
         self.epoch: float | None = None
+        self.left = 0  # specialists who went offline by a close
 
 
 class MemoryPresence:
@@ -76,6 +77,7 @@ class MemoryPresence:
         gone = not await self.is_online(user_id, role, now)
         if gone and role == "specialist":
             self.board.absent[user_id] = now
+            self.board.left += 1
         return gone
 
     async def forget(self, user_id: str, role: str) -> None:
@@ -113,6 +115,9 @@ class MemoryPresence:
         board = self.board
         lapsed = any(now - within_s <= expiry <= now for expiry in board.procs.values())
         return not lapsed and board.epoch is not None and now - board.epoch >= self.ttl_s
+
+    async def departures(self) -> int:
+        return self.board.left
 
     async def settled(self, now: float) -> bool:
         if self.board.epoch is None:

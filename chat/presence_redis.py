@@ -46,6 +46,9 @@ from chat.redisconn import RedisClient
 log = logging.getLogger("peerchat.presence")
 
 _EPOCH = "pc:presence:epoch"
+# Counts specialists who went offline by a close (and removals repeated by a rewrite):
+# `departures`.
+_LEFT = "{pc:presence}:left"
 _ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished user leaves
 # Sockets written per command when a process writes all of them again (after a Redis
 # wipe, a lapsed lease, or every REWRITE_EVERY_S): one script and one reply per chunk,
@@ -126,6 +129,7 @@ if ARGV[4] ~= '' then redis.call('SREM', ARGV[4], ARGV[5]) end
 if online(key, true) then return 0 end
 if ARGV[5] ~= '' then
   redis.call('SET', 'pc:presence:absent:' .. ARGV[2], ARGV[1], 'EX', ARGV[6])
+  redis.call('INCR', '{pc:presence}:left')
 end
 return 1
 """
@@ -277,6 +281,7 @@ class RedisPresence:
                 # The specialists set may have been replaced from a list read before
                 # their last socket here closed.
                 pipe.srem(self._specialists_here, spec)
+                pipe.incr(_LEFT)  # they may be offline only now: `departures`
         await pipe.execute()
 
     async def _write_sockets(self, sockets: Sequence[tuple[str, str, str]]) -> list[str]:
@@ -349,6 +354,7 @@ class RedisPresence:
             return False
         if spec:
             await self._redis.set(_ABSENT + name, repr(now), ex=_ABSENT_KEEP_S)
+            await self._redis.incr(_LEFT)
         return True
 
     async def forget(self, user_id: str, role: str) -> None:
@@ -416,6 +422,9 @@ class RedisPresence:
         pipe.get(_EPOCH)
         lapsed, raw = await pipe.execute()
         return int(lapsed) == 0 and raw is not None and now - float(raw) >= self.ttl_s
+
+    async def departures(self) -> int:
+        return int(await self._redis.get(_LEFT) or 0)
 
     async def settled(self, now: float) -> bool:
         pipe = self._redis.pipeline(transaction=False)

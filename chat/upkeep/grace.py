@@ -40,6 +40,13 @@ log = logging.getLogger("peerchat.grace")
 _LOCK_KEY = 0x6772616365  # "grace"
 
 
+# While presence is steady and no specialist left, a round is skipped (see `take_round`),
+# but one runs at least this often, whatever: it also expires warm transfers whose timer
+# failed, and catches what nothing signals (a conversation handed to a specialist who was
+# offline already, say): such an absence is timed at most this much late.
+FULL_ROUND_EVERY_S = 60.0
+
+
 def sweep_interval(grace_s: float, ttl_s: float) -> float:
     """Often enough that a member waits at most about a quarter of the grace extra."""
     return max(0.2, min(grace_s / 4, ttl_s / 3, 5.0))
@@ -49,6 +56,11 @@ class ReconnectGrace:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.grace_s = services.settings.reconnect_grace_s
+        # What this process's last round saw (`take_round`).
+        self._departures: int | None = None
+        self._offline_at_stake = True  # unknown until a round ran
+        self._last_round = float("-inf")  # monotonic
+        self._rounds = 0  # rounds swept here (under the sweep lock)
 
     async def run(self) -> None:
         settings = self.s.settings
@@ -58,11 +70,43 @@ class ReconnectGrace:
             try:
                 if not await take_turn(self.s.redis, "reconnect-grace", every):
                     continue  # another process sweeps this interval (chat/upkeep/turns.py)
-                await self.sweep_once()
+                await self.take_round(every)
             except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("reconnect grace sweep skipped: %s", type(exc).__name__)
             except Exception:
                 log.exception("reconnect grace sweep failed")
+
+    async def take_round(self, every: float) -> bool:
+        """This process's turn: sweep, unless nothing can have changed since its last round
+        (then False). Nothing can have if that round found no specialist of an active
+        conversation offline, no specialist went offline by a close since (the departures
+        count, read before the round, is the same) and no process's lease ran out since
+        (`Presence.steady`): a specialist goes offline in no other way. An idle service
+        sweeps once a minute then instead of every few seconds (each round a transaction of
+        four statements and every active conversation's specialist read from PostgreSQL)."""
+        presence = self.s.presence
+        clock = time.monotonic()
+        since = clock - self._last_round
+        try:
+            departures: int | None = await presence.departures()
+            skip = (
+                not self._offline_at_stake
+                and since < FULL_ROUND_EVERY_S
+                and departures == self._departures
+                and await presence.steady(time.time(), since + 2 * every)
+            )
+        except (RedisError, OSError, TimeoutError):
+            # Without Redis the round still runs: its PostgreSQL-only part (a warm
+            # transfer whose timer died with its process) must not wait for Redis.
+            departures, skip = None, False
+        if skip:
+            return False
+        self._offline_at_stake = True  # until a round says otherwise
+        ran = self._rounds
+        await self.sweep_once()
+        if self._rounds != ran and departures is not None:  # it ran here, and was counted
+            self._departures, self._last_round = departures, clock
+        return True
 
     async def sweep_once(self) -> int:
         """One round under the sweep lock; returns how many conversations it ended."""
@@ -82,10 +126,10 @@ class ReconnectGrace:
         # Asked every round, so a Redis that came back empty is noticed at once.
         settled = await presence.settled(now)
         by_specialist = await store.specialists_in_conversation(self.s.db)
-        if not by_specialist:
-            return 0
-        online = await presence.online_specialists(now)
+        online = await presence.online_specialists(now) if by_specialist else set()
         offline = [sid for sid in by_specialist if sid not in online]
+        self._rounds += 1
+        self._offline_at_stake = bool(offline)
         if not offline:
             return 0
         absent = await presence.absent_since(offline, now, mark=settled)

@@ -128,6 +128,31 @@ async def test_a_specialist_back_within_the_grace_keeps_the_conversation(db: Poo
     assert await _state(db, conv_id) == ("active", None)
 
 
+async def test_a_turn_is_skipped_while_nothing_can_have_changed(db: Pool, database_url: str) -> None:
+    """A round finds what changed: a specialist of an active conversation offline. While the
+    last round found none, no specialist left by a close since and no process's lease ran
+    out, a turn is skipped; any of those, and it sweeps."""
+    s = _services(db, database_url)
+    await _conversation(db, "m1", "s1")
+    grace = ReconnectGrace(cast(Services, s))
+    every = 5.0
+    await s.presence.settled(time.time() - 2 * TTL_S)  # presence has been up a while
+    await s.presence.connect("s1", "specialist", "c1", time.time())
+    assert await grace.take_round(every) is True, "the first turn sweeps"
+    assert await grace.take_round(every) is False, "nothing changed"
+    await s.presence.disconnect("s1", "specialist", "c1", time.time())
+    assert await grace.take_round(every) is True, "a specialist left by a close"
+    assert await grace.take_round(every) is True, "... and is offline with a conversation"
+    assert s.presence.board.absent, "that round timed their absence"
+    await s.presence.connect("s1", "specialist", "c2", time.time())
+    assert await grace.take_round(every) is True, "the last round found someone offline"
+    assert await grace.take_round(every) is False
+    # A process holding another specialist's socket stopped renewing its lease.
+    dead = MemoryPresence(TTL_S, s.presence.board)
+    await dead.connect("s2", "specialist", "c3", time.time() - TTL_S - 1)
+    assert await grace.take_round(every) is True, "a lease ran out"
+
+
 async def test_past_the_grace_the_conversation_ends_once_and_the_member_is_queued_again(
     db: Pool, database_url: str
 ) -> None:

@@ -468,3 +468,18 @@ async def test_steady_while_no_lease_ran_out_lately(world: World, t0: float) -> 
     assert await b.steady(t0 + 100 + TTL + 95, 90), "... 95 s ago: outside the window"
     await world.wipe()
     assert not await b.steady(t0 + 300, 90)
+
+
+async def test_departures_move_when_a_specialist_goes_offline_by_a_close(world: World, t0: float) -> None:
+    """The reconnect grace skips a turn only while this count stands still (and presence is
+    steady): it must move whenever a specialist's last socket anywhere closes."""
+    a, b = world.process(), world.process()
+    before = await a.departures()
+    await a.connect("s1", "specialist", "c1", t0)
+    await b.connect("s1", "specialist", "c2", t0)
+    await a.connect("m1", "member", "c3", t0)
+    assert await a.disconnect("s1", "specialist", "c1", t0 + 1) is False
+    assert await a.disconnect("m1", "member", "c3", t0 + 1) is True
+    assert await b.departures() == before, "still online on b; members do not count"
+    assert await b.disconnect("s1", "specialist", "c2", t0 + 2) is True
+    assert await a.departures() != before
