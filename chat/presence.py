@@ -56,6 +56,12 @@ class Presence(Protocol):
         """False during the first TTL after the store came up empty (a fresh or wiped Redis):
         leases are still being rebuilt by heartbeats, so a missing lease means nothing yet."""
 
+    def returned(self) -> list[str]:
+        """Specialists with a socket on this process whose absence mark its rewrite removed
+        (after its lease lapsed: it stalled, or lost Redis, past the TTL) since the last
+        call. Meanwhile a sweep elsewhere may have told their members `reconnecting`; the
+        heartbeat tells them `connected` (chat/upkeep/heartbeat.py)."""
+
     async def steady(self, now: float, within_s: float) -> bool:
         """True if no process's lease ran out in the `within_s` seconds before `now` and
         presence is settled: then everyone who went offline meanwhile did so by a socket's

@@ -32,6 +32,7 @@ class MemoryPresence:
         self.board = board or Board()
         self.id = f"p{next(_ids)}"
         self._mine: set[tuple[str, str, str]] = set()  # (user id, role, socket id)
+        self._returned: set[str] = set()  # see `Presence.returned`
 
     def _renew(self, now: float) -> None:
         procs = self.board.procs
@@ -39,12 +40,19 @@ class MemoryPresence:
         procs[self.id] = max(old or 0.0, now + self.ttl_s)
         if old is None or old <= now:  # wiped or lapsed: write everything again
             for user_id, role, conn_id in self._mine:
-                self._write(user_id, role, conn_id)
+                if self._write(user_id, role, conn_id):
+                    self._returned.add(user_id)
 
-    def _write(self, user_id: str, role: str, conn_id: str) -> None:
+    def _write(self, user_id: str, role: str, conn_id: str) -> bool:
+        """Whether it removed a specialist's absence mark."""
         self.board.sockets[(role, user_id)].add((self.id, conn_id))
-        if role == "specialist":
-            self.board.absent.pop(user_id, None)
+        return role == "specialist" and self.board.absent.pop(user_id, None) is not None
+
+    def returned(self) -> list[str]:
+        here = {user_id for user_id, role, _ in self._mine if role == "specialist"}
+        back = [s for s in self._returned if s in here]
+        self._returned.clear()
+        return back
 
     def _live(self, owner: str, now: float) -> bool:
         return self.board.procs.get(owner, 0.0) > now

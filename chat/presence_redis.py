@@ -58,21 +58,22 @@ _ABSENT = "pc:presence:absent:"
 # eyes only), ARGV[2]: key lifetime (s), ARGV[3]: this process's specialists set, then one
 # triple per socket: the person's keyed name, the member, and the specialist's id for a
 # specialist, else "". The keys are named in ARGV: one Redis or a Sentinel master only (a
-# Cluster pipelines the same commands).
+# Cluster pipelines the same commands). Returns the specialists whose absence mark it
+# removed (their members were told `reconnecting`: see `returned`).
 _WRITE = """
-local specialists = false
+local specialists, back = false, {}
 for i = 4, #ARGV, 3 do
   local key = 'pc:presence:user:' .. ARGV[i]
   redis.call('ZADD', key, ARGV[1], ARGV[i + 1])
   redis.call('EXPIRE', key, ARGV[2])
   if ARGV[i + 2] ~= '' then
-    redis.call('DEL', 'pc:presence:absent:' .. ARGV[i])
+    if redis.call('DEL', 'pc:presence:absent:' .. ARGV[i]) == 1 then back[#back + 1] = ARGV[i + 2] end
     redis.call('SADD', ARGV[3], ARGV[i + 2])
     specialists = true
   end
 end
 if specialists then redis.call('EXPIRE', ARGV[3], ARGV[2]) end
-return (#ARGV - 3) / 3
+return back
 """
 # Shared by the readers below: whether a member's process lease runs past `now`.
 _LIVE = """
@@ -191,6 +192,8 @@ class RedisPresence:
         self._mine: Holdings[_Held] = Holdings(self.lease)
         self._here: Counter[str] = Counter()
         self._rewriting = False
+        # Specialists connected here whose absence mark a rewrite removed (`returned`).
+        self._returned: set[str] = set()
 
     @property
     def _specialists_here(self) -> str:
@@ -251,7 +254,7 @@ class RedisPresence:
             held = self._mine.held.items()
             batch = [(name, member_of(proc, conn_id), spec) for (name, conn_id), spec in held]
             for start in range(0, len(batch), WRITE_CHUNK):
-                await self._write_sockets(batch[start : start + WRITE_CHUNK])
+                self._returned.update(await self._write_sockets(batch[start : start + WRITE_CHUNK]))
                 await asyncio.sleep(0)  # let the sockets' frames through between chunks
             await self._replace(
                 keys=[self._specialists_here], args=[KEY_KEEP_S, *[u for u, n in self._here.items() if n > 0]]
@@ -276,24 +279,39 @@ class RedisPresence:
                 pipe.srem(self._specialists_here, spec)
         await pipe.execute()
 
-    async def _write_sockets(self, sockets: Sequence[tuple[str, str, str]]) -> None:
+    async def _write_sockets(self, sockets: Sequence[tuple[str, str, str]]) -> list[str]:
+        """Write the sockets' members; returns the specialists whose absence mark went."""
         score = self.lease.until
         if not self._cluster:
             args: list[str | float | int] = [score, KEY_KEEP_S, self._specialists_here]
             for triple in sockets:
                 args += triple
-            await self._write(args=args)
-            return
+            return [_text(s) for s in await self._write(args=args)]
         pipe = self._redis.pipeline(transaction=False)
+        marks: list[tuple[int, str]] = []  # (the DEL's place in the replies, the specialist)
+        queued = 0
         for name, member, spec in sockets:
             key = _USER + name
             pipe.zadd(key, {member: score})
             pipe.expire(key, KEY_KEEP_S)
+            queued += 2
             if spec:
+                marks.append((queued, spec))
                 pipe.delete(_ABSENT + name)
                 pipe.sadd(self._specialists_here, spec)
                 pipe.expire(self._specialists_here, KEY_KEEP_S)
-        await pipe.execute()
+                queued += 3
+        replies = await pipe.execute()
+        return [spec for at, spec in marks if replies[at]]
+
+    def returned(self) -> list[str]:
+        """Specialists with a socket here whose absence mark this process's rewrite removed
+        since the last call: their process had stalled or lost Redis for longer than its
+        lease, and a sweep elsewhere (or a close meeting the lapsed lease) told their
+        members `reconnecting`, which nothing else takes back (chat/upkeep/heartbeat.py)."""
+        back = [s for s in self._returned if self._here.get(s, 0) > 0]
+        self._returned.clear()
+        return back
 
     async def disconnect(self, user_id: str, role: str, conn_id: str, now: float) -> bool:
         socket = (user_id, role, conn_id)

@@ -11,6 +11,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from chat.gateway.session import Session
+from chat.people import Person, specialist
 from chat.services import Services
 from chat.store import conversations, members
 from chat.store.db import Db
@@ -34,6 +35,13 @@ async def peer_disconnected(services: Services, session: Session) -> None:
     await _tell_peers(services, session, "reconnecting")
 
 
+async def specialist_back(services: Services, specialist_id: str) -> None:
+    """A specialist whose members were told `reconnecting` by a sweep (their process had
+    stalled or lost Redis past the presence TTL, chat/upkeep/grace.py) counts again, on the
+    socket they never closed: their members are told `connected` (nothing else would)."""
+    await _tell(services, specialist(specialist_id), "connected")
+
+
 async def _record(change: Callable[[Db, str], Awaitable[None]], services: Services, member_id: str) -> None:
     try:
         await change(services.db, member_id)
@@ -47,11 +55,15 @@ async def _tell_peers(
 ) -> None:
     if session.role == "supervisor":
         return
+    await _tell(services, session.person, status)
+
+
+async def _tell(services: Services, person: Person, status: Literal["connected", "reconnecting"]) -> None:
     try:
-        mine = await conversations.of_person(services.db, session.person)
+        mine = await conversations.of_person(services.db, person)
         for conv in mine:
             if conv.state == ConversationState.ACTIVE:
-                peer = conv.peer_of(session.person)
+                peer = conv.peer_of(person)
                 services.hub.to_user(
                     peer,
                     f.PeerStatus(conversation_id=conv.id, status=status),

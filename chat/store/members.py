@@ -157,8 +157,12 @@ async def mark_away(db: Db, member_ids: list[str]) -> set[str]:
     return {r["member_id"] for r in rows}
 
 
-async def clear_away(db: Db, member_ids: list[str]) -> None:
-    await db.execute("DELETE FROM members_away WHERE member_id = ANY($1::text[])", member_ids)
+async def clear_away(db: Db, member_ids: list[str]) -> list[str]:
+    """Drop the away marks of members found online; returns those that had one."""
+    rows = await db.fetch(
+        "DELETE FROM members_away WHERE member_id = ANY($1::text[]) RETURNING member_id", member_ids
+    )
+    return [r["member_id"] for r in rows]
 
 
 async def away_since(db: Db, member_ids: list[str] | None = None) -> dict[str, datetime]:

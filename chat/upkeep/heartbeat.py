@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from chat.delivery import peers
 from chat.services import Services
 from chat.upkeep.repair import Rounds, repair_once
 
@@ -17,6 +18,10 @@ async def heartbeat_once(services: Services) -> None:
     # them again itself when its lease was lost (chat/process_lease.py). Listing 2,000
     # sockets every beat, and looking each up, cost more than the renewal's one command.
     await services.presence.heartbeat((), time.time())
+    # This process's lease had lapsed (a stall, Redis lost past the TTL) and a sweep
+    # elsewhere told some of its specialists' members `reconnecting`: take it back.
+    for specialist_id in services.presence.returned():
+        await peers.specialist_back(services, specialist_id)
 
 
 async def heartbeats(services: Services) -> None:

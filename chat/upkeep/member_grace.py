@@ -134,7 +134,13 @@ class MemberGrace:
         if not ids:
             return 0
         online = await self._online(ids, now)
-        await store.clear_away(db, sorted(online))
+        # Marked away, yet online with no new connection (their process had stalled or lost
+        # Redis past the presence TTL, and came back): the specialist was told
+        # `reconnecting` by a round like this one, and nothing else takes it back.
+        for member_id in await store.clear_away(db, sorted(online)):
+            for conversation_id, specialist_id in stake[member_id].conversations:
+                back = f.PeerStatus(conversation_id=conversation_id, status="connected")
+                hub.to_user(specialist(specialist_id), back)
         offline = [m for m in ids if m not in online]
         if not offline:
             return 0

@@ -357,6 +357,33 @@ async def test_a_process_that_stalled_past_its_lease_comes_back_whole(world: Wor
     assert await other.absent_since(["s1"], late + 2, mark=False) == {}
 
 
+async def test_a_stalled_process_names_the_specialists_whose_absence_its_return_took_back(
+    world: World, t0: float
+) -> None:
+    """While a process stalled, a sweep elsewhere marked its specialists absent (and told
+    their members `reconnecting`). Its rewrite removes the marks, and `returned` names
+    those specialists once, so their members are told `connected` again: the socket never
+    closed, so no connect would. A specialist with no mark, or no socket here any more, is
+    not named; nor is one whose mark a fresh connect removed (the connect tells them)."""
+    stalled, other = world.process(), world.process()
+    await stalled.connect("s1", "specialist", "c1", t0)
+    await stalled.connect("s2", "specialist", "c2", t0)
+    await stalled.connect("s3", "specialist", "c3", t0)
+    assert stalled.returned() == []
+    late = t0 + TTL + 5
+    assert await other.absent_since(["s1", "s3"], late, mark=True) == {"s1": (late, True), "s3": (late, True)}
+    await stalled.disconnect("s3", "specialist", "c3", late + 0.5)  # closed while marked: gone
+    await stalled.heartbeat([], late + 1)
+    assert stalled.returned() == ["s1"]
+    assert stalled.returned() == [], "named once"
+    assert await other.absent_since(["s1", "s2"], late + 2, mark=False) == {}
+    # A connect removes a mark too, but the connect itself tells the members.
+    await other.absent_since(["s4"], late + 2, mark=True)
+    await stalled.connect("s4", "specialist", "c4", late + 2)
+    await stalled.heartbeat([], late + 3)
+    assert stalled.returned() == []
+
+
 async def test_an_idle_beat_writes_nothing_per_socket(redis_client: redis.Redis, t0: float) -> None:
     """The point of a lease per process: a beat with nothing new is a few commands in
     Redis whatever the number of sockets (it was four per socket)."""

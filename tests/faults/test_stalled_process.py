@@ -3,14 +3,18 @@ longer than the presence TTL. Its specialist counts offline on every other proce
 the process had died (PRODUCT.md §5: with no device connected they count as offline once
 the TTL passes), and other processes may drop its sockets from Redis as a dead process's.
 Once it runs again, its next beat finds its lease lapsed and writes its sockets back
-(chat/process_lease.py): the same socket counts again, with no reconnect."""
+(chat/process_lease.py): the same socket counts again, with no reconnect.
+
+Meanwhile the other side of a conversation was told `peer_status reconnecting` by a sweep
+(chat/upkeep/grace.py, member_grace.py); once the stalled side counts again they are told
+`connected`, or their page would say "reconnecting…" while the peer writes to them."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import time
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -23,6 +27,7 @@ from tests.support.client import Client, token
 pytestmark = pytest.mark.slow
 
 TTL_S = 3.0
+SIGCONT = signal.SIGCONT
 SUP = {"Authorization": f"Bearer {token('supervisor', 'sup-1')}"}
 SPEC = token("specialist", "spec-st", "Rosa")
 
@@ -103,3 +108,65 @@ async def test_a_stalled_processs_specialist_counts_offline_then_comes_back_whol
     await stays.call({"type": "availability", "status": "available"}, "availability")
     await stays.close()
     print(f"\nstalled: offline elsewhere {took:.1f} s after the stop; back {back:.1f} s after it ran")
+
+
+async def _matched(cluster: Cluster, specialist_on: int, member_on: int) -> tuple[Client, Client, str]:
+    async with httpx.AsyncClient(base_url=cluster.web[0].http) as http:
+        put = await http.put(
+            "/api/specialists/spec-st",
+            json={"name": "Rosa", "tags": ["grief"], "languages": ["en"], "max_chats": 2},
+            headers=SUP,
+        )
+        assert put.status_code == 200, put.text
+    specialist, _ = await Client.connect(cluster.web[specialist_on].ws, SPEC, proxy=None)
+    await specialist.call({"type": "availability", "status": "available"}, "availability")
+    member, _ = await Client.connect(cluster.web[member_on].ws, token("member", "acct-st", "Sam"), proxy=None)
+    await member.call({"type": "request", "tags": ["grief"], "language": "en"}, "queued")
+    offer = await specialist.expect("offer", timeout=20)
+    await specialist.send({"type": "accept", "offer_id": offer["offer_id"]})
+    conversation_id = (await member.expect("conversation_started", timeout=20))["conversation"]["id"]
+    await specialist.expect("conversation_started", timeout=20)
+    return specialist, member, conversation_id
+
+
+def _peer(conversation_id: str, status: str) -> Any:
+    return lambda f: f["conversation_id"] == conversation_id and f["status"] == status
+
+
+async def test_the_member_is_told_connected_once_the_specialists_stalled_process_runs_again(
+    cluster: Cluster,
+) -> None:
+    cluster.env = {"PEERCHAT_PRESENCE_TTL_S": str(TTL_S), "PEERCHAT_RECONNECT_GRACE_S": "600"}
+    await cluster.start(processes=2)
+    specialist, member, conv = await _matched(cluster, specialist_on=0, member_on=1)
+    cluster.web[0].signal(signal.SIGSTOP)
+    try:
+        await member.expect("peer_status", where=_peer(conv, "reconnecting"), timeout=TTL_S + 15)
+    finally:
+        cluster.web[0].signal(SIGCONT)
+    await member.expect("peer_status", where=_peer(conv, "connected"), timeout=TTL_S + 15)
+    # The same socket, never closed, writes on.
+    await specialist.call(
+        {"type": "send", "conversation_id": conv, "client_msg_id": "back", "body": "still here"}, "ack"
+    )
+    assert (await member.expect("message", timeout=15))["body"] == "still here"
+    await specialist.close()
+    await member.close()
+
+
+async def test_the_specialist_is_told_connected_once_the_members_stalled_process_runs_again(
+    cluster: Cluster,
+) -> None:
+    cluster.env = {"PEERCHAT_PRESENCE_TTL_S": str(TTL_S), "PEERCHAT_MEMBER_GRACE_S": "60"}
+    await cluster.start(processes=2)
+    specialist, member, conv = await _matched(cluster, specialist_on=0, member_on=1)
+    cluster.web[1].signal(signal.SIGSTOP)
+    try:
+        await specialist.expect("peer_status", where=_peer(conv, "reconnecting"), timeout=TTL_S + 20)
+    finally:
+        cluster.web[1].signal(SIGCONT)
+    await specialist.expect("peer_status", where=_peer(conv, "connected"), timeout=TTL_S + 20)
+    await member.call({"type": "send", "conversation_id": conv, "client_msg_id": "back", "body": "hi"}, "ack")
+    assert (await specialist.expect("message", timeout=15))["body"] == "hi"
+    await specialist.close()
+    await member.close()
