@@ -63,6 +63,9 @@ class Services:
     # conversation id → (member, specialist), each the pair (role, sub) (chat/people.py):
     # never changes, so safe to cache.
     participants: dict[str, Participants] = field(default_factory=dict)
+    # The online specialists Redis last named here (chat/stats.py): what `watch_queues`
+    # counts while Redis does not answer.
+    online_seen: set[str] = field(default_factory=set)
     # Who watches which live conversation (chat/safety/monitoring.py), mirrored from PostgreSQL.
     monitors: MonitorMirror = field(default_factory=MonitorMirror)
     # `request` handlers storing a request at once, at most (chat/handlers/queue.py): a burst's

@@ -265,6 +265,8 @@ class Hub:
         many messages are committed but still on their way, and catching those up would
         only read from PostgreSQL what the doorbell is about to bring."""
         earlier, self._last_seqs = self._last_seqs, last_seqs
+        if not earlier:
+            return 0  # nothing was behind a round ago (seqs are ≥ 0): the idle case, no loop
         behind = 0
         for session in self.all_sessions():
             handed_on = session.handed_on

@@ -449,3 +449,23 @@ async def test_a_partial_bus_recovery_catches_up_and_unsolos_only_the_people_it_
     assert any(ring.startswith(f"{a.origin}|{CONV}|2|".encode()) for ring in heard)
     for session, _ in sessions.values():
         await session.stop()
+
+
+async def test_repair_catches_up_a_socket_behind_the_seqs_of_the_round_before(hubs: tuple[Hub, Hub]) -> None:
+    """A ring lost without the bus noticing: the repair round compares each socket with what
+    PostgreSQL had one round earlier, and catches up the ones behind. A round after one that
+    found nothing behind looks at no socket at all (the idle case)."""
+    a, _ = hubs
+    session, wire = await _socket(a, "u1")
+    wire.stored[CONV] = [1]
+    a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
+    a.to_user(U1, message(1).data, conversation_id=CONV, seq=1)
+    await settle()
+    assert a.repair({}) == 0
+    wire.stored[CONV] += [2, 3]  # committed, their rings lost
+    assert a.repair({CONV: 3}) == 0, "a round later: they may still be on their way"
+    assert a.repair({}) == 1, "compared with the round before"
+    await settle()
+    assert wire.seqs() == [1, 2, 3]
+    assert a.repair({CONV: 3}) == 0 and a.repair({}) == 0, "caught up"
+    await session.stop()
