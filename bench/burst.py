@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.infra import Backends, CpuMeter, ServerProcess, Watched, hello
-from bench.loadgen import Generator, Side
+from bench.loadgen import Generator
+from bench.wsclient import Side
 
 _QS = (("p10", 10), ("p50", 50), ("p90", 90), ("p99", 99))
 

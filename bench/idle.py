@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.infra import Backends, ServerProcess, Watched, hello
-from bench.loadgen import Generator, Side
+from bench.loadgen import Generator
+from bench.wsclient import Side
 
 WARM = 200  # sockets opened first, so one-time costs (pools, caches, imports) fall outside
 

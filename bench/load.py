@@ -33,7 +33,8 @@ from bench.infra import (
     hello,
     wait_for_quiet,
 )
-from bench.loadgen import Generator, Side, new_histogram
+from bench.loadgen import Generator, new_histogram
+from bench.wsclient import Side
 
 SLO_MS = 50.0
 # A step that fails while other processes used more than this share of one core is run

@@ -29,7 +29,8 @@ from typing import Any
 import bench.infra as infra
 from bench.infra import Backends, ServerProcess, Watched, raise_nofile_limit, seed_conversations
 from bench.load import Target, sides_for
-from bench.loadgen import Generator, Side
+from bench.loadgen import Generator
+from bench.wsclient import Side
 
 
 def _tree(spec: str) -> tuple[str, Path]:

@@ -54,9 +54,15 @@ class RedisBus:
         self._healthy = False
         self._closed = False
         self._connected = asyncio.Event()
-        # Channels whose SUBSCRIBE Redis confirmed on the current connection, and who waits.
+        # Channels whose SUBSCRIBE Redis confirmed on the current connection. A channel may
+        # be subscribed, unsubscribed and subscribed again within one round trip: Redis
+        # answers in order, so the SUBSCRIBEs sent for each channel on this connection and
+        # the confirmations heard are counted, and each waiter waits for its own number
+        # (one per channel would let the first confirmation release the second subscribe).
         self._confirmed: set[str] = set()
-        self._confirm_waiters: dict[str, asyncio.Future[None]] = {}
+        self._sent: dict[str, int] = {}
+        self._heard: dict[str, int] = {}
+        self._confirm_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._after_reconnect: asyncio.Task[None] | None = None
         self._subscribed_once = False
 
@@ -110,7 +116,10 @@ class RedisBus:
         wire = self._subscriber
         if wire is None or not wire.up or not self._healthy:
             return  # recorded; the reader subscribes everything on (re)connect
-        waiter = self._confirm_waiters[channel] = asyncio.get_running_loop().create_future()
+        number = self._sent[channel] = self._sent.get(channel, 0) + 1
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._confirm_waiters.setdefault(channel, [])
+        waiters.append((number, waiter))
         try:
             wire.send(resp.command("SUBSCRIBE", channel))
             # Until Redis confirms, a PUBLISH from elsewhere may not reach us: the caller
@@ -119,8 +128,10 @@ class RedisBus:
         except TimeoutError:
             log.warning("redis did not confirm a subscription within %.0f s", CONFIRM_TIMEOUT_S)
         finally:
-            if self._confirm_waiters.get(channel) is waiter:
-                del self._confirm_waiters[channel]
+            waiters = self._confirm_waiters.get(channel, [])
+            waiters[:] = [w for w in waiters if w[1] is not waiter]
+            if not waiters:
+                self._confirm_waiters.pop(channel, None)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -151,13 +162,18 @@ class RedisBus:
     def _on_subscription(self, kind: str, name: str) -> None:
         self._subscribed_once = True  # Redis took a SUBSCRIBE on this connection (auth passed)
         if kind == "subscribe":
-            if name in self._channels:
+            heard = self._heard[name] = self._heard.get(name, 0) + 1
+            # Confirmed once the last SUBSCRIBE sent is, and if no UNSUBSCRIBE came after it.
+            if heard >= self._sent.get(name, 0) and name in self._channels:
                 self._confirmed.add(name)
-            waiter = self._confirm_waiters.pop(name, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            for number, waiter in self._confirm_waiters.get(name, ()):
+                if number <= heard and not waiter.done():
+                    waiter.set_result(None)
         else:
             self._confirmed.discard(name)
+            if name not in self._channels and self._heard.get(name, 0) >= self._sent.get(name, 0):
+                self._sent.pop(name, None)  # nothing in flight: forgotten, so the counts
+                self._heard.pop(name, None)  # hold only channels in use
 
     async def _run(self) -> None:
         delay = 0.05
@@ -174,6 +190,12 @@ class RedisBus:
                 self._subscriber = wire
                 self._subscribed_once = False
                 # Every channel held, in one command; subscribe() sends its own from now on.
+                # Anyone still waiting (their SUBSCRIBE went out on a lost connection) waits
+                # for this one's confirmation.
+                self._sent = dict.fromkeys(self._channels, 1)
+                self._heard = {}
+                for waiters in self._confirm_waiters.values():
+                    waiters[:] = [(1, w) for _, w in waiters]
                 wire.send(resp.command("SUBSCRIBE", *sorted(self._channels)))
                 self._healthy = True
                 self._connected.set()

@@ -25,7 +25,7 @@ from chat.delivery.hub import STATS_CHANNEL
 from chat.gateway.session import Outbound, Session
 from chat.people import Person, specialist
 from chat.safety.risk_watch import RISK
-from chat.services import Services
+from chat.services import Services, remember_pair
 from chat.store import conversations, transfer, transfer_reads, wrap_up
 from chat.store.conversations import Conversation
 from chat.store.db import iso
@@ -149,7 +149,7 @@ async def taken(
     the handoff and then the history; the member gets `transfer joined`. `asked`, the
     socket whose accept or claim this answers, gets its copy with the `ref`."""
     await forget_pair(services, conv.id)
-    services.participants[conv.id] = conv.participants
+    remember_pair(services.participants, conv.id, conv.participants)
     started = f.ConversationStarted(
         conversation=views.conversation_info(conv),
         transfer=f.StartedTransfer(note=note, from_=f.TransferFrom(name=from_name)),

@@ -30,8 +30,21 @@ RESTATE_STATS = b"stats"
 # broadcasts, skipped while nobody listened, resume (chat/delivery/watchers.py).
 QUEUE_WATCHED = b"queue"
 
+# Conversation pairs `Services.participants` holds at most: past that the oldest cached is
+# dropped (a miss costs one PostgreSQL read, chat/handlers/conversation.py).
+PARTICIPANTS_MAX = 50_000
+
 # Of the pool's 20 connections (chat/store/db.py), what `request` handlers may hold at once.
 REQUESTS_AT_ONCE = 12
+
+
+def remember_pair(cache: dict[str, Participants], conversation_id: str, pair: Participants) -> None:
+    """Cache a conversation's pair in `Services.participants`, dropping the oldest cached
+    past PARTICIPANTS_MAX (insertion order: dicts keep it). Called on a cache miss, an
+    accept, a hand-over, a welcome; never per message."""
+    if conversation_id not in cache and len(cache) >= PARTICIPANTS_MAX:
+        del cache[next(iter(cache))]
+    cache[conversation_id] = pair
 
 
 def _nothing() -> None:
@@ -61,8 +74,13 @@ class Services:
     queue_position: QueuePositions = _unknown
     draining: bool = False
     # conversation id → (member, specialist), each the pair (role, sub) (chat/people.py):
-    # never changes, so safe to cache.
+    # never changes, so safe to cache. Added only by `remember_pair` (bounded), dropped when
+    # the conversation ends on this process (chat/delivery/ended.py), is erased or handed
+    # over, and cleared after a bus reconnect.
     participants: dict[str, Participants] = field(default_factory=dict)
+    # The online specialists Redis last named here (chat/stats.py): what `watch_queues`
+    # counts while Redis does not answer.
+    online_seen: set[str] = field(default_factory=set)
     # Who watches which live conversation (chat/safety/monitoring.py), mirrored from PostgreSQL.
     monitors: MonitorMirror = field(default_factory=MonitorMirror)
     # `request` handlers storing a request at once, at most (chat/handlers/queue.py): a burst's

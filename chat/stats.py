@@ -14,6 +14,7 @@ definition; docs/protocol.md describes it); and `current_stats`, that snapshot r
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -90,11 +91,49 @@ async def waiting_now(services: Services) -> tuple[int, int]:
     return len(waiting), max((views.waited_s(r.created_at, now) for r in waiting), default=0)
 
 
-async def current_stats(services: Services) -> f.QueueStats:
-    """Read now: the supervisor's `watch_queues` and GET /api/stats."""
+# How long `watch_queues`'s first reply waits for Redis's word on who is online before it
+# counts from what this process last heard (PRODUCT.md §5/§6: `queue_stats` "now"; while
+# Redis hangs, a read waits seconds for the client's socket timeout).
+ONLINE_WAIT_S = 0.25
+
+
+async def current_stats(services: Services, *, online_wait_s: float | None = None) -> f.QueueStats:
+    """Read now: the supervisor's `watch_queues` and GET /api/stats. With `online_wait_s`,
+    the online specialists come from Redis if it answers within that, else from
+    `online_fallback` (the read goes on and refreshes it)."""
     requests = await queue.open_requests(services.db)
     specialists = await profiles.list_all(services.db)
-    online = await services.presence.online_specialists(time.time())
+    if online_wait_s is None:
+        online = await _online(services)
+    else:
+        online = await _online_within(services, online_wait_s)
     active = await conversations.active_count(services.db)
     alerts = await alerting.open_alert_frames(services.db)
     return queue_stats(requests, specialists, online, active, datetime.now(UTC), alerts)
+
+
+async def _online(services: Services) -> set[str]:
+    online = await services.presence.online_specialists(time.time())
+    services.online_seen = online
+    return online
+
+
+async def _online_within(services: Services, wait_s: float) -> set[str]:
+    read = asyncio.ensure_future(_online(services))
+    read.add_done_callback(_settled)
+    await asyncio.wait({read}, timeout=wait_s)
+    if read.done() and not read.cancelled() and read.exception() is None:
+        return read.result()
+    return online_fallback(services)
+
+
+def _settled(read: asyncio.Future[set[str]]) -> None:
+    if not read.cancelled():
+        read.exception()  # retrieved: Redis being down is the fallback's case, not news
+
+
+def online_fallback(services: Services) -> set[str]:
+    """Who is online without asking Redis: the specialists Redis last named to this
+    process, and every specialist with a socket here (online whatever Redis says)."""
+    here = {p.id for p, sessions in services.hub.sessions.items() if p.role == "specialist" and sessions}
+    return services.online_seen | here

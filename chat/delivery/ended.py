@@ -59,7 +59,10 @@ async def end_conversation(
 async def after_end(services: Services, conv: conversations.Conversation, frame: f.ConversationEnded) -> None:
     """What follows every end, whoever ended it (a participant, a supervisor, an erasure, a
     grace sweep): the specialist's devices learn their wrap-up, every supervisor monitoring
-    it gets the end and the watch closes (PRODUCT.md §8), and the matchmaker looks again."""
+    it gets the end and the watch closes (PRODUCT.md §8), and the matchmaker looks again.
+    Its cached pair is dropped: nothing more is sent in it, and a late read of it (history,
+    a refused send) reads PostgreSQL once."""
+    services.participants.pop(conv.id, None)
     # Their wrap-up has begun (chat/store/wrap_up.py): the specialist's devices learn until when.
     wrapping = await wrap_up.until(services.db, conv.specialist_id)
     if wrapping is not None:

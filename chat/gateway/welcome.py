@@ -13,7 +13,7 @@ from chat.delivery import ended
 from chat.gateway.session import CatchUp, Session
 from chat.openness import alternatives_for, openness
 from chat.privacy import access
-from chat.services import Services
+from chat.services import Services, remember_pair
 from chat.store import conversations, members, profiles, queue, transfer_reads, wrap_up
 from chat.store.db import iso
 from matching.lifecycle import ConversationState
@@ -64,7 +64,7 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
     at, windows = datetime.now(UTC), access.windows_of(services.settings)
     mine = [c for c in mine if access.may_read_conversation(session.role, c, at, windows)]
     for c in mine:
-        services.participants[c.id] = c.participants
+        remember_pair(services.participants, c.id, c.participants)
     active = [c for c in mine if c.state == ConversationState.ACTIVE]
     state = openness(services.settings)
     past_peers = None

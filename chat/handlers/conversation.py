@@ -13,7 +13,7 @@ from chat.handlers import safety
 from chat.handlers.registry import Refuse, handles
 from chat.people import Participants, Person
 from chat.privacy import access
-from chat.services import Services
+from chat.services import Services, remember_pair
 from chat.store import audit, conversations, members
 from matching.lifecycle import ConversationState
 from protocol import frames as f
@@ -29,9 +29,7 @@ async def participant(services: Services, session: Session, conversation_id: str
         if conv is None:
             raise Refuse(ErrorCode.NOT_FOUND, "no such conversation")
         pair = conv.participants
-        if len(services.participants) > 50_000:
-            services.participants.clear()
-        services.participants[conversation_id] = pair
+        remember_pair(services.participants, conversation_id, pair)
     if session.person not in pair:
         raise Refuse(ErrorCode.FORBIDDEN, "not your conversation")
     return pair

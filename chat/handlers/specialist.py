@@ -10,7 +10,7 @@ from chat.gateway.session import Outbound, Session
 from chat.handlers import transfer
 from chat.handlers.registry import Refuse, handles
 from chat.people import specialist
-from chat.services import Services
+from chat.services import Services, remember_pair
 from chat.store import assignment, conversations, offers, profiles, wrap_up
 from chat.store.assignment import Assignment, Refusal
 from chat.store.db import iso
@@ -80,7 +80,7 @@ async def _started(
         await handoff.taken(services, conv, row.from_name, note, asked=session, ref=ref)
         await services.poke_matchmaker()
         return
-    services.participants[conv.id] = conv.participants
+    remember_pair(services.participants, conv.id, conv.participants)
     started = f.ConversationStarted(conversation=views.conversation_info(conv))
     # The direct reply carries the ref; the fan-out (other devices, the member) does not.
     session.push(Outbound(encode(replace(started, ref=ref)), conv.id, None, True))

@@ -136,6 +136,10 @@ class ReconnectGrace:
         ended = 0
         for sid, (since, newly) in absent.items():
             if newly:
+                if await presence.is_online(sid, "specialist", time.time()):
+                    # Their process had stalled and wrote them back after `online` was read:
+                    # no notice (its heartbeat would not take one back: the mark came later).
+                    continue
                 # Nobody saw this specialist leave (their process died); tell the members now.
                 for conversation_id, member_id in by_specialist[sid]:
                     self.s.hub.to_user(

@@ -17,7 +17,8 @@ from websockets.sync.server import ServerConnection, serve
 
 from bench.infra import ServerProcess
 from bench.load import merge, merge_timelines, worst_slot
-from bench.loadgen import Generator, Side
+from bench.loadgen import Generator
+from bench.wsclient import Side
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_a_burst_is_timed_from_each_request_to_its_conversation_started(
 
 # ---------------------------------------------------------------------------- the wire
 # Since round 10 the generator reads and writes frames itself after the handshake
-# (bench/loadgen.py, `_Client`). These servers check what a server would: every client
+# (bench/wsclient.py, `Client`). These servers check what a server would: every client
 # frame masked (the library refuses an unmasked one), pings answered, fragments joined,
 # the close code read; and that a latency reads what the server added.
 

@@ -15,12 +15,12 @@ import pytest
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
-from chat import bus_publisher, redisconn
+from chat import bus_publisher, redisconn, resp
 from chat.bus import Bus
 from chat.bus_cluster import ClusterBus
 from chat.bus_memory import MemoryBus, MemoryExchange
-from chat.bus_redis import RedisBus
-from tests.support.bus_inbox import Inbox
+from chat.bus_redis import CONFIRM_TIMEOUT_S, RedisBus
+from tests.support.bus_inbox import Inbox, started
 from tests.support.redis_topology import RedisClusterSet, SentinelSet
 from tests.support.servers import Servers, wait_until
 
@@ -313,3 +313,67 @@ async def test_a_redis_publisher_that_never_answers_is_dropped(tmp_path: object)
         await bus.close()
         server.close()
         await server.wait_closed()
+
+
+class HeldSubscriptions(RedisBus):
+    """A Redis bus whose subscriber holds Redis's (un)subscribe replies for one channel
+    until the test releases them, one at a time and in Redis's order: the round trip of a
+    SUBSCRIBE, made as long as the test needs."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        super().__init__(url)
+        self.channel = channel.encode()
+        self.held: list[resp.Reply] | None = None  # None: nothing held
+
+    def _on_subscriber_reply(self, reply: resp.Reply) -> None:
+        if (
+            self.held is not None
+            and isinstance(reply, list)
+            and len(reply) == 3
+            and reply[0] in (b"subscribe", b"unsubscribe")
+            and reply[1] == self.channel
+        ):
+            self.held.append(reply)
+            return
+        super()._on_subscriber_reply(reply)
+
+    def release_one(self) -> None:
+        assert self.held
+        super()._on_subscriber_reply(self.held.pop(0))
+
+
+async def test_a_subscribe_confirmation_releases_only_its_own_subscribe(servers: Servers) -> None:
+    """Subscribed, unsubscribed and subscribed again within one round trip: Redis's first
+    confirmation answers the first SUBSCRIBE, and must not release the second subscribe
+    (its caller would take the channel for heard while Redis has not yet taken it again).
+    Before the fix one waiter per channel was kept: the second replaced the first, the first
+    confirmation released the second, and the first waited out CONFIRM_TIMEOUT_S."""
+    channel = "pc:user:race"
+    a = HeldSubscriptions(servers.redis.url, channel)
+    b = RedisBus(servers.redis.url)
+    async with started(a, b) as (a_in, _):
+        a.held = []
+        first = asyncio.create_task(a.subscribe(channel))
+        await wait_until(lambda: len(a.held or ()) == 1, timeout=10)
+        await a.unsubscribe(channel)
+        second = asyncio.create_task(a.subscribe(channel))
+        await wait_until(lambda: len(a.held or ()) == 3, timeout=10)
+
+        a.release_one()  # the first SUBSCRIBE's confirmation
+        for _ in range(20):  # every turn the second would need to finish
+            await asyncio.sleep(0)
+        assert not second.done(), "released by the first subscribe's confirmation"
+        assert not a.confirmed(channel)
+        await asyncio.wait_for(asyncio.shield(first), CONFIRM_TIMEOUT_S / 2)
+
+        a.release_one()  # the UNSUBSCRIBE's
+        assert not a.confirmed(channel)
+        assert not second.done()
+        a.release_one()  # the second SUBSCRIBE's
+        await asyncio.wait_for(second, CONFIRM_TIMEOUT_S / 2)
+        assert a.confirmed(channel)
+        a.held = None
+        counts: list[int] = []
+        b.post(channel, b"heard", counts.append)
+        await wait_until(lambda: a_in.on(channel) == [b"heard"], timeout=10)
+        assert counts == [1]

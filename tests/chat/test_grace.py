@@ -349,3 +349,58 @@ def test_full_rounds_come_once_a_ttl_at_most_and_never_less_often_than_rounds() 
     assert full_sweep_interval(300.0, 30.0) == 30.0
     assert full_sweep_interval(60.0, 30.0) == 15.0
     assert full_sweep_interval(2.0, 30.0) == sweep_interval(2.0, 30.0)
+
+
+# ------------------------------------------------------------------ a stalled process's return
+
+
+async def test_a_specialist_written_back_between_the_sweeps_reads_gets_no_notice(
+    db: Pool, database_url: str
+) -> None:
+    """The specialist's process stalled past its lease and runs again: its rewrite (which
+    removes the absence mark, and tells the members `connected` if it removed one) lands
+    between the sweep's read of who is online and its marking. The mark then comes after
+    the rewrite, and a `reconnecting` told now would never be taken back: none is told."""
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    t0 = time.time()
+    await s.presence.settled(t0 - TTL_S)
+    stalled = MemoryPresence(TTL_S, s.presence.board)
+    await stalled.connect("s1", "specialist", "c1", t0 - TTL_S - 5)  # its lease ran out at t0 - 5
+    absent_since = s.presence.absent_since
+
+    async def after_the_return(
+        user_ids: Sequence[str], now: float, *, mark: bool
+    ) -> dict[str, tuple[float, bool]]:
+        await stalled.heartbeat([], now)  # runs again: lapsed, so it writes c1 back
+        return await absent_since(user_ids, now, mark=mark)
+
+    s.presence.absent_since = after_the_return  # type: ignore[method-assign]
+    assert await ReconnectGrace(cast(Services, s)).sweep(t0) == 0
+    assert s.hub.sent == []
+    assert await _state(db, conv_id) == ("active", None)
+
+
+async def test_a_member_online_again_without_a_connect_is_told_to_the_specialist(
+    db: Pool, database_url: str
+) -> None:
+    """A full round marked the member away and told the specialist `reconnecting` (the
+    member's process had stalled past its lease); the process runs again and the member
+    counts online on the same socket. The round that clears the mark says `connected`."""
+    s = _services(db, database_url)
+    conv_id, _ = await _conversation(db, "m1", "s1")
+    grace = MemberGrace(cast(Services, s))
+    t0 = time.time()
+    await s.presence.settled(t0 - TTL_S)
+    stalled = MemoryPresence(TTL_S, s.presence.board)
+    await stalled.connect("m1", "member", "c1", t0 - TTL_S - 5)
+    assert await grace.sweep(t0) == 0
+    told = f.PeerStatus(conversation_id=conv_id, status="reconnecting")
+    assert s.hub.sent == [(specialist("s1"), told)]
+    await stalled.heartbeat([], t0 + 1)
+    assert await grace.sweep(t0 + 2, full=False) == 0
+    back = f.PeerStatus(conversation_id=conv_id, status="connected")
+    assert s.hub.sent == [(specialist("s1"), told), (specialist("s1"), back)]
+    assert await db.fetchval("SELECT count(*) FROM members_away") == 0
+    assert await grace.sweep(t0 + 3) == 0
+    assert len(s.hub.sent) == 2, "told once"

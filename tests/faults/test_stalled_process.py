@@ -101,7 +101,6 @@ async def test_a_stalled_processs_specialist_counts_offline_then_comes_back_whol
         while len(await _presence_members(client)) != 1:
             assert time.monotonic() - start < TTL_S + 10, "the stalled process never wrote its socket back"
             await asyncio.sleep(0.2)
-        assert [k async for k in client.scan_iter(match="pc:presence:absent:*")] == [], "absence mark left"
     finally:
         await client.aclose()
     # The socket on a works as before.
