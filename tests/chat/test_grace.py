@@ -55,6 +55,7 @@ class FakeServices:
     hub: Recorder = field(default_factory=Recorder)
     monitors: MonitorMirror = field(default_factory=MonitorMirror)
     bus: BusRecorder = field(default_factory=BusRecorder)
+    participants: dict[str, object] = field(default_factory=dict)  # Services.participants
     pokes: int = 0
 
     def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
