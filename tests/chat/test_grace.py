@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from chat.config import Settings
 from chat.people import Person, member, specialist
@@ -405,3 +405,35 @@ async def test_a_member_online_again_without_a_connect_is_told_to_the_specialist
     assert await db.fetchval("SELECT count(*) FROM members_away") == 0
     assert await grace.sweep(t0 + 3) == 0
     assert len(s.hub.sent) == 2, "told once"
+
+
+class _CountingPool:
+    """The test pool, counting the connections taken for a transaction (`acquire`)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool, self.acquired = pool, 0
+
+    def acquire(self) -> Any:
+        self.acquired += 1
+        return self.pool.acquire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+async def test_a_light_round_with_nobody_away_opens_no_transaction(db: Pool, database_url: str) -> None:
+    """Every few seconds on an idle service: one read, not a transaction, a lock and a read."""
+    s = _services(db, database_url)
+    counting = _CountingPool(db)
+    s.db = cast(Pool, counting)
+    await _request(db, "m1")
+    grace = MemberGrace(cast(Services, s))
+    assert await grace.sweep_once(full=False) == 0
+    assert counting.acquired == 0
+    await db.execute(
+        "INSERT INTO members_away (member_id, since) VALUES ($1, $2)",
+        "m1",
+        datetime.now(UTC) - timedelta(seconds=GRACE_S + 1),
+    )
+    assert await grace.sweep_once(full=False) == 1, "someone away: the round, under its lock"
+    assert counting.acquired >= 1
