@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from chat import presence_scripts as scripts
 from chat.process_lease import KEY_KEEP_S, PROCS, Holdings, ProcessLease, member_of, process_of
 from chat.redisconn import RedisClient
 
@@ -56,113 +57,6 @@ _ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished 
 WRITE_CHUNK = 500
 _USER = "pc:presence:user:"
 _ABSENT = "pc:presence:absent:"
-
-# Write sockets' members. ARGV[1]: score (the lease's expiry when written, for a reader's
-# eyes only), ARGV[2]: key lifetime (s), ARGV[3]: this process's specialists set, then one
-# triple per socket: the person's keyed name, the member, and the specialist's id for a
-# specialist, else "". The keys are named in ARGV: one Redis or a Sentinel master only (a
-# Cluster pipelines the same commands). Returns the specialists whose absence mark it
-# removed (their members were told `reconnecting`: see `returned`).
-_WRITE = """
-local specialists, back = false, {}
-for i = 4, #ARGV, 3 do
-  local key = 'pc:presence:user:' .. ARGV[i]
-  redis.call('ZADD', key, ARGV[1], ARGV[i + 1])
-  redis.call('EXPIRE', key, ARGV[2])
-  if ARGV[i + 2] ~= '' then
-    if redis.call('DEL', 'pc:presence:absent:' .. ARGV[i]) == 1 then back[#back + 1] = ARGV[i + 2] end
-    redis.call('SADD', ARGV[3], ARGV[i + 2])
-    specialists = true
-  end
-end
-if specialists then redis.call('EXPIRE', ARGV[3], ARGV[2]) end
-return back
-"""
-# Shared by the readers below: whether a member's process lease runs past `now`.
-_LIVE = """
-local procs, now, known = '{pc:presence}:procs', tonumber(ARGV[1]), {}
-local function live(member)
-  local p = string.match(member, '^(.-)|')
-  if p == nil then return false end
-  local yes = known[p]
-  if yes == nil then
-    yes = tonumber(redis.call('ZSCORE', procs, p) or '0') > now
-    known[p] = yes
-  end
-  return yes
-end
-local function online(key, clean)
-  local found = false
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if live(m) then
-      found = true
-      if not clean then return true end
-    elseif clean then
-      redis.call('ZREM', key, m)
-    end
-  end
-  return found
-end
-"""
-# ARGV[1]: now; then keyed names of people of one role. Returns the (1-based) positions of
-# those with no socket under a live process.
-_OFFLINE = (
-    _LIVE
-    + """
-local offline = {}
-for i = 2, #ARGV do
-  if not online('pc:presence:user:' .. ARGV[i], false) then offline[#offline + 1] = i - 1 end
-end
-return offline
-"""
-)
-# A socket closes. ARGV: now, name, member, this process's specialists set or "" (the
-# specialist keeps another socket here, or is no specialist), the specialist's id or "",
-# the absence mark's lifetime. Drops members of dead processes met on the way. 1 if the
-# person has no socket left under a live process (a specialist is then marked absent).
-_LEAVE = (
-    _LIVE
-    + """
-local key = 'pc:presence:user:' .. ARGV[2]
-redis.call('ZREM', key, ARGV[3])
-if ARGV[4] ~= '' then redis.call('SREM', ARGV[4], ARGV[5]) end
-if online(key, true) then return 0 end
-if ARGV[5] ~= '' then
-  redis.call('SET', 'pc:presence:absent:' .. ARGV[2], ARGV[1], 'EX', ARGV[6])
-  redis.call('INCR', '{pc:presence}:left')
-end
-return 1
-"""
-)
-# KEYS[1]: the processes' set (every key here shares its slot). ARGV[1]: now. The
-# specialists with a socket on a live process.
-_SPECIALISTS = """
-local out = {}
-for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
-  for _, s in ipairs(redis.call('SMEMBERS', '{pc:presence}:proc:' .. p .. ':specialists')) do
-    out[#out + 1] = s
-  end
-end
-return out
-"""
-# KEYS[1]: this process's specialists set. ARGV[1]: its lifetime, then its members: the
-# set replaced at once, so no reader sees it half written.
-_REPLACE = """
-redis.call('DEL', KEYS[1])
-if #ARGV > 1 then
-  redis.call('SADD', KEYS[1], unpack(ARGV, 2))
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-end
-return #ARGV - 1
-"""
-# KEYS[1]: the processes' set. ARGV[1]: a specialist's id, removed from every process's
-# set (an erasure).
-_FORGET_SPECIALIST = """
-for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  redis.call('SREM', '{pc:presence}:proc:' .. p .. ':specialists', ARGV[1])
-end
-return 1
-"""
 
 _Socket = tuple[str, str, str]  # (user id, role, socket id)
 _Held = tuple[str, str]  # (the person's keyed name, socket id)
@@ -183,12 +77,12 @@ class RedisPresence:
         self._name = name
         self.lease = lease or ProcessLease(client, ttl_s)
         self._cluster = isinstance(client, RedisCluster)
-        self._write = client.register_script(_WRITE)
-        self._offline = client.register_script(_OFFLINE)
-        self._leave = client.register_script(_LEAVE)
-        self._specialists = client.register_script(_SPECIALISTS)
-        self._replace = client.register_script(_REPLACE)
-        self._forget_specialist = client.register_script(_FORGET_SPECIALIST)
+        self._write = client.register_script(scripts.WRITE)
+        self._offline = client.register_script(scripts.OFFLINE)
+        self._leave = client.register_script(scripts.LEAVE)
+        self._specialists = client.register_script(scripts.SPECIALISTS)
+        self._replace = client.register_script(scripts.REPLACE)
+        self._forget_specialist = client.register_script(scripts.FORGET_SPECIALIST)
         # Each open socket here → its person's keyed name (an HMAC per socket per beat was
         # CPU for nothing); what this process wrote (noting a specialist's id); how many
         # sockets each specialist has here.
