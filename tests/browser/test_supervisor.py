@@ -33,6 +33,31 @@ async def audit_rows(database_url: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def test_a_click_on_edit_survives_a_roster_reload_between_press_and_release(web: Web) -> None:
+    """The roster reloads whenever loads move (every start, end and hand-over): a reload that
+    lands between the press and the release of a click on "Edit", even one that changes the
+    row, must not lose the click (it did when every reload rebuilt the rows: the release met
+    a new button, the browser fired no click, and the form never opened)."""
+    await put_profile(web.live, "spec-press", "Bea", ["grief"])
+    boss = await web.page("supervisor")
+    await web.login_token(boss, "supervisor", "Lee", "sup-press")
+    row = boss.locator('[data-testid="specialist-row"][data-specialist-id="spec-press"]')
+    await expect(row).to_contain_text("grief")
+    edit = row.get_by_test_id("edit-specialist")
+    await edit.scroll_into_view_if_needed()
+    box = await edit.bounding_box()
+    assert box is not None
+    await boss.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await boss.mouse.down()
+    await put_profile(web.live, "spec-press", "Bea", ["grief", "family"])
+    async with boss.expect_response(lambda r: r.url.endswith("/api/specialists")):
+        await boss.evaluate("document.querySelector('#specialists-refresh').click()")
+    await expect(row).to_contain_text("family, grief")
+    await boss.mouse.up()
+    await expect(boss.get_by_test_id("specialist-form")).to_be_visible()
+    await expect(boss.get_by_test_id("specialist-tags")).to_have_value("family, grief")
+
+
 async def test_supervisor_edits_a_specialist_profile_through_the_form(web: Web) -> None:
     await put_profile(web.live, "spec-edit", "Ana", ["grief"])
     boss = await web.page("supervisor")

@@ -4,7 +4,7 @@
 // chats of max); "Set away" (end of shift) → PUT /api/specialists/{id}/status; the edit form
 // → PUT /api/specialists/{id}.
 
-import { $, bidi, clear, h, show } from '../ui/dom.js';
+import { $, bidi, h, show } from '../ui/dom.js';
 import { formatTime } from '../ui/format.js';
 import { t, tParts } from '../ui/i18n.js';
 
@@ -62,50 +62,85 @@ export function specialistsPanel(call, notice, loaded = () => {}) {
     timer = setTimeout(load, SOON_MS);
   }
 
+  // The rows stay the same elements from one load to the next (keyed by specialist id), and a
+  // load that changes nothing renders nothing. The roster reloads whenever loads move (every
+  // start, end and hand-over on a busy service): rebuilding the rows each time replaced the
+  // buttons under the supervisor's pointer, and a click whose press and release met two
+  // different buttons was lost (the edit form never opened). So a row's cells are replaced
+  // but its actions cell is never taken out of the page, and a row moves only when the order
+  // changed (a node taken out, even to be put back at once, loses a press in progress).
+  /** @type {Map<string, {row: HTMLElement, edit: HTMLElement, away: HTMLElement | null, actions: HTMLElement, sp: any}>} */
+  const rows = new Map();
+  let rendered = '';
+
   /** @param {any[]} list */
   function render(list) {
-    const focused = /** @type {HTMLElement | null} */ (document.activeElement);
-    const focusedId = focused && body.contains(focused) ? focused.dataset.specialistId : null;
-    clear(body);
     list.sort((a, b) => String(a.name).localeCompare(String(b.name)));
-    for (const sp of list) {
-      const state = String(sp.status || 'offline');
-      const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: sp.id, act: 'edit' } }, t('sup.edit'));
-      edit.setAttribute('aria-label', t('sup.edit_name', { name: sp.name }));
-      edit.addEventListener('click', () => open(sp, edit));
-      // Only someone on shift can be taken off it.
-      const away =
-        state === 'available' || state === 'busy'
-          ? h('button', { type: 'button', testid: 'set-away', dataset: { specialistId: sp.id, act: 'away' } }, t('sup.set_away_button'))
-          : null;
-      if (away) {
-        away.setAttribute('aria-label', t('sup.set_away_name', { name: sp.name }));
-        away.addEventListener('click', () => setAway(sp));
-      }
-      body.append(
-        h(
-          'tr',
-          { testid: 'specialist-row', dataset: { specialistId: sp.id, status: state } },
-          h('th', { scope: 'row', dir: 'auto' }, String(sp.name || sp.id)),
-          h(
-            'td',
-            { testid: 'specialist-status' },
-            h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] ? t(STATUS_TEXT[state]) : state),
-            sp.wrap_up_until
-              ? [' ', h('span', { class: 'status-pill status-wrap-up', testid: 'specialist-wrap-up' }, t('sup.state.wrap_up', { time: formatTime(sp.wrap_up_until) }))]
-              : null,
-          ),
-          h('td', { testid: 'specialist-load' }, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
-          h('td', {}, (sp.tags || []).join(', ') || '–'),
-          h('td', {}, (sp.languages || []).join(', ') || '–'),
-          h('td', { class: 'actions' }, away, ' ', edit),
-        ),
-      );
-      if (focused && focusedId === sp.id) {
-        const again = focused.dataset.act === 'away' && away ? away : edit;
-        again.focus();
-      }
+    const key = JSON.stringify(list);
+    if (key === rendered) return;
+    rendered = key;
+    const focused = /** @type {HTMLElement | null} */ (document.activeElement);
+    const ours = focused !== null && body.contains(focused);
+    const listed = new Set(list.map((sp) => String(sp.id)));
+    for (const id of [...rows.keys()]) {
+      if (!listed.has(id)) rows.delete(id);
     }
+    const managed = new Set([...rows.values()].map((r) => r.row));
+    for (const child of [...body.children]) {
+      if (!managed.has(/** @type {HTMLElement} */ (child))) child.remove();
+    }
+    list.forEach((sp, i) => {
+      const id = String(sp.id);
+      const state = String(sp.status || 'offline');
+      let r = rows.get(id);
+      if (!r) {
+        const edit = h('button', { type: 'button', testid: 'edit-specialist', dataset: { specialistId: id, act: 'edit' } }, t('sup.edit'));
+        edit.addEventListener('click', () => open(/** @type {any} */ (rows.get(id)).sp, edit));
+        const actions = h('td', { class: 'actions' });
+        const row = h('tr', { testid: 'specialist-row', dataset: { specialistId: id } }, h('th'), h('td'), h('td'), h('td'), h('td'), actions);
+        r = { row, edit, away: null, actions, sp };
+        rows.set(id, r);
+      }
+      r.sp = sp;
+      r.edit.setAttribute('aria-label', t('sup.edit_name', { name: sp.name }));
+      // Only someone on shift can be taken off it.
+      const onShift = state === 'available' || state === 'busy';
+      if (onShift && !r.away) {
+        const away = h('button', { type: 'button', testid: 'set-away', dataset: { specialistId: id, act: 'away' } }, t('sup.set_away_button'));
+        away.addEventListener('click', () => setAway(/** @type {any} */ (rows.get(id)).sp));
+        r.away = away;
+        if (r.actions.contains(r.edit)) r.actions.insertBefore(away, r.edit);
+        else r.actions.append(away, r.edit);
+        r.actions.insertBefore(document.createTextNode(' '), r.edit);
+      } else if (!onShift && (r.away || !r.actions.contains(r.edit))) {
+        const hadFocus = r.away !== null && focused === r.away;
+        r.away = null;
+        if (r.actions.contains(r.edit)) {
+          for (const node of [...r.actions.childNodes]) if (node !== r.edit) node.remove();
+        } else r.actions.append(r.edit);
+        if (hadFocus) r.edit.focus();
+      }
+      if (r.away) r.away.setAttribute('aria-label', t('sup.set_away_name', { name: sp.name }));
+      r.row.dataset.status = state;
+      const cells = [
+        h('th', { scope: 'row', dir: 'auto' }, String(sp.name || sp.id)),
+        h(
+          'td',
+          { testid: 'specialist-status' },
+          h('span', { class: ['status-pill', `status-${state}`] }, STATUS_TEXT[state] ? t(STATUS_TEXT[state]) : state),
+          sp.wrap_up_until
+            ? [' ', h('span', { class: 'status-pill status-wrap-up', testid: 'specialist-wrap-up' }, t('sup.state.wrap_up', { time: formatTime(sp.wrap_up_until) }))]
+            : null,
+        ),
+        h('td', { testid: 'specialist-load' }, `${sp.active_chats ?? 0} / ${sp.max_chats ?? '–'}`),
+        h('td', {}, (sp.tags || []).join(', ') || '–'),
+        h('td', {}, (sp.languages || []).join(', ') || '–'),
+      ];
+      cells.forEach((cell, k) => r.row.replaceChild(cell, r.row.children[k]));
+      const at = body.children[i];
+      if (at !== r.row) body.insertBefore(r.row, at ?? null);
+    });
+    if (ours && !body.contains(focused)) $('#specialists-heading').focus(); // their row went
   }
 
   /** @param {any} sp */
