@@ -25,9 +25,8 @@ came up empty; for one TTL after it, absence is not trusted (processes are still
 their sockets again: each does it at its next beat, when it finds its lease gone).
 
 On a Redis Cluster the person's keys spread over the slots (no hash tag: their names are
-HMACs) and no script spans two of them: writes are pipelines there (redis-py splits them
-per master and sends the parts at once), and a reader fetches the live processes in the
-same pipeline as the people's sets and judges them here.
+HMACs) and no script spans two of them: there the scripts' work is pipelines
+(chat/presence_cluster.py); the scripts themselves are chat/presence_scripts.py.
 """
 
 from __future__ import annotations
@@ -40,23 +39,20 @@ from collections.abc import Callable, Iterable, Sequence
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from chat import presence_cluster as cluster
 from chat import presence_scripts as scripts
-from chat.process_lease import KEY_KEEP_S, PROCS, Holdings, ProcessLease, member_of, process_of
+from chat.presence_cluster import text
+from chat.presence_scripts import ABSENT, ABSENT_KEEP_S, LEFT, USER
+from chat.process_lease import KEY_KEEP_S, PROCS, Holdings, ProcessLease, member_of
 from chat.redisconn import RedisClient
 
 log = logging.getLogger("peerchat.presence")
 
 _EPOCH = "pc:presence:epoch"
-# Counts specialists who went offline by a close (and removals repeated by a rewrite):
-# `departures`.
-_LEFT = "{pc:presence}:left"
-_ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished user leaves
 # Sockets written per command when a process writes all of them again (after a Redis
 # wipe, a lapsed lease, or every REWRITE_EVERY_S): one script and one reply per chunk,
 # and the loop runs other work between chunks.
 WRITE_CHUNK = 500
-_USER = "pc:presence:user:"
-_ABSENT = "pc:presence:absent:"
 
 _Socket = tuple[str, str, str]  # (user id, role, socket id)
 _Held = tuple[str, str]  # (the person's keyed name, socket id)
@@ -98,7 +94,7 @@ class RedisPresence:
         return f"{{pc:presence}}:proc:{self.lease.id}:specialists"
 
     def _key(self, user_id: str, role: str) -> str:
-        return _USER + self._name(role, user_id)
+        return USER + self._name(role, user_id)
 
     def _hold(self, socket: _Socket) -> None:
         """Count the socket as this process's."""
@@ -170,12 +166,12 @@ class RedisPresence:
         proc = self.lease.id
         pipe = self._redis.pipeline(transaction=False)
         for (name, conn_id), spec in gone:
-            pipe.zrem(_USER + name, member_of(proc, conn_id))
+            pipe.zrem(USER + name, member_of(proc, conn_id))
             if spec and spec not in self._here:
                 # The specialists set may have been replaced from a list read before
                 # their last socket here closed.
                 pipe.srem(self._specialists_here, spec)
-                pipe.incr(_LEFT)  # they may be offline only now: `departures`
+                pipe.incr(LEFT)  # they may be offline only now: `departures`
         await pipe.execute()
 
     async def _write_sockets(self, sockets: Sequence[tuple[str, str, str]]) -> list[str]:
@@ -185,23 +181,8 @@ class RedisPresence:
             args: list[str | float | int] = [score, KEY_KEEP_S, self._specialists_here]
             for triple in sockets:
                 args += triple
-            return [_text(s) for s in await self._write(args=args)]
-        pipe = self._redis.pipeline(transaction=False)
-        marks: list[tuple[int, str]] = []  # (the DEL's place in the replies, the specialist)
-        queued = 0
-        for name, member, spec in sockets:
-            key = _USER + name
-            pipe.zadd(key, {member: score})
-            pipe.expire(key, KEY_KEEP_S)
-            queued += 2
-            if spec:
-                marks.append((queued, spec))
-                pipe.delete(_ABSENT + name)
-                pipe.sadd(self._specialists_here, spec)
-                pipe.expire(self._specialists_here, KEY_KEEP_S)
-                queued += 3
-        replies = await pipe.execute()
-        return [spec for at, spec in marks if replies[at]]
+            return [text(s) for s in await self._write(args=args)]
+        return await cluster.write_sockets(self._redis, sockets, score, self._specialists_here)
 
     def returned(self) -> list[str]:
         """Specialists with a socket here whose absence mark this process's rewrite removed
@@ -227,35 +208,18 @@ class RedisPresence:
         spec = user_id if role == "specialist" else ""
         try:
             if not self._cluster:
-                gone = await self._leave(args=[repr(now), name, member, here, spec, _ABSENT_KEEP_S])
+                gone = await self._leave(args=[repr(now), name, member, here, spec, ABSENT_KEEP_S])
                 return bool(gone)
-            return await self._leave_pipelined(name, member, here, spec, now)
+            return await cluster.leave(self._redis, name, member, here, spec, now)
         except (RedisError, OSError):
             self._mine.failed()  # the next beat repeats the removal
             raise
-
-    async def _leave_pipelined(self, name: str, member: str, here: str, spec: str, now: float) -> bool:
-        key = _USER + name
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(key, member)
-        if here:
-            pipe.srem(here, spec)
-        pipe.zrange(key, 0, -1)
-        pipe.zrangebyscore(PROCS, f"({now}", "+inf")
-        *_, members, procs = await pipe.execute()
-        live = {_text(p) for p in procs}
-        if any(process_of(_text(m)) in live for m in members):
-            return False
-        if spec:
-            await self._redis.set(_ABSENT + name, repr(now), ex=_ABSENT_KEEP_S)
-            await self._redis.incr(_LEFT)
-        return True
 
     async def forget(self, user_id: str, role: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.delete(self._key(user_id, role))
         if role == "specialist":
-            pipe.delete(_ABSENT + self._name("specialist", user_id))
+            pipe.delete(ABSENT + self._name("specialist", user_id))
         await pipe.execute()
         if role == "specialist":
             await self._forget_specialist(keys=[PROCS], args=[user_id])
@@ -273,21 +237,11 @@ class RedisPresence:
             offline = await self._offline(args=[repr(now), *names])
             missing = {user_ids[int(i) - 1] for i in offline}
             return {u for u in user_ids if u not in missing}
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zrangebyscore(PROCS, f"({now}", "+inf")
-        for name in names:
-            pipe.zrange(_USER + name, 0, -1)
-        procs, *sets = await pipe.execute()
-        live = {_text(p) for p in procs}
-        return {
-            u
-            for u, members in zip(user_ids, sets, strict=True)
-            if any(process_of(_text(m)) in live for m in members)
-        }
+        return await cluster.online_among(self._redis, user_ids, names, now)
 
     async def online_specialists(self, now: float) -> set[str]:
         members = await self._specialists(keys=[PROCS], args=[repr(now)])
-        return {_text(m) for m in members}
+        return {text(m) for m in members}
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool
@@ -296,9 +250,9 @@ class RedisPresence:
             return {}
         pipe = self._redis.pipeline(transaction=False)
         for user_id in user_ids:
-            key = _ABSENT + self._name("specialist", user_id)
+            key = ABSENT + self._name("specialist", user_id)
             if mark:
-                pipe.set(key, repr(now), nx=True, ex=_ABSENT_KEEP_S)
+                pipe.set(key, repr(now), nx=True, ex=ABSENT_KEEP_S)
             pipe.get(key)
         results = await pipe.execute()
         found: dict[str, tuple[float, bool]] = {}
@@ -318,7 +272,7 @@ class RedisPresence:
         return int(lapsed) == 0 and raw is not None and now - float(raw) >= self.ttl_s
 
     async def departures(self) -> int:
-        return int(await self._redis.get(_LEFT) or 0)
+        return int(await self._redis.get(LEFT) or 0)
 
     async def settled(self, now: float) -> bool:
         pipe = self._redis.pipeline(transaction=False)
@@ -326,7 +280,3 @@ class RedisPresence:
         pipe.get(_EPOCH)
         _, raw = await pipe.execute()
         return raw is not None and now - float(raw) >= self.ttl_s
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -8,6 +8,14 @@ take KEYS touch only `{pc:presence}` keys, one slot, and run anywhere.
 
 from __future__ import annotations
 
+# The keys, as the scripts spell them too.
+USER = "pc:presence:user:"  # + a person's keyed name: their sockets' members
+ABSENT = "pc:presence:absent:"  # + a specialist's keyed name: since when they are gone
+# Counts specialists who went offline by a close (and removals repeated by a rewrite):
+# `departures`.
+LEFT = "{pc:presence}:left"
+ABSENT_KEEP_S = 24 * 3600  # long after any grace; only bounds what a vanished user leaves
+
 # Write sockets' members. ARGV[1]: score (the lease's expiry when written, for a reader's
 # eyes only), ARGV[2]: key lifetime (s), ARGV[3]: this process's specialists set, then one
 # triple per socket: the person's keyed name, the member, and the specialist's id for a
