@@ -154,6 +154,33 @@ async def test_a_turn_is_skipped_while_nothing_can_have_changed(db: Pool, databa
     assert await grace.take_round(every) is True, "a lease ran out"
 
 
+async def test_turns_skip_from_the_first_round_after_presence_came_up_and_sweep_after_a_wipe(
+    db: Pool, database_url: str
+) -> None:
+    """Right after a start presence has just come up empty: the skip needs a last round
+    that ran after presence came up, not a TTL after it (every round of that TTL used to be
+    a full one). A Redis that comes back empty since that round sweeps again, though it
+    shows no close and no lapsed lease (its count of departures and its leases went too)."""
+    s = _services(db, database_url)
+    await _conversation(db, "m1", "s1")
+    grace = ReconnectGrace(cast(Services, s))
+    every = 5.0
+    await s.presence.connect("s1", "specialist", "c1", time.time())
+    assert await grace.take_round(every) is True, "the first turn sweeps, and notes presence up"
+    assert await grace.take_round(every) is True, "that round ran before presence was noted up"
+    assert not await s.presence.steady(time.time(), every), "not a TTL yet"
+    assert await grace.take_round(every) is False, "nothing changed since a round after it"
+    # Redis comes back empty; this process writes its sockets again and another process's
+    # sweep notes presence up again, all before this process's next turn.
+    s.presence.board.wipe()
+    await s.presence.heartbeat([], time.time())
+    await s.presence.settled(time.time())
+    assert await s.presence.online_specialists(time.time()) == {"s1"}
+    assert await s.presence.lapses(time.time(), 1e9) == (0, s.presence.board.epoch)
+    assert await grace.take_round(every) is True, "presence came up empty since the last round"
+    assert await grace.take_round(every) is False
+
+
 async def test_past_the_grace_the_conversation_ends_once_and_the_member_is_queued_again(
     db: Pool, database_url: str
 ) -> None:
