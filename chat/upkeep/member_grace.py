@@ -80,7 +80,8 @@ class MemberGrace:
         due every `full_every`, but while presence is steady (`Presence.steady`: no process
         died or stalled in the last three of them) only every `steady_every`: at 4,000 idle
         sockets the full round (every member at stake read from PostgreSQL and asked of
-        Redis, 2,000 of them) was ~10 % of the turn-holder's idle CPU.
+        Redis, 2,000 of them) was ~10 % of the turn-holder's idle CPU. Any full round,
+        steady or not, starts the steady interval.
 
         The full rounds keep one clock for every process, their own turn: the first round
         after it lapsed is full, whichever process runs it. Each process used to keep its
@@ -90,13 +91,17 @@ class MemberGrace:
         if not await take_turn(self.s.redis, "member-grace", every):
             return None
         full = await take_turn(self.s.redis, "member-grace-full", full_every)
+        # Every full round starts the steady interval, steady or not: a full round while
+        # presence is not steady is no less full. (Only the steady ones did: after a start,
+        # presence is not steady for a TTL, and the first full round once it was came right
+        # after one that was not: two at 2,000 members within ~30 s, performance.md round 11.)
         if (
             full
             and steady_every is not None
             and steady_every > full_every
-            and await self.s.presence.steady(time.time(), 3 * full_every)
+            and not await take_turn(self.s.redis, "member-grace-steady", steady_every)
         ):
-            full = await take_turn(self.s.redis, "member-grace-steady", steady_every)
+            full = not await self.s.presence.steady(time.time(), 3 * full_every)
         await self.sweep_once(full=full)
         return full
 
