@@ -50,6 +50,8 @@ class Rounds:
 
     def __init__(self, started_at: float | None = None) -> None:
         self.starts_read_at: float = time.monotonic() if started_at is None else started_at
+        # The starts the last round read and checked (see `_repair_starts`).
+        self.starts_checked: set[str] = set()
 
 
 async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
@@ -157,32 +159,38 @@ async def _repair_starts(services: Services, rounds: Rounds) -> int:
     (started over 5 s ago, so the doorbell had its chance; and since the last round that
     read the starts, or the process's start, within five minutes: see `Rounds`), then catch
     it up. Only the pair of each start is read; the whole conversation (for the frame) only
-    for one that some socket here does not know, which is rare."""
+    for one that some socket here does not know, which is rare.
+
+    A start the round before read and checked is not checked again (the overlap reads it
+    again): every socket here then was told it or knew it, and a socket that connected
+    since had it, committed before, in its `welcome`. The round's memory moves on only
+    once it has told what it found, so a round that fails halfway is read again whole."""
     now = time.monotonic()
     if not services.hub.sessions:
         # A socket that comes later gets every start committed before it in its `welcome`.
-        rounds.starts_read_at = now
+        rounds.starts_read_at, rounds.starts_checked = now, set()
         return 0
     within = min(STARTS_WITHIN_S, now - rounds.starts_read_at + STARTS_SETTLE_S + STARTS_OVERLAP_S)
     started = await conversations.recently_started(services.db, between_s=(STARTS_SETTLE_S, within))
-    rounds.starts_read_at = now
-    sessions = services.hub.sessions
+    sessions, checked = services.hub.sessions, rounds.starts_checked
     missing: dict[str, list[Session]] = {}
     for conversation_id, member_id, specialist_id in started:
+        if conversation_id in checked:
+            continue
         for person in (member(member_id), specialist(specialist_id)):
             for session in sessions.get(person, ()):
                 if conversation_id not in session.seen:
                     missing.setdefault(conversation_id, []).append(session)
-    if not missing:
-        return 0
     told = 0
-    for conv in await conversations.get_many(services.db, list(missing)):
-        # Told even if it ended since it was read (as its doorbell would have been): the
-        # socket then knows it, and the next round's `behind` finds the end it was not told.
-        frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
-        for session in missing[conv.id]:
-            if conv.id not in session.seen:  # told meanwhile (while the row was read)
-                session.deliver(Outbound(frame, conv.id, None, True))
-                session.deliver(CatchUp(conv.id))
-                told += 1
+    if missing:
+        for conv in await conversations.get_many(services.db, list(missing)):
+            # Told even if it ended since it was read (as its doorbell would have been): the
+            # socket then knows it, and the next round's `behind` finds the end it was not told.
+            frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
+            for session in missing[conv.id]:
+                if conv.id not in session.seen:  # told meanwhile (while the row was read)
+                    session.deliver(Outbound(frame, conv.id, None, True))
+                    session.deliver(CatchUp(conv.id))
+                    told += 1
+    rounds.starts_read_at, rounds.starts_checked = now, {i for i, _, _ in started}
     return told

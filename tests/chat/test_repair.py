@@ -176,3 +176,21 @@ async def test_a_socket_behind_on_messages_is_caught_up_a_round_later(hub: Hub, 
     await settle()
     assert wire.backfills and wire.backfills[0][:2] == (conv, 0)
     assert session.seen[conv] == 1
+
+
+async def test_a_start_visible_only_after_the_round_that_covered_its_time_is_still_told(
+    hub: Hub, db: Pool
+) -> None:
+    """`started_at` is the transaction's start, not its commit: a start the last round could
+    not see yet, though its time was in that round's window, is told by the next (the
+    overlap; what a round skips is only what the round before read and checked)."""
+    rounds = Rounds(time.monotonic() - 60)
+    services = cast(Services, RepairServices(hub, db))
+    _, wire = await _socket(hub, "m-slow")
+    first = await _start(db, "m-first", "s-first", age_s=STARTS_SETTLE_S + 1)
+    await repair_once(services, rounds)
+    assert rounds.starts_checked == {first}
+    late = await _start(db, "m-slow", "s-slow", age_s=STARTS_SETTLE_S + 10)  # committed only now
+    await repair_once(services, rounds)
+    await settle()
+    assert _started(wire) == [late]
