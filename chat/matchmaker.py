@@ -25,6 +25,7 @@ from chat.carrying_out import DecisionsCarriedOut, merged
 from chat.delivery.hub import POKE_CHANNEL
 from chat.delivery.watchers import Broadcasts
 from chat.leadership import ELECTION_EVERY_S, Leadership
+from chat.presence import SpecialistsMark
 from chat.services import Services
 from chat.store import conversation_list, members, profiles, queue
 from chat.store.db import Reused, open_pool
@@ -38,11 +39,13 @@ _TICK_S = 1.0
 _CLOSE_S = 2.0
 # With nobody waiting and no offer out, every change that matters pokes the leader (a status,
 # a profile, a connect or a clean disconnect, a start or an end, an alert), so an idle leader
-# cycles on pokes. What changes unpoked: a specialist's lease ageing out (their process died)
-# is looked for every `_IDLE_LOOK_S` (one ZRANGEBYSCORE, not the cycle's five PostgreSQL
-# reads of every specialist and request: that re-read every 5 s was ~6 % of an idle web
-# process's samples at 2,000 specialists, docs/performance.md round 9); a wrap-up ending is
-# a cycle at that moment; anything else (a hand edit in PostgreSQL) the full re-read every
+# cycles on pokes. What changes unpoked: a specialist's process dying (its lease ages out) is
+# looked for every `_IDLE_LOOK_S` by `Presence.specialists_mark`, a few words per live
+# process (not the cycle's five PostgreSQL reads of every specialist and request: that
+# re-read every 5 s was ~6 % of an idle web process's samples at 2,000 specialists,
+# docs/performance.md round 9; nor every online specialist's id: the union of 2,000 read
+# and set-built every 5 s was ~5 % of the leader's, round 11); a wrap-up ending is a cycle at
+# that moment; anything else (a hand edit in PostgreSQL, a lost poke) the full re-read every
 # `_IDLE_CYCLE_S`. (A 30 s re-read once broke tests/e2e/test_dashboard.py: the stats a
 # supervisor was first sent were read by their process, not the leader, and a change back
 # to the leader's last stats was never sent; `Services.restate_stats` fixed that.)
@@ -61,6 +64,8 @@ class Matchmaker:
         self._last_cycle = 0.0
         self._last_look = 0.0
         self._last_online: set[str] = set()
+        # `Presence.specialists_mark` as read with `_last_online` (None: not read).
+        self._last_mark: SpecialistsMark | None = None
         self._wrap_up_ends = float("inf")  # the next wrap-up to end (unix time), as last read
         # Last cycle's rows, kept so an unchanged one is neither rebuilt nor converted again.
         self._request_rows = Reused(queue.Request)
@@ -181,7 +186,22 @@ class Matchmaker:
         return not self._out.needs_load and not self.engine.requests and not self.engine.offers
 
     async def _unpoked_change(self) -> bool:
-        """While idle: whether something changed that pokes nobody (see `_IDLE_CYCLE_S`)."""
+        """While idle: whether something changed that pokes nobody (see `_IDLE_CYCLE_S`).
+
+        Every way a specialist comes online or goes offline pokes the leader after its
+        presence write, but two: their process dies (its lease lapses), or a write that
+        failed is made by the process's next rewrite (or Redis came back empty and the
+        processes write everything again). Each of those changes `specialists_mark` (see
+        `RedisPresence.specialists_mark`), so an unchanged mark since the last cycle read
+        the online specialists, with that mark, in the same script, means the cycle's
+        online set still holds, save for what poked. The poked ways each poke after their
+        presence write, so the cycle they wake reads the change: a socket's connect
+        (chat/gateway/connection.py `serve`: presence.connect, then a poke for a
+        specialist) and a close that left a specialist offline (`_depart`:
+        presence.disconnect, then a poke). Presence forgets only members (an erasure); a
+        specialist's `forget` would change a set's size all the same. A status or a
+        profile is PostgreSQL's, and every change of them pokes; a poke lost on the way
+        (the bus down) is the full re-read's every `_IDLE_CYCLE_S`, as before."""
         clock = time.monotonic()
         if clock - self._last_cycle >= _IDLE_CYCLE_S or time.time() >= self._wrap_up_ends:
             return True
@@ -189,10 +209,10 @@ class Matchmaker:
             return False
         self._last_look = clock
         try:
-            online = await self.s.presence.online_specialists(time.time())
+            mark = await self.s.presence.specialists_mark(time.time())
         except (RedisError, OSError):
             return False  # the cycle would match on the last known anyway
-        return online != self._last_online
+        return mark != self._last_mark
 
     # ------------------------------------------------------------------ one cycle
 
@@ -219,12 +239,13 @@ class Matchmaker:
             self._out.away = set(await members.away_since(conn))
             urgent = await conversation_list.urgent_chats_by_specialist(conn)
         try:
-            online = await self.s.presence.online_specialists(now)
+            online, self._last_mark = await self.s.presence.specialists_marked(now)
             self._last_online = online
         except (RedisError, OSError):
             # Redis is down: keep matching on who was online a moment ago rather than stall
-            # the queue; offers to someone who left simply expire.
-            online = self._last_online
+            # the queue; offers to someone who left simply expire. The next look that reads
+            # a mark cycles.
+            online, self._last_mark = self._last_online, None
         self._wrap_up_ends = min(
             (t for p in specialists if p.wrap_up_until and (t := p.wrap_up_until.timestamp()) > now),
             default=float("inf"),

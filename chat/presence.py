@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+# What `Presence.specialists_mark` returns: compared for equality only.
+SpecialistsMark = tuple[str, ...]
+
 
 class Presence(Protocol):
     async def connect(self, user_id: str, role: str, conn_id: str, now: float) -> None:
@@ -43,6 +46,18 @@ class Presence(Protocol):
         §10). Close their sockets first, or the next heartbeat writes their lease again."""
 
     async def online_specialists(self, now: float) -> set[str]: ...
+
+    async def specialists_marked(self, now: float) -> tuple[set[str], SpecialistsMark]:
+        """`online_specialists` and `specialists_mark`, read at one instant."""
+
+    async def specialists_mark(self, now: float) -> SpecialistsMark:
+        """A few words that change whenever the online specialists change without a poke
+        to the matchmaker: a process's lease starting or lapsing (it died), a Redis that
+        came back empty, a rewrite writing what a failed connect or close could not. Equal
+        to a mark `specialists_marked` returned means: nobody went on or offline since,
+        but by a connect or a close that poked the matchmaker after its write
+        (chat/matchmaker.py `_unpoked_change`). A handful of entries, one per live
+        process, where the online specialists are thousands."""
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool

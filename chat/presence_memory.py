@@ -9,6 +9,8 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from chat.presence import SpecialistsMark
+
 _ids = itertools.count()
 
 
@@ -97,6 +99,19 @@ class MemoryPresence:
             for (role, user_id), sockets in self.board.sockets.items()
             if role == "specialist" and any(self._live(owner, now) for owner, _ in sockets)
         }
+
+    async def specialists_marked(self, now: float) -> tuple[set[str], SpecialistsMark]:
+        return await self.online_specialists(now), await self.specialists_mark(now)
+
+    async def specialists_mark(self, now: float) -> SpecialistsMark:
+        # Exact here: each live process with the specialists it holds.
+        held: defaultdict[str, set[str]] = defaultdict(set)
+        for (role, user_id), sockets in self.board.sockets.items():
+            if role == "specialist":
+                for owner, _ in sockets:
+                    held[owner].add(user_id)
+        live = sorted(p for p in self.board.procs if self._live(p, now))
+        return tuple(f"{p} {' '.join(sorted(held[p]))}" for p in live)
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool

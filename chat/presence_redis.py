@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from chat import presence_cluster as cluster
 from chat import presence_scripts as scripts
+from chat.presence import SpecialistsMark
 from chat.presence_cluster import text
 from chat.presence_scripts import ABSENT, ABSENT_KEEP_S, LEFT, USER
 from chat.process_lease import KEY_KEEP_S, PROCS, Holdings, ProcessLease, member_of
@@ -56,6 +57,10 @@ WRITE_CHUNK = 500
 
 _Socket = tuple[str, str, str]  # (user id, role, socket id)
 _Held = tuple[str, str]  # (the person's keyed name, socket id)
+
+
+def _mark(raw: Sequence[bytes | str]) -> SpecialistsMark:
+    return tuple(sorted(text(entry) for entry in raw))
 
 
 class RedisPresence:
@@ -150,8 +155,9 @@ class RedisPresence:
             for start in range(0, len(batch), WRITE_CHUNK):
                 self._returned.update(await self._write_sockets(batch[start : start + WRITE_CHUNK]))
                 await asyncio.sleep(0)  # let the sockets' frames through between chunks
+            here = self._specialists_here
             await self._replace(
-                keys=[self._specialists_here], args=[KEY_KEEP_S, *[u for u, n in self._here.items() if n > 0]]
+                keys=[here, here + ":gen"], args=[KEY_KEEP_S, *[u for u, n in self._here.items() if n > 0]]
             )
             # After the members: a socket that closed while they were written had its
             # removal land before its member was written again.
@@ -240,8 +246,21 @@ class RedisPresence:
         return await cluster.online_among(self._redis, user_ids, names, now)
 
     async def online_specialists(self, now: float) -> set[str]:
-        members = await self._specialists(keys=[PROCS], args=[repr(now)])
-        return {text(m) for m in members}
+        return (await self.specialists_marked(now))[0]
+
+    async def specialists_marked(self, now: float) -> tuple[set[str], SpecialistsMark]:
+        mark, members = await self._specialists(keys=[PROCS], args=[repr(now), "1"])
+        return {text(m) for m in members}, _mark(mark)
+
+    async def specialists_mark(self, now: float) -> SpecialistsMark:
+        """Per live process: its id, its specialists set's size and generation (the
+        SPECIALISTS script). Between two equal marks the online specialists changed only by
+        a write that poked the matchmaker after it (a connect, a close that left someone
+        offline): a lease starting or lapsing changes the processes named; the rewrite that
+        writes what a failed connect or close could not, or a Redis that came back empty,
+        changes a set's size or its generation (the REPLACE script)."""
+        mark, _ = await self._specialists(keys=[PROCS], args=[repr(now), "0"])
+        return _mark(mark)
 
     async def absent_since(
         self, user_ids: Sequence[str], now: float, *, mark: bool

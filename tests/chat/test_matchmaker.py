@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
+
+import redis.asyncio as redis
 
 from chat import snapshot
 from chat.config import Settings
@@ -17,7 +20,10 @@ from chat.delivery.hub import QUEUE_CHANNEL, STATS_CHANNEL
 from chat.delivery.watchers import STATS_MIN_INTERVAL_S
 from chat.matchmaker import Matchmaker
 from chat.people import Person, member, specialist
+from chat.presence import Presence
 from chat.presence_memory import MemoryPresence
+from chat.presence_redis import RedisPresence
+from chat.redis_keys import identity_key
 from chat.services import Services
 from chat.store import offers, profiles, queue
 from matching.decisions import Decisions, QueueEstimate
@@ -45,11 +51,11 @@ class FakeServices:
     settings: Settings
     db: Pool
     hub: Recorder = field(default_factory=Recorder)
-    presence: MemoryPresence = field(default_factory=lambda: MemoryPresence(30.0))
+    presence: Presence = field(default_factory=lambda: MemoryPresence(30.0))
 
 
 def _matchmaker(
-    db: Pool, database_url: str, presence: MemoryPresence | None = None, queue_update_s: float = 2.0
+    db: Pool, database_url: str, presence: Presence | None = None, queue_update_s: float = 2.0
 ) -> tuple[Matchmaker, Recorder]:
     settings = Settings(
         database_url=database_url, redis_url="redis://127.0.0.1:1", queue_update_s=queue_update_s
@@ -565,3 +571,57 @@ async def test_queue_stats_are_not_built_while_no_supervisor_listens(db: Pool, d
         assert [s.waiting for s in stats()] == [0, 3, 4]
     finally:
         await mm.stop()
+
+
+# ------------------------------------------------------------------ the idle leader's look
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_idle_leader_notices_a_specialist_whose_process_died_at_its_next_look(
+    db: Pool, database_url: str, redis_client: redis.Redis
+) -> None:
+    """A specialist whose process dies pokes nobody: their process's lease lapses (PRODUCT.md
+    §5). An idle leader reads only `specialists_mark` every `_IDLE_LOOK_S`, not every online
+    specialist; its first look after the lapse must still cycle, and a look with nothing
+    changed must not."""
+    settings = Settings(database_url="-", redis_url="-", jwt_secret="p" * 32)
+
+    def name(role: str, sub: str) -> str:
+        return identity_key(settings, role, sub)
+
+    here = RedisPresence(redis_client, 30.0, name)  # the leader's own process
+    dying = RedisPresence(redis_client, 1.0, name)  # a short lease, so it lapses soon
+    await here.connect("s1", "specialist", "c1", time.time())
+    await dying.connect("s2", "specialist", "c2", time.time())
+    await _specialist(db, "s1")
+    await _specialist(db, "s2")
+    mm, _ = _matchmaker(db, database_url, here)
+    await mm.cycle()
+    assert mm._last_online == {"s1", "s2"}
+    mm._last_look = 0.0  # a look is due
+    assert not await mm._unpoked_change(), "nothing changed: no cycle"
+    assert mm._last_look > 0.0 and not await mm._unpoked_change(), "and no look before the next is due"
+
+    # `dying` never beats again: its lease lapses, unpoked.
+    async def lapsed() -> bool:
+        return await here.online_specialists(time.time()) == {"s1"}
+
+    await _until(lapsed)
+    mm._last_look = 0.0
+    assert await mm._unpoked_change(), "the first look after the lapse cycles"
+    await mm.cycle()
+    assert mm._last_online == {"s1"}
+    mm._last_look = 0.0
+    assert not await mm._unpoked_change()
+
+    # A process starting with a specialist (its connect pokes too) moves the mark as well.
+    back = RedisPresence(redis_client, 30.0, name)
+    await back.connect("s2", "specialist", "c3", time.time())
+    mm._last_look = 0.0
+    assert await mm._unpoked_change()

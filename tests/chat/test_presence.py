@@ -450,6 +450,66 @@ async def test_sockets_connected_during_a_rewrite_are_kept(redis_client: redis.R
     assert await presence.online_among(["late", "m0", "m1499"], "member", t0 + 11) == {"late", "m0"}
 
 
+async def test_the_specialists_mark_moves_with_every_unpoked_change(world: World, t0: float) -> None:
+    """`specialists_mark` is what an idle matchmaker reads instead of every online
+    specialist (chat/matchmaker.py `_unpoked_change`): it must move whenever the online
+    specialists change without a poke (a process's lease starting or lapsing, a Redis
+    that came back empty and the rewrite after it), and stay while nothing changed (a
+    beat renewing a lease is no change)."""
+    a, b = world.process(), world.process()
+    await a.connect("s1", "specialist", "c1", t0)
+    await b.connect("s2", "specialist", "c2", t0 + 10)
+    online, mark = await a.specialists_marked(t0 + 11)
+    assert online == {"s1", "s2"}
+    assert await b.specialists_mark(t0 + 11) == mark, "read together or alone, the same"
+    await a.heartbeat([], t0 + 12)
+    await b.heartbeat([], t0 + 12)
+    assert await a.specialists_mark(t0 + 13) == mark, "renewals change nothing"
+    # b's process dies: nobody pokes; its lease lapses at t0 + 12 + TTL.
+    await a.heartbeat([], t0 + 25)
+    lapsed = t0 + 12 + TTL + 1
+    online, after = await a.specialists_marked(lapsed)
+    assert online == {"s1"} and after != mark, "a lapsed lease moves the mark"
+    # Redis comes back empty, then each live process's beat writes its sockets again.
+    await world.wipe()
+    assert await a.specialists_mark(lapsed) != after
+    await a.heartbeat([], lapsed + 1)
+    online, rebuilt = await a.specialists_marked(lapsed + 2)
+    assert online == {"s1"}
+    assert await a.specialists_mark(lapsed + 2) == rebuilt
+    # A new process's first specialist moves it too (and pokes, besides).
+    c = world.process()
+    await c.connect("s3", "specialist", "c3", lapsed + 3)
+    assert await c.specialists_mark(lapsed + 3) != rebuilt
+
+
+async def test_a_rewrite_that_changes_the_specialists_set_moves_the_mark(
+    redis_client: redis.Redis, t0: float
+) -> None:
+    """A connect whose write failed and a close whose removal failed (Redis down a moment)
+    are written by the next rewrite, and nothing pokes the matchmaker: one in and one out
+    leaves the set's size as it was, so the set's generation must move."""
+    presence = RedisPresence(redis_client, TTL, name)
+    await presence.connect("s1", "specialist", "c1", t0)
+    await presence.connect("s2", "specialist", "c2", t0)
+    proc = presence.lease.id
+    here = f"{{pc:presence}}:proc:{proc}:specialists"
+    # As Redis holds it when s2's write never landed and s9's close never did.
+    await redis_client.srem(here, "s2")
+    await redis_client.sadd(here, "s9")
+    online, mark = await presence.specialists_marked(t0 + 1)
+    assert online == {"s1", "s9"}
+    presence._mine.failed()  # what the failed writes recorded: the next beat rewrites
+    await presence.heartbeat([], t0 + 2)
+    online, after = await presence.specialists_marked(t0 + 3)
+    assert online == {"s1", "s2"}
+    assert after != mark, "same size, other members: the generation moved"
+    # A rewrite that finds the set as it should be moves nothing.
+    presence._mine.failed()
+    await presence.heartbeat([], t0 + 4)
+    assert await presence.specialists_mark(t0 + 5) == after
+
+
 async def test_steady_while_no_lease_ran_out_lately(world: World, t0: float) -> None:
     """`steady`: nobody can have gone without a close being seen. Not before presence has
     settled, nor while a process's lease ran out within the window."""

@@ -1,0 +1,64 @@
+"""uvicorn's server, whose main loop is the process's tick (chat/ticks.py).
+
+uvicorn wakes every 100 ms to see whether it should exit (and, each second, to refresh the
+Date header). Here that wake keeps a fixed grid, measures the loop's lag (how late it came:
+chat/upkeep/loop_lag.py) and runs the timers due on the tick, so the process's periodic work
+wakes it ten times a second in all. `run` is `uvicorn.run` for one process, which is how
+`peerchat serve`, `peerchat dev` and the benchmark serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+from chat import ticks
+from chat.upkeep import loop_lag
+
+# uvicorn's exit status when the server did not start (uvicorn.main.STARTUP_FAILURE).
+STARTUP_FAILURE = 3
+
+
+class Server(uvicorn.Server):
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        # From before the lifespan's startup: the background loops it starts sleep on the tick.
+        loop = asyncio.get_running_loop()
+        ticks.start(loop)
+        try:
+            await super().serve(sockets)
+        finally:
+            ticks.stop(loop)
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop (`on_tick` every 100 ms, with its counter), on a fixed grid."""
+        loop = asyncio.get_running_loop()
+        timers = ticks.of(loop)
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        due = loop.time()
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            # The next grid point; after a stall longer than a tick, from now (the ticks
+            # missed are not run one after another).
+            due = max(due + ticks.TICK_S, loop.time())
+            await asyncio.sleep(due - loop.time())
+            now = loop.time()
+            loop_lag.observe(now - due)
+            timers.run(now)
+            should_exit = await self.on_tick(counter)
+
+
+def run(app: str, **options: Any) -> None:
+    """`uvicorn.run(app, **options)` for one process (no reload, no workers), served by
+    `Server`."""
+    config = uvicorn.Config(app, **options)
+    config.load_app()
+    server = Server(config=config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
