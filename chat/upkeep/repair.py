@@ -3,10 +3,11 @@ on another process, found in PostgreSQL and told.
 
 A round costs (nearly) nothing when nothing was lost: PostgreSQL is asked only for the
 conversations some socket here is behind on (or was not told had ended), and only for the
-conversations started since the last round that succeeded, so a quiet process reads no
-rows at all. (It used to read every watched conversation and every conversation of the
-last five minutes each round: at 4,000 idle sockets that decoding was most of the
-heartbeat's CPU.)"""
+conversations started since the last round that succeeded (or since the process started),
+so a quiet process reads no rows at all; the arrays of that question go as text, and of
+the starts only their pairs are decoded (docs/performance.md, round 11, repair). (It used
+to read every watched conversation and every conversation of the last five minutes each
+round: at 4,000 idle sockets that decoding was most of the heartbeat's CPU.)"""
 
 from __future__ import annotations
 
