@@ -1,9 +1,10 @@
 """uvicorn's server, whose main loop is the process's tick (chat/ticks.py).
 
-uvicorn wakes every 100 ms to see whether it should exit (and, each second, to refresh the
-Date header). Here that wake keeps a fixed grid, measures the loop's lag (how late it came:
-chat/upkeep/loop_lag.py) and runs the timers due on the tick, so the process's periodic work
-wakes it ten times a second in all. `run` is `uvicorn.run` for one process, which is how
+uvicorn wakes every 100 ms to see whether it should exit (and, each tenth time, to refresh
+the Date header). Here that wake comes every `ticks.TICK_S` (250 ms) on a fixed grid,
+measures the loop's lag (how late it came: chat/upkeep/loop_lag.py) and runs the timers due
+on the tick, so the process's periodic work wakes it four times a second in all. uvicorn's
+once-a-second work in `on_tick` still comes each second. `run` is `uvicorn.run` for one process, which is how
 `peerchat serve`, `peerchat dev` and the benchmark serve."""
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ class Server(uvicorn.Server):
             ticks.stop(loop)
 
     async def main_loop(self) -> None:
-        """uvicorn's loop (`on_tick` every 100 ms, with its counter), on a fixed grid."""
+        """uvicorn's loop, `on_tick` every `ticks.TICK_S` on a fixed grid."""
         loop = asyncio.get_running_loop()
         timers = ticks.of(loop)
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        due = loop.time()
+        should_exit = await self.on_tick(0)
+        due = refreshed = loop.time()
         while not should_exit:
-            counter = (counter + 1) % 864000
             # The next grid point; after a stall longer than a tick, from now (the ticks
             # missed are not run one after another).
             due = max(due + ticks.TICK_S, loop.time())
@@ -49,6 +48,11 @@ class Server(uvicorn.Server):
             now = loop.time()
             loop_lag.observe(now - due)
             timers.run(now)
+            # uvicorn refreshes its Date header when `counter % 10 == 0` (once a second at
+            # its own 100 ms ticks): here, at the first tick a second after the last.
+            counter = 1
+            if now - refreshed >= 1.0 - ticks.TICK_S / 2:
+                counter, refreshed = 0, now
             should_exit = await self.on_tick(counter)
 
 

@@ -1,10 +1,13 @@
-"""The process's one clock: a web process's periodic timers, woken by one 100 ms tick.
+"""The process's one clock: a web process's periodic timers, woken by one 250 ms tick.
 
 On a virtual machine like the benchmark's, a process that sleeps and is woken pays about
 100 µs of CPU for the wake itself, whatever it then does: a 10 Hz timer costs 0.1 % of a
 core doing nothing (docs/performance.md, round 11). uvicorn's server wakes every 100 ms
-anyway (its main loop: shutdown, the Date header). chat/serving.py's server makes that
-wake the process's tick, on a fixed grid: it measures the event loop's lag there
+anyway (its main loop: shutdown, the Date header), and the loop-lag reading did too.
+chat/serving.py's server makes uvicorn's wake the process's tick, every `TICK_S` on a
+fixed grid (250 ms: every stall the log reports, over 250 ms, is still seen; a SIGTERM is
+acted on within a tick; the Date header still changes each second): it measures the event
+loop's lag there
 (chat/upkeep/loop_lag.py) and runs whatever came due: the keepalive ring's turn each
 second (chat/gateway/keepalive.py) and every `await ticks.sleep(s)` of the background
 loops (presence heartbeats, revocation polls, grace rounds...). One wake serves them all.
@@ -27,7 +30,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-TICK_S = 0.1
+TICK_S = 0.25
 
 
 class Cancellable(Protocol):

@@ -28,11 +28,11 @@ async def test_a_stall_is_observed_and_logged_and_cancel_stops_it(
     before = _sample("peerchat_event_loop_lag_seconds_count")
     slow_before = before - _sample('peerchat_event_loop_lag_seconds_bucket{le="0.25"}')
     task = asyncio.create_task(loop_lag.watch_loop_lag())
-    await asyncio.sleep(0.35)  # three timers at least, on a quiet loop
+    await asyncio.sleep(loop_lag.LAG_INTERVAL_S * 2.5)  # two timers at least, on a quiet loop
     quiet = _sample("peerchat_event_loop_lag_seconds_count")
     assert quiet >= before + 2
-    time.sleep(0.4)  # noqa: ASYNC251 - the stall itself: the timer due meanwhile fires late
-    await asyncio.sleep(0.15)
+    time.sleep(loop_lag.LAG_INTERVAL_S + 0.5)  # noqa: ASYNC251 - the stall itself: the timer due meanwhile fires late
+    await asyncio.sleep(loop_lag.LAG_INTERVAL_S / 2)
     count = _sample("peerchat_event_loop_lag_seconds_count")
     slow = count - _sample('peerchat_event_loop_lag_seconds_bucket{le="0.25"}')
     assert slow == slow_before + 1
@@ -41,5 +41,5 @@ async def test_a_stall_is_observed_and_logged_and_cancel_stops_it(
     with pytest.raises(asyncio.CancelledError):
         await task
     stopped = _sample("peerchat_event_loop_lag_seconds_count")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(loop_lag.LAG_INTERVAL_S * 2)
     assert _sample("peerchat_event_loop_lag_seconds_count") == stopped
