@@ -20,9 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     args = parser.parse_args(argv)
 
-    import uvicorn
-
-    from chat import config
+    from chat import config, serving
     from chat.cli import uvicorn_options
 
     config.from_env()
@@ -33,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     options["ws_per_message_deflate"] = args.deflate
     # BENCH_STALL_LOG: the same app, its loop's stalls and collections logged (bench/stallprobe.py).
     app = "bench.stallprobe:asgi" if os.environ.get("BENCH_STALL_LOG") else "chat.app:asgi"
-    uvicorn.run(app, factory=True, **options)
+    serving.run(app, factory=True, **options)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chat import ticks
 from chat.config import Settings
 from chat.gateway.session import Session
 from chat.metrics import METRICS
@@ -181,7 +182,7 @@ class Admission:
 
     async def _renew_leases(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.presence_ttl_s / RENEW_EVERY)
+            await ticks.sleep(self._settings.presence_ttl_s / RENEW_EVERY)
             # Timers run on the monotonic clock; `exp` is wall-clock time. Should the wall
             # clock jump ahead, a timer would fire late: this sweep bounds how late.
             now = time.time()

@@ -65,10 +65,10 @@ def uvicorn_options(port: int, host: str | None = None) -> dict[str, Any]:
 
 def serve(port: int | None = None) -> None:
     """Production: `chat.app:asgi`, which never serves the dev routes (PRODUCT.md §3)."""
-    import uvicorn
+    from chat import serving
 
     config.from_env()  # fail fast, with a readable message, on a bad environment
-    uvicorn.run("chat.app:asgi", factory=True, **uvicorn_options(port or int(os.environ.get("PORT", "8000"))))
+    serving.run("chat.app:asgi", factory=True, **uvicorn_options(port or int(os.environ.get("PORT", "8000"))))
 
 
 async def run_migrations(url: str) -> list[str]:
@@ -180,9 +180,9 @@ def dev(port: int, host: str = "127.0.0.1", seed_demo: bool = True) -> None:
             for role, sub, name in demo:
                 print(f"  {role:<10}  {mint(settings, sub=sub, role=role, name=name)}")
         print("\nCtrl-C stops the service and the servers.\n", flush=True)
-        import uvicorn
+        from chat import serving
 
-        uvicorn.run("chat.app:asgi_dev", factory=True, **uvicorn_options(port, host))
+        serving.run("chat.app:asgi_dev", factory=True, **uvicorn_options(port, host))
     except Stopped:
         pass
     finally:

@@ -151,7 +151,7 @@ class Metrics:
         )
         self.loop_lag = Histogram(
             "peerchat_event_loop_lag_seconds",
-            "How late a 100 ms timer fired: time every socket of the process waited on the loop",
+            "How late the process's 250 ms tick fired: time every socket of the process waited on the loop",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
             registry=r,
         )

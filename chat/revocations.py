@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from chat import ticks
 from chat.bus import Bus
 from chat.config import Settings
 from chat.redis_keys import identity_key
@@ -147,7 +148,7 @@ class Revocations:
 
     async def _poll(self) -> None:
         while True:
-            await asyncio.sleep(POLL_S)
+            await ticks.sleep(POLL_S)
             await self._catch_up_quietly()
             self._forget_old()
 

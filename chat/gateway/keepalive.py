@@ -24,7 +24,9 @@ import asyncio
 import weakref
 from typing import Protocol
 
-TICK_S = 1.0
+from chat import ticks
+
+TICK_S = 1.0  # ten of the process's ticks (chat/ticks.py) where it has them
 
 
 class Pinged(Protocol):
@@ -38,7 +40,7 @@ class Ring:
         self._loop = loop
         self._buckets: list[set[Pinged]] = [set() for _ in range(max(1, round(interval_s / TICK_S)))]
         self._cursor = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: ticks.Cancellable | None = None
         self._next = 0.0
 
     def __len__(self) -> int:
@@ -51,7 +53,7 @@ class Ring:
         self._buckets[slot].add(sock)
         if self._timer is None:
             self._next = self._loop.time() + TICK_S
-            self._timer = self._loop.call_at(self._next, self._turn)
+            self._timer = ticks.call_at(self._loop, self._next, self._turn)
         return slot
 
     def discard(self, sock: Pinged, slot: int) -> None:
@@ -70,7 +72,7 @@ class Ring:
         # a stall longer than a tick, from now: the buckets skipped wait one tick each.
         now = self._loop.time()
         self._next = max(self._next + TICK_S, now)
-        self._timer = self._loop.call_at(self._next, self._turn)
+        self._timer = ticks.call_at(self._loop, self._next, self._turn)
 
 
 _rings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Ring] = weakref.WeakKeyDictionary()

@@ -111,6 +111,10 @@ class Session:
         self.seen = self._order.seen
         self.ended = self._order.ended
         self._held = self._order.held
+        # Conversations this socket was told were handed on (PRODUCT.md §9): nothing more of
+        # them reaches it, so it is behind on none of them (chat/upkeep/repair.py). A plain
+        # attribute, not a property: the repair round reads it for every socket.
+        self.handed_on = self._order.handed_on
         self.closed = False
         # The server ended this socket's right to act (see `refuse`): its frames are dropped.
         self.refused = False
@@ -118,12 +122,6 @@ class Session:
         self.sending: set[asyncio.Future[Any]] = set()
         self.watching_queue = False
         self.watching_stats = False
-
-    @property
-    def handed_on(self) -> set[str]:
-        """Conversations this socket was told were handed on (PRODUCT.md §9): nothing more of
-        them reaches it, so it is behind on none of them (chat/upkeep/repair.py)."""
-        return self._order.handed_on
 
     def start(self) -> None:
         """Start sending: first what was pushed (the `welcome`, the catch-up), then the

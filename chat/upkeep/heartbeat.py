@@ -26,6 +26,8 @@ async def heartbeat_once(services: Services) -> None:
 
 async def heartbeats(services: Services) -> None:
     """Every TTL/3: renew this process's presence lease, and repair delivery gaps."""
+    # Made as the process starts (this task is created in the app's lifespan, before any
+    # socket is accepted): the first start read reaches back to here, not five minutes.
     rounds = Rounds()
     while True:
         await asyncio.sleep(services.settings.presence_ttl_s / 3)

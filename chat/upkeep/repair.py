@@ -3,10 +3,11 @@ on another process, found in PostgreSQL and told.
 
 A round costs (nearly) nothing when nothing was lost: PostgreSQL is asked only for the
 conversations some socket here is behind on (or was not told had ended), and only for the
-conversations started since the last round that succeeded, so a quiet process reads no
-rows at all. (It used to read every watched conversation and every conversation of the
-last five minutes each round: at 4,000 idle sockets that decoding was most of the
-heartbeat's CPU.)"""
+conversations started since the last round that succeeded (or since the process started),
+so a quiet process reads no rows at all; the arrays of that question go as text, and of
+the starts only their pairs are decoded (docs/performance.md, round 11, repair). (It used
+to read every watched conversation and every conversation of the last five minutes each
+round: at 4,000 idle sockets that decoding was most of the heartbeat's CPU.)"""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from chat import views
 from chat.delivery.ended import ended_frame, ended_outbound
-from chat.gateway.session import CatchUp, Outbound
+from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
-from chat.people import specialist
+from chat.people import member, specialist
 from chat.services import Services
 from chat.store import conversations
 from protocol import frames as f
@@ -26,52 +27,84 @@ from protocol.codec import encode
 # `conversation_started` is checked once a start is STARTS_SETTLE_S old (the doorbell had
 # its chance), and at most STARTS_WITHIN_S back (older ones were repaired by an earlier
 # round or are in the socket's `welcome`). Each round looks back to the last round that
-# succeeded, with STARTS_OVERLAP_S to spare for a row whose commit became visible late.
+# read the starts, or to when this process started (or last had no socket), with
+# STARTS_OVERLAP_S to spare for a row whose commit became visible late: `started_at` is
+# its transaction's start, not its commit.
 STARTS_SETTLE_S = 5.0
 STARTS_WITHIN_S = 300.0
 STARTS_OVERLAP_S = 20.0
 
 
 class Rounds:
-    """What one process's repair remembers between rounds: when it last read the starts
-    successfully (monotonic seconds; None: never, so the next round reads all five minutes)."""
+    """What one process's repair remembers between rounds: since when (monotonic seconds)
+    no start can be missing from the sockets here except one the next read finds.
 
-    def __init__(self) -> None:
-        self.starts_read_at: float | None = None
+    It begins at the process's start, not five minutes back: every socket here connected
+    after that, and a socket's `welcome` is read after it attached to the hub (subscribed to
+    its doorbells), so it holds every conversation of its user that was committed before it
+    connected. A start committed before the process started (its `started_at` earlier still,
+    or at most STARTS_OVERLAP_S later for a transaction that was slow to commit) is in the
+    `welcome` of every socket here, and only a start committed after some socket here
+    connected can have lost its doorbell. The same holds after a round that found no socket
+    here: every socket that comes later connected after it. (The first round used to read
+    all five minutes: at the bench's start, 2,000 rows decoded, per process.)"""
+
+    def __init__(self, started_at: float | None = None) -> None:
+        self.starts_read_at: float = time.monotonic() if started_at is None else started_at
+        # The starts the last round read and checked (see `_repair_starts`).
+        self.starts_checked: set[str] = set()
 
 
 async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
     """Anti-entropy: compare what each socket was sent with PostgreSQL's last seq, and with
     whether the conversation has ended. `rounds`: the process's memory of earlier rounds
-    (none: this round reads as if it were the first)."""
-    rounds = rounds or Rounds()
+    (none: this round reads the starts of the last five minutes)."""
+    rounds = rounds or Rounds(time.monotonic() - STARTS_WITHIN_S)
     lowest: dict[str, int] = {}  # conversation → the lowest seq any socket here was sent
-    told: dict[str, bool] = {}  # conversation → every socket here that knows it was told it ended
+    # Conversations some socket here was told ended, and those some socket here that knows
+    # them was not: told is the first less the second (`behind`'s `told_ended`).
+    told_some: set[str] = set()
+    untold: set[str] = set()
     # conversation → the specialists here whose sockets were never told it ended (so
     # believe they hold it): one of them may have missed its hand-over (PRODUCT.md §9).
     holders: dict[str, set[str]] = {}
-    for session in services.hub.all_sessions():
-        ended, handed_on = session.ended, session.handed_on
-        is_specialist = session.role == "specialist"
-        for conversation_id, seen in session.seen.items():
-            if handed_on and conversation_id in handed_on:
-                continue  # someone else's now: nothing of it is missing here
-            known = lowest.get(conversation_id)
-            if known is None or seen < known:
-                lowest[conversation_id] = seen
-            told[conversation_id] = told.get(conversation_id, True) and conversation_id in ended
-            if is_specialist and conversation_id not in ended:
-                holders.setdefault(conversation_id, set()).add(session.user_id)
+    # Straight over the hub's groups: a watching supervisor's socket is in two of them, and
+    # is looked at twice, which changes nothing (a minimum, a union). An idle socket (told
+    # no end, handed nothing on: nearly all of them) takes the short path.
+    for group in services.hub.sessions.values():
+        for session in group:
+            seen = session.seen
+            if not seen:
+                continue
+            ended, handed_on = session.ended, session.handed_on
+            if not ended and not handed_on:
+                for conversation_id, sent in seen.items():
+                    known = lowest.get(conversation_id)
+                    if known is None or sent < known:
+                        lowest[conversation_id] = sent
+                untold.update(seen)
+                if session.role == "specialist":
+                    for conversation_id in seen:
+                        holders.setdefault(conversation_id, set()).add(session.user_id)
+                continue
+            is_specialist = session.role == "specialist"
+            for conversation_id, sent in seen.items():
+                if conversation_id in handed_on:
+                    continue  # someone else's now: nothing of it is missing here
+                known = lowest.get(conversation_id)
+                if known is None or sent < known:
+                    lowest[conversation_id] = sent
+                if conversation_id in ended:
+                    told_some.add(conversation_id)
+                else:
+                    untold.add(conversation_id)
+                    if is_specialist:
+                        holders.setdefault(conversation_id, set()).add(session.user_id)
     repaired = 0
     found: list[conversations.Conversation] = []
     if lowest:
-        rows = [(i, b) for i in lowest for b in holders.get(i) or (None,)]
         found = await conversations.behind(
-            services.db,
-            [i for i, _ in rows],
-            [lowest[i] for i, _ in rows],
-            [told[i] for i, _ in rows],
-            [b for _, b in rows],
+            services.db, lowest, told_ended=told_some - untold, believed=holders
         )
     # Before any catch-up: a specialist's socket that missed the hand-over is told it now
     # (its catch-up then reads nothing of the conversation, which is someone else's).
@@ -125,26 +158,40 @@ async def _repair_starts(services: Services, rounds: Rounds) -> int:
     participant's sockets on other processes: the member would wait on, not knowing they
     had been matched. Tell any socket of a participant that does not know the conversation
     (started over 5 s ago, so the doorbell had its chance; and since the last round that
-    read the starts, within five minutes, as older ones were either repaired by an earlier
-    round or in the socket's `welcome`), then catch it up."""
+    read the starts, or the process's start, within five minutes: see `Rounds`), then catch
+    it up. Only the pair of each start is read; the whole conversation (for the frame) only
+    for one that some socket here does not know, which is rare.
+
+    A start the round before read and checked is not checked again (the overlap reads it
+    again): every socket here then was told it or knew it, and a socket that connected
+    since had it, committed before, in its `welcome`. The round's memory moves on only
+    once it has told what it found, so a round that fails halfway is read again whole."""
     now = time.monotonic()
-    last = rounds.starts_read_at
     if not services.hub.sessions:
-        rounds.starts_read_at = None  # a socket that comes later gets them in its `welcome`
+        # A socket that comes later gets every start committed before it in its `welcome`.
+        rounds.starts_read_at, rounds.starts_checked = now, set()
         return 0
-    within = STARTS_WITHIN_S
-    if last is not None:
-        within = min(within, now - last + STARTS_SETTLE_S + STARTS_OVERLAP_S)
+    within = min(STARTS_WITHIN_S, now - rounds.starts_read_at + STARTS_SETTLE_S + STARTS_OVERLAP_S)
     started = await conversations.recently_started(services.db, between_s=(STARTS_SETTLE_S, within))
-    rounds.starts_read_at = now
+    sessions, checked = services.hub.sessions, rounds.starts_checked
+    missing: dict[str, list[Session]] = {}
+    for conversation_id, member_id, specialist_id in started:
+        if conversation_id in checked:
+            continue
+        for person in (member(member_id), specialist(specialist_id)):
+            for session in sessions.get(person, ()):
+                if conversation_id not in session.seen:
+                    missing.setdefault(conversation_id, []).append(session)
     told = 0
-    for conv in started:
-        frame: bytes | None = None
-        for person in conv.participants:
-            for session in list(services.hub.sessions_of(person)):
-                if conv.id not in session.seen:
-                    frame = frame or encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
+    if missing:
+        for conv in await conversations.get_many(services.db, list(missing)):
+            # Told even if it ended since it was read (as its doorbell would have been): the
+            # socket then knows it, and the next round's `behind` finds the end it was not told.
+            frame = encode(f.ConversationStarted(conversation=views.conversation_info(conv)))
+            for session in missing[conv.id]:
+                if conv.id not in session.seen:  # told meanwhile (while the row was read)
                     session.deliver(Outbound(frame, conv.id, None, True))
                     session.deliver(CatchUp(conv.id))
                     told += 1
+    rounds.starts_read_at, rounds.starts_checked = now, {i for i, _, _ in started}
     return told

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chat import stats as stats_view
+from chat import ticks
 from chat.services import Services
 from chat.store.db import iso
 from chat.web.common import auth, services_of
@@ -40,7 +40,7 @@ class StatsHistory:
                 )
             except Exception:  # noqa: S110 - a missed sample is fine; the next one comes soon
                 pass
-            await asyncio.sleep(every_s)
+            await ticks.sleep(every_s)
 
 
 async def stats_history(request: Request) -> Response:

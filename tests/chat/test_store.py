@@ -111,17 +111,17 @@ async def test_a_handed_on_conversation_is_read_only_by_its_holder_and_found_for
     conv = await _conversation(db, "m-ho", "s-old")
     await _send(db, conv, "a", "before")
     assert [m.seq for m in await conversations.messages_after(db, conv.id, 0, held_by="s-old")] == [1]
-    assert await conversations.behind(db, [conv.id], [1], [False], ["s-old"]) == []
+    assert await conversations.behind(db, {conv.id: 1}, believed={conv.id: {"s-old"}}) == []
     await db.execute("UPDATE conversations SET specialist_id = 's-new' WHERE id = $1", conv.id)
     await _send(db, conv, "b", "after")
     assert await conversations.messages_after(db, conv.id, 0, held_by="s-old") == []
     assert [m.seq for m in await conversations.messages_after(db, conv.id, 1, held_by="s-new")] == [2]
     assert [m.seq for m in await conversations.messages_after(db, conv.id, 0)] == [1, 2]
     # Nothing behind, but a believer who no longer holds it: found, once, whoever else believes.
-    found = await conversations.behind(db, [conv.id, conv.id], [2, 2], [False, False], ["s-new", "s-old"])
+    found = await conversations.behind(db, {conv.id: 2}, believed={conv.id: {"s-new", "s-old"}})
     assert [c.id for c in found] == [conv.id]
-    assert await conversations.behind(db, [conv.id], [2], [False], ["s-new"]) == []
-    assert await conversations.behind(db, [conv.id], [2], [False], [None]) == []
+    assert await conversations.behind(db, {conv.id: 2}, believed={conv.id: {"s-new"}}) == []
+    assert await conversations.behind(db, {conv.id: 2}) == []
 
 
 async def test_append_refuses_strangers_unknown_conversations_and_ended_ones(db: Pool) -> None:
@@ -198,13 +198,40 @@ async def test_behind_returns_only_what_a_socket_here_could_be_missing(db: Pool)
         await _send(db, conv, "a")
     await _send(db, moved, "b")
     await conversations.end(db, ended.id, by="specialist", reason="ended")
-    ids = [quiet.id, moved.id, ended.id]
-    assert await conversations.behind(db, ids, [1, 2, 1], [False, False, True]) == []
-    found = await conversations.behind(db, ids, [1, 1, 1], [False, False, True])
+    told = [ended.id]
+    assert await conversations.behind(db, {quiet.id: 1, moved.id: 2, ended.id: 1}, told_ended=told) == []
+    found = await conversations.behind(db, {quiet.id: 1, moved.id: 1, ended.id: 1}, told_ended=told)
     assert [(c.id, c.last_seq) for c in found] == [(moved.id, 2)]
-    found = await conversations.behind(db, ids, [1, 2, 1], [False, False, False])
+    found = await conversations.behind(db, {quiet.id: 1, moved.id: 2, ended.id: 1})
     assert [c.id for c in found] == [ended.id] and found[0].ended_at is not None
-    assert await conversations.behind(db, [], [], []) == []
+    found = await conversations.behind(db, {moved.id: 1}, believed={moved.id: {"s1", "s2"}})
+    assert [c.id for c in found] == [moved.id], "behind and believed by another: found once"
+    assert await conversations.behind(db, {}) == []
+    assert await conversations.behind(db, {"NULL": 0, 'a"b\\c,{d}': 0}) == [], "odd ids stay strings"
+
+
+async def test_array_literals_round_trip_through_postgresql(db: Pool) -> None:
+    """`behind` sends its arrays as text (chat/store/conversations.py `_array_literal`):
+    any string comes back as itself, never as NULL or split."""
+    odd = ["", "NULL", "a,b", '"q"', "back\\slash", "{x}", " s p ", "é", "plain"]
+    for values in (odd, ["plain", "c-1"], [], ['"'], ["\\"]):
+        literal = conversations._array_literal(values)
+        assert await db.fetchval("SELECT $1::text::text[]", literal) == values, literal
+
+
+async def test_recently_started_reads_the_pairs_of_the_window(db: Pool) -> None:
+    """The start repair's read: only active conversations, only the window, only the ids."""
+    fresh = await _conversation(db, "m-fresh", "s-fresh")
+    old = await _conversation(db, "m-old", "s-old")
+    gone = await _conversation(db, "m-gone", "s-gone")
+    await db.execute(
+        "UPDATE conversations SET started_at = now() - interval '10 seconds' WHERE id <> $1", old.id
+    )
+    await db.execute("UPDATE conversations SET started_at = now() - interval '1 hour' WHERE id = $1", old.id)
+    await conversations.end(db, gone.id, by="specialist", reason="ended")
+    assert await conversations.recently_started(db, between_s=(5, 300)) == [(fresh.id, "m-fresh", "s-fresh")]
+    assert await conversations.recently_started(db, between_s=(15, 300)) == []
+    assert await conversations.recently_started(db, between_s=(5, 8)) == []
 
 
 async def test_a_conversation_is_found_by_the_pair_role_and_sub(db: Pool) -> None:

@@ -302,7 +302,7 @@ async def test_metrics_count_group_commits_and_watch_the_event_loop(live: LiveSe
         await pair.member.expect("ack", where=lambda f, i=i: f["client_msg_id"] == f"m{i}")
     async with httpx.AsyncClient(base_url=live.http) as http:
         first = (await http.get("/metrics")).text
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # four of the process's 250 ms ticks, each a lag reading
         second = (await http.get("/metrics")).text
     assert _sample(first, "peerchat_message_commit_batch_size_sum") == 5.0
     batches = _sample(first, "peerchat_message_commit_batch_size_count")

@@ -1,0 +1,196 @@
+"""chat/upkeep/repair.py against a real PostgreSQL and a real hub: what a round finds that no
+doorbell told a socket here (a start, an end, messages), and what it may leave unread
+because a socket's `welcome` holds it (docs/performance.md, round 11, repair)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import cast
+
+import pytest
+
+from chat.bus_memory import MemoryBus, MemoryExchange
+from chat.delivery.hub import Hub
+from chat.gateway.session import Session
+from chat.services import Services
+from chat.store import assignment, conversations
+from chat.store.assignment import Assignment
+from chat.upkeep.repair import STARTS_OVERLAP_S, STARTS_SETTLE_S, Rounds, repair_once
+from protocol.frames import Role
+from tests.chat.conftest import Pool
+from tests.chat.test_hub import _new_hub
+from tests.chat.test_session import Wire, settle
+from tests.chat.test_store import _request, _specialist
+
+
+@dataclass
+class RepairServices:
+    """What a round uses of a process's Services: its hub and its pool."""
+
+    hub: Hub
+    db: Pool
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    hub = _new_hub(MemoryBus(MemoryExchange()))
+
+    async def reconnected(only: frozenset[str] | None = None) -> None:
+        return None
+
+    await hub.bus.start(hub.on_bus, reconnected)
+    yield hub
+
+
+async def _socket(hub: Hub, user_id: str, role: Role = "member") -> tuple[Session, Wire]:
+    wire = Wire()
+    session = Session(
+        user_id=user_id,
+        role=role,
+        name=user_id,
+        send_text=wire.send_text,
+        close_socket=wire.close_socket,
+        backfill=wire.backfill,
+        max_queue=50,
+    )
+    await hub.attach(session)
+    session.start()
+    return session, wire
+
+
+async def _start(db: Pool, member_id: str, specialist_id: str, *, age_s: float) -> str:
+    """A conversation committed now, whose doorbell never rang here, its `started_at`
+    `age_s` back (past the settle time, as a round would look at it)."""
+    await _specialist(db, specialist_id)
+    request = await _request(db, member_id)
+    assigned = await assignment.claim_request(db, request.id, specialist_id)
+    assert isinstance(assigned, Assignment)
+    await db.execute(
+        "UPDATE conversations SET started_at = now() - make_interval(secs => $2) WHERE id = $1",
+        assigned.conversation_id,
+        age_s,
+    )
+    return assigned.conversation_id
+
+
+def _started(wire: Wire) -> list[object]:
+    return [frame["conversation"]["id"] for frame in wire.sent if frame["type"] == "conversation_started"]  # type: ignore[index]
+
+
+async def test_a_start_committed_while_a_socket_here_was_connected_and_never_rung_is_repaired(
+    hub: Hub, db: Pool
+) -> None:
+    """The first round after the process's start reads back to that start (with the
+    overlap), not five minutes: what it skips is in every socket's `welcome`. A start
+    committed after a socket here connected, its doorbell lost, is still told, once."""
+    rounds = Rounds(time.monotonic() - 8)  # the process started 8 s ago
+    services = cast(Services, RepairServices(hub, db))
+    _, member_wire = await _socket(hub, "m-lost")
+    _, specialist_wire = await _socket(hub, "s-lost", "specialist")
+    conv = await _start(db, "m-lost", "s-lost", age_s=STARTS_SETTLE_S + 1)
+    await repair_once(services, rounds)
+    await settle()
+    assert _started(member_wire) == [conv] and _started(specialist_wire) == [conv]
+    await repair_once(services, rounds)
+    await settle()
+    assert _started(member_wire) == [conv], "told once"
+
+
+async def test_after_a_round_with_no_socket_a_later_socket_still_gets_a_lost_start(
+    hub: Hub, db: Pool
+) -> None:
+    """A round that found no socket here moves the start of the next read to itself (every
+    later socket connected after it): a start committed once a socket came is still told."""
+    rounds = Rounds(time.monotonic() - 3600)
+    services = cast(Services, RepairServices(hub, db))
+    await repair_once(services, rounds)
+    assert time.monotonic() - rounds.starts_read_at < 5, "the round with no socket is the new start"
+    _, wire = await _socket(hub, "m-later")
+    conv = await _start(db, "m-later", "s-later", age_s=STARTS_SETTLE_S + 1)
+    await repair_once(services, rounds)
+    await settle()
+    assert _started(wire) == [conv]
+
+
+async def test_a_start_from_before_the_process_is_left_to_the_welcome(hub: Hub, db: Pool) -> None:
+    """The bound of the first read: a start older than the process (by more than the
+    overlap) is not read at all; a socket here connected later and had it in its `welcome`
+    (here it did not, which shows the row was never read)."""
+    rounds = Rounds(time.monotonic() - 8)
+    services = cast(Services, RepairServices(hub, db))
+    _, wire = await _socket(hub, "m-old")
+    await _start(db, "m-old", "s-old", age_s=8 + STARTS_OVERLAP_S + STARTS_SETTLE_S + 10)
+    await repair_once(services, rounds)
+    await settle()
+    assert _started(wire) == []
+
+
+async def test_an_end_told_to_one_device_reaches_the_other_it_was_not(hub: Hub, db: Pool) -> None:
+    """Two sockets of one member know the conversation; one was told it ended, the other's
+    doorbell was lost: the round finds the end (not told to every socket) and tells it."""
+    rounds = Rounds()
+    services = cast(Services, RepairServices(hub, db))
+    conv = await _start(db, "m-two", "s-two", age_s=0)
+    phone, phone_wire = await _socket(hub, "m-two")
+    laptop, laptop_wire = await _socket(hub, "m-two")
+    for session in (phone, laptop):
+        session.seen[conv] = 0
+    ended = await conversations.end(db, conv, by="specialist", reason="ended")
+    assert ended is not None
+    await db.execute("UPDATE conversations SET ended_at = now() - interval '10 seconds' WHERE id = $1", conv)
+    phone.ended.add(conv)  # its doorbell came
+    await repair_once(services, rounds)
+    await settle()
+    assert [f["type"] for f in laptop_wire.sent] == ["conversation_ended"]
+    assert phone_wire.sent == []
+    laptop_wire.sent.clear()
+    await repair_once(services, rounds)
+    await settle()
+    assert laptop_wire.sent == [], "told once: every socket now knows"
+
+
+async def test_a_socket_behind_on_messages_is_caught_up_a_round_later(hub: Hub, db: Pool) -> None:
+    """A message committed whose ring was lost: the round after the one that saw it behind
+    catches the socket up (the hub compares with the round before)."""
+    rounds = Rounds()
+    services = cast(Services, RepairServices(hub, db))
+    conv = await _start(db, "m-msg", "s-msg", age_s=0)
+    session, wire = await _socket(hub, "m-msg")
+    session.seen[conv] = 0
+    await conversations.append(
+        db,
+        conversation_id=conv,
+        sender_id="s-msg",
+        sender_role="specialist",
+        sender_name="Ro",
+        client_msg_id="c1",
+        body="hello",
+    )
+    wire.stored[conv] = [1]
+    await repair_once(services, rounds)
+    await settle()
+    assert wire.backfills == [], "a round later: it may still be on its way"
+    await repair_once(services, rounds)
+    await settle()
+    assert wire.backfills and wire.backfills[0][:2] == (conv, 0)
+    assert session.seen[conv] == 1
+
+
+async def test_a_start_visible_only_after_the_round_that_covered_its_time_is_still_told(
+    hub: Hub, db: Pool
+) -> None:
+    """`started_at` is the transaction's start, not its commit: a start the last round could
+    not see yet, though its time was in that round's window, is told by the next (the
+    overlap; what a round skips is only what the round before read and checked)."""
+    rounds = Rounds(time.monotonic() - 60)
+    services = cast(Services, RepairServices(hub, db))
+    _, wire = await _socket(hub, "m-slow")
+    first = await _start(db, "m-first", "s-first", age_s=STARTS_SETTLE_S + 1)
+    await repair_once(services, rounds)
+    assert rounds.starts_checked == {first}
+    late = await _start(db, "m-slow", "s-slow", age_s=STARTS_SETTLE_S + 10)  # committed only now
+    await repair_once(services, rounds)
+    await settle()
+    assert _started(wire) == [late]
