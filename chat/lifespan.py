@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,7 +26,7 @@ from chat.metrics import METRICS
 from chat.presence_redis import RedisPresence
 from chat.privacy import forgetting
 from chat.process_lease import ProcessLease
-from chat.redis_keys import identity_key
+from chat.redis_keys import namer
 from chat.revocations import CHANNEL as REVOCATIONS_CHANNEL
 from chat.revocations import Revocations
 from chat.safety import risk_watch
@@ -71,7 +70,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     topology = redisconn.parse(settings.redis_url)
     client = redisconn.client(topology)
     bus = _bus(topology, client, settings)
-    name = functools.partial(identity_key, settings)
+    name = namer(settings)
     # One lease for the process: presence and the socket cap count its sockets under it.
     lease = ProcessLease(client, settings.presence_ttl_s)
     hub = Hub(bus, name, Sealer(seal_key(settings.identity_hmac_key)))

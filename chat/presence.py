@@ -82,6 +82,12 @@ class Presence(Protocol):
         last, anywhere): unchanged between two reads, and `steady` over that time, means no
         specialist went offline meanwhile (chat/upkeep/grace.py)."""
 
+    async def lapses(self, now: float, within_s: float) -> tuple[int, float | None]:
+        """How many process leases ran out in the `within_s` seconds before `now`, and
+        since when presence has been up: when it last came up empty, as the first
+        `settled` after that noted it (None until one did). A wipe removes the note, so an
+        unchanged one means presence did not come up empty in between."""
+
     async def steady(self, now: float, within_s: float) -> bool:
         """True if no process's lease ran out in the `within_s` seconds before `now` and
         presence is settled: then everyone who went offline meanwhile did so by a socket's

@@ -126,10 +126,13 @@ class MemoryPresence:
                 found[user_id] = (absent[user_id], marked)
         return found
 
+    async def lapses(self, now: float, within_s: float) -> tuple[int, float | None]:
+        lapsed = sum(1 for expiry in self.board.procs.values() if now - within_s <= expiry <= now)
+        return lapsed, self.board.epoch
+
     async def steady(self, now: float, within_s: float) -> bool:
-        board = self.board
-        lapsed = any(now - within_s <= expiry <= now for expiry in board.procs.values())
-        return not lapsed and board.epoch is not None and now - board.epoch >= self.ttl_s
+        lapsed, up_since = await self.lapses(now, within_s)
+        return lapsed == 0 and up_since is not None and now - up_since >= self.ttl_s
 
     async def departures(self) -> int:
         return self.board.left

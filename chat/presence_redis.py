@@ -283,12 +283,16 @@ class RedisPresence:
                 found[user_id] = (float(raw), marked)
         return found
 
-    async def steady(self, now: float, within_s: float) -> bool:
+    async def lapses(self, now: float, within_s: float) -> tuple[int, float | None]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.zcount(PROCS, repr(now - within_s), repr(now))
         pipe.get(_EPOCH)
         lapsed, raw = await pipe.execute()
-        return int(lapsed) == 0 and raw is not None and now - float(raw) >= self.ttl_s
+        return int(lapsed), None if raw is None else float(raw)
+
+    async def steady(self, now: float, within_s: float) -> bool:
+        lapsed, up_since = await self.lapses(now, within_s)
+        return lapsed == 0 and up_since is not None and now - up_since >= self.ttl_s
 
     async def departures(self) -> int:
         return int(await self._redis.get(LEFT) or 0)

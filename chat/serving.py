@@ -38,6 +38,14 @@ class Server(uvicorn.Server):
         """uvicorn's loop, `on_tick` every `ticks.TICK_S` on a fixed grid."""
         loop = asyncio.get_running_loop()
         timers = ticks.of(loop)
+        try:
+            await self._tick(loop, timers)
+        finally:
+            # The shutdown that follows (sockets closing, the lifespan's end) may take
+            # seconds: what sleeps on the tick goes on the loop's own timers meanwhile.
+            ticks.stop(loop)
+
+    async def _tick(self, loop: asyncio.AbstractEventLoop, timers: ticks.Ticks) -> None:
         should_exit = await self.on_tick(0)
         due = refreshed = loop.time()
         while not should_exit:

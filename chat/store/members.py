@@ -176,6 +176,6 @@ async def away_since(db: Db, member_ids: list[str] | None = None) -> dict[str, d
     return {r["member_id"]: r["since"] for r in rows}
 
 
-async def forget_away_except(db: Db, member_ids: list[str]) -> None:
-    """Drop the rows of members with nothing at stake any more."""
-    await db.execute("DELETE FROM members_away WHERE NOT (member_id = ANY($1::text[]))", member_ids)
+async def forget_away(db: Db, member_ids: list[str]) -> None:
+    """Drop the marks of these members (who have nothing at stake any more)."""
+    await db.execute("DELETE FROM members_away WHERE member_id = ANY($1::text[])", member_ids)

@@ -40,7 +40,7 @@ log = logging.getLogger("peerchat.grace")
 _LOCK_KEY = 0x6772616365  # "grace"
 
 
-# While presence is steady and no specialist left, a round is skipped (see `take_round`),
+# While nothing can have changed, a round is skipped (see `take_round`),
 # but one runs at least this often, whatever: it also expires warm transfers whose timer
 # failed, and catches what nothing signals (a conversation handed to a specialist who was
 # offline already, say): such an absence is timed at most this much late.
@@ -58,6 +58,7 @@ class ReconnectGrace:
         self.grace_s = services.settings.reconnect_grace_s
         # What this process's last round saw (`take_round`).
         self._departures: int | None = None
+        self._up_since: float | None = None  # `Presence.lapses`'s, read before that round
         self._offline_at_stake = True  # unknown until a round ran
         self._last_round = float("-inf")  # monotonic
         self._rounds = 0  # rounds swept here (under the sweep lock)
@@ -80,32 +81,45 @@ class ReconnectGrace:
         """This process's turn: sweep, unless nothing can have changed since its last round
         (then False). Nothing can have if that round found no specialist of an active
         conversation offline, no specialist went offline by a close since (the departures
-        count, read before the round, is the same) and no process's lease ran out since
-        (`Presence.steady`): a specialist goes offline in no other way. An idle service
-        sweeps once a minute then instead of every few seconds (each round a transaction of
-        four statements and every active conversation's specialist read from PostgreSQL)."""
+        count, read before the round, is the same), no process's lease ran out since and
+        presence did not come up empty since (`Presence.lapses`, read before the round too:
+        no lease lapsed, and presence up since the same moment): a specialist goes offline
+        in no other way. An idle service sweeps once a minute then instead of every few
+        seconds (each round a transaction of four statements and every active
+        conversation's specialist read from PostgreSQL).
+
+        The last round only has to have run after presence came up (as noted before it
+        ran), not a TTL after: while the processes were still writing their sockets again,
+        a round found the specialists of those not done yet offline, and did not count as
+        finding nobody; one whose process died meanwhile never comes back, and any round
+        since found them offline too. (Waiting for `Presence.steady` instead, every round in
+        the first TTL after a start was a full one: at the bench's 2,000 conversations,
+        several of them in its idle window, docs/performance.md round 11.)"""
         presence = self.s.presence
         clock = time.monotonic()
         since = clock - self._last_round
         try:
             departures: int | None = await presence.departures()
+            lapsed, up_since = await presence.lapses(time.time(), since + 2 * every)
             skip = (
                 not self._offline_at_stake
                 and since < FULL_ROUND_EVERY_S
                 and departures == self._departures
-                and await presence.steady(time.time(), since + 2 * every)
+                and lapsed == 0
+                and up_since is not None
+                and up_since == self._up_since
             )
         except (RedisError, OSError, TimeoutError):
             # Without Redis the round still runs: its PostgreSQL-only part (a warm
             # transfer whose timer died with its process) must not wait for Redis.
-            departures, skip = None, False
+            departures, up_since, skip = None, None, False
         if skip:
             return False
         self._offline_at_stake = True  # until a round says otherwise
         ran = self._rounds
         await self.sweep_once()
         if self._rounds != ran and departures is not None:  # it ran here, and was counted
-            self._departures, self._last_round = departures, clock
+            self._departures, self._up_since, self._last_round = departures, up_since, clock
         return True
 
     async def sweep_once(self) -> int:

@@ -80,7 +80,8 @@ class MemberGrace:
         due every `full_every`, but while presence is steady (`Presence.steady`: no process
         died or stalled in the last three of them) only every `steady_every`: at 4,000 idle
         sockets the full round (every member at stake read from PostgreSQL and asked of
-        Redis, 2,000 of them) was ~10 % of the turn-holder's idle CPU.
+        Redis, 2,000 of them) was ~10 % of the turn-holder's idle CPU. Any full round,
+        steady or not, starts the steady interval.
 
         The full rounds keep one clock for every process, their own turn: the first round
         after it lapsed is full, whichever process runs it. Each process used to keep its
@@ -90,13 +91,17 @@ class MemberGrace:
         if not await take_turn(self.s.redis, "member-grace", every):
             return None
         full = await take_turn(self.s.redis, "member-grace-full", full_every)
+        # Every full round starts the steady interval, steady or not: a full round while
+        # presence is not steady is no less full. (Only the steady ones did: after a start,
+        # presence is not steady for a TTL, and the first full round once it was came right
+        # after one that was not: two at 2,000 members within ~30 s, performance.md round 11.)
         if (
             full
             and steady_every is not None
             and steady_every > full_every
-            and await self.s.presence.steady(time.time(), 3 * full_every)
+            and not await take_turn(self.s.redis, "member-grace-steady", steady_every)
         ):
-            full = await take_turn(self.s.redis, "member-grace-steady", steady_every)
+            full = not await self.s.presence.steady(time.time(), 3 * full_every)
         await self.sweep_once(full=full)
         return full
 
@@ -129,19 +134,30 @@ class MemberGrace:
         service does not ask presence about every member at stake every few seconds (at
         4,000 idle sockets this sweep was the largest periodic cost of a web process)."""
         db, presence, hub = self.s.db, self.s.presence, self.s.hub
-        if not full and not await store.away_since(db):
+        # Every mark, read first (none, on an idle service): the marks this round drops or
+        # clears are among these, so neither statement ships every member at stake to
+        # PostgreSQL (two arrays of 2,000 ids a full round, at the bench's idle load).
+        away = await store.away_since(db)
+        if not full and not away:
             return 0
         settled = await presence.settled(now)
         stake = await store.members_at_stake(db)
         ids = sorted(stake)
-        await store.forget_away_except(db, ids)
+        # Marks of members with nothing at stake any more. One written since `away` was
+        # read is dropped by the next round (which it makes work: it reads as someone away).
+        leftovers = sorted(m for m in away if m not in stake)
+        if leftovers:
+            await store.forget_away(db, leftovers)
         if not ids:
             return 0
         online = await self._online(ids, now)
         # Marked away, yet online with no new connection (their process had stalled or lost
         # Redis past the presence TTL, and came back): the specialist was told
-        # `reconnecting` by a round like this one, and nothing else takes it back.
-        for member_id in await store.clear_away(db, sorted(online)):
+        # `reconnecting` by a round like this one, and nothing else takes it back. A mark
+        # written since `away` was read (a close's, `member_left`) is left to the next
+        # round, which reads it (and runs because of it: someone is away).
+        returned = sorted(m for m in online if m in away)
+        for member_id in await store.clear_away(db, returned) if returned else []:
             for conversation_id, specialist_id in stake[member_id].conversations:
                 back = f.PeerStatus(conversation_id=conversation_id, status="connected")
                 hub.to_user(specialist(specialist_id), back)

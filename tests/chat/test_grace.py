@@ -154,6 +154,33 @@ async def test_a_turn_is_skipped_while_nothing_can_have_changed(db: Pool, databa
     assert await grace.take_round(every) is True, "a lease ran out"
 
 
+async def test_turns_skip_from_the_first_round_after_presence_came_up_and_sweep_after_a_wipe(
+    db: Pool, database_url: str
+) -> None:
+    """Right after a start presence has just come up empty: the skip needs a last round
+    that ran after presence came up, not a TTL after it (every round of that TTL used to be
+    a full one). A Redis that comes back empty since that round sweeps again, though it
+    shows no close and no lapsed lease (its count of departures and its leases went too)."""
+    s = _services(db, database_url)
+    await _conversation(db, "m1", "s1")
+    grace = ReconnectGrace(cast(Services, s))
+    every = 5.0
+    await s.presence.connect("s1", "specialist", "c1", time.time())
+    assert await grace.take_round(every) is True, "the first turn sweeps, and notes presence up"
+    assert await grace.take_round(every) is True, "that round ran before presence was noted up"
+    assert not await s.presence.steady(time.time(), every), "not a TTL yet"
+    assert await grace.take_round(every) is False, "nothing changed since a round after it"
+    # Redis comes back empty; this process writes its sockets again and another process's
+    # sweep notes presence up again, all before this process's next turn.
+    s.presence.board.wipe()
+    await s.presence.heartbeat([], time.time())
+    await s.presence.settled(time.time())
+    assert await s.presence.online_specialists(time.time()) == {"s1"}
+    assert await s.presence.lapses(time.time(), 1e9) == (0, s.presence.board.epoch)
+    assert await grace.take_round(every) is True, "presence came up empty since the last round"
+    assert await grace.take_round(every) is False
+
+
 async def test_past_the_grace_the_conversation_ends_once_and_the_member_is_queued_again(
     db: Pool, database_url: str
 ) -> None:
@@ -437,3 +464,53 @@ async def test_a_light_round_with_nobody_away_opens_no_transaction(db: Pool, dat
     )
     assert await grace.sweep_once(full=False) == 1, "someone away: the round, under its lock"
     assert counting.acquired >= 1
+
+
+class _ArgsPool:
+    """The test pool, recording the arguments of every statement run on it."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.args: list[tuple[object, ...]] = []
+
+    async def fetch(self, query: str, *args: object) -> Any:
+        self.args.append(args)
+        return await self.pool.fetch(query, *args)
+
+    async def execute(self, query: str, *args: object) -> Any:
+        self.args.append(args)
+        return await self.pool.execute(query, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+    def lists(self) -> list[list[object]]:
+        return [a for args in self.args for a in args if isinstance(a, list)]
+
+
+async def test_a_full_round_ships_postgresql_only_the_marks_it_drops_or_clears(
+    db: Pool, database_url: str
+) -> None:
+    """A full round on an idle service (everyone at stake online, nobody away) sends no list
+    of the members at stake to PostgreSQL: it used to send two (every member at stake, to
+    drop the marks of everyone else, and every one online, to clear their marks). The
+    marks it must drop or clear are still dropped and cleared."""
+    s = _services(db, database_url)
+    recording = _ArgsPool(db)
+    s.db = cast(Pool, recording)
+    t0 = time.time()
+    await s.presence.settled(t0 - TTL_S)
+    for n in range(20):
+        await _request(db, f"m{n}")
+        await s.presence.connect(f"m{n}", "member", f"c{n}", t0)
+    grace = MemberGrace(cast(Services, s))
+    assert await grace.sweep(t0) == 0
+    assert recording.lists() == [], "nobody away: no list of members sent"
+
+    # A mark of a member with nothing at stake, and one of a member online (their process
+    # had stalled): the first dropped, the second cleared, each statement naming only them.
+    await db.execute("INSERT INTO members_away (member_id) VALUES ('m-none'), ('m3')")
+    recording.args.clear()
+    assert await grace.sweep(t0 + 1) == 0
+    assert await db.fetchval("SELECT count(*) FROM members_away") == 0
+    assert sorted(recording.lists()) == [["m-none"], ["m3"]]

@@ -526,8 +526,14 @@ async def test_steady_while_no_lease_ran_out_lately(world: World, t0: float) -> 
     for beat in (20, 40, 60, 80):
         await b.heartbeat([("m2", "member", "c2")], t0 + 100 + TTL + beat)
     assert await b.steady(t0 + 100 + TTL + 95, 90), "... 95 s ago: outside the window"
+    # `lapses`: what `steady` is made of, the moment presence came up as a value.
+    assert await b.lapses(t0 + 100 + TTL + 5, 90) == (1, t0)
+    assert await b.lapses(t0 + 100 + TTL + 95, 90) == (0, t0)
     await world.wipe()
     assert not await b.steady(t0 + 300, 90)
+    assert await b.lapses(t0 + 300, 90) == (0, None), "came up empty: not noted yet"
+    await a.settled(t0 + 301)
+    assert await b.lapses(t0 + 302, 90) == (0, t0 + 301)
 
 
 async def test_departures_move_when_a_specialist_goes_offline_by_a_close(world: World, t0: float) -> None:

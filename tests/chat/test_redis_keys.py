@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chat.config import Settings
-from chat.redis_keys import identity_key
+from chat.redis_keys import identity_key, namer
 
 A = Settings(database_url="-", redis_url="-", jwt_secret="a" * 32)
 B = Settings(database_url="-", redis_url="-", jwt_secret="a" * 32, redis_key=b"b" * 32)
@@ -25,3 +25,13 @@ def test_role_and_sub_both_count() -> None:
 
 def test_the_key_matters() -> None:
     assert identity_key(A, "member", "x") != identity_key(B, "member", "x")
+
+
+def test_a_namer_names_as_identity_key_does() -> None:
+    # Every process's presence, caps and channels must meet at the same names, whichever
+    # of the two spelled them (the namer reads the settings' key once).
+    for settings in (A, B):
+        name = namer(settings)
+        for role, sub in (("member", "member-4711"), ("specialist", "s1"), ("supervisor", "")):
+            assert name(role, sub) == identity_key(settings, role, sub)
+    assert namer(A)("member", "x") != namer(B)("member", "x")

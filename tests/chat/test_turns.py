@@ -107,3 +107,29 @@ async def test_while_presence_is_steady_the_full_round_waits_for_a_quarter_of_th
     await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
     assert await grace.take_round(every, full_every, steady_every) is True, "a process died: full"
     assert list(await members.away_since(db)) == ["m-gone"]
+
+
+async def test_a_full_round_before_presence_is_steady_starts_the_steady_interval(
+    db: Pool, database_url: str, redis_client: redis.Redis
+) -> None:
+    """After a start presence is not steady for a TTL, and the full rounds then come every
+    `full_every`; the first full round once it is steady used to come at once all the same
+    (the steady interval counted steady full rounds only). Any full round starts it."""
+    every, full_every, steady_every = 30.0, 60.0, 600.0  # the test lapses the turns itself
+    grace, s = _process(db, database_url, redis_client)
+    presence = s.presence
+    assert isinstance(presence, MemoryPresence)
+    t0 = time.time()
+    await presence.settled(t0)  # presence just came up
+    assert not await presence.steady(t0, 3 * full_every)
+    assert await grace.take_round(every, full_every, steady_every) is True, "the first round is full"
+
+    presence.board.epoch = t0 - presence.ttl_s - 1  # a TTL later: steady now
+    assert await presence.steady(time.time(), 3 * full_every)
+    await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
+    assert await grace.take_round(every, full_every, steady_every) is False, "a full round ran lately"
+
+    # While not steady, a full round is due every `full_every`, the steady interval or not.
+    presence.board.epoch = time.time()
+    await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
+    assert await grace.take_round(every, full_every, steady_every) is True
