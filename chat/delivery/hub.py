@@ -33,6 +33,7 @@ from chat.delivery import doorbell
 from chat.delivery.channels import USER_PREFIX, Channels, Namer
 from chat.delivery.doorbell import Mark
 from chat.delivery.solo import Solo
+from chat.gateway.ordering import CHANGES
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.people import Person
 from chat.seal import Sealer
@@ -94,6 +95,7 @@ class Hub:
         person = person or session.person
         first = not self.sessions[person]
         self.sessions[person].add(session)
+        CHANGES.count += 1  # the delivery repair's question has one more socket in it
         if first:
             self._solo.changed()
             channel = self.channel(person)
@@ -114,6 +116,7 @@ class Hub:
         if mine is None:
             return
         mine.discard(session)
+        CHANGES.count += 1
         if not mine:
             del self.sessions[person]
             self._solo.changed()

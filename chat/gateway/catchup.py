@@ -51,6 +51,6 @@ async def _catch_up(
                 continue
             await send_text(data)
             seen = seq
-        order.seen[conversation_id] = seen
+        order.know(conversation_id, seen)
         if len(batch) < PAGE and upto is None:
             break

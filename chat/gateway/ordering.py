@@ -32,6 +32,24 @@ class Outbound:
     ends_conversation: bool = False  # a `conversation_ended`
 
 
+class Changes:
+    """A count that moves whenever any socket of this process changes what it knows (a key
+    or a seq of its `seen`, its `ended`, its `handed_on`) and whenever a socket attaches to
+    or leaves the hub: while it has not moved, the delivery repair asks PostgreSQL the same
+    question as the round before without walking every socket to build it again
+    (chat/upkeep/repair.py). So every writer of those moves it: the methods of `Ordering`
+    below (`Session.know` and `Session.forget` for the handlers), and chat/delivery/hub.py's
+    attach and detach. tests/chat/test_repair.py fails if any other module writes them."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+CHANGES = Changes()
+
+
 class Ordering:
     def __init__(self, on_gap: Callable[[str], None]) -> None:
         # Highest seq this socket has been sent, per conversation it knows about.
@@ -51,6 +69,7 @@ class Ordering:
         messages that now follow it. Needs no await; the caller sends the result."""
         conv = item.conversation_id
         if item.starts_conversation and conv is not None:
+            CHANGES.count += 1
             if conv in self.handed_on:
                 # Handed back to this specialist (PRODUCT.md §9): it starts again for them,
                 # its seq line from 0 (what they had is sent again; the page drops repeats).
@@ -63,6 +82,7 @@ class Ordering:
         if item.ends_conversation and conv is not None:
             if conv in self.ended:
                 return []
+            CHANGES.count += 1
             self.ended.add(conv)
             # Ends are rare: a look at the frame costs nothing on the message path.
             if _TRANSFERRED in item.data:
@@ -80,9 +100,21 @@ class Ordering:
                 self.hold(conv, item)
                 return []
             self.seen[conv] = item.seq
+            CHANGES.count += 1
             if conv in self.held:
                 return [item.data, *self.releasable(conv)]
         return [item.data]
+
+    def know(self, conversation_id: str, seq: int) -> None:
+        """This socket has been sent everything of the conversation up to `seq` (a
+        `welcome`, a catch-up, a supervisor's watch)."""
+        self.seen[conversation_id] = seq
+        CHANGES.count += 1
+
+    def forget(self, conversation_id: str) -> None:
+        """Nothing more of the conversation is for this socket (a supervisor's unwatch)."""
+        self.seen.pop(conversation_id, None)
+        CHANGES.count += 1
 
     def hold(self, conversation_id: str, item: Outbound) -> None:
         """A message ahead of a gap. Under load the two participants' processes ring in
@@ -110,6 +142,7 @@ class Ordering:
             out.append(item.data)
             seen += 1
         self.seen[conversation_id] = seen
+        CHANGES.count += 1
         for stale in [s for s in held if s <= seen]:
             del held[stale]
         if not held:

@@ -123,6 +123,16 @@ class Session:
         self.watching_queue = False
         self.watching_stats = False
 
+    def know(self, conversation_id: str, seq: int) -> None:
+        """Everything of the conversation up to `seq` has been sent (a `welcome`, a
+        supervisor's watch). `seen` is written only through here and the ordering, so the
+        delivery repair knows when it changed (chat/gateway/ordering.py `Changes`)."""
+        self._order.know(conversation_id, seq)
+
+    def forget(self, conversation_id: str) -> None:
+        """Nothing more of the conversation is for this socket (a supervisor's unwatch)."""
+        self._order.forget(conversation_id)
+
     def start(self) -> None:
         """Start sending: first what was pushed (the `welcome`, the catch-up), then the
         fan-out delivered meanwhile; duplicates among those are dropped by seq."""

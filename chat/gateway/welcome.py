@@ -113,13 +113,13 @@ async def greet(services: Services, session: Session, hello: f.Hello) -> None:
     for c in mine:
         if c.id in resume:
             # Everything after the client's last seq, then live messages, gap-free.
-            session.seen[c.id] = min(resume[c.id], c.last_seq)
+            session.know(c.id, min(resume[c.id], c.last_seq))
             session.push(CatchUp(c.id))
             if c.state == ConversationState.ENDED:
                 # It ended while this device was away: say so after its last messages.
                 session.push(ended.ended_outbound(c))
         elif c.state == ConversationState.ACTIVE:
-            session.seen[c.id] = c.last_seq
+            session.know(c.id, c.last_seq)
 
 
 async def _with_transfers(

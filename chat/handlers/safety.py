@@ -112,7 +112,7 @@ async def _watch(services: Services, session: Session, conv: Conversation, ref: 
     )
     # From here live messages follow by seq: a repeat of the history is dropped, one that
     # raced this watch's start is read from PostgreSQL (the resume rules).
-    session.seen[conv.id] = stored[-1].seq if stored else 0
+    session.know(conv.id, stored[-1].seq if stored else 0)
     watcher = monitoring.watcher_of(session)
     await services.hub.attach(session, watcher)
     await monitors.start(services.db, conv.id, watcher.id, session.user_id, session.name)
@@ -211,7 +211,7 @@ async def supervisor_send(services: Services, session: Session, frame: f.Send) -
 async def on_unmonitor(services: Services, session: Session, frame: f.Unmonitor) -> None:
     if frame.conversation_id not in session.seen:
         raise Refuse(ErrorCode.INVALID_STATE, "you do not watch this conversation here")
-    session.seen.pop(frame.conversation_id, None)
+    session.forget(frame.conversation_id)
     watcher = monitoring.watcher_of(session)
     await monitors.stop(services.db, frame.conversation_id, watcher.id)
     if not session.seen:

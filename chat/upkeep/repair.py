@@ -5,17 +5,22 @@ A round costs (nearly) nothing when nothing was lost: PostgreSQL is asked only f
 conversations some socket here is behind on (or was not told had ended), and only for the
 conversations started since the last round that succeeded (or since the process started),
 so a quiet process reads no rows at all; the arrays of that question go as text, and of
-the starts only their pairs are decoded (docs/performance.md, round 11, repair). (It used
+the starts only their pairs are decoded, and the walk over every socket that builds the
+question is skipped while no socket here changed what it knows (chat/gateway/ordering.py
+`Changes`; docs/performance.md, round 11, repair). (It used
 to read every watched conversation and every conversation of the last five minutes each
 round: at 4,000 idle sockets that decoding was most of the heartbeat's CPU.)"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from chat import views
 from chat.delivery.ended import ended_frame, ended_outbound
+from chat.delivery.hub import Hub
+from chat.gateway.ordering import CHANGES
 from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from chat.people import member, specialist
@@ -33,6 +38,10 @@ from protocol.codec import encode
 STARTS_SETTLE_S = 5.0
 STARTS_WITHIN_S = 300.0
 STARTS_OVERLAP_S = 20.0
+# A round asks PostgreSQL every time; it walks every socket to build the question only when
+# something here changed (`CHANGES`), and at least every REASK_EVERY rounds (a minute at
+# the default TTL) whatever, a backstop that costs a walk a minute.
+REASK_EVERY = 6
 
 
 class Rounds:
@@ -53,25 +62,36 @@ class Rounds:
         self.starts_read_at: float = time.monotonic() if started_at is None else started_at
         # The starts the last round read and checked (see `_repair_starts`).
         self.starts_checked: set[str] = set()
+        # The last walk's question, `CHANGES` when it was made, rounds that reused it since.
+        self.asked: Question | None = None
+        self.asked_mark = -1
+        self.reused = 0
 
 
-async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
-    """Anti-entropy: compare what each socket was sent with PostgreSQL's last seq, and with
-    whether the conversation has ended. `rounds`: the process's memory of earlier rounds
-    (none: this round reads the starts of the last five minutes)."""
-    rounds = rounds or Rounds(time.monotonic() - STARTS_WITHIN_S)
-    lowest: dict[str, int] = {}  # conversation → the lowest seq any socket here was sent
-    # Conversations some socket here was told ended, and those some socket here that knows
-    # them was not: told is the first less the second (`behind`'s `told_ended`).
-    told_some: set[str] = set()
-    untold: set[str] = set()
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What the round asks PostgreSQL (`conversations.behind`), from every socket here."""
+
+    lowest: dict[str, int]  # conversation → the lowest seq any socket here was sent
+    # Conversations every socket here that knows them was told ended.
+    told: set[str]
     # conversation → the specialists here whose sockets were never told it ended (so
     # believe they hold it): one of them may have missed its hand-over (PRODUCT.md §9).
+    holders: dict[str, set[str]]
+
+
+def ask(hub: Hub) -> Question:
+    """The round's question, from a walk over every socket here."""
+    lowest: dict[str, int] = {}
+    # Conversations some socket here was told ended, and those some socket here that knows
+    # them was not: told is the first less the second.
+    told_some: set[str] = set()
+    untold: set[str] = set()
     holders: dict[str, set[str]] = {}
     # Straight over the hub's groups: a watching supervisor's socket is in two of them, and
     # is looked at twice, which changes nothing (a minimum, a union). An idle socket (told
     # no end, handed nothing on: nearly all of them) takes the short path.
-    for group in services.hub.sessions.values():
+    for group in hub.sessions.values():
         for session in group:
             seen = session.seen
             if not seen:
@@ -100,12 +120,36 @@ async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
                     untold.add(conversation_id)
                     if is_specialist:
                         holders.setdefault(conversation_id, set()).add(session.user_id)
+    return Question(lowest, told_some - untold, holders)
+
+
+def _question(hub: Hub, rounds: Rounds) -> Question:
+    """The round before's question while no socket here changed what it knows and none
+    came or went since (`CHANGES` has not moved: every writer moves it), else a new walk;
+    a new walk at least every REASK_EVERY rounds whatever, as a backstop."""
+    mark = CHANGES.count
+    asked = rounds.asked
+    if asked is not None and rounds.asked_mark == mark and rounds.reused < REASK_EVERY - 1:
+        rounds.reused += 1
+        return asked
+    rounds.asked, rounds.asked_mark, rounds.reused = ask(hub), mark, 0
+    return rounds.asked
+
+
+async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
+    """Anti-entropy: compare what each socket was sent with PostgreSQL's last seq, and with
+    whether the conversation has ended. Every round asks PostgreSQL (a lost ring, a
+    SUBSCRIBE that raced a PUBLISH, a sender's process that died between commit and
+    publish: no signal here announces them), with the round before's question when no
+    socket here changed what it knows since (`_question`). `rounds`: the process's memory
+    of earlier rounds (none: this round reads the starts of the last five minutes)."""
+    rounds = rounds or Rounds(time.monotonic() - STARTS_WITHIN_S)
+    question = _question(services.hub, rounds)
+    lowest, holders = question.lowest, question.holders
     repaired = 0
     found: list[conversations.Conversation] = []
     if lowest:
-        found = await conversations.behind(
-            services.db, lowest, told_ended=told_some - untold, believed=holders
-        )
+        found = await conversations.behind(services.db, lowest, told_ended=question.told, believed=holders)
     # Before any catch-up: a specialist's socket that missed the hand-over is told it now
     # (its catch-up then reads nothing of the conversation, which is someone else's).
     repaired += _repair_handovers(services, [c for c in found if c.ended_at is None], holders)

@@ -4,24 +4,36 @@ because a socket's `welcome` holds it (docs/performance.md, round 11, repair).""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import pytest
 
 from chat.bus_memory import MemoryBus, MemoryExchange
 from chat.delivery.hub import Hub
-from chat.gateway.session import Session
+from chat.gateway.session import CatchUp, Outbound, Session
 from chat.services import Services
 from chat.store import assignment, conversations
 from chat.store.assignment import Assignment
-from chat.upkeep.repair import STARTS_OVERLAP_S, STARTS_SETTLE_S, Rounds, repair_once
+from chat.upkeep.repair import (
+    REASK_EVERY,
+    STARTS_OVERLAP_S,
+    STARTS_SETTLE_S,
+    Rounds,
+    _question,
+    ask,
+    repair_once,
+)
 from protocol.frames import Role
 from tests.chat.conftest import Pool
 from tests.chat.test_hub import _new_hub
-from tests.chat.test_session import Wire, settle
+from tests.chat.test_session import Wire, message, settle, started
 from tests.chat.test_store import _request, _specialist
 
 
@@ -194,3 +206,98 @@ async def test_a_start_visible_only_after_the_round_that_covered_its_time_is_sti
     await repair_once(services, rounds)
     await settle()
     assert _started(wire) == [late]
+
+
+# Writes to a socket's `seen`, `ended` or `handed_on` anywhere but chat/gateway/ordering.py.
+_WRITES = re.compile(
+    r"\.seen\[[^\]]+\]\s*=[^=]|\.seen\.(pop|clear|update|setdefault|popitem)\("
+    r"|del [\w.]+\.seen\[|\.(ended|handed_on)\.(add|discard|remove|clear|update|pop)\("
+)
+
+
+def test_only_the_ordering_writes_what_a_socket_knows() -> None:
+    """The repair reuses its question while `CHANGES` has not moved, and only the ordering
+    (and the hub's attach/detach) moves it: a handler writing `seen` itself would leave a
+    socket out of the question, and a ring it lost unrepaired. Use `Session.know`/`forget`."""
+    root = Path(__file__).resolve().parents[2] / "chat"
+    writers = [
+        f"{path.relative_to(root)}:{n}"
+        for path in root.rglob("*.py")
+        if path.name != "ordering.py" or path.parent.name != "gateway"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if _WRITES.search(line)
+    ]
+    assert writers == []
+
+
+def _ended(conversation_id: str, reason: str = "ended") -> Outbound:
+    data = json.dumps({"type": "conversation_ended", "conversation_id": conversation_id, "reason": reason})
+    return Outbound(
+        data.replace(", ", ",").replace(": ", ":").encode(), conversation_id, ends_conversation=True
+    )
+
+
+async def test_the_question_is_walked_again_after_every_change_a_socket_here_makes(hub: Hub) -> None:
+    """After each thing that changes what a socket knows (through the real session and
+    ordering), the round's question is the one a fresh walk makes; with nothing changed it
+    is the round before's, not walked again (until the backstop)."""
+    rounds = Rounds()
+    member_session, member_wire = await _socket(hub, "m-q")
+    specialist_session, _ = await _socket(hub, "s-q", "specialist")
+    later: list[Session] = []
+
+    def check(label: str) -> None:
+        assert _question(hub, rounds) == ask(hub), label
+
+    async def second_device() -> None:
+        session = (await _socket(hub, "m-q"))[0]
+        session.know("c-q", 1)  # its `welcome`
+        later.append(session)
+
+    async def leave() -> None:
+        await hub.detach(later.pop())
+
+    both = (member_session, specialist_session)
+
+    def to(sessions: tuple[Session, ...], item: Outbound) -> Callable[[], None]:
+        def step() -> None:
+            for session in sessions:
+                session.deliver(item)
+
+        return step
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("start", to(both, started("c-q"))),
+        ("message", to(both, message(1, "c-q"))),
+        ("ahead of a gap", to(both, message(3, "c-q"))),
+        ("gap filled", to(both, message(2, "c-q"))),
+        ("welcome", lambda: specialist_session.know("c-other", 4)),
+        ("second device", second_device),
+        ("device left", leave),
+        ("unwatch", lambda: specialist_session.forget("c-other")),
+        ("end", to((member_session,), _ended("c-q"))),
+        ("handed on", to((specialist_session,), _ended("c-q", "transferred"))),
+        ("handed back", to((specialist_session,), started("c-q"))),
+    ]
+    check("first")
+    for label, step in steps:
+        assert _question(hub, rounds) is rounds.asked, f"nothing changed before {label}: reused"
+        result = step()
+        if asyncio.iscoroutine(result):
+            await result
+        await settle()
+        check(label)
+    # A catch-up read from PostgreSQL moves what the socket was sent too.
+    member_wire.stored["c-new"] = [1, 2]
+    member_session.deliver(started("c-new"))
+    await settle()
+    check("another start")
+    member_session.deliver(CatchUp("c-new"))
+    await settle()
+    assert member_session.seen["c-new"] == 2
+    check("caught up")
+    assert ask(hub).lowest["c-new"] == 2
+    rounds.reused = 0
+    for _ in range(REASK_EVERY - 1):
+        reused = _question(hub, rounds)
+    assert _question(hub, rounds) is not reused, "the backstop walks again"

@@ -39,6 +39,9 @@ class FakeSession:
     def push(self, *items: object) -> None:
         self.pushed.extend(items)
 
+    def know(self, conversation_id: str, seq: int) -> None:
+        self.seen[conversation_id] = seq
+
 
 @dataclass
 class FakeServices:
