@@ -12,7 +12,6 @@ decisions out (the writes, telling people) is chat/carrying_out.py's job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -20,7 +19,7 @@ import uuid
 import asyncpg
 from redis.exceptions import RedisError
 
-from chat import snapshot
+from chat import snapshot, ticks
 from chat.carrying_out import DecisionsCarriedOut, merged
 from chat.delivery.hub import POKE_CHANNEL
 from chat.delivery.watchers import Broadcasts
@@ -59,7 +58,8 @@ _POOL_SIZE = 2
 class Matchmaker:
     def __init__(self, services: Services) -> None:
         self.s = services
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set by a poke, and by `_nap`'s timer
+        self._poked = False
         self._restate = False
         self._last_cycle = 0.0
         self._last_look = 0.0
@@ -88,19 +88,20 @@ class Matchmaker:
         )
 
     def poke(self) -> None:
+        self._poked = True
         self._wake.set()
 
     def restate_stats(self) -> None:
         """Poke, and send the next cycle's `queue_stats` even if unchanged
         (`Services.restate_stats`)."""
         self._restate = True
-        self._wake.set()
+        self.poke()
 
     def queue_watched(self) -> None:
         """Poke, and send the next cycle's queue even if unchanged: a process has a queue
         watcher again (`Services.queue_watched`)."""
         self._broadcasts.queue_watched()
-        self._wake.set()
+        self.poke()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="matchmaker")
@@ -162,11 +163,10 @@ class Matchmaker:
         while True:
             try:
                 if not await self._elect():
-                    await asyncio.sleep(ELECTION_EVERY_S)
+                    await ticks.sleep(ELECTION_EVERY_S)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), _TICK_S)
-                poked = self._wake.is_set()
+                await self._nap(_TICK_S)
+                poked, self._poked = self._poked, False
                 self._wake.clear()
                 if poked or not self._idle() or await self._unpoked_change():
                     await self.cycle()
@@ -179,6 +179,19 @@ class Matchmaker:
             except Exception:
                 log.exception("matching cycle failed")
                 await asyncio.sleep(0.5)
+
+    async def _nap(self, seconds: float) -> None:
+        """Until a poke, or `seconds` on the process's tick (chat/ticks.py): the leader's
+        wait every second was `asyncio.wait_for`, a task, a timer and a wake of its own
+        each time (docs/performance.md round 11)."""
+        if self._wake.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        timer = ticks.call_at(loop, loop.time() + seconds, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
 
     def _idle(self) -> bool:
         """Nobody waiting and no offer out: a timer tick has nothing to decide. (Any change

@@ -16,14 +16,13 @@ heartbeats are still rebuilding the leases.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import asyncpg
 from redis.exceptions import RedisError
 
-from chat import positions
+from chat import positions, ticks
 from chat.delivery.ended import after_end, ended_frame
 from chat.handlers import transfer
 from chat.metrics import METRICS
@@ -67,7 +66,7 @@ class ReconnectGrace:
         settings = self.s.settings
         every = sweep_interval(settings.reconnect_grace_s, settings.presence_ttl_s)
         while True:
-            await asyncio.sleep(every)
+            await ticks.sleep(every)  # on the process's tick (chat/ticks.py)
             try:
                 if not await take_turn(self.s.redis, "reconnect-grace", every):
                     continue  # another process sweeps this interval (chat/upkeep/turns.py)

@@ -13,13 +13,13 @@ While Redis is unreachable nothing is decided (absence cannot be told from an ou
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import asyncpg
 from redis.exceptions import RedisError
 
+from chat import ticks
 from chat.delivery.ended import end_conversation
 from chat.metrics import METRICS
 from chat.people import specialist
@@ -64,7 +64,7 @@ class MemberGrace:
         full_every = full_sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
         steady_every = steady_sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
         while True:
-            await asyncio.sleep(every)
+            await ticks.sleep(every)  # on the process's tick (chat/ticks.py)
             try:
                 await self.take_round(every, full_every, steady_every)
             except (RedisError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -625,3 +625,22 @@ async def test_an_idle_leader_notices_a_specialist_whose_process_died_at_its_nex
     await back.connect("s2", "specialist", "c3", time.time())
     mm._last_look = 0.0
     assert await mm._unpoked_change()
+
+
+async def test_the_leaders_nap_ends_on_a_poke_or_its_time_and_only_a_poke_counts(
+    db: Pool, database_url: str
+) -> None:
+    """The leader waits for a poke at most `_TICK_S`, on the process's tick (chat/ticks.py):
+    a poke ends the wait at once and counts as one; the time running out does not (an idle
+    leader would otherwise cycle every second)."""
+    mm, _ = _matchmaker(db, database_url)
+    started = time.monotonic()
+    await mm._nap(0.2)
+    assert time.monotonic() - started >= 0.19
+    assert mm._wake.is_set() and not mm._poked, "woken by the time, not poked"
+    mm._wake.clear()
+    asyncio.get_running_loop().call_later(0.05, mm.poke)
+    started = time.monotonic()
+    await mm._nap(60.0)
+    assert time.monotonic() - started < 30.0, "the poke ended the wait"
+    assert mm._poked
