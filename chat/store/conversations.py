@@ -97,6 +97,28 @@ def _array_literal(values: Collection[str]) -> str:
     return '{"' + body + '"}'
 
 
+# `behind`'s question as its five parameters (PostgreSQL array text): made once, it can be
+# asked again while nothing it was made from changed (chat/upkeep/repair.py).
+BehindQuestion = tuple[str, str, str, str, str]
+
+
+def behind_question(
+    seen: Mapping[str, int],
+    *,
+    told_ended: Collection[str] = (),
+    believed: Mapping[str, Collection[str]] | None = None,
+) -> BehindQuestion:
+    """`behind`'s arguments, ready to send (see `behind`)."""
+    believed = believed or {}
+    return (
+        _array_literal(seen.keys()),
+        "{" + ",".join(map(str, seen.values())) + "}",
+        _array_literal(told_ended),
+        _array_literal([i for i, who in believed.items() for _ in who]),
+        _array_literal([b for who in believed.values() for b in who]),
+    )
+
+
 async def behind(
     db: Db,
     seen: Mapping[str, int],
@@ -114,9 +136,11 @@ async def behind(
 
     The arrays go as text (see `_array_literal`): at 2,000 idle sockets a process asks this
     about ~1,500 conversations every 10 s."""
-    believed = believed or {}
-    believed_ids = [i for i, who in believed.items() for _ in who]
-    believers = [b for who in believed.values() for b in who]
+    return await ask_behind(db, behind_question(seen, told_ended=told_ended, believed=believed))
+
+
+async def ask_behind(db: Db, question: BehindQuestion) -> list[Conversation]:
+    """`behind`, with its question made beforehand by `behind_question`."""
     rows = await db.fetch(
         f"""SELECT {_CONV}
               FROM unnest($1::text::text[], $2::text::bigint[]) AS k(id, seen)
@@ -127,11 +151,7 @@ async def behind(
               FROM unnest($4::text::text[], $5::text::text[]) AS b(id, believed)
               JOIN conversations USING (id)
              WHERE ended_at IS NULL AND specialist_id <> b.believed""",
-        _array_literal(seen.keys()),
-        "{" + ",".join(map(str, seen.values())) + "}",
-        _array_literal(told_ended),
-        _array_literal(believed_ids),
-        _array_literal(believers),
+        *question,
     )
     return [Conversation.of(r) for r in rows]
 

@@ -78,6 +78,8 @@ class Question:
     # conversation → the specialists here whose sockets were never told it ended (so
     # believe they hold it): one of them may have missed its hand-over (PRODUCT.md §9).
     holders: dict[str, set[str]]
+    # The same, as PostgreSQL is sent it (made once, asked every round this is reused).
+    sent: conversations.BehindQuestion | None
 
 
 def ask(hub: Hub) -> Question:
@@ -120,7 +122,9 @@ def ask(hub: Hub) -> Question:
                     untold.add(conversation_id)
                     if is_specialist:
                         holders.setdefault(conversation_id, set()).add(session.user_id)
-    return Question(lowest, told_some - untold, holders)
+    told = told_some - untold
+    ready = conversations.behind_question(lowest, told_ended=told, believed=holders) if lowest else None
+    return Question(lowest, told, holders, ready)
 
 
 def _question(hub: Hub, rounds: Rounds) -> Question:
@@ -145,11 +149,11 @@ async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
     of earlier rounds (none: this round reads the starts of the last five minutes)."""
     rounds = rounds or Rounds(time.monotonic() - STARTS_WITHIN_S)
     question = _question(services.hub, rounds)
-    lowest, holders = question.lowest, question.holders
+    holders = question.holders
     repaired = 0
     found: list[conversations.Conversation] = []
-    if lowest:
-        found = await conversations.behind(services.db, lowest, told_ended=question.told, believed=holders)
+    if question.sent is not None:
+        found = await conversations.ask_behind(services.db, question.sent)
     # Before any catch-up: a specialist's socket that missed the hand-over is told it now
     # (its catch-up then reads nothing of the conversation, which is someone else's).
     repaired += _repair_handovers(services, [c for c in found if c.ended_at is None], holders)
