@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
+from chat import ticks
 from chat.delivery import peers
 from chat.services import Services
 from chat.upkeep.repair import Rounds, repair_once
@@ -30,7 +30,7 @@ async def heartbeats(services: Services) -> None:
     # socket is accepted): the first start read reaches back to here, not five minutes.
     rounds = Rounds()
     while True:
-        await asyncio.sleep(services.settings.presence_ttl_s / 3)
+        await ticks.sleep(services.settings.presence_ttl_s / 3)  # on the process's tick (chat/ticks.py)
         try:
             await heartbeat_once(services)
         except Exception as exc:

@@ -1,8 +1,8 @@
 """How late the event loop runs a timer, observed and (over 250 ms) logged.
 
-Under `peerchat serve` the process's 100 ms tick is that timer (chat/ticks.py,
+Under `peerchat serve` the process's 250 ms tick is that timer (chat/ticks.py,
 chat/serving.py): its lateness is observed there, at no wake of its own. Served any other
-way, `watch_loop_lag` keeps a 100 ms timer of its own: a plain callback that schedules the
+way, `watch_loop_lag` keeps a timer of its own at the same interval: a plain callback that schedules the
 next, not a task that sleeps (a Future, a Task step and a TimerHandle each wake)."""
 
 from __future__ import annotations
