@@ -58,6 +58,9 @@ class MemberGrace:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.grace_s = services.settings.member_grace_s
+        # Whether the last full round here decided about every member at stake: presence
+        # had settled (so it could mark anyone offline away), or it found nobody offline.
+        self._decided = False
 
     async def run(self) -> None:
         every = sweep_interval(self.grace_s, self.s.settings.presence_ttl_s)
@@ -81,7 +84,10 @@ class MemberGrace:
         died or stalled in the last three of them) only every `steady_every`: at 4,000 idle
         sockets the full round (every member at stake read from PostgreSQL and asked of
         Redis, 2,000 of them) was ~10 % of the turn-holder's idle CPU. Any full round,
-        steady or not, starts the steady interval.
+        steady or not, starts the steady interval, if it decided about every member at
+        stake (`_decided`): one while presence has not settled marks nobody (a member
+        offline then may only not be written back yet), so while it found someone offline
+        it stands for no full round, and the next, once presence is steady, still comes.
 
         The full rounds keep one clock for every process, their own turn: the first round
         after it lapsed is full, whichever process runs it. Each process used to keep its
@@ -91,18 +97,21 @@ class MemberGrace:
         if not await take_turn(self.s.redis, "member-grace", every):
             return None
         full = await take_turn(self.s.redis, "member-grace-full", full_every)
-        # Every full round starts the steady interval, steady or not: a full round while
-        # presence is not steady is no less full. (Only the steady ones did: after a start,
-        # presence is not steady for a TTL, and the first full round once it was came right
-        # after one that was not: two at 2,000 members within ~30 s, performance.md round 11.)
-        if (
-            full
-            and steady_every is not None
-            and steady_every > full_every
-            and not await take_turn(self.s.redis, "member-grace-steady", steady_every)
-        ):
-            full = not await self.s.presence.steady(time.time(), 3 * full_every)
+        # The steady interval, where it is longer than the full one.
+        steady_s = steady_every if full and steady_every is not None and steady_every > full_every else None
+        if steady_s is not None and await self.s.presence.steady(time.time(), 3 * full_every):
+            full = await take_turn(self.s.redis, "member-grace-steady", steady_s)
+        self._decided = False
         await self.sweep_once(full=full)
+        if steady_s is not None and full and self._decided:
+            # Every full round that decided about everyone starts the steady interval,
+            # steady or not. (Only the steady ones did: after a start, presence is not
+            # steady for a TTL, and the first full round once it was came right after one
+            # that was not: two at 2,000 members within ~30 s, performance.md round 11.)
+            # One before presence settled that found someone offline marked nobody: the
+            # member whose process died meanwhile is found by the next full round, due at
+            # `full_every` as before, not a `steady_every` after this one.
+            await take_turn(self.s.redis, "member-grace-steady", steady_s)
         return full
 
     async def sweep_once(self, *, full: bool = True) -> int:
@@ -149,6 +158,7 @@ class MemberGrace:
         if leftovers:
             await store.forget_away(db, leftovers)
         if not ids:
+            self._decided = full
             return 0
         online = await self._online(ids, now)
         # Marked away, yet online with no new connection (their process had stalled or lost
@@ -162,6 +172,9 @@ class MemberGrace:
                 back = f.PeerStatus(conversation_id=conversation_id, status="connected")
                 hub.to_user(specialist(specialist_id), back)
         offline = [m for m in ids if m not in online]
+        # A full round decided about everyone unless it found someone offline it could not
+        # mark, presence not settled yet (`take_round`).
+        self._decided = full and (settled or not offline)
         if not offline:
             return 0
         if settled:

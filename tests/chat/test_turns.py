@@ -133,3 +133,27 @@ async def test_a_full_round_before_presence_is_steady_starts_the_steady_interval
     presence.board.epoch = time.time()
     await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
     assert await grace.take_round(every, full_every, steady_every) is True
+
+
+async def test_a_full_round_before_presence_settled_that_found_someone_offline_starts_no_steady_interval(
+    db: Pool, database_url: str, redis_client: redis.Redis
+) -> None:
+    """A full round while presence has not settled (it just came up empty: the processes are
+    still writing their sockets again) marks nobody away: a member it finds offline may only
+    not be written back yet. A member whose process died meanwhile is then found by the next
+    full round, once presence has settled: that one must still come at `full_every`, not a
+    `steady_every` after the round that could not mark them."""
+    every, full_every, steady_every = 30.0, 60.0, 600.0  # the test lapses the turns itself
+    grace, s = _process(db, database_url, redis_client)
+    presence = s.presence
+    assert isinstance(presence, MemoryPresence)
+    await presence.settled(time.time())  # presence just came up
+    await _request(db, "m-gone")  # at stake; their process died with Redis: no socket anywhere
+    assert await grace.take_round(every, full_every, steady_every) is True, "full"
+    assert await members.away_since(db) == {}, "not settled: nobody marked yet"
+
+    presence.board.epoch = time.time() - presence.ttl_s - 1  # a TTL later: settled and steady
+    assert await presence.steady(time.time(), 3 * full_every)
+    await redis_client.delete("pc:turn:member-grace", "pc:turn:member-grace-full")
+    assert await grace.take_round(every, full_every, steady_every) is True, "the round that can mark"
+    assert list(await members.away_since(db)) == ["m-gone"]
