@@ -87,15 +87,19 @@ _ticking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Ticks] = weakref.
 
 
 def start(loop: asyncio.AbstractEventLoop) -> Ticks:
-    """The loop's tick from now on (chat/serving.py); `stop` it when it ends."""
-    ticks = _ticking[loop] = Ticks(loop)
+    """The loop's tick from now on (chat/serving.py); `stop` it when it ends. A loop that
+    ticks already keeps its tick: a second server in the same loop (the in-process test
+    servers, tests/support/inprocess.py) drives the same one. (A new one in its place left
+    what waited on the first where no `stop` would hand it to the loop: lost.)"""
+    ticks = _ticking.get(loop)
+    if ticks is None:
+        ticks = _ticking[loop] = Ticks(loop)
     return ticks
 
 
 def of(loop: asyncio.AbstractEventLoop) -> Ticks:
     """The loop's tick, started if it has none."""
-    ticks = _ticking.get(loop)
-    return ticks if ticks is not None else start(loop)
+    return start(loop)
 
 
 def stop(loop: asyncio.AbstractEventLoop) -> None:

@@ -93,3 +93,19 @@ async def test_a_cancelled_sleep_leaves_no_timer_behind() -> None:
         assert len(timers) == 0
     finally:
         ticks.stop(loop)
+
+
+async def test_a_second_start_on_a_ticking_loop_loses_none_of_the_first_ones_timers() -> None:
+    """Two servers in one loop (tests/support/inprocess.py serves in the test's own loop):
+    the second's start must not orphan what already waits on the first's tick (a sleeper,
+    the keepalive ring's turn), which the first's stop would then never hand to the loop."""
+    loop = asyncio.get_running_loop()
+    ticks.start(loop)  # the first server
+    try:
+        fired = asyncio.Event()
+        ticks.call_at(loop, loop.time() + 0.05, fired.set)  # waits on its tick
+        ticks.start(loop)  # a second server starts in the same loop
+        ticks.stop(loop)  # one of them stops: what still waits goes to the loop's timers
+        await asyncio.wait_for(fired.wait(), 2)
+    finally:
+        ticks.stop(loop)
