@@ -25,7 +25,7 @@ from chat.gateway.session import CatchUp, Outbound, Session
 from chat.metrics import METRICS
 from chat.people import member, specialist
 from chat.services import Services
-from chat.store import conversations
+from chat.store import conversations, repair_reads
 from protocol import frames as f
 from protocol.codec import encode
 
@@ -70,7 +70,7 @@ class Rounds:
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """What the round asks PostgreSQL (`conversations.behind`), from every socket here."""
+    """What the round asks PostgreSQL (`repair_reads.behind`), from every socket here."""
 
     lowest: dict[str, int]  # conversation → the lowest seq any socket here was sent
     # Conversations every socket here that knows them was told ended.
@@ -79,7 +79,7 @@ class Question:
     # believe they hold it): one of them may have missed its hand-over (PRODUCT.md §9).
     holders: dict[str, set[str]]
     # The same, as PostgreSQL is sent it (made once, asked every round this is reused).
-    sent: conversations.BehindQuestion | None
+    sent: repair_reads.BehindQuestion | None
 
 
 def ask(hub: Hub) -> Question:
@@ -123,7 +123,7 @@ def ask(hub: Hub) -> Question:
                     if is_specialist:
                         holders.setdefault(conversation_id, set()).add(session.user_id)
     told = told_some - untold
-    ready = conversations.behind_question(lowest, told_ended=told, believed=holders) if lowest else None
+    ready = repair_reads.behind_question(lowest, told_ended=told, believed=holders) if lowest else None
     return Question(lowest, told, holders, ready)
 
 
@@ -153,7 +153,7 @@ async def repair_once(services: Services, rounds: Rounds | None = None) -> None:
     repaired = 0
     found: list[conversations.Conversation] = []
     if question.sent is not None:
-        found = await conversations.ask_behind(services.db, question.sent)
+        found = await repair_reads.ask_behind(services.db, question.sent)
     # Before any catch-up: a specialist's socket that missed the hand-over is told it now
     # (its catch-up then reads nothing of the conversation, which is someone else's).
     repaired += _repair_handovers(services, [c for c in found if c.ended_at is None], holders)
@@ -220,7 +220,7 @@ async def _repair_starts(services: Services, rounds: Rounds) -> int:
         rounds.starts_read_at, rounds.starts_checked = now, set()
         return 0
     within = min(STARTS_WITHIN_S, now - rounds.starts_read_at + STARTS_SETTLE_S + STARTS_OVERLAP_S)
-    started = await conversations.recently_started(services.db, between_s=(STARTS_SETTLE_S, within))
+    started = await repair_reads.recently_started(services.db, between_s=(STARTS_SETTLE_S, within))
     sessions, checked = services.hub.sessions, rounds.starts_checked
     missing: dict[str, list[Session]] = {}
     for conversation_id, member_id, specialist_id in started:

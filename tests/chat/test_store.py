@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from chat.people import Person, member, specialist
-from chat.store import assignment, audit, conversations, offers, privacy, profiles, queue
+from chat.store import assignment, audit, conversations, offers, privacy, profiles, queue, repair_reads
 from chat.store.assignment import Assignment, Refusal
 from chat.store.conversations import Appended
 from chat.store.db import Reused, iso
@@ -111,17 +111,17 @@ async def test_a_handed_on_conversation_is_read_only_by_its_holder_and_found_for
     conv = await _conversation(db, "m-ho", "s-old")
     await _send(db, conv, "a", "before")
     assert [m.seq for m in await conversations.messages_after(db, conv.id, 0, held_by="s-old")] == [1]
-    assert await conversations.behind(db, {conv.id: 1}, believed={conv.id: {"s-old"}}) == []
+    assert await repair_reads.behind(db, {conv.id: 1}, believed={conv.id: {"s-old"}}) == []
     await db.execute("UPDATE conversations SET specialist_id = 's-new' WHERE id = $1", conv.id)
     await _send(db, conv, "b", "after")
     assert await conversations.messages_after(db, conv.id, 0, held_by="s-old") == []
     assert [m.seq for m in await conversations.messages_after(db, conv.id, 1, held_by="s-new")] == [2]
     assert [m.seq for m in await conversations.messages_after(db, conv.id, 0)] == [1, 2]
     # Nothing behind, but a believer who no longer holds it: found, once, whoever else believes.
-    found = await conversations.behind(db, {conv.id: 2}, believed={conv.id: {"s-new", "s-old"}})
+    found = await repair_reads.behind(db, {conv.id: 2}, believed={conv.id: {"s-new", "s-old"}})
     assert [c.id for c in found] == [conv.id]
-    assert await conversations.behind(db, {conv.id: 2}, believed={conv.id: {"s-new"}}) == []
-    assert await conversations.behind(db, {conv.id: 2}) == []
+    assert await repair_reads.behind(db, {conv.id: 2}, believed={conv.id: {"s-new"}}) == []
+    assert await repair_reads.behind(db, {conv.id: 2}) == []
 
 
 async def test_append_refuses_strangers_unknown_conversations_and_ended_ones(db: Pool) -> None:
@@ -199,15 +199,15 @@ async def test_behind_returns_only_what_a_socket_here_could_be_missing(db: Pool)
     await _send(db, moved, "b")
     await conversations.end(db, ended.id, by="specialist", reason="ended")
     told = [ended.id]
-    assert await conversations.behind(db, {quiet.id: 1, moved.id: 2, ended.id: 1}, told_ended=told) == []
-    found = await conversations.behind(db, {quiet.id: 1, moved.id: 1, ended.id: 1}, told_ended=told)
+    assert await repair_reads.behind(db, {quiet.id: 1, moved.id: 2, ended.id: 1}, told_ended=told) == []
+    found = await repair_reads.behind(db, {quiet.id: 1, moved.id: 1, ended.id: 1}, told_ended=told)
     assert [(c.id, c.last_seq) for c in found] == [(moved.id, 2)]
-    found = await conversations.behind(db, {quiet.id: 1, moved.id: 2, ended.id: 1})
+    found = await repair_reads.behind(db, {quiet.id: 1, moved.id: 2, ended.id: 1})
     assert [c.id for c in found] == [ended.id] and found[0].ended_at is not None
-    found = await conversations.behind(db, {moved.id: 1}, believed={moved.id: {"s1", "s2"}})
+    found = await repair_reads.behind(db, {moved.id: 1}, believed={moved.id: {"s1", "s2"}})
     assert [c.id for c in found] == [moved.id], "behind and believed by another: found once"
-    assert await conversations.behind(db, {}) == []
-    assert await conversations.behind(db, {"NULL": 0, 'a"b\\c,{d}': 0}) == [], "odd ids stay strings"
+    assert await repair_reads.behind(db, {}) == []
+    assert await repair_reads.behind(db, {"NULL": 0, 'a"b\\c,{d}': 0}) == [], "odd ids stay strings"
 
 
 async def test_array_literals_round_trip_through_postgresql(db: Pool) -> None:
@@ -215,7 +215,7 @@ async def test_array_literals_round_trip_through_postgresql(db: Pool) -> None:
     any string comes back as itself, never as NULL or split."""
     odd = ["", "NULL", "a,b", '"q"', "back\\slash", "{x}", " s p ", "é", "plain"]
     for values in (odd, ["plain", "c-1"], [], ['"'], ["\\"]):
-        literal = conversations._array_literal(values)
+        literal = repair_reads._array_literal(values)
         assert await db.fetchval("SELECT $1::text::text[]", literal) == values, literal
 
 
@@ -229,9 +229,9 @@ async def test_recently_started_reads_the_pairs_of_the_window(db: Pool) -> None:
     )
     await db.execute("UPDATE conversations SET started_at = now() - interval '1 hour' WHERE id = $1", old.id)
     await conversations.end(db, gone.id, by="specialist", reason="ended")
-    assert await conversations.recently_started(db, between_s=(5, 300)) == [(fresh.id, "m-fresh", "s-fresh")]
-    assert await conversations.recently_started(db, between_s=(15, 300)) == []
-    assert await conversations.recently_started(db, between_s=(5, 8)) == []
+    assert await repair_reads.recently_started(db, between_s=(5, 300)) == [(fresh.id, "m-fresh", "s-fresh")]
+    assert await repair_reads.recently_started(db, between_s=(15, 300)) == []
+    assert await repair_reads.recently_started(db, between_s=(5, 8)) == []
 
 
 async def test_a_conversation_is_found_by_the_pair_role_and_sub(db: Pool) -> None:
