@@ -26,7 +26,7 @@ from typing import Protocol
 
 from chat import ticks
 
-TICK_S = 1.0  # ten of the process's ticks (chat/ticks.py) where it has them
+TICK_S = 1.0  # four of the process's ticks (chat/ticks.py) where it has them
 
 
 class Pinged(Protocol):
@@ -63,8 +63,15 @@ class Ring:
         self._cursor = (self._cursor + 1) % len(self._buckets)
         bucket = self._buckets[self._cursor]
         for sock in list(bucket):
-            if not sock.keepalive_due():
-                bucket.discard(sock)
+            try:
+                if not sock.keepalive_due():
+                    bucket.discard(sock)
+            except Exception as exc:
+                # One socket's failure must not stop the ring (every other socket would go
+                # unpinged and never be dropped): reported as a callback's would be.
+                self._loop.call_exception_handler(
+                    {"message": "keepalive failed for a socket", "exception": exc, "protocol": sock}
+                )
         if not any(self._buckets):
             self._timer = None
             return
