@@ -28,9 +28,8 @@ from chat.presence import SpecialistsMark
 from chat.services import Services
 from chat.store import conversation_list, members, profiles, queue
 from chat.store.db import Reused, open_pool
-from matching.decisions import Decisions
 from matching.engine import Engine
-from matching.model import MatchConfig, Offer, Request, Specialist
+from matching.model import MatchConfig, Offer
 
 log = logging.getLogger("peerchat.matchmaker")
 
@@ -263,7 +262,7 @@ class Matchmaker:
             (t for p in specialists if p.wrap_up_until and (t := p.wrap_up_until.timestamp()) > now),
             default=float("inf"),
         )
-        # An unchanged specialist is the very object the engine holds: `_sync` skips it.
+        # An unchanged specialist is the very object the engine holds: `sync` skips it.
         snap_requests, snap_specs = self._snapshot.convert(requests, specialists, online, urgent)
         snap_offers: dict[str, Offer] = {o.id: snapshot.as_offer(o) for o in pending}
         self._out.requests_by_id = {r.id: r for r in requests}
@@ -271,52 +270,14 @@ class Matchmaker:
             self._out.needs_load = False
             batch = [self.engine.load(snap_requests.values(), snap_specs.values(), snap_offers.values(), now)]
         else:
-            batch = self._sync(snap_requests, snap_specs, snap_offers, now)
+            batch, self._out.needs_load = snapshot.sync(
+                self.engine, snap_requests, snap_specs, snap_offers, now
+            )  # needs_load: the next cycle loads the engine whole
         batch.append(self.engine.tick(now))
         for decisions in merged(batch):
             await self._out.carry_out(decisions, now)
         await self._broadcasts.after_cycle(requests, specialists, online, self._out.away, now)
         self._out.forget_told()
-
-    def _sync(
-        self,
-        requests: dict[str, Request],
-        specialists: dict[str, Specialist],
-        offers: dict[str, Offer],
-        now: float,
-    ) -> list[Decisions]:
-        engine = self.engine
-        out = []
-        # The offers the engine held before this sync: those it makes below (a specialist's
-        # slot freed) are not in the snapshot yet, and are not declines. (Taken for declines,
-        # the freed specialist was barred from the request, the request offered to another
-        # and refused by the database, and the next cycle reloaded everything.)
-        held = list(engine.offers.items())
-        # Specialists first, so offers made by later events see current slots and status.
-        for spec in specialists.values():
-            engine_has = engine.specialists.get(spec.id)
-            if engine_has is not spec and engine_has != spec:
-                out.append(engine.specialist_changed(spec, now))
-        # Offers the engine held that the database no longer has pending.
-        for offer_id, offer in held:
-            if offer_id in offers:
-                continue
-            if offer.request_id in requests:
-                out.append(engine.offer_declined(offer_id, now))  # declined, or expired elsewhere
-            else:
-                out.append(engine.offer_accepted(offer_id, now))  # accepted (or cancelled: removed below)
-        for request_id in list(engine.requests):
-            if request_id not in requests:
-                out.append(engine.request_removed(request_id, now))  # claimed by hand, or cancelled
-        for request_id, request in requests.items():
-            known = engine.requests.get(request_id)
-            if known is None:
-                out.append(engine.request_added(request, now))
-            elif not request.avoid <= known.avoid:
-                self._out.needs_load = True  # the database knows a refusal the engine missed
-        if not offers.keys() <= {offer_id for offer_id, _ in held}:
-            self._out.needs_load = True  # offers we did not make (an earlier leader's)
-        return out
 
     def queue_position(self, request_id: str, now: float) -> tuple[int, int] | None:
         """(position, estimated wait) if this process leads and the engine knows the request."""

@@ -1,11 +1,14 @@
 """PostgreSQL's rows as the matching engine's values (`matching.model`): the one place that
-says how a stored request, profile or offer looks to the engine."""
+says how a stored request, profile or offer looks to the engine, and (`sync`) how a snapshot
+of them is fed to the engine as the events since the last one."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from chat.store import profiles, queue
+from matching.decisions import Decisions
+from matching.engine import Engine
 from matching.model import Offer, Priority, Request, Specialist, Status
 
 
@@ -93,3 +96,48 @@ class Converted:
             by_request[r.id] = request
         self._specialists, self._requests = kept_specialists, kept_requests
         return by_request, by_specialist
+
+
+def sync(
+    engine: Engine,
+    requests: dict[str, Request],
+    specialists: dict[str, Specialist],
+    offers: dict[str, Offer],
+    now: float,
+) -> tuple[list[Decisions], bool]:
+    """The engine brought in line with a snapshot, as events (the engine is incremental: its
+    service-rate history is what makes waits honest): the decisions they made, and whether
+    the engine needs a full `load` instead (the database knows something it cannot have
+    learnt from events)."""
+    out = []
+    reload = False
+    # The offers the engine held before this sync: those it makes below (a specialist's
+    # slot freed) are not in the snapshot yet, and are not declines. (Taken for declines,
+    # the freed specialist was barred from the request, the request offered to another
+    # and refused by the database, and the next cycle reloaded everything.)
+    held = list(engine.offers.items())
+    # Specialists first, so offers made by later events see current slots and status.
+    for spec in specialists.values():
+        engine_has = engine.specialists.get(spec.id)
+        if engine_has is not spec and engine_has != spec:
+            out.append(engine.specialist_changed(spec, now))
+    # Offers the engine held that the database no longer has pending.
+    for offer_id, offer in held:
+        if offer_id in offers:
+            continue
+        if offer.request_id in requests:
+            out.append(engine.offer_declined(offer_id, now))  # declined, or expired elsewhere
+        else:
+            out.append(engine.offer_accepted(offer_id, now))  # accepted (or cancelled: removed below)
+    for request_id in list(engine.requests):
+        if request_id not in requests:
+            out.append(engine.request_removed(request_id, now))  # claimed by hand, or cancelled
+    for request_id, request in requests.items():
+        known = engine.requests.get(request_id)
+        if known is None:
+            out.append(engine.request_added(request, now))
+        elif not request.avoid <= known.avoid:
+            reload = True  # the database knows a refusal the engine missed
+    if not offers.keys() <= {offer_id for offer_id, _ in held}:
+        reload = True  # offers we did not make (an earlier leader's)
+    return out, reload
