@@ -18,8 +18,8 @@ from chat.redis_keys import identity_key
 from chat.seal import Sealer, seal_key
 from protocol.codec import encode
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Error, Role
-from tests.chat.test_session import Wire, message, settle, started
+from protocol.frames import Error
+from tests.chat.test_session import Wire, attached, message, settle, started
 
 CONV = "c1"
 SETTINGS = Settings(database_url="-", redis_url="-", jwt_secret="h" * 32)
@@ -59,32 +59,16 @@ async def hubs(exchange: MemoryExchange) -> AsyncIterator[tuple[Hub, Hub]]:
     yield await _hub(exchange), await _hub(exchange)
 
 
-async def _socket(hub: Hub, user_id: str, max_queue: int = 50, role: Role = "member") -> tuple[Session, Wire]:
-    wire = Wire()
-    session = Session(
-        user_id=user_id,
-        role=role,
-        name=user_id,
-        send_text=wire.send_text,
-        close_socket=wire.close_socket,
-        backfill=wire.backfill,
-        max_queue=max_queue,
-    )
-    await hub.attach(session)
-    session.start()
-    return session, wire
-
-
 def _errors(wire: Wire) -> list[object]:
     return [f["message"] for f in wire.sent if f["type"] == "error"]
 
 
 async def test_to_user_reaches_every_socket_on_every_process_once(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
-    phone, phone_wire = await _socket(a, "u1")
-    laptop, laptop_wire = await _socket(b, "u1")
-    tablet, tablet_wire = await _socket(a, "u1")
-    _, other_wire = await _socket(b, "u2")
+    phone, phone_wire = await attached(a, "u1")
+    laptop, laptop_wire = await attached(b, "u1")
+    tablet, tablet_wire = await attached(a, "u1")
+    _, other_wire = await attached(b, "u2")
     a.to_user(U1, Error(code=ErrorCode.INTERNAL, message="hello"))
     await settle()
     for wire in (phone_wire, laptop_wire, tablet_wire):
@@ -103,10 +87,10 @@ async def test_close_user_closes_every_socket_of_that_user_on_every_process_afte
     hubs: tuple[Hub, Hub],
 ) -> None:
     a, b = hubs
-    _, here = await _socket(a, "u1")
-    _, there = await _socket(b, "u1")
-    _, other = await _socket(b, "u2")
-    _, same_sub_other_role = await _socket(b, "u1", role="specialist")
+    _, here = await attached(a, "u1")
+    _, there = await attached(b, "u1")
+    _, other = await attached(b, "u2")
+    _, same_sub_other_role = await attached(b, "u1", role="specialist")
     a.to_user(U1, Error(code=ErrorCode.INTERNAL, message="last words"))
     a.close_user(U1, 4003)
     await settle()
@@ -119,8 +103,8 @@ async def test_close_user_closes_every_socket_of_that_user_on_every_process_afte
 
 async def test_messages_keep_their_seq_across_processes(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
-    here, here_wire = await _socket(a, "u1")
-    there, there_wire = await _socket(b, "u1")
+    here, here_wire = await attached(a, "u1")
+    there, there_wire = await attached(b, "u1")
     a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
         a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
@@ -137,8 +121,8 @@ async def test_attach_and_detach_hold_one_subscription_per_user(
 ) -> None:
     a, _ = hubs
     channel = U1_CHANNEL
-    first, _ = await _socket(a, "u1")
-    second, _ = await _socket(a, "u1")
+    first, _ = await attached(a, "u1")
+    second, _ = await attached(a, "u1")
     assert exchange.subscribers[channel] == {a.bus}
     assert {s.id for s in a.all_sessions()} == {first.id, second.id}
     await a.detach(first)
@@ -153,8 +137,8 @@ async def test_attach_and_detach_hold_one_subscription_per_user(
 
 async def test_watchers_get_broadcasts_from_any_process(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
-    watcher, watcher_wire = await _socket(b, "spec-1")
-    supervisor, supervisor_wire = await _socket(b, "sup-1")
+    watcher, watcher_wire = await attached(b, "spec-1")
+    supervisor, supervisor_wire = await attached(b, "sup-1")
     b.queue_watchers.add(watcher)
     b.stats_watchers.add(supervisor)
     for channel in (QUEUE_CHANNEL, STATS_CHANNEL):
@@ -174,7 +158,7 @@ async def test_watchers_get_broadcasts_from_any_process(hubs: tuple[Hub, Hub]) -
 
 async def test_bus_noise_is_ignored(hubs: tuple[Hub, Hub]) -> None:
     a, _ = hubs
-    session, wire = await _socket(a, "u1")
+    session, wire = await attached(a, "u1")
     for data in (b"", b"no header", b"too|few\n{}", b"o|c|not-a-number|\n{}"):
         a.on_bus(U1_CHANNEL, data)
     a.on_bus("pc:somewhere-else", b"o|||\n{}")
@@ -189,7 +173,7 @@ async def test_after_a_bus_outage_every_socket_catches_up_from_the_store(
     exchange: MemoryExchange, hubs: tuple[Hub, Hub]
 ) -> None:
     a, b = hubs
-    session, wire = await _socket(b, "u1")
+    session, wire = await attached(b, "u1")
     wire.stored[CONV] = [1, 2]
     b.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     b.to_user(U1, message(1).data, conversation_id=CONV, seq=1)
@@ -208,8 +192,8 @@ async def test_after_a_bus_outage_every_socket_catches_up_from_the_store(
 
 async def test_a_slow_socket_does_not_hold_up_the_others(hubs: tuple[Hub, Hub]) -> None:
     a, _ = hubs
-    slow, slow_wire = await _socket(a, "u1", max_queue=10)
-    fast, fast_wire = await _socket(a, "u1", max_queue=50)
+    slow, slow_wire = await attached(a, "u1", max_queue=10)
+    fast, fast_wire = await attached(a, "u1", max_queue=50)
     slow_wire.gate.clear()
     for seq in range(1, 41):
         a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
@@ -252,7 +236,7 @@ async def test_a_user_held_by_one_process_only_is_not_rung_for_messages(
     """The ring would only come back to its sender: after one PUBLISH that reached only
     this process, message rings for that user are skipped; other frames still ring."""
     a, _ = hubs
-    session, wire = await _socket(a, "u1")
+    session, wire = await attached(a, "u1")
     a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
         a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
@@ -280,7 +264,7 @@ async def _nothing(only: frozenset[str] | None = None) -> None:
 
 async def test_a_newcomer_gets_what_was_skipped_and_everything_after(hubs: tuple[Hub, Hub]) -> None:
     a, b = hubs
-    here, here_wire = await _socket(a, "u1")
+    here, here_wire = await attached(a, "u1")
     a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     for seq in (1, 2, 3):
         a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
@@ -305,7 +289,7 @@ async def test_a_bus_reconnect_ends_solo_and_resends_what_was_skipped(
     exchange: MemoryExchange, hubs: tuple[Hub, Hub]
 ) -> None:
     a, _ = hubs
-    session, _ = await _socket(a, "u1")
+    session, _ = await attached(a, "u1")
     for seq in (1, 2):
         a.to_user(U1, message(seq).data, conversation_id=CONV, seq=seq)
     assert a.rings_skipped == 1
@@ -349,10 +333,10 @@ async def test_a_reply_counted_before_a_change_teaches_nothing(exchange: MemoryE
     bus = _LateReplies(exchange)
     a = _new_hub(bus)
     await bus.start(a.on_bus, _nothing)
-    first, _ = await _socket(a, "u1")
+    first, _ = await attached(a, "u1")
     a.to_user(U1, message(1).data, conversation_id=CONV, seq=1)  # reply held
     await a.detach(first)
-    second, _ = await _socket(a, "u1")
+    second, _ = await attached(a, "u1")
     bus.release()  # the stale "1 receiver" arrives now
     a.to_user(U1, message(2).data, conversation_id=CONV, seq=2)
     assert a.rings_skipped == 0, "the stale count was ignored"
@@ -368,9 +352,9 @@ async def test_a_member_and_a_specialist_with_one_sub_are_two_people(
 ) -> None:
     """PRODUCT.md §4: sockets and channels are keyed by (role, sub), here and across processes."""
     a, b = hubs
-    rosa_here, rosa_wire = await _socket(a, "same", role="specialist")
-    mallory_here, mallory_here_wire = await _socket(a, "same", role="member")
-    mallory_there, mallory_there_wire = await _socket(b, "same", role="member")
+    rosa_here, rosa_wire = await attached(a, "same", role="specialist")
+    mallory_here, mallory_here_wire = await attached(a, "same", role="member")
+    mallory_there, mallory_there_wire = await attached(b, "same", role="member")
     assert a.channel(specialist("same")) != a.channel(member("same"))
     assert "same" not in a.channel(member("same"))
     a.to_user(specialist("same"), Error(code=ErrorCode.INTERNAL, message="for Rosa"))
@@ -386,7 +370,7 @@ async def test_a_ring_sealed_under_another_key_or_altered_is_dropped(
     exchange: MemoryExchange, hubs: tuple[Hub, Hub]
 ) -> None:
     a, b = hubs
-    session, wire = await _socket(a, "u1")
+    session, wire = await attached(a, "u1")
     stranger = Hub(MemoryBus(exchange), name, Sealer(seal_key(b"z" * 32)))
     await stranger.bus.start(stranger.on_bus, _nothing)
     stranger.to_user(U1, Error(code=ErrorCode.INTERNAL, message="forged"))
@@ -409,7 +393,7 @@ async def test_a_ring_sealed_under_another_key_or_altered_is_dropped(
 async def test_a_close_ring_not_sealed_with_the_key_closes_nothing(hubs: tuple[Hub, Hub]) -> None:
     """Someone who can write to Redis cannot close a person's sockets."""
     a, _ = hubs
-    session, wire = await _socket(a, "u1")
+    session, wire = await attached(a, "u1")
     a.on_bus(U1_CHANNEL, b"someone||4003|C\n")
     a.on_bus(U1_CHANNEL, b"someone||4003|C\n" + b"\x01" * 60)
     await settle()
@@ -426,7 +410,7 @@ async def test_a_partial_bus_recovery_catches_up_and_unsolos_only_the_people_it_
     u2 = member("u2")
     sessions = {}
     for person in (U1, u2):
-        session, wire = await _socket(a, person.id)
+        session, wire = await attached(a, person.id)
         sessions[person] = (session, wire)
         a.to_user(person, started().data, conversation_id=CONV, starts_conversation=True)
         for seq in (1, 2):  # the second is skipped: only a holds them (solo)
@@ -456,7 +440,7 @@ async def test_repair_catches_up_a_socket_behind_the_seqs_of_the_round_before(hu
     PostgreSQL had one round earlier, and catches up the ones behind. A round after one that
     found nothing behind looks at no socket at all (the idle case)."""
     a, _ = hubs
-    session, wire = await _socket(a, "u1")
+    session, wire = await attached(a, "u1")
     wire.stored[CONV] = [1]
     a.to_user(U1, started().data, conversation_id=CONV, starts_conversation=True)
     a.to_user(U1, message(1).data, conversation_id=CONV, seq=1)

@@ -30,10 +30,9 @@ from chat.upkeep.repair import (
     ask,
     repair_once,
 )
-from protocol.frames import Role
 from tests.chat.conftest import Pool
 from tests.chat.test_hub import _new_hub
-from tests.chat.test_session import Wire, message, settle, started
+from tests.chat.test_session import Wire, attached, message, settle, started
 from tests.chat.test_store import _request, _specialist
 
 
@@ -54,22 +53,6 @@ async def hub() -> AsyncIterator[Hub]:
 
     await hub.bus.start(hub.on_bus, reconnected)
     yield hub
-
-
-async def _socket(hub: Hub, user_id: str, role: Role = "member") -> tuple[Session, Wire]:
-    wire = Wire()
-    session = Session(
-        user_id=user_id,
-        role=role,
-        name=user_id,
-        send_text=wire.send_text,
-        close_socket=wire.close_socket,
-        backfill=wire.backfill,
-        max_queue=50,
-    )
-    await hub.attach(session)
-    session.start()
-    return session, wire
 
 
 async def _start(db: Pool, member_id: str, specialist_id: str, *, age_s: float) -> str:
@@ -99,8 +82,8 @@ async def test_a_start_committed_while_a_socket_here_was_connected_and_never_run
     committed after a socket here connected, its doorbell lost, is still told, once."""
     rounds = Rounds(time.monotonic() - 8)  # the process started 8 s ago
     services = cast(Services, RepairServices(hub, db))
-    _, member_wire = await _socket(hub, "m-lost")
-    _, specialist_wire = await _socket(hub, "s-lost", "specialist")
+    _, member_wire = await attached(hub, "m-lost")
+    _, specialist_wire = await attached(hub, "s-lost", "specialist")
     conv = await _start(db, "m-lost", "s-lost", age_s=STARTS_SETTLE_S + 1)
     await repair_once(services, rounds)
     await settle()
@@ -119,7 +102,7 @@ async def test_after_a_round_with_no_socket_a_later_socket_still_gets_a_lost_sta
     services = cast(Services, RepairServices(hub, db))
     await repair_once(services, rounds)
     assert time.monotonic() - rounds.starts_read_at < 5, "the round with no socket is the new start"
-    _, wire = await _socket(hub, "m-later")
+    _, wire = await attached(hub, "m-later")
     conv = await _start(db, "m-later", "s-later", age_s=STARTS_SETTLE_S + 1)
     await repair_once(services, rounds)
     await settle()
@@ -132,7 +115,7 @@ async def test_a_start_from_before_the_process_is_left_to_the_welcome(hub: Hub, 
     (here it did not, which shows the row was never read)."""
     rounds = Rounds(time.monotonic() - 8)
     services = cast(Services, RepairServices(hub, db))
-    _, wire = await _socket(hub, "m-old")
+    _, wire = await attached(hub, "m-old")
     await _start(db, "m-old", "s-old", age_s=8 + STARTS_OVERLAP_S + STARTS_SETTLE_S + 10)
     await repair_once(services, rounds)
     await settle()
@@ -145,8 +128,8 @@ async def test_an_end_told_to_one_device_reaches_the_other_it_was_not(hub: Hub, 
     rounds = Rounds()
     services = cast(Services, RepairServices(hub, db))
     conv = await _start(db, "m-two", "s-two", age_s=0)
-    phone, phone_wire = await _socket(hub, "m-two")
-    laptop, laptop_wire = await _socket(hub, "m-two")
+    phone, phone_wire = await attached(hub, "m-two")
+    laptop, laptop_wire = await attached(hub, "m-two")
     for session in (phone, laptop):
         session.seen[conv] = 0
     ended = await conversations.end(db, conv, by="specialist", reason="ended")
@@ -169,7 +152,7 @@ async def test_a_socket_behind_on_messages_is_caught_up_a_round_later(hub: Hub, 
     rounds = Rounds()
     services = cast(Services, RepairServices(hub, db))
     conv = await _start(db, "m-msg", "s-msg", age_s=0)
-    session, wire = await _socket(hub, "m-msg")
+    session, wire = await attached(hub, "m-msg")
     session.seen[conv] = 0
     await conversations.append(
         db,
@@ -198,7 +181,7 @@ async def test_a_start_visible_only_after_the_round_that_covered_its_time_is_sti
     overlap; what a round skips is only what the round before read and checked)."""
     rounds = Rounds(time.monotonic() - 60)
     services = cast(Services, RepairServices(hub, db))
-    _, wire = await _socket(hub, "m-slow")
+    _, wire = await attached(hub, "m-slow")
     first = await _start(db, "m-first", "s-first", age_s=STARTS_SETTLE_S + 1)
     await repair_once(services, rounds)
     assert rounds.starts_checked == {first}
@@ -242,15 +225,15 @@ async def test_the_question_is_walked_again_after_every_change_a_socket_here_mak
     ordering), the round's question is the one a fresh walk makes; with nothing changed it
     is the round before's, not walked again (until the backstop)."""
     rounds = Rounds()
-    member_session, member_wire = await _socket(hub, "m-q")
-    specialist_session, _ = await _socket(hub, "s-q", "specialist")
+    member_session, member_wire = await attached(hub, "m-q")
+    specialist_session, _ = await attached(hub, "s-q", "specialist")
     later: list[Session] = []
 
     def check(label: str) -> None:
         assert _question(hub, rounds) == ask(hub), label
 
     async def second_device() -> None:
-        session = (await _socket(hub, "m-q"))[0]
+        session = (await attached(hub, "m-q"))[0]
         session.know("c-q", 1)  # its `welcome`
         later.append(session)
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import pytest
 
 import chat.gateway.ordering as ordering_module
+from chat.delivery.hub import Hub
 from chat.gateway.session import CatchUp, Outbound, Session
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Error
+from protocol.frames import Error, Role
 
 CONV = "c1"
 
@@ -89,6 +90,25 @@ class Wire:
         return [
             f["seq"] for f in self.sent if f["type"] == "message" and f["conversation_id"] == conversation_id
         ]
+
+
+async def attached(
+    hub: Hub, user_id: str, role: Role = "member", *, max_queue: int = 50
+) -> tuple[Session, Wire]:
+    """A started Session on a Wire, attached to `hub` (tests/chat/test_hub.py, test_repair.py)."""
+    wire = Wire()
+    session = Session(
+        user_id=user_id,
+        role=role,
+        name=user_id,
+        send_text=wire.send_text,
+        close_socket=wire.close_socket,
+        backfill=wire.backfill,
+        max_queue=max_queue,
+    )
+    await hub.attach(session)
+    session.start()
+    return session, wire
 
 
 @pytest.fixture(autouse=True, params=["queued", "direct"])
