@@ -23,6 +23,17 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+# Ports browsers refuse to load pages from (Chromium's and Firefox's restricted ports,
+# net/base/port_util.cc): a page served on one fails with ERR_UNSAFE_PORT. Only 10080 lies
+# in the range picked from below, but a dev server must open in a browser whatever the range.
+BROWSER_REFUSES = frozenset(
+    {1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102}
+    | {103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427}
+    | {465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989}
+    | {990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665}
+    | {6666, 6667, 6668, 6669, 6679, 6697, 10080}
+)
+
 # Not the `random` module's shared generator: pytest-randomly seeds that one alike in every
 # test and every xdist worker, which would have them all try the same ports in turn.
 _pick = random.SystemRandom()
@@ -36,10 +47,13 @@ def free_port() -> int:
     local port from, so between our pick and the server's bind an outgoing connection
     could take the port, and the server then failed to start (a test's set-up error). Now
     the port comes from below that range, where no outgoing connection is ever given one,
-    picked at random and checked free."""
+    picked at random and checked free; never one a browser refuses (a browser test's page
+    on 10080 failed with ERR_UNSAFE_PORT)."""
     low, high = _server_ports()
     for _ in range(200):
         port = _pick.randrange(low, high)
+        if port in BROWSER_REFUSES:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
