@@ -132,40 +132,32 @@ def _peer(conversation_id: str, status: str) -> Any:
     return lambda f: f["conversation_id"] == conversation_id and f["status"] == status
 
 
-async def test_the_member_is_told_connected_once_the_specialists_stalled_process_runs_again(
-    cluster: Cluster,
+@pytest.mark.parametrize(
+    ("stalled", "grace"),
+    [
+        # The specialist's process stalls: the member is told `reconnecting`, then `connected`.
+        ("specialist", {"PEERCHAT_RECONNECT_GRACE_S": "600"}),
+        # The member's process stalls: the specialist is told the same.
+        ("member", {"PEERCHAT_MEMBER_GRACE_S": "60"}),
+    ],
+)
+async def test_the_peer_is_told_connected_once_the_stalled_process_runs_again(
+    cluster: Cluster, stalled: str, grace: dict[str, str]
 ) -> None:
-    cluster.env = {"PEERCHAT_PRESENCE_TTL_S": str(TTL_S), "PEERCHAT_RECONNECT_GRACE_S": "600"}
+    cluster.env = {"PEERCHAT_PRESENCE_TTL_S": str(TTL_S), **grace}
     await cluster.start(processes=2)
     specialist, member, conv = await _matched(cluster, specialist_on=0, member_on=1)
-    cluster.web[0].signal(signal.SIGSTOP)
+    process, writer, peer = (0, specialist, member) if stalled == "specialist" else (1, member, specialist)
+    cluster.web[process].signal(signal.SIGSTOP)
     try:
-        await member.expect("peer_status", where=_peer(conv, "reconnecting"), timeout=TTL_S + 15)
+        await peer.expect("peer_status", where=_peer(conv, "reconnecting"), timeout=TTL_S + 20)
     finally:
-        cluster.web[0].signal(SIGCONT)
-    await member.expect("peer_status", where=_peer(conv, "connected"), timeout=TTL_S + 15)
+        cluster.web[process].signal(SIGCONT)
+    await peer.expect("peer_status", where=_peer(conv, "connected"), timeout=TTL_S + 20)
     # The same socket, never closed, writes on.
-    await specialist.call(
+    await writer.call(
         {"type": "send", "conversation_id": conv, "client_msg_id": "back", "body": "still here"}, "ack"
     )
-    assert (await member.expect("message", timeout=15))["body"] == "still here"
-    await specialist.close()
-    await member.close()
-
-
-async def test_the_specialist_is_told_connected_once_the_members_stalled_process_runs_again(
-    cluster: Cluster,
-) -> None:
-    cluster.env = {"PEERCHAT_PRESENCE_TTL_S": str(TTL_S), "PEERCHAT_MEMBER_GRACE_S": "60"}
-    await cluster.start(processes=2)
-    specialist, member, conv = await _matched(cluster, specialist_on=0, member_on=1)
-    cluster.web[1].signal(signal.SIGSTOP)
-    try:
-        await specialist.expect("peer_status", where=_peer(conv, "reconnecting"), timeout=TTL_S + 20)
-    finally:
-        cluster.web[1].signal(SIGCONT)
-    await specialist.expect("peer_status", where=_peer(conv, "connected"), timeout=TTL_S + 20)
-    await member.call({"type": "send", "conversation_id": conv, "client_msg_id": "back", "body": "hi"}, "ack")
-    assert (await specialist.expect("message", timeout=15))["body"] == "hi"
+    assert (await peer.expect("message", timeout=15))["body"] == "still here"
     await specialist.close()
     await member.close()
