@@ -8,16 +8,13 @@ queue is watched again, not leave the watcher on the 10 s resend. And a watcher'
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import time
 
-import psutil
 import pytest
 
 from chat.bus_redis import CONFIRM_TIMEOUT_S
-from tests.faults.harness import Cluster, alive, http_get
+from tests.faults.harness import Cluster, alive, http_get, hung
 from tests.support.client import Client, token
 from tests.support.servers import LiveService, wait_until
 
@@ -90,11 +87,6 @@ async def test_a_watcher_who_came_during_a_redis_outage_hears_the_next_request_a
         await client.close()
 
 
-def _freeze(pid: int, sig: signal.Signals) -> None:
-    for p in [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]:
-        os.kill(p, sig)
-
-
 async def test_queue_watch_answers_at_once_while_redis_hangs(cluster: Cluster) -> None:
     """PRODUCT.md §5: `queue` "now". The watcher's first reply is read from PostgreSQL; it
     used to wait for the subscribe's confirmation (≤ 2 s) and the word to the leader (≤ 2 s
@@ -108,13 +100,10 @@ async def test_queue_watch_answers_at_once_while_redis_hangs(cluster: Cluster) -
     watcher, _ = await Client.connect(svc.ws, token("specialist", "s-hang", "Wat"))
     await watcher.settled()
 
-    _freeze(cluster.redis.proc.pid, signal.SIGSTOP)
-    try:
+    with hung(cluster.redis.proc.pid):
         began = time.monotonic()
         first = await watcher.call({"type": "queue_watch"}, "queue", timeout=30)
         took = time.monotonic() - began
-    finally:
-        _freeze(cluster.redis.proc.pid, signal.SIGCONT)
     assert [e["request_id"] for e in first["requests"]] == [rid], first
     # Before: never under CONFIRM_TIMEOUT_S (the subscribe's wait alone; 5.95 s measured).
     # Now a PostgreSQL read and a frame: milliseconds, with room for a loaded machine.

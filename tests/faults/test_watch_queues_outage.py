@@ -5,23 +5,15 @@ Once Redis is back the supervisor hears changes as before."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
-import psutil
 import pytest
 
 from chat.bus_redis import CONFIRM_TIMEOUT_S
-from tests.faults.harness import Cluster
+from tests.faults.harness import Cluster, hung
 from tests.support.client import Client, token
 
 pytestmark = pytest.mark.slow
-
-
-def _freeze(pid: int, sig: signal.Signals) -> None:
-    for p in [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]:
-        os.kill(p, sig)
 
 
 async def test_watch_queues_answers_at_once_while_redis_hangs(cluster: Cluster) -> None:
@@ -36,13 +28,10 @@ async def test_watch_queues_answers_at_once_while_redis_hangs(cluster: Cluster) 
     await supervisor.settled()
 
     # SIGSTOP: Redis's connections stay open and nothing is answered.
-    _freeze(cluster.redis.proc.pid, signal.SIGSTOP)
-    try:
+    with hung(cluster.redis.proc.pid):
         began = time.monotonic()
         first = await supervisor.call({"type": "watch_queues"}, "queue_stats", timeout=30)
         took = time.monotonic() - began
-    finally:
-        _freeze(cluster.redis.proc.pid, signal.SIGCONT)
     # Before: never under CONFIRM_TIMEOUT_S (the subscribe's wait alone). Now PostgreSQL
     # reads and a bounded wait for Redis, with room for a loaded machine.
     assert took < CONFIRM_TIMEOUT_S * 0.75, f"the first queue_stats took {took:.2f} s"

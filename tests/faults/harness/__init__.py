@@ -14,6 +14,7 @@ from tests.faults.harness.cluster import (
     Cluster,
     alive,
     http_get,
+    hung,
     presence_back,
     rss_mib,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "check_in_postgres",
     "delivery_after",
     "http_get",
+    "hung",
     "presence_back",
     "rss_mib",
     "seat_participants",

@@ -6,9 +6,13 @@ seen from every process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,3 +220,17 @@ async def presence_back(cluster: Cluster, specialists: set[str], timeout: float 
                 return time.monotonic() - started
             assert time.monotonic() - started < timeout, "presence not back on every process"
             await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def hung(pid: int) -> Iterator[None]:
+    """A server (and its children) stopped while the block runs: its connections stay open
+    and nothing is answered (SIGSTOP), then it runs again (SIGCONT)."""
+    pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
