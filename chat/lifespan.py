@@ -14,7 +14,7 @@ import asyncpg
 from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 
-from chat import config, handoff, redisconn
+from chat import config, handoff, redisconn, ticks
 from chat.admission import Admission
 from chat.bus import Bus
 from chat.bus_cluster import ClusterBus
@@ -147,10 +147,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(history.run(services), name="stats-history"),
         asyncio.create_task(ReconnectGrace(services).run(), name="reconnect-grace"),
         asyncio.create_task(MemberGrace(services).run(), name="member-grace"),
-        asyncio.create_task(watch_loop_lag(), name="loop-lag"),
         asyncio.create_task(services.monitors.run(db, monitors_changed), name="monitor-mirror"),
         asyncio.create_task(retention.run_forever(settings), name="retention-sweep"),
     ]
+    if not ticks.ticking(asyncio.get_running_loop()):
+        # Served other than by chat/serving.py: no tick reads the loop's lag, a timer does.
+        tasks.append(asyncio.create_task(watch_loop_lag(), name="loop-lag"))
     restore_signals = drain_before_exit(services)
     try:
         yield

@@ -37,7 +37,7 @@ class Server(uvicorn.Server):
     async def main_loop(self) -> None:
         """uvicorn's loop, `on_tick` every `ticks.TICK_S` on a fixed grid."""
         loop = asyncio.get_running_loop()
-        timers = ticks.of(loop)
+        timers = ticks.start(loop)  # the one serve() started
         try:
             await self._tick(loop, timers)
         finally:

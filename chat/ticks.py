@@ -97,11 +97,6 @@ def start(loop: asyncio.AbstractEventLoop) -> Ticks:
     return ticks
 
 
-def of(loop: asyncio.AbstractEventLoop) -> Ticks:
-    """The loop's tick, started if it has none."""
-    return start(loop)
-
-
 def stop(loop: asyncio.AbstractEventLoop) -> None:
     ticks = _ticking.pop(loop, None)
     if ticks is not None:

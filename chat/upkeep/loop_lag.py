@@ -47,11 +47,9 @@ async def watch_loop_lag() -> None:
     """How late a timer fires is how long every socket of this process waited behind other
     work (a stall in the loop is latency for all of them). Observed into
     `peerchat_event_loop_lag_seconds`; a stall over 250 ms is also logged. Runs until
-    cancelled; does nothing where the server's tick observes it already."""
-    loop = asyncio.get_running_loop()
-    timer = None if ticks.ticking(loop) else _LagTimer(loop)
+    cancelled. (Started only where no tick observes it: chat/lifespan.py.)"""
+    timer = _LagTimer(asyncio.get_running_loop())
     try:
         await asyncio.Event().wait()
     finally:
-        if timer is not None:
-            timer.cancel()
+        timer.cancel()
